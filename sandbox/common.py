@@ -66,7 +66,10 @@ class Controls:
             f"{CONTROL_PREFIX}calls", "sandbox_reset_calls", self._reset_calls, methods=["DELETE"]
         )
         app.add_url_rule(
-            f"{CONTROL_PREFIX}faults", "sandbox_faults", self._set_faults, methods=["POST", "DELETE"]
+            f"{CONTROL_PREFIX}faults",
+            "sandbox_faults",
+            self._set_faults,
+            methods=["POST", "DELETE"],
         )
         app.add_url_rule(
             f"{CONTROL_PREFIX}rate_limit",

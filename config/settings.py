@@ -1,0 +1,212 @@
+"""The one ``Settings`` model: non-secret settings from a TOML file, secrets from the environment.
+
+The TOML file is named by ``DESKGATE_CONFIG`` (see ``config/example.toml``). Every field can also be
+set from the environment as ``DESKGATE_<PATH>`` with ``__`` between levels, e.g.
+``DESKGATE_INCODE__CLIENT_SECRET`` or ``DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN``; the environment
+wins over the file. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "DESKGATE_"
+CONFIG_PATH_ENV = "DESKGATE_CONFIG"
+DESK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+Channel = Literal["EMAIL", "SMS"]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot work; the message names every offending field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _url(value: AnyHttpUrl) -> str:
+    return str(value).rstrip("/")
+
+
+class IncodeConfig(_Strict):
+    """How to reach Incode and how Incode reaches us."""
+
+    api_url: AnyHttpUrl = Field(description="Omni API base, e.g. https://saas-api.incodesmile.com")
+    auth_url: AnyHttpUrl = Field(description="OAuth server base, e.g. https://auth.incode.com")
+    integration_reference: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    api_key: SecretStr
+    executive_email: str = Field(min_length=3)
+    executive_password: SecretStr
+    webhook_secret: SecretStr
+    webhook_previous_secret: SecretStr | None = None
+    webhook_secret_header: str = "x-incode-secret"  # noqa: S105 (a header name)
+    # No webhook after this long: ask Incode (reconciliation), then again at this interval.
+    reconcile_after_seconds: int = Field(default=300, ge=5)
+
+    @property
+    def api_base(self) -> str:
+        return _url(self.api_url)
+
+    @property
+    def auth_base(self) -> str:
+        return _url(self.auth_url)
+
+
+class DeskConfig(_Strict):
+    """What every desk has, whatever its kind."""
+
+    base_url: AnyHttpUrl
+    # Trigger marker (a Zendesk tag, a ServiceNow flag value) -> the reason shown to agents.
+    triggers: dict[str, str] = Field(min_length=1)
+    channel: Channel = "EMAIL"
+    link_validity_minutes: int = Field(default=30, ge=1, le=10080)
+    # Where the employee's loginHint comes from: "email", "external_id" or "user_field:<key>".
+    login_hint: str = "email"
+    webhook_secret: SecretStr | None = None
+    webhook_previous_secret: SecretStr | None = None
+    poll_interval_seconds: int = Field(default=60, ge=5)
+    tag_prefix: str = Field(default="idv_", pattern=r"^[a-z0-9_]*$")
+
+    @property
+    def base(self) -> str:
+        return _url(self.base_url)
+
+    @field_validator("login_hint")
+    @classmethod
+    def _login_hint_source(cls, value: str) -> str:
+        if value in ("email", "external_id") or re.fullmatch(r"user_field:[A-Za-z0-9_.]+", value):
+            return value
+        raise ValueError("must be 'email', 'external_id' or 'user_field:<key>'")
+
+    @field_validator("triggers")
+    @classmethod
+    def _trigger_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for marker in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", marker):
+                raise ValueError(f"trigger {marker!r} has characters a tag cannot hold")
+        return value
+
+
+class ZendeskDeskConfig(DeskConfig):
+    kind: Literal["zendesk"]
+    email: str = Field(min_length=3, description="the API user; its token acts with its rights")
+    api_token: SecretStr
+    gate_status: Literal["hold", "pending", "open"] = "hold"
+    release_status: Literal["open", "pending", "hold"] = "open"
+
+
+AnyDeskConfig = Annotated[ZendeskDeskConfig, Field(discriminator="kind")]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("DESKGATE_REDIS_URL", "REDIS_URL", "redis_url"),
+    )
+    key_prefix: str = Field(default="dg", pattern=r"^[A-Za-z0-9_:-]+$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    sweep_interval_seconds: int = Field(default=30, ge=1)
+    webhook_tolerance_seconds: int = Field(default=300, ge=30)
+    webhook_max_body_bytes: int = Field(default=65536, ge=1024)
+    retention_days: int = Field(default=30, ge=1)
+    incode: IncodeConfig
+    desks: dict[str, AnyDeskConfig] = Field(min_length=1)
+
+    @field_validator("desks")
+    @classmethod
+    def _desk_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not DESK_NAME.fullmatch(name):
+                raise ValueError(f"desk name {name!r} must match {DESK_NAME.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_push_secrets(self) -> Settings:
+        # The push signature tells which desk sent it, so two desks of a kind cannot share a secret.
+        seen: dict[tuple[str, str], str] = {}
+        for name, desk in self.desks.items():
+            for secret in (desk.webhook_secret, desk.webhook_previous_secret):
+                if secret is None:
+                    continue
+                key = (desk.kind, secret.get_secret_value())
+                if key in seen and seen[key] != name:
+                    raise ValueError(f"desks {seen[key]!r} and {name!r} share a webhook secret")
+                seen[key] = name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(CONFIG_PATH_ENV)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+
+def _env_name(loc: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(p for p in error["loc"] if p not in ("zendesk", "servicenow"))
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    hint = (
+        f" (set it in the config file or as {_env_name(loc)})" if error["type"] == "missing" else ""
+    )
+    return f"  {where}: {error['msg']}{hint}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate; raise ``ConfigError`` naming each bad field."""
+    path = os.environ.get(CONFIG_PATH_ENV)
+    if path and not Path(path).is_file():
+        raise ConfigError(f"{CONFIG_PATH_ENV}={path}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        source = f" (file {path})" if path else ""
+        raise ConfigError(
+            "invalid Deskgate configuration" + source + ":\n" + "\n".join(lines)
+        ) from None
+    except ValueError as exc:  # e.g. TOML syntax
+        raise ConfigError(f"cannot read the Deskgate configuration: {exc}") from None

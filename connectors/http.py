@@ -1,0 +1,161 @@
+"""The HTTP layer every connector shares: explicit timeouts, one classification of responses
+into typed errors, and ``Retry-After`` parsing.
+
+Callers never see an ``httpx`` exception: transport failures become ``Retriable``, responses are
+classified once here (5xx, 429, timeouts retriable; other 4xx fatal). Nothing here sleeps: a
+``RateLimited`` carries the wait, and the Celery task reschedules itself.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+MAX_RETRY_AFTER = 600.0  # never wait longer than this, whatever a server asks
+
+
+class ApiError(Exception):
+    """An outside system said no, or could not be reached. ``reason`` is safe to log."""
+
+    def __init__(self, system: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"{system}: {reason}" + (f" (HTTP {status})" if status else ""))
+        self.system = system
+        self.reason = reason
+        self.status = status
+
+
+class Retriable(ApiError):
+    """Try again later: 5xx, timeouts, connection failures."""
+
+
+class RateLimited(Retriable):
+    """429 (or 503 with Retry-After): try again after ``retry_after`` seconds."""
+
+    def __init__(self, system: str, retry_after: float, status: int = 429) -> None:
+        super().__init__(system, f"rate limited, retry after {retry_after:.0f}s", status)
+        self.retry_after = retry_after
+
+
+class Fatal(ApiError):
+    """Trying again will not help (4xx other than 429): fix the input or the configuration."""
+
+
+class AuthFailed(Fatal):
+    """401/403: the credentials or their rights are wrong."""
+
+
+class NotFound(Fatal):
+    """404: the record does not exist (deleted, or never did)."""
+
+
+class Conflict(ApiError):
+    """409: someone changed the record since we read it; re-read, then write again."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP-date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+Describe = Callable[[httpx.Response], str]
+
+
+def _reason(response: httpx.Response, describe: Describe) -> str:
+    try:
+        text = describe(response)
+    except Exception:  # a body we cannot read must not hide the status
+        text = ""
+    return text or response.reason_phrase or "error"
+
+
+def classify(system: str, response: httpx.Response, describe: Describe) -> None:
+    """Raise the typed error for a non-2xx response; return quietly otherwise."""
+    status = response.status_code
+    if status < 400:
+        return
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status == 429 or (status == 503 and retry_after is not None):
+        raise RateLimited(system, retry_after if retry_after is not None else 30.0, status)
+    reason = _reason(response, describe)
+    if status >= 500:
+        raise Retriable(system, reason, status)
+    if status in (401, 403):
+        raise AuthFailed(system, reason, status)
+    if status == 404:
+        raise NotFound(system, reason, status)
+    if status == 409:
+        raise Conflict(system, reason, status)
+    raise Fatal(system, reason, status)
+
+
+def new_client(
+    base_url: str,
+    timeout: float,
+    *,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    max_connections: int = 50,
+) -> httpx.Client:
+    """One pooled client per outside system per process, with every timeout explicit."""
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        headers={"Accept": "application/json", "User-Agent": "deskgate/0.1", **(headers or {})},
+        timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30,
+        ),
+        transport=httpx.HTTPTransport(retries=2),  # connect errors only; the rest is ours
+    )
+
+
+def request(
+    client: httpx.Client,
+    system: str,
+    method: str,
+    url: str,
+    describe: Describe,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send, turning transport failures into ``Retriable`` and bad statuses into typed errors."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        raise Retriable(system, f"timed out on {method} {_path_only(url)}") from None
+    except httpx.TransportError as exc:
+        raise Retriable(system, f"unreachable ({type(exc).__name__})") from None
+    classify(system, response, describe)
+    return response
+
+
+def _path_only(url: str) -> str:
+    # Query strings can carry identifiers; keep logs to the path.
+    return url.split("?", 1)[0]
+
+
+def json_body(system: str, response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or ``Retriable`` if the body is not one (a proxy error page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise Retriable(system, "response is not JSON", response.status_code) from None
+    if not isinstance(body, dict):
+        raise Retriable(system, "response is not a JSON object", response.status_code)
+    return body

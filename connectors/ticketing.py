@@ -1,0 +1,84 @@
+"""The contract every ticketing desk implements, and the values that cross it.
+
+A desk knows how to find flagged tickets, read a ticket and its requester's identity of record,
+gate a ticket and record an outcome. It knows nothing of Celery, Redis or the lifecycle: the
+worker says *what* to write (a state marker and a note), the desk knows *how*.
+
+Adding a desk means one module here implementing ``Desk``, a settings model in
+``config/settings.py``, and one line in ``connectors/registry.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# The state markers Deskgate writes on tickets (tags ``<prefix><marker>`` on Zendesk, the status
+# field's value on ServiceNow). ``pending`` is the gate; the others are outcomes.
+MARKERS = ("pending", "verified", "failed", "review", "expired", "error")
+OPEN_MARKERS = frozenset({"pending", "review"})
+
+
+@dataclass(frozen=True)
+class Person:
+    """A requester as the ticketing system records them (never as a ticket's text claims)."""
+
+    id: str
+    email: str | None = None
+    phone: str | None = None
+    external_id: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str  # the API's id (Zendesk ticket id, ServiceNow sys_id)
+    display_id: str  # what people call it ("#42", "INC0010001")
+    requester_id: str | None
+    reason: str | None  # why it needs verification (from its trigger), None if not flagged
+    marker: str | None  # the Deskgate state marker now on it, if any
+    active: bool  # a verification may start (not solved/closed/resolved)
+    writable: bool  # it still accepts notes (not closed)
+    status: str  # the desk's own status value
+    version: str  # what a safe write compares against (updated_at, sys_updated_on)
+    requester: Person | None = None  # filled when the desk reads it in the same call
+
+
+@dataclass(frozen=True)
+class PushAuth:
+    """What arrived with a push, for the desk to authenticate."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    now: float
+    tolerance_seconds: int
+
+
+class Desk(Protocol):
+    """One configured ticketing desk (one Zendesk account, one ServiceNow table)."""
+
+    name: str
+
+    def find_flagged(self) -> list[str]:
+        """Ids of flagged tickets that carry no open gate (the polling safety net)."""
+        ...
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        """The ticket now, or None if it no longer exists."""
+        ...
+
+    def get_requester(self, ticket: Ticket) -> Person | None:
+        """The requester's record, or None if the ticket has none."""
+        ...
+
+    def gate(self, ticket: Ticket, note: str) -> None:
+        """One write: internal note, gate status, the ``pending`` marker."""
+        ...
+
+    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> None:
+        """One write: internal note, the marker in place of any other, trigger consumed unless the
+        verification is still open; with ``release`` the ticket leaves the gate status."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,192 @@
+"""Zendesk Support: push signatures, polling by search, tickets, requesters, gate and outcome.
+
+Writes are one ``PUT /tickets/{id}`` each: the internal note, the status and the tag changes travel
+together, tags through ``additional_tags``/``remove_tags`` (never the replacing ``tags``), and
+``safe_update`` makes Zendesk answer 409 instead of overwriting an agent's concurrent edit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from config.settings import ZendeskDeskConfig
+from connectors.http import NotFound, json_body, new_client, request
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
+
+SYSTEM = "zendesk"
+SIGNATURE = "X-Zendesk-Webhook-Signature"
+TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
+SEARCH_PAGES = 10  # Zendesk serves at most 1,000 search results: 10 pages of 100
+INACTIVE = frozenset({"solved", "closed"})
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Zendesk's webhook signature: base64(HMAC-SHA256(secret, timestamp + body)).
+
+    The secret is used verbatim as key bytes (not base64-decoded), as Zendesk's own example does.
+    """
+    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_push(push: PushAuth, secrets: list[str]) -> bool:
+    """True if the push is signed by one of ``secrets`` within the timestamp window."""
+    signature = push.headers.get(SIGNATURE, "")
+    timestamp = push.headers.get(TIMESTAMP, "")
+    if not signature or not timestamp:
+        return False
+    try:
+        sent = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    if abs(push.now - sent) > push.tolerance_seconds:
+        return False
+    # Check every secret (no early exit) so timing does not tell which one matched.
+    matches = [hmac.compare_digest(sign(s, timestamp, push.body), signature) for s in secrets]
+    return any(matches)
+
+
+def pushed_ticket_ids(payload: dict[str, Any]) -> list[str]:
+    """The ticket a trigger's webhook names: ``{"ticket_id": "{{ticket.id}}"}``."""
+    value = str(payload.get("ticket_id", "")).strip()
+    if not value.isdigit():
+        raise ValueError('body must carry "ticket_id" with the ticket\'s numeric id')
+    return [value]
+
+
+def describe_error(response: httpx.Response) -> str:
+    """Zendesk's error bodies come in two shapes; keep the code and description, not details."""
+    body = response.json()
+    if isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        return f"{first.get('code') or first.get('title', '')}: {first.get('detail', '')}".strip()
+    error = body.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('title', '')}: {error.get('message', '')}"
+    return f"{error}: {body.get('description', '')}" if error else str(body.get("description", ""))
+
+
+class ZendeskConnector:
+    def __init__(self, name: str, config: ZendeskDeskConfig, timeout: float) -> None:
+        self.name = name
+        self.config = config
+        self.client = new_client(
+            f"{config.base}/api/v2",
+            timeout,
+            auth=(f"{config.email}/token", config.api_token.get_secret_value()),
+            headers={"Content-Type": "application/json"},
+        )
+        self._markers = {config.tag_prefix + m: m for m in MARKERS}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = request(self.client, SYSTEM, method, path, describe_error, **kwargs)
+        return json_body(SYSTEM, response)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def find_flagged(self) -> list[str]:
+        # Repeated ``tags:`` terms are OR'ed by Zendesk search; open gates are excluded so a
+        # ticket drops out of the results as soon as it is gated.
+        terms = ["type:ticket", "status<solved"]
+        terms += [f"tags:{tag}" for tag in self.config.triggers]
+        terms += [f"-tags:{self.config.tag_prefix}{m}" for m in sorted(OPEN_MARKERS)]
+        params: dict[str, Any] | None = {
+            "query": " ".join(terms),
+            "sort_by": "updated_at",
+            "sort_order": "asc",
+            "per_page": 100,
+        }
+        url = "/search.json"
+        found: list[str] = []
+        for _ in range(SEARCH_PAGES):
+            page = self._call("GET", url, params=params)
+            found += [str(r["id"]) for r in page.get("results", []) if "id" in r]
+            next_page = page.get("next_page")
+            if not next_page:
+                break
+            url, params = str(next_page), None
+        return list(dict.fromkeys(found))
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        if not ticket_id.isdigit():
+            return None
+        try:
+            raw = self._call("GET", f"/tickets/{ticket_id}.json")["ticket"]
+        except NotFound:
+            return None
+        return self._ticket(raw)
+
+    def _ticket(self, raw: dict[str, Any]) -> Ticket:
+        tags = set(raw.get("tags") or [])
+        reason = next((r for tag, r in self.config.triggers.items() if tag in tags), None)
+        present = [m for tag, m in self._markers.items() if tag in tags]
+        # If tags were edited by hand into an odd mix, an open marker wins: it holds the gate.
+        marker = next((m for m in present if m in OPEN_MARKERS), present[0] if present else None)
+        status = str(raw.get("status", ""))
+        requester = raw.get("requester_id")
+        return Ticket(
+            id=str(raw["id"]),
+            display_id=f"#{raw['id']}",
+            requester_id=str(requester) if requester is not None else None,
+            reason=reason,
+            marker=marker,
+            status=status,
+            active=status not in INACTIVE,
+            writable=status != "closed",
+            version=str(raw.get("updated_at", "")),
+        )
+
+    def get_requester(self, ticket: Ticket) -> Person | None:
+        if ticket.requester_id is None:
+            return None
+        try:
+            user = self._call("GET", f"/users/{ticket.requester_id}.json")["user"]
+        except NotFound:
+            return None
+        fields = {k: str(v) for k, v in (user.get("user_fields") or {}).items() if v is not None}
+        return Person(
+            id=str(user["id"]),
+            email=user.get("email") or None,
+            phone=user.get("phone") or None,
+            external_id=user.get("external_id") or None,
+            fields=fields,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def gate(self, ticket: Ticket, note: str) -> None:
+        self._update(ticket, note, "pending", status=self.config.gate_status, consume=False)
+
+    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> None:
+        # Release only a ticket still in our gate status: an agent's own status change stands.
+        status = None
+        if release and ticket.status == self.config.gate_status:
+            status = self.config.release_status
+        self._update(ticket, note, marker, status=status, consume=marker not in OPEN_MARKERS)
+
+    def _update(
+        self, ticket: Ticket, note: str, marker: str, *, status: str | None, consume: bool
+    ) -> None:
+        prefix = self.config.tag_prefix
+        remove = [prefix + m for m in MARKERS if m != marker]
+        if consume:  # the request is answered; re-adding the trigger asks for a new verification
+            remove += list(self.config.triggers)
+        body: dict[str, Any] = {
+            "comment": {"body": note, "public": False},
+            "additional_tags": [prefix + marker],
+            "remove_tags": remove,
+            "safe_update": True,
+            "updated_stamp": ticket.version,
+        }
+        if status is not None:
+            body["status"] = status
+        self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})

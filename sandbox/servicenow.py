@@ -1,0 +1,884 @@
+"""A faithful ServiceNow Table API simulator (Flask), for tests and the demo.
+
+What it emulates, and why each piece matters to Deskgate:
+
+- ``/api/now/table/{table}`` (and ``/api/now/v2/...``) with ServiceNow's envelopes, string-only
+  values, reference-field link objects, ``sysparm_*`` parameters, ``X-Total-Count`` and ``Link``
+  paging headers — the shapes the connector must parse;
+- encoded queries with the platform's precedence (``^OR`` binds tighter than ``^``) and its habit of
+  silently ignoring conditions on unknown fields (see ``servicenow_query``);
+- journal fields: ``work_notes``/``comments`` writes become ``sys_journal_field`` rows and never
+  show on the record, so notes must be read back from the journal;
+- Basic auth and ``/oauth_token.do`` (password, refresh_token, client_credentials grants);
+- a business rule that POSTs a signed webhook when the IDV flag becomes true on an active record;
+- the shared ``/_sandbox/`` controls plus ServiceNow's rate-limit headers.
+
+All state lives in ``ServiceNowState`` behind one lock; the server is threaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import flask
+import httpx
+from flask import Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from sandbox import servicenow_query as snq
+from sandbox.common import CONTROL_PREFIX, Controls
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SYSTEM_FIELDS = (
+    "sys_id",
+    "sys_created_on",
+    "sys_created_by",
+    "sys_updated_on",
+    "sys_updated_by",
+    "sys_mod_count",
+)
+# sys_journal_field rows are insert-only on the platform: they carry no update bookkeeping.
+JOURNAL_SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_created_by")
+JOURNAL_TABLE = "sys_journal_field"
+JOURNAL_FIELDS = {"work_notes": "Work notes", "comments": "Additional comments"}
+
+REFERENCES: dict[str, dict[str, str]] = {
+    "incident": {"caller_id": "sys_user", "assigned_to": "sys_user"},
+    "sc_req_item": {"requested_for": "sys_user", "assigned_to": "sys_user"},
+}
+DISPLAY_FIELD = {
+    "sys_user": "name",
+    "incident": "number",
+    "sc_req_item": "number",
+    "sn_customerservice_case": "number",
+    "sys_choice": "label",
+}
+NUMBER_PREFIX = {
+    "incident": "INC",
+    "sc_req_item": "RITM",
+    "sn_customerservice_case": "CS",
+    "problem": "PRB",
+    "change_request": "CHG",
+}
+_TASK_FIELDS = (
+    "number",
+    "short_description",
+    "description",
+    "state",
+    "active",
+    "assigned_to",
+    "opened_at",
+    "work_notes",
+    "comments",
+)
+BASE_SCHEMA: dict[str, tuple[str, ...]] = {
+    "incident": (
+        *_TASK_FIELDS,
+        "caller_id",
+        "impact",
+        "urgency",
+        "priority",
+        "hold_reason",
+        "category",
+        "subcategory",
+        "close_code",
+        "close_notes",
+    ),
+    "sc_req_item": (*_TASK_FIELDS, "requested_for", "cat_item"),
+    "sys_user": (
+        "user_name",
+        "first_name",
+        "last_name",
+        "name",
+        "email",
+        "mobile_phone",
+        "phone",
+        "employee_number",
+        "active",
+    ),
+    JOURNAL_TABLE: ("element", "element_id", "name", "value"),
+    "sys_choice": ("name", "element", "value", "label", "sequence", "language", "inactive"),
+}
+DEFAULTS: dict[str, dict[str, str]] = {
+    "incident": {"state": "1", "active": "true", "impact": "3", "urgency": "3", "priority": "3"},
+    "sc_req_item": {"state": "1", "active": "true"},
+    "sys_user": {"active": "true"},
+}
+# The platform's state-flow rules clear `active` when a task reaches a closed state.
+INACTIVE_STATES = {"incident": {"7", "8"}, "sc_req_item": {"3", "4", "7"}}
+CHOICES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("incident", "state"): (
+        ("1", "New"),
+        ("2", "In Progress"),
+        ("3", "On Hold"),
+        ("6", "Resolved"),
+        ("7", "Closed"),
+        ("8", "Canceled"),
+    ),
+    ("incident", "hold_reason"): (
+        ("1", "Awaiting Caller"),
+        ("3", "Awaiting Problem"),
+        ("4", "Awaiting Vendor"),
+        ("5", "Awaiting Change"),
+    ),
+    ("sc_req_item", "state"): (
+        ("-5", "Pending"),
+        ("1", "Open"),
+        ("2", "Work in Progress"),
+        ("3", "Closed Complete"),
+        ("4", "Closed Incomplete"),
+        ("7", "Closed Skipped"),
+    ),
+}
+RATE_LIMIT_RULE_ID = "5b7e3c1f9a2d4e6f8b0c1d2e3f4a5b6c"
+DEFAULT_LIMIT = 10000
+WEBHOOK_ATTEMPTS = 3
+_SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+
+Record = dict[str, str]
+
+
+@dataclass
+class ServiceNowSimConfig:
+    username: str = "deskgate.integration"
+    password: str = "sandbox-servicenow-password"
+    oauth_client_id: str = "sandbox-sn-client"
+    oauth_client_secret: str = "sandbox-sn-client-secret"
+    client_credentials_enabled: bool = True
+    access_token_ttl_seconds: int = 1800
+    webhook_url: str | None = None  # business-rule emulation target
+    webhook_secret: str = "sandbox-servicenow-signing-secret"
+    flag_field: str = (
+        "u_idv_required"  # business rule fires when this becomes "true" on an active record
+    )
+    tables: tuple[str, ...] = ("incident", "sc_req_item")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``X-Deskgate-Signature``: ``v1=`` + base64(HMAC-SHA256(secret, ts + "." + body))."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + base64.b64encode(mac.digest()).decode()
+
+
+class ApiError(Exception):
+    """Rendered as ServiceNow's failure envelope."""
+
+    def __init__(self, status: int, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.detail = status, message, detail
+
+
+def error_response(status: int, message: str, detail: str | None = None) -> Response:
+    resp = jsonify({"error": {"message": message, "detail": detail}, "status": "failure"})
+    resp.status_code = status
+    return resp
+
+
+def _to_str(value: Any) -> str:
+    """The platform stores every value as a string; mirror its coercions."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict) and "value" in value:
+        return _to_str(value["value"])  # a link object echoed back
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+@dataclass
+class _Token:
+    user: str
+    client_id: str
+    expires_at: float
+
+
+@dataclass
+class Attempt:
+    at: float
+    status: int | None
+    error: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class Delivery:
+    id: int
+    url: str
+    table: str
+    sys_id: str
+    number: str
+    body: str
+    status: str = "pending"  # pending | delivered | failed
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class RenderOptions:
+    fields: list[str] | None
+    display: str  # "false" | "true" | "all"
+    exclude_links: bool
+    base_url: str
+
+
+class ServiceNowState:
+    """The whole instance. Callers hold ``lock`` around every method not marked thread-safe."""
+
+    def __init__(self, config: ServiceNowSimConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        names = (*self.config.tables, "sys_user", JOURNAL_TABLE, "sys_choice")
+        self.tables: dict[str, dict[str, Record]] = {name: {} for name in names}
+        self.known: dict[str, set[str]] = {name: set(self._schema(name)) for name in names}
+        self.counters: dict[str, int] = {}
+        self.tokens: dict[str, _Token] = {}
+        self.refresh_tokens: dict[str, _Token] = {}
+        self.deliveries: list[Delivery] = []
+        self.rule_enabled = True
+        self.webhook_url = self.config.webhook_url
+        self.frozen_now: str | None = None
+        for (table, element), choices in CHOICES.items():
+            for seq, (value, label) in enumerate(choices, start=1):
+                self.insert(
+                    "sys_choice",
+                    {
+                        "name": table,
+                        "element": element,
+                        "value": value,
+                        "label": label,
+                        "sequence": str(seq),
+                        "language": "en",
+                        "inactive": "false",
+                    },
+                    "system",
+                )
+
+    def _schema(self, table: str) -> tuple[str, ...]:
+        system = JOURNAL_SYSTEM_FIELDS if table == JOURNAL_TABLE else SYSTEM_FIELDS
+        base = BASE_SCHEMA.get(table, _TASK_FIELDS)
+        watched = (self.config.flag_field,) if table in self.config.tables else ()
+        return (*system, *base, *watched)
+
+    def now(self) -> str:
+        return self.frozen_now or datetime.now(UTC).strftime(TIME_FORMAT)
+
+    # -- fields and references ------------------------------------------------------------
+
+    def valid_path(self, table: str, path: str) -> bool:
+        """A field, or a dot-walk through reference fields, that this table knows."""
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            if table not in self.known or part not in self.known[table]:
+                return False
+            if i < len(parts) - 1:
+                target = REFERENCES.get(table, {}).get(part)
+                if target is None:
+                    return False
+                table = target
+        return True
+
+    def walk(self, table: str, record: Mapping[str, str] | None, path: str) -> tuple[str, Any, str]:
+        """Follow ``a.b.c`` to (table, record or None, leaf field)."""
+        *hops, leaf = path.split(".")
+        for hop in hops:
+            target = REFERENCES.get(table, {}).get(hop, "")
+            ref_id = record.get(hop, "") if record is not None else ""
+            record = self.tables.get(target, {}).get(ref_id)
+            table = target
+        return table, record, leaf
+
+    def resolver(self, table: str) -> snq.Resolver:
+        def resolve(record: Mapping[str, str], path: str) -> str:
+            _, target, leaf = self.walk(table, record, path)
+            return str(target.get(leaf, "")) if target is not None else ""
+
+        return resolve
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def select(self, table: str, query: str) -> list[Record]:
+        parsed = snq.parse(query).prune(lambda f: self.valid_path(table, f))
+        resolve = self.resolver(table)
+        rows = [r for r in self.tables[table].values() if parsed.matches(r, resolve)]
+        return [dict(r) for r in snq.sort_records(rows, parsed.orderings, resolve)]
+
+    def journal(self, table: str, sys_id: str, element: str | None = None) -> list[Record]:
+        return [
+            dict(j)
+            for j in self.tables[JOURNAL_TABLE].values()
+            if j["name"] == table
+            and j["element_id"] == sys_id
+            and (element is None or j["element"] == element)
+        ]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def insert(
+        self, table: str, values: Mapping[str, Any], user: str
+    ) -> tuple[Record, list[Delivery]]:
+        sys_id = _to_str(values.get("sys_id", ""))
+        if not _SYS_ID.match(sys_id):
+            sys_id = uuid.uuid4().hex
+        if sys_id in self.tables[table]:
+            raise ApiError(403, "Operation Failed", f"Error during insert of {table} ({sys_id})")
+        now = self.now()
+        record: Record = {
+            "sys_id": sys_id,
+            "sys_created_on": now,
+            "sys_created_by": user,
+        }
+        if table != JOURNAL_TABLE:
+            record.update(sys_updated_on=now, sys_updated_by=user, sys_mod_count="0")
+        record.update(DEFAULTS.get(table, {}))
+        if table in self.config.tables:
+            record.setdefault("active", "true")
+            record["opened_at"] = now
+        if table in NUMBER_PREFIX:
+            self.counters[table] = self.counters.get(table, 10000) + 1
+            record["number"] = f"{NUMBER_PREFIX[table]}{self.counters[table]:07d}"
+        changes, notes = self._coerce(table, values, record)
+        record.update(changes)
+        self._derive(table, record, values)
+        self.tables[table][sys_id] = record
+        for element, text in notes:
+            self._add_journal(table, sys_id, element, text, user)
+        flagged = record.get(self.config.flag_field) == "true"
+        return dict(record), self._business_rule(table, record, flagged)
+
+    def update(
+        self, table: str, sys_id: str, values: Mapping[str, Any], user: str
+    ) -> tuple[Record, list[Delivery]]:
+        record = self.tables[table].get(sys_id)
+        if record is None:
+            raise ApiError(404, *NOT_FOUND)
+        was_flagged = record.get(self.config.flag_field) == "true"
+        changes, notes = self._coerce(table, values, record)
+        candidate = {**record, **changes}
+        self._derive(table, candidate, values)
+        changed = {k: v for k, v in candidate.items() if record.get(k) != v}
+        if not changed and not notes:
+            return dict(record), []  # the platform skips no-op updates entirely
+        record.update(changed)
+        record.update(
+            sys_updated_on=self.now(),
+            sys_updated_by=user,
+            sys_mod_count=str(int(record.get("sys_mod_count", "0")) + 1),
+        )
+        for element, text in notes:
+            self._add_journal(table, sys_id, element, text, user)
+        became = not was_flagged and record.get(self.config.flag_field) == "true"
+        return dict(record), self._business_rule(table, record, became)
+
+    def _coerce(
+        self, table: str, values: Mapping[str, Any], record: Mapping[str, str]
+    ) -> tuple[Record, list[tuple[str, str]]]:
+        """Split a write into field changes and journal entries; system fields are read-only."""
+        changes: Record = {}
+        notes: list[tuple[str, str]] = []
+        for name, raw in values.items():
+            if name in SYSTEM_FIELDS or not isinstance(name, str) or not name:
+                continue
+            value = _to_str(raw)
+            if name in JOURNAL_FIELDS and table != JOURNAL_TABLE:
+                if value.strip():
+                    notes.append((name, value))
+                continue
+            # Unknown columns are accepted (and learned) so tests can add custom u_ fields.
+            self.known[table].add(name)
+            if record.get(name, "") != value:
+                changes[name] = value
+        return changes, notes
+
+    def _derive(self, table: str, record: Record, values: Mapping[str, Any]) -> None:
+        """Platform business rules that change other fields as a side effect."""
+        closed = INACTIVE_STATES.get(table)
+        if closed is not None and "state" in values and "active" not in values:
+            record["active"] = "false" if record.get("state") in closed else "true"
+        if (
+            table == "sys_user"
+            and "name" not in values
+            and {"first_name", "last_name"} & set(values)
+        ):
+            full = f"{record.get('first_name', '')} {record.get('last_name', '')}"
+            record["name"] = full.strip()
+
+    def _add_journal(self, table: str, sys_id: str, element: str, text: str, user: str) -> None:
+        self.insert(
+            JOURNAL_TABLE,
+            {"element": element, "element_id": sys_id, "name": table, "value": text},
+            user,
+        )
+
+    def delete(self, table: str, sys_id: str) -> None:
+        if self.tables[table].pop(sys_id, None) is None:
+            raise ApiError(404, *NOT_FOUND)
+
+    # -- business rule --------------------------------------------------------------------
+
+    def _business_rule(self, table: str, record: Record, fire: bool) -> list[Delivery]:
+        """After insert/update: queue a delivery when the flag became true on an active record."""
+        url = self.webhook_url
+        if not (fire and self.rule_enabled and url and table in self.config.tables):
+            return []
+        if record.get("active") != "true":
+            return []
+        body = {
+            "table": table,
+            "sys_id": record["sys_id"],
+            "number": record.get("number", ""),
+            "event": "flagged",
+        }
+        delivery = Delivery(
+            id=len(self.deliveries) + 1,
+            url=url,
+            table=table,
+            sys_id=record["sys_id"],
+            number=record.get("number", ""),
+            body=json.dumps(body, separators=(",", ":")),
+        )
+        self.deliveries.append(delivery)
+        return [delivery]
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Thread-safe; runs in a background thread like ``RESTMessageV2.executeAsync()``."""
+        body = delivery.body.encode()
+        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+            timestamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "ServiceNow/1.0",
+                "X-Deskgate-Timestamp": timestamp,
+                "X-Deskgate-Signature": sign(self.config.webhook_secret, timestamp, body),
+            }
+            status: int | None = None
+            error: str | None = None
+            try:
+                with httpx.Client(timeout=10.0, trust_env=False) as client:
+                    status = client.post(delivery.url, content=body, headers=headers).status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            retry = status is None or status >= 500
+            with self.lock:
+                delivery.attempts.append(Attempt(time.time(), status, error, headers))
+                if not retry:
+                    delivery.status = (
+                        "delivered" if status is not None and status < 300 else "failed"
+                    )
+                elif attempt == WEBHOOK_ATTEMPTS:
+                    delivery.status = "failed"
+            if not retry:
+                return
+            if attempt < WEBHOOK_ATTEMPTS:
+                time.sleep(0.2 * attempt)
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def render(self, table: str, record: Mapping[str, str], opts: RenderOptions) -> dict[str, Any]:
+        if opts.fields is None:
+            names = sorted(self.known[table])
+        else:
+            names = [f for f in opts.fields if self.valid_path(table, f)]
+        out: dict[str, Any] = {}
+        for name in names:
+            target_table, target, leaf = self.walk(table, record, name)
+            out[name] = self._render_value(target_table, target, leaf, opts)
+        return out
+
+    def _render_value(
+        self, table: str, record: Mapping[str, str] | None, name: str, opts: RenderOptions
+    ) -> Any:
+        raw = record.get(name, "") if record is not None else ""
+        ref_table = REFERENCES.get(table, {}).get(name)
+        if ref_table is not None:
+            if raw == "":
+                return {"display_value": "", "value": ""} if opts.display == "all" else ""
+            link = f"{opts.base_url}/api/now/table/{ref_table}/{raw}"
+            shown = self._display_of(ref_table, raw)
+            value: dict[str, str] = {}
+            if opts.display == "false":
+                if opts.exclude_links:
+                    return raw
+                value = {"link": link, "value": raw}
+            elif opts.display == "true":
+                if opts.exclude_links:
+                    return shown
+                value = {"display_value": shown, "link": link}
+            else:
+                value = {"display_value": shown, "value": raw}
+                if not opts.exclude_links:
+                    value["link"] = link
+            return value
+        if opts.display == "false":
+            return raw
+        shown = self._choice_label(table, name, raw)
+        if name in JOURNAL_FIELDS and record is not None and table != JOURNAL_TABLE:
+            shown = self._journal_text(table, record.get("sys_id", ""), name)
+        if opts.display == "true":
+            return shown
+        return {"display_value": shown, "value": raw}
+
+    def _display_of(self, table: str, sys_id: str) -> str:
+        record = self.tables.get(table, {}).get(sys_id)
+        if record is None:
+            return ""
+        return record.get(DISPLAY_FIELD.get(table, "sys_id"), "")
+
+    def _choice_label(self, table: str, element: str, value: str) -> str:
+        for choice in self.tables["sys_choice"].values():
+            if (
+                choice.get("name") == table
+                and choice.get("element") == element
+                and choice.get("value") == value
+            ):
+                return choice.get("label", value)
+        return value
+
+    def _journal_text(self, table: str, sys_id: str, element: str) -> str:
+        """What the platform shows for a journal field: newest entry first, with a header line."""
+        entries = sorted(
+            self.journal(table, sys_id, element), key=lambda j: j["sys_created_on"], reverse=True
+        )
+        label = JOURNAL_FIELDS[element]
+        return "".join(
+            f"{j['sys_created_on']} - {j['sys_created_by']} ({label})\n{j['value']}\n\n"
+            for j in entries
+        )
+
+    # -- auth -----------------------------------------------------------------------------
+
+    def issue(self, user: str, client_id: str, with_refresh: bool) -> dict[str, Any]:
+        ttl = self.config.access_token_ttl_seconds
+        access = secrets.token_urlsafe(48)
+        self.tokens[access] = _Token(user, client_id, time.time() + ttl)
+        body: dict[str, Any] = {"access_token": access}
+        if with_refresh:
+            refresh = secrets.token_urlsafe(48)
+            # Platform default refresh-token lifespan: 100 days.
+            self.refresh_tokens[refresh] = _Token(user, client_id, time.time() + 100 * 86400)
+            body["refresh_token"] = refresh
+        body.update(scope="useraccount", token_type="Bearer", expires_in=ttl)
+        return body
+
+
+NOT_FOUND = ("No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+UNAUTHENTICATED = ("User Not Authenticated", "Required to provide Auth information")
+
+
+def _oauth_error(status: int, error: str, description: str) -> Response:
+    resp = jsonify({"error_description": description, "error": error})
+    resp.status_code = status
+    return resp
+
+
+def create_app(config: ServiceNowSimConfig) -> flask.Flask:
+    """Build the simulator; serve it with ``sandbox.common.serve``."""
+    app = flask.Flask("servicenow_sim")
+    state = ServiceNowState(config)
+    controls = Controls("servicenow", lambda status, message: error_response(status, message))
+    controls.install(app)
+    app.extensions["servicenow_sim"] = state
+
+    def start(deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
+            threading.Thread(
+                target=state.deliver, args=(delivery,), name="sn-business-rule", daemon=True
+            ).start()
+
+    # -- hooks and errors -----------------------------------------------------------------
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        if not request.path.startswith("/api/"):
+            return None
+        auth = request.authorization
+        user: str | None = None
+        if auth is not None and auth.type == "basic":
+            if hmac.compare_digest(str(auth.username), config.username) and hmac.compare_digest(
+                str(auth.password), config.password
+            ):
+                user = config.username
+        elif auth is not None and auth.type == "bearer" and auth.token:
+            with state.lock:
+                token = state.tokens.get(auth.token)
+            if token is not None and token.expires_at > time.time():
+                user = token.user
+        if user is None:
+            return error_response(401, *UNAUTHENTICATED)
+        g.user = user
+        return None
+
+    @app.after_request
+    def rate_limit_headers(response: Response) -> Response:
+        limit = controls.rate_limit
+        if limit is not None and not request.path.startswith(CONTROL_PREFIX):
+            retry_after = response.headers.get("Retry-After")
+            wait = int(retry_after) if retry_after and retry_after.isdigit() else limit[1]
+            response.headers["X-RateLimit-Limit"] = str(limit[0])
+            response.headers["X-RateLimit-Reset"] = str(int(time.time() + wait))
+            response.headers["X-RateLimit-Rule"] = RATE_LIMIT_RULE_ID
+        return response
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, exc.detail)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            return error_response(
+                400, f"Requested URI does not represent any resource: {request.path}"
+            )
+        if status == 405:
+            return error_response(405, "Method not Supported", f"{request.method} {request.path}")
+        return error_response(status, exc.name, exc.description)
+
+    # -- OAuth ----------------------------------------------------------------------------
+
+    @app.post("/oauth_token.do")
+    def oauth_token() -> Response:
+        if request.mimetype != "application/x-www-form-urlencoded":
+            return _oauth_error(
+                400, "invalid_request", "Request must be application/x-www-form-urlencoded"
+            )
+        form = request.form
+        grant = form.get("grant_type", "")
+        client_ok = hmac.compare_digest(
+            form.get("client_id", ""), config.oauth_client_id
+        ) and hmac.compare_digest(form.get("client_secret", ""), config.oauth_client_secret)
+        denied = _oauth_error(401, "server_error", "access_denied")
+        with state.lock:
+            if grant == "password":
+                user_ok = hmac.compare_digest(
+                    form.get("username", ""), config.username
+                ) and hmac.compare_digest(form.get("password", ""), config.password)
+                if not (client_ok and user_ok):
+                    return denied
+                return jsonify(state.issue(config.username, config.oauth_client_id, True))
+            if grant == "client_credentials":
+                if not (client_ok and config.client_credentials_enabled):
+                    return denied
+                # Runs as the registry's "OAuth Application User": here, the integration user.
+                return jsonify(state.issue(config.username, config.oauth_client_id, False))
+            if grant == "refresh_token":
+                refresh = state.refresh_tokens.get(form.get("refresh_token", ""))
+                if not client_ok or refresh is None or refresh.expires_at <= time.time():
+                    return denied
+                body = state.issue(refresh.user, refresh.client_id, False)
+                body["refresh_token"] = form.get("refresh_token", "")
+                return jsonify(body)
+        return _oauth_error(400, "unsupported_grant_type", f"Unsupported grant_type: {grant!r}")
+
+    # -- Table API ------------------------------------------------------------------------
+
+    def check_table(table: str, writing: bool = False) -> None:
+        if table not in state.tables:
+            raise ApiError(400, f"Invalid table {table}")
+        if writing and table == JOURNAL_TABLE:
+            action = {"POST": "Insert", "DELETE": "Delete"}.get(request.method, "Update")
+            raise ApiError(
+                403,
+                "Operation Failed",
+                f"ACL Exception {action} Failed due to security constraints",
+            )
+
+    def render_options() -> RenderOptions:
+        args = request.args
+        fields = [f.strip() for f in args.get("sysparm_fields", "").split(",") if f.strip()]
+        display = args.get("sysparm_display_value", "false").lower()
+        return RenderOptions(
+            fields=fields or None,
+            display=display if display in ("true", "all") else "false",
+            exclude_links=args.get("sysparm_exclude_reference_link", "").lower() == "true",
+            base_url=request.host_url.rstrip("/"),
+        )
+
+    def body_object() -> dict[str, Any]:
+        raw = request.get_data()
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ApiError(
+                400, "Exception while reading request", "The payload is not valid JSON."
+            ) from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Exception while reading request", "The payload must be an object.")
+        return body
+
+    def list_records(table: str) -> Response:
+        check_table(table)
+        args = request.args
+        limit = _int_arg(args.get("sysparm_limit"), DEFAULT_LIMIT, minimum=1)
+        offset = _int_arg(args.get("sysparm_offset"), 0, minimum=0)
+        opts = render_options()
+        with state.lock:
+            rows = state.select(table, args.get("sysparm_query", ""))
+            page = [state.render(table, r, opts) for r in rows[offset : offset + limit]]
+        resp = jsonify({"result": page})
+        total = len(rows)
+        if args.get("sysparm_no_count", "").lower() != "true":
+            resp.headers["X-Total-Count"] = str(total)
+        suppress = args.get("sysparm_suppress_pagination_header", "").lower() == "true"
+        link = _link_header(total, offset, limit)
+        if link and not suppress:
+            resp.headers["Link"] = link
+        return resp
+
+    def create_record(table: str) -> Response:
+        check_table(table, writing=True)
+        values = body_object()
+        opts = render_options()
+        with state.lock:
+            record, deliveries = state.insert(table, values, g.user)
+            result = state.render(table, record, opts)
+        start(deliveries)
+        resp = jsonify({"result": result})
+        resp.status_code = 201
+        resp.headers["Location"] = f"{opts.base_url}/api/now/table/{table}/{record['sys_id']}"
+        return resp
+
+    def one_record(table: str, sys_id: str) -> Response:
+        check_table(table, writing=request.method != "GET")
+        opts = render_options()
+        if request.method == "DELETE":
+            with state.lock:
+                state.delete(table, sys_id)
+            return Response(status=204)
+        values = body_object() if request.method in ("PUT", "PATCH") else None
+        deliveries: list[Delivery] = []
+        with state.lock:
+            if values is None:
+                found = state.tables[table].get(sys_id)
+                if found is None:
+                    raise ApiError(404, *NOT_FOUND)
+                record = dict(found)
+            else:
+                # PUT and PATCH both behave as partial updates on the platform.
+                record, deliveries = state.update(table, sys_id, values, g.user)
+            result = state.render(table, record, opts)
+        start(deliveries)
+        return jsonify({"result": result})
+
+    for prefix, suffix in (("/api/now/table", ""), ("/api/now/v2/table", "_v2")):
+        app.add_url_rule(f"{prefix}/<table>", f"list{suffix}", list_records, methods=["GET"])
+        app.add_url_rule(f"{prefix}/<table>", f"create{suffix}", create_record, methods=["POST"])
+        app.add_url_rule(
+            f"{prefix}/<table>/<sys_id>",
+            f"record{suffix}",
+            one_record,
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+        )
+
+    # -- sandbox controls -----------------------------------------------------------------
+
+    @app.post(f"{CONTROL_PREFIX}expire_tokens")
+    def expire_tokens() -> Response:
+        body = request.get_json(silent=True) or {}
+        with state.lock:
+            for token in state.tokens.values():
+                token.expires_at = 0.0
+            if body.get("refresh"):
+                for token in state.refresh_tokens.values():
+                    token.expires_at = 0.0
+        return jsonify({"ok": True})
+
+    @app.post(f"{CONTROL_PREFIX}reset")
+    def reset() -> Response:
+        with state.lock:
+            state.clear()
+        return jsonify({"ok": True})
+
+    @app.get(f"{CONTROL_PREFIX}records/<table>/<sys_id>")
+    def raw_record(table: str, sys_id: str) -> Response:
+        with state.lock:
+            record = state.tables.get(table, {}).get(sys_id)
+            if record is None:
+                return error_response(404, *NOT_FOUND)
+            return jsonify({"record": dict(record), "journal": state.journal(table, sys_id)})
+
+    @app.get(f"{CONTROL_PREFIX}webhook_deliveries")
+    def list_deliveries() -> Response:
+        with state.lock:
+            return jsonify({"deliveries": [asdict(d) for d in state.deliveries]})
+
+    @app.delete(f"{CONTROL_PREFIX}webhook_deliveries")
+    def clear_deliveries() -> Response:
+        with state.lock:
+            state.deliveries.clear()
+        return jsonify({"ok": True})
+
+    @app.route(f"{CONTROL_PREFIX}business_rule", methods=["GET", "PUT"])
+    def business_rule() -> Response:
+        with state.lock:
+            if request.method == "PUT":
+                body = request.get_json(force=True) or {}
+                if "enabled" in body:
+                    state.rule_enabled = bool(body["enabled"])
+                if "webhook_url" in body:
+                    state.webhook_url = body["webhook_url"]
+            return jsonify({"enabled": state.rule_enabled, "webhook_url": state.webhook_url})
+
+    @app.put(f"{CONTROL_PREFIX}clock")
+    def clock() -> Response:
+        """Freeze ``sys_*_on`` stamps (``{"now": "yyyy-MM-dd HH:mm:ss"}``) or unfreeze (null)."""
+        now = (request.get_json(force=True) or {}).get("now")
+        if now is not None:
+            try:
+                datetime.strptime(now, TIME_FORMAT)
+            except (TypeError, ValueError):
+                return error_response(400, "Invalid time", "Use yyyy-MM-dd HH:mm:ss")
+        with state.lock:
+            state.frozen_now = now
+        return jsonify({"now": now})
+
+    return app
+
+
+def _int_arg(raw: str | None, default: int, minimum: int) -> int:
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        return default
+    return value if value >= minimum else default
+
+
+def _link_header(total: int, offset: int, limit: int) -> str | None:
+    """ServiceNow's ``Link``: first/prev/next/last, omitted entirely when one page holds it all."""
+    if offset == 0 and total <= limit:
+        return None
+    base = request.base_url
+    kept = [
+        part
+        for part in request.query_string.decode("latin-1").split("&")
+        if part and not part.startswith(("sysparm_offset=", "sysparm_limit="))
+    ]
+
+    def url(at: int) -> str:
+        query = "&".join([*kept, f"sysparm_offset={at}", f"sysparm_limit={limit}"])
+        return f"<{base}?{query}>"
+
+    links = [f'{url(0)};rel="first"']
+    if offset > 0:
+        links.append(f'{url(max(0, offset - limit))};rel="prev"')
+    if offset + limit < total:
+        links.append(f'{url(offset + limit)};rel="next"')
+    links.append(f'{url(max(0, (total - 1) // limit * limit))};rel="last"')
+    return ",".join(links)

@@ -1,0 +1,1388 @@
+"""A faithful Zendesk Support API simulator, served as a real HTTP server.
+
+It mimics what Deskgate relies on: API-token Basic auth, the ``{"ticket": ...}`` envelopes and
+Zendesk's error bodies, the ``.json`` suffix, ticket updates with audits, the non-destructive tag
+operations, Safe Update (409), the closed-ticket rule (422), the search query subset with its
+1,000-result cap, and a trigger + ``notification_webhook`` emulation that POSTs signed webhooks.
+Where the real service is ambiguous, the choices are the ones documented in
+``/work/shared/reference/ticketing-apis.md``.
+
+Deliberate simplifications: search has no index lag; "hold" is always enabled; there is one
+account and a single agent (the one whose e-mail authenticates), created on start and on reset.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import html
+import json
+import re
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from sandbox.common import CONTROL_PREFIX, Controls
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+API_PREFIX = "/api/v2/"
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
+ROLES = ("end-user", "agent", "admin")
+SEARCH_RESULT_LIMIT = 1000  # Zendesk search never serves more than this per query
+MAX_PER_PAGE = 100
+MAX_COMMENTS = 5000
+DEFAULT_RATE_LIMIT = 700  # requests/minute of an Enterprise plan
+FIRST_USER_ID = 1000
+FIRST_COMMENT_ID = 100_000
+FIRST_AUDIT_ID = 500_000
+ACCOUNT_ID = 9_000_001
+WEBHOOK_ID = "01HSANDBOXZENDESKWEBHOOK00"
+WEBHOOK_TIMEOUT = 10.0
+RETRY_BACKOFF = (0.2, 0.5, 1.0)  # one pause before each of the three retries
+READ_ONLY_TICKET_KEYS = ("id", "url", "created_at", "updated_at")
+CLOSED_MESSAGE = "Status: closed prevents ticket update"
+CONFLICT_MESSAGE = (
+    "Safe Update prevented the update due to outdated ticket data. "
+    "Please fetch the latest ticket data and try again."
+)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Zendesk's webhook signature: base64(HMAC-SHA256(key=secret, msg=timestamp + body)).
+
+    The secret string is the key bytes verbatim (not base64-decoded), as Zendesk's docs do.
+    """
+    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+@dataclass
+class ZendeskSimConfig:
+    email: str = "agent@acme.test"
+    api_token: str = "sandbox-zendesk-token"
+    webhook_url: str | None = None  # where the trigger emulation POSTs
+    webhook_secret: str = "sandbox-zendesk-signing-secret"
+    trigger_tags: frozenset[str] = frozenset({"idv_mfa_reset", "idv_account_unlock"})
+    triggers_enabled: bool = True
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """Raised anywhere in a request; rendered as a classic Zendesk error body."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        description: str | None = None,
+        details: dict[str, list[dict[str, str]]] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.error}
+        if self.description is not None:
+            out["description"] = self.description
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+def invalid(field_name: str, description: str, error: str = "InvalidValue") -> ApiError:
+    """422 RecordInvalid naming one field, the shape Zendesk uses for validation errors."""
+    return ApiError(
+        422,
+        "RecordInvalid",
+        "Record validation errors",
+        {field_name: [{"description": description, "error": error}]},
+    )
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "RecordNotFound", "Not found")
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    resp = jsonify(payload)
+    resp.status_code = status
+    resp.headers["Content-Type"] = "application/json; charset=utf-8"
+    return resp
+
+
+def error_response(status: int, message: str) -> Response:
+    """Zendesk-style bodies for statuses produced by the sandbox controls (faults, 429...)."""
+    if status == 401:
+        return _json({"error": "Couldn't authenticate you"}, 401)
+    if status == 404:
+        return _json(not_found().body(), 404)
+    if status == 429:
+        body = {
+            "error": "APIRateLimitExceeded",
+            "description": "Number of allowed API requests per minute exceeded",
+        }
+        return _json(body, 429)
+    names = {400: "InvalidParameter", 409: "UpdateConflict", 422: "RecordInvalid"}
+    name = names.get(status, "ServiceUnavailable" if status >= 500 else "Error")
+    return _json({"error": name, "description": message}, status)
+
+
+# -- time -----------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _fmt(ts: datetime) -> str:
+    return ts.strftime(TIMESTAMP_FORMAT)
+
+
+def _parse_instant(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# -- records --------------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    id: int
+    name: str
+    email: str | None
+    phone: str | None
+    external_id: str | None
+    role: str
+    user_fields: dict[str, Any]
+    verified: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def render(self, base: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": f"{base}/api/v2/users/{self.id}.json",
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "shared_phone_number": None if self.phone is None else False,
+            "external_id": self.external_id,
+            "role": self.role,
+            "user_fields": dict(self.user_fields),
+            "verified": self.verified,
+            "active": True,
+            "created_at": _fmt(self.created_at),
+            "updated_at": _fmt(self.updated_at),
+        }
+
+
+@dataclass
+class Comment:
+    id: int
+    author_id: int
+    body: str
+    html_body: str
+    public: bool
+    audit_id: int
+    created_at: datetime
+
+    def render(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "Comment",
+            "author_id": self.author_id,
+            "body": self.body,
+            "html_body": self.html_body,
+            "plain_body": self.body,
+            "public": self.public,
+            "audit_id": self.audit_id,
+            "attachments": [],
+            "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
+            "created_at": _fmt(self.created_at),
+        }
+
+
+@dataclass
+class Ticket:
+    id: int
+    subject: str | None
+    description: str
+    status: str
+    tags: list[str]
+    requester_id: int
+    submitter_id: int
+    assignee_id: int | None
+    external_id: str | None
+    custom_fields: dict[int, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1  # internal; bumps on every change (updated_at has 1 s precision)
+    comments: list[Comment] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    deleted: bool = False
+
+    def render(self, base: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": f"{base}/api/v2/tickets/{self.id}.json",
+            "external_id": self.external_id,
+            "subject": self.subject,
+            "raw_subject": self.subject,
+            "description": self.description,
+            "status": self.status,
+            "tags": list(self.tags),
+            "requester_id": self.requester_id,
+            "submitter_id": self.submitter_id,
+            "assignee_id": self.assignee_id,
+            "custom_fields": [{"id": k, "value": v} for k, v in sorted(self.custom_fields.items())],
+            "is_public": any(c.public for c in self.comments),
+            "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
+            "created_at": _fmt(self.created_at),
+            "updated_at": _fmt(self.updated_at),
+            "generated_timestamp": int(self.updated_at.timestamp()),
+        }
+
+
+@dataclass
+class _NewComment:
+    author_id: int
+    body: str
+    html_body: str
+    public: bool
+
+
+@dataclass
+class WebhookJob:
+    """One trigger firing: the exact signed bytes and headers, retried as one invocation."""
+
+    url: str
+    ticket_id: int
+    body: bytes
+    headers: dict[str, str]
+    generation: int
+
+
+# -- input helpers --------------------------------------------------------------------------
+
+
+def normalize_tags(value: Any, field_name: str = "tags") -> list[str]:
+    """Zendesk tags are lower-case words: a string holding spaces is several tags."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        raise invalid(field_name, f"{field_name}: must be an array of strings")
+    return [tag.lower() for item in items for tag in item.split()]
+
+
+def _optional_str(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise invalid(key, f"{key.capitalize()}: is invalid")
+
+
+def _html_from_text(text: str) -> str:
+    return f'<div class="zd-comment" dir="auto">{html.escape(text).replace(chr(10), "<br>")}</div>'
+
+
+def _text_from_html(markup: str) -> str:
+    text = re.sub(r"<br\s*/?>|</p>", "\n", markup, flags=re.IGNORECASE)
+    return html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+
+
+# -- search ---------------------------------------------------------------------------------
+
+_TERM = re.compile(r"^(-?)([a-z_]+)(<=|>=|:|<|>)(.+)$", re.IGNORECASE)
+_RELATIVE = re.compile(r"^(\d+)(minute|hour|day|week)s?$", re.IGNORECASE)
+_SEARCH_KEYWORDS = {
+    "type",
+    "status",
+    "tags",
+    "tag",
+    "requester",
+    "assignee",
+    "subject",
+    "description",
+    "created",
+    "updated",
+}
+
+
+@dataclass
+class SearchQuery:
+    """A parsed subset of Zendesk's search language.
+
+    Repeated ``keyword:value`` terms of one keyword are OR'ed (as Zendesk does), ranges and
+    different keywords AND'ed, ``-`` negates; plain words must appear in subject/description.
+    """
+
+    types: set[str] = field(default_factory=set)
+    equal: dict[str, list[str]] = field(default_factory=dict)
+    ranges: list[tuple[str, str, str]] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    excluded_words: list[str] = field(default_factory=list)
+    order_by: str | None = None
+    sort: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SearchQuery:
+        try:
+            tokens = shlex.split(text)
+        except ValueError:  # unbalanced quote: fall back to plain whitespace split
+            tokens = text.split()
+        query = cls()
+        for token in tokens:
+            match = _TERM.match(token)
+            if match is None:
+                word = token.lower()
+                if word.startswith("-") and len(word) > 1:
+                    query.excluded_words.append(word[1:])
+                elif word and word != "-":
+                    query.words.append(word)
+                continue
+            negated, keyword, op, value = match.groups()
+            keyword, value = keyword.lower(), value.strip('"').lower()
+            keyword = "tags" if keyword == "tag" else keyword
+            if keyword == "order_by" and op == ":":
+                query.order_by = value
+            elif keyword == "sort" and op == ":":
+                query.sort = value
+            elif keyword == "type" and op == ":" and not negated:
+                query.types.add(value)
+            elif keyword not in _SEARCH_KEYWORDS:
+                continue  # unknown keywords are ignored rather than failing the search
+            elif negated:
+                query.excluded.append((keyword, value))
+            elif op == ":":
+                query.equal.setdefault(keyword, []).append(value)
+            else:
+                query.ranges.append((keyword, op, value))
+        return query
+
+
+def _date_bound(value: str, now: datetime) -> datetime | None:
+    relative = _RELATIVE.match(value)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2).lower()
+        return now - timedelta(**{f"{unit}s": amount})
+    return _parse_instant(value)
+
+
+def _compare(left: float, op: str, right: float) -> bool:
+    if op == "<":
+        return left < right
+    if op == ">":
+        return left > right
+    if op == "<=":
+        return left <= right
+    if op == ">=":
+        return left >= right
+    return left == right
+
+
+# -- state ----------------------------------------------------------------------------------
+
+
+class ZendeskState:
+    """All simulator data, guarded by one lock because the server is threaded.
+
+    Public methods take the lock themselves and return rendered dicts, so no mutable record
+    escapes it.
+    """
+
+    def __init__(self, config: ZendeskSimConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.webhook_url = config.webhook_url
+        self.triggers_enabled = config.triggers_enabled
+        self.trigger_tags = frozenset(t.lower() for t in config.trigger_tags)
+        self.deliveries: list[dict[str, Any]] = []
+        self.generation = 0  # bumps on reset so in-flight deliveries stop recording
+        self.users: dict[int, User] = {}
+        self.tickets: dict[int, Ticket] = {}
+        self.agent_id = FIRST_USER_ID
+        self._next_user = FIRST_USER_ID
+        self._next_ticket = 1
+        self._next_comment = FIRST_COMMENT_ID
+        self._next_audit = FIRST_AUDIT_ID
+        self._next_event = 1
+        self._clear()
+
+    def _clear(self) -> None:
+        self.users.clear()
+        self.tickets.clear()
+        self.deliveries.clear()
+        self.generation += 1
+        self._next_user = FIRST_USER_ID
+        self._next_ticket = 1
+        self._next_comment = FIRST_COMMENT_ID
+        self._next_audit = FIRST_AUDIT_ID
+        self._next_event = 1
+        agent = self._add_user(
+            name="Sandbox Agent", email=self.config.email, role="admin", verified=True
+        )
+        self.agent_id = agent.id
+
+    def reset(self) -> None:
+        """Forget tickets, users and deliveries; trigger settings survive (demo wiring)."""
+        with self.lock:
+            self._clear()
+
+    # -- users ------------------------------------------------------------------------------
+
+    def _add_user(
+        self,
+        *,
+        name: str,
+        email: str | None,
+        role: str = "end-user",
+        phone: str | None = None,
+        external_id: str | None = None,
+        user_fields: dict[str, Any] | None = None,
+        verified: bool = False,
+    ) -> User:
+        now = _now()
+        user = User(
+            id=self._next_user,
+            name=name,
+            email=email,
+            phone=phone,
+            external_id=external_id,
+            role=role,
+            user_fields=dict(user_fields or {}),
+            verified=verified,
+            created_at=now,
+            updated_at=now,
+        )
+        self._next_user += 1
+        self.users[user.id] = user
+        return user
+
+    def _user_by_email(self, email: str) -> User | None:
+        wanted = email.strip().lower()
+        return next((u for u in self.users.values() if (u.email or "").lower() == wanted), None)
+
+    def _check_external_id(self, external_id: str | None, own_id: int | None) -> None:
+        if external_id is None:
+            return
+        for user in self.users.values():
+            same = (user.external_id or "").lower() == external_id.lower()
+            if same and user.id != own_id:
+                raise invalid(
+                    "external_id",
+                    f"External: {external_id} has already been taken",
+                    "DuplicateValue",
+                )
+
+    @staticmethod
+    def _role(payload: dict[str, Any], default: str) -> str:
+        role = payload.get("role", default)
+        if role not in ROLES:
+            raise invalid("role", f"Role: {role} is not valid")
+        return str(role)
+
+    @staticmethod
+    def _user_fields(payload: dict[str, Any]) -> dict[str, Any]:
+        fields = payload.get("user_fields") or {}
+        if not isinstance(fields, dict):
+            raise invalid("user_fields", "User fields: must be an object")
+        return fields
+
+    def create_user(self, payload: dict[str, Any], base: str) -> dict[str, Any]:
+        name = payload.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise invalid("name", "Name: cannot be blank", "BlankValue")
+        email = _optional_str(payload, "email")
+        with self.lock:
+            if email is not None and self._user_by_email(email) is not None:
+                raise invalid(
+                    "email",
+                    f"Email: {email} is already being used by another user",
+                    "DuplicateValue",
+                )
+            external_id = _optional_str(payload, "external_id")
+            self._check_external_id(external_id, None)
+            user = self._add_user(
+                name=name,
+                email=email,
+                role=self._role(payload, "end-user"),
+                phone=_optional_str(payload, "phone"),
+                external_id=external_id,
+                user_fields=self._user_fields(payload),
+                verified=bool(payload.get("verified", False)),
+            )
+            return user.render(base)
+
+    def get_user(self, user_id: int, base: str) -> dict[str, Any]:
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None:
+                raise not_found()
+            return user.render(base)
+
+    def update_user(self, user_id: int, payload: dict[str, Any], base: str) -> dict[str, Any]:
+        """``email`` is silently ignored: Zendesk only takes the primary e-mail on create."""
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None:
+                raise not_found()
+            if "name" in payload:
+                name = payload["name"]
+                if not isinstance(name, str) or not name.strip():
+                    raise invalid("name", "Name: cannot be blank", "BlankValue")
+                user.name = name
+            if "phone" in payload:
+                user.phone = _optional_str(payload, "phone")
+            if "external_id" in payload:
+                external_id = _optional_str(payload, "external_id")
+                self._check_external_id(external_id, user.id)
+                user.external_id = external_id
+            if "role" in payload:
+                user.role = self._role(payload, user.role)
+            if "verified" in payload:
+                user.verified = bool(payload["verified"])
+            if "user_fields" in payload:  # merged, like Zendesk: absent keys keep their value
+                user.user_fields.update(self._user_fields(payload))
+            user.updated_at = max(_now(), user.updated_at + timedelta(seconds=1))
+            return user.render(base)
+
+    # -- tickets: shared pieces ---------------------------------------------------------------
+
+    def _live_ticket(self, ticket_id: int) -> Ticket:
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None or ticket.deleted:
+            raise not_found()
+        return ticket
+
+    def _existing_user(self, value: Any, field_name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value not in self.users:
+            raise invalid(field_name, f"{field_name.replace('_id', '').capitalize()}: is invalid")
+        return value
+
+    def _agent(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        user_id = self._existing_user(value, "assignee_id")
+        if self.users[user_id].role == "end-user":
+            raise invalid("assignee_id", "Assignee: is not an agent")
+        return user_id
+
+    @staticmethod
+    def _check_safe_update(ticket: Ticket, payload: dict[str, Any]) -> None:
+        """Safe Update: the caller's ``updated_stamp`` must name the ticket's current version."""
+        if not payload.get("safe_update"):
+            return
+        stamp = payload.get("updated_stamp")
+        if not isinstance(stamp, str) or not stamp:
+            raise invalid(
+                "updated_stamp", "Updated stamp: is required with safe_update", "BlankValue"
+            )
+        # Equal strings always match; a differently written but equal instant does too.
+        if stamp != _fmt(ticket.updated_at) and _parse_instant(stamp) != ticket.updated_at:
+            raise ApiError(409, "UpdateConflict", CONFLICT_MESSAGE)
+
+    @staticmethod
+    def _check_writable(ticket: Ticket) -> None:
+        if ticket.status == "closed":
+            raise invalid("status", CLOSED_MESSAGE)
+
+    def _parse_comment(self, raw: Any, default_author: int) -> _NewComment | None:
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            raw = {"body": raw}
+        if not isinstance(raw, dict):
+            raise invalid("comment", "Comment: is invalid")
+        body, markup = raw.get("body"), raw.get("html_body")
+        if markup is not None and not isinstance(markup, str):
+            raise invalid("comment", "Comment: html_body must be a string")
+        if body is not None and not isinstance(body, str):
+            raise invalid("comment", "Comment: body must be a string")
+        public = raw.get("public", True)
+        if not isinstance(public, bool):
+            raise invalid("comment", "Comment: public must be true or false")
+        author = self._existing_user(raw.get("author_id", default_author), "author_id")
+        if markup and markup.strip():
+            return _NewComment(author, _text_from_html(markup), markup, public)
+        if body and body.strip():
+            return _NewComment(author, body, _html_from_text(body), public)
+        return None  # an empty comment is dropped, not an error, on update
+
+    def _new_audit(
+        self, ticket: Ticket, author_id: int, events: list[dict[str, Any]], at: datetime
+    ) -> dict[str, Any]:
+        for event in events:
+            event["id"] = self._next_event
+            self._next_event += 1
+        audit = {
+            "id": self._next_audit,
+            "ticket_id": ticket.id,
+            "author_id": author_id,
+            "created_at": _fmt(at),
+            "via": {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}},
+            "metadata": {"system": {"client": "Deskgate sandbox"}, "custom": {}},
+            "events": events,
+        }
+        self._next_audit += 1
+        ticket.audits.append(audit)
+        return audit
+
+    def _add_comment(self, ticket: Ticket, new: _NewComment, audit_id: int, at: datetime) -> None:
+        if len(ticket.comments) >= MAX_COMMENTS:
+            raise invalid("comment", "Comment: the ticket has too many comments", "TooManyComments")
+        ticket.comments.append(
+            Comment(
+                self._next_comment, new.author_id, new.body, new.html_body, new.public, audit_id, at
+            )
+        )
+        self._next_comment += 1
+
+    @staticmethod
+    def _comment_event(new: _NewComment) -> dict[str, Any]:
+        return {
+            "type": "Comment",
+            "author_id": new.author_id,
+            "body": new.body,
+            "html_body": new.html_body,
+            "plain_body": new.body,
+            "public": new.public,
+            "attachments": [],
+        }
+
+    def _custom_fields(self, raw: Any, current: dict[int, Any]) -> dict[int, Any]:
+        """Merge ``[{"id", "value"}]`` into the current values: unnamed fields keep theirs."""
+        if not isinstance(raw, list):
+            raise invalid("custom_fields", "Custom fields: must be an array")
+        merged = dict(current)
+        for item in raw:
+            field_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(field_id, bool) or not isinstance(field_id, int):
+                raise invalid("custom_fields", "Custom fields: each needs an integer id")
+            merged[field_id] = item.get("value")
+        return merged
+
+    def _touch(self, ticket: Ticket) -> datetime:
+        """Move ``updated_at`` strictly forward so every change yields a new Safe Update stamp."""
+        ticket.updated_at = max(_now(), ticket.updated_at + timedelta(seconds=1))
+        ticket.version += 1
+        return ticket.updated_at
+
+    def _trigger_job(self, ticket: Ticket, tags_before: Iterable[str]) -> WebhookJob | None:
+        """Emulates a trigger "tags include X and status < solved → notify webhook".
+
+        Zendesk triggers fire once per change that makes their conditions true; gaining the
+        tag is what we model, so a ticket that merely keeps the tag does not fire again.
+        """
+        gained = (set(ticket.tags) & self.trigger_tags) - set(tags_before)
+        url = self.webhook_url
+        if not gained or not url or not self.triggers_enabled:
+            return None
+        if STATUS_RANK[ticket.status] >= STATUS_RANK["solved"]:
+            return None
+        requester = self.users.get(ticket.requester_id)
+        payload = {
+            "ticket_id": str(ticket.id),
+            "tags": " ".join(ticket.tags),
+            "requester_email": (requester.email if requester else None) or "",
+            "event": "trigger",
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        timestamp = _fmt(_now())
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Zendesk Webhook",
+            "X-Zendesk-Webhook-Id": WEBHOOK_ID,
+            "X-Zendesk-Webhook-Invocation-Id": str(uuid.uuid4().int)[:19],
+            "X-Zendesk-Account-Id": str(ACCOUNT_ID),
+            "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
+            "X-Zendesk-Webhook-Signature": sign(self.config.webhook_secret, timestamp, body),
+        }
+        return WebhookJob(url, ticket.id, body, headers, self.generation)
+
+    # -- tickets: endpoints --------------------------------------------------------------------
+
+    def create_ticket(
+        self, payload: dict[str, Any], actor_id: int, base: str
+    ) -> tuple[dict[str, Any], WebhookJob | None]:
+        with self.lock:
+            requester_id = self._resolve_requester(payload, actor_id)
+            submitter_id = requester_id
+            if "submitter_id" in payload:
+                submitter_id = self._existing_user(payload["submitter_id"], "submitter_id")
+            # The submitter authors the first comment unless the comment names its author.
+            new_comment = self._parse_comment(payload.get("comment"), submitter_id)
+            if new_comment is None:
+                description = payload.get("description")
+                if isinstance(description, str) and description.strip():
+                    new_comment = _NewComment(
+                        submitter_id, description, _html_from_text(description), True
+                    )
+            if new_comment is None:
+                raise invalid("description", "Description: cannot be blank", "BlankValue")
+            status = payload.get("status", "new")
+            if status not in STATUSES:
+                raise invalid("status", f"Status: {status} is not valid")
+            subject = _optional_str(payload, "subject")
+            tags = sorted(set(normalize_tags(payload.get("tags"))))
+            assignee_id = self._agent(payload.get("assignee_id"))
+            if status == "solved" and assignee_id is None:
+                assignee_id = actor_id if self.users[actor_id].role != "end-user" else None
+            custom = self._custom_fields(payload.get("custom_fields", []), {})
+            now = _now()
+            ticket = Ticket(
+                id=self._next_ticket,
+                subject=subject,
+                description=new_comment.body,
+                status=str(status),
+                tags=tags,
+                requester_id=requester_id,
+                submitter_id=submitter_id,
+                assignee_id=assignee_id,
+                external_id=_optional_str(payload, "external_id"),
+                custom_fields=custom,
+                created_at=now,
+                updated_at=now,
+            )
+            self._next_ticket += 1
+            self.tickets[ticket.id] = ticket
+            events: list[dict[str, Any]] = [self._comment_event(new_comment)]
+            for name, value in (
+                ("subject", subject),
+                ("status", ticket.status),
+                ("requester_id", requester_id),
+                ("assignee_id", assignee_id),
+                ("tags", tags),
+            ):
+                events.append({"type": "Create", "field_name": name, "value": value})
+            audit = self._new_audit(ticket, actor_id, events, now)
+            self._add_comment(ticket, new_comment, audit["id"], now)
+            job = self._trigger_job(ticket, [])
+            return {"ticket": ticket.render(base), "audit": audit}, job
+
+    def _resolve_requester(self, payload: dict[str, Any], actor_id: int) -> int:
+        """``requester`` {name, email} finds the user by e-mail or creates an end user."""
+        if "requester_id" in payload:
+            return self._existing_user(payload["requester_id"], "requester_id")
+        requester = payload.get("requester")
+        if requester is None:
+            return actor_id  # Zendesk makes the authenticated user the requester
+        if not isinstance(requester, dict):
+            raise invalid("requester", "Requester: is invalid")
+        email = _optional_str(requester, "email")
+        name = _optional_str(requester, "name")
+        if email:
+            existing = self._user_by_email(email)
+            if existing is not None:
+                return existing.id
+            return self._add_user(name=name or email.split("@")[0], email=email).id
+        if not name:
+            raise invalid("requester", "Requester: Name: cannot be blank", "BlankValue")
+        return self._add_user(name=name, email=None).id
+
+    def get_ticket(self, ticket_id: int, base: str) -> dict[str, Any]:
+        with self.lock:
+            return self._live_ticket(ticket_id).render(base)
+
+    def delete_ticket(self, ticket_id: int) -> None:
+        with self.lock:
+            self._live_ticket(ticket_id).deleted = True
+
+    def update_ticket(
+        self, ticket_id: int, payload: dict[str, Any], actor_id: int, base: str
+    ) -> tuple[dict[str, Any], WebhookJob | None]:
+        """Validate everything first, then apply: a rejected update changes nothing."""
+        with self.lock:
+            ticket = self._live_ticket(ticket_id)
+            self._check_safe_update(ticket, payload)
+            self._check_writable(ticket)
+
+            changes: dict[str, Any] = {}
+            if "subject" in payload:
+                changes["subject"] = _optional_str(payload, "subject")
+            if "status" in payload:
+                status = payload["status"]
+                if status not in STATUSES:
+                    raise invalid("status", f"Status: {status} is not valid")
+                if status == "new" and ticket.status != "new":
+                    raise invalid(
+                        "status", f"Status: cannot be changed from {ticket.status} to new"
+                    )
+                changes["status"] = status
+            if "requester_id" in payload:
+                changes["requester_id"] = self._existing_user(
+                    payload["requester_id"], "requester_id"
+                )
+            if "assignee_id" in payload:
+                changes["assignee_id"] = self._agent(payload["assignee_id"])
+            if "external_id" in payload:
+                changes["external_id"] = _optional_str(payload, "external_id")
+            if "custom_fields" in payload:
+                changes["custom_fields"] = self._custom_fields(
+                    payload["custom_fields"], ticket.custom_fields
+                )
+            tags = list(ticket.tags)
+            if "tags" in payload:  # replaces the whole list
+                tags = normalize_tags(payload["tags"])
+            tags += normalize_tags(payload.get("additional_tags"), "additional_tags")
+            removed = set(normalize_tags(payload.get("remove_tags"), "remove_tags"))
+            new_tags = sorted({t for t in tags if t not in removed})
+            new_comment = self._parse_comment(payload.get("comment"), actor_id)
+
+            # System rules: an end user's public reply reopens a pending/on-hold/solved ticket;
+            # solving assigns the solver when nobody is assigned.
+            if (
+                new_comment is not None
+                and new_comment.public
+                and self.users[new_comment.author_id].role == "end-user"
+                and "status" not in changes
+                and ticket.status in ("pending", "hold", "solved")
+            ):
+                changes["status"] = "open"
+            assignee = changes.get("assignee_id", ticket.assignee_id)
+            solver_is_agent = self.users[actor_id].role != "end-user"
+            if changes.get("status") == "solved" and assignee is None and solver_is_agent:
+                changes["assignee_id"] = actor_id
+
+            # Apply.
+            tags_before = list(ticket.tags)
+            at = self._touch(ticket)
+            events: list[dict[str, Any]] = []
+            if new_comment is not None:
+                events.append(self._comment_event(new_comment))
+            for name, value in changes.items():
+                previous = getattr(ticket, name)
+                if value != previous:
+                    setattr(ticket, name, value)
+                    if name == "custom_fields":
+                        continue  # per-field Change events are not worth modelling here
+                    events.append(
+                        {
+                            "type": "Change",
+                            "field_name": name,
+                            "value": value,
+                            "previous_value": previous,
+                        }
+                    )
+            if new_tags != tags_before:
+                ticket.tags = new_tags
+                events.append(
+                    {
+                        "type": "Change",
+                        "field_name": "tags",
+                        "value": new_tags,
+                        "previous_value": tags_before,
+                    }
+                )
+            audit = self._new_audit(ticket, actor_id, events, at)
+            if new_comment is not None:
+                self._add_comment(ticket, new_comment, audit["id"], at)
+            job = self._trigger_job(ticket, tags_before)
+            return {"ticket": ticket.render(base), "audit": audit}, job
+
+    def ticket_tags(self, ticket_id: int) -> list[str]:
+        with self.lock:
+            return list(self._live_ticket(ticket_id).tags)
+
+    def change_tags(
+        self, ticket_id: int, op: str, payload: dict[str, Any], actor_id: int
+    ) -> tuple[list[str], WebhookJob | None]:
+        """``op`` is "add" (PUT), "set" (POST) or "remove" (DELETE) on the tags endpoint."""
+        if "tags" not in payload:
+            raise ApiError(400, "ParameterMissing", "param is missing or the value is empty: tags")
+        given = normalize_tags(payload["tags"])
+        with self.lock:
+            ticket = self._live_ticket(ticket_id)
+            self._check_safe_update(ticket, payload)
+            self._check_writable(ticket)
+            tags_before = list(ticket.tags)
+            if op == "add":
+                new_tags = sorted(set(tags_before) | set(given))
+            elif op == "set":
+                new_tags = sorted(set(given))
+            else:
+                new_tags = sorted(set(tags_before) - set(given))
+            at = self._touch(ticket)
+            events: list[dict[str, Any]] = []
+            if new_tags != tags_before:
+                ticket.tags = new_tags
+                events.append(
+                    {
+                        "type": "Change",
+                        "field_name": "tags",
+                        "value": new_tags,
+                        "previous_value": tags_before,
+                    }
+                )
+            self._new_audit(ticket, actor_id, events, at)
+            return list(new_tags), self._trigger_job(ticket, tags_before)
+
+    def comments(self, ticket_id: int, descending: bool) -> list[dict[str, Any]]:
+        with self.lock:
+            rendered = [c.render() for c in self._live_ticket(ticket_id).comments]
+        return rendered[::-1] if descending else rendered
+
+    def audits(self, ticket_id: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self._live_ticket(ticket_id).audits)
+
+    def sandbox_ticket(self, ticket_id: int, base: str) -> dict[str, Any]:
+        """Everything about a ticket, deleted or not, for tests and demo timelines."""
+        with self.lock:
+            ticket = self.tickets.get(ticket_id)
+            if ticket is None:
+                raise not_found()
+            requester = self.users.get(ticket.requester_id)
+            return {
+                "ticket": ticket.render(base),
+                "comments": [c.render() for c in ticket.comments],
+                "audits": copy.deepcopy(ticket.audits),
+                "requester": requester.render(base) if requester else None,
+                "version": ticket.version,
+                "deleted": ticket.deleted,
+            }
+
+    def sandbox_tickets(self, base: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {**t.render(base), "deleted": t.deleted, "version": t.version}
+                for t in self.tickets.values()
+            ]
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: SearchQuery,
+        sort_by: str | None,
+        sort_order: str | None,
+        start: int,
+        end: int,
+        base: str,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The total number of matches and the rendered results ``[start:end]`` of them."""
+        if query.types and "ticket" not in query.types:
+            return 0, []  # only tickets are indexed here
+        now = _now()
+        sort_field = (sort_by or query.order_by or "").lower()
+        descending = (sort_order or query.sort or "desc").lower() == "desc"
+
+        def key(t: Ticket) -> tuple[float, int]:
+            if sort_field == "status":
+                return STATUS_RANK[t.status], t.id
+            if sort_field == "created_at":
+                return t.created_at.timestamp(), t.id
+            return t.updated_at.timestamp(), t.id
+
+        with self.lock:
+            found = [
+                t for t in self.tickets.values() if not t.deleted and self._matches(t, query, now)
+            ]
+            if sort_field in ("updated_at", "created_at", "status"):
+                found.sort(key=key, reverse=descending)
+            else:
+                found.sort(key=lambda t: t.id)  # "relevance": stable, oldest first
+            page = [{**t.render(base), "result_type": "ticket"} for t in found[start:end]]
+            return len(found), page
+
+    def _matches(self, ticket: Ticket, query: SearchQuery, now: datetime) -> bool:
+        for keyword, values in query.equal.items():
+            if not any(self._equals(ticket, keyword, v) for v in values):
+                return False
+        for keyword, value in query.excluded:
+            if self._equals(ticket, keyword, value):
+                return False
+        for keyword, op, value in query.ranges:
+            if not self._in_range(ticket, keyword, op, value, now):
+                return False
+        text = f"{ticket.subject or ''} {ticket.description}".lower()
+        if not all(w in text for w in query.words):
+            return False
+        return not any(w in text for w in query.excluded_words)
+
+    def _equals(self, ticket: Ticket, keyword: str, value: str) -> bool:
+        if keyword == "status":
+            return ticket.status == value
+        if keyword == "tags":
+            return value in ticket.tags
+        if keyword in ("requester", "assignee"):
+            user_id = ticket.requester_id if keyword == "requester" else ticket.assignee_id
+            if user_id is None:
+                return value == "none"
+            user = self.users.get(user_id)
+            return value == str(user_id) or (
+                user is not None and (user.email or "").lower() == value
+            )
+        if keyword == "subject":
+            return value in (ticket.subject or "").lower()
+        if keyword == "description":
+            return value in ticket.description.lower()
+        if keyword in ("created", "updated"):
+            when = ticket.created_at if keyword == "created" else ticket.updated_at
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                return when.date().isoformat() == value
+            return _parse_instant(value) == when
+        return True
+
+    def _in_range(self, ticket: Ticket, keyword: str, op: str, value: str, now: datetime) -> bool:
+        if keyword == "status":
+            if value not in STATUS_RANK:
+                return False
+            return _compare(STATUS_RANK[ticket.status], op, STATUS_RANK[value])
+        if keyword in ("created", "updated"):
+            bound = _date_bound(value, now)
+            if bound is None:
+                return True  # an unreadable date does not filter
+            when = ticket.created_at if keyword == "created" else ticket.updated_at
+            return _compare(when.timestamp(), op, bound.timestamp())
+        return True
+
+    # -- webhook deliveries ------------------------------------------------------------------
+
+    def trigger_settings(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "enabled": self.triggers_enabled,
+                "webhook_url": self.webhook_url,
+                "trigger_tags": sorted(self.trigger_tags),
+            }
+
+    def set_trigger_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            if "enabled" in payload:
+                self.triggers_enabled = bool(payload["enabled"])
+            if "webhook_url" in payload:
+                self.webhook_url = payload["webhook_url"] or None
+        return self.trigger_settings()
+
+    def dispatch(self, job: WebhookJob | None) -> None:
+        """Deliver off the request thread: a trigger never delays the API response."""
+        if job is None:
+            return
+        threading.Thread(
+            target=self._deliver, args=(job,), name=f"zendesk-webhook:{job.ticket_id}", daemon=True
+        ).start()
+
+    def _deliver(self, job: WebhookJob) -> None:
+        # trust_env=False: sandbox receivers are local; an ambient proxy must not intercept.
+        with httpx.Client(timeout=WEBHOOK_TIMEOUT, trust_env=False) as client:
+            for attempt in range(1, len(RETRY_BACKOFF) + 2):
+                status: int | None = None
+                error: str | None = None
+                try:
+                    status = client.post(job.url, content=job.body, headers=job.headers).status_code
+                    retry = status >= 500 or status == 429
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    retry = True
+                with self.lock:
+                    if job.generation != self.generation:
+                        return  # the sandbox was reset meanwhile
+                    self.deliveries.append(
+                        {
+                            "ticket_id": job.ticket_id,
+                            "status": status,
+                            "error": error,
+                            "attempt": attempt,
+                            "at": time.time(),
+                            "url": job.url,
+                            "invocation_id": job.headers["X-Zendesk-Webhook-Invocation-Id"],
+                        }
+                    )
+                if not retry or attempt > len(RETRY_BACKOFF):
+                    return
+                time.sleep(RETRY_BACKOFF[attempt - 1])
+
+    def delivery_log(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(d) for d in self.deliveries]
+
+
+# -- HTTP layer -----------------------------------------------------------------------------
+
+
+class _StripJsonSuffix:
+    """``/api/v2/tickets/5.json`` is ``/api/v2/tickets/5``: one route, one call-count key."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(API_PREFIX) and path.endswith(".json"):
+            environ["PATH_INFO"] = path[: -len(".json")]
+        return self.app(environ, start_response)
+
+
+def _read_json(root: str | None) -> dict[str, Any]:
+    """The request body as an object, or its ``root`` member (``{"ticket": {...}}``)."""
+    raw = request.get_data()
+    data: Any = {}
+    if raw.strip():
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(
+                400, "InvalidJSON", f"The request body is not valid JSON: {exc}"
+            ) from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "InvalidJSON", "The request body must be a JSON object")
+    if root is None:
+        return data
+    inner = data.get(root)
+    if not isinstance(inner, dict):
+        raise ApiError(400, "ParameterMissing", f"param is missing or the value is empty: {root}")
+    return inner
+
+
+def _base() -> str:
+    return request.host_url.rstrip("/")
+
+
+def _page_number(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "InvalidPaginationParameter", f"{name} must be an integer") from None
+    if value < 1:
+        raise ApiError(400, "InvalidPaginationParameter", f"{name} must be positive")
+    return value
+
+
+def _authorized(config: ZendeskSimConfig) -> bool:
+    auth = request.authorization
+    if auth is None or auth.type != "basic":
+        return False
+    username = (auth.username or "").lower()
+    expected = f"{config.email}/token".lower()
+    return hmac.compare_digest(username.encode(), expected.encode()) and hmac.compare_digest(
+        (auth.password or "").encode(), config.api_token.encode()
+    )
+
+
+def create_app(config: ZendeskSimConfig) -> Flask:
+    """The simulator app. State lives in ``app.extensions["zendesk_state"]``."""
+    app = Flask(__name__)
+    state = ZendeskState(config)
+    controls = Controls("zendesk", error_response)
+    controls.install(app)  # first, so faults and rate limits apply before authentication
+    app.extensions["zendesk_state"] = state
+    app.extensions["sandbox_controls"] = controls
+    app.wsgi_app = _StripJsonSuffix(app.wsgi_app)  # type: ignore[method-assign]
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        if not request.path.startswith(API_PREFIX) or _authorized(config):
+            return None
+        resp = error_response(401, "Couldn't authenticate you")
+        resp.headers["WWW-Authenticate"] = 'Basic realm="Web Password"'
+        return resp
+
+    @app.after_request
+    def rate_limit_headers(resp: Response) -> Response:
+        if not request.path.startswith(API_PREFIX):
+            return resp
+        with controls._lock:
+            if controls.rate_limit is not None:
+                limit = controls.rate_limit[0]
+                remaining = limit - len(controls._recent)
+            else:
+                # This request is logged after this hook runs, hence the extra 1.
+                since = time.time() - 60
+                recent = sum(1 for c in reversed(controls.calls) if c.at >= since)
+                limit, remaining = DEFAULT_RATE_LIMIT, DEFAULT_RATE_LIMIT - recent - 1
+        resp.headers["X-Rate-Limit"] = str(limit)
+        resp.headers["X-Rate-Limit-Remaining"] = str(max(0, remaining))
+        return resp
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        return _json(exc.body(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            return _json({"error": "InvalidEndpoint", "description": "Not found"}, 404)
+        return error_response(status, exc.description or exc.name)
+
+    # -- users --
+
+    @app.post("/api/v2/users")
+    def create_user() -> Response:
+        return _json({"user": state.create_user(_read_json("user"), _base())}, 201)
+
+    @app.get("/api/v2/users/me")
+    def show_me() -> Response:
+        return _json({"user": state.get_user(state.agent_id, _base())})
+
+    @app.get("/api/v2/users/<int:user_id>")
+    def show_user(user_id: int) -> Response:
+        return _json({"user": state.get_user(user_id, _base())})
+
+    @app.put("/api/v2/users/<int:user_id>")
+    def update_user(user_id: int) -> Response:
+        return _json({"user": state.update_user(user_id, _read_json("user"), _base())})
+
+    # -- tickets --
+
+    def _warn_restricted(resp: Response, payload: dict[str, Any], action: str) -> Response:
+        # Zendesk drops read-only keys and says so in a header instead of failing.
+        dropped = [f"ticket.{k}" for k in READ_ONLY_TICKET_KEYS if k in payload]
+        if dropped:
+            keys = ", ".join(json.dumps(k) for k in dropped)
+            resp.headers["X-Zendesk-API-Warn"] = (
+                f'{{:allowed_parameters=>{{:controller=>"tickets", :action=>"{action}", '
+                f":unpermitted_keys=>[{keys}], :invalid_values=>[]}}}}"
+            )
+        return resp
+
+    @app.post("/api/v2/tickets")
+    def create_ticket() -> Response:
+        payload = _read_json("ticket")
+        body, job = state.create_ticket(payload, state.agent_id, _base())
+        state.dispatch(job)
+        return _warn_restricted(_json(body, 201), payload, "create")
+
+    @app.get("/api/v2/tickets/<int:ticket_id>")
+    def show_ticket(ticket_id: int) -> Response:
+        return _json({"ticket": state.get_ticket(ticket_id, _base())})
+
+    @app.put("/api/v2/tickets/<int:ticket_id>")
+    def update_ticket(ticket_id: int) -> Response:
+        payload = _read_json("ticket")
+        body, job = state.update_ticket(ticket_id, payload, state.agent_id, _base())
+        state.dispatch(job)
+        return _warn_restricted(_json(body), payload, "update")
+
+    @app.delete("/api/v2/tickets/<int:ticket_id>")
+    def delete_ticket(ticket_id: int) -> Response:
+        state.delete_ticket(ticket_id)
+        return Response(status=204)
+
+    @app.get("/api/v2/tickets/<int:ticket_id>/comments")
+    def list_comments(ticket_id: int) -> Response:
+        descending = request.args.get("sort_order", "asc").lower() == "desc"
+        comments = state.comments(ticket_id, descending)
+        return _json(
+            {"comments": comments, "next_page": None, "previous_page": None, "count": len(comments)}
+        )
+
+    @app.get("/api/v2/tickets/<int:ticket_id>/audits")
+    def list_audits(ticket_id: int) -> Response:
+        audits = state.audits(ticket_id)
+        return _json(
+            {"audits": audits, "next_page": None, "previous_page": None, "count": len(audits)}
+        )
+
+    @app.get("/api/v2/tickets/<int:ticket_id>/tags")
+    def show_tags(ticket_id: int) -> Response:
+        return _json({"tags": state.ticket_tags(ticket_id)})
+
+    @app.route("/api/v2/tickets/<int:ticket_id>/tags", methods=["PUT", "POST", "DELETE"])
+    def change_tags(ticket_id: int) -> Response:
+        op = {"PUT": "add", "POST": "set", "DELETE": "remove"}[request.method]
+        tags, job = state.change_tags(ticket_id, op, _read_json(None), state.agent_id)
+        state.dispatch(job)
+        return _json({"tags": tags}, 201 if request.method == "POST" else 200)
+
+    # -- search --
+
+    @app.get("/api/v2/search")
+    def search() -> Response:
+        text = request.args.get("query", "")
+        if not text.strip():
+            raise ApiError(400, "invalid", "Invalid search: query is required")
+        page = _page_number("page", 1)
+        per_page = min(_page_number("per_page", MAX_PER_PAGE), MAX_PER_PAGE)
+        start = (page - 1) * per_page
+        if start >= SEARCH_RESULT_LIMIT:
+            raise ApiError(
+                422,
+                "invalid",
+                "Invalid search: Requested response size was greater than Search Response Limits",
+            )
+        sort_by, sort_order = request.args.get("sort_by"), request.args.get("sort_order")
+        end = min(start + per_page, SEARCH_RESULT_LIMIT)
+        base = _base()
+        count, results = state.search(
+            SearchQuery.parse(text), sort_by, sort_order, start, end, base
+        )
+
+        def page_url(number: int) -> str:
+            params = {k: v for k, v in request.args.items() if k != "page"}
+            return f"{base}/api/v2/search.json?{urlencode({'page': number, **params})}"
+
+        has_next = end < min(count, SEARCH_RESULT_LIMIT)
+        return _json(
+            {
+                "results": results,
+                "count": count,
+                "next_page": page_url(page + 1) if has_next else None,
+                "previous_page": page_url(page - 1) if page > 1 else None,
+                "facets": None,
+            }
+        )
+
+    # -- sandbox controls (no auth, never counted) --
+
+    @app.get(f"{CONTROL_PREFIX}tickets")
+    def sandbox_tickets() -> Response:
+        return _json({"tickets": state.sandbox_tickets(_base())})
+
+    @app.get(f"{CONTROL_PREFIX}tickets/<int:ticket_id>")
+    def sandbox_ticket(ticket_id: int) -> Response:
+        return _json(state.sandbox_ticket(ticket_id, _base()))
+
+    @app.get(f"{CONTROL_PREFIX}webhook_deliveries")
+    def sandbox_deliveries() -> Response:
+        return _json({"deliveries": state.delivery_log()})
+
+    @app.route(f"{CONTROL_PREFIX}triggers", methods=["GET", "PUT"])
+    def sandbox_triggers() -> Response:
+        if request.method == "GET":
+            return _json(state.trigger_settings())
+        return _json(state.set_trigger_settings(_read_json(None)))
+
+    @app.post(f"{CONTROL_PREFIX}reset")
+    def sandbox_reset() -> Response:
+        state.reset()
+        return _json({"ok": True})
+
+    return app

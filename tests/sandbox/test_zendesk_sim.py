@@ -1,0 +1,562 @@
+"""The Zendesk simulator over real HTTP: what Deskgate's connector relies on must behave like Zendesk."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, Response, request
+
+from sandbox.common import Server, serve
+from sandbox.zendesk import ZendeskSimConfig, ZendeskState, create_app, sign
+
+EMAIL = "agent@acme.test"
+TOKEN = "sandbox-zendesk-token"
+SECRET = "sandbox-zendesk-signing-secret"
+TRIGGER = "idv_mfa_reset"
+
+
+@dataclass
+class Receiver:
+    """A tiny webhook endpoint that records deliveries and answers with scripted statuses."""
+
+    server: Server
+    received: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)  # popped per request; empty = 200
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"{self.server.url}/hook"
+
+    def wait_for(self, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.01)
+        with self.lock:
+            return list(self.received)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    app = Flask("receiver")
+    holder: dict[str, Receiver] = {}
+
+    @app.post("/hook")
+    def hook() -> Response:
+        rec = holder["r"]
+        with rec.lock:
+            rec.received.append({"headers": dict(request.headers), "body": request.get_data()})
+            status = rec.statuses.pop(0) if rec.statuses else 200
+        return Response("{}", status=status, mimetype="application/json")
+
+    rec = Receiver(serve(app))
+    holder["r"] = rec
+    yield rec
+    rec.server.stop()
+
+
+@pytest.fixture
+def make_sim() -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(**overrides: Any) -> Server:
+        server = serve(create_app(ZendeskSimConfig(**overrides)))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def sim(make_sim: Callable[..., Server]) -> Server:
+    return make_sim()
+
+
+@pytest.fixture
+def api(sim: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False, timeout=5
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def control(sim: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{sim.url}/_sandbox", trust_env=False, timeout=5) as client:
+        yield client
+
+
+def new_ticket(api: httpx.Client, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "subject": "Reset my MFA",
+        "comment": {"body": "I lost my phone"},
+        "requester": {"name": "Ann Smith", "email": "ann@example.test"},
+    }
+    body.update(fields)
+    resp = api.post("/tickets.json", json={"ticket": body})
+    assert resp.status_code == 201, resp.text
+    ticket: dict[str, Any] = resp.json()["ticket"]
+    return ticket
+
+
+def update(api: httpx.Client, ticket_id: int, **fields: Any) -> httpx.Response:
+    return api.put(f"/tickets/{ticket_id}.json", json={"ticket": fields})
+
+
+# -- auth, envelopes, errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, (f"{EMAIL}/token", "wrong"), (EMAIL, TOKEN), ("other@acme.test/token", TOKEN)],
+)
+def test_bad_or_missing_credentials_get_401(
+    sim: Server, auth: tuple[str, str] | None
+) -> None:
+    resp = httpx.get(f"{sim.url}/api/v2/tickets/1.json", auth=auth, trust_env=False)
+    assert resp.status_code == 401
+    assert resp.json() == {"error": "Couldn't authenticate you"}
+
+
+def test_control_routes_need_no_auth(control: httpx.Client) -> None:
+    assert control.get("/webhook_deliveries").json() == {"deliveries": []}
+
+
+def test_json_suffix_is_optional_and_headers_carry_rate_limit(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    with_suffix = api.get(f"/tickets/{ticket['id']}.json")
+    without = api.get(f"/tickets/{ticket['id']}")
+    assert with_suffix.json() == without.json()
+    assert with_suffix.json()["ticket"]["id"] == ticket["id"]
+    assert int(without.headers["X-Rate-Limit"]) > 0
+    assert 0 <= int(without.headers["X-Rate-Limit-Remaining"]) < int(without.headers["X-Rate-Limit"])
+
+
+def test_missing_ticket_is_404_record_not_found(api: httpx.Client) -> None:
+    resp = api.get("/tickets/999.json")
+    assert resp.status_code == 404
+    assert resp.json() == {"error": "RecordNotFound", "description": "Not found"}
+    assert update(api, 999, status="open").status_code == 404
+
+
+def test_malformed_json_is_400(api: httpx.Client) -> None:
+    resp = api.post(
+        "/tickets.json", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "InvalidJSON"
+
+
+def test_deleted_ticket_is_gone(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    assert api.delete(f"/tickets/{ticket['id']}.json").status_code == 204
+    assert api.get(f"/tickets/{ticket['id']}.json").status_code == 404
+    assert api.get("/search.json", params={"query": "type:ticket"}).json()["count"] == 0
+
+
+# -- users and tickets ------------------------------------------------------------------------
+
+
+def test_requester_email_creates_then_reuses_the_end_user(api: httpx.Client) -> None:
+    first = new_ticket(api)
+    second = new_ticket(api, requester={"name": "Ann S.", "email": "ANN@example.test"})
+    assert first["requester_id"] == second["requester_id"]
+    user = api.get(f"/users/{first['requester_id']}.json").json()["user"]
+    assert user["email"] == "ann@example.test"
+    assert user["role"] == "end-user"
+    assert user["name"] == "Ann Smith"  # an existing user's name is not overwritten
+
+    anonymous = new_ticket(api, requester={"name": "Walk-in"})
+    assert anonymous["requester_id"] not in (first["requester_id"],)
+    walk_in = api.get(f"/users/{anonymous['requester_id']}").json()["user"]
+    assert walk_in["email"] is None
+
+
+def test_ticket_shape(api: httpx.Client) -> None:
+    ticket = new_ticket(api, tags=["b", "A", "b"])
+    assert ticket["id"] == 1
+    assert ticket["status"] == "new"
+    assert ticket["tags"] == ["a", "b"]
+    assert ticket["assignee_id"] is None
+    assert ticket["custom_fields"] == []
+    assert ticket["external_id"] is None
+    assert ticket["description"] == "I lost my phone"
+    assert ticket["url"].endswith("/api/v2/tickets/1.json")
+    datetime.strptime(ticket["updated_at"], "%Y-%m-%dT%H:%M:%SZ")
+    comments = api.get("/tickets/1/comments.json").json()
+    assert comments["count"] == 1
+    assert comments["comments"][0]["body"] == "I lost my phone"
+    assert comments["comments"][0]["author_id"] == ticket["requester_id"]
+
+
+def test_users_create_show_update(api: httpx.Client) -> None:
+    body = {"name": "Bob", "email": "bob@example.test", "phone": "+15550100", "external_id": "b-1"}
+    created = api.post("/users.json", json={"user": {**body, "user_fields": {"tier": "gold"}}})
+    assert created.status_code == 201
+    user = created.json()["user"]
+    assert user["id"] >= 1000 and user["role"] == "end-user"
+    resp = api.put(
+        f"/users/{user['id']}.json",
+        json={"user": {"phone": "+15550199", "email": "new@example.test", "user_fields": {"x": 1}}},
+    )
+    updated = resp.json()["user"]
+    assert updated["phone"] == "+15550199"
+    assert updated["email"] == "bob@example.test"  # primary e-mail is write-once
+    assert updated["user_fields"] == {"tier": "gold", "x": 1}
+    duplicate = api.post("/users.json", json={"user": {"name": "B2", "email": "BOB@example.test"}})
+    assert duplicate.status_code == 422
+    assert duplicate.json()["error"] == "RecordInvalid"
+    assert "email" in duplicate.json()["details"]
+
+
+def test_internal_note_and_status_in_one_update(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    resp = update(api, ticket["id"], status="hold", comment={"body": "Gated", "public": False})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["ticket"]["status"] == "hold"
+    events = body["audit"]["events"]
+    assert {"type": "Change", "field_name": "status", "value": "hold", "previous_value": "new"} in [
+        {k: e.get(k) for k in ("type", "field_name", "value", "previous_value")} for e in events
+    ]
+    assert any(e["type"] == "Comment" and e["public"] is False for e in events)
+    comments = api.get(f"/tickets/{ticket['id']}/comments").json()["comments"]
+    assert [c["public"] for c in comments] == [True, False]
+    assert comments[1]["body"] == "Gated"
+    assert comments[1]["author_id"] == api.get("/users/me.json").json()["user"]["id"]
+
+
+def test_html_body_comment(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    update(api, ticket["id"], comment={"html_body": "<p>Hi &amp; bye</p>", "public": False})
+    note = api.get(f"/tickets/{ticket['id']}/comments").json()["comments"][-1]
+    assert note["html_body"] == "<p>Hi &amp; bye</p>"
+    assert note["plain_body"] == "Hi & bye"
+
+
+def test_status_cannot_go_back_to_new(api: httpx.Client) -> None:
+    ticket = new_ticket(api, status="open")
+    resp = update(api, ticket["id"], status="new")
+    assert resp.status_code == 422
+    assert "status" in resp.json()["details"]
+    assert update(api, ticket["id"], status="bogus").status_code == 422
+
+
+def test_end_user_reply_reopens_a_held_ticket(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    update(api, ticket["id"], status="hold")
+    resp = update(api, ticket["id"], comment={"body": "any news?", "author_id": ticket["requester_id"]})
+    assert resp.json()["ticket"]["status"] == "open"
+
+
+def test_additional_and_remove_tags_do_not_clobber(api: httpx.Client) -> None:
+    ticket = new_ticket(api, tags=["keep_me", "old"])
+    resp = update(api, ticket["id"], additional_tags=["new_one"], remove_tags=["old"])
+    assert resp.json()["ticket"]["tags"] == ["keep_me", "new_one"]
+    replaced = update(api, ticket["id"], tags=["only"])
+    assert replaced.json()["ticket"]["tags"] == ["only"]
+
+
+def test_ticket_id_in_body_is_ignored_with_a_warning(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    resp = update(api, ticket["id"], id=12345, subject="Renamed")
+    assert resp.status_code == 200
+    assert resp.json()["ticket"]["id"] == ticket["id"]
+    assert resp.json()["ticket"]["subject"] == "Renamed"
+    assert '"ticket.id"' in resp.headers["x-zendesk-api-warn"]
+    assert "x-zendesk-api-warn" not in update(api, ticket["id"], subject="x").headers
+
+
+def test_custom_fields_merge(api: httpx.Client) -> None:
+    ticket = new_ticket(api, custom_fields=[{"id": 7, "value": "a"}])
+    resp = update(api, ticket["id"], custom_fields=[{"id": 9, "value": "b"}])
+    assert resp.json()["ticket"]["custom_fields"] == [{"id": 7, "value": "a"}, {"id": 9, "value": "b"}]
+
+
+# -- tags endpoints ---------------------------------------------------------------------------
+
+
+def test_tags_endpoints_add_set_remove(api: httpx.Client) -> None:
+    ticket = new_ticket(api, tags=["one"])
+    path = f"/tickets/{ticket['id']}/tags.json"
+    assert api.get(path).json() == {"tags": ["one"]}
+    assert api.put(path, json={"tags": ["two"]}).json() == {"tags": ["one", "two"]}
+    assert api.request("DELETE", path, json={"tags": ["one"]}).json() == {"tags": ["two"]}
+    assert api.post(path, json={"tags": ["three", "four"]}).json() == {"tags": ["four", "three"]}
+    assert api.get(f"/tickets/{ticket['id']}").json()["ticket"]["tags"] == ["four", "three"]
+
+
+def test_tag_endpoint_moves_updated_at(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    api.put(f"/tickets/{ticket['id']}/tags", json={"tags": ["x"]})
+    after = api.get(f"/tickets/{ticket['id']}").json()["ticket"]
+    assert after["updated_at"] > ticket["updated_at"]
+
+
+# -- safe update and closed tickets ------------------------------------------------------------
+
+
+def test_safe_update_conflicts_on_a_stale_stamp(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    stale = ticket["updated_at"]
+    assert update(api, ticket["id"], subject="agent edit").status_code == 200
+    resp = update(api, ticket["id"], status="hold", safe_update=True, updated_stamp=stale)
+    assert resp.status_code == 409
+    assert resp.json()["error"] == "UpdateConflict"
+    assert resp.json()["description"].startswith("Safe Update prevented the update")
+    assert api.get(f"/tickets/{ticket['id']}").json()["ticket"]["status"] == "new"
+
+    fresh = api.get(f"/tickets/{ticket['id']}").json()["ticket"]["updated_at"]
+    ok = update(api, ticket["id"], status="hold", safe_update=True, updated_stamp=fresh)
+    assert ok.status_code == 200
+    assert ok.json()["ticket"]["status"] == "hold"
+    assert ok.json()["ticket"]["updated_at"] > fresh
+
+
+def test_safe_update_on_the_tags_endpoint(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    update(api, ticket["id"], subject="moved on")
+    body = {"tags": ["x"], "safe_update": True, "updated_stamp": ticket["updated_at"]}
+    assert api.put(f"/tickets/{ticket['id']}/tags", json=body).status_code == 409
+
+
+def test_closed_ticket_rejects_updates(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    assert update(api, ticket["id"], status="closed").status_code == 200
+    resp = update(api, ticket["id"], comment={"body": "late", "public": False})
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["error"] == "RecordInvalid"
+    assert "closed prevents ticket update" in body["details"]["status"][0]["description"]
+    tags = api.put(f"/tickets/{ticket['id']}/tags", json={"tags": ["x"]})
+    assert tags.status_code == 422
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def test_search_tags_or_exclusion_and_status_range(api: httpx.Client) -> None:
+    a = new_ticket(api, tags=["idv_mfa_reset"])
+    b = new_ticket(api, tags=["idv_account_unlock"])
+    c = new_ticket(api, tags=["idv_mfa_reset", "idv_gate_pending"])
+    d = new_ticket(api, tags=["idv_mfa_reset"])
+    new_ticket(api, tags=["unrelated"])
+    update(api, d["id"], status="solved")
+    query = "type:ticket status<solved tags:idv_mfa_reset tags:idv_account_unlock -tags:idv_gate_pending"
+    resp = api.get("/search.json", params={"query": query})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert sorted(r["id"] for r in body["results"]) == [a["id"], b["id"]]
+    assert body["count"] == 2
+    assert all(r["result_type"] == "ticket" for r in body["results"])
+    assert body["next_page"] is None and body["previous_page"] is None
+    assert api.get("/search", params={"query": "type:user"}).json()["count"] == 0
+    requester = api.get("/search", params={"query": "requester:ann@example.test status:solved"})
+    assert [r["id"] for r in requester.json()["results"]] == [d["id"]]
+    _ = c
+
+
+def test_search_sorting_and_pagination(api: httpx.Client) -> None:
+    ids = [new_ticket(api, tags=["p"])["id"] for _ in range(5)]
+    update(api, ids[0], subject="touched last")  # most recently updated
+    params = {"query": "tags:p", "sort_by": "updated_at", "sort_order": "asc", "per_page": 2}
+    seen: list[int] = []
+    resp = api.get("/search.json", params=params)
+    pages = 0
+    while True:
+        body = resp.json()
+        assert body["count"] == 5
+        seen += [r["id"] for r in body["results"]]
+        pages += 1
+        if not body["next_page"]:
+            break
+        assert "sort_by=updated_at" in body["next_page"]
+        resp = api.get(body["next_page"])
+    assert pages == 3
+    assert seen[-1] == ids[0]
+    assert sorted(seen) == ids
+    desc = api.get("/search", params={**params, "sort_order": "desc", "per_page": 1}).json()
+    assert desc["results"][0]["id"] == ids[0]
+
+
+def test_search_page_past_1000_results_is_422(api: httpx.Client) -> None:
+    resp = api.get("/search.json", params={"query": "type:ticket", "per_page": 100, "page": 11})
+    assert resp.status_code == 422
+    assert resp.json()["error"] == "invalid"
+    ok = api.get("/search.json", params={"query": "type:ticket", "per_page": 100, "page": 10})
+    assert ok.status_code == 200
+
+
+def test_search_never_serves_beyond_1000(sim: Server, api: httpx.Client) -> None:
+    # Build 1,001 tickets in memory: the API round-trips would slow the suite for nothing.
+    state: ZendeskState = sim.server.app.extensions["zendesk_state"]  # type: ignore[attr-defined]
+    for i in range(1001):
+        state.create_ticket(
+            {"subject": f"bulk {i}", "comment": {"body": "x"}, "tags": ["bulk"]},
+            state.agent_id,
+            "http://sandbox",
+        )
+    last = api.get("/search.json", params={"query": "tags:bulk", "page": 10}).json()
+    assert last["count"] == 1001
+    assert len(last["results"]) == 100
+    assert last["results"][-1]["id"] == 1000
+    assert last["next_page"] is None
+
+
+# -- trigger emulation --------------------------------------------------------------------------
+
+
+def test_trigger_posts_a_signed_webhook_once_when_the_tag_is_gained(
+    make_sim: Callable[..., Server], receiver: Receiver
+) -> None:
+    sim = make_sim(webhook_url=receiver.url)
+    with httpx.Client(
+        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
+    ) as api:
+        ticket = new_ticket(api, tags=["other"])
+        time.sleep(0.1)
+        assert receiver.received == []  # no trigger tag, no webhook
+
+        update(api, ticket["id"], additional_tags=[TRIGGER])
+        [delivery] = receiver.wait_for(1)
+        headers, raw = delivery["headers"], delivery["body"]
+        assert json.loads(raw) == {
+            "ticket_id": str(ticket["id"]),
+            "tags": f"{TRIGGER} other",
+            "requester_email": "ann@example.test",
+            "event": "trigger",
+        }
+        timestamp = headers["X-Zendesk-Webhook-Signature-Timestamp"]
+        datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
+        assert headers["X-Zendesk-Webhook-Signature"] == sign(SECRET, timestamp, raw)
+        assert headers["User-Agent"] == "Zendesk Webhook"
+        assert headers["Content-Type"] == "application/json; charset=utf-8"
+        assert headers["X-Zendesk-Webhook-Id"] and headers["X-Zendesk-Account-Id"]
+
+        # Keeping the tag (note, other tags) does not fire again.
+        update(api, ticket["id"], comment={"body": "note", "public": False}, additional_tags=["z"])
+        api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
+        time.sleep(0.2)
+        assert len(receiver.received) == 1
+
+        # Losing and regaining it does; so does a new ticket born with it.
+        api.request("DELETE", f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
+        api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
+        new_ticket(api, tags=[TRIGGER])
+        received = receiver.wait_for(3)
+        assert len(received) == 3
+        ids = {h["headers"]["X-Zendesk-Webhook-Invocation-Id"] for h in received}
+        assert len(ids) == 3
+
+        log = httpx.get(f"{sim.url}/_sandbox/webhook_deliveries", trust_env=False).json()
+        assert [(d["status"], d["attempt"]) for d in log["deliveries"]] == [(200, 1)] * 3
+
+
+def test_trigger_skips_solved_tickets_and_honours_the_switch(
+    make_sim: Callable[..., Server], receiver: Receiver
+) -> None:
+    sim = make_sim(webhook_url=receiver.url)
+    with httpx.Client(
+        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
+    ) as api:
+        new_ticket(api, tags=[TRIGGER], status="solved")
+        off = httpx.put(
+            f"{sim.url}/_sandbox/triggers", json={"enabled": False}, trust_env=False
+        ).json()
+        assert off["enabled"] is False
+        new_ticket(api, tags=[TRIGGER])
+        time.sleep(0.2)
+        assert receiver.received == []
+        httpx.put(f"{sim.url}/_sandbox/triggers", json={"enabled": True}, trust_env=False)
+        new_ticket(api, tags=[TRIGGER])
+        assert len(receiver.wait_for(1)) == 1
+
+
+def test_webhook_retries_on_5xx(make_sim: Callable[..., Server], receiver: Receiver) -> None:
+    receiver.statuses = [503, 500]
+    sim = make_sim(webhook_url=receiver.url)
+    with httpx.Client(
+        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
+    ) as api:
+        new_ticket(api, tags=[TRIGGER])
+    received = receiver.wait_for(3)
+    assert len(received) == 3
+    assert len({r["body"] for r in received}) == 1  # the same invocation, re-sent
+    deadline = time.monotonic() + 3
+    deliveries: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(deliveries) < 3:
+        deliveries = httpx.get(f"{sim.url}/_sandbox/webhook_deliveries", trust_env=False).json()[
+            "deliveries"
+        ]
+        time.sleep(0.01)
+    assert [(d["attempt"], d["status"]) for d in deliveries] == [(1, 503), (2, 500), (3, 200)]
+
+
+def test_signature_matches_the_documented_vector() -> None:
+    assert (
+        sign(
+            "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ==",
+            "2021-03-25T05:09:27Z",
+            b'{"event":"ticket.updated","id":123}',
+        )
+        == "S/RDdU2ERmj7LHDDoWJ2onPYH+t7/f2+LTM4dL7UiLM="
+    )
+
+
+# -- sandbox controls ------------------------------------------------------------------------
+
+
+def test_fault_injection(api: httpx.Client, control: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    control.post("/faults", json={"path_prefix": "/api/v2/tickets", "status": 503, "method": "PUT"})
+    failed = update(api, ticket["id"], status="open")
+    assert failed.status_code == 503
+    assert failed.json()["error"]
+    assert update(api, ticket["id"], status="open").status_code == 200
+
+
+def test_rate_limit_answers_429_with_retry_after(api: httpx.Client, control: httpx.Client) -> None:
+    control.put("/rate_limit", json={"requests": 2, "per_seconds": 60})
+    assert api.get("/users/me").headers["X-Rate-Limit"] == "2"
+    assert api.get("/users/me").status_code == 200
+    limited = api.get("/users/me")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["X-Rate-Limit-Remaining"] == "0"
+    control.delete("/rate_limit")
+    assert api.get("/users/me").status_code == 200
+
+
+def test_calls_are_counted_per_route(api: httpx.Client, control: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    update(api, ticket["id"], status="open")
+    api.put(f"/tickets/{ticket['id']}", json={"ticket": {"status": "pending"}})
+    counts = control.get("/calls").json()["counts"]
+    assert counts["PUT /api/v2/tickets/<int:ticket_id>"] == 2
+    assert counts["POST /api/v2/tickets"] == 1
+    assert not any(key.startswith("GET /_sandbox") for key in counts)
+
+
+def test_sandbox_ticket_view_and_reset(api: httpx.Client, control: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    update(api, ticket["id"], comment={"body": "note", "public": False})
+    view = control.get(f"/tickets/{ticket['id']}").json()
+    assert view["ticket"]["id"] == ticket["id"]
+    assert [c["body"] for c in view["comments"]] == ["I lost my phone", "note"]
+    assert view["version"] == 2
+    assert control.post("/reset").json() == {"ok": True}
+    assert api.get(f"/tickets/{ticket['id']}").status_code == 404
+    assert new_ticket(api)["id"] == 1

@@ -1,0 +1,62 @@
+"""The Celery app: JSON only, one message at a time per thread, late acks on idempotent tasks,
+and time limits kept consistent with the broker's visibility timeout.
+
+Run a worker with ``deskgate worker`` (or ``celery -A worker.celery_app worker --pool threads``).
+The pool is threads: tasks spend their time waiting on three outside APIs, so cheap waiting beats
+one process per core (DESIGN.md, working rule 6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings
+from worker.dispatch import POLL_DESK, SWEEP
+from worker.runtime import current_settings
+
+VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
+SOFT_TIME_LIMIT = 90
+HARD_TIME_LIMIT = 120
+MAX_COUNTDOWN = 600  # every retry delay stays far below the visibility timeout
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("deskgate", broker=settings.redis_url, include=["worker.tasks"])
+    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # state lives in the lifecycle store, not in results
+        result_backend=None,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_soft_time_limit=SOFT_TIME_LIMIT,
+        task_time_limit=HARD_TIME_LIMIT,
+        timezone="UTC",
+        beat_schedule={
+            **{
+                f"poll-{name}": {
+                    "task": POLL_DESK,
+                    "schedule": float(desk.poll_interval_seconds),
+                    "args": [name],
+                }
+                for name, desk in settings.desks.items()
+            },
+            "sweep": {"task": SWEEP, "schedule": float(settings.sweep_interval_seconds)},
+        },
+    )
+    return app
+
+
+# ``celery -A worker.celery_app`` and ``deskgate worker`` load this; a bad config stops here,
+# naming the field.
+app: Celery = make_celery(current_settings())

@@ -1,0 +1,267 @@
+"""The steps of a verification, each safe to run twice and to resume after a crash.
+
+- ``start``: a flagged ticket -> a verification -> Incode's link -> the gate on the ticket.
+- ``check``: a hint (webhook or sweep) -> Incode's confirmed result -> the outcome on the ticket.
+- ``poll`` / ``sweep``: find work that no push announced, and work that stalled.
+
+Idempotency comes from three places: the store's atomic transitions (one open verification per
+ticket, a state moves once), a per-verification lock (one worker advances it at a time), and the
+ticket itself (the marker and the note travel in one write, so a marker already on the ticket
+means the note is there too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import structlog
+
+from config.privacy import mask_destination
+from connectors.http import Conflict, Fatal, Retriable
+from connectors.incode import EmployeeNotFound
+from connectors.ticketing import OPEN_MARKERS, Desk, Ticket
+from worker import notes
+from worker.dispatch import Dispatcher
+from worker.identity import Unverifiable, identity_of
+from worker.lifecycle import FINAL, State
+from worker.runtime import Runtime
+from worker.store import Verification
+
+log = structlog.get_logger("deskgate.flow")
+
+LOCK_SECONDS = 150  # longer than a task's hard time limit: a crashed holder's lock runs out
+RESUME_AFTER = LOCK_SECONDS + 30  # when the sweep picks up a step whose worker vanished
+WRITE_ATTEMPTS = 3  # re-read and write again after this many 409s at most
+SWEEP_LEASE = 60  # a due verification handed to a task is not handed out again for this long
+
+DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
+
+
+class Busy(Exception):
+    """Another worker holds this verification; try again shortly."""
+
+
+class Flow:
+    def __init__(self, rt: Runtime, dispatcher: Dispatcher, clock: Callable[[], float]) -> None:
+        self.rt = rt
+        self.store = rt.store
+        self.dispatch = dispatcher
+        self.clock = clock
+
+    # -- start: flagged ticket -> gate -------------------------------------------------------
+
+    def start(self, desk_name: str, ticket_id: str) -> None:
+        desk = self.rt.desks.get(desk_name)
+        if desk is None:
+            log.warning("unknown desk", desk=desk_name)
+            return
+        ticket = desk.get_ticket(ticket_id)
+        if ticket is None:
+            log.info("ticket gone; nothing to verify")
+            return
+        v = self.store.open_for(desk_name, ticket.id)
+        if v is None:
+            if ticket.reason is None:
+                log.info("ticket not flagged; nothing to do")
+                return
+            if ticket.marker in OPEN_MARKERS:
+                log.warning(
+                    "ticket is gated but no open verification is recorded", marker=ticket.marker
+                )
+                return
+            if not ticket.active:
+                log.info("ticket is solved or closed; not verifying", status=ticket.status)
+                return
+            now = self.clock()
+            v, created = self.store.open(
+                desk=desk_name,
+                ticket_id=ticket.id,
+                ticket_display=ticket.display_id,
+                requester_id=ticket.requester_id or "",
+                reason=ticket.reason,
+                now=now,
+                resume_at=now + RESUME_AFTER,
+            )
+            if not created:
+                log.info("verification already open for this ticket", verification=v.id)
+        structlog.contextvars.bind_contextvars(verification=v.id)
+        with self.store.lock(v.id, LOCK_SECONDS) as held:
+            if not held:
+                log.info("another worker is advancing this verification")
+                return
+            self._advance(desk, v.id, ticket)
+
+    def _advance(self, desk: Desk, vid: str, ticket: Ticket) -> None:
+        v = self.store.get(vid)
+        if v is None:
+            return
+        if v.state == State.REQUESTED:
+            v = self._request(desk, v, ticket)
+        self._sync(desk, v, ticket)
+
+    def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
+        config = self.rt.settings.desks[v.desk]
+        now = self.clock()
+        try:
+            who = identity_of(desk.get_requester(ticket), config)
+            session = self.rt.incode.request_new(
+                login_hint=who.login_hint,
+                channel=config.channel,
+                destination=who.destination,
+                validity_minutes=config.link_validity_minutes,
+            )
+        except Unverifiable as exc:
+            return self._fail(v, now, str(exc))
+        except EmployeeNotFound:
+            source = config.login_hint.replace("user_field:", "user field ").replace("_", " ")
+            return self._fail(
+                v,
+                now,
+                f"Incode has no enrolled employee matching the requester's {source}; check the "
+                "requester's profile, or ask the security team to enrol the employee in Incode",
+            )
+        except Fatal as exc:
+            return self._fail(v, now, f"Incode refused the request ({exc.reason})")
+        expires = now + config.link_validity_minutes * 60
+        reconcile = self.rt.settings.incode.reconcile_after_seconds
+        self.store.advance(
+            v,
+            State.SENT,
+            now,
+            interview_id=session.interview_id,
+            channel=config.channel,
+            destination=mask_destination(config.channel, who.destination),
+            expires_at=expires,
+            due=min(now + reconcile, expires),
+            index_interview=True,
+        )
+        log.info("verification sent", session=session.interview_id, channel=config.channel)
+        return self.store.get(v.id) or v
+
+    def _fail(self, v: Verification, now: float, why: str) -> Verification:
+        self.store.advance(v, State.ERROR, now, detail=why, due=now + RESUME_AFTER)
+        log.warning("verification cannot proceed", detail=why)
+        return self.store.get(v.id) or v
+
+    # -- writing to the ticket -------------------------------------------------------------
+
+    def _sync(self, desk: Desk, v: Verification, ticket: Ticket) -> None:
+        """Make the ticket show ``v``: the gate note once, then the outcome once."""
+        if v.interview_id and not v.gated:
+            if ticket.marker != "pending":
+                self._write(desk, ticket, lambda t: desk.gate(t, notes.gate(v)))
+                ticket = desk.get_ticket(ticket.id) or ticket  # the write moved its version
+            self.store.update(v.id, gated=True)
+            v = replace(v, gated=True)
+            log.info("ticket gated")
+        if not v.unwritten:
+            return
+        if v.gated and ticket.marker == v.state:
+            log.info("outcome already on the ticket")
+        elif not ticket.writable:
+            log.warning("ticket closed; outcome not written", state=v.state.value)
+        else:
+            release = v.state != State.REVIEW
+            note = notes.outcome(v)
+            self._write(desk, ticket, lambda t: desk.record(t, v.state, note, release=release))
+            log.info("outcome written", state=v.state.value)
+        self.store.update(v.id, written=v.state.value)
+        if v.state in FINAL:
+            self.store.unschedule(v.id)
+
+    def _write(self, desk: Desk, ticket: Ticket, write: Callable[[Ticket], None]) -> Ticket:
+        """Write; on a 409 (an agent edited meanwhile) re-read the ticket and write again."""
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                write(ticket)
+                return ticket
+            except Conflict:
+                log.info("ticket changed while writing; re-reading")
+                fresh = desk.get_ticket(ticket.id)
+                if fresh is None:
+                    raise Fatal("ticket", "the ticket was deleted while being written") from None
+                ticket = fresh
+        raise Retriable("ticket", "the ticket kept changing while being written")
+
+    # -- check: hint -> confirmed result -> outcome ----------------------------------------
+
+    def check(self, vid: str, hint: str, now: float | None = None) -> None:
+        structlog.contextvars.bind_contextvars(verification=vid)
+        with self.store.lock(vid, LOCK_SECONDS) as held:
+            if not held:
+                raise Busy(vid)
+            v = self.store.get(vid)
+            if v is None:
+                log.info("verification no longer recorded", hint=hint)
+                return
+            desk = self.rt.desks.get(v.desk)
+            if desk is None:
+                log.warning("verification belongs to a desk no longer configured", desk=v.desk)
+                return
+            structlog.contextvars.bind_contextvars(desk=v.desk, ticket=v.ticket_id)
+            if v.state in FINAL and not v.unwritten and (v.gated or not v.interview_id):
+                log.info("verification already finished", hint=hint)
+                return
+            ticket = desk.get_ticket(v.ticket_id)
+            if ticket is None:
+                self._ticket_gone(v)
+                return
+            if v.state in (State.SENT, State.REVIEW):
+                v = self._confirm(v, ticket, hint, self.clock() if now is None else now)
+            self._advance(desk, v.id, ticket)
+
+    def _confirm(self, v: Verification, ticket: Ticket, hint: str, now: float) -> Verification:
+        result = self.rt.incode.confirm(v.interview_id)
+        target = DECISIONS.get(result.decision)
+        summary = result.score_status
+        if result.onboarding_status:
+            summary += f", {result.onboarding_status}"
+        detail = ", ".join(result.findings)
+        if target is None or target == v.state:
+            if v.state == State.SENT and now >= v.expires_at:
+                target = State.EXPIRED
+            else:
+                reconcile = self.rt.settings.incode.reconcile_after_seconds
+                at = now + reconcile
+                self.store.schedule(v.id, min(at, v.expires_at) if v.state == State.SENT else at)
+                log.info("no result yet", hint=hint, decision=result.decision)
+                return v
+        if target != State.EXPIRED and ticket.requester_id != v.requester_id:
+            target = State.ERROR
+            detail = (
+                f"the ticket's requester changed after the link was sent; Incode's result "
+                f"({result.decision}) belongs to the previous requester and is not applied"
+            )
+        if self.store.advance(
+            v, target, now, due=now + RESUME_AFTER, result=summary, detail=detail
+        ):
+            log.info("result confirmed", state=target.value, hint=hint)
+        return self.store.get(v.id) or v
+
+    def _ticket_gone(self, v: Verification) -> None:
+        log.warning("ticket deleted; verification abandoned", state=v.state.value)
+        if v.state not in FINAL:
+            self.store.forget_open(v.desk, v.ticket_id, v.id)
+        self.store.unschedule(v.id)
+
+    # -- poll and sweep ----------------------------------------------------------------------
+
+    def poll(self, desk_name: str) -> int:
+        desk = self.rt.desks[desk_name]
+        found = desk.find_flagged()
+        for ticket_id in found:
+            self.dispatch.start_verification(desk_name, ticket_id)
+        if found:
+            log.info("poll found flagged tickets", count=len(found))
+        return len(found)
+
+    def sweep(self, now: float | None = None) -> int:
+        now = self.clock() if now is None else now
+        due = self.store.due(now)
+        for vid in due:
+            self.store.schedule(vid, now + SWEEP_LEASE)
+            self.dispatch.check_result(vid, "sweep", now)
+        if due:
+            log.info("sweep handed out due verifications", count=len(due))
+        return len(due)

@@ -1,0 +1,61 @@
+"""Per-process resources: settings, the Redis client, the lifecycle store, one HTTP client per
+outside system. Built lazily on first use in the process that uses them (so never before a fork)
+and shared by that process's threads."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+
+from redis import Redis
+
+from config.logging import configure_logging
+from config.settings import Settings, load_settings
+from connectors.incode import IncodeClient
+from connectors.registry import build_desk
+from connectors.ticketing import Desk
+from worker.store import Store
+
+
+@functools.cache
+def current_settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: "Redis[str]"
+    store: Store
+    incode: IncodeClient
+    desks: dict[str, Desk]
+    pid: int
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+    timeout = settings.http_timeout_seconds
+    return Runtime(
+        settings=settings,
+        redis=redis,
+        store=Store(redis, settings.key_prefix, settings.retention_days * 86400),
+        incode=IncodeClient(settings.incode, timeout),
+        desks={name: build_desk(name, desk, timeout) for name, desk in settings.desks.items()},
+        pid=os.getpid(),
+    )
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime.pid != os.getpid():
+            _runtime = build_runtime(current_settings())
+        return _runtime

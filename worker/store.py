@@ -1,0 +1,246 @@
+"""The lifecycle store in Redis: one hash per verification, indexes, and atomic transitions.
+
+Keys (``p`` is the configured prefix):
+
+- ``p:v:<id>``               hash: the verification (see ``Verification``)
+- ``p:open:<desk>:<ticket>``  the open verification of a ticket: at most one, set atomically
+- ``p:iv:<interviewId>``      Incode session -> verification
+- ``p:due``                   sorted set: when the sweep must next look at a verification
+                              (resume a stalled step, reconcile, expire, finish a ticket write)
+- ``p:lock:<id>``             one worker at a time advances a verification
+- ``p:seen:<key>``            webhook deliveries already taken (dedupe)
+
+Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
+a transition that already happened is a no-op, and every task and webhook may arrive twice.
+Finished verifications expire after the retention period, so Redis stays bounded.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+from redis import Redis
+
+from worker.lifecycle import FINAL, State, sources
+
+_OPEN = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return ''
+"""
+
+# KEYS: record, due, open key, interview key
+# ARGV: to, allowed sources (csv), final (1/0), ttl, id, due score or '', index interview (1/0),
+#       field, value, ...
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return {0, ''} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do
+  if s == current then allowed = true end
+end
+if not allowed then return {0, current} end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 8))
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
+if ARGV[3] == '1' then
+  if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
+return {1, current}
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Verification:
+    id: str
+    desk: str
+    ticket_id: str
+    ticket_display: str
+    requester_id: str
+    reason: str
+    state: State
+    created_at: float
+    updated_at: float
+    interview_id: str = ""
+    channel: str = ""
+    destination: str = ""  # masked: the whole address is never stored
+    expires_at: float = 0.0
+    result: str = ""  # Incode's result as read: overall status, manual review decision
+    detail: str = ""  # why: the checks that did not pass, or the error an agent must fix
+    gated: bool = False  # the gate note is on the ticket
+    written: str = ""  # the last state whose outcome is on the ticket
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Verification:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value = raw[f.name]
+            if f.name == "state":
+                values[f.name] = State(value)
+            elif f.name in ("created_at", "updated_at", "expires_at"):
+                values[f.name] = float(value or 0)
+            elif f.name == "gated":
+                values[f.name] = value == "1"
+            else:
+                values[f.name] = value
+        return cls(**values)
+
+    @property
+    def unwritten(self) -> bool:
+        """The ticket does not yet show this state's outcome."""
+        return self.state in FINAL | {State.REVIEW} and self.written != self.state
+
+
+def _strings(mapping: dict[str, Any]) -> dict[str, str]:
+    """Redis hashes hold strings; booleans become "1" or ""."""
+    return {k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in mapping.items()}
+
+
+def _flat(mapping: dict[str, Any]) -> list[str]:
+    return [item for pair in _strings(mapping).items() for item in pair]
+
+
+class Store:
+    def __init__(self, redis: "Redis[str]", prefix: str, retention_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retention = retention_seconds
+        self._open = redis.register_script(_OPEN)
+        self._transition = redis.register_script(_TRANSITION)
+        self._unlock = redis.register_script(_UNLOCK)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, vid: str) -> Verification | None:
+        raw = self.redis.hgetall(self._key("v", vid))
+        return Verification.from_hash(raw) if raw else None
+
+    def _via(self, key: str) -> Verification | None:
+        vid = self.redis.get(key)
+        return self.get(vid) if vid else None
+
+    def by_interview(self, interview_id: str) -> Verification | None:
+        return self._via(self._key("iv", interview_id))
+
+    def open_for(self, desk: str, ticket_id: str) -> Verification | None:
+        return self._via(self._key("open", desk, ticket_id))
+
+    def due(self, now: float, limit: int = 500) -> list[str]:
+        return list(self.redis.zrangebyscore(self._key("due"), "-inf", now, start=0, num=limit))
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def open(
+        self,
+        *,
+        desk: str,
+        ticket_id: str,
+        ticket_display: str,
+        requester_id: str,
+        reason: str,
+        now: float,
+        resume_at: float,
+    ) -> tuple[Verification, bool]:
+        """Record a new verification unless the ticket has an open one; says which it returns."""
+        vid = secrets.token_hex(12)
+        record = {
+            "id": vid,
+            "desk": desk,
+            "ticket_id": ticket_id,
+            "ticket_display": ticket_display,
+            "requester_id": requester_id,
+            "reason": reason,
+            "state": State.REQUESTED.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        existing = self._open(
+            keys=[self._key("open", desk, ticket_id), self._key("v", vid), self._key("due")],
+            args=[vid, resume_at, *_flat(record)],
+        )
+        if existing:
+            found = self.get(existing)
+            if found is not None:
+                return found, False
+        return Verification.from_hash(_strings(record)), True
+
+    def advance(
+        self,
+        v: Verification,
+        to: State,
+        now: float,
+        *,
+        due: float | None = None,
+        index_interview: bool = False,
+        **changes: Any,
+    ) -> bool:
+        """Move ``v`` to ``to`` if its current state allows it; False if it already moved on."""
+        interview = str(changes.get("interview_id") or v.interview_id)
+        done, _ = self._transition(
+            keys=[
+                self._key("v", v.id),
+                self._key("due"),
+                self._key("open", v.desk, v.ticket_id),
+                self._key("iv", interview),
+            ],
+            args=[
+                to.value,
+                ",".join(sorted(s.value for s in sources(to))),
+                "1" if to in FINAL else "0",
+                self.retention,
+                v.id,
+                "" if due is None else due,
+                "1" if index_interview else "0",
+                *_flat({"updated_at": now, **changes}),
+            ],
+        )
+        return bool(done)
+
+    def update(self, vid: str, **changes: Any) -> None:
+        self.redis.hset(self._key("v", vid), mapping=_strings(changes))  # type: ignore[arg-type]
+
+    def schedule(self, vid: str, at: float) -> None:
+        self.redis.zadd(self._key("due"), {vid: at})
+
+    def unschedule(self, vid: str) -> None:
+        self.redis.zrem(self._key("due"), vid)
+
+    def forget_open(self, desk: str, ticket_id: str, vid: str) -> None:
+        """Drop a ticket's open marker that points at ``vid`` (e.g. the ticket was deleted)."""
+        key = self._key("open", desk, ticket_id)
+        if self.redis.get(key) == vid:
+            self.redis.delete(key)
+
+    @contextmanager
+    def lock(self, vid: str, ttl: int) -> Iterator[bool]:
+        """Yield True if this caller holds the verification's lock (released on exit)."""
+        key, token = self._key("lock", vid), secrets.token_hex(8)
+        held = bool(self.redis.set(key, token, nx=True, ex=ttl))
+        try:
+            yield held
+        finally:
+            if held:
+                self._unlock(keys=[key], args=[token])
+
+    def first_time(self, kind: str, key: str, ttl: int) -> bool:
+        """True the first time ``kind:key`` is seen within ``ttl`` seconds (webhook dedupe)."""
+        return bool(self.redis.set(self._key("seen", kind, key), "1", nx=True, ex=ttl))
