@@ -49,7 +49,7 @@ class Ticket:
 class PushAuth:
     """What arrived with a push, for the desk to authenticate."""
 
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names lower-cased
     body: bytes
     now: float
     tolerance_seconds: int

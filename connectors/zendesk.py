@@ -37,8 +37,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def verify_push(push: PushAuth, secrets: list[str]) -> bool:
     """True if the push is signed by one of ``secrets`` within the timestamp window."""
-    signature = push.headers.get(SIGNATURE, "")
-    timestamp = push.headers.get(TIMESTAMP, "")
+    signature = push.headers.get(SIGNATURE.lower(), "")
+    timestamp = push.headers.get(TIMESTAMP.lower(), "")
     if not signature or not timestamp:
         return False
     try:

@@ -283,7 +283,7 @@ class IncodeSim:
             expires_at = store.get(token)
         if expires_at is None:
             raise OmniError(401, f"Invalid {what}")
-        if False:
+        if expires_at <= time.time():
             raise OmniError(401, f"Expired {what}")
 
     def _check_bearer(self) -> None:

@@ -293,7 +293,9 @@ class ServiceNowState:
                 table = target
         return True
 
-    def walk(self, table: str, record: Mapping[str, str] | None, path: str) -> tuple[str, Any, str]:
+    def walk(
+        self, table: str, record: Mapping[str, str] | None, path: str
+    ) -> tuple[str, Mapping[str, str] | None, str]:
         """Follow ``a.b.c`` to (table, record or None, leaf field)."""
         *hops, leaf = path.split(".")
         for hop in hops:
@@ -306,7 +308,7 @@ class ServiceNowState:
     def resolver(self, table: str) -> snq.Resolver:
         def resolve(record: Mapping[str, str], path: str) -> str:
             _, target, leaf = self.walk(table, record, path)
-            return str(target.get(leaf, "")) if target is not None else ""
+            return target.get(leaf, "") if target is not None else ""
 
         return resolve
 
@@ -551,9 +553,7 @@ class ServiceNowState:
 
     def _journal_text(self, table: str, sys_id: str, element: str) -> str:
         """What the platform shows for a journal field: newest entry first, with a header line."""
-        entries = sorted(
-            self.journal(table, sys_id, element), key=lambda j: j["sys_created_on"], reverse=True
-        )
+        entries = reversed(self.journal(table, sys_id, element))  # insertion order = time order
         label = JOURNAL_FIELDS[element]
         return "".join(
             f"{j['sys_created_on']} - {j['sys_created_by']} ({label})\n{j['value']}\n\n"

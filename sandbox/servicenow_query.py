@@ -59,11 +59,6 @@ class EncodedQuery:
     blocks: tuple[Block, ...] = ()
     orderings: tuple[Ordering, ...] = ()
 
-    def fields(self) -> set[str]:
-        """Every field the query names, so the caller can decide which ones are valid."""
-        names = {c.field for block in self.blocks for group in block for c in group}
-        return names | {o.field for o in self.orderings}
-
     def prune(self, is_valid: Callable[[str], bool]) -> EncodedQuery:
         """Drop conditions and orderings on invalid fields, as the platform silently does."""
         blocks: list[Block] = []

@@ -662,8 +662,6 @@ class ZendeskState:
         return audit
 
     def _add_comment(self, ticket: Ticket, new: _NewComment, audit_id: int, at: datetime) -> None:
-        if len(ticket.comments) >= MAX_COMMENTS:
-            raise invalid("comment", "Comment: the ticket has too many comments", "TooManyComments")
         ticket.comments.append(
             Comment(
                 self._next_comment, new.author_id, new.body, new.html_body, new.public, audit_id, at
@@ -739,6 +737,20 @@ class ZendeskState:
         self, payload: dict[str, Any], actor_id: int, base: str
     ) -> tuple[dict[str, Any], WebhookJob | None]:
         with self.lock:
+            first_new_user = self._next_user
+            try:
+                return self._create_ticket(payload, actor_id, base)
+            except ApiError:
+                # A rejected ticket must not leave behind the requester it created.
+                for user_id in range(first_new_user, self._next_user):
+                    self.users.pop(user_id, None)
+                self._next_user = first_new_user
+                raise
+
+    def _create_ticket(
+        self, payload: dict[str, Any], actor_id: int, base: str
+    ) -> tuple[dict[str, Any], WebhookJob | None]:
+        if True:
             requester_id = self._resolve_requester(payload, actor_id)
             submitter_id = requester_id
             if "submitter_id" in payload:
@@ -791,7 +803,7 @@ class ZendeskState:
             audit = self._new_audit(ticket, actor_id, events, now)
             self._add_comment(ticket, new_comment, audit["id"], now)
             job = self._trigger_job(ticket, [])
-            return {"ticket": ticket.render(base), "audit": audit}, job
+            return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, job
 
     def _resolve_requester(self, payload: dict[str, Any], actor_id: int) -> int:
         """``requester`` {name, email} finds the user by e-mail or creates an end user."""
@@ -861,6 +873,8 @@ class ZendeskState:
             removed = set(normalize_tags(payload.get("remove_tags"), "remove_tags"))
             new_tags = sorted({t for t in tags if t not in removed})
             new_comment = self._parse_comment(payload.get("comment"), actor_id)
+            if new_comment is not None and len(ticket.comments) >= MAX_COMMENTS:
+                raise invalid("comment", "Comment: a ticket holds at most 5000 comments")
 
             # System rules: an end user's public reply reopens a pending/on-hold/solved ticket;
             # solving assigns the solver when nobody is assigned.
@@ -911,7 +925,7 @@ class ZendeskState:
             if new_comment is not None:
                 self._add_comment(ticket, new_comment, audit["id"], at)
             job = self._trigger_job(ticket, tags_before)
-            return {"ticket": ticket.render(base), "audit": audit}, job
+            return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, job
 
     def ticket_tags(self, ticket_id: int) -> list[str]:
         with self.lock:

@@ -29,7 +29,7 @@ def current_settings() -> Settings:
 @dataclass
 class Runtime:
     settings: Settings
-    redis: "Redis[str]"
+    redis: Redis[str]
     store: Store
     incode: IncodeClient
     desks: dict[str, Desk]

@@ -117,7 +117,7 @@ def _flat(mapping: dict[str, Any]) -> list[str]:
 
 
 class Store:
-    def __init__(self, redis: "Redis[str]", prefix: str, retention_seconds: int) -> None:
+    def __init__(self, redis: Redis[str], prefix: str, retention_seconds: int) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention = retention_seconds

@@ -1,4 +1,4 @@
-"""The ServiceNow simulator over real HTTP: auth, Table API shapes, queries, paging, business rule."""
+"""The ServiceNow simulator over real HTTP: auth, Table API, queries, paging, business rule."""
 
 from __future__ import annotations
 
@@ -215,9 +215,13 @@ def test_create_user_and_incident_returns_strings_numbers_and_links(sn: Sim) -> 
 
     resp = sn.api.post(
         "/api/now/table/incident",
-        json={"short_description": "Reset MFA", "caller_id": user["sys_id"], "u_score": 7,
-              CFG.flag_field: False},
-    )  # fmt: skip
+        json={
+            "short_description": "Reset MFA",
+            "caller_id": user["sys_id"],
+            "u_score": 7,
+            CFG.flag_field: False,
+        },
+    )
     assert resp.status_code == 201
     inc = resp.json()["result"]
     assert inc["number"] == "INC0010001"
@@ -264,6 +268,12 @@ def test_patch_with_work_notes_appends_journal_and_not_the_record(sn: Sim) -> No
     )
     assert entry["element_id"] == inc["sys_id"]
     assert entry["sys_created_by"] == CFG.username
+
+    shown = sn.api.get(
+        f"/api/now/table/incident/{inc['sys_id']}",
+        params={"sysparm_display_value": "true", "sysparm_fields": "work_notes"},
+    ).json()["result"]["work_notes"]
+    assert shown.endswith(f"- {CFG.username} (Work notes)\nIdentity check sent\n\n")
 
     raw = sn.api.get(f"/_sandbox/records/incident/{inc['sys_id']}").json()
     assert "work_notes" not in raw["record"]
@@ -372,9 +382,10 @@ def test_display_value_modes_and_reference_links(
 
 def test_choices_are_queryable(sn: Sim) -> None:
     rows = sn.query(
-        "sys_choice", sysparm_query="name=incident^element=state^ORDERBYsequence",
+        "sys_choice",
+        sysparm_query="name=incident^element=state^ORDERBYsequence",
         sysparm_fields="value,label",
-    )  # fmt: skip
+    )
     assert [(r["value"], r["label"]) for r in rows] == [
         ("1", "New"),
         ("2", "In Progress"),
@@ -395,9 +406,13 @@ def numbers(rows: list[dict[str, Any]]) -> list[str]:
 def test_encoded_query_operators_and_ordering(sn: Sim) -> None:
     alice = sn.create("sys_user", user_name="alice", email="alice@example.com")
     vpn = sn.create(
-        "incident", short_description="Password RESET for VPN", impact=1, category="network",
-        u_score=9, caller_id=alice["sys_id"],
-    )["number"]  # fmt: skip
+        "incident",
+        short_description="Password RESET for VPN",
+        impact=1,
+        category="network",
+        u_score=9,
+        caller_id=alice["sys_id"],
+    )["number"]
     mfa = sn.create(
         "incident", short_description="Reset MFA token", impact=2, category="security", u_score=10
     )["number"]

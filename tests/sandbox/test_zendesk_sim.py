@@ -1,11 +1,11 @@
-"""The Zendesk simulator over real HTTP: what Deskgate's connector relies on must behave like Zendesk."""
+"""The Zendesk simulator over real HTTP: what Deskgate relies on must behave as Zendesk does."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,8 +47,8 @@ class Receiver:
             return list(self.received)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@pytest.fixture(scope="module")
+def receiver_server() -> Iterator[Receiver]:
     app = Flask("receiver")
     holder: dict[str, Receiver] = {}
 
@@ -66,23 +66,38 @@ def receiver() -> Iterator[Receiver]:
     rec.server.stop()
 
 
-@pytest.fixture
-def make_sim() -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(**overrides: Any) -> Server:
-        server = serve(create_app(ZendeskSimConfig(**overrides)))
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Server]:
+    # One server per module: stopping a werkzeug server costs ~0.5 s, so tests share it and
+    # the autouse ``clean`` fixture resets it through the control API instead.
+    server = serve(create_app(ZendeskSimConfig()))
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def sim(make_sim: Callable[..., Server]) -> Server:
-    return make_sim()
+def control(sim: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{sim.url}/_sandbox", trust_env=False, timeout=5) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def clean(control: httpx.Client) -> None:
+    control.post("/reset").raise_for_status()
+    control.delete("/calls").raise_for_status()
+    control.delete("/faults").raise_for_status()
+    control.delete("/rate_limit").raise_for_status()
+    control.put("/triggers", json={"enabled": True, "webhook_url": None}).raise_for_status()
+
+
+@pytest.fixture
+def receiver(receiver_server: Receiver, control: httpx.Client) -> Receiver:
+    """The shared receiver, emptied and wired in as the trigger's webhook endpoint."""
+    with receiver_server.lock:
+        receiver_server.received.clear()
+        receiver_server.statuses.clear()
+    control.put("/triggers", json={"webhook_url": receiver_server.url}).raise_for_status()
+    return receiver_server
 
 
 @pytest.fixture
@@ -93,10 +108,14 @@ def api(sim: Server) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def control(sim: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{sim.url}/_sandbox", trust_env=False, timeout=5) as client:
-        yield client
+def deliveries(control: httpx.Client, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """The delivery log once it holds ``count`` attempts (or whatever it holds at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log: list[dict[str, Any]] = control.get("/webhook_deliveries").json()["deliveries"]
+        if len(log) >= count or time.monotonic() > deadline:
+            return log
+        time.sleep(0.01)
 
 
 def new_ticket(api: httpx.Client, **fields: Any) -> dict[str, Any]:
@@ -123,9 +142,7 @@ def update(api: httpx.Client, ticket_id: int, **fields: Any) -> httpx.Response:
     "auth",
     [None, (f"{EMAIL}/token", "wrong"), (EMAIL, TOKEN), ("other@acme.test/token", TOKEN)],
 )
-def test_bad_or_missing_credentials_get_401(
-    sim: Server, auth: tuple[str, str] | None
-) -> None:
+def test_bad_or_missing_credentials_get_401(sim: Server, auth: tuple[str, str] | None) -> None:
     resp = httpx.get(f"{sim.url}/api/v2/tickets/1.json", auth=auth, trust_env=False)
     assert resp.status_code == 401
     assert resp.json() == {"error": "Couldn't authenticate you"}
@@ -142,7 +159,9 @@ def test_json_suffix_is_optional_and_headers_carry_rate_limit(api: httpx.Client)
     assert with_suffix.json() == without.json()
     assert with_suffix.json()["ticket"]["id"] == ticket["id"]
     assert int(without.headers["X-Rate-Limit"]) > 0
-    assert 0 <= int(without.headers["X-Rate-Limit-Remaining"]) < int(without.headers["X-Rate-Limit"])
+    assert (
+        0 <= int(without.headers["X-Rate-Limit-Remaining"]) < int(without.headers["X-Rate-Limit"])
+    )
 
 
 def test_missing_ticket_is_404_record_not_found(api: httpx.Client) -> None:
@@ -180,7 +199,7 @@ def test_requester_email_creates_then_reuses_the_end_user(api: httpx.Client) -> 
     assert user["name"] == "Ann Smith"  # an existing user's name is not overwritten
 
     anonymous = new_ticket(api, requester={"name": "Walk-in"})
-    assert anonymous["requester_id"] not in (first["requester_id"],)
+    assert anonymous["requester_id"] != first["requester_id"]
     walk_in = api.get(f"/users/{anonymous['requester_id']}").json()["user"]
     assert walk_in["email"] is None
 
@@ -258,7 +277,9 @@ def test_status_cannot_go_back_to_new(api: httpx.Client) -> None:
 def test_end_user_reply_reopens_a_held_ticket(api: httpx.Client) -> None:
     ticket = new_ticket(api)
     update(api, ticket["id"], status="hold")
-    resp = update(api, ticket["id"], comment={"body": "any news?", "author_id": ticket["requester_id"]})
+    resp = update(
+        api, ticket["id"], comment={"body": "any news?", "author_id": ticket["requester_id"]}
+    )
     assert resp.json()["ticket"]["status"] == "open"
 
 
@@ -283,7 +304,10 @@ def test_ticket_id_in_body_is_ignored_with_a_warning(api: httpx.Client) -> None:
 def test_custom_fields_merge(api: httpx.Client) -> None:
     ticket = new_ticket(api, custom_fields=[{"id": 7, "value": "a"}])
     resp = update(api, ticket["id"], custom_fields=[{"id": 9, "value": "b"}])
-    assert resp.json()["ticket"]["custom_fields"] == [{"id": 7, "value": "a"}, {"id": 9, "value": "b"}]
+    assert resp.json()["ticket"]["custom_fields"] == [
+        {"id": 7, "value": "a"},
+        {"id": 9, "value": "b"},
+    ]
 
 
 # -- tags endpoints ---------------------------------------------------------------------------
@@ -355,24 +379,35 @@ def test_search_tags_or_exclusion_and_status_range(api: httpx.Client) -> None:
     d = new_ticket(api, tags=["idv_mfa_reset"])
     new_ticket(api, tags=["unrelated"])
     update(api, d["id"], status="solved")
-    query = "type:ticket status<solved tags:idv_mfa_reset tags:idv_account_unlock -tags:idv_gate_pending"
+    query = (
+        "type:ticket status<solved tags:idv_mfa_reset tags:idv_account_unlock"
+        " -tags:idv_gate_pending"
+    )
     resp = api.get("/search.json", params={"query": query})
     assert resp.status_code == 200
     body = resp.json()
-    assert sorted(r["id"] for r in body["results"]) == [a["id"], b["id"]]
+    found = sorted(r["id"] for r in body["results"])
+    assert found == [a["id"], b["id"]]
+    assert c["id"] not in found  # excluded by -tags, although it has a wanted tag
     assert body["count"] == 2
     assert all(r["result_type"] == "ticket" for r in body["results"])
     assert body["next_page"] is None and body["previous_page"] is None
     assert api.get("/search", params={"query": "type:user"}).json()["count"] == 0
     requester = api.get("/search", params={"query": "requester:ann@example.test status:solved"})
     assert [r["id"] for r in requester.json()["results"]] == [d["id"]]
-    _ = c
 
 
 def test_search_sorting_and_pagination(api: httpx.Client) -> None:
     ids = [new_ticket(api, tags=["p"])["id"] for _ in range(5)]
-    update(api, ids[0], subject="touched last")  # most recently updated
-    params = {"query": "tags:p", "sort_by": "updated_at", "sort_order": "asc", "per_page": 2}
+    # Two updates: the first may share its second with the last ticket's creation.
+    update(api, ids[0], subject="touched")
+    update(api, ids[0], subject="touched last")
+    params: dict[str, Any] = {
+        "query": "tags:p",
+        "sort_by": "updated_at",
+        "sort_order": "asc",
+        "per_page": 2,
+    }
     seen: list[int] = []
     resp = api.get("/search.json", params=params)
     pages = 0
@@ -420,89 +455,88 @@ def test_search_never_serves_beyond_1000(sim: Server, api: httpx.Client) -> None
 
 
 def test_trigger_posts_a_signed_webhook_once_when_the_tag_is_gained(
-    make_sim: Callable[..., Server], receiver: Receiver
+    api: httpx.Client, control: httpx.Client, receiver: Receiver
 ) -> None:
-    sim = make_sim(webhook_url=receiver.url)
-    with httpx.Client(
-        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
-    ) as api:
-        ticket = new_ticket(api, tags=["other"])
-        time.sleep(0.1)
-        assert receiver.received == []  # no trigger tag, no webhook
+    ticket = new_ticket(api, tags=["other"])
+    time.sleep(0.1)
+    assert receiver.received == []  # no trigger tag, no webhook
 
-        update(api, ticket["id"], additional_tags=[TRIGGER])
-        [delivery] = receiver.wait_for(1)
-        headers, raw = delivery["headers"], delivery["body"]
-        assert json.loads(raw) == {
-            "ticket_id": str(ticket["id"]),
-            "tags": f"{TRIGGER} other",
-            "requester_email": "ann@example.test",
-            "event": "trigger",
-        }
-        timestamp = headers["X-Zendesk-Webhook-Signature-Timestamp"]
-        datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
-        assert headers["X-Zendesk-Webhook-Signature"] == sign(SECRET, timestamp, raw)
-        assert headers["User-Agent"] == "Zendesk Webhook"
-        assert headers["Content-Type"] == "application/json; charset=utf-8"
-        assert headers["X-Zendesk-Webhook-Id"] and headers["X-Zendesk-Account-Id"]
+    update(api, ticket["id"], additional_tags=[TRIGGER])
+    [delivery] = receiver.wait_for(1)
+    headers, raw = delivery["headers"], delivery["body"]
+    assert json.loads(raw) == {
+        "ticket_id": str(ticket["id"]),
+        "tags": f"{TRIGGER} other",
+        "requester_email": "ann@example.test",
+        "event": "trigger",
+    }
+    timestamp = headers["X-Zendesk-Webhook-Signature-Timestamp"]
+    datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
+    assert headers["X-Zendesk-Webhook-Signature"] == sign(SECRET, timestamp, raw)
+    assert headers["User-Agent"] == "Zendesk Webhook"
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    assert headers["X-Zendesk-Webhook-Id"] and headers["X-Zendesk-Account-Id"]
 
-        # Keeping the tag (note, other tags) does not fire again.
-        update(api, ticket["id"], comment={"body": "note", "public": False}, additional_tags=["z"])
-        api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
-        time.sleep(0.2)
-        assert len(receiver.received) == 1
+    # Keeping the tag (a note, other tags, re-adding it) does not fire again.
+    update(api, ticket["id"], comment={"body": "note", "public": False}, additional_tags=["z"])
+    api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
+    time.sleep(0.2)
+    assert len(receiver.received) == 1
 
-        # Losing and regaining it does; so does a new ticket born with it.
-        api.request("DELETE", f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
-        api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
-        new_ticket(api, tags=[TRIGGER])
-        received = receiver.wait_for(3)
-        assert len(received) == 3
-        ids = {h["headers"]["X-Zendesk-Webhook-Invocation-Id"] for h in received}
-        assert len(ids) == 3
-
-        log = httpx.get(f"{sim.url}/_sandbox/webhook_deliveries", trust_env=False).json()
-        assert [(d["status"], d["attempt"]) for d in log["deliveries"]] == [(200, 1)] * 3
+    # Losing and regaining it does; so does a new ticket born with it.
+    api.request("DELETE", f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
+    api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
+    new_ticket(api, tags=[TRIGGER])
+    received = receiver.wait_for(3)
+    assert len(received) == 3
+    assert len({r["headers"]["X-Zendesk-Webhook-Invocation-Id"] for r in received}) == 3
+    log = deliveries(control, 3)
+    assert [(d["status"], d["attempt"]) for d in log] == [(200, 1)] * 3
 
 
 def test_trigger_skips_solved_tickets_and_honours_the_switch(
-    make_sim: Callable[..., Server], receiver: Receiver
+    api: httpx.Client, control: httpx.Client, receiver: Receiver
 ) -> None:
-    sim = make_sim(webhook_url=receiver.url)
-    with httpx.Client(
-        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
-    ) as api:
-        new_ticket(api, tags=[TRIGGER], status="solved")
-        off = httpx.put(
-            f"{sim.url}/_sandbox/triggers", json={"enabled": False}, trust_env=False
-        ).json()
-        assert off["enabled"] is False
-        new_ticket(api, tags=[TRIGGER])
-        time.sleep(0.2)
-        assert receiver.received == []
-        httpx.put(f"{sim.url}/_sandbox/triggers", json={"enabled": True}, trust_env=False)
-        new_ticket(api, tags=[TRIGGER])
-        assert len(receiver.wait_for(1)) == 1
+    new_ticket(api, tags=[TRIGGER], status="solved")
+    off = control.put("/triggers", json={"enabled": False}).json()
+    assert off["enabled"] is False
+    new_ticket(api, tags=[TRIGGER])
+    time.sleep(0.2)
+    assert receiver.received == []
+    control.put("/triggers", json={"enabled": True})
+    new_ticket(api, tags=[TRIGGER])
+    assert len(receiver.wait_for(1)) == 1
 
 
-def test_webhook_retries_on_5xx(make_sim: Callable[..., Server], receiver: Receiver) -> None:
+def test_webhook_url_from_config_and_retries_on_5xx(receiver: Receiver) -> None:
     receiver.statuses = [503, 500]
-    sim = make_sim(webhook_url=receiver.url)
-    with httpx.Client(
-        base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
-    ) as api:
-        new_ticket(api, tags=[TRIGGER])
-    received = receiver.wait_for(3)
+    sim = serve(create_app(ZendeskSimConfig(webhook_url=receiver.url)))
+    try:
+        with (
+            httpx.Client(
+                base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
+            ) as api,
+            httpx.Client(base_url=f"{sim.url}/_sandbox", trust_env=False) as control,
+        ):
+            new_ticket(api, tags=[TRIGGER])
+            received = receiver.wait_for(3)
+            log = deliveries(control, 3)
+    finally:
+        sim.stop()
     assert len(received) == 3
     assert len({r["body"] for r in received}) == 1  # the same invocation, re-sent
-    deadline = time.monotonic() + 3
-    deliveries: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and len(deliveries) < 3:
-        deliveries = httpx.get(f"{sim.url}/_sandbox/webhook_deliveries", trust_env=False).json()[
-            "deliveries"
-        ]
-        time.sleep(0.01)
-    assert [(d["attempt"], d["status"]) for d in deliveries] == [(1, 503), (2, 500), (3, 200)]
+    assert [(d["attempt"], d["status"]) for d in log] == [(1, 503), (2, 500), (3, 200)]
+
+
+def test_unreachable_webhook_is_recorded_as_an_error(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    control.put("/triggers", json={"webhook_url": "http://127.0.0.1:9/hook"})
+    new_ticket(api, tags=[TRIGGER])
+    [first, *_] = deliveries(control, 1)
+    assert first["status"] is None
+    assert first["error"]
+    assert first["attempt"] == 1
 
 
 def test_signature_matches_the_documented_vector() -> None:

@@ -1,0 +1,74 @@
+"""Shared fixtures: a clean environment, a dedicated Redis database, settings built in code."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from config.settings import Settings
+
+# Tests own this Redis database and flush it; point DESKGATE_TEST_REDIS_URL elsewhere if needed.
+TEST_REDIS_URL = os.environ.get("DESKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+SECRETS = {
+    "zendesk_token": "zd-api-token",
+    "zendesk_push": "zd-push-secret",
+    "incode_webhook": "incode-hook-secret",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from code in tests, never from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("DESKGATE_") and name != "DESKGATE_TEST_REDIS_URL" or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+
+
+def settings_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "redis_url": TEST_REDIS_URL,
+        "key_prefix": "dgtest",
+        "incode": {
+            "api_url": "http://127.0.0.1:9",
+            "auth_url": "http://127.0.0.1:9",
+            "integration_reference": "ref-1",
+            "client_id": "client-1",
+            "client_secret": "client-secret",
+            "api_key": "api-key",
+            "executive_email": "admin@acme.test",
+            "executive_password": "exec-password",
+            "webhook_secret": SECRETS["incode_webhook"],
+        },
+        "desks": {
+            "acme_zendesk": {
+                "kind": "zendesk",
+                "base_url": "http://127.0.0.1:9",
+                "email": "agent@acme.test",
+                "api_token": SECRETS["zendesk_token"],
+                "webhook_secret": SECRETS["zendesk_push"],
+                "triggers": {"idv_mfa_reset": "MFA reset"},
+            }
+        },
+    }
+    for key, value in overrides.items():
+        data[key] = value
+    return data
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(**settings_data())
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis[str]]:
+    client: Redis[str] = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

@@ -1,0 +1,107 @@
+"""A bad configuration stops start-up with a message that names the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import ConfigError, load_settings
+from tests.conftest import settings_data
+
+
+def test_given_a_complete_config_then_it_loads(tmp_path: Path) -> None:
+    settings = load_settings(**settings_data())
+    desk = settings.desks["acme_zendesk"]
+    assert desk.kind == "zendesk"
+    assert desk.gate_status == "hold"
+    assert settings.incode.webhook_secret_header == "x-incode-secret"
+    assert "client-secret" not in repr(settings)  # SecretStr never prints
+
+
+def test_given_a_missing_secret_then_the_error_names_the_field_and_its_variable() -> None:
+    data = settings_data()
+    del data["desks"]["acme_zendesk"]["api_token"]
+    with pytest.raises(ConfigError) as err:
+        load_settings(**data)
+    assert "desks.acme_zendesk.api_token" in str(err.value)
+    assert "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"login_hint": "phone"}, "desks.acme_zendesk.login_hint"),
+        ({"channel": "FAX"}, "desks.acme_zendesk.channel"),
+        ({"triggers": {}}, "desks.acme_zendesk.triggers"),
+        ({"link_validity_minutes": 0}, "desks.acme_zendesk.link_validity_minutes"),
+        ({"kind": "jira"}, "desks.acme_zendesk"),
+        ({"surprise": 1}, "desks.acme_zendesk.surprise"),
+    ],
+)
+def test_given_a_bad_desk_field_then_the_error_names_it(change: dict[str, object], named: str) -> None:
+    data = settings_data()
+    data["desks"]["acme_zendesk"].update(change)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(**data)
+
+
+def test_given_a_bad_desk_name_then_refused() -> None:
+    data = settings_data()
+    data["desks"] = {"Acme-Desk": data["desks"]["acme_zendesk"]}
+    with pytest.raises(ConfigError, match="Acme-Desk"):
+        load_settings(**data)
+
+
+def test_given_two_desks_sharing_a_push_secret_then_refused() -> None:
+    data = settings_data()
+    data["desks"]["second"] = dict(data["desks"]["acme_zendesk"])
+    with pytest.raises(ConfigError, match="share a webhook secret"):
+        load_settings(**data)
+
+
+def test_given_a_toml_file_and_env_secrets_then_both_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "deskgate.toml"
+    config.write_text(
+        """
+[incode]
+api_url = "https://saas-api.incodesmile.com"
+auth_url = "https://auth.incode.com"
+integration_reference = "ref"
+client_id = "cid"
+executive_email = "reader@acme.com"
+
+[desks.acme]
+kind = "zendesk"
+base_url = "https://acme.zendesk.com"
+email = "deskgate@acme.com"
+channel = "SMS"
+[desks.acme.triggers]
+idv_mfa_reset = "MFA reset"
+"""
+    )
+    monkeypatch.setenv("DESKGATE_CONFIG", str(config))
+    monkeypatch.setenv("REDIS_URL", "redis://redis.internal:6379/2")
+    for name, value in {
+        "INCODE__CLIENT_SECRET": "s1",
+        "INCODE__API_KEY": "s2",
+        "INCODE__EXECUTIVE_PASSWORD": "s3",
+        "INCODE__WEBHOOK_SECRET": "s4",
+        "DESKS__ACME__API_TOKEN": "s5",
+    }.items():
+        monkeypatch.setenv(f"DESKGATE_{name}", value)
+    settings = load_settings()
+    assert settings.redis_url == "redis://redis.internal:6379/2"
+    assert settings.desks["acme"].channel == "SMS"
+    assert settings.desks["acme"].api_token.get_secret_value() == "s5"
+    assert settings.incode.api_base == "https://saas-api.incodesmile.com"
+
+
+def test_given_a_config_path_that_does_not_exist_then_the_error_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DESKGATE_CONFIG", "/nonexistent/deskgate.toml")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings()

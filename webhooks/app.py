@@ -1,0 +1,41 @@
+"""The Flask app factory: inbound webhooks and health checks.
+
+Serve it with gunicorn (``gunicorn 'webhooks.app:create_app()'``, or ``deskgate web``). Requests
+never call an outside API: they authenticate, parse, dedupe and enqueue ids, then answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from redis import Redis
+from werkzeug.exceptions import HTTPException
+
+from config.settings import Settings
+from webhooks.health import health
+from webhooks.inbound import Inbound, inbound
+from worker.celery_app import make_celery
+from worker.dispatch import Dispatcher
+from worker.runtime import current_settings
+from worker.store import Store
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or current_settings()
+    app = Flask("deskgate")
+    # Werkzeug answers 413 for larger bodies before any handler reads them.
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
+    app.extensions["deskgate"] = Inbound(settings, store, Dispatcher(make_celery(settings)))
+    app.register_blueprint(inbound)
+    app.register_blueprint(health)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        # Every refusal is JSON with a reason, so callers can tell what to fix.
+        body = {"error": (exc.name or "error").lower().replace(" ", "_"), "reason": exc.description}
+        return jsonify(body), exc.code or 500
+
+    return app

@@ -1,0 +1,123 @@
+"""Inbound endpoints. Each follows one order (DESIGN.md, working rule 1): read the raw bytes,
+authenticate in constant time (and check the timestamp window where the sender signs one), parse,
+dedupe, enqueue ids, answer 2xx. Refusals are 4xx with a reason; nothing is enqueued for them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from flask import Blueprint, abort, current_app, jsonify, request
+from pydantic import SecretStr
+
+from config.settings import Settings
+from connectors.registry import KINDS
+from connectors.ticketing import PushAuth
+from webhooks import incode
+from worker.dispatch import Dispatcher
+from worker.store import Store
+
+log = structlog.get_logger("deskgate.webhooks")
+inbound = Blueprint("inbound", __name__)
+
+DEDUPE_SECONDS = 86400  # Incode retries for about 32 minutes; a day is plenty
+
+
+@dataclass(frozen=True)
+class Inbound:
+    settings: Settings
+    store: Store
+    dispatcher: Dispatcher
+
+
+def _ctx() -> Inbound:
+    ctx: Inbound = current_app.extensions["deskgate"]
+    return ctx
+
+
+def _secrets(*values: SecretStr | None) -> list[str]:
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+def _headers() -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        abort(400, "body is not valid JSON")
+    if not isinstance(payload, dict):
+        abort(400, "body must be a JSON object")
+    return payload
+
+
+@inbound.post("/webhooks/<kind>")
+def ticketing_push(kind: str) -> Any:
+    ctx = _ctx()
+    desk_kind = KINDS.get(kind)
+    if desk_kind is None or kind == "incode":
+        abort(404, f"no webhook endpoint for {kind!r}")
+    raw = request.get_data(cache=False)
+    push = PushAuth(
+        headers=_headers(),
+        body=raw,
+        now=time.time(),
+        tolerance_seconds=ctx.settings.webhook_tolerance_seconds,
+    )
+    desk = next(
+        (
+            name
+            for name, cfg in ctx.settings.desks.items()
+            if cfg.kind == kind
+            and desk_kind.verify_push(
+                push, _secrets(cfg.webhook_secret, cfg.webhook_previous_secret)
+            )
+        ),
+        None,
+    )
+    if desk is None:
+        log.warning("push refused: bad signature", kind=kind)
+        abort(401, "signature missing, invalid, or outside the timestamp window")
+    try:
+        ticket_ids = desk_kind.pushed_ticket_ids(_json_object(raw))
+    except ValueError as exc:
+        abort(400, str(exc))
+    for ticket_id in ticket_ids:
+        ctx.dispatcher.start_verification(desk, ticket_id)
+    log.info("push accepted", desk=desk, tickets=ticket_ids)
+    return jsonify({"status": "accepted", "desk": desk, "tickets": ticket_ids})
+
+
+@inbound.post("/webhooks/incode")
+def incode_webhook() -> Any:
+    ctx = _ctx()
+    config = ctx.settings.incode
+    raw = request.get_data(cache=False)
+    secrets = _secrets(config.webhook_secret, config.webhook_previous_secret)
+    if not incode.authentic(_headers(), config.webhook_secret_header, secrets):
+        log.warning("incode webhook refused: bad secret header")
+        abort(401, f"header {config.webhook_secret_header} missing or wrong")
+    payload = _json_object(raw)
+    interview_id, event = incode.interview_of(payload), incode.event_of(payload)
+    if not interview_id:
+        abort(400, "body carries no interviewId")
+    if event not in incode.RESULT_EVENTS:
+        log.info("incode event ignored", event=event, session=interview_id)
+        return jsonify({"status": "ignored", "event": event})
+    v = ctx.store.by_interview(interview_id)
+    if v is None:
+        # 2xx so Incode stops retrying: nothing here will ever know this session.
+        log.warning("incode webhook for an unknown session", session=interview_id, event=event)
+        return jsonify({"status": "unknown_session"})
+    if not ctx.store.first_time("incode", f"{interview_id}:{event}", DEDUPE_SECONDS):
+        log.info("incode webhook duplicate", session=interview_id, event=event)
+        return jsonify({"status": "duplicate"})
+    ctx.dispatcher.check_result(v.id, event)
+    log.info("incode webhook accepted", session=interview_id, event=event, verification=v.id)
+    return jsonify({"status": "accepted"})

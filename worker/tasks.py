@@ -1,0 +1,82 @@
+"""Celery tasks: thin wrappers that bind log context, run a ``Flow`` step and turn typed errors
+into retries. Every task takes ids only and is idempotent, hence ``acks_late``.
+
+Retry policy (DESIGN.md, working rules 2-3): ``RateLimited`` waits what the server asked,
+``Retriable`` backs off exponentially with jitter, ``Busy`` tries again in a moment; every delay is
+capped far below the broker's visibility timeout. ``Fatal`` is logged and not retried: the sweep
+picks the verification up again later, so fixing credentials resumes the work.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from celery import Task, shared_task
+from celery.exceptions import MaxRetriesExceededError
+
+from connectors.http import Fatal, RateLimited, Retriable
+from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
+from worker.flow import Busy, Flow
+from worker.runtime import runtime
+
+log = structlog.get_logger("deskgate.task")
+
+MAX_RETRIES = 12
+MAX_COUNTDOWN = 600.0  # far below the broker's visibility timeout (worker/celery_app.py)
+
+
+def _flow(task: Task) -> Flow:
+    return Flow(runtime(), Dispatcher(task.app), time.time)
+
+
+def _countdown(exc: Exception, retries: int) -> float:
+    if isinstance(exc, RateLimited):
+        wait = exc.retry_after + random.uniform(0, 1)
+    elif isinstance(exc, Busy):
+        wait = random.uniform(0.5, 2.0)
+    else:
+        wait = random.uniform(0, min(2.0**retries, MAX_COUNTDOWN))
+    return min(wait, MAX_COUNTDOWN)
+
+
+def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task=task.name, task_id=task.request.id, **context)
+    try:
+        return step(_flow(task))
+    except (Retriable, Busy) as exc:
+        log.info("will retry", error=str(exc), retries=task.request.retries)
+        try:
+            raise task.retry(countdown=_countdown(exc, task.request.retries), exc=exc)
+        except MaxRetriesExceededError:
+            log.error("gave up retrying; the sweep will pick this up", error=str(exc))
+            return None
+    except Fatal as exc:
+        log.error("outside system refused; not retrying", error=str(exc), status=exc.status)
+        return None
+
+
+@shared_task(name=START_VERIFICATION, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def start_verification(self: Task, desk: str, ticket_id: str) -> None:
+    _run(self, lambda f: f.start(desk, str(ticket_id)), desk=desk, ticket=str(ticket_id))
+
+
+@shared_task(name=CHECK_RESULT, bind=True, acks_late=True, max_retries=MAX_RETRIES)
+def check_result(self: Task, verification_id: str, hint: str, now: float | None = None) -> None:
+    _run(self, lambda f: f.check(verification_id, hint, now), verification=verification_id)
+
+
+@shared_task(name=POLL_DESK, bind=True, acks_late=True, max_retries=3)
+def poll_desk(self: Task, desk: str) -> int | None:
+    result: int | None = _run(self, lambda f: f.poll(desk), desk=desk)
+    return result
+
+
+@shared_task(name=SWEEP, bind=True, acks_late=True, max_retries=3)
+def sweep(self: Task, now: float | None = None) -> int | None:
+    result: int | None = _run(self, lambda f: f.sweep(now))
+    return result
