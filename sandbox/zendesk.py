@@ -750,60 +750,59 @@ class ZendeskState:
     def _create_ticket(
         self, payload: dict[str, Any], actor_id: int, base: str
     ) -> tuple[dict[str, Any], WebhookJob | None]:
-        if True:
-            requester_id = self._resolve_requester(payload, actor_id)
-            submitter_id = requester_id
-            if "submitter_id" in payload:
-                submitter_id = self._existing_user(payload["submitter_id"], "submitter_id")
-            # The submitter authors the first comment unless the comment names its author.
-            new_comment = self._parse_comment(payload.get("comment"), submitter_id)
-            if new_comment is None:
-                description = payload.get("description")
-                if isinstance(description, str) and description.strip():
-                    new_comment = _NewComment(
-                        submitter_id, description, _html_from_text(description), True
-                    )
-            if new_comment is None:
-                raise invalid("description", "Description: cannot be blank", "BlankValue")
-            status = payload.get("status", "new")
-            if status not in STATUSES:
-                raise invalid("status", f"Status: {status} is not valid")
-            subject = _optional_str(payload, "subject")
-            tags = sorted(set(normalize_tags(payload.get("tags"))))
-            assignee_id = self._agent(payload.get("assignee_id"))
-            if status == "solved" and assignee_id is None:
-                assignee_id = actor_id if self.users[actor_id].role != "end-user" else None
-            custom = self._custom_fields(payload.get("custom_fields", []), {})
-            now = _now()
-            ticket = Ticket(
-                id=self._next_ticket,
-                subject=subject,
-                description=new_comment.body,
-                status=str(status),
-                tags=tags,
-                requester_id=requester_id,
-                submitter_id=submitter_id,
-                assignee_id=assignee_id,
-                external_id=_optional_str(payload, "external_id"),
-                custom_fields=custom,
-                created_at=now,
-                updated_at=now,
-            )
-            self._next_ticket += 1
-            self.tickets[ticket.id] = ticket
-            events: list[dict[str, Any]] = [self._comment_event(new_comment)]
-            for name, value in (
-                ("subject", subject),
-                ("status", ticket.status),
-                ("requester_id", requester_id),
-                ("assignee_id", assignee_id),
-                ("tags", tags),
-            ):
-                events.append({"type": "Create", "field_name": name, "value": value})
-            audit = self._new_audit(ticket, actor_id, events, now)
-            self._add_comment(ticket, new_comment, audit["id"], now)
-            job = self._trigger_job(ticket, [])
-            return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, job
+        requester_id = self._resolve_requester(payload, actor_id)
+        submitter_id = requester_id
+        if "submitter_id" in payload:
+            submitter_id = self._existing_user(payload["submitter_id"], "submitter_id")
+        # The submitter authors the first comment unless the comment names its author.
+        new_comment = self._parse_comment(payload.get("comment"), submitter_id)
+        if new_comment is None:
+            description = payload.get("description")
+            if isinstance(description, str) and description.strip():
+                new_comment = _NewComment(
+                    submitter_id, description, _html_from_text(description), True
+                )
+        if new_comment is None:
+            raise invalid("description", "Description: cannot be blank", "BlankValue")
+        status = payload.get("status", "new")
+        if status not in STATUSES:
+            raise invalid("status", f"Status: {status} is not valid")
+        subject = _optional_str(payload, "subject")
+        tags = sorted(set(normalize_tags(payload.get("tags"))))
+        assignee_id = self._agent(payload.get("assignee_id"))
+        if status == "solved" and assignee_id is None:
+            assignee_id = actor_id if self.users[actor_id].role != "end-user" else None
+        custom = self._custom_fields(payload.get("custom_fields", []), {})
+        now = _now()
+        ticket = Ticket(
+            id=self._next_ticket,
+            subject=subject,
+            description=new_comment.body,
+            status=str(status),
+            tags=tags,
+            requester_id=requester_id,
+            submitter_id=submitter_id,
+            assignee_id=assignee_id,
+            external_id=_optional_str(payload, "external_id"),
+            custom_fields=custom,
+            created_at=now,
+            updated_at=now,
+        )
+        self._next_ticket += 1
+        self.tickets[ticket.id] = ticket
+        events: list[dict[str, Any]] = [self._comment_event(new_comment)]
+        for name, value in (
+            ("subject", subject),
+            ("status", ticket.status),
+            ("requester_id", requester_id),
+            ("assignee_id", assignee_id),
+            ("tags", tags),
+        ):
+            events.append({"type": "Create", "field_name": name, "value": value})
+        audit = self._new_audit(ticket, actor_id, events, now)
+        self._add_comment(ticket, new_comment, audit["id"], now)
+        job = self._trigger_job(ticket, [])
+        return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, job
 
     def _resolve_requester(self, payload: dict[str, Any], actor_id: int) -> int:
         """``requester`` {name, email} finds the user by e-mail or creates an end user."""

@@ -108,16 +108,16 @@ def incode_webhook() -> Any:
     if not interview_id:
         abort(400, "body carries no interviewId")
     if event not in incode.RESULT_EVENTS:
-        log.info("incode event ignored", event=event, session=interview_id)
+        log.info("incode event ignored", incode_event=event, session=interview_id)
         return jsonify({"status": "ignored", "event": event})
     v = ctx.store.by_interview(interview_id)
     if v is None:
         # 2xx so Incode stops retrying: nothing here will ever know this session.
-        log.warning("incode webhook for an unknown session", session=interview_id, event=event)
+        log.warning("incode webhook for an unknown session", session=interview_id, incode_event=event)
         return jsonify({"status": "unknown_session"})
     if not ctx.store.first_time("incode", f"{interview_id}:{event}", DEDUPE_SECONDS):
-        log.info("incode webhook duplicate", session=interview_id, event=event)
+        log.info("incode webhook duplicate", session=interview_id, incode_event=event)
         return jsonify({"status": "duplicate"})
     ctx.dispatcher.check_result(v.id, event)
-    log.info("incode webhook accepted", session=interview_id, event=event, verification=v.id)
+    log.info("incode webhook accepted", session=interview_id, incode_event=event, verification=v.id)
     return jsonify({"status": "accepted"})

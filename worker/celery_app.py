@@ -1,7 +1,7 @@
 """The Celery app: JSON only, one message at a time per thread, late acks on idempotent tasks,
 and time limits kept consistent with the broker's visibility timeout.
 
-Run a worker with ``deskgate worker`` (or ``celery -A worker.celery_app worker --pool threads``).
+Run a worker with ``deskgate worker`` (or ``celery -A worker.main worker --pool threads``).
 The pool is threads: tasks spend their time waiting on three outside APIs, so cheap waiting beats
 one process per core (DESIGN.md, working rule 6).
 """
@@ -14,7 +14,6 @@ from celery import Celery
 
 from config.settings import Settings
 from worker.dispatch import POLL_DESK, SWEEP
-from worker.runtime import current_settings
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
 SOFT_TIME_LIMIT = 90
@@ -55,8 +54,3 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     return app
-
-
-# ``celery -A worker.celery_app`` and ``deskgate worker`` load this; a bad config stops here,
-# naming the field.
-app: Celery = make_celery(current_settings())

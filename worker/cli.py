@@ -67,12 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             return _exec(
                 [
-                    "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "threads",
+                    "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
                     "--concurrency", str(args.concurrency), "--loglevel", "INFO",
                 ]
             )  # fmt: skip
         if args.command == "beat":
-            return _exec(["-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO"])
+            return _exec(["-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO"])
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

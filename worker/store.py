@@ -194,7 +194,12 @@ class Store:
         **changes: Any,
     ) -> bool:
         """Move ``v`` to ``to`` if its current state allows it; False if it already moved on."""
-        interview = str(changes.get("interview_id") or v.interview_id)
+        interview = str(
+            changes.get("interview_id")
+            or v.interview_id
+            or self.redis.hget(self._key("v", v.id), "interview_id")
+            or ""
+        )
         done, _ = self._transition(
             keys=[
                 self._key("v", v.id),

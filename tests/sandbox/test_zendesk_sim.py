@@ -179,6 +179,25 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
     assert resp.json()["error"] == "InvalidJSON"
 
 
+def test_unknown_endpoint_is_404_invalid_endpoint(api: httpx.Client) -> None:
+    resp = api.get("/no_such_thing.json")
+    assert resp.status_code == 404
+    assert resp.json()["error"] == "InvalidEndpoint"
+
+
+def test_rejected_ticket_leaves_no_new_requester(api: httpx.Client) -> None:
+    resp = api.post(
+        "/tickets.json",
+        json={
+            "ticket": {"subject": "x", "requester": {"name": "Eve", "email": "eve@example.test"}}
+        },
+    )
+    assert resp.status_code == 422
+    assert "description" in resp.json()["details"]
+    created = api.post("/users.json", json={"user": {"name": "Eve", "email": "eve@example.test"}})
+    assert created.status_code == 201  # the e-mail is still free
+
+
 def test_deleted_ticket_is_gone(api: httpx.Client) -> None:
     ticket = new_ticket(api)
     assert api.delete(f"/tickets/{ticket['id']}.json").status_code == 204

@@ -56,7 +56,10 @@ def test_given_a_score_without_overall_then_pending_not_verified() -> None:
 
 def test_findings_skip_passing_checks_and_name_warnings() -> None:
     data = {
-        "liveness": {"overall": {"status": "WARN"}, "livenessScore": {"status": "WARN", "key": "x"}},
+        "liveness": {
+            "overall": {"status": "WARN"},
+            "livenessScore": {"status": "WARN", "key": "x"},
+        },
         "faceRecognition": {"overall": {"status": "OK"}},
         "overall": {"status": "WARN"},
     }

@@ -39,7 +39,9 @@ def test_given_a_missing_secret_then_the_error_names_the_field_and_its_variable(
         ({"surprise": 1}, "desks.acme_zendesk.surprise"),
     ],
 )
-def test_given_a_bad_desk_field_then_the_error_names_it(change: dict[str, object], named: str) -> None:
+def test_given_a_bad_desk_field_then_the_error_names_it(
+    change: dict[str, object], named: str
+) -> None:
     data = settings_data()
     data["desks"]["acme_zendesk"].update(change)
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):

@@ -1,0 +1,108 @@
+"""The lifecycle store against a real Redis: one open verification per ticket, transitions that
+happen once, the due index, locks and retention."""
+
+from __future__ import annotations
+
+import pytest
+from redis import Redis
+
+from worker.lifecycle import FINAL, OPEN, TRANSITIONS, State, sources
+from worker.store import Store, Verification
+
+RETENTION = 3600
+
+
+@pytest.fixture
+def store(redis: Redis[str]) -> Store:
+    return Store(redis, "dgtest", RETENTION)
+
+
+def open_one(store: Store, ticket: str = "42", now: float = 1000.0) -> tuple[Verification, bool]:
+    return store.open(
+        desk="acme",
+        ticket_id=ticket,
+        ticket_display=f"#{ticket}",
+        requester_id="7",
+        reason="MFA reset",
+        now=now,
+        resume_at=now + 180,
+    )
+
+
+def test_the_transition_table_matches_the_design() -> None:
+    assert sources(State.SENT) == {State.REQUESTED}
+    assert sources(State.VERIFIED) == {State.SENT, State.REVIEW}
+    assert sources(State.EXPIRED) == {State.SENT}
+    assert OPEN | FINAL == set(State) and not OPEN & FINAL
+    assert not any(TRANSITIONS.get(s) for s in FINAL)  # nothing leaves a final state
+
+
+def test_given_an_open_verification_when_opening_again_then_the_same_one(store: Store) -> None:
+    first, created = open_one(store)
+    again, created_again = open_one(store)
+    assert created and not created_again
+    assert again.id == first.id
+    assert store.open_for("acme", "42") == first
+    assert store.due(1180.0) == [first.id]
+    assert store.due(1179.0) == []
+
+
+def test_transitions_happen_once_and_only_along_the_table(store: Store) -> None:
+    v, _ = open_one(store)
+    assert not store.advance(v, State.VERIFIED, 1001)  # requested -> verified is not allowed
+    assert store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True, due=1300)
+    assert not store.advance(v, State.SENT, 1002, interview_id="iv1")  # second delivery: no-op
+    sent = store.get(v.id)
+    assert sent is not None and sent.state == State.SENT and sent.updated_at == 1001
+    assert store.by_interview("iv1") == sent
+    assert store.due(1300) == [v.id]
+
+
+def test_a_final_state_frees_the_ticket_and_starts_retention(
+    store: Store, redis: Redis[str]
+) -> None:
+    v, _ = open_one(store)
+    store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True)
+    assert store.advance(v, State.FAILED, 1002, detail="liveness: FAIL", due=1200)
+    assert store.open_for("acme", "42") is None
+    failed = store.get(v.id)
+    assert failed is not None and failed.detail == "liveness: FAIL" and failed.unwritten
+    assert 0 < redis.ttl(f"dgtest:v:{v.id}") <= RETENTION
+    assert 0 < redis.ttl("dgtest:iv:iv1") <= RETENTION
+    assert not store.advance(failed, State.VERIFIED, 1003)  # failed is final
+    # The ticket may now get a new verification.
+    assert open_one(store, now=2000)[1]
+
+
+def test_review_then_final(store: Store) -> None:
+    v, _ = open_one(store)
+    store.advance(v, State.SENT, 1001, interview_id="iv2", index_interview=True)
+    assert store.advance(v, State.REVIEW, 1002)
+    assert store.open_for("acme", "42") is not None  # review is still open
+    assert not store.advance(v, State.EXPIRED, 1003)
+    assert store.advance(v, State.VERIFIED, 1004)
+
+
+def test_written_and_gated_flags(store: Store) -> None:
+    v, _ = open_one(store)
+    store.update(v.id, gated=True, written="error")
+    got = store.get(v.id)
+    assert got is not None and got.gated and got.written == "error"
+    store.update(v.id, gated=False)
+    got = store.get(v.id)
+    assert got is not None and not got.gated
+
+
+def test_lock_is_exclusive_and_released(store: Store) -> None:
+    with store.lock("v1", 30) as held:
+        assert held
+        with store.lock("v1", 30) as second:
+            assert not second
+    with store.lock("v1", 30) as after:
+        assert after
+
+
+def test_first_time_dedupes(store: Store) -> None:
+    assert store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
+    assert not store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
+    assert store.first_time("incode", "iv1:SESSION_FAILED", 60)

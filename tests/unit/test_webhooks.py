@@ -1,0 +1,243 @@
+"""The webhook endpoints through Flask's test client, with a real Redis behind the store and the
+queue: what is accepted is on the queue, what is refused is not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from config.settings import Settings
+from connectors.zendesk import sign
+from tests.conftest import SECRETS, settings_data
+from webhooks.app import create_app
+from worker.dispatch import CHECK_RESULT, START_VERIFICATION
+from worker.store import Store
+
+
+@pytest.fixture
+def settings() -> Settings:
+    data = settings_data(webhook_max_body_bytes=2048)
+    data["incode"]["webhook_previous_secret"] = "old-incode-secret"
+    return Settings(**data)
+
+
+@pytest.fixture
+def app(settings: Settings, redis: Redis[str]) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def queued(redis: Redis[str]) -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting on the default queue."""
+    out = []
+    for raw in reversed(redis.lrange("celery", 0, -1)):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        out.append((message["headers"]["task"], args))
+    return out
+
+
+def zendesk_headers(
+    body: bytes, secret: str = SECRETS["zendesk_push"], skew: float = 0
+) -> dict[str, str]:
+    stamp = datetime.fromtimestamp(time.time() + skew, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "X-Zendesk-Webhook-Signature": sign(secret, stamp, body),
+        "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+        "Content-Type": "application/json",
+    }
+
+
+# -- Zendesk push --------------------------------------------------------------------------
+
+
+def test_given_a_signed_push_then_the_ticket_is_queued(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    body = b'{"ticket_id": "42", "tags": "idv_mfa_reset"}'
+    resp = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
+    assert resp.status_code == 200
+    assert resp.json == {"status": "accepted", "desk": "acme_zendesk", "tickets": ["42"]}
+    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {
+            "X-Zendesk-Webhook-Signature": "bm9wZQ==",
+            "X-Zendesk-Webhook-Signature-Timestamp": "2026-01-01T00:00:00Z",
+        },
+    ],
+)
+def test_given_an_unsigned_or_forged_push_then_401_and_nothing_queued(
+    client: FlaskClient, redis: Redis[str], headers: dict[str, str]
+) -> None:
+    resp = client.post("/webhooks/zendesk", data=b'{"ticket_id": "42"}', headers=headers)
+    assert resp.status_code == 401
+    assert "signature" in resp.json["reason"]
+    assert queued(redis) == []
+
+
+def test_given_a_push_signed_with_another_secret_then_401(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    body = b'{"ticket_id": "42"}'
+    resp = client.post(
+        "/webhooks/zendesk", data=body, headers=zendesk_headers(body, secret="guess")
+    )
+    assert resp.status_code == 401
+    assert queued(redis) == []
+
+
+def test_given_a_replayed_push_outside_the_window_then_401(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    body = b'{"ticket_id": "42"}'
+    resp = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body, skew=-600))
+    assert resp.status_code == 401
+    assert queued(redis) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"{not json", "not valid JSON"), (b"[1]", "JSON object"), (b'{"id": 1}', "ticket_id")],
+)
+def test_given_a_signed_but_malformed_push_then_400_with_a_reason(
+    client: FlaskClient, redis: Redis[str], body: bytes, reason: str
+) -> None:
+    resp = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
+    assert resp.status_code == 400
+    assert reason in resp.json["reason"]
+    assert queued(redis) == []
+
+
+def test_given_a_body_over_the_limit_then_413(client: FlaskClient, redis: Redis[str]) -> None:
+    body = json.dumps({"ticket_id": "42", "pad": "x" * 4096}).encode()
+    resp = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
+    assert resp.status_code == 413
+    assert queued(redis) == []
+
+
+def test_given_an_unknown_desk_kind_then_404(client: FlaskClient) -> None:
+    assert client.post("/webhooks/jira", data=b"{}").status_code == 404
+
+
+# -- Incode --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def session(settings: Settings, redis: Redis[str]) -> str:
+    """A sent verification for Incode session ``iv-1``; returns its id."""
+    store = Store(redis, settings.key_prefix, 3600)
+    v, _ = store.open(
+        desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
+        reason="MFA reset", now=1000, resume_at=1100,
+    )  # fmt: skip
+    from worker.lifecycle import State
+
+    store.advance(v, State.SENT, 1001, interview_id="iv-1", index_interview=True)
+    return v.id
+
+
+def incode_post(
+    client: FlaskClient, payload: dict[str, Any], secret: str = SECRETS["incode_webhook"]
+) -> Any:
+    return client.post("/webhooks/incode", json=payload, headers={"x-incode-secret": secret})
+
+
+def test_given_a_result_event_then_the_check_is_queued_once(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    for _ in range(5):
+        resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"})
+        assert resp.status_code == 200
+        assert resp.mimetype == "application/json"  # Incode wants JSON with its 200
+    assert [name for name, _ in queued(redis)] == [CHECK_RESULT]
+    assert queued(redis)[0][1][:2] == [session, "SESSION_SUCCEEDED"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"event_type": "Session Failed", "interviewId": "iv-1"},
+        {"interviewId": "iv-1", "onboardingStatus": "ONBOARDING_FINISHED", "clientId": "c"},
+        {"eventType": "session-pending-review", "interviewId": "iv-1"},
+    ],
+)
+def test_tolerant_event_parsing(
+    client: FlaskClient, redis: Redis[str], session: str, payload: dict[str, Any]
+) -> None:
+    assert incode_post(client, payload).json == {"status": "accepted"}
+    assert len(queued(redis)) == 1
+
+
+def test_given_a_progress_event_then_acknowledged_and_ignored(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    resp = incode_post(client, {"eventType": "SESSION_STARTED", "interviewId": "iv-1"})
+    assert resp.status_code == 200 and resp.json["status"] == "ignored"
+    assert queued(redis) == []
+
+
+def test_given_an_unknown_session_then_200_so_incode_stops(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "nope"})
+    assert resp.status_code == 200 and resp.json["status"] == "unknown_session"
+    assert queued(redis) == []
+
+
+@pytest.mark.parametrize("secret", ["", "wrong", SECRETS["incode_webhook"] + "x"])
+def test_given_a_missing_or_wrong_secret_then_401_and_nothing_queued(
+    client: FlaskClient, redis: Redis[str], session: str, secret: str
+) -> None:
+    resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"}, secret)
+    assert resp.status_code == 401
+    assert "x-incode-secret" in resp.json["reason"]
+    assert queued(redis) == []
+
+
+def test_the_previous_secret_still_works_during_rotation(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    payload = {"eventType": "SESSION_FAILED", "interviewId": "iv-1"}
+    assert incode_post(client, payload, "old-incode-secret").status_code == 200
+    assert len(queued(redis)) == 1
+
+
+def test_given_malformed_json_then_400(client: FlaskClient, redis: Redis[str]) -> None:
+    resp = client.post(
+        "/webhooks/incode", data=b"{oops", headers={"x-incode-secret": SECRETS["incode_webhook"]}
+    )
+    assert resp.status_code == 400 and "JSON" in resp.json["reason"]
+    missing = incode_post(client, {"eventType": "SESSION_SUCCEEDED"})
+    assert missing.status_code == 400 and "interviewId" in missing.json["reason"]
+    assert queued(redis) == []
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readiness_fails_when_redis_is_gone(redis: Redis[str]) -> None:
+    app = create_app(Settings(**settings_data(redis_url="redis://127.0.0.1:1/0")))
+    resp = app.test_client().get("/readyz")
+    assert resp.status_code == 503 and "Redis" in resp.json["reason"]
