@@ -27,9 +27,15 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+# Libraries that log full URLs (query strings included) at INFO stay quiet below WARNING.
+_CHATTY = ("httpx", "httpcore")
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["json", "console"] = "json", *, stream: Any = None
 ) -> None:
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -72,11 +72,12 @@ class Desk(Protocol):
         """The requester's record, or None if the ticket has none."""
         ...
 
-    def gate(self, ticket: Ticket, note: str) -> None:
-        """One write: internal note, gate status, the ``pending`` marker."""
+    def gate(self, ticket: Ticket, note: str) -> Ticket:
+        """One write: internal note, gate status, the ``pending`` marker. Returns the ticket as
+        the write left it."""
         ...
 
-    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> None:
+    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
         """One write: internal note, the marker in place of any other, trigger consumed unless the
         verification is still open; with ``release`` the ticket leaves the gate status."""
         ...

@@ -163,19 +163,19 @@ class ZendeskConnector:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def gate(self, ticket: Ticket, note: str) -> None:
-        self._update(ticket, note, "pending", status=self.config.gate_status, consume=False)
+    def gate(self, ticket: Ticket, note: str) -> Ticket:
+        return self._update(ticket, note, "pending", status=self.config.gate_status, consume=False)
 
-    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> None:
+    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
         # Release only a ticket still in our gate status: an agent's own status change stands.
         status = None
         if release and ticket.status == self.config.gate_status:
             status = self.config.release_status
-        self._update(ticket, note, marker, status=status, consume=marker not in OPEN_MARKERS)
+        return self._update(ticket, note, marker, status=status, consume=marker not in OPEN_MARKERS)
 
     def _update(
         self, ticket: Ticket, note: str, marker: str, *, status: str | None, consume: bool
-    ) -> None:
+    ) -> Ticket:
         prefix = self.config.tag_prefix
         remove = [prefix + m for m in MARKERS if m != marker]
         if consume:  # the request is answered; re-adding the trigger asks for a new verification
@@ -189,4 +189,5 @@ class ZendeskConnector:
         }
         if status is not None:
             body["status"] = status
-        self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
+        updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
+        return self._ticket(updated["ticket"])

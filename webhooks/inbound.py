@@ -113,7 +113,9 @@ def incode_webhook() -> Any:
     v = ctx.store.by_interview(interview_id)
     if v is None:
         # 2xx so Incode stops retrying: nothing here will ever know this session.
-        log.warning("incode webhook for an unknown session", session=interview_id, incode_event=event)
+        log.warning(
+            "incode webhook for an unknown session", session=interview_id, incode_event=event
+        )
         return jsonify({"status": "unknown_session"})
     if not ctx.store.first_time("incode", f"{interview_id}:{event}", DEDUPE_SECONDS):
         log.info("incode webhook duplicate", session=interview_id, incode_event=event)

@@ -1,11 +1,11 @@
 """The ``deskgate`` command.
 
-    deskgate check-config        validate the configuration and print what it sets up
-    deskgate web                 the webhook app under gunicorn
-    deskgate worker              a Celery worker (thread pool)
-    deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
-    deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
-    deskgate dev                 the same pieces, kept running for trying things by hand
+deskgate check-config        validate the configuration and print what it sets up
+deskgate web                 the webhook app under gunicorn
+deskgate worker              a Celery worker (thread pool)
+deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
+deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
+deskgate dev                 the same pieces, kept running for trying things by hand
 """
 
 from __future__ import annotations

@@ -150,8 +150,7 @@ class Flow:
         """Make the ticket show ``v``: the gate note once, then the outcome once."""
         if v.interview_id and not v.gated:
             if ticket.marker != "pending":
-                self._write(desk, ticket, lambda t: desk.gate(t, notes.gate(v)))
-                ticket = desk.get_ticket(ticket.id) or ticket  # the write moved its version
+                ticket = self._write(desk, ticket, lambda t: desk.gate(t, notes.gate(v)))
             self.store.update(v.id, gated=True)
             v = replace(v, gated=True)
             log.info("ticket gated")
@@ -170,12 +169,12 @@ class Flow:
         if v.state in FINAL:
             self.store.unschedule(v.id)
 
-    def _write(self, desk: Desk, ticket: Ticket, write: Callable[[Ticket], None]) -> Ticket:
-        """Write; on a 409 (an agent edited meanwhile) re-read the ticket and write again."""
+    def _write(self, desk: Desk, ticket: Ticket, write: Callable[[Ticket], Ticket]) -> Ticket:
+        """Write; on a 409 (an agent edited meanwhile) re-read the ticket and write again.
+        Returns the ticket as the write left it."""
         for _ in range(WRITE_ATTEMPTS):
             try:
-                write(ticket)
-                return ticket
+                return write(ticket)
             except Conflict:
                 log.info("ticket changed while writing; re-reading")
                 fresh = desk.get_ticket(ticket.id)

@@ -1,0 +1,343 @@
+"""The whole system on one machine: simulators, the webhook app under gunicorn, a Celery worker
+and (optionally) beat, wired by a generated config file. The demo, ``deskgate dev`` and the
+end-to-end tests all run on this.
+
+Simulators run as threads of the calling process (real HTTP servers on loopback); Deskgate's own
+parts run as child processes exactly as in production, so a test sees what an operator would.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from celery import Celery
+from redis import Redis
+
+from sandbox import incode, zendesk
+from sandbox.common import Server, serve
+
+ZENDESK_AGENT = "agent@acme.test"
+SECRETS = {
+    "DESKGATE_INCODE__CLIENT_SECRET": incode.IncodeSimConfig.client_secret,
+    "DESKGATE_INCODE__API_KEY": incode.IncodeSimConfig.api_key,
+    "DESKGATE_INCODE__EXECUTIVE_PASSWORD": incode.IncodeSimConfig.executive_password,
+    "DESKGATE_INCODE__WEBHOOK_SECRET": incode.IncodeSimConfig.webhook_secret,
+    "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN": zendesk.ZendeskSimConfig.api_token,
+    "DESKGATE_DESKS__ACME_ZENDESK__WEBHOOK_SECRET": zendesk.ZendeskSimConfig.webhook_secret,
+}
+TRIGGERS = {"idv_mfa_reset": "MFA reset", "idv_account_unlock": "account unlock"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something truthy; raise naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class Ports:
+    web: int = 0
+    zendesk: int = 0
+    incode: int = 0
+
+    def resolved(self) -> Ports:
+        return Ports(*(p or free_port() for p in (self.web, self.zendesk, self.incode)))
+
+
+@dataclass
+class StackOptions:
+    redis_url: str
+    ports: Ports = field(default_factory=Ports)
+    host: str = "127.0.0.1"
+    key_prefix: str = "dg"
+    employees: frozenset[str] = frozenset()
+    link_validity_minutes: int = 30
+    poll_interval_seconds: int = 60
+    sweep_interval_seconds: int = 30
+    reconcile_after_seconds: int = 300
+    worker_concurrency: int = 16
+    beat: bool = False
+    log_format: str = "json"
+
+
+class Child:
+    """A child process whose output is kept (and can be waited on for a line)."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.log = log
+        self.proc = subprocess.Popen(
+            args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.log.open("a") as out:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                out.write(line)
+                out.flush()
+
+    def wait_for_line(self, text: str, timeout: float) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                tail = "".join(self.lines[-20:])
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{tail}")
+            return any(text in line for line in self.lines)
+
+        wait_for(seen, timeout, f"{self.name} to say {text!r}", every=0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
+
+
+class Stack:
+    def __init__(self, options: StackOptions, workdir: Path | None = None) -> None:
+        self.options = options
+        self.ports = options.ports.resolved()
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="deskgate-")
+        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.servers: list[Server] = []
+        self.children: dict[str, Child] = {}
+        host = options.host
+        self.web_url = f"http://{host}:{self.ports.web}"
+        self.zendesk_url = f"http://{host}:{self.ports.zendesk}"
+        self.incode_url = f"http://{host}:{self.ports.incode}"
+        self.redis: Redis[str] = Redis.from_url(options.redis_url, decode_responses=True)
+        self.config_path = self.workdir / "deskgate.toml"
+        self.env = self._env()
+        self.zendesk = httpx.Client(
+            base_url=f"{self.zendesk_url}/api/v2",
+            auth=(f"{ZENDESK_AGENT}/token", zendesk.ZendeskSimConfig.api_token),
+            timeout=10,
+        )
+        self.producer = Celery("deskgate-sandbox", broker=options.redis_url)
+        self.producer.conf.update(task_serializer="json", accept_content=["json"])
+        self.sim = {
+            "zendesk": httpx.Client(base_url=self.zendesk_url, timeout=10),
+            "incode": httpx.Client(base_url=self.incode_url, timeout=30),
+        }
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKGATE_")}
+        env.update(SECRETS)
+        env.update(
+            DESKGATE_CONFIG=str(self.config_path),
+            REDIS_URL=self.options.redis_url,
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def config_text(self) -> str:
+        o = self.options
+        triggers = "\n".join(f'{tag} = "{reason}"' for tag, reason in TRIGGERS.items())
+        return f"""# Generated by sandbox/stack.py for the sandbox; secrets come from the environment.
+key_prefix = "{o.key_prefix}"
+log_format = "{o.log_format}"
+sweep_interval_seconds = {o.sweep_interval_seconds}
+http_timeout_seconds = 5
+
+[incode]
+api_url = "{self.incode_url}"
+auth_url = "{self.incode_url}"
+integration_reference = "{incode.IncodeSimConfig.integration_reference}"
+client_id = "{incode.IncodeSimConfig.client_id}"
+executive_email = "{incode.IncodeSimConfig.executive_email}"
+reconcile_after_seconds = {o.reconcile_after_seconds}
+
+[desks.acme_zendesk]
+kind = "zendesk"
+base_url = "{self.zendesk_url}"
+email = "{ZENDESK_AGENT}"
+channel = "EMAIL"
+link_validity_minutes = {o.link_validity_minutes}
+poll_interval_seconds = {o.poll_interval_seconds}
+
+[desks.acme_zendesk.triggers]
+{triggers}
+"""
+
+    def start(self) -> Stack:
+        o = self.options
+        self.config_path.write_text(self.config_text())
+        web_hooks = self.web_url + "/webhooks"
+        self.servers.append(
+            serve(
+                zendesk.create_app(
+                    zendesk.ZendeskSimConfig(
+                        email=ZENDESK_AGENT,
+                        webhook_url=f"{web_hooks}/zendesk",
+                        trigger_tags=frozenset(TRIGGERS),
+                    )
+                ),
+                o.host,
+                self.ports.zendesk,
+            )
+        )
+        self.servers.append(
+            serve(
+                incode.create_app(
+                    incode.IncodeSimConfig(employees=o.employees, webhook_url=f"{web_hooks}/incode")
+                ),
+                o.host,
+                self.ports.incode,
+            )
+        )
+        python = sys.executable
+        self.children["web"] = Child(
+            "web",
+            [python, "-m", "gunicorn", "--bind", f"{o.host}:{self.ports.web}", "--workers", "2",
+             "--threads", "8", "webhooks.app:create_app()"],
+            self.env,
+            self.workdir / "web.log",
+        )  # fmt: skip
+        self.children["worker"] = Child(
+            "worker",
+            [python, "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
+             "--concurrency", str(o.worker_concurrency), "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--hostname", f"deskgate-{self.ports.web}@%h"],
+            self.env,
+            self.workdir / "worker.log",
+        )  # fmt: skip
+        if o.beat:
+            self.children["beat"] = Child(
+                "beat",
+                [python, "-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
+                 "--schedule", str(self.workdir / "beat-schedule")],
+                self.env,
+                self.workdir / "beat.log",
+            )  # fmt: skip
+        self.children["worker"].wait_for_line(" ready.", timeout=60)
+        wait_for(self._web_ready, 30, "the webhook app to answer /readyz")
+        return self
+
+    def _web_ready(self) -> bool:
+        if self.children["web"].proc.poll() is not None:
+            raise RuntimeError("web exited:\n" + "".join(self.children["web"].lines[-20:]))
+        try:
+            return httpx.get(f"{self.web_url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            child.stop()
+        for server in self.servers:
+            server.stop()
+        for client in (self.zendesk, *self.sim.values()):
+            client.close()
+        self.redis.close()
+        self.producer.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- acting like the people and systems around Deskgate ---------------------------------
+
+    def send_task(self, name: str, *args: Any) -> None:
+        """Enqueue a Deskgate task as beat would (to run a poll or a sweep on demand)."""
+        self.producer.send_task(name, args=list(args))
+
+    def enrol(self, login_hint: str) -> None:
+        self.sim["incode"].post("/_sandbox/employees", json={"loginHint": login_hint})
+
+    def create_ticket(self, name: str, email: str | None, subject: str) -> str:
+        requester: dict[str, Any] = {"name": name}
+        if email:
+            requester["email"] = email
+        body = {
+            "ticket": {"subject": subject, "comment": {"body": subject}, "requester": requester}
+        }
+        resp = self.zendesk.post("/tickets.json", json=body)
+        resp.raise_for_status()
+        return str(resp.json()["ticket"]["id"])
+
+    def add_tag(self, ticket_id: str, tag: str) -> None:
+        """What an agent or a macro does: add a tag without touching the others."""
+        self.zendesk.put(f"/tickets/{ticket_id}/tags.json", json={"tags": [tag]}).raise_for_status()
+
+    def set_triggers(self, enabled: bool) -> None:
+        self.sim["zendesk"].put("/_sandbox/triggers", json={"enabled": enabled}).raise_for_status()
+
+    def ticket(self, ticket_id: str) -> dict[str, Any]:
+        """The ticket with its comments, as the simulator holds it."""
+        resp = self.sim["zendesk"].get(f"/_sandbox/tickets/{ticket_id}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def notes(self, ticket_id: str) -> list[str]:
+        """Deskgate's internal notes on a ticket, oldest first."""
+        comments = self.ticket(ticket_id).get("comments", [])
+        return [c["body"] for c in comments if not c.get("public") and "Deskgate" in c["body"]]
+
+    def sessions(self, login_hint: str | None = None) -> list[dict[str, Any]]:
+        params = {"loginHint": login_hint} if login_hint else None
+        data: list[dict[str, Any]] = (
+            self.sim["incode"].get("/_sandbox/sessions", params=params).json()["sessions"]
+        )
+        return data
+
+    def complete(self, interview_id: str, outcome: str, **extra: Any) -> dict[str, Any]:
+        resp = self.sim["incode"].post(
+            f"/_sandbox/sessions/{interview_id}/complete", json={"outcome": outcome, **extra}
+        )
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def calls(self, system: str) -> dict[str, int]:
+        counts: dict[str, int] = self.sim[system].get("/_sandbox/calls").json()["counts"]
+        return counts
+
+    def reset_calls(self) -> None:
+        for client in self.sim.values():
+            client.delete("/_sandbox/calls").raise_for_status()
