@@ -83,10 +83,14 @@ def findings(score: dict[str, Any]) -> tuple[str, ...]:
         status = str(check.get("status", "")).upper()
         if not path or path == ("overall",) or status in ("OK", "", "UNKNOWN"):
             continue
-        name = ".".join(p for p in path if p != "overall")
+        parts = [p for p in path if p != "overall"]
         key = check.get("key")
-        found.append(f"{name}.{key}: {status}" if key else f"{name}: {status}")
-    return tuple(dict.fromkeys(found))
+        if key and key != parts[-1]:
+            parts.append(str(key))
+        found.append(f"{'.'.join(parts)}: {status}")
+    # A module's own overall adds nothing when one of its checks is already named.
+    named = [f for f in found if not any(o.startswith(f.split(":")[0] + ".") for o in found)]
+    return tuple(dict.fromkeys(named))
 
 
 def interpret(score: dict[str, Any], onboarding_status: str | None) -> Result:

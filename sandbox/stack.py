@@ -289,36 +289,6 @@ poll_interval_seconds = {o.poll_interval_seconds}
     def enrol(self, login_hint: str) -> None:
         self.sim["incode"].post("/_sandbox/employees", json={"loginHint": login_hint})
 
-    def create_ticket(self, name: str, email: str | None, subject: str) -> str:
-        requester: dict[str, Any] = {"name": name}
-        if email:
-            requester["email"] = email
-        body = {
-            "ticket": {"subject": subject, "comment": {"body": subject}, "requester": requester}
-        }
-        resp = self.zendesk.post("/tickets.json", json=body)
-        resp.raise_for_status()
-        return str(resp.json()["ticket"]["id"])
-
-    def add_tag(self, ticket_id: str, tag: str) -> None:
-        """What an agent or a macro does: add a tag without touching the others."""
-        self.zendesk.put(f"/tickets/{ticket_id}/tags.json", json={"tags": [tag]}).raise_for_status()
-
-    def set_triggers(self, enabled: bool) -> None:
-        self.sim["zendesk"].put("/_sandbox/triggers", json={"enabled": enabled}).raise_for_status()
-
-    def ticket(self, ticket_id: str) -> dict[str, Any]:
-        """The ticket with its comments, as the simulator holds it."""
-        resp = self.sim["zendesk"].get(f"/_sandbox/tickets/{ticket_id}")
-        resp.raise_for_status()
-        data: dict[str, Any] = resp.json()
-        return data
-
-    def notes(self, ticket_id: str) -> list[str]:
-        """Deskgate's internal notes on a ticket, oldest first."""
-        comments = self.ticket(ticket_id).get("comments", [])
-        return [c["body"] for c in comments if not c.get("public") and "Deskgate" in c["body"]]
-
     def sessions(self, login_hint: str | None = None) -> list[dict[str, Any]]:
         params = {"loginHint": login_hint} if login_hint else None
         data: list[dict[str, Any]] = (
@@ -334,6 +304,9 @@ poll_interval_seconds = {o.poll_interval_seconds}
         data: dict[str, Any] = resp.json()
         return data
 
+    def driver(self, kind: str) -> ZendeskDriver:
+        return ZendeskDriver(self)
+
     def calls(self, system: str) -> dict[str, int]:
         counts: dict[str, int] = self.sim[system].get("/_sandbox/calls").json()["counts"]
         return counts
@@ -341,3 +314,70 @@ poll_interval_seconds = {o.poll_interval_seconds}
     def reset_calls(self) -> None:
         for client in self.sim.values():
             client.delete("/_sandbox/calls").raise_for_status()
+
+
+@dataclass(frozen=True)
+class TicketView:
+    status: str  # the desk's own status value
+    marker: str | None  # Deskgate's state marker on the ticket
+    flagged: bool  # a trigger is present
+
+
+class ZendeskDriver:
+    """What people and Zendesk itself do to tickets, for demos and tests."""
+
+    desk = "acme_zendesk"
+    system = "zendesk"
+    markers = frozenset(
+        f"idv_{m}" for m in ("pending", "verified", "failed", "review", "expired", "error")
+    )
+
+    def __init__(self, stack: Stack) -> None:
+        self.api = stack.zendesk
+        self.sim = stack.sim["zendesk"]
+
+    def create_ticket(self, name: str, email: str | None, subject: str) -> str:
+        requester: dict[str, Any] = {"name": name}
+        if email:
+            requester["email"] = email
+        body = {
+            "ticket": {"subject": subject, "comment": {"body": subject}, "requester": requester}
+        }
+        resp = self.api.post("/tickets.json", json=body)
+        resp.raise_for_status()
+        return str(resp.json()["ticket"]["id"])
+
+    def flag(self, ticket_id: str, trigger: str = "idv_mfa_reset") -> None:
+        """What an agent or a macro does: add the trigger tag, leaving the other tags alone."""
+        self.api.put(f"/tickets/{ticket_id}/tags.json", json={"tags": [trigger]}).raise_for_status()
+
+    def set_push(self, enabled: bool) -> None:
+        """Switch the trigger (the signed push) on or off; polling still finds flagged tickets."""
+        self.sim.put("/_sandbox/triggers", json={"enabled": enabled}).raise_for_status()
+
+    def raw(self, ticket_id: str) -> dict[str, Any]:
+        resp = self.sim.get(f"/_sandbox/tickets/{ticket_id}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def notes(self, ticket_id: str) -> list[str]:
+        """Deskgate's internal notes, oldest first."""
+        comments = self.raw(ticket_id).get("comments", [])
+        return [c["body"] for c in comments if not c.get("public") and "Deskgate" in c["body"]]
+
+    def view(self, ticket_id: str) -> TicketView:
+        ticket = self.raw(ticket_id)["ticket"]
+        tags = set(ticket["tags"])
+        marker = next((t.removeprefix("idv_") for t in sorted(tags & self.markers)), None)
+        return TicketView(ticket["status"], marker, bool(tags & set(TRIGGERS)))
+
+    def change_requester(self, ticket_id: str, name: str, email: str) -> None:
+        user = self.api.post("/users.json", json={"user": {"name": name, "email": email}})
+        user.raise_for_status()
+        requester = user.json()["user"]["id"]
+        body = {"ticket": {"requester_id": requester}}
+        self.api.put(f"/tickets/{ticket_id}.json", json=body).raise_for_status()
+
+    def delete(self, ticket_id: str) -> None:
+        self.api.delete(f"/tickets/{ticket_id}.json").raise_for_status()

@@ -1,0 +1,40 @@
+"""One running system for the end-to-end tests: the sandbox simulators, the webhook app under
+gunicorn and a real Celery worker, on a Redis database of their own."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from sandbox.stack import Stack, StackOptions, ZendeskDriver
+
+E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
+_people = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    Redis.from_url(E2E_REDIS_URL).flushdb()
+    options = StackOptions(redis_url=E2E_REDIS_URL, key_prefix="dge2e", worker_concurrency=8)
+    with Stack(options, workdir=tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(params=["zendesk"])
+def desk(request: pytest.FixtureRequest, stack: Stack) -> Iterator[ZendeskDriver]:
+    driver = stack.driver(request.param)
+    driver.set_push(True)
+    yield driver
+    driver.set_push(True)
+
+
+@pytest.fixture
+def employee(stack: Stack) -> str:
+    """A fresh employee enrolled at Incode (its own address, so tests never share sessions)."""
+    email = f"employee{next(_people)}@acme.test"
+    stack.enrol(email)
+    return email
