@@ -134,6 +134,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DESKGATE_REDIS_URL", "REDIS_URL", "redis_url"),
     )
     key_prefix: str = Field(default="dg", pattern=r"^[A-Za-z0-9_:-]+$")
+    queue: str = Field(default="deskgate", pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

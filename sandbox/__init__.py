@@ -1,1 +1,1 @@
-"""Faithful simulators of Zendesk, ServiceNow and Incode, served as real HTTP servers on loopback."""
+"""Faithful simulators of Zendesk, ServiceNow and Incode, served as real HTTP servers."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -196,6 +197,7 @@ class Server:
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> Server:
     """Serve ``app`` on ``host:port`` (0 = any free port) until ``stop()``."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name=f"serve:{port}", daemon=True)
     thread.start()

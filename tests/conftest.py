@@ -26,10 +26,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come from code in tests, never from the developer's shell."""
     for name in list(os.environ):
         if (
-            name.startswith("DESKGATE_")
-            and name != "DESKGATE_TEST_REDIS_URL"
-            or name == "REDIS_URL"
-        ):
+            name.startswith("DESKGATE_") and name != "DESKGATE_TEST_REDIS_URL"
+        ) or name == "REDIS_URL":
             monkeypatch.delenv(name)
 
 

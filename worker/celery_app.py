@@ -25,6 +25,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("deskgate", broker=settings.redis_url, include=["worker.tasks"])
     transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
     app.conf.update(
+        task_default_queue=settings.queue,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

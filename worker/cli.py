@@ -46,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     web.add_argument("--threads", type=int, default=8)
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=32, help="threads (default 32)")
-    sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
+    beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
+    beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
     demo = sub.add_parser("demo", help="run the whole flow on the sandbox and print timelines")
     demo.add_argument("--keep-redis", action="store_true", help="do not flush the demo's Redis db")
     dev = sub.add_parser("dev", help="run the sandbox and Deskgate until interrupted")
@@ -72,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ]
             )  # fmt: skip
         if args.command == "beat":
-            return _exec(["-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO"])
+            return _exec(
+                ["-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
+                 "--schedule", args.schedule]
+            )  # fmt: skip
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

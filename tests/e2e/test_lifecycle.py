@@ -32,7 +32,7 @@ def flagged_ticket(stack: Stack, desk: ZendeskDriver, email: str) -> tuple[str, 
 
 def settle(stack: Stack, seconds: float = 1.0) -> None:
     """Give stray duplicates time to (wrongly) act before asserting that they did not."""
-    wait_for(lambda: stack.redis.llen("celery") == 0, WAIT, "the queue to drain")
+    wait_for(lambda: stack.redis.llen(stack.options.queue) == 0, WAIT, "the queue to drain")
     time.sleep(seconds)
 
 
@@ -58,7 +58,7 @@ def test_pass_verifies_and_reopens(stack: Stack, desk: ZendeskDriver, employee: 
     ticket, session = flagged_ticket(stack, desk, employee)
     stack.complete(session["interviewId"], "pass")
     wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
-    gate, outcome = desk.notes(ticket)
+    _gate, outcome = desk.notes(ticket)
     assert "Identity VERIFIED (Incode result: OK)" in outcome
     view = desk.view(ticket)
     assert (view.status, view.flagged) == ("open", False)  # released; the trigger is consumed

@@ -33,7 +33,7 @@ def test_the_transition_table_matches_the_design() -> None:
     assert sources(State.SENT) == {State.REQUESTED}
     assert sources(State.VERIFIED) == {State.SENT, State.REVIEW}
     assert sources(State.EXPIRED) == {State.SENT}
-    assert OPEN | FINAL == set(State) and not OPEN & FINAL
+    assert set(State) == OPEN | FINAL and not OPEN & FINAL
     assert not any(TRANSITIONS.get(s) for s in FINAL)  # nothing leaves a final state
 
 

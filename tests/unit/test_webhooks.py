@@ -42,7 +42,7 @@ def client(app: Flask) -> FlaskClient:
 def queued(redis: Redis[str]) -> list[tuple[str, list[Any]]]:
     """(task name, args) of every message waiting on the default queue."""
     out = []
-    for raw in reversed(redis.lrange("celery", 0, -1)):
+    for raw in reversed(redis.lrange("deskgate", 0, -1)):
         message = json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
         out.append((message["headers"]["task"], args))

@@ -1,0 +1,229 @@
+"""``deskgate demo`` and ``deskgate dev``: the whole flow on one machine, no accounts needed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from sandbox import incode, zendesk
+from sandbox.common import CONTROL_PREFIX
+from sandbox.stack import (
+    ZENDESK_AGENT,
+    Ports,
+    Stack,
+    StackOptions,
+    ZendeskDriver,
+    free_port,
+    wait_for,
+)
+from worker.dispatch import SWEEP
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
+WAIT = 30.0
+
+
+def _redis_or_embedded() -> tuple[str, str, Any]:
+    """The Redis at REDIS_URL if it answers, else an embedded one (fakeredis) on loopback."""
+    url = os.environ.get("REDIS_URL", DEFAULT_REDIS)
+    try:
+        Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url, f"Redis at {url.split('@')[-1]}", None
+    except (RedisError, OSError):
+        pass
+    try:
+        from fakeredis import TcpFakeServer
+    except ImportError:
+        raise SystemExit(
+            f"No Redis answers at {url}, and the embedded fallback needs the demo extra: "
+            "pip install 'deskgate[demo]'"
+        ) from None
+    port = free_port()
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"redis://127.0.0.1:{port}/0", f"embedded Redis (fakeredis) on :{port}", server
+
+
+def _clear(url: str, prefix: str, queue: str) -> None:
+    """Forget what an earlier demo left, and only that."""
+    redis: Redis[str] = Redis.from_url(url, decode_responses=True)
+    keys: list[str] = [*redis.scan_iter(f"{prefix}:*"), queue]
+    if keys:
+        redis.delete(*keys)
+    redis.close()
+
+
+@dataclass
+class Case:
+    who: str
+    email: str | None
+    enrolled: bool
+    how: str  # "push" or "poll"
+    outcome: str  # what the employee does: pass, fail, review+pass, nothing, -
+    expect: str  # the final marker
+    ticket: str = ""
+    gate_ms: float | None = None
+    outcome_ms: float | None = None
+
+
+CASES = [
+    Case("Ana Ruiz", "ana.ruiz@acme.test", True, "push", "pass", "verified"),
+    Case("Ben Okafor", "ben.okafor@acme.test", True, "push", "fail", "failed"),
+    Case("Caro Lind", "caro.lind@acme.test", True, "push", "review+pass", "verified"),
+    Case("Dan Weiss", "dan.weiss@acme.test", True, "push", "nothing", "expired"),
+    Case("Eve Tanaka", "eve.tanaka@acme.test", True, "poll", "pass", "verified"),
+    Case("Finn Berg", "finn.berg@acme.test", False, "push", "-", "error"),
+    Case("Gus (walk-in)", None, False, "push", "-", "error"),
+    Case("Hana Novak", "hana.novak@acme.test", True, "push", "pass", "verified"),
+    Case("Ivo Marek", "ivo.marek@acme.test", True, "push", "pass", "verified"),
+]
+
+
+def _timed(action: Callable[[], None], until: Callable[[], Any], what: str) -> float:
+    start = time.perf_counter()
+    action()
+    wait_for(until, WAIT, what, every=0.005)
+    return (time.perf_counter() - start) * 1000
+
+
+def _play(stack: Stack, desk: ZendeskDriver, case: Case) -> None:
+    case.ticket = desk.create_ticket(case.who, case.email, "Lost my phone, please reset my MFA")
+    if case.how == "poll":
+        desk.set_push(False)  # no trigger fires: only the poller can find this ticket
+        desk.flag(case.ticket)
+        desk.set_push(True)
+        wait_for(lambda: desk.notes(case.ticket), WAIT, f"the poller to gate #{case.ticket}")
+    elif case.enrolled:
+        case.gate_ms = _timed(
+            lambda: desk.flag(case.ticket),
+            lambda: desk.notes(case.ticket),
+            f"the gate note on #{case.ticket}",
+        )
+    else:
+        desk.flag(case.ticket)
+        wait_for(lambda: desk.view(case.ticket).marker == "error", WAIT, "the error note")
+        return
+    session = stack.sessions(case.email)[0]["interviewId"]
+    steps = [s for s in case.outcome.split("+") if s != "nothing"]
+    for step in steps:
+        expected = "review" if step == "review" else case.expect
+
+        def complete(step: str = step) -> None:
+            stack.complete(session, step)
+
+        def landed(expected: str = expected) -> bool:
+            return desk.view(case.ticket).marker == expected
+
+        elapsed = _timed(complete, landed, f"the {expected} note on #{case.ticket}")
+        if step == steps[-1]:
+            case.outcome_ms = elapsed
+
+
+def _timeline(desk: ZendeskDriver, case: Case) -> list[str]:
+    raw = desk.raw(case.ticket)
+    ticket = raw["ticket"]
+    lines = [f"#{case.ticket}  {case.who}  ({case.how}; employee: {case.outcome})"]
+    for note in desk.notes(case.ticket):
+        lines.append(f"    note: {note.splitlines()[0]}")
+    lines.append(f"    status: {ticket['status']}   tags: {' '.join(ticket['tags'])}")
+    return lines
+
+
+def _median(values: list[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    return f"{statistics.median(present):.0f} ms" if present else "n/a"
+
+
+def run_demo(keep_redis: bool = False) -> int:
+    url, which, embedded = _redis_or_embedded()
+    print(f"Deskgate demo: using {which}")
+    prefix, queue = "demo", "deskgate-demo"
+    if not keep_redis:
+        _clear(url, prefix, queue)
+    employees = frozenset(c.email for c in CASES if c.email and c.enrolled)
+    options = StackOptions(
+        redis_url=url,
+        key_prefix=prefix,
+        queue=queue,
+        employees=employees,
+        poll_interval_seconds=5,
+        beat=True,
+        log_format="json",
+    )
+    failures = []
+    with Stack(options) as stack:
+        print(f"  stack up: webhook app {stack.web_url}, logs in {stack.workdir}\n")
+        desk = stack.driver("zendesk")
+        for case in CASES:
+            _play(stack, desk, case)
+        # Dan never opens his link: run the sweep as of 31 minutes from now (links last 30).
+        stack.send_task(SWEEP, time.time() + 31 * 60)
+        dan = next(c for c in CASES if c.expect == "expired")
+        wait_for(lambda: desk.view(dan.ticket).marker == "expired", WAIT, "the expiry")
+        time.sleep(0.5)  # let any stray duplicate act, so the timelines would show it
+        for case in CASES:
+            print("\n".join(_timeline(desk, case)))
+            marker = desk.view(case.ticket).marker
+            if marker != case.expect:
+                failures.append(f"#{case.ticket}: expected {case.expect}, found {marker}")
+        sessions = stack.sessions()
+        print(
+            f"\nIncode sessions requested: {len(sessions)} for "
+            f"{sum(1 for c in CASES if c.enrolled)} enrolled employees"
+        )
+        print(f"tag -> gate note (push):        median {_median([c.gate_ms for c in CASES])}")
+        print(f"Incode webhook -> outcome note: median {_median([c.outcome_ms for c in CASES])}")
+    if embedded is not None:
+        embedded.shutdown()
+    if failures:
+        print("\nDEMO FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    print("\nDemo complete: every ticket ended where it should.")
+    return 0
+
+
+DEV_PORTS = Ports(web=8000, zendesk=8101, incode=8103)
+DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
+
+
+def run_dev(host: str = "127.0.0.1") -> int:
+    url, which, embedded = _redis_or_embedded()
+    options = StackOptions(
+        redis_url=url,
+        ports=DEV_PORTS,
+        host=host,
+        key_prefix="dev",
+        queue="deskgate-dev",
+        employees=DEV_EMPLOYEES,
+        poll_interval_seconds=15,
+        beat=True,
+        log_format="console",
+    )
+    with Stack(options) as stack:
+        z, i = stack.zendesk_url, stack.incode_url
+        print(
+            f"""Deskgate dev stack is up ({which}); Ctrl-C stops it.
+  webhook app      {stack.web_url}   (POST /webhooks/zendesk, /webhooks/incode; GET /readyz)
+  Zendesk sandbox  {z}/api/v2
+                   basic auth {ZENDESK_AGENT}/token : {zendesk.ZendeskSimConfig.api_token}
+  Incode sandbox   {i}   enrolled: {", ".join(sorted(DEV_EMPLOYEES))}
+  logs             {stack.workdir}
+  control APIs     {z}{CONTROL_PREFIX}calls  {i}{CONTROL_PREFIX}sessions
+  Incode webhook secret header: x-incode-secret: {incode.IncodeSimConfig.webhook_secret}
+"""
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
+    if embedded is not None:
+        embedded.shutdown()
+    return 0
