@@ -72,6 +72,14 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def _until_reset(value: str | None) -> float | None:
+    """Seconds until an ``X-RateLimit-Reset`` epoch (ServiceNow, GitHub), capped."""
+    try:
+        return min(max(float(value or "") - time.time(), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return None
+
+
 Describe = Callable[[httpx.Response], str]
 
 
@@ -89,6 +97,8 @@ def classify(system: str, response: httpx.Response, describe: Describe) -> None:
     if status < 400:
         return
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is None and status == 429:
+        retry_after = _until_reset(response.headers.get("X-RateLimit-Reset"))
     if status == 429 or (status == 503 and retry_after is not None):
         raise RateLimited(system, retry_after if retry_after is not None else 30.0, status)
     reason = _reason(response, describe)

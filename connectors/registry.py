@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.settings import AnyDeskConfig
-from connectors import zendesk
+from connectors import servicenow, zendesk
 from connectors.ticketing import Desk, PushAuth
 
 
@@ -20,6 +20,9 @@ class DeskKind:
 
 KINDS: dict[str, DeskKind] = {
     "zendesk": DeskKind(zendesk.ZendeskConnector, zendesk.verify_push, zendesk.pushed_ticket_ids),
+    "servicenow": DeskKind(
+        servicenow.ServiceNowConnector, servicenow.verify_push, servicenow.pushed_ticket_ids
+    ),
 }
 
 

@@ -60,8 +60,11 @@ class Desk(Protocol):
 
     name: str
 
-    def find_flagged(self) -> list[str]:
-        """Ids of flagged tickets that carry no open gate (the polling safety net)."""
+    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
+        """Ids of flagged tickets that carry no open gate (the polling safety net).
+
+        A desk that cannot read all of them in one go returns a cursor to continue from on the
+        next poll; ``None`` means the scan is complete and the next poll starts over."""
         ...
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:

@@ -93,7 +93,7 @@ class ZendeskConnector:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def find_flagged(self) -> list[str]:
+    def find_flagged(self, cursor: str | None = None) -> tuple[list[str], str | None]:
         # Repeated ``tags:`` terms are OR'ed by Zendesk search; open gates are excluded so a
         # ticket drops out of the results as soon as it is gated.
         terms = ["type:ticket", "status<solved"]
@@ -114,7 +114,7 @@ class ZendeskConnector:
             if not next_page:
                 break
             url, params = str(next_page), None
-        return list(dict.fromkeys(found))
+        return list(dict.fromkeys(found)), None  # search is complete in one poll
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         if not ticket_id.isdigit():

@@ -21,7 +21,7 @@ from sandbox.stack import (
     Ports,
     Stack,
     StackOptions,
-    ZendeskDriver,
+    DeskDriver,
     free_port,
     wait_for,
 )
@@ -94,7 +94,7 @@ def _timed(action: Callable[[], None], until: Callable[[], Any], what: str) -> f
     return (time.perf_counter() - start) * 1000
 
 
-def _play(stack: Stack, desk: ZendeskDriver, case: Case) -> None:
+def _play(stack: Stack, desk: DeskDriver, case: Case) -> None:
     case.ticket = desk.create_ticket(case.who, case.email, "Lost my phone, please reset my MFA")
     if case.how == "poll":
         desk.set_push(False)  # no trigger fires: only the poller can find this ticket
@@ -127,13 +127,12 @@ def _play(stack: Stack, desk: ZendeskDriver, case: Case) -> None:
             case.outcome_ms = elapsed
 
 
-def _timeline(desk: ZendeskDriver, case: Case) -> list[str]:
-    raw = desk.raw(case.ticket)
-    ticket = raw["ticket"]
-    lines = [f"#{case.ticket}  {case.who}  ({case.how}; employee: {case.outcome})"]
+def _timeline(desk: DeskDriver, case: Case) -> list[str]:
+    lines = [f"{desk.desk} {case.ticket}  {case.who}  ({case.how}; employee: {case.outcome})"]
     for note in desk.notes(case.ticket):
         lines.append(f"    note: {note.splitlines()[0]}")
-    lines.append(f"    status: {ticket['status']}   tags: {' '.join(ticket['tags'])}")
+    view = desk.view(case.ticket)
+    lines.append(f"    status: {view.status}   marker: {view.marker}")
     return lines
 
 

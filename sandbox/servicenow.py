@@ -10,7 +10,7 @@ What it emulates, and why each piece matters to Deskgate:
 - journal fields: ``work_notes``/``comments`` writes become ``sys_journal_field`` rows and never
   show on the record, so notes must be read back from the journal;
 - Basic auth and ``/oauth_token.do`` (password, refresh_token, client_credentials grants);
-- a business rule that POSTs a signed webhook when the IDV flag becomes true on an active record;
+- a business rule that POSTs a signed webhook when a record becomes flagged (see ``flag_values``);
 - the shared ``/_sandbox/`` controls plus ServiceNow's rate-limit headers.
 
 All state lives in ``ServiceNowState`` behind one lock; the server is threaded.
@@ -160,9 +160,10 @@ class ServiceNowSimConfig:
     access_token_ttl_seconds: int = 1800
     webhook_url: str | None = None  # business-rule emulation target
     webhook_secret: str = "sandbox-servicenow-signing-secret"
-    flag_field: str = (
-        "u_idv_required"  # business rule fires when this becomes "true" on an active record
-    )
+    # The business rule fires when ``flag_field`` changes to one of ``flag_values`` on an
+    # active record (a "true" flag by default; a choice field's values work too).
+    flag_field: str = "u_idv_required"
+    flag_values: frozenset[str] = frozenset({"true"})
     tables: tuple[str, ...] = ("incident", "sc_req_item")
 
 
@@ -360,7 +361,7 @@ class ServiceNowState:
         self.tables[table][sys_id] = record
         for element, text in notes:
             self._add_journal(table, sys_id, element, text, user)
-        flagged = record.get(self.config.flag_field) == "true"
+        flagged = record.get(self.config.flag_field) in self.config.flag_values
         return dict(record), self._business_rule(table, record, flagged)
 
     def update(
@@ -369,7 +370,7 @@ class ServiceNowState:
         record = self.tables[table].get(sys_id)
         if record is None:
             raise ApiError(404, *NOT_FOUND)
-        was_flagged = record.get(self.config.flag_field) == "true"
+        before = record.get(self.config.flag_field)
         changes, notes = self._coerce(table, values, record)
         candidate = {**record, **changes}
         self._derive(table, candidate, values)
@@ -384,7 +385,8 @@ class ServiceNowState:
         )
         for element, text in notes:
             self._add_journal(table, sys_id, element, text, user)
-        became = not was_flagged and record.get(self.config.flag_field) == "true"
+        now = record.get(self.config.flag_field)
+        became = now != before and now in self.config.flag_values
         return dict(record), self._business_rule(table, record, became)
 
     def _coerce(

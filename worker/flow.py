@@ -248,7 +248,8 @@ class Flow:
 
     def poll(self, desk_name: str) -> int:
         desk = self.rt.desks[desk_name]
-        found = desk.find_flagged()
+        found, cursor = desk.find_flagged(self.store.cursor(desk_name))
+        self.store.set_cursor(desk_name, cursor)
         for ticket_id in found:
             self.dispatch.start_verification(desk_name, ticket_id)
         if found:

@@ -9,6 +9,7 @@ Keys (``p`` is the configured prefix):
                               (resume a stalled step, reconcile, expire, finish a ticket write)
 - ``p:lock:<id>``             one worker at a time advances a verification
 - ``p:seen:<key>``            webhook deliveries already taken (dedupe)
+- ``p:cursor:<desk>``         where a desk's interrupted poll resumes
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -245,6 +246,16 @@ class Store:
         finally:
             if held:
                 self._unlock(keys=[key], args=[token])
+
+    def cursor(self, desk: str) -> str | None:
+        """Where a desk's interrupted poll resumes (None: from the start)."""
+        return self.redis.get(self._key("cursor", desk))
+
+    def set_cursor(self, desk: str, cursor: str | None) -> None:
+        if cursor is None:
+            self.redis.delete(self._key("cursor", desk))
+        else:
+            self.redis.set(self._key("cursor", desk), cursor)
 
     def first_time(self, kind: str, key: str, ttl: int) -> bool:
         """True the first time ``kind:key`` is seen within ``ttl`` seconds (webhook dedupe)."""

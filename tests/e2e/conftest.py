@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from sandbox.stack import Stack, StackOptions, ZendeskDriver
+from sandbox.stack import DeskDriver, Stack, StackOptions
 
 E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
 _people = itertools.count(1)
@@ -24,8 +24,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture(params=["zendesk"])
-def desk(request: pytest.FixtureRequest, stack: Stack) -> Iterator[ZendeskDriver]:
+@pytest.fixture(params=["zendesk", "servicenow"])
+def desk(request: pytest.FixtureRequest, stack: Stack) -> Iterator[DeskDriver]:
     driver = stack.driver(request.param)
     driver.set_push(True)
     yield driver

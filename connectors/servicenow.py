@@ -1,0 +1,274 @@
+"""ServiceNow Table API: push signatures, keyset polling, records with their caller in one read,
+gate and outcome writes.
+
+A record is flagged by a field's value (``flag_field`` in ``triggers``: a ``u_idv_required`` flag,
+or a category), because native tags cannot be written through the Table API. Deskgate's state
+lives in ``status_field`` and the work notes. Each read asks for the requester's identity by
+dot-walking, so a record and its caller cost one GET; each write is one PATCH whose response is
+the record as it now stands. The Table API has no optimistic concurrency: writes touch only the
+fields Deskgate owns (plus state and hold reason while the record is in the gate state).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import threading
+import time
+from collections.abc import Generator
+from typing import Any
+
+import httpx
+
+from config.settings import ServiceNowDeskConfig
+from connectors.http import AuthFailed, NotFound, Retriable, json_body, new_client, request
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
+
+SYSTEM = "servicenow"
+SIGNATURE = "x-deskgate-signature"
+TIMESTAMP = "x-deskgate-timestamp"
+SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+PAGE = 100
+PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
+PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Deskgate's push scheme for ServiceNow: ``v1=`` + base64(HMAC-SHA256(secret,
+    timestamp + "." + body)), the timestamp in unix seconds (docs/servicenow-business-rule.js)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + base64.b64encode(mac.digest()).decode()
+
+
+def verify_push(push: PushAuth, secrets: list[str]) -> bool:
+    """A signed push within the timestamp window, or Basic auth with a secret as the password
+    (for REST Message records that can only do Basic; it cannot stop a replay, so prefer HMAC)."""
+    signature, timestamp = push.headers.get(SIGNATURE, ""), push.headers.get(TIMESTAMP, "")
+    if signature and timestamp:
+        try:
+            sent = float(timestamp)
+        except ValueError:
+            return False
+        if abs(push.now - sent) > push.tolerance_seconds:
+            return False
+        expected = [sign(s, timestamp, push.body) for s in secrets]
+        return any([hmac.compare_digest(e, signature) for e in expected])
+    authorization = push.headers.get("authorization", "")
+    if authorization.startswith("Basic "):
+        try:
+            _, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return any([hmac.compare_digest(password.encode(), s.encode()) for s in secrets])
+    return False
+
+
+def pushed_ticket_ids(payload: dict[str, Any]) -> list[str]:
+    """The record a business rule names: ``{"table": ..., "sys_id": ..., "number": ...}``."""
+    sys_id = str(payload.get("sys_id", "")).strip()
+    if not SYS_ID.fullmatch(sys_id):
+        raise ValueError('body must carry "sys_id" with the record\'s 32-character sys_id')
+    return [sys_id]
+
+
+def describe_error(response: httpx.Response) -> str:
+    """ServiceNow's envelope: ``{"error": {"message", "detail"}, "status": "failure"}``."""
+    body = response.json()
+    error = body.get("error")
+    if isinstance(error, dict):
+        detail = error.get("detail")
+        return f"{error.get('message', '')}" + (f": {detail}" if detail else "")
+    return str(body.get("error_description") or error or "")
+
+
+class ServiceNowOAuth(httpx.Auth):
+    """``/oauth_token.do`` (password or client-credentials grant): one token shared by the
+    process's threads, fetched when missing or expired and once more on a 401."""
+
+    requires_response_body = True
+
+    def __init__(self, token_url: str, form: dict[str, str]) -> None:
+        self.token_url = token_url
+        self.form = form
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def _current(self) -> str | None:
+        with self._lock:
+            return self._token if time.time() < self._expires else None
+
+    def _fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        response = yield httpx.Request("POST", self.token_url, data=self.form)
+        if response.status_code != 200:
+            raise AuthFailed(SYSTEM, "the OAuth token request was refused", response.status_code)
+        body = json_body(SYSTEM, response)
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise Retriable(SYSTEM, "token response carries no access_token")
+        ttl = body.get("expires_in")
+        with self._lock:
+            self._token = token
+            self._expires = time.time() + float(ttl if isinstance(ttl, int | float) else 1800) - 60
+        return token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._current() or (yield from self._fetch())
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:  # revoked or expired early: one fresh token, one retry
+            token = yield from self._fetch()
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request
+
+
+def _auth(config: ServiceNowDeskConfig) -> httpx.Auth | tuple[str, str]:
+    password = config.password.get_secret_value() if config.password else ""
+    if config.auth == "basic":
+        return (config.username, password)
+    form = {
+        "client_id": config.oauth_client_id or "",
+        "client_secret": config.oauth_client_secret.get_secret_value()
+        if config.oauth_client_secret
+        else "",
+    }
+    if config.auth == "oauth_password":
+        form.update(grant_type="password", username=config.username, password=password)
+    else:
+        form["grant_type"] = "client_credentials"
+    return ServiceNowOAuth(f"{config.base}/oauth_token.do", form)
+
+
+class ServiceNowConnector:
+    def __init__(self, name: str, config: ServiceNowDeskConfig, timeout: float) -> None:
+        self.name = name
+        self.config = config
+        self.client = new_client(
+            config.base, timeout, auth=_auth(config), headers={"Content-Type": "application/json"}
+        )
+        self.path = f"/api/now/table/{config.table}"
+        who = config.requester_field
+        self.fields = ",".join(
+            [
+                "sys_id", "number", "state", "active", "sys_updated_on",
+                config.flag_field, config.status_field, who,
+                *(f"{who}.{f}" for f in PERSON_FIELDS),
+            ]
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = request(self.client, SYSTEM, method, url, describe_error, **kwargs)
+        return json_body(SYSTEM, response).get("result")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _flagged_query(self) -> str:
+        c = self.config
+        flagged = f"{c.flag_query}^{c.flag_field}IN{','.join(c.triggers)}"
+        if c.consume_flag:  # finished records drop their flag; skip only the open ones
+            open_markers = ",".join(sorted(OPEN_MARKERS))
+            return f"{flagged}^{c.status_field}ISEMPTY^OR{c.status_field}NOT IN{open_markers}"
+        return f"{flagged}^{c.status_field}ISEMPTY"
+
+    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
+        """Keyset pages ordered by (sys_updated_on, sys_id): rows sharing a timestamp are neither
+        skipped nor repeated, and rows updated mid-scan move forward, never behind the cursor.
+        ``^NQ`` (a new OR'ed query) is needed because ``^OR`` binds tighter than ``^``."""
+        base, found = self._flagged_query(), []
+        for _ in range(PAGES_PER_POLL):
+            query = base
+            if cursor:
+                stamp, _, last = cursor.partition("|")
+                query = (
+                    f"{base}^sys_updated_on>{stamp}^NQ{base}^sys_updated_on={stamp}^sys_id>{last}"
+                )
+            rows = self._call(
+                "GET",
+                self.path,
+                params={
+                    "sysparm_query": f"{query}^ORDERBYsys_updated_on^ORDERBYsys_id",
+                    "sysparm_fields": "sys_id,sys_updated_on",
+                    "sysparm_limit": PAGE,
+                    "sysparm_exclude_reference_link": "true",
+                    "sysparm_no_count": "true",
+                },
+            )
+            found += [row["sys_id"] for row in rows]
+            if len(rows) < PAGE:
+                return found, None
+            cursor = f"{rows[-1]['sys_updated_on']}|{rows[-1]['sys_id']}"
+        return found, cursor
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        if not SYS_ID.fullmatch(ticket_id):
+            return None
+        try:
+            row = self._call("GET", f"{self.path}/{ticket_id}", params=self._read_params())
+        except NotFound:
+            return None
+        return self._ticket(row)
+
+    def _read_params(self) -> dict[str, str]:
+        return {"sysparm_fields": self.fields, "sysparm_exclude_reference_link": "true"}
+
+    def _ticket(self, row: dict[str, Any]) -> Ticket:
+        c, who = self.config, self.config.requester_field
+        state = str(row.get("state", ""))
+        status = str(row.get(c.status_field) or "")
+        requester_id = str(row.get(who) or "") or None
+        requester = None
+        if requester_id:
+            value = {f: str(row.get(f"{who}.{f}") or "") for f in PERSON_FIELDS}
+            requester = Person(
+                id=requester_id,
+                email=value["email"] or None,
+                phone=value["mobile_phone"] or None,
+                external_id=value["employee_number"] or None,
+                fields={k: v for k, v in value.items() if v},
+            )
+        return Ticket(
+            id=str(row["sys_id"]),
+            display_id=str(row.get("number") or row["sys_id"]),
+            requester_id=requester_id,
+            reason=c.triggers.get(str(row.get(c.flag_field, ""))),
+            marker=status if status in MARKERS else None,
+            status=state,
+            active=row.get("active") != "false" and state not in c.inactive_states,
+            writable=state not in c.closed_states,
+            version=str(row.get("sys_updated_on", "")),
+            requester=requester,
+        )
+
+    def get_requester(self, ticket: Ticket) -> Person | None:
+        return ticket.requester  # read with the record, by dot-walking
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def gate(self, ticket: Ticket, note: str) -> Ticket:
+        c = self.config
+        fields = {"work_notes": note, c.status_field: "pending", "state": c.gate_state}
+        if c.gate_hold_reason is not None:
+            fields["hold_reason"] = c.gate_hold_reason
+        return self._patch(ticket, fields)
+
+    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
+        c = self.config
+        fields = {"work_notes": note, c.status_field: marker}
+        if release and ticket.status == c.gate_state:  # an agent's own state change stands
+            fields["state"] = c.release_state
+            if c.gate_hold_reason is not None:
+                fields["hold_reason"] = ""
+        if marker not in OPEN_MARKERS and c.consume_flag:
+            fields[c.flag_field] = c.consumed_value
+        return self._patch(ticket, fields)
+
+    def _patch(self, ticket: Ticket, fields: dict[str, str]) -> Ticket:
+        row = self._call(
+            "PATCH", f"{self.path}/{ticket.id}", params=self._read_params(), json=fields
+        )
+        return self._ticket(row)
