@@ -65,6 +65,32 @@ class IncodeConfig(_Strict):
     webhook_secret_header: str = "x-incode-secret"  # noqa: S105 (a header name)
     # No webhook after this long: ask Incode (reconciliation), then again at this interval.
     reconcile_after_seconds: int = Field(default=300, ge=5)
+    # Incode's OAuth webhook mode (reference §5c.2): Incode fetches a bearer token from
+    # /webhooks/incode/token with these client credentials. Off unless both are set.
+    webhook_oauth_client_id: str | None = Field(default=None, min_length=1)
+    webhook_oauth_client_secret: SecretStr | None = None
+    webhook_oauth_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+
+    @field_validator("webhook_oauth_client_secret")
+    @classmethod
+    def _oauth_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # The token endpoint is public; a short secret could be guessed there.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _oauth_pair(self) -> IncodeConfig:
+        if (self.webhook_oauth_client_id is None) != (self.webhook_oauth_client_secret is None):
+            raise ValueError(
+                "webhook_oauth_client_id and webhook_oauth_client_secret must be set together"
+            )
+        return self
+
+    @property
+    def webhook_oauth(self) -> bool:
+        """Incode may authenticate webhooks with a bearer token it got from us."""
+        return self.webhook_oauth_client_id is not None
 
     @property
     def api_base(self) -> str:
@@ -89,6 +115,11 @@ class DeskConfig(_Strict):
     webhook_previous_secret: SecretStr | None = None
     poll_interval_seconds: int = Field(default=60, ge=5)
     tag_prefix: str = Field(default="idv_", pattern=r"^[a-z0-9_]*$")
+    # At most this many links per requester (their destination of record, whichever desk asks)
+    # and per ticket within the window, so neither a person nor a loop can flood an employee.
+    max_links_per_requester: int = Field(default=3, ge=1, le=100)
+    max_links_per_ticket: int = Field(default=3, ge=1, le=100)
+    link_cap_window_minutes: int = Field(default=60, ge=1, le=10080)
 
     @property
     def base(self) -> str:

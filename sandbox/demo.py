@@ -18,10 +18,10 @@ from sandbox import incode, zendesk
 from sandbox.common import CONTROL_PREFIX
 from sandbox.stack import (
     ZENDESK_AGENT,
+    DeskDriver,
     Ports,
     Stack,
     StackOptions,
-    DeskDriver,
     free_port,
     wait_for,
 )

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 from celery import Celery
@@ -36,7 +36,9 @@ SECRETS = {
     "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN": zendesk.ZendeskSimConfig.api_token,
     "DESKGATE_DESKS__ACME_ZENDESK__WEBHOOK_SECRET": zendesk.ZendeskSimConfig.webhook_secret,
     "DESKGATE_DESKS__ACME_SERVICENOW__PASSWORD": servicenow.ServiceNowSimConfig.password,
-    "DESKGATE_DESKS__ACME_SERVICENOW__WEBHOOK_SECRET": servicenow.ServiceNowSimConfig.webhook_secret,
+    "DESKGATE_DESKS__ACME_SERVICENOW__WEBHOOK_SECRET": (
+        servicenow.ServiceNowSimConfig.webhook_secret
+    ),
 }
 # The same two reasons on both desks: tags on Zendesk, a choice field's values on ServiceNow.
 TRIGGERS = {"idv_mfa_reset": "MFA reset", "idv_account_unlock": "account unlock"}
@@ -371,7 +373,7 @@ class DeskDriver(Protocol):
 
     desk: str  # the desk's name in Deskgate's config
     system: str  # the simulator's name in ``Stack.sim``
-    lifecycle_calls: dict[str, int]  # Deskgate's calls to the desk for one verified lifecycle
+    lifecycle_calls: ClassVar[dict[str, int]]  # Deskgate's calls to the desk for one verified lifecycle
 
     def create_ticket(self, name: str, email: str | None, subject: str) -> str: ...
     def is_driver_call(self, call: str) -> bool: ...
@@ -386,7 +388,7 @@ class DeskDriver(Protocol):
 class ZendeskDriver:
     desk = "acme_zendesk"
     system = "zendesk"
-    lifecycle_calls = {
+    lifecycle_calls: ClassVar[dict[str, int]] = {
         "GET /api/v2/tickets/<int:ticket_id>": 2,  # read before gating, before the outcome
         "GET /api/v2/users/<int:user_id>": 1,  # the requester's identity of record
         "PUT /api/v2/tickets/<int:ticket_id>": 2,  # the gate, the outcome
@@ -463,7 +465,7 @@ class ServiceNowDriver:
     desk = "acme_servicenow"
     system = "servicenow"
     table = "incident"
-    lifecycle_calls = {
+    lifecycle_calls: ClassVar[dict[str, int]] = {
         "GET /api/now/table/<table>/<sys_id>": 2,  # record + caller in one read, twice
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }

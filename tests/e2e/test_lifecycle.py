@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.stack import Stack, DeskDriver, wait_for
+from sandbox.stack import DeskDriver, Stack, wait_for
 from worker.dispatch import POLL_DESK, START_VERIFICATION, SWEEP
 
 pytestmark = pytest.mark.e2e
