@@ -14,7 +14,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from sandbox import incode, zendesk
+from sandbox import incode, servicenow, zendesk
 from sandbox.common import CONTROL_PREFIX
 from sandbox.stack import (
     ZENDESK_AGENT,
@@ -63,6 +63,7 @@ def _clear(url: str, prefix: str, queue: str) -> None:
 
 @dataclass
 class Case:
+    desk: str
     who: str
     email: str | None
     enrolled: bool
@@ -74,16 +75,24 @@ class Case:
     outcome_ms: float | None = None
 
 
+# (who, local part of the email or None, enrolled at Incode, how flagged, employee's part, expect)
+SCRIPT: list[tuple[str, str | None, bool, str, str, str]] = [
+    ("Ana Ruiz", "ana.ruiz", True, "push", "pass", "verified"),
+    ("Ben Okafor", "ben.okafor", True, "push", "fail", "failed"),
+    ("Caro Lind", "caro.lind", True, "push", "review+pass", "verified"),
+    ("Dan Weiss", "dan.weiss", True, "push", "nothing", "expired"),
+    ("Eve Tanaka", "eve.tanaka", True, "poll", "pass", "verified"),
+    ("Finn Berg", "finn.berg", False, "push", "-", "error"),
+    ("Gus (walk-in)", None, False, "push", "-", "error"),
+    ("Hana Novak", "hana.novak", True, "push", "pass", "verified"),
+    ("Ivo Marek", "ivo.marek", True, "push", "pass", "verified"),
+]
+DESKS = {"zendesk": "acme.test", "servicenow": "corp.acme.test"}  # a domain per desk's staff
+
 CASES = [
-    Case("Ana Ruiz", "ana.ruiz@acme.test", True, "push", "pass", "verified"),
-    Case("Ben Okafor", "ben.okafor@acme.test", True, "push", "fail", "failed"),
-    Case("Caro Lind", "caro.lind@acme.test", True, "push", "review+pass", "verified"),
-    Case("Dan Weiss", "dan.weiss@acme.test", True, "push", "nothing", "expired"),
-    Case("Eve Tanaka", "eve.tanaka@acme.test", True, "poll", "pass", "verified"),
-    Case("Finn Berg", "finn.berg@acme.test", False, "push", "-", "error"),
-    Case("Gus (walk-in)", None, False, "push", "-", "error"),
-    Case("Hana Novak", "hana.novak@acme.test", True, "push", "pass", "verified"),
-    Case("Ivo Marek", "ivo.marek@acme.test", True, "push", "pass", "verified"),
+    Case(kind, who, f"{local}@{domain}" if local else None, enrolled, how, part, expect)
+    for kind, domain in DESKS.items()
+    for who, local, enrolled, how, part, expect in SCRIPT
 ]
 
 
@@ -128,10 +137,12 @@ def _play(stack: Stack, desk: DeskDriver, case: Case) -> None:
 
 
 def _timeline(desk: DeskDriver, case: Case) -> list[str]:
-    lines = [f"{desk.desk} {case.ticket}  {case.who}  ({case.how}; employee: {case.outcome})"]
+    view = desk.view(case.ticket)
+    lines = [
+        f"{case.desk:<10} {view.display:<10} {case.who} ({case.how}; employee: {case.outcome})"
+    ]
     for note in desk.notes(case.ticket):
         lines.append(f"    note: {note.splitlines()[0]}")
-    view = desk.view(case.ticket)
     lines.append(f"    status: {view.status}   marker: {view.marker}")
     return lines
 
@@ -160,19 +171,21 @@ def run_demo(keep_redis: bool = False) -> int:
     failures = []
     with Stack(options) as stack:
         print(f"  stack up: webhook app {stack.web_url}, logs in {stack.workdir}\n")
-        desk = stack.driver("zendesk")
+        desks = {kind: stack.driver(kind) for kind in DESKS}
         for case in CASES:
-            _play(stack, desk, case)
+            _play(stack, desks[case.desk], case)
         # Dan never opens his link: run the sweep as of 31 minutes from now (links last 30).
         stack.send_task(SWEEP, time.time() + 31 * 60)
-        dan = next(c for c in CASES if c.expect == "expired")
-        wait_for(lambda: desk.view(dan.ticket).marker == "expired", WAIT, "the expiry")
+        for dan in (c for c in CASES if c.expect == "expired"):
+            desk = desks[dan.desk]
+            wait_for(lambda: desk.view(dan.ticket).marker == "expired", WAIT, "the expiry")
         time.sleep(0.5)  # let any stray duplicate act, so the timelines would show it
         for case in CASES:
+            desk = desks[case.desk]
             print("\n".join(_timeline(desk, case)))
             marker = desk.view(case.ticket).marker
             if marker != case.expect:
-                failures.append(f"#{case.ticket}: expected {case.expect}, found {marker}")
+                failures.append(f"{case.desk} {case.ticket}: expected {case.expect}, got {marker}")
         sessions = stack.sessions()
         print(
             f"\nIncode sessions requested: {len(sessions)} for "
@@ -189,7 +202,7 @@ def run_demo(keep_redis: bool = False) -> int:
     return 0
 
 
-DEV_PORTS = Ports(web=8000, zendesk=8101, incode=8103)
+DEV_PORTS = Ports(web=8000, zendesk=8101, servicenow=8102, incode=8103)
 DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
 
 
@@ -208,11 +221,14 @@ def run_dev(host: str = "127.0.0.1") -> int:
     )
     with Stack(options) as stack:
         z, i = stack.zendesk_url, stack.incode_url
+        sn = servicenow.ServiceNowSimConfig
         print(
             f"""Deskgate dev stack is up ({which}); Ctrl-C stops it.
   webhook app      {stack.web_url}   (POST /webhooks/zendesk, /webhooks/incode; GET /readyz)
   Zendesk sandbox  {z}/api/v2
                    basic auth {ZENDESK_AGENT}/token : {zendesk.ZendeskSimConfig.api_token}
+  ServiceNow sandbox {stack.servicenow_url}/api/now/table
+                   basic auth {sn.username} : {sn.password}
   Incode sandbox   {i}   enrolled: {", ".join(sorted(DEV_EMPLOYEES))}
   logs             {stack.workdir}
   control APIs     {z}{CONTROL_PREFIX}calls  {i}{CONTROL_PREFIX}sessions

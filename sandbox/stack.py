@@ -366,6 +366,7 @@ class TicketView:
     marker: str | None  # Deskgate's state marker on the ticket
     flagged: bool  # a trigger is present
     held: bool  # in the desk's gate status (Zendesk hold, ServiceNow On Hold)
+    display: str  # what people call it: "#12", "INC0010003"
 
 
 class DeskDriver(Protocol):
@@ -373,7 +374,9 @@ class DeskDriver(Protocol):
 
     desk: str  # the desk's name in Deskgate's config
     system: str  # the simulator's name in ``Stack.sim``
-    lifecycle_calls: ClassVar[dict[str, int]]  # Deskgate's calls to the desk for one verified lifecycle
+    lifecycle_calls: ClassVar[
+        dict[str, int]
+    ]  # Deskgate's calls to the desk for one verified lifecycle
 
     def create_ticket(self, name: str, email: str | None, subject: str) -> str: ...
     def is_driver_call(self, call: str) -> bool: ...
@@ -445,7 +448,8 @@ class ZendeskDriver:
         tags = set(ticket["tags"])
         marker = next((t.removeprefix("idv_") for t in sorted(tags & self.markers)), None)
         status = ticket["status"]
-        return TicketView(status, marker, bool(tags & set(TRIGGERS)), status == "hold")
+        flagged = bool(tags & set(TRIGGERS))
+        return TicketView(status, marker, flagged, status == "hold", f"#{ticket['id']}")
 
     def change_requester(self, ticket_id: str, name: str, email: str) -> None:
         user = self.api.post("/users.json", json={"user": {"name": name, "email": email}})
@@ -521,7 +525,8 @@ class ServiceNowDriver:
         record = self.raw(ticket_id)["record"]
         marker = record.get("u_idv_status") or None
         state = record["state"]
-        return TicketView(state, marker, record.get(SN_FLAG_FIELD) in SN_TRIGGERS, state == "3")
+        flagged = record.get(SN_FLAG_FIELD) in SN_TRIGGERS
+        return TicketView(state, marker, flagged, state == "3", record["number"])
 
     def change_requester(self, ticket_id: str, name: str, email: str) -> None:
         caller = self._user(name, email)

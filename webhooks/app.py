@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from config.settings import Settings
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
+from webhooks.oauth import incode_oauth
 from worker.celery_app import make_celery
 from worker.dispatch import Dispatcher
 from worker.runtime import current_settings
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
     app.extensions["deskgate"] = Inbound(settings, store, Dispatcher(make_celery(settings)))
     app.register_blueprint(inbound)
+    app.register_blueprint(incode_oauth)
     app.register_blueprint(health)
 
     @app.errorhandler(HTTPException)

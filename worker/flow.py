@@ -22,6 +22,7 @@ from connectors.http import Conflict, Fatal, Retriable
 from connectors.incode import EmployeeNotFound
 from connectors.ticketing import OPEN_MARKERS, Desk, Ticket
 from worker import notes
+from worker.caps import LinkCap, LinkCapReached
 from worker.dispatch import Dispatcher
 from worker.identity import Unverifiable, identity_of
 from worker.lifecycle import FINAL, State
@@ -48,6 +49,7 @@ class Flow:
         self.store = rt.store
         self.dispatch = dispatcher
         self.clock = clock
+        self.caps = LinkCap(rt.store.redis, rt.store.prefix)
 
     # -- start: flagged ticket -> gate -------------------------------------------------------
 
@@ -105,13 +107,24 @@ class Flow:
         now = self.clock()
         try:
             who = identity_of(desk.get_requester(ticket), config)
+            # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
+            # verification reuses its place.
+            self.caps.take(
+                verification=v.id,
+                desk=v.desk,
+                ticket_id=v.ticket_id,
+                channel=config.channel,
+                destination=who.destination,
+                config=config,
+                now=now,
+            )
             session = self.rt.incode.request_new(
                 login_hint=who.login_hint,
                 channel=config.channel,
                 destination=who.destination,
                 validity_minutes=config.link_validity_minutes,
             )
-        except Unverifiable as exc:
+        except (Unverifiable, LinkCapReached) as exc:
             return self._fail(v, now, str(exc))
         except EmployeeNotFound:
             source = config.login_hint.replace("user_field:", "user field ").replace("_", " ")

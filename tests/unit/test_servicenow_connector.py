@@ -1,0 +1,210 @@
+"""The ServiceNow connector against the ServiceNow simulator (a real HTTP server)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from config.settings import ServiceNowDeskConfig, Settings
+from connectors import servicenow
+from connectors.http import RateLimited
+from connectors.servicenow import ServiceNowConnector, pushed_ticket_ids, sign, verify_push
+from connectors.ticketing import PushAuth
+from sandbox import servicenow as sim
+from sandbox.common import Server, serve
+from tests.conftest import settings_data
+
+SIM = sim.ServiceNowSimConfig()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    running = serve(sim.create_app(sim.ServiceNowSimConfig()))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[httpx.Client]:
+    client = httpx.Client(base_url=server.url, auth=(SIM.username, SIM.password), timeout=10)
+    client.post("/_sandbox/reset").raise_for_status()
+    client.delete("/_sandbox/calls").raise_for_status()
+    yield client
+    client.close()
+
+
+def desk_config(server: Server, **change: Any) -> ServiceNowDeskConfig:
+    data = settings_data()
+    data["desks"] = {
+        "sn": {
+            "kind": "servicenow",
+            "base_url": server.url,
+            "username": SIM.username,
+            "password": SIM.password,
+            "oauth_client_id": SIM.oauth_client_id,
+            "oauth_client_secret": SIM.oauth_client_secret,
+            **change,
+        }
+    }
+    config = Settings(**data).desks["sn"]
+    assert isinstance(config, ServiceNowDeskConfig)
+    return config
+
+
+def incident(api: httpx.Client, **values: Any) -> str:
+    user = api.post(
+        "/api/now/table/sys_user",
+        json={"user_name": "jdoe", "email": "jane.doe@acme.test", "employee_number": "E7"},
+    ).json()["result"]["sys_id"]
+    body = {"short_description": "MFA reset", "caller_id": user, **values}
+    return str(api.post("/api/now/table/incident", json=body).json()["result"]["sys_id"])
+
+
+def test_a_record_and_its_caller_in_one_read(server: Server, api: httpx.Client) -> None:
+    sys_id = incident(api, u_idv_required="true")
+    api.delete("/_sandbox/calls").raise_for_status()
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(sys_id)
+    assert ticket is not None and ticket.display_id.startswith("INC")
+    assert ticket.reason == "identity verification" and ticket.marker is None and ticket.active
+    assert ticket.requester is not None
+    assert ticket.requester.email == "jane.doe@acme.test"
+    assert ticket.requester.external_id == "E7"
+    assert desk.get_ticket("0" * 32) is None
+    assert desk.get_ticket("../sys_user") is None
+    counts = api.get("/_sandbox/calls").json()["counts"]
+    assert counts == {"GET /api/now/table/<table>/<sys_id>": 2}
+
+
+def test_gate_then_release_in_one_patch_each(server: Server, api: httpx.Client) -> None:
+    sys_id = incident(api, u_idv_required="true")
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(sys_id)
+    assert ticket is not None
+    gated = desk.gate(ticket, "gate note — Deskgate")
+    assert (gated.status, gated.marker) == ("3", "pending")
+    done = desk.record(gated, "verified", "outcome — Deskgate", release=True)
+    assert (done.status, done.marker, done.reason) == ("2", "verified", None)  # flag consumed
+    raw = api.get(f"/_sandbox/records/incident/{sys_id}").json()
+    assert raw["record"]["hold_reason"] == ""
+    notes = [j["value"] for j in raw["journal"] if j["element"] == "work_notes"]
+    assert notes == ["gate note — Deskgate", "outcome — Deskgate"]
+
+
+def test_release_leaves_a_state_an_agent_changed(server: Server, api: httpx.Client) -> None:
+    sys_id = incident(api, u_idv_required="true")
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(sys_id)
+    assert ticket is not None
+    desk.gate(ticket, "gate")
+    api.patch(f"/api/now/table/incident/{sys_id}", json={"state": "6"})  # an agent resolves it
+    moved = desk.get_ticket(sys_id)
+    assert moved is not None and not moved.active and moved.writable
+    done = desk.record(moved, "failed", "outcome", release=True)
+    assert done.status == "6"
+
+
+def test_keyset_polling_misses_and_doubles_nothing_on_a_shared_timestamp(
+    server: Server, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.put("/_sandbox/clock", json={"now": "2026-11-26 10:00:00"}).raise_for_status()
+    flagged = {incident(api, u_idv_required="true") for _ in range(130)}
+    incident(api)  # not flagged
+    api.put("/_sandbox/clock", json={"now": "2026-11-26 10:00:01"}).raise_for_status()
+    flagged |= {incident(api, u_idv_required="true") for _ in range(20)}
+    api.put("/_sandbox/clock", json={"now": None}).raise_for_status()
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+
+    monkeypatch.setattr(servicenow, "PAGES_PER_POLL", 1)  # force several polls
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(5):
+        page, cursor = desk.find_flagged(cursor)
+        seen += page
+        if cursor is None:
+            break
+    assert cursor is None
+    assert len(seen) == len(set(seen)) == 150
+    assert set(seen) == flagged
+
+
+def test_gated_records_drop_out_of_the_poll(server: Server, api: httpx.Client) -> None:
+    first = incident(api, u_idv_required="true")
+    second = incident(api, u_idv_required="true")
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(first)
+    assert ticket is not None
+    desk.gate(ticket, "gate")
+    assert desk.find_flagged(None) == ([second], None)
+
+
+@pytest.mark.parametrize("grant", ["oauth_client_credentials", "oauth_password"])
+def test_oauth_token_is_cached_and_refreshed_after_expiry(
+    server: Server, api: httpx.Client, grant: str
+) -> None:
+    sys_id = incident(api)
+    desk = ServiceNowConnector("sn", desk_config(server, auth=grant), 5)
+    for _ in range(3):
+        assert desk.get_ticket(sys_id) is not None
+    api.post("/_sandbox/expire_tokens").raise_for_status()
+    assert desk.get_ticket(sys_id) is not None
+    counts = api.get("/_sandbox/calls").json()["counts"]
+    assert counts["POST /oauth_token.do"] == 2  # one at first use, one after the expiry
+
+
+def test_rate_limit_is_typed_with_the_wait(server: Server, api: httpx.Client) -> None:
+    sys_id = incident(api)
+    api.put("/_sandbox/rate_limit", json={"requests": 1, "per_seconds": 30}).raise_for_status()
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    try:
+        desk.get_ticket(sys_id)
+        with pytest.raises(RateLimited) as limited:
+            desk.get_ticket(sys_id)
+        assert 0 < limited.value.retry_after <= 30
+    finally:
+        api.delete("/_sandbox/rate_limit").raise_for_status()
+
+
+def test_config_needs_credentials_for_its_auth() -> None:
+    data = settings_data()
+    data["desks"] = {"sn": {"kind": "servicenow", "base_url": "http://x", "auth": "oauth_password"}}
+    with pytest.raises(ValueError, match="oauth_client_id"):
+        Settings(**data)
+
+
+# -- push ----------------------------------------------------------------------------------
+
+BODY = b'{"table":"incident","sys_id":"' + b"a" * 32 + b'","number":"INC0010001"}'
+
+
+def push(headers: dict[str, str], now: float = 1_800_000_000.0) -> PushAuth:
+    return PushAuth(headers=headers, body=BODY, now=now, tolerance_seconds=300)
+
+
+def test_signed_push_matches_the_simulated_business_rule() -> None:
+    header = sign("s3cret", "1800000000", BODY)
+    assert header == sim.sign("s3cret", "1800000000", BODY)
+    ok = {"x-deskgate-signature": header, "x-deskgate-timestamp": "1800000000"}
+    assert verify_push(push(ok), ["other", "s3cret"])
+    assert not verify_push(push(ok), ["other"])
+    assert not verify_push(push(ok, now=1_800_000_301.0), ["s3cret"])
+    assert not verify_push(push({**ok, "x-deskgate-timestamp": "soon"}), ["s3cret"])
+
+
+def test_basic_auth_push_uses_the_secret_as_password() -> None:
+    good = base64.b64encode(b"servicenow:s3cret").decode()
+    bad = base64.b64encode(b"servicenow:guess").decode()
+    assert verify_push(push({"authorization": f"Basic {good}"}), ["s3cret"])
+    assert not verify_push(push({"authorization": f"Basic {bad}"}), ["s3cret"])
+    assert not verify_push(push({"authorization": "Basic !!!"}), ["s3cret"])
+    assert not verify_push(push({}), ["s3cret"])
+
+
+def test_pushed_ticket_ids_needs_a_sys_id() -> None:
+    assert pushed_ticket_ids({"sys_id": "a" * 32}) == ["a" * 32]
+    with pytest.raises(ValueError, match="sys_id"):
+        pushed_ticket_ids({"sys_id": "INC0010001"})
