@@ -96,6 +96,10 @@ CASES = [
 ]
 
 
+def _marker_is(desk: DeskDriver, ticket: str, marker: str) -> Callable[[], bool]:
+    return lambda: desk.view(ticket).marker == marker
+
+
 def _timed(action: Callable[[], None], until: Callable[[], Any], what: str) -> float:
     start = time.perf_counter()
     action()
@@ -177,8 +181,7 @@ def run_demo(keep_redis: bool = False) -> int:
         # Dan never opens his link: run the sweep as of 31 minutes from now (links last 30).
         stack.send_task(SWEEP, time.time() + 31 * 60)
         for dan in (c for c in CASES if c.expect == "expired"):
-            desk = desks[dan.desk]
-            wait_for(lambda: desk.view(dan.ticket).marker == "expired", WAIT, "the expiry")
+            wait_for(_marker_is(desks[dan.desk], dan.ticket, "expired"), WAIT, "the expiry")
         time.sleep(0.5)  # let any stray duplicate act, so the timelines would show it
         for case in CASES:
             desk = desks[case.desk]
