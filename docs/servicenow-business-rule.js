@@ -1,0 +1,50 @@
+/*
+ * Deskgate push for ServiceNow: paste into a Business Rule (System Definition > Business Rules).
+ *
+ *   Table:     incident (or the table named in Deskgate's desk config, e.g. sc_req_item)
+ *   When:      after    Insert: yes   Update: yes   Advanced: yes
+ *   Condition: current.active == true && current.u_idv_required.changesTo(true)
+ *              (for a choice field: current.u_idv_request.changes() && !current.u_idv_request.nil())
+ *
+ * System properties it reads (System Properties > sys_properties.list, create both):
+ *   deskgate.webhook_url     https://<deskgate host>/webhooks/servicenow
+ *   deskgate.webhook_secret  type "password2"; the same value as Deskgate's
+ *                            DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET
+ *
+ * Signature (what Deskgate checks, connectors/servicenow.py):
+ *   X-Deskgate-Timestamp: unix seconds
+ *   X-Deskgate-Signature: "v1=" + base64(HMAC-SHA256(secret, timestamp + "." + body))
+ * Deskgate refuses a timestamp more than 5 minutes off its clock, so the instance's clock matters.
+ *
+ * The push carries ids only; Deskgate reads the record (and its caller) through the Table API.
+ * If the push is lost, Deskgate's poller finds the record anyway (poll_interval_seconds).
+ * Not yet run on a live instance: check GlideCertificateEncryption's output once with a known
+ * key and body against connectors/servicenow.py sign() before relying on it.
+ */
+(function executeRule(current, previous /* null when async */) {
+    var url = gs.getProperty('deskgate.webhook_url');
+    var secret = gs.getProperty('deskgate.webhook_secret');
+    if (!url || !secret) {
+        gs.error('Deskgate: deskgate.webhook_url or deskgate.webhook_secret is not set');
+        return;
+    }
+    var body = JSON.stringify({
+        table: current.getTableName(),
+        sys_id: current.getUniqueValue(),
+        number: current.getValue('number'),
+        event: 'flagged'
+    });
+    var timestamp = String(Math.floor(new GlideDateTime().getNumericValue() / 1000));
+    // generateMac takes the key base64-encoded and returns the MAC base64-encoded.
+    var mac = new GlideCertificateEncryption().generateMac(
+        GlideStringUtil.base64Encode(secret), 'HmacSHA256', timestamp + '.' + body);
+
+    var request = new sn_ws.RESTMessageV2();
+    request.setEndpoint(url);
+    request.setHttpMethod('post');
+    request.setRequestHeader('Content-Type', 'application/json');
+    request.setRequestHeader('X-Deskgate-Timestamp', timestamp);
+    request.setRequestHeader('X-Deskgate-Signature', 'v1=' + mac);
+    request.setRequestBody(body);
+    request.executeAsync(); // never hold the agent's save on Deskgate
+})(current, previous);
