@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -65,6 +67,16 @@ def settings_data(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def settings() -> Settings:
     return Settings(**settings_data())
+
+
+def queued(redis: Redis[str], queue: str = "deskgate") -> list[tuple[str, list[Any]]]:
+    """(task name, args) of every message waiting on a queue, oldest first."""
+    out = []
+    for raw in reversed(redis.lrange(queue, 0, -1)):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        out.append((message["headers"]["task"], args))
+    return out
 
 
 @pytest.fixture

@@ -208,3 +208,30 @@ def test_pushed_ticket_ids_needs_a_sys_id() -> None:
     assert pushed_ticket_ids({"sys_id": "a" * 32}) == ["a" * 32]
     with pytest.raises(ValueError, match="sys_id"):
         pushed_ticket_ids({"sys_id": "INC0010001"})
+
+
+def test_requested_items_work_by_config(server: Server, api: httpx.Client) -> None:
+    user = api.post("/api/now/table/sys_user", json={"email": "kim@acme.test"}).json()["result"]
+    item = api.post(
+        "/api/now/table/sc_req_item",
+        json={"short_description": "access change", "requested_for": user["sys_id"],
+              "u_idv_required": "true"},
+    ).json()["result"]  # fmt: skip
+    config = desk_config(
+        server,
+        table="sc_req_item",
+        requester_field="requested_for",
+        gate_state="-5",
+        gate_hold_reason=None,
+        release_state="2",
+        inactive_states=["3", "4", "7"],
+        closed_states=["3", "4", "7"],
+    )
+    desk = ServiceNowConnector("sn", config, 5)
+    assert desk.find_flagged(None) == ([item["sys_id"]], None)
+    ticket = desk.get_ticket(item["sys_id"])
+    assert ticket is not None and ticket.display_id.startswith("RITM")
+    assert ticket.requester is not None and ticket.requester.email == "kim@acme.test"
+    gated = desk.gate(ticket, "gate")
+    assert (gated.status, gated.marker) == ("-5", "pending")
+    assert desk.record(gated, "verified", "done", release=True).status == "2"
