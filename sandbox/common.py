@@ -15,9 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 CONTROL_PREFIX = "/_sandbox/"
@@ -27,7 +27,12 @@ ErrorResponder = Callable[[int, str], Response]
 
 @dataclass
 class Fault:
-    """The next ``count`` requests matching ``method`` and ``path_prefix`` fail (or stall)."""
+    """The next ``count`` requests matching ``method`` and ``path_prefix`` fail, or stall.
+
+    ``status`` 0 serves the request normally: with ``stage`` "before" it first waits ``delay``
+    (the request has not taken effect yet), with "after" it takes effect and the response is held
+    for ``delay`` (a client that dies meanwhile never learns it succeeded). Timeouts are a delay
+    longer than the client's."""
 
     path_prefix: str
     status: int = 503
@@ -35,6 +40,7 @@ class Fault:
     method: str | None = None
     delay: float = 0.0
     retry_after: int | None = None
+    stage: Literal["before", "after"] = "before"
 
 
 @dataclass
@@ -93,9 +99,13 @@ class Controls:
             limited_for = self._rate_limited()
         if latency:
             time.sleep(latency)
-        if fault is not None:
+        if fault is not None and fault.stage == "after":
+            g.sandbox_hold = fault.delay
+        elif fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
+            if fault.status == 0:
+                return None
             resp = self.error_response(fault.status, "Injected fault")
             if fault.retry_after is not None:
                 resp.headers["Retry-After"] = str(fault.retry_after)
@@ -107,6 +117,9 @@ class Controls:
         return None
 
     def _after(self, response: Response) -> Response:
+        hold = g.pop("sandbox_hold", 0.0)
+        if hold:
+            time.sleep(hold)
         if not request.path.startswith(CONTROL_PREFIX):
             rule = request.url_rule.rule if request.url_rule is not None else request.path
             with self._lock:

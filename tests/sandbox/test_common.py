@@ -1,0 +1,59 @@
+"""The controls every simulator shares: stalls before and after a request takes effect."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from flask import Flask, Response, jsonify
+
+from sandbox.common import Controls, Server, serve
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Server, list[int]]]:
+    hits: list[int] = []
+    app = Flask("t")
+
+    @app.post("/thing")
+    def thing() -> Response:
+        hits.append(1)
+        return jsonify({"n": len(hits)})
+
+    Controls("t", lambda status, msg: Response(msg, status=status)).install(app)
+    running = serve(app)
+    yield running, hits
+    running.stop()
+
+
+def test_a_stall_before_serves_late_and_takes_effect_late(server: tuple[Server, list[int]]) -> None:
+    running, hits = server
+    httpx.post(f"{running.url}/_sandbox/faults", json={"path_prefix": "/thing", "status": 0,
+                                                        "delay": 0.3})  # fmt: skip
+    start = time.monotonic()
+    resp = httpx.post(f"{running.url}/thing")
+    assert resp.status_code == 200 and time.monotonic() - start >= 0.3
+    assert hits == [1]
+
+
+def test_a_stall_after_takes_effect_although_the_client_gives_up(
+    server: tuple[Server, list[int]],
+) -> None:
+    running, hits = server
+    httpx.post(f"{running.url}/_sandbox/faults", json={"path_prefix": "/thing", "status": 0,
+                                                        "delay": 0.5, "stage": "after"})  # fmt: skip
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{running.url}/thing", timeout=0.2)
+    assert hits == [1]  # it happened; the client never heard
+
+
+def test_an_error_fault_never_reaches_the_handler(server: tuple[Server, list[int]]) -> None:
+    running, hits = server
+    httpx.post(f"{running.url}/_sandbox/faults", json={"path_prefix": "/thing", "status": 503,
+                                                        "retry_after": 2})  # fmt: skip
+    resp = httpx.post(f"{running.url}/thing")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
+    assert hits == []
+    assert httpx.post(f"{running.url}/thing").status_code == 200  # one-shot
