@@ -42,8 +42,8 @@ def test_a_stall_after_takes_effect_although_the_client_gives_up(
     server: tuple[Server, list[int]],
 ) -> None:
     running, hits = server
-    httpx.post(f"{running.url}/_sandbox/faults", json={"path_prefix": "/thing", "status": 0,
-                                                        "delay": 0.5, "stage": "after"})  # fmt: skip
+    stall = {"path_prefix": "/thing", "status": 0, "delay": 0.5, "stage": "after"}
+    httpx.post(f"{running.url}/_sandbox/faults", json=stall)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{running.url}/thing", timeout=0.2)
     assert hits == [1]  # it happened; the client never heard
