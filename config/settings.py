@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(default=300, ge=30)
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
     retention_days: int = Field(default=30, ge=1)
+    # A task is killed after this long; a crashed worker's step is resumed by the sweep soon after.
+    task_time_limit_seconds: int = Field(default=120, ge=10, le=1800)
     incode: IncodeConfig
     desks: dict[str, AnyDeskConfig] = Field(min_length=1)
 

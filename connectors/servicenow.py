@@ -54,7 +54,7 @@ def verify_push(push: PushAuth, secrets: list[str]) -> bool:
         if abs(push.now - sent) > push.tolerance_seconds:
             return False
         expected = [sign(s, timestamp, push.body) for s in secrets]
-        return any([hmac.compare_digest(e, signature) for e in expected])
+        return any([hmac.compare_digest(e.encode(), signature.encode()) for e in expected])
     authorization = push.headers.get("authorization", "")
     if authorization.startswith("Basic "):
         try:
@@ -170,10 +170,11 @@ class ServiceNowConnector:
     def _flagged_query(self) -> str:
         c = self.config
         flagged = f"{c.flag_query}^{c.flag_field}IN{','.join(c.triggers)}"
-        if c.consume_flag:  # finished records drop their flag; skip only the open ones
-            open_markers = ",".join(sorted(OPEN_MARKERS))
-            return f"{flagged}^{c.status_field}ISEMPTY^OR{c.status_field}NOT IN{open_markers}"
-        return f"{flagged}^{c.status_field}ISEMPTY"
+        if c.consume_flag:  # a final outcome drops the flag
+            return flagged
+        # The flag stays: skip records whose status field holds a final outcome.
+        open_markers = ",".join(sorted(OPEN_MARKERS))
+        return f"{flagged}^{c.status_field}ISEMPTY^OR{c.status_field}IN{open_markers}"
 
     def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
         """Keyset pages ordered by (sys_updated_on, sys_id): rows sharing a timestamp are neither
@@ -243,6 +244,19 @@ class ServiceNowConnector:
             version=str(row.get("sys_updated_on", "")),
             requester=requester,
         )
+
+    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+        rows = self._call(
+            "GET",
+            "/api/now/table/sys_journal_field",
+            params={
+                "sysparm_query": f"element_id={ticket.id}^element=work_notes^valueLIKE{text}"
+                "^ORDERBYDESCsys_created_on",
+                "sysparm_fields": "value",
+                "sysparm_limit": 20,
+            },
+        )
+        return [str(r.get("value", "")) for r in rows]
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return ticket.requester  # read with the record, by dot-walking

@@ -61,7 +61,8 @@ class Desk(Protocol):
     name: str
 
     def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
-        """Ids of flagged tickets that carry no open gate (the polling safety net).
+        """Ids of flagged tickets, gated or not (the polling safety net; the worker skips the
+        ones it knows, and picks up gated ones it lost).
 
         A desk that cannot read all of them in one go returns a cursor to continue from on the
         next poll; ``None`` means the scan is complete and the next poll starts over."""
@@ -69,6 +70,11 @@ class Desk(Protocol):
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         """The ticket now, or None if it no longer exists."""
+        ...
+
+    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+        """The ticket's internal notes that contain ``text``, newest first (rarely used: only
+        to recover verifications that Redis lost)."""
         ...
 
     def get_requester(self, ticket: Ticket) -> Person | None:

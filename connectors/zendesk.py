@@ -48,7 +48,11 @@ def verify_push(push: PushAuth, secrets: list[str]) -> bool:
     if abs(push.now - sent) > push.tolerance_seconds:
         return False
     # Check every secret (no early exit) so timing does not tell which one matched.
-    matches = [hmac.compare_digest(sign(s, timestamp, push.body), signature) for s in secrets]
+    # Bytes: compare_digest raises TypeError on non-ASCII str, and the header is anyone's.
+    presented = signature.encode()
+    matches = [
+        hmac.compare_digest(sign(s, timestamp, push.body).encode(), presented) for s in secrets
+    ]
     return any(matches)
 
 
@@ -94,11 +98,10 @@ class ZendeskConnector:
     # -- reading ---------------------------------------------------------------------------
 
     def find_flagged(self, cursor: str | None = None) -> tuple[list[str], str | None]:
-        # Repeated ``tags:`` terms are OR'ed by Zendesk search; open gates are excluded so a
-        # ticket drops out of the results as soon as it is gated.
+        # Repeated ``tags:`` terms are OR'ed by Zendesk search. A final outcome removes the
+        # trigger, so the results are the tickets waiting for a verification or in one.
         terms = ["type:ticket", "status<solved"]
         terms += [f"tags:{tag}" for tag in self.config.triggers]
-        terms += [f"-tags:{self.config.tag_prefix}{m}" for m in sorted(OPEN_MARKERS)]
         params: dict[str, Any] | None = {
             "query": " ".join(terms),
             "sort_by": "updated_at",
@@ -144,6 +147,21 @@ class ZendeskConnector:
             writable=status != "closed",
             version=str(raw.get("updated_at", "")),
         )
+
+    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+        found: list[str] = []
+        url: str = f"/tickets/{ticket.id}/comments.json"
+        for _ in range(SEARCH_PAGES):
+            page = self._call("GET", url)
+            found += [
+                str(c.get("body", ""))
+                for c in page.get("comments", [])
+                if not c.get("public", True) and text in str(c.get("body", ""))
+            ]
+            if not page.get("next_page"):
+                break
+            url = str(page["next_page"])
+        return found[::-1]
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         if ticket.requester_id is None:

@@ -25,6 +25,7 @@ log = structlog.get_logger("deskgate.webhooks")
 inbound = Blueprint("inbound", __name__)
 
 DEDUPE_SECONDS = 86400  # Incode retries for about 32 minutes; a day is plenty
+RECOVER_POLL_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,15 @@ def incode_webhook() -> Any:
         return jsonify({"status": "ignored", "event": event})
     v = ctx.store.by_interview(interview_id)
     if v is None:
-        # 2xx so Incode stops retrying: nothing here will ever know this session.
+        # 2xx so Incode stops retrying. If Redis lost the mapping, the gated ticket still holds
+        # it: poll the desks now (at most every half minute) so the worker recovers it and asks
+        # Incode for the result itself.
         log.warning(
             "incode webhook for an unknown session", session=interview_id, incode_event=event
         )
+        if ctx.store.first_time("recover", "desks", RECOVER_POLL_SECONDS):
+            for desk in ctx.settings.desks:
+                ctx.dispatcher.poll_desk(desk)
         return jsonify({"status": "unknown_session"})
     if not ctx.store.first_time("incode", f"{interview_id}:{event}", DEDUPE_SECONDS):
         log.info("incode webhook duplicate", session=interview_id, incode_event=event)

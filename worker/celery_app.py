@@ -16,8 +16,6 @@ from config.settings import Settings
 from worker.dispatch import POLL_DESK, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
-SOFT_TIME_LIMIT = 90
-HARD_TIME_LIMIT = 120
 MAX_COUNTDOWN = 600  # every retry delay stays far below the visibility timeout
 
 
@@ -39,8 +37,8 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_soft_time_limit=SOFT_TIME_LIMIT,
-        task_time_limit=HARD_TIME_LIMIT,
+        task_soft_time_limit=settings.task_time_limit_seconds * 3 // 4,
+        task_time_limit=settings.task_time_limit_seconds,
         timezone="UTC",
         beat_schedule={
             **{

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
@@ -31,8 +32,6 @@ from worker.store import Verification
 
 log = structlog.get_logger("deskgate.flow")
 
-LOCK_SECONDS = 150  # longer than a task's hard time limit: a crashed holder's lock runs out
-RESUME_AFTER = LOCK_SECONDS + 30  # when the sweep picks up a step whose worker vanished
 WRITE_ATTEMPTS = 3  # re-read and write again after this many 409s at most
 SWEEP_LEASE = 60  # a due verification handed to a task is not handed out again for this long
 
@@ -50,6 +49,10 @@ class Flow:
         self.dispatch = dispatcher
         self.clock = clock
         self.caps = LinkCap(rt.store.redis, rt.store.prefix)
+        # A lock outlives the task time limit, so only a crashed holder's lock runs out; the
+        # sweep resumes a vanished worker's step once it has.
+        self.lock_seconds = rt.settings.task_time_limit_seconds + 30
+        self.resume_after = self.lock_seconds + 30
 
     # -- start: flagged ticket -> gate -------------------------------------------------------
 
@@ -68,9 +71,7 @@ class Flow:
                 log.info("ticket not flagged; nothing to do")
                 return
             if ticket.marker in OPEN_MARKERS:
-                log.warning(
-                    "ticket is gated but no open verification is recorded", marker=ticket.marker
-                )
+                self._adopt(desk_name, desk, ticket)
                 return
             if not ticket.active:
                 log.info("ticket is solved or closed; not verifying", status=ticket.status)
@@ -83,16 +84,57 @@ class Flow:
                 requester_id=ticket.requester_id or "",
                 reason=ticket.reason,
                 now=now,
-                resume_at=now + RESUME_AFTER,
+                resume_at=now + self.resume_after,
             )
             if not created:
                 log.info("verification already open for this ticket", verification=v.id)
         structlog.contextvars.bind_contextvars(verification=v.id)
-        with self.store.lock(v.id, LOCK_SECONDS) as held:
+        with self.store.lock(v.id, self.lock_seconds) as held:
             if not held:
                 log.info("another worker is advancing this verification")
                 return
             self._advance(desk, v.id, ticket)
+
+    def _adopt(self, desk_name: str, desk: Desk, ticket: Ticket) -> None:
+        """The ticket is gated but Redis has no open verification for it (Redis lost data):
+        rebuild it from the gate note and have Incode asked for the result. Without a readable
+        gate note, the ticket is told to be flagged again."""
+        log.warning("ticket gated but no verification recorded; recovering", marker=ticket.marker)
+        found = desk.notes_containing(ticket, notes.VERIFICATION_LINE)
+        gate = next((g for g in map(notes.read_gate, found) if g is not None), None)
+        now = self.clock()
+        common: dict[str, Any] = {
+            "desk": desk_name,
+            "ticket_id": ticket.id,
+            "ticket_display": ticket.display_id,
+            "reason": ticket.reason or "request",
+            "now": now,
+        }
+        if gate is None:
+            v, created = self.store.open(
+                requester_id=ticket.requester_id or "", resume_at=now + self.resume_after, **common
+            )
+            if created:
+                with self.store.lock(v.id, self.lock_seconds) as held:
+                    if held:
+                        self._fail(v, now, "Deskgate lost the record of this verification")
+                        self._sync(desk, self.store.get(v.id) or v, ticket)
+            return
+        review = ticket.marker == State.REVIEW
+        v, created = self.store.open(
+            vid=gate.verification,
+            state=State.REVIEW if review else State.SENT,
+            requester_id=gate.requester_id,
+            resume_at=now,
+            interview_id=gate.interview_id,
+            expires_at=gate.expires_at,
+            gated=True,
+            written=State.REVIEW.value if review else "",
+            **common,
+        )
+        if created:
+            log.info("verification recovered from the ticket", verification=v.id)
+            self.dispatch.check_result(v.id, "recovered")
 
     def _advance(self, desk: Desk, vid: str, ticket: Ticket) -> None:
         v = self.store.get(vid)
@@ -153,7 +195,7 @@ class Flow:
         return self.store.get(v.id) or v
 
     def _fail(self, v: Verification, now: float, why: str) -> Verification:
-        self.store.advance(v, State.ERROR, now, detail=why, due=now + RESUME_AFTER)
+        self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
         log.warning("verification cannot proceed", detail=why)
         return self.store.get(v.id) or v
 
@@ -200,7 +242,7 @@ class Flow:
 
     def check(self, vid: str, hint: str, now: float | None = None) -> None:
         structlog.contextvars.bind_contextvars(verification=vid)
-        with self.store.lock(vid, LOCK_SECONDS) as held:
+        with self.store.lock(vid, self.lock_seconds) as held:
             if not held:
                 raise Busy(vid)
             v = self.store.get(vid)
@@ -246,7 +288,7 @@ class Flow:
                 f"({result.decision}) belongs to the previous requester and is not applied"
             )
         if self.store.advance(
-            v, target, now, due=now + RESUME_AFTER, result=summary, detail=detail
+            v, target, now, due=now + self.resume_after, result=summary, detail=detail
         ):
             log.info("result confirmed", state=target.value, hint=hint)
         return self.store.get(v.id) or v
@@ -261,8 +303,10 @@ class Flow:
 
     def poll(self, desk_name: str) -> int:
         desk = self.rt.desks[desk_name]
-        found, cursor = desk.find_flagged(self.store.cursor(desk_name))
+        flagged, cursor = desk.find_flagged(self.store.cursor(desk_name))
         self.store.set_cursor(desk_name, cursor)
+        # Tickets with an open verification are in hand; the rest are new, or lost by Redis.
+        found = [t for t in flagged if self.store.open_for(desk_name, t) is None]
         for ticket_id in found:
             self.dispatch.start_verification(desk_name, ticket_id)
         if found:

@@ -6,21 +6,52 @@ from the ticket if Redis loses it. No note ever carries the link or a full email
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from worker.lifecycle import State
 from worker.store import Verification
 
 SIGN_OFF = "— Deskgate"
+VERIFICATION_LINE = "Deskgate verification:"
+
+
+WHEN = "%H:%M UTC on %Y-%m-%d"
+_GATE = re.compile(
+    r"expires at (?P<when>\d\d:\d\d UTC on \d{4}-\d\d-\d\d)\..*?"
+    r"Incode session: (?P<session>[\w-]+)\s+"
+    r"Deskgate verification: (?P<verification>[0-9a-f]+) \(requester (?P<requester>[^)]*)\)",
+    re.DOTALL,
+)
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC on %Y-%m-%d")
+    return datetime.fromtimestamp(epoch, UTC).strftime(WHEN)
 
 
 def _ids(v: Verification) -> str:
     session = f"Incode session: {v.interview_id}\n" if v.interview_id else ""
-    return f"{session}Deskgate verification: {v.id}\n{SIGN_OFF}"
+    return f"{session}{VERIFICATION_LINE} {v.id} (requester {v.requester_id})\n{SIGN_OFF}"
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """What a gate note says, enough to pick a verification up again after Redis lost it."""
+
+    verification: str
+    interview_id: str
+    requester_id: str
+    expires_at: float
+
+
+def read_gate(text: str) -> GateRecord | None:
+    """Parse a gate note written by ``gate()``; None for any other text."""
+    found = _GATE.search(text)
+    if found is None:
+        return None
+    expires = datetime.strptime(found["when"], WHEN).replace(tzinfo=UTC).timestamp()
+    return GateRecord(found["verification"], found["session"], found["requester"], expires)
 
 
 def gate(v: Verification) -> str:

@@ -160,9 +160,14 @@ class Store:
         reason: str,
         now: float,
         resume_at: float,
+        vid: str | None = None,
+        state: State = State.REQUESTED,
+        **known: Any,
     ) -> tuple[Verification, bool]:
-        """Record a new verification unless the ticket has an open one; says which it returns."""
-        vid = secrets.token_hex(12)
+        """Record a new verification unless the ticket has an open one; says which it returns.
+
+        ``vid``, ``state`` and ``known`` fields serve to re-adopt a verification Redis lost."""
+        vid = vid or secrets.token_hex(12)
         record = {
             "id": vid,
             "desk": desk,
@@ -170,9 +175,10 @@ class Store:
             "ticket_display": ticket_display,
             "requester_id": requester_id,
             "reason": reason,
-            "state": State.REQUESTED.value,
+            "state": state.value,
             "created_at": now,
             "updated_at": now,
+            **known,
         }
         existing = self._open(
             keys=[self._key("open", desk, ticket_id), self._key("v", vid), self._key("due")],
@@ -182,6 +188,8 @@ class Store:
             found = self.get(existing)
             if found is not None:
                 return found, False
+        if record.get("interview_id"):
+            self.redis.set(self._key("iv", str(record["interview_id"])), vid)
         return Verification.from_hash(_strings(record)), True
 
     def advance(

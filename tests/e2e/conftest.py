@@ -18,10 +18,18 @@ _people = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    Redis.from_url(E2E_REDIS_URL).flushdb()
-    options = StackOptions(redis_url=E2E_REDIS_URL, key_prefix="dge2e", worker_concurrency=8)
+    # A key prefix and a queue of this run's own, so runs sharing a Redis never take each
+    # other's tasks.
+    run = f"e2e{os.getpid()}"
+    options = StackOptions(
+        redis_url=E2E_REDIS_URL, key_prefix=run, queue=f"deskgate-{run}", worker_concurrency=8
+    )
     with Stack(options, workdir=tmp_path_factory.mktemp("stack")) as running:
         yield running
+    redis = Redis.from_url(E2E_REDIS_URL)
+    leftovers = [*redis.scan_iter(f"{run}:*"), options.queue]
+    redis.delete(*leftovers)
+    redis.close()
 
 
 @pytest.fixture(params=["zendesk", "servicenow"])

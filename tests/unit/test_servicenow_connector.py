@@ -132,13 +132,31 @@ def test_keyset_polling_misses_and_doubles_nothing_on_a_shared_timestamp(
     assert set(seen) == flagged
 
 
-def test_gated_records_drop_out_of_the_poll(server: Server, api: httpx.Client) -> None:
+def test_finished_records_drop_out_of_the_poll(server: Server, api: httpx.Client) -> None:
     first = incident(api, u_idv_required="true")
     second = incident(api, u_idv_required="true")
     desk = ServiceNowConnector("sn", desk_config(server), 5)
     ticket = desk.get_ticket(first)
     assert ticket is not None
-    desk.gate(ticket, "gate")
+    gated = desk.gate(ticket, "gate")
+    assert sorted(desk.find_flagged(None)[0]) == sorted([first, second])  # gated: still flagged
+    desk.record(gated, "verified", "done", release=True)
+    assert desk.find_flagged(None) == ([second], None)
+
+
+def test_without_consuming_the_flag_final_records_drop_out_by_status(
+    server: Server, api: httpx.Client
+) -> None:
+    first = incident(api, category="password_reset")
+    second = incident(api, category="password_reset")
+    config = desk_config(
+        server, flag_field="category", consume_flag=False, triggers={"password_reset": "reset"}
+    )
+    desk = ServiceNowConnector("sn", config, 5)
+    ticket = desk.get_ticket(first)
+    assert ticket is not None and ticket.reason == "reset"
+    done = desk.record(desk.gate(ticket, "gate"), "failed", "done", release=True)
+    assert done.reason == "reset"  # the category stays
     assert desk.find_flagged(None) == ([second], None)
 
 

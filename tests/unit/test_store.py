@@ -106,3 +106,17 @@ def test_first_time_dedupes(store: Store) -> None:
     assert store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
     assert not store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
     assert store.first_time("incode", "iv1:SESSION_FAILED", 60)
+
+
+def test_a_gate_note_can_be_read_back(store: Store) -> None:
+    """What the recovery after a Redis loss relies on: the gate note names everything needed."""
+    from worker import notes
+
+    v, _ = open_one(store)
+    store.advance(v, State.SENT, 1001, interview_id="0123abcd", expires_at=1_795_672_800.0)
+    sent = store.get(v.id)
+    assert sent is not None
+    record = notes.read_gate(notes.gate(sent))
+    assert record == notes.GateRecord(v.id, "0123abcd", "7", 1_795_672_800.0)
+    assert notes.read_gate(notes.outcome(sent)) is None  # only the gate note says all of it
+    assert notes.read_gate("Identity verification requested, says someone") is None

@@ -18,7 +18,7 @@ from config.settings import Settings
 from connectors.zendesk import sign
 from tests.conftest import SECRETS, settings_data
 from webhooks.app import create_app
-from worker.dispatch import CHECK_RESULT, START_VERIFICATION
+from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION
 from worker.store import Store
 
 
@@ -198,7 +198,11 @@ def test_given_an_unknown_session_then_200_so_incode_stops(
 ) -> None:
     resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "nope"})
     assert resp.status_code == 200 and resp.json["status"] == "unknown_session"
-    assert queued(redis) == []
+    # No check for a session nobody knows; the desks are polled so a lost mapping is recovered,
+    # once per half minute however many such webhooks arrive.
+    assert queued(redis) == [(POLL_DESK, ["acme_zendesk"])]
+    incode_post(client, {"eventType": "SESSION_FAILED", "interviewId": "nope-2"})
+    assert len(queued(redis)) == 1
 
 
 @pytest.mark.parametrize("secret", ["", "wrong", SECRETS["incode_webhook"] + "x"])
