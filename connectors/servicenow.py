@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import threading
 import time
@@ -51,7 +52,7 @@ def verify_push(push: PushAuth, secrets: list[str]) -> bool:
             sent = float(timestamp)
         except ValueError:
             return False
-        if abs(push.now - sent) > push.tolerance_seconds:
+        if not math.isfinite(sent) or abs(push.now - sent) > push.tolerance_seconds:
             return False
         expected = [sign(s, timestamp, push.body) for s in secrets]
         return any([hmac.compare_digest(e.encode(), signature.encode()) for e in expected])

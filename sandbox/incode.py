@@ -8,6 +8,12 @@ strict but plausible behaviour so that client bugs surface here rather than in p
 The employee's side of a session (opening the link, ID + selfie capture) is driven through the
 control API: ``POST /_sandbox/sessions/<interviewId>/complete`` sets the outcome, the score and
 delivers the session webhook synchronously, so tests are deterministic.
+
+Webhooks carry the static secret header, or, in OAuth webhook mode (reference §5c.2: the
+``webhook_oauth_*`` config fields, or ``PUT /_sandbox/webhook`` with ``oauth_url``,
+``oauth_client_id``, ``oauth_client_secret``), a bearer token fetched from the receiver's token
+endpoint with HTTP Basic client credentials, cached until shortly before it expires and fetched
+again after a 401.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 
@@ -43,6 +49,7 @@ EMPLOYEE_NOT_FOUND_MESSAGE = (
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 WEBHOOK_RETRY_DELAYS = (0.1, 0.3)
 WEBHOOK_SUCCESS = frozenset({200, 204})
+WEBHOOK_TOKEN_MARGIN_SECONDS = 5.0  # a cached webhook token is renewed this long before expiry
 
 # Session-webhook event types, as C-JIRA reads them; the "event_type" style sends the spaced title
 # case that some production tenants use ("Session Succeeded").
@@ -79,17 +86,35 @@ class IncodeSimConfig:
     webhook_url: str | None = None  # where session webhooks go
     webhook_secret_header: str = "x-incode-secret"
     webhook_secret: str = "sandbox-incode-webhook-secret"
+    # OAuth webhook mode: get a token from this URL with these credentials, send it as a bearer.
+    webhook_oauth_url: str | None = None
+    webhook_oauth_client_id: str | None = None
+    webhook_oauth_client_secret: str | None = None
     token_ttl_seconds: int = 3600
     public_url: str = "https://verify.sandbox.incode.test"  # base of the verification links
 
 
 @dataclass
 class WebhookTarget:
-    """Where and how webhooks are delivered; ``secret=None`` sends no custom header at all."""
+    """Where and how webhooks are delivered; ``secret=None`` sends no custom header at all.
+    With ``oauth_url`` set, a bearer token goes instead of the header."""
 
     url: str | None
     header: str
     secret: str | None
+    oauth_url: str | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+
+    @property
+    def oauth(self) -> tuple[str, str, str] | None:
+        if self.oauth_url is None:
+            return None
+        return (self.oauth_url, self.oauth_client_id or "", self.oauth_client_secret or "")
+
+
+class WebhookTokenError(Exception):
+    """The receiver's token endpoint gave no usable token."""
 
 
 @dataclass
@@ -248,6 +273,10 @@ class IncodeSim:
         self.employees: dict[str, str] = {}  # lower-cased loginHint -> as enrolled
         self.identities: dict[str, str] = {}  # lower-cased loginHint -> identityId
         self.webhook = WebhookTarget(None, "", None)
+        # Tokens we (as Incode) got from receivers' token endpoints: (url, id, secret) ->
+        # (token, expires at). Their own lock: fetching one is an HTTP call.
+        self.webhook_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self.webhook_token_lock = threading.Lock()
         # flowId in onboarding-status webhooks: stable per integration, like a real workflow id.
         self.flow_id = hashlib.sha256(config.integration_reference.encode()).hexdigest()[:24]
         self._reset_locked()
@@ -260,7 +289,12 @@ class IncodeSim:
             self.config.webhook_url,
             self.config.webhook_secret_header,
             self.config.webhook_secret,
+            self.config.webhook_oauth_url,
+            self.config.webhook_oauth_client_id,
+            self.config.webhook_oauth_client_secret,
         )
+        with self.webhook_token_lock:
+            self.webhook_tokens.clear()
 
     # -- header / auth checks --------------------------------------------------------------
 
@@ -489,9 +523,35 @@ class IncodeSim:
         payload["timestamp"] = _now_ms()
         return payload
 
-    @staticmethod
+    def _webhook_token(self, client: httpx.Client, oauth: tuple[str, str, str]) -> str:
+        """A bearer token for webhooks, from the cache or the receiver's token endpoint: form
+        ``grant_type=client_credentials`` with HTTP Basic ``client_id:client_secret``."""
+        url, client_id, client_secret = oauth
+        with self.webhook_token_lock:
+            cached = self.webhook_tokens.get(oauth)
+            if cached is not None and time.time() < cached[1] - WEBHOOK_TOKEN_MARGIN_SECONDS:
+                return cached[0]
+            resp = client.post(
+                url, data={"grant_type": "client_credentials"}, auth=(client_id, client_secret)
+            )
+            if resp.status_code != 200:
+                raise WebhookTokenError(f"token endpoint answered {resp.status_code}")
+            try:
+                body = resp.json()
+            except ValueError:
+                raise WebhookTokenError("token endpoint answered no JSON") from None
+            token, ttl = body.get("access_token"), body.get("expires_in")
+            if not isinstance(token, str) or not token or not isinstance(ttl, int | float):
+                raise WebhookTokenError("token endpoint answered no access_token/expires_in")
+            self.webhook_tokens[oauth] = (token, time.time() + ttl)
+            return token
+
+    def _forget_webhook_token(self, oauth: tuple[str, str, str]) -> None:
+        with self.webhook_token_lock:
+            self.webhook_tokens.pop(oauth, None)
+
     def _deliver(
-        target: WebhookTarget, event_type: str, payload: dict[str, Any]
+        self, target: WebhookTarget, event_type: str, payload: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """POST one webhook with quick retries; one record per attempt. Runs without the lock,
         so a receiver may call back into the simulator (e.g. fetch the score) while handling it.
@@ -499,7 +559,8 @@ class IncodeSim:
         if target.url is None:
             return []
         headers = {"Content-Type": "application/json"}
-        if target.secret is not None:
+        oauth = target.oauth
+        if target.secret is not None and oauth is None:
             headers[target.header] = target.secret
         content = json.dumps(payload)
         attempts: list[dict[str, Any]] = []
@@ -509,10 +570,16 @@ class IncodeSim:
                     time.sleep(delay)
                 record: dict[str, Any] = {"eventType": event_type, "attempt": attempt}
                 try:
+                    if oauth is not None:
+                        headers["Authorization"] = f"Bearer {self._webhook_token(client, oauth)}"
                     resp = client.post(target.url, content=content, headers=headers)
                     record["status"] = resp.status_code
+                    if resp.status_code == 401 and oauth is not None:
+                        self._forget_webhook_token(oauth)  # revoked or expired early: get another
                 except httpx.HTTPError as exc:
                     record["error"] = f"{type(exc).__name__}: {exc}"
+                except WebhookTokenError as exc:
+                    record["error"] = f"WebhookTokenError: {exc}"
                 attempts.append(record)
                 if record.get("status") in WEBHOOK_SUCCESS:
                     break
@@ -563,7 +630,7 @@ class IncodeSim:
             if mode == "onboarding_status":
                 event = ONBOARDING_STATUS_EVENT
             payload = self._payload(session, event, style)
-            target = WebhookTarget(self.webhook.url, self.webhook.header, self.webhook.secret)
+            target = replace(self.webhook)
             status = session.onboarding_status
 
         deliveries = [] if mode == "none" else self._send(session, target, event, payload)
@@ -590,7 +657,7 @@ class IncodeSim:
                 )
             # One body for all n sends: a duplicate delivery is byte-identical, like a retry.
             payload = self._payload(session, event, style)
-            target = WebhookTarget(self.webhook.url, self.webhook.header, self.webhook.secret)
+            target = replace(self.webhook)
         deliveries: list[dict[str, Any]] = []
         for _ in range(times):
             deliveries.extend(self._send(session, target, event, payload))
@@ -620,21 +687,28 @@ class IncodeSim:
     def webhook_route(self) -> Response:
         if request.method == "PUT":
             body = self._control_body()
-            for key in ("url", "secret"):
+            optional = ("url", "secret", "oauth_url", "oauth_client_id", "oauth_client_secret")
+            for key in optional:
                 if key in body and body[key] is not None and not isinstance(body[key], str):
                     raise OmniError(400, f"{key} must be a string or null")
             if "header" in body and (not isinstance(body["header"], str) or not body["header"]):
                 raise OmniError(400, "header must be a non-empty string")
             with self.lock:
-                if "url" in body:
-                    self.webhook.url = body["url"]
-                if "secret" in body:
-                    self.webhook.secret = body["secret"]
-                if "header" in body:
-                    self.webhook.header = body["header"]
+                for key in (*optional, "header"):
+                    if key in body:
+                        setattr(self.webhook, key, body[key])
         with self.lock:
             target = self.webhook
-            return _json({"url": target.url, "header": target.header, "secret": target.secret})
+            return _json(
+                {
+                    "url": target.url,
+                    "header": target.header,
+                    "secret": target.secret,
+                    "oauth_url": target.oauth_url,
+                    "oauth_client_id": target.oauth_client_id,
+                    "oauth_client_secret": target.oauth_client_secret,
+                }
+            )
 
     def expire_tokens(self) -> Response:
         with self.lock:

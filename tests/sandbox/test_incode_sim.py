@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from sandbox.incode import IncodeSimConfig, create_app
 
 CFG = IncodeSimConfig(employees=frozenset({"Alice@Acme.test", "E12345"}))
 OMNI = {"x-api-key": CFG.api_key, "api-version": "1.0"}
+HOOK_SECRET = "hook-client-secret"
 
 
 @dataclass
@@ -27,6 +30,11 @@ class Receiver:
     received: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # A token endpoint for OAuth webhook mode: records each request, issues tok-1, tok-2, ...
+    token_url: str = ""
+    token_requests: list[dict[str, Any]] = field(default_factory=list)
+    token_statuses: list[int] = field(default_factory=list)
+    token_ttl: int = 3600
 
     def bodies(self) -> list[Any]:
         with self.lock:
@@ -46,8 +54,21 @@ def servers() -> Iterator[tuple[str, Receiver]]:
             status = rec.statuses.pop(0) if rec.statuses else 200
         return Response('{"success": true}', status=status, mimetype="application/json")
 
+    @app.post("/token")
+    def issue() -> Response:
+        with rec.lock:
+            rec.token_requests.append(
+                {"headers": dict(request.headers), "form": request.form.to_dict(flat=False)}
+            )
+            status = rec.token_statuses.pop(0) if rec.token_statuses else 200
+            body = {"access_token": f"tok-{len(rec.token_requests)}", "expires_in": rec.token_ttl}
+        if status != 200:
+            body = {"error": "invalid_client"}
+        return Response(json.dumps(body), status=status, mimetype="application/json")
+
     receiver_server = serve(app)
     rec.url = f"{receiver_server.url}/hook"
+    rec.token_url = f"{receiver_server.url}/token"
     config = IncodeSimConfig(employees=CFG.employees, webhook_url=rec.url, token_ttl_seconds=600)
     sim_server = serve(create_app(config))
     yield sim_server.url, rec
@@ -61,6 +82,9 @@ def receiver(servers: tuple[str, Receiver]) -> Receiver:
     with rec.lock:
         rec.received.clear()
         rec.statuses.clear()
+        rec.token_requests.clear()
+        rec.token_statuses.clear()
+        rec.token_ttl = 3600
     return rec
 
 
@@ -622,6 +646,83 @@ def test_webhook_target_change_and_unreachable(sim: httpx.Client, receiver: Rece
     assert len(deliveries) == 3
     assert all("error" in d and "status" not in d for d in deliveries)
     assert len(receiver.received) == 1
+
+
+def oauth_mode(sim: httpx.Client, receiver: Receiver, secret: str = HOOK_SECRET) -> None:
+    resp = sim.put(
+        "/_sandbox/webhook",
+        json={
+            "oauth_url": receiver.token_url,
+            "oauth_client_id": "incode-hooks",
+            "oauth_client_secret": secret,
+        },
+    )
+    assert resp.json()["oauth_url"] == receiver.token_url
+
+
+def test_given_oauth_webhook_mode_then_one_token_is_fetched_and_sent_as_bearer(
+    sim: httpx.Client, receiver: Receiver
+) -> None:
+    oauth_mode(sim, receiver)
+    for outcome in ("pass", "fail"):
+        complete(sim, new_session(sim), outcome=outcome)
+
+    [token_request] = receiver.token_requests  # cached for the second delivery
+    basic = base64.b64encode(b"incode-hooks:hook-client-secret").decode()
+    assert token_request["headers"]["Authorization"] == f"Basic {basic}"
+    assert token_request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert token_request["form"] == {"grant_type": ["client_credentials"]}
+    assert [r["headers"]["Authorization"] for r in receiver.received] == ["Bearer tok-1"] * 2
+    assert all("X-Incode-Secret" not in r["headers"] for r in receiver.received)
+
+
+def test_given_a_401_then_a_new_token_is_fetched(sim: httpx.Client, receiver: Receiver) -> None:
+    oauth_mode(sim, receiver)
+    receiver.statuses.append(401)  # the receiver revoked tok-1
+    deliveries = complete(sim, new_session(sim), outcome="pass").json()["deliveries"]
+    assert [d["status"] for d in deliveries] == [401, 200]
+    assert [r["headers"]["Authorization"] for r in receiver.received] == [
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
+    assert len(receiver.token_requests) == 2
+
+
+def test_given_a_token_about_to_expire_then_a_new_one_is_fetched(
+    sim: httpx.Client, receiver: Receiver
+) -> None:
+    receiver.token_ttl = 1  # inside the renewal margin: every delivery asks again
+    oauth_mode(sim, receiver)
+    for _ in range(2):
+        complete(sim, new_session(sim), outcome="fail")
+    assert [r["headers"]["Authorization"] for r in receiver.received] == [
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
+
+
+def test_given_the_token_endpoint_refuses_then_no_webhook_is_sent(
+    sim: httpx.Client, receiver: Receiver
+) -> None:
+    oauth_mode(sim, receiver, secret="wrong")
+    receiver.token_statuses.extend([401, 401, 401])
+    deliveries = complete(sim, new_session(sim), outcome="pass").json()["deliveries"]
+    assert [d["error"] for d in deliveries] == [
+        "WebhookTokenError: token endpoint answered 401"
+    ] * 3
+    assert receiver.received == []
+
+
+def test_oauth_webhook_mode_from_config() -> None:
+    config = IncodeSimConfig(
+        webhook_url="http://127.0.0.1:9/hook",
+        webhook_oauth_url="http://127.0.0.1:9/token",
+        webhook_oauth_client_id="incode-hooks",
+        webhook_oauth_client_secret="hook-client-secret",
+    )
+    target = create_app(config).test_client().get("/_sandbox/webhook").get_json()
+    assert target["oauth_url"] == "http://127.0.0.1:9/token"
+    assert target["oauth_client_id"] == "incode-hooks"
 
 
 # -- Controls: faults, rate limit, call counts ------------------------------------------------

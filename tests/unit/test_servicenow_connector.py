@@ -211,6 +211,9 @@ def test_signed_push_matches_the_simulated_business_rule() -> None:
     assert not verify_push(push(ok), ["other"])
     assert not verify_push(push(ok, now=1_800_000_301.0), ["s3cret"])
     assert not verify_push(push({**ok, "x-deskgate-timestamp": "soon"}), ["s3cret"])
+    for odd in ("nan", "inf", "-inf"):  # float() takes these; the window must not
+        stamp = {"x-deskgate-timestamp": odd, "x-deskgate-signature": sign("s3cret", odd, BODY)}
+        assert not verify_push(push(stamp), ["s3cret"])
 
 
 def test_basic_auth_push_uses_the_secret_as_password() -> None:

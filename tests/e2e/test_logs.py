@@ -1,0 +1,110 @@
+"""What the web and worker processes log, read back after real lifecycles: no employee's email
+or phone, no secret or token, no verification link. Runs after the other e2e tests on the same
+stack when the whole suite runs, so their lines are checked too."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from config.privacy import EMAIL, PHONE
+from sandbox.stack import SECRETS, DeskDriver, Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+WAIT = 20.0
+SECRET_FIELDS = re.compile(r"secret|token|password|api_key")
+TEST_DOMAIN = "@acme.test"  # every test person's; Celery's node name is also name@host
+
+
+def lifecycles(stack: Stack, desk: DeskDriver, employee: str) -> None:
+    """Pass (after one retry), fail, review then approve; an unknown employee; a forged
+    webhook."""
+    for outcome in ("pass", "fail", "review"):
+        ticket = desk.create_ticket("Jane Employee", employee, f"MFA reset ({outcome})")
+        if outcome == "pass":  # Incode stumbles once: the retry path logs too
+            fault = {"path_prefix": "/omni/b2b", "status": 503, "count": 1}
+            stack.sim["incode"].post("/_sandbox/faults", json=fault).raise_for_status()
+        desk.flag(ticket)
+        wait_for(lambda t=ticket: desk.view(t).marker == "pending", WAIT, "the gate")
+        session = stack.sessions(employee)[-1]
+        stack.complete(session["interviewId"], outcome)
+        wait_for(lambda t=ticket: desk.view(t).marker != "pending", WAIT, "the outcome")
+        if outcome == "review":
+            stack.complete(session["interviewId"], "pass")
+            wait_for(lambda t=ticket: desk.view(t).marker == "verified", WAIT, "the decision")
+    stranger = desk.create_ticket("Mallory", "mallory.logs@acme.test", "unlock my account")
+    desk.flag(stranger)
+    wait_for(lambda: desk.view(stranger).marker == "error", WAIT, "the error note")
+    forged = stack.sim["incode"].post(
+        f"{stack.web_url}/webhooks/incode",
+        json={"eventType": "SESSION_SUCCEEDED", "interviewId": "x", "loginHint": employee},
+        headers={"x-incode-secret": "guess"},
+    )
+    assert forged.status_code == 401
+
+
+def sensitive_values(stack: Stack) -> dict[str, str]:
+    """Everything that must not be logged, each with a name to report it by."""
+    values: dict[str, str] = {f"env {k}": v for k, v in SECRETS.items()}
+    for server in stack.servers:
+        for name, state in getattr(server.server, "app", None).extensions.items():
+            config = getattr(state, "config", None)
+            if dataclasses.is_dataclass(config):
+                for f in dataclasses.fields(config):
+                    value = getattr(config, f.name)
+                    secretish = SECRET_FIELDS.search(f.name) and not f.name.endswith("_header")
+                    if secretish and isinstance(value, str) and value:
+                        values[f"{name} config {f.name}"] = value
+            # Tokens the simulators issued to Deskgate (OAuth bearers, executive tokens).
+            for attr, store in vars(state).items():
+                if "token" in attr and isinstance(store, dict):
+                    values.update({f"{name} {attr}": t for t in store if isinstance(t, str)})
+    for session in stack.sessions():
+        values[f"link of {session['interviewId']}"] = session["url"]
+        values[f"link path of {session['interviewId']}"] = session["url"].rsplit("/", 1)[-1]
+        values[f"login hint of {session['interviewId']}"] = session["loginHint"]
+        if session["notification"].get("email"):
+            values[f"email of {session['interviewId']}"] = session["notification"]["email"]
+    return values
+
+
+def log_lines(stack: Stack) -> dict[str, list[str]]:
+    lines = {f"{name} (stdout)": list(child.lines) for name, child in stack.children.items()}
+    for path in sorted(stack.workdir.glob("*.log")):
+        lines[path.name] = path.read_text().splitlines()
+    return lines
+
+
+def test_logs_carry_no_personal_data_or_secrets(
+    stack: Stack, desk: DeskDriver, employee: str
+) -> None:
+    lifecycles(stack, desk, employee)
+    wait_for(lambda: stack.redis.llen(stack.options.queue) == 0, WAIT, "the queue to drain")
+    secrets = sensitive_values(stack)
+    assert employee in secrets.values() and len(secrets) > 20  # the check has teeth
+    # The worker wrote its lifecycle lines; the stdout reader has caught up with them.
+    wait_for(
+        lambda: any("outcome written" in line for line in stack.children["worker"].lines),
+        WAIT,
+        "the worker's lines",
+    )
+
+    leaks: list[str] = []
+    sources = log_lines(stack)
+    for source, lines in sources.items():
+        for number, line in enumerate(lines, 1):
+            found: list[Any] = [what for what, value in secrets.items() if value in line]
+            found += [
+                f"address {m.group(0)!r}"
+                for m in EMAIL.finditer(line)
+                if m.group(0).endswith(TEST_DOMAIN)
+            ]
+            found += [f"phone {m.group(0)!r}" for m in PHONE.finditer(line)]
+            if found:
+                leaks.append(f"{source}:{number}: {', '.join(map(str, found))}: {line.strip()}")
+    assert sum(len(lines) for lines in sources.values()) > 50
+    assert any('"will retry"' in line for line in stack.children["worker"].lines)
+    assert leaks == []

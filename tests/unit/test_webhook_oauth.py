@@ -1,0 +1,307 @@
+"""Incode's OAuth webhook mode: our token endpoint (RFC 6749 client credentials, HTTP Basic) and
+``/webhooks/incode`` accepting the bearer tokens it issued, with a real Redis behind both."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from config.settings import ConfigError, Settings, load_settings
+from sandbox import incode as incode_sim
+from sandbox.common import serve
+from tests.conftest import SECRETS, settings_data
+from tests.unit.test_webhooks import queued
+from webhooks.app import create_app
+from worker.dispatch import CHECK_RESULT
+from worker.lifecycle import State
+from worker.store import Store
+
+CLIENT_ID = "incode-hooks"
+CLIENT_SECRET = "hook-client-secret/+=:x"  # characters that form-encoding changes
+TOKEN_PATH = "/webhooks/incode/token"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def oauth_settings(**incode: Any) -> Settings:
+    data = settings_data()
+    data["incode"].update(
+        {
+            "webhook_oauth_client_id": CLIENT_ID,
+            "webhook_oauth_client_secret": CLIENT_SECRET,
+            "webhook_oauth_token_ttl_seconds": 600,
+            **incode,
+        }
+    )
+    return Settings(**data)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return oauth_settings()
+
+
+@pytest.fixture
+def app(settings: Settings, redis: Redis[str]) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def session(settings: Settings, redis: Redis[str]) -> str:
+    """A sent verification for Incode session ``iv-1``."""
+    store = Store(redis, settings.key_prefix, 3600)
+    v, _ = store.open(
+        desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
+        reason="MFA reset", now=1000, resume_at=1100,
+    )  # fmt: skip
+    store.advance(v, State.SENT, 1001, interview_id="iv-1", index_interview=True)
+    return v.id
+
+
+def basic(client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def ask_token(client: FlaskClient, authorization: str | None = None, **kw: Any) -> Any:
+    headers = {**FORM, **kw.pop("headers", {})}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    data = kw.pop("data", "grant_type=client_credentials")
+    return client.post(TOKEN_PATH, data=data, headers=headers)
+
+
+def token_keys(redis: Redis[str]) -> list[str]:
+    return list(redis.scan_iter("dgtest:wtok:*"))
+
+
+def hook(client: FlaskClient, headers: dict[str, str]) -> Any:
+    payload = {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"}
+    return client.post("/webhooks/incode", json=payload, headers=headers)
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def test_oauth_mode_is_off_unless_configured() -> None:
+    assert not Settings(**settings_data()).incode.webhook_oauth
+    config = oauth_settings().incode
+    assert config.webhook_oauth and config.webhook_oauth_token_ttl_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("incode", "message"),
+    [
+        ({"webhook_oauth_client_id": "x"}, "must be set together"),
+        ({"webhook_oauth_client_secret": "s" * 20}, "must be set together"),
+        (
+            {"webhook_oauth_client_id": "x", "webhook_oauth_client_secret": "short-secret"},
+            "incode.webhook_oauth_client_secret: Value error, must be at least 16 characters",
+        ),
+        (
+            {"webhook_oauth_client_id": "x", "webhook_oauth_client_secret": "s" * 20,
+             "webhook_oauth_token_ttl_seconds": 5},
+            "webhook_oauth_token_ttl_seconds",
+        ),
+    ],
+)  # fmt: skip
+def test_half_or_weak_oauth_configuration_stops_start_up(
+    incode: dict[str, Any], message: str
+) -> None:
+    data = settings_data()
+    data["incode"].update(incode)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**data)
+    assert message in str(refused.value)
+    assert "short-secret" not in str(refused.value)
+
+
+# -- the token endpoint --------------------------------------------------------------------
+
+
+def test_given_good_client_credentials_then_a_token_is_issued_and_stored_hashed(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    resp = ask_token(client, basic())
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/json"
+    assert resp.headers["Cache-Control"] == "no-store"
+    body = resp.json
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
+    token = body["access_token"]
+    assert isinstance(token, str) and len(token) >= 40
+    [key] = token_keys(redis)
+    assert key == f"dgtest:wtok:{hashlib.sha256(token.encode()).hexdigest()}"
+    assert redis.get(key) == CLIENT_ID
+    assert 0 < redis.ttl(key) <= 600
+    assert ask_token(client, basic()).json["access_token"] != token  # a fresh one each time
+
+
+def test_rfc_6749_form_encoded_basic_credentials_are_accepted(client: FlaskClient) -> None:
+    encoded = basic(quote_plus(CLIENT_ID), quote_plus(CLIENT_SECRET))
+    assert encoded != basic()
+    assert ask_token(client, encoded).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        basic(secret="wrong-secret-but-long"),
+        basic(client_id="someone-else"),
+        basic(secret=CLIENT_SECRET + "x"),
+        basic(secret=CLIENT_SECRET[:-1]),
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b"no-colon-here").decode(),
+        "Basic " + base64.b64encode(b"\xff\xfe:\xfd").decode(),
+        f"Bearer {CLIENT_SECRET}",
+    ],
+)
+def test_given_bad_client_credentials_then_401_invalid_client_and_no_token(
+    client: FlaskClient, redis: Redis[str], authorization: str | None
+) -> None:
+    resp = ask_token(client, authorization)
+    assert resp.status_code == 401
+    assert resp.json["error"] == "invalid_client"
+    assert resp.headers["WWW-Authenticate"].startswith("Basic")
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert token_keys(redis) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "headers", "error"),
+    [
+        ("grant_type=password&username=a&password=b", FORM, "unsupported_grant_type"),
+        ("grant_type=authorization_code&code=x", FORM, "unsupported_grant_type"),
+        ("", FORM, "invalid_request"),
+        ("scope=openid", FORM, "invalid_request"),
+        ("grant_type=client_credentials&grant_type=client_credentials", FORM, "invalid_request"),
+        ('{"grant_type": "client_credentials"}', {"Content-Type": "application/json"},
+         "invalid_request"),
+    ],
+)  # fmt: skip
+def test_given_an_authenticated_but_bad_request_then_400_with_the_rfc_error(
+    client: FlaskClient, redis: Redis[str], data: str, headers: dict[str, str], error: str
+) -> None:
+    resp = client.post(TOKEN_PATH, data=data, headers={**headers, "Authorization": basic()})
+    assert resp.status_code == 400
+    assert resp.json["error"] == error and resp.json["error_description"]
+    assert token_keys(redis) == []
+
+
+def test_given_no_oauth_configured_then_no_token_endpoint(redis: Redis[str]) -> None:
+    client = create_app(Settings(**settings_data())).test_client()
+    resp = ask_token(client, basic())
+    assert resp.status_code == 404
+    assert token_keys(redis) == []
+
+
+def test_only_post_is_served(client: FlaskClient) -> None:
+    assert client.get(TOKEN_PATH).status_code == 405
+
+
+# -- bearer tokens on /webhooks/incode -----------------------------------------------------
+
+
+def test_given_an_issued_token_then_a_bearer_webhook_is_accepted(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    token = ask_token(client, basic()).json["access_token"]
+    resp = hook(client, {"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200 and resp.json == {"status": "accepted"}
+    assert queued(redis) == [(CHECK_RESULT, [session, "SESSION_SUCCEEDED", None])]
+
+
+def test_in_oauth_mode_the_static_secret_header_still_works(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    resp = hook(client, {"x-incode-secret": SECRETS["incode_webhook"]})
+    assert resp.status_code == 200
+    assert len(queued(redis)) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer made-up-token"},
+        {"Authorization": "Bearer "},
+        {"Authorization": basic()},  # client credentials are not a webhook credential
+        {"Authorization": f"Bearer {CLIENT_SECRET}"},
+        {"x-incode-secret": "wrong"},
+    ],
+)
+def test_given_no_valid_token_or_secret_then_401_and_nothing_queued(
+    client: FlaskClient, redis: Redis[str], session: str, headers: dict[str, str]
+) -> None:
+    resp = hook(client, headers)
+    assert resp.status_code == 401
+    assert "bearer token" in resp.json["reason"] and "x-incode-secret" in resp.json["reason"]
+    assert queued(redis) == []
+
+
+def test_an_expired_token_is_refused(client: FlaskClient, redis: Redis[str], session: str) -> None:
+    token = ask_token(client, basic()).json["access_token"]
+    for key in token_keys(redis):
+        redis.delete(key)  # what its TTL does
+    assert hook(client, {"Authorization": f"Bearer {token}"}).status_code == 401
+    assert queued(redis) == []
+
+
+def test_tokens_of_a_replaced_client_die_with_it(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    token = ask_token(client, basic()).json["access_token"]
+    replaced = create_app(oauth_settings(webhook_oauth_client_id="incode-hooks-2")).test_client()
+    assert hook(replaced, {"Authorization": f"Bearer {token}"}).status_code == 401
+    without_oauth = create_app(Settings(**settings_data())).test_client()
+    resp = hook(without_oauth, {"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 401 and "bearer" not in resp.json["reason"]
+    assert queued(redis) == []
+
+
+# -- the Incode simulator in OAuth webhook mode, against the real endpoint -----------------
+
+
+@pytest.fixture
+def served(app: Flask) -> Iterator[str]:
+    server = serve(app)
+    yield server.url
+    server.stop()
+
+
+def test_the_incode_simulator_in_oauth_mode_gets_a_token_and_its_webhook_is_accepted(
+    served: str, redis: Redis[str], session: str
+) -> None:
+    sim = incode_sim.create_app(
+        incode_sim.IncodeSimConfig(
+            employees=frozenset({"jane@acme.test"}),
+            webhook_url=f"{served}/webhooks/incode",
+            webhook_secret="not-what-deskgate-expects",  # so only the bearer can succeed
+            webhook_oauth_url=f"{served}{TOKEN_PATH}",
+            webhook_oauth_client_id=CLIENT_ID,
+            webhook_oauth_client_secret=CLIENT_SECRET,
+        )
+    ).test_client()
+    state: incode_sim.IncodeSim = sim.application.extensions["incode_sim"]
+    state.sessions["iv-1"] = incode_sim.Session(
+        interview_id="iv-1", login_hint="jane@acme.test", notification={"type": "EMAIL"},
+        integration_reference="ref", link_validity_minutes=30, url="https://verify/x",
+        created_at=1000,
+    )  # fmt: skip
+    deliveries = sim.post("/_sandbox/sessions/iv-1/complete", json={"outcome": "pass"}).json
+    assert deliveries is not None
+    assert [d.get("status") for d in deliveries["deliveries"]] == [200]
+    assert len(token_keys(redis)) == 1
+    assert [name for name, _ in queued(redis)] == [CHECK_RESULT]
