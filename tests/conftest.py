@@ -79,6 +79,21 @@ def queued(redis: Redis[str], queue: str = "deskgate") -> list[tuple[str, list[A
     return out
 
 
+def sent_verification(redis: Redis[str], settings: Settings, interview_id: str = "iv-1") -> str:
+    """Record a verification of ticket 42 whose link went out as Incode session ``interview_id``;
+    returns its id."""
+    from worker.lifecycle import State
+    from worker.store import Store
+
+    store = Store(redis, settings.key_prefix, 3600)
+    v, _ = store.open(
+        desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
+        reason="MFA reset", now=1000, resume_at=1100,
+    )  # fmt: skip
+    store.advance(v, State.SENT, 1001, interview_id=interview_id, index_interview=True)
+    return v.id
+
+
 @pytest.fixture
 def redis() -> Iterator[Redis[str]]:
     client: Redis[str] = Redis.from_url(TEST_REDIS_URL, decode_responses=True)

@@ -21,12 +21,9 @@ from config.settings import Settings
 from connectors import servicenow
 from connectors.ticketing import PushAuth
 from connectors.zendesk import sign
-from tests.conftest import SECRETS, settings_data
-from tests.unit.test_webhooks import queued
+from tests.conftest import SECRETS, queued, sent_verification, settings_data
 from webhooks.app import create_app
 from webhooks.incode import RESULT_EVENTS
-from worker.lifecycle import State
-from worker.store import Store
 
 CLIENT_ID = "incode-hooks"
 CLIENT_SECRET = "hook-client-secret-0123"
@@ -46,12 +43,7 @@ def app(redis: Redis[str]) -> Flask:
     )
     settings = Settings(**data)
     # A known session, so a forged webhook naming it has something to (wrongly) enqueue.
-    store = Store(redis, settings.key_prefix, 3600)
-    v, _ = store.open(
-        desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
-        reason="MFA reset", now=1000, resume_at=1100,
-    )  # fmt: skip
-    store.advance(v, State.SENT, 1001, interview_id="iv-1", index_interview=True)
+    sent_verification(redis, settings)
     return create_app(settings)
 
 

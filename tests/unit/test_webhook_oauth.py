@@ -17,12 +17,9 @@ from redis import Redis
 from config.settings import ConfigError, Settings, load_settings
 from sandbox import incode as incode_sim
 from sandbox.common import serve
-from tests.conftest import SECRETS, settings_data
-from tests.unit.test_webhooks import queued
+from tests.conftest import SECRETS, queued, sent_verification, settings_data
 from webhooks.app import create_app
 from worker.dispatch import CHECK_RESULT
-from worker.lifecycle import State
-from worker.store import Store
 
 CLIENT_ID = "incode-hooks"
 CLIENT_SECRET = "hook-client-secret/+=:x"  # characters that form-encoding changes
@@ -60,14 +57,7 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def session(settings: Settings, redis: Redis[str]) -> str:
-    """A sent verification for Incode session ``iv-1``."""
-    store = Store(redis, settings.key_prefix, 3600)
-    v, _ = store.open(
-        desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
-        reason="MFA reset", now=1000, resume_at=1100,
-    )  # fmt: skip
-    store.advance(v, State.SENT, 1001, interview_id="iv-1", index_interview=True)
-    return v.id
+    return sent_verification(redis, settings)
 
 
 def basic(client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> str:

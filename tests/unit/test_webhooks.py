@@ -3,7 +3,6 @@ queue: what is accepted is on the queue, what is refused is not."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from datetime import UTC, datetime
@@ -16,10 +15,9 @@ from redis import Redis
 
 from config.settings import Settings
 from connectors.zendesk import sign
-from tests.conftest import SECRETS, settings_data
+from tests.conftest import SECRETS, queued, sent_verification, settings_data
 from webhooks.app import create_app
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION
-from worker.store import Store
 
 
 @pytest.fixture
@@ -37,16 +35,6 @@ def app(settings: Settings, redis: Redis[str]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-def queued(redis: Redis[str]) -> list[tuple[str, list[Any]]]:
-    """(task name, args) of every message waiting on the default queue."""
-    out = []
-    for raw in reversed(redis.lrange("deskgate", 0, -1)):
-        message = json.loads(raw)
-        args = json.loads(base64.b64decode(message["body"]))[0]
-        out.append((message["headers"]["task"], args))
-    return out
 
 
 def zendesk_headers(
@@ -141,16 +129,7 @@ def test_given_an_unknown_desk_kind_then_404(client: FlaskClient) -> None:
 
 @pytest.fixture
 def session(settings: Settings, redis: Redis[str]) -> str:
-    """A sent verification for Incode session ``iv-1``; returns its id."""
-    store = Store(redis, settings.key_prefix, 3600)
-    v, _ = store.open(
-        desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
-        reason="MFA reset", now=1000, resume_at=1100,
-    )  # fmt: skip
-    from worker.lifecycle import State
-
-    store.advance(v, State.SENT, 1001, interview_id="iv-1", index_interview=True)
-    return v.id
+    return sent_verification(redis, settings)
 
 
 def incode_post(
