@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test lint unit e2e demo dev clean
+.PHONY: install test lint unit e2e faults bench demo dev clean
 
 $(BIN)/deskgate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,27 @@ test: lint
 	$(BIN)/pytest
 
 unit: install
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e and not faults"
 
 e2e: install
 	$(BIN)/pytest -m e2e
+
+# Fault injection on the whole stack (tests/faults, Redis database 11): a few minutes; CI runs it
+# after `make test`. The default pytest run leaves these out.
+faults: install
+	$(BIN)/pytest -m faults tests/faults
+
+# Benchmarks: figures, not tests (Redis database 12, loopback only); about 30 minutes in all,
+# each writes its table into docs/performance.md. One alone: `$(BIN)/python -m bench.latency`
+# (or throughput, ingest, cost). wrk (apt-get install wrk) is used by bench.ingest when present.
+bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput --tickets 1000 --profiles realistic \
+		--concurrency 16,32,64,128,256 --section throughput-sweep
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.cost
 
 demo: install
 	$(BIN)/deskgate demo

@@ -6,7 +6,9 @@ or a category), because native tags cannot be written through the Table API. Des
 lives in ``status_field`` and the work notes. Each read asks for the requester's identity by
 dot-walking, so a record and its caller cost one GET; each write is one PATCH whose response is
 the record as it now stands. The Table API has no optimistic concurrency: writes touch only the
-fields Deskgate owns (plus state and hold reason while the record is in the gate state).
+fields Deskgate owns (plus state and hold reason while the record is in the gate state), and the
+gate, which sets the state unconditionally, re-reads the record first and answers a change as a
+conflict.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from typing import Any
 import httpx
 
 from config.settings import ServiceNowDeskConfig
-from connectors.http import AuthFailed, NotFound, Retriable, json_body, new_client, request
+from connectors.http import (
+    AuthFailed,
+    Conflict,
+    NotFound,
+    Retriable,
+    json_body,
+    new_client,
+    request,
+)
 from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
 
 SYSTEM = "servicenow"
@@ -265,6 +275,14 @@ class ServiceNowConnector:
     # -- writing ---------------------------------------------------------------------------
 
     def gate(self, ticket: Ticket, note: str) -> Ticket:
+        # The gate sets the state whatever it is, and Incode's request-new came between the
+        # worker's read and this write: re-read first, and answer a record an agent changed
+        # meanwhile (closed it, say) as Zendesk's Safe Update would, so the worker re-decides.
+        current = self.get_ticket(ticket.id)
+        if current is None:
+            raise NotFound(SYSTEM, "the record was deleted", 404)
+        if current != ticket:
+            raise Conflict(SYSTEM, "the record changed since it was read", 409)
         c = self.config
         fields = {"work_notes": note, c.status_field: "pending", "state": c.gate_state}
         if c.gate_hold_reason is not None:

@@ -49,7 +49,8 @@ class Call:
     path: str
     route: str
     status: int
-    at: float
+    at: float  # when it was answered
+    started: float = 0.0  # when it arrived (before any injected latency or stall)
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Controls:
             f"{CONTROL_PREFIX}faults",
             "sandbox_faults",
             self._set_faults,
-            methods=["POST", "DELETE"],
+            methods=["GET", "POST", "DELETE"],
         )
         app.add_url_rule(
             f"{CONTROL_PREFIX}rate_limit",
@@ -93,6 +94,7 @@ class Controls:
     def _before(self) -> Response | None:
         if request.path.startswith(CONTROL_PREFIX):
             return None
+        g.sandbox_started = time.time()
         with self._lock:
             latency = self.latency
             fault = self._take_fault(request.method, request.path)
@@ -122,10 +124,14 @@ class Controls:
             time.sleep(hold)
         if not request.path.startswith(CONTROL_PREFIX):
             rule = request.url_rule.rule if request.url_rule is not None else request.path
+            started = g.get("sandbox_started", 0.0)
             with self._lock:
                 self.calls.append(
-                    Call(request.method, request.path, rule, response.status_code, time.time())
-                )
+                    Call(
+                        request.method, request.path, rule, response.status_code, time.time(),
+                        started,
+                    )
+                )  # fmt: skip
         return response
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
@@ -168,6 +174,8 @@ class Controls:
 
     def _set_faults(self) -> Response:
         with self._lock:
+            if request.method == "GET":  # the faults not yet taken: has a request met one?
+                return jsonify({"faults": [asdict(f) for f in self.faults]})
             if request.method == "DELETE":
                 self.faults.clear()
             else:

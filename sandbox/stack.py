@@ -8,6 +8,7 @@ parts run as child processes exactly as in production, so a test sees what an op
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 from celery import Celery
@@ -359,6 +360,62 @@ poll_interval_seconds = {o.poll_interval_seconds}
         for client in self.sim.values():
             client.delete("/_sandbox/calls").raise_for_status()
 
+    def call_log(self, system: str) -> list[dict[str, Any]]:
+        """Every call a simulator served, oldest first: method, path, route, status, ``at``."""
+        log: list[dict[str, Any]] = self.sim[system].get("/_sandbox/calls").json()["calls"]
+        return log
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def fault(self, system: str, path_prefix: str, **fault: Any) -> None:
+        """The next matching requests fail or stall (``sandbox.common.Fault``'s fields)."""
+        body = {"path_prefix": path_prefix, **fault}
+        self.sim[system].post("/_sandbox/faults", json=body).raise_for_status()
+
+    def pending_faults(self, system: str) -> list[dict[str, Any]]:
+        """Faults no request has taken yet."""
+        faults: list[dict[str, Any]] = self.sim[system].get("/_sandbox/faults").json()["faults"]
+        return faults
+
+    def clear_faults(self) -> None:
+        """Every simulator back to normal: no faults, no rate limit, no added latency."""
+        for client in self.sim.values():
+            client.delete("/_sandbox/faults").raise_for_status()
+            client.delete("/_sandbox/rate_limit").raise_for_status()
+            client.put("/_sandbox/latency", json={"seconds": 0}).raise_for_status()
+
+    # -- Deskgate's own records ----------------------------------------------------------------
+
+    def logged(self, child: str, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines of a child process (``web``, ``worker``) with this ``event``."""
+        found = []
+        for line in list(self.children[child].lines):
+            if line.startswith("{") and f'"{event}"' in line:
+                record = json.loads(line)
+                if record.get("event") == event:
+                    found.append(record)
+        return found
+
+    def worker_busy(self) -> int:
+        """Tasks queued or held by the worker: running, prefetched, or waiting out a retry's
+        countdown (which the queue alone does not show). A worker that does not answer is busy."""
+        inspect = self.producer.control.inspect(timeout=2.0, limit=1)  # one worker
+        held = self.redis.llen(self.options.queue)
+        for reply in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+            if not reply:
+                return held + 1
+            held += sum(len(tasks) for tasks in reply.values())
+        return held
+
+    def received(self, task: str) -> int:
+        """How many times the worker has received ``task`` (retries included)."""
+        marker = f"Task {task}["
+        return sum(1 for line in list(self.children["worker"].lines) if marker in line
+                   and line.rstrip().endswith("received"))  # fmt: skip
+
+
+AgentStatus = Literal["open", "solved", "closed"]
+
 
 @dataclass(frozen=True)
 class TicketView:
@@ -367,6 +424,7 @@ class TicketView:
     flagged: bool  # a trigger is present
     held: bool  # in the desk's gate status (Zendesk hold, ServiceNow On Hold)
     display: str  # what people call it: "#12", "INC0010003"
+    subject: str = ""  # the title agents edit (Zendesk subject, ServiceNow short description)
 
 
 class DeskDriver(Protocol):
@@ -377,6 +435,7 @@ class DeskDriver(Protocol):
     lifecycle_calls: ClassVar[
         dict[str, int]
     ]  # Deskgate's calls to the desk for one verified lifecycle
+    statuses: ClassVar[dict[AgentStatus, str]]  # an agent's status as the desk writes it
 
     def create_ticket(self, name: str, email: str | None, subject: str) -> str: ...
     def is_driver_call(self, call: str) -> bool: ...
@@ -384,7 +443,11 @@ class DeskDriver(Protocol):
     def set_push(self, enabled: bool) -> None: ...
     def notes(self, ticket_id: str) -> list[str]: ...
     def view(self, ticket_id: str) -> TicketView: ...
+    def all_markers(self) -> dict[str, str | None]: ...
     def change_requester(self, ticket_id: str, name: str, email: str) -> None: ...
+    def edit(
+        self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
+    ) -> None: ...
     def delete(self, ticket_id: str) -> None: ...
 
 
@@ -399,6 +462,11 @@ class ZendeskDriver:
     markers = frozenset(
         f"idv_{m}" for m in ("pending", "verified", "failed", "review", "expired", "error")
     )
+    statuses: ClassVar[dict[AgentStatus, str]] = {
+        "open": "open",
+        "solved": "solved",
+        "closed": "closed",
+    }
 
     def __init__(self, stack: Stack) -> None:
         self.api = stack.zendesk
@@ -449,7 +517,18 @@ class ZendeskDriver:
         marker = next((t.removeprefix("idv_") for t in sorted(tags & self.markers)), None)
         status = ticket["status"]
         flagged = bool(tags & set(TRIGGERS))
-        return TicketView(status, marker, flagged, status == "hold", f"#{ticket['id']}")
+        display = f"#{ticket['id']}"
+        return TicketView(status, marker, flagged, status == "hold", display, ticket["subject"])
+
+    def all_markers(self) -> dict[str, str | None]:
+        """Deskgate's marker on every ticket of the desk, in one read."""
+        tickets = self.sim.get("/_sandbox/tickets").json()["tickets"]
+        return {
+            str(t["id"]): next(
+                (m.removeprefix("idv_") for m in sorted(set(t["tags"]) & self.markers)), None
+            )
+            for t in tickets
+        }
 
     def change_requester(self, ticket_id: str, name: str, email: str) -> None:
         user = self.api.post("/users.json", json={"user": {"name": name, "email": email}})
@@ -457,6 +536,17 @@ class ZendeskDriver:
         requester = user.json()["user"]["id"]
         body = {"ticket": {"requester_id": requester}}
         self.api.put(f"/tickets/{ticket_id}.json", json=body).raise_for_status()
+
+    def edit(
+        self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
+    ) -> None:
+        """An agent's own edit, without Safe Update: retitle the ticket, solve or close it."""
+        ticket: dict[str, Any] = {}
+        if subject is not None:
+            ticket["subject"] = subject
+        if status is not None:
+            ticket["status"] = self.statuses[status]
+        self.api.put(f"/tickets/{ticket_id}.json", json={"ticket": ticket}).raise_for_status()
 
     def delete(self, ticket_id: str) -> None:
         self.api.delete(f"/tickets/{ticket_id}.json").raise_for_status()
@@ -470,9 +560,12 @@ class ServiceNowDriver:
     system = "servicenow"
     table = "incident"
     lifecycle_calls: ClassVar[dict[str, int]] = {
-        "GET /api/now/table/<table>/<sys_id>": 2,  # record + caller in one read, twice
+        # record + caller in one read: before the gate, again just before its write (no Safe
+        # Update on the Table API), before the outcome
+        "GET /api/now/table/<table>/<sys_id>": 3,
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }
+    statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}
 
     def __init__(self, stack: Stack) -> None:
         self.api = httpx.Client(
@@ -526,11 +619,30 @@ class ServiceNowDriver:
         marker = record.get("u_idv_status") or None
         state = record["state"]
         flagged = record.get(SN_FLAG_FIELD) in SN_TRIGGERS
-        return TicketView(state, marker, flagged, state == "3", record["number"])
+        subject = record.get("short_description", "")
+        return TicketView(state, marker, flagged, state == "3", record["number"], subject)
+
+    def all_markers(self) -> dict[str, str | None]:
+        """Deskgate's marker on every ticket of the desk, in one read."""
+        params = {"sysparm_fields": "sys_id,u_idv_status", "sysparm_limit": "10000"}
+        resp = self.api.get(f"/{self.table}", params=params)
+        resp.raise_for_status()
+        return {r["sys_id"]: r.get("u_idv_status") or None for r in resp.json()["result"]}
 
     def change_requester(self, ticket_id: str, name: str, email: str) -> None:
         caller = self._user(name, email)
         self.api.patch(f"/{self.table}/{ticket_id}", json={"caller_id": caller}).raise_for_status()
+
+    def edit(
+        self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
+    ) -> None:
+        """An agent's own edit: retitle the record, resolve or close it."""
+        values: dict[str, Any] = {}
+        if subject is not None:
+            values["short_description"] = subject
+        if status is not None:
+            values["state"] = self.statuses[status]
+        self.api.patch(f"/{self.table}/{ticket_id}", json=values).raise_for_status()
 
     def delete(self, ticket_id: str) -> None:
         self.api.delete(f"/{self.table}/{ticket_id}").raise_for_status()

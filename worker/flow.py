@@ -205,10 +205,16 @@ class Flow:
         """Make the ticket show ``v``: the gate note once, then the outcome once."""
         if v.interview_id and not v.gated:
             if ticket.marker != "pending":
-                ticket = self._write(desk, ticket, lambda t: desk.gate(t, notes.gate(v)))
-            self.store.update(v.id, gated=True)
-            v = replace(v, gated=True)
-            log.info("ticket gated")
+                # Only a ticket still open is put on hold: one an agent solved or closed since
+                # (seen on the re-read after a 409) is left as the agent left it.
+                gate = notes.gate(v)
+                ticket = self._write(desk, ticket, lambda t: desk.gate(t, gate) if t.active else t)
+            if ticket.marker == "pending":
+                self.store.update(v.id, gated=True)
+                v = replace(v, gated=True)
+                log.info("ticket gated")
+            else:
+                v = self._not_gated(v, ticket)
         if not v.unwritten:
             return
         if v.gated and ticket.marker == v.state:
@@ -223,6 +229,19 @@ class Flow:
         self.store.update(v.id, written=v.state.value)
         if v.state in FINAL:
             self.store.unschedule(v.id)
+
+    def _not_gated(self, v: Verification, ticket: Ticket) -> Verification:
+        """The ticket was solved or closed before its gate: the verification ends in error (the
+        link already sent is moot), and the outcome step notes why if the ticket still takes
+        notes, without touching its status."""
+        now = self.clock()
+        why = (
+            "the ticket was solved or closed before it could be put on hold, so Incode's result "
+            "will not be applied"
+        )
+        if self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after):
+            log.warning("ticket solved or closed before the gate", status=ticket.status)
+        return self.store.get(v.id) or v
 
     def _write(self, desk: Desk, ticket: Ticket, write: Callable[[Ticket], Ticket]) -> Ticket:
         """Write; on a 409 (an agent edited meanwhile) re-read the ticket and write again.

@@ -16,6 +16,7 @@ from config.settings import Settings, load_settings
 from connectors.incode import IncodeClient
 from connectors.registry import build_desk
 from connectors.ticketing import Desk
+from worker.pace import Pace, PacedDesk
 from worker.store import Store
 
 
@@ -39,12 +40,16 @@ class Runtime:
 def build_runtime(settings: Settings) -> Runtime:
     redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
     timeout = settings.http_timeout_seconds
+    pace = Pace(redis, settings.key_prefix)  # a desk's Retry-After holds every worker back
     return Runtime(
         settings=settings,
         redis=redis,
         store=Store(redis, settings.key_prefix, settings.retention_days * 86400),
         incode=IncodeClient(settings.incode, timeout),
-        desks={name: build_desk(name, desk, timeout) for name, desk in settings.desks.items()},
+        desks={
+            name: PacedDesk(build_desk(name, desk, timeout), pace)
+            for name, desk in settings.desks.items()
+        },
         pid=os.getpid(),
     )
 

@@ -57,3 +57,31 @@ def test_an_error_fault_never_reaches_the_handler(server: tuple[Server, list[int
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
     assert hits == []
     assert httpx.post(f"{running.url}/thing").status_code == 200  # one-shot
+
+
+def test_given_a_fault_then_it_is_listed_until_requests_have_taken_it(
+    server: tuple[Server, list[int]],
+) -> None:
+    running, _ = server
+    fault = {"path_prefix": "/thing", "status": 500, "count": 2, "method": "POST"}
+    httpx.post(f"{running.url}/_sandbox/faults", json=fault)
+    [pending] = httpx.get(f"{running.url}/_sandbox/faults").json()["faults"]
+    assert (pending["path_prefix"], pending["count"]) == ("/thing", 2)
+
+    assert httpx.post(f"{running.url}/thing").status_code == 500
+    assert httpx.get(f"{running.url}/_sandbox/faults").json()["faults"][0]["count"] == 1
+    assert httpx.post(f"{running.url}/thing").status_code == 500
+    assert httpx.get(f"{running.url}/_sandbox/faults").json()["faults"] == []
+
+
+def test_given_a_stalled_call_then_the_log_says_when_it_arrived_and_was_answered(
+    server: tuple[Server, list[int]],
+) -> None:
+    running, _ = server
+    httpx.post(f"{running.url}/_sandbox/faults", json={"path_prefix": "/thing", "status": 0,
+                                                        "delay": 0.3})  # fmt: skip
+    before = time.time()
+    httpx.post(f"{running.url}/thing")
+    [call] = httpx.get(f"{running.url}/_sandbox/calls").json()["calls"]
+    assert before <= call["started"] <= before + 0.1
+    assert call["at"] - call["started"] >= 0.3  # the stall sits between the two

@@ -11,7 +11,7 @@ import pytest
 
 from config.settings import ServiceNowDeskConfig, Settings
 from connectors import servicenow
-from connectors.http import RateLimited
+from connectors.http import Conflict, NotFound, RateLimited
 from connectors.servicenow import ServiceNowConnector, pushed_ticket_ids, sign, verify_push
 from connectors.ticketing import PushAuth
 from sandbox import servicenow as sim
@@ -106,6 +106,23 @@ def test_release_leaves_a_state_an_agent_changed(server: Server, api: httpx.Clie
     assert moved is not None and not moved.active and moved.writable
     done = desk.record(moved, "failed", "outcome", release=True)
     assert done.status == "6"
+
+
+def test_given_a_record_changed_since_it_was_read_when_gating_then_a_conflict(
+    server: Server, api: httpx.Client
+) -> None:
+    sys_id = incident(api, u_idv_required="true")
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(sys_id)
+    assert ticket is not None
+    api.patch(f"/api/now/table/incident/{sys_id}", json={"state": "7"})  # an agent closes it
+    with pytest.raises(Conflict):
+        desk.gate(ticket, "gate")
+    raw = api.get(f"/_sandbox/records/incident/{sys_id}").json()
+    assert raw["record"]["state"] == "7" and raw["journal"] == []  # not reopened, no note
+    api.delete(f"/api/now/table/incident/{sys_id}")
+    with pytest.raises(NotFound):
+        desk.gate(ticket, "gate")
 
 
 def test_keyset_polling_misses_and_doubles_nothing_on_a_shared_timestamp(

@@ -1,0 +1,196 @@
+"""Scenario 4: Incode misbehaves. 5xx and timeouts on request-new and on result reads, its tokens
+expire mid-run, webhooks never come (the sweep's reconciliation must find the result), come out
+of order or before Deskgate has recorded the session, and the same webhook comes ten times.
+Tickets of both desks share the faults: Incode does not know which desk asked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from sandbox.stack import DeskDriver, Stack, wait_for
+from tests.faults.conftest import Observe, People
+from tests.faults.lifecycles import (
+    WAIT,
+    Case,
+    check,
+    open_flagged,
+    quiet,
+    retries,
+    session_of,
+    start,
+    wait_markers,
+)
+from worker.dispatch import SWEEP
+
+pytestmark = pytest.mark.faults
+
+REQUEST_NEW = "/omni/b2b/onboarding/request-new"
+SCORE = "/omni/get/score"
+TIMEOUT_STALL = 6.0  # Deskgate's HTTP timeout in the stack is 5 s
+TOKENS = ("POST /oauth2/token", "POST /executive/log-in")
+
+
+def both_desks(stack: Stack) -> tuple[DeskDriver, DeskDriver]:
+    return stack.driver("zendesk"), stack.driver("servicenow")
+
+
+def resend(stack: Stack, session: str, event: str, times: int = 1) -> None:
+    """Incode delivers ``event`` for ``session`` again (``times`` identical deliveries)."""
+    body = {"eventType": event, "times": times}
+    resp = stack.sim["incode"].post(f"/_sandbox/sessions/{session}/webhook", json=body)
+    resp.raise_for_status()
+
+
+def incode_calls(stack: Stack, since: float) -> list[dict[str, Any]]:
+    return [c for c in stack.call_log("incode") if c["at"] >= since]
+
+
+def count(calls: list[dict[str, Any]], call: str | None = None, status: int | None = None) -> int:
+    return sum(
+        1
+        for c in calls
+        if (call is None or f"{c['method']} {c['route']}" == call)
+        and (status is None or c["status"] == status)
+    )
+
+
+def sweep_later(stack: Stack) -> None:
+    """The beat's sweep, evaluated as of the moment reconciliation is due."""
+    stack.send_task(SWEEP, time.time() + stack.options.reconcile_after_seconds + 1)
+
+
+def request_and_read_faults(stack: Stack, people: People) -> dict[str, Any]:
+    """Four tickets (two per desk): request-new answers 503, 500 and once not in time (Incode
+    sends that link anyway, so that ticket may cause two); then the result reads answer 500, 503
+    and once not in time."""
+    since, retried = time.time(), len(stack.logged("worker", "will retry"))
+    cases: list[Case] = []
+    for desk in both_desks(stack):
+        employees = people(2)
+        tickets = open_flagged(desk, employees, announce=False)
+        cases += [Case(desk, t, e, links=2) for t, e in zip(tickets, employees, strict=True)]
+    for status in (503, 500):
+        stack.fault("incode", REQUEST_NEW, status=status)
+    stack.fault("incode", REQUEST_NEW, status=0, delay=TIMEOUT_STALL)
+    for case in cases:
+        start(stack, case.desk, [case.ticket])
+    for case in cases:
+        wait_markers(case.desk, [case.ticket], "pending", WAIT)
+    # The stalled request-new is still being served (Incode sends its link regardless).
+    asked = len(cases) + 3
+    wait_for(
+        lambda: count(incode_calls(stack, since), f"POST {REQUEST_NEW}") == asked,
+        WAIT,
+        "the stalled request-new to be served",
+    )
+
+    for status in (500, 503):
+        stack.fault("incode", SCORE, status=status)
+    stack.fault("incode", SCORE, status=0, delay=TIMEOUT_STALL)
+    outcomes = ["pass", "fail", "pass", "fail"]
+    finals = {"pass": "verified", "fail": "failed"}
+    for case, outcome in zip(cases, outcomes, strict=True):
+        stack.complete(session_of(case.desk, case.ticket), outcome)
+    cases = [
+        Case(c.desk, c.ticket, c.employee, finals[o], links=2)
+        for c, o in zip(cases, outcomes, strict=True)
+    ]
+    tally = check(stack, cases)
+
+    assert stack.pending_faults("incode") == []
+    calls = incode_calls(stack, since)
+    assert tally.links <= len(cases) + 1  # only the timed-out request-new may add a link
+    return {
+        **tally.counts(),
+        "request_new_calls": count(calls, f"POST {REQUEST_NEW}"),
+        "5xx": count(calls, status=500) + count(calls, status=503),
+        "401s": count(calls, status=401),
+        "token_calls": sum(count(calls, call) for call in TOKENS),
+        "retries": retries(stack, retried),
+    }
+
+
+def flagged(stack: Stack, desk: DeskDriver, employee: str, final: str) -> Case:
+    [ticket] = open_flagged(desk, [employee])
+    return Case(desk, ticket, employee, final)
+
+
+def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
+    """Five tickets across both desks, each with its own webhook trouble: two results whose
+    webhook never comes, a manual review whose webhooks come last-first, a result whose webhook
+    comes before Deskgate recorded the session, and one webhook delivered ten times. Both of
+    Deskgate's Incode tokens (request-new's bearer, the results' executive token) expire first."""
+    zendesk, servicenow = both_desks(stack)
+    since = time.time()
+    accepted = len(stack.logged("web", "incode webhook accepted"))
+    duplicates = len(stack.logged("web", "incode webhook duplicate"))
+    stack.sim["incode"].post("/_sandbox/expire_tokens").raise_for_status()  # mid-run, again
+    a, b, c, d, e = people(5)
+    never_pass = flagged(stack, zendesk, a, "verified")
+    never_fail = flagged(stack, servicenow, b, "failed")
+    reordered = flagged(stack, zendesk, c, "verified")
+    tenfold = flagged(stack, servicenow, d, "verified")
+    for case in (never_pass, never_fail, reordered, tenfold):
+        wait_markers(case.desk, [case.ticket], "pending", WAIT)
+
+    # Early: Incode has made the session and the employee finishes before request-new's answer
+    # reaches Deskgate, so the webhook names a session Deskgate does not know yet.
+    stack.fault("incode", REQUEST_NEW, status=0, delay=2.0, stage="after")
+    early = flagged(stack, servicenow, e, "verified")
+    [session] = wait_for(lambda: stack.sessions(e), WAIT, "the early session")
+    stack.complete(session["interviewId"], "pass")
+    wait_markers(servicenow, [early.ticket], "pending", WAIT)
+
+    # Never: the results are in at Incode, and no webhook says so.
+    stack.complete(session_of(zendesk, never_pass.ticket), "pass", webhook="none")
+    stack.complete(session_of(servicenow, never_fail.ticket), "fail", webhook="none")
+    # Last-first: a review, then a reviewer approves; the approval's webhook arrives first.
+    review = session_of(zendesk, reordered.ticket)
+    stack.complete(review, "review", webhook="none")
+    stack.complete(review, "pass", webhook="none")
+    for event in ("SESSION_SUCCEEDED", "SESSION_PENDING_REVIEW", "SESSION_STARTED"):
+        resend(stack, review, event)
+    # Ten times the same delivery.
+    repeated = session_of(servicenow, tenfold.ticket)
+    stack.complete(repeated, "pass", webhook="none")
+    resend(stack, repeated, "SESSION_SUCCEEDED", times=10)
+
+    wait_markers(zendesk, [reordered.ticket], "verified", WAIT)
+    wait_markers(servicenow, [tenfold.ticket], "verified", WAIT)
+    quiet(stack)
+    waiting = [case.desk.view(case.ticket).marker for case in (never_pass, never_fail, early)]
+    assert waiting == ["pending"] * 3  # no webhook, no news: yet
+    sweep_later(stack)  # reconciliation asks Incode, whatever the webhooks did
+    tally = check(stack, [never_pass, never_fail, reordered, tenfold, early])
+
+    unknown = [
+        r
+        for r in stack.logged("web", "incode webhook for an unknown session")
+        if r.get("session") == session["interviewId"]
+    ]
+    assert len(unknown) == 1  # answered 2xx and logged; reconciliation found the result
+    dupes = len(stack.logged("web", "incode webhook duplicate")) - duplicates
+    assert dupes == 9
+    calls = incode_calls(stack, since)
+    assert count(calls, status=401) >= 2  # each expired token was refused once...
+    assert [count(calls, call) for call in TOKENS] == [1, 1]  # ...and replaced once
+    return {
+        **tally.counts(),
+        "webhooks_accepted": len(stack.logged("web", "incode webhook accepted")) - accepted,
+        "webhooks_duplicate": dupes,
+        "webhooks_unknown_session": len(unknown),
+        "401s": count(calls, status=401),
+        "token_calls": sum(count(calls, call) for call in TOKENS),
+    }
+
+
+def test_given_incode_faults_then_every_ticket_ends_correct_with_the_links_allowed(
+    stack: Stack, people: People, observe: Observe
+) -> None:
+    for phase in (request_and_read_faults, webhook_faults):
+        began = time.monotonic()
+        counts = phase(stack, people)
+        observe(**{phase.__name__: {**counts, "seconds": round(time.monotonic() - began, 1)}})

@@ -1,0 +1,90 @@
+"""A desk's cool-down after it says "slow down" (429, or 503 with Retry-After).
+
+Zendesk and ServiceNow limit the whole account or integration user, not one request, so
+``Retry-After`` is addressed to every task that calls the desk, not only to the one that was
+told. The cool-down is a Redis key that lives as long as the server asked, so every thread of
+every worker process sees it. A desk call made while it runs is not sent: it raises
+``RateLimited`` with the time left, and the task reschedules itself (nothing sleeps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from redis import Redis
+
+from connectors.http import RateLimited
+from connectors.ticketing import Desk, Person, Ticket
+
+T = TypeVar("T")
+
+# Lengthen the cool-down, never shorten it: two 429s at once keep the later end.
+_HOLD = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+"""
+
+
+class Pace:
+    """Per-desk cool-downs, in Redis under ``<prefix>:pace:<desk>``."""
+
+    def __init__(self, redis: Redis[str], prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._hold = redis.register_script(_HOLD)
+
+    def _key(self, desk: str) -> str:
+        return f"{self.prefix}:pace:{desk}"
+
+    def remaining(self, desk: str) -> float:
+        """Seconds left of the desk's cool-down (0: call away)."""
+        left = int(self.redis.pttl(self._key(desk)))
+        return left / 1000 if left > 0 else 0.0
+
+    def hold(self, desk: str, seconds: float) -> None:
+        milliseconds = int(seconds * 1000)
+        if milliseconds > 0:
+            self._hold(keys=[self._key(desk)], args=[milliseconds])
+
+
+class PacedDesk:
+    """``desk`` with every call behind the desk's cool-down."""
+
+    def __init__(self, desk: Desk, pace: Pace) -> None:
+        self.desk = desk
+        self.name = desk.name
+        self.pace = pace
+
+    def _call(self, call: Callable[[], T]) -> T:
+        wait = self.pace.remaining(self.name)
+        if wait > 0:
+            raise RateLimited(self.name, wait)
+        try:
+            return call()
+        except RateLimited as exc:
+            self.pace.hold(self.name, exc.retry_after)
+            raise
+
+    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
+        return self._call(lambda: self.desk.find_flagged(cursor))
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        return self._call(lambda: self.desk.get_ticket(ticket_id))
+
+    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+        return self._call(lambda: self.desk.notes_containing(ticket, text))
+
+    def get_requester(self, ticket: Ticket) -> Person | None:
+        return self._call(lambda: self.desk.get_requester(ticket))
+
+    def gate(self, ticket: Ticket, note: str) -> Ticket:
+        return self._call(lambda: self.desk.gate(ticket, note))
+
+    def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
+        return self._call(lambda: self.desk.record(ticket, marker, note, release=release))
+
+    def close(self) -> None:
+        self.desk.close()
