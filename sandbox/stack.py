@@ -92,6 +92,7 @@ class StackOptions:
     sweep_interval_seconds: int = 30
     reconcile_after_seconds: int = 300
     worker_concurrency: int = 16
+    task_time_limit_seconds: int = 120
     beat: bool = False
     log_format: str = "json"
 
@@ -196,6 +197,7 @@ queue = "{o.queue}"
 log_format = "{o.log_format}"
 sweep_interval_seconds = {o.sweep_interval_seconds}
 http_timeout_seconds = 5
+task_time_limit_seconds = {o.task_time_limit_seconds}
 
 [incode]
 api_url = "{self.incode_url}"
@@ -278,15 +280,7 @@ poll_interval_seconds = {o.poll_interval_seconds}
             self.env,
             self.workdir / "web.log",
         )  # fmt: skip
-        self.children["worker"] = Child(
-            "worker",
-            [python, "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
-             "--concurrency", str(o.worker_concurrency), "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "--hostname", f"deskgate-{self.ports.web}@%h"],
-            self.env,
-            self.workdir / "worker.log",
-        )  # fmt: skip
+        self.start_worker(wait=False)
         if o.beat:
             self.children["beat"] = Child(
                 "beat",
@@ -298,6 +292,27 @@ poll_interval_seconds = {o.poll_interval_seconds}
         self.children["worker"].wait_for_line(" ready.", timeout=60)
         wait_for(self._web_ready, 30, "the webhook app to answer /readyz")
         return self
+
+    def start_worker(self, wait: bool = True) -> None:
+        """Start (or restart) the Celery worker child process."""
+        o = self.options
+        self.children["worker"] = Child(
+            "worker",
+            [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
+             "--concurrency", str(o.worker_concurrency), "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "--hostname", f"deskgate-{self.ports.web}@%h"],
+            self.env,
+            self.workdir / "worker.log",
+        )  # fmt: skip
+        if wait:
+            self.children["worker"].wait_for_line(" ready.", timeout=60)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker: no shutdown, no acks, whatever it was doing stops mid-step."""
+        worker = self.children["worker"]
+        worker.proc.kill()
+        worker.stop()
 
     def _web_ready(self) -> bool:
         if self.children["web"].proc.poll() is not None:

@@ -179,7 +179,6 @@ class Flow:
         except Fatal as exc:
             return self._fail(v, now, f"Incode refused the request ({exc.reason})")
         expires = now + config.link_validity_minutes * 60
-        reconcile = self.rt.settings.incode.reconcile_after_seconds
         self.store.advance(
             v,
             State.SENT,
@@ -188,7 +187,7 @@ class Flow:
             channel=config.channel,
             destination=mask_destination(config.channel, who.destination),
             expires_at=expires,
-            due=min(now + reconcile, expires),
+            due=now + self.resume_after,  # the gate write comes next; resume it if we die here
             index_interview=True,
         )
         log.info("verification sent", session=session.interview_id, channel=config.channel)
@@ -212,6 +211,9 @@ class Flow:
             if ticket.marker == "pending":
                 self.store.update(v.id, gated=True)
                 v = replace(v, gated=True)
+                if v.state == State.SENT:  # next look: reconciliation, unless a webhook comes
+                    reconcile = self.rt.settings.incode.reconcile_after_seconds
+                    self.store.schedule(v.id, min(self.clock() + reconcile, v.expires_at))
                 log.info("ticket gated")
             else:
                 v = self._not_gated(v, ticket)
