@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from flask import Flask, jsonify
+from kombu.exceptions import OperationalError
 from redis import Redis
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from config.settings import Settings
@@ -20,6 +23,8 @@ from worker.celery_app import make_celery
 from worker.dispatch import Dispatcher
 from worker.runtime import current_settings
 from worker.store import Store
+
+log = structlog.get_logger("deskgate.webhooks")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -39,5 +44,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Every refusal is JSON with a reason, so callers can tell what to fix.
         body = {"error": (exc.name or "error").lower().replace(" ", "_"), "reason": exc.description}
         return jsonify(body), exc.code or 500
+
+    @app.errorhandler(RedisError)
+    @app.errorhandler(OperationalError)
+    def _unavailable(exc: Exception) -> Any:
+        # Redis (the store and the queue) is down: nothing was taken, so the sender must retry.
+        log.error("redis unavailable; refusing a delivery for now", error=type(exc).__name__)
+        body = {"error": "unavailable", "reason": "storage is unavailable; retry later"}
+        return jsonify(body), 503, {"Retry-After": "30"}
 
     return app

@@ -224,3 +224,14 @@ def test_readiness_fails_when_redis_is_gone(redis: Redis[str]) -> None:
     app = create_app(Settings(**settings_data(redis_url="redis://127.0.0.1:1/0")))
     resp = app.test_client().get("/readyz")
     assert resp.status_code == 503 and "Redis" in resp.json["reason"]
+
+
+def test_given_redis_is_down_then_503_so_the_sender_retries() -> None:
+    app = create_app(Settings(**settings_data(redis_url="redis://127.0.0.1:1/0")))
+    client = app.test_client()
+    resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"})
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "30" and "retry" in resp.json["reason"]
+    body = b'{"ticket_id": "42"}'
+    push = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
+    assert push.status_code == 503
