@@ -208,14 +208,14 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
                 r.profile.describe(),
                 r.concurrency,
                 f"{r.finished:,}",
-                f"{r.wall:.1f} s",
+                f"{r.wall:.1f} s" if r.finished == r.n else f"> {args.timeout:.0f} s",
                 f"{r.n / r.gate_wall:.1f}/s" if r.gate_wall else "n/a",
-                f"**{r.rate:.1f}/s**",
+                f"**{r.rate:.1f}/s**" if r.finished == r.n else "**did not finish**",
                 f"{ceiling:.1f}/s" if ceiling else "CPU",
                 ", ".join(f"{k} {v:.2f}" for k, v in r.calls.items()),
                 f"{r.retries} / {r.crashes}",
                 f"≥ {TARGET_RATE:.0f}/s" if realistic else "(context)",
-                met(r.rate >= TARGET_RATE) if realistic else "—",
+                met(r.finished == r.n and r.rate >= TARGET_RATE) if realistic else "—",
             ]
         )
     headers = [
