@@ -9,7 +9,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 from config.logging import configure_logging
 from config.settings import Settings, load_settings
@@ -38,7 +38,15 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    redis = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
+    # Threads wait for a free connection instead of failing (redis-py raises past its cap).
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=10,
+        max_connections=512,
+        timeout=20,
+    )
+    redis: Redis[str] = Redis(connection_pool=pool)  # type: ignore[assignment] # decoded by the pool
     timeout = settings.http_timeout_seconds
     pace = Pace(redis, settings.key_prefix)  # a desk's Retry-After holds every worker back
     return Runtime(

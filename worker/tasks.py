@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from celery import Task, shared_task
 from celery.exceptions import MaxRetriesExceededError
+from redis.exceptions import RedisError
 
 from connectors.http import Fatal, RateLimited, Retriable
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
@@ -48,7 +49,7 @@ def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
     structlog.contextvars.bind_contextvars(task=task.name, task_id=task.request.id, **context)
     try:
         return step(_flow(task))
-    except (Retriable, Busy) as exc:
+    except (Retriable, Busy, RedisError) as exc:
         log.info("will retry", error=str(exc), retries=task.request.retries)
         try:
             raise task.retry(countdown=_countdown(exc, task.request.retries), exc=exc)
