@@ -178,20 +178,24 @@ class ServiceNowConnector:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _flagged_query(self) -> str:
+    def _flagged_query(self, gated: bool) -> str:
         c = self.config
         flagged = f"{c.flag_query}^{c.flag_field}IN{','.join(c.triggers)}"
-        if c.consume_flag:  # a final outcome drops the flag
-            return flagged
-        # The flag stays: skip records whose status field holds a final outcome.
         open_markers = ",".join(sorted(OPEN_MARKERS))
-        return f"{flagged}^{c.status_field}ISEMPTY^OR{c.status_field}IN{open_markers}"
+        if gated:
+            return f"{flagged}^{c.status_field}IN{open_markers}"
+        if c.consume_flag:  # a final outcome drops the flag
+            return f"{flagged}^{c.status_field}ISEMPTY^OR{c.status_field}NOT IN{open_markers}"
+        # The flag stays: a record with any outcome in the status field is done.
+        return f"{flagged}^{c.status_field}ISEMPTY"
 
-    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
+    def find_flagged(
+        self, cursor: str | None, *, gated: bool = False
+    ) -> tuple[list[str], str | None]:
         """Keyset pages ordered by (sys_updated_on, sys_id): rows sharing a timestamp are neither
         skipped nor repeated, and rows updated mid-scan move forward, never behind the cursor.
         ``^NQ`` (a new OR'ed query) is needed because ``^OR`` binds tighter than ``^``."""
-        base, found = self._flagged_query(), []
+        base, found = self._flagged_query(gated), []
         for _ in range(PAGES_PER_POLL):
             query = base
             if cursor:

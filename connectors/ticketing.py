@@ -60,9 +60,9 @@ class Desk(Protocol):
 
     name: str
 
-    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
-        """Ids of flagged tickets, gated or not (the polling safety net; the worker skips the
-        ones it knows, and picks up gated ones it lost).
+    def find_flagged(self, cursor: str | None, *, gated: bool) -> tuple[list[str], str | None]:
+        """Ids of flagged tickets without an open gate (the polling safety net), or with
+        ``gated`` those that carry one (the rare scan that recovers what Redis lost).
 
         A desk that cannot read all of them in one go returns a cursor to continue from on the
         next poll; ``None`` means the scan is complete and the next poll starts over."""

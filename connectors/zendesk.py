@@ -97,11 +97,19 @@ class ZendeskConnector:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def find_flagged(self, cursor: str | None = None) -> tuple[list[str], str | None]:
+    def find_flagged(
+        self, cursor: str | None = None, *, gated: bool = False
+    ) -> tuple[list[str], str | None]:
         # Repeated ``tags:`` terms are OR'ed by Zendesk search. A final outcome removes the
-        # trigger, so the results are the tickets waiting for a verification or in one.
+        # trigger; open gates are left out of the frequent poll, so its cost does not grow with
+        # the verifications waiting on employees.
+        prefix, opened = self.config.tag_prefix, sorted(OPEN_MARKERS)
         terms = ["type:ticket", "status<solved"]
-        terms += [f"tags:{tag}" for tag in self.config.triggers]
+        if gated:
+            terms += [f"tags:{prefix}{m}" for m in opened]
+        else:
+            terms += [f"tags:{tag}" for tag in self.config.triggers]
+            terms += [f"-tags:{prefix}{m}" for m in opened]
         params: dict[str, Any] | None = {
             "query": " ".join(terms),
             "sort_by": "updated_at",

@@ -122,14 +122,14 @@ def incode_webhook() -> Any:
     v = ctx.store.by_interview(interview_id)
     if v is None:
         # 2xx so Incode stops retrying. If Redis lost the mapping, the gated ticket still holds
-        # it: poll the desks now (at most every half minute) so the worker recovers it and asks
-        # Incode for the result itself.
+        # it: scan the desks' gated tickets now (at most every half minute) so the worker
+        # recovers it and asks Incode for the result itself.
         log.warning(
             "incode webhook for an unknown session", session=interview_id, incode_event=event
         )
         if ctx.store.first_time("recover", "desks", RECOVER_POLL_SECONDS):
             for desk in ctx.settings.desks:
-                ctx.dispatcher.poll_desk(desk)
+                ctx.dispatcher.poll_desk(desk, recover=True)
         return jsonify({"status": "unknown_session"})
     if not ctx.store.first_time("incode", f"{interview_id}:{event}", DEDUPE_SECONDS):
         log.info("incode webhook duplicate", session=interview_id, incode_event=event)

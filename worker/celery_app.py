@@ -16,6 +16,7 @@ from config.settings import Settings
 from worker.dispatch import POLL_DESK, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
+RECOVERY_SCAN_SECONDS = 1800
 MAX_COUNTDOWN = 600  # every retry delay stays far below the visibility timeout
 
 
@@ -48,6 +49,16 @@ def make_celery(settings: Settings) -> Celery:
                     "args": [name],
                 }
                 for name, desk in settings.desks.items()
+            },
+            # The rare scan of gated tickets, for verifications Redis lost (an Incode webhook
+            # for an unknown session also starts one).
+            **{
+                f"recover-{name}": {
+                    "task": POLL_DESK,
+                    "schedule": float(RECOVERY_SCAN_SECONDS),
+                    "args": [name, True],
+                }
+                for name in settings.desks
             },
             "sweep": {"task": SWEEP, "schedule": float(settings.sweep_interval_seconds)},
         },

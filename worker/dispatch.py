@@ -23,5 +23,5 @@ class Dispatcher:
     def check_result(self, verification_id: str, hint: str, now: float | None = None) -> None:
         self.celery.send_task(CHECK_RESULT, args=[verification_id, hint, now])
 
-    def poll_desk(self, desk: str) -> None:
-        self.celery.send_task(POLL_DESK, args=[desk])
+    def poll_desk(self, desk: str, recover: bool = False) -> None:
+        self.celery.send_task(POLL_DESK, args=[desk, recover])

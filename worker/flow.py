@@ -322,10 +322,12 @@ class Flow:
 
     # -- poll and sweep ----------------------------------------------------------------------
 
-    def poll(self, desk_name: str) -> int:
+    def poll(self, desk_name: str, recover: bool = False) -> int:
+        """Hand flagged tickets to ``start``; with ``recover``, gated tickets Redis forgot."""
         desk = self.rt.desks[desk_name]
-        flagged, cursor = desk.find_flagged(self.store.cursor(desk_name))
-        self.store.set_cursor(desk_name, cursor)
+        scan = f"{desk_name}:gated" if recover else desk_name
+        flagged, cursor = desk.find_flagged(self.store.cursor(scan), gated=recover)
+        self.store.set_cursor(scan, cursor)
         # Tickets with an open verification are in hand; the rest are new, or lost by Redis.
         found = [t for t in flagged if self.store.open_for(desk_name, t) is None]
         for ticket_id in found:

@@ -68,8 +68,8 @@ class PacedDesk:
             self.pace.hold(self.name, exc.retry_after)
             raise
 
-    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
-        return self._call(lambda: self.desk.find_flagged(cursor))
+    def find_flagged(self, cursor: str | None, *, gated: bool) -> tuple[list[str], str | None]:
+        return self._call(lambda: self.desk.find_flagged(cursor, gated=gated))
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         return self._call(lambda: self.desk.get_ticket(ticket_id))

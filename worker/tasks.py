@@ -72,8 +72,8 @@ def check_result(self: Task, verification_id: str, hint: str, now: float | None 
 
 
 @shared_task(name=POLL_DESK, bind=True, acks_late=True, max_retries=3)
-def poll_desk(self: Task, desk: str) -> int | None:
-    result: int | None = _run(self, lambda f: f.poll(desk), desk=desk)
+def poll_desk(self: Task, desk: str, recover: bool = False) -> int | None:
+    result: int | None = _run(self, lambda f: f.poll(desk, recover), desk=desk)
     return result
 
 

@@ -30,7 +30,7 @@ class Desk:
         return TICKET
 
     # The rest of the Desk protocol, unused here.
-    def find_flagged(self, cursor: str | None) -> tuple[list[str], str | None]:
+    def find_flagged(self, cursor: str | None, *, gated: bool) -> tuple[list[str], str | None]:
         return [], None
 
     def notes_containing(self, ticket: Ticket, text: str) -> list[str]:

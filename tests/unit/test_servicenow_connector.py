@@ -156,9 +156,11 @@ def test_finished_records_drop_out_of_the_poll(server: Server, api: httpx.Client
     ticket = desk.get_ticket(first)
     assert ticket is not None
     gated = desk.gate(ticket, "gate")
-    assert sorted(desk.find_flagged(None)[0]) == sorted([first, second])  # gated: still flagged
+    assert desk.find_flagged(None) == ([second], None)  # the gate takes it out of the poll
+    assert desk.find_flagged(None, gated=True) == ([first], None)  # and into the rare scan
     desk.record(gated, "verified", "done", release=True)
     assert desk.find_flagged(None) == ([second], None)
+    assert desk.find_flagged(None, gated=True) == ([], None)
 
 
 def test_without_consuming_the_flag_final_records_drop_out_by_status(

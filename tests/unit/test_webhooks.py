@@ -179,7 +179,7 @@ def test_given_an_unknown_session_then_200_so_incode_stops(
     assert resp.status_code == 200 and resp.json["status"] == "unknown_session"
     # No check for a session nobody knows; the desks are polled so a lost mapping is recovered,
     # once per half minute however many such webhooks arrive.
-    assert queued(redis) == [(POLL_DESK, ["acme_zendesk"])]
+    assert queued(redis) == [(POLL_DESK, ["acme_zendesk", True])]
     incode_post(client, {"eventType": "SESSION_FAILED", "interviewId": "nope-2"})
     assert len(queued(redis)) == 1
 
