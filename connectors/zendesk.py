@@ -131,12 +131,13 @@ class ZendeskConnector:
         if not ticket_id.isdigit():
             return None
         try:
-            raw = self._call("GET", f"/tickets/{ticket_id}.json")["ticket"]
+            # Sideloading the users brings the requester's record in the same call.
+            body = self._call("GET", f"/tickets/{ticket_id}.json", params={"include": "users"})
         except NotFound:
             return None
-        return self._ticket(raw)
+        return self._ticket(body["ticket"], body.get("users") or [])
 
-    def _ticket(self, raw: dict[str, Any]) -> Ticket:
+    def _ticket(self, raw: dict[str, Any], users: list[dict[str, Any]] | None = None) -> Ticket:
         tags = set(raw.get("tags") or [])
         reason = next((r for tag, r in self.config.triggers.items() if tag in tags), None)
         present = [m for tag, m in self._markers.items() if tag in tags]
@@ -154,6 +155,9 @@ class ZendeskConnector:
             active=status not in INACTIVE,
             writable=status != "closed",
             version=str(raw.get("updated_at", "")),
+            requester=next(
+                (_person(u) for u in users or [] if str(u.get("id")) == str(requester)), None
+            ),
         )
 
     def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
@@ -172,20 +176,12 @@ class ZendeskConnector:
         return found[::-1]
 
     def get_requester(self, ticket: Ticket) -> Person | None:
-        if ticket.requester_id is None:
-            return None
+        if ticket.requester is not None or ticket.requester_id is None:
+            return ticket.requester  # sideloaded with the ticket
         try:
-            user = self._call("GET", f"/users/{ticket.requester_id}.json")["user"]
+            return _person(self._call("GET", f"/users/{ticket.requester_id}.json")["user"])
         except NotFound:
             return None
-        fields = {k: str(v) for k, v in (user.get("user_fields") or {}).items() if v is not None}
-        return Person(
-            id=str(user["id"]),
-            email=user.get("email") or None,
-            phone=user.get("phone") or None,
-            external_id=user.get("external_id") or None,
-            fields=fields,
-        )
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -217,3 +213,14 @@ class ZendeskConnector:
             body["status"] = status
         updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
         return self._ticket(updated["ticket"])
+
+
+def _person(user: dict[str, Any]) -> Person:
+    fields = {k: str(v) for k, v in (user.get("user_fields") or {}).items() if v is not None}
+    return Person(
+        id=str(user["id"]),
+        email=user.get("email") or None,
+        phone=user.get("phone") or None,
+        external_id=user.get("external_id") or None,
+        fields=fields,
+    )

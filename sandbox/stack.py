@@ -470,8 +470,8 @@ class ZendeskDriver:
     desk = "acme_zendesk"
     system = "zendesk"
     lifecycle_calls: ClassVar[dict[str, int]] = {
-        "GET /api/v2/tickets/<int:ticket_id>": 2,  # read before gating, before the outcome
-        "GET /api/v2/users/<int:user_id>": 1,  # the requester's identity of record
+        # read before gating (the requester's record sideloaded), before the outcome
+        "GET /api/v2/tickets/<int:ticket_id>": 2,
         "PUT /api/v2/tickets/<int:ticket_id>": 2,  # the gate, the outcome
     }
     markers = frozenset(

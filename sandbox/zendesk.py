@@ -828,6 +828,13 @@ class ZendeskState:
         with self.lock:
             return self._live_ticket(ticket_id).render(base)
 
+    def sideload_users(self, ticket: dict[str, Any], base: str) -> list[dict[str, Any]]:
+        """``include=users``: the ticket's requester, submitter and assignee, as Zendesk
+        sideloads them next to the ticket."""
+        ids = {ticket.get(k) for k in ("requester_id", "submitter_id", "assignee_id")}
+        with self.lock:
+            return [self.users[i].render(base) for i in sorted(i for i in ids if i in self.users)]
+
     def delete_ticket(self, ticket_id: int) -> None:
         with self.lock:
             self._live_ticket(ticket_id).deleted = True
@@ -1295,7 +1302,11 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.get("/api/v2/tickets/<int:ticket_id>")
     def show_ticket(ticket_id: int) -> Response:
-        return _json({"ticket": state.get_ticket(ticket_id, _base())})
+        ticket = state.get_ticket(ticket_id, _base())
+        body: dict[str, Any] = {"ticket": ticket}
+        if "users" in request.args.get("include", "").split(","):
+            body["users"] = state.sideload_users(ticket, _base())
+        return _json(body)
 
     @app.put("/api/v2/tickets/<int:ticket_id>")
     def update_ticket(ticket_id: int) -> Response:

@@ -613,3 +613,12 @@ def test_sandbox_ticket_view_and_reset(api: httpx.Client, control: httpx.Client)
     assert control.post("/reset").json() == {"ok": True}
     assert api.get(f"/tickets/{ticket['id']}").status_code == 404
     assert new_ticket(api)["id"] == 1
+
+
+def test_show_ticket_sideloads_users_on_request(api: httpx.Client) -> None:
+    ticket = new_ticket(api)
+    plain = api.get(f"/tickets/{ticket['id']}.json").json()
+    assert "users" not in plain
+    body = api.get(f"/tickets/{ticket['id']}.json", params={"include": "users"}).json()
+    requester = next(u for u in body["users"] if u["id"] == ticket["requester_id"])
+    assert requester["email"] == "ann@example.test"
