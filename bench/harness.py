@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 import httpx
 from redis import Redis
 
-from sandbox.stack import Stack, StackOptions
+from sandbox.stack import Stack, StackOptions, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
@@ -534,15 +534,6 @@ def ticket_writes(calls: Iterable[dict[str, Any]], driver: Any) -> dict[str, lis
     for times in writes.values():
         times.sort()
     return writes
-
-
-def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(every)
-    return check()
 
 
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

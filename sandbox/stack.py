@@ -54,16 +54,22 @@ def free_port() -> int:
         return port
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something truthy; raise naming ``what`` on timeout."""
+def wait_until(check: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that (falsy on timeout)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
-        if value:
+        if value or time.monotonic() > deadline:
             return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.02) -> Any:
+    """``wait_until``, raising naming ``what`` on timeout."""
+    value = wait_until(check, timeout, every)
+    if not value:
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return value
 
 
 @dataclass

@@ -14,12 +14,12 @@ unavoidable duplicate is B's second link (Incode offers no idempotency key): all
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from redis import Redis
 
-from sandbox.stack import DeskDriver, Stack, StackOptions, wait_for
+from sandbox.stack import DeskDriver, Stack, StackOptions, wait_for, wait_until
 from tests.faults.conftest import FAULTS_REDIS_URL, KEY_PREFIX, QUEUE, Observe, People
 from tests.faults.lifecycles import Case, check, open_flagged, session_of, start, wait_markers
 from worker.dispatch import SWEEP
@@ -129,7 +129,7 @@ def test_given_sigkill_mid_task_when_restarted_then_nothing_is_lost(
 
     for round_ in range(30):
         stack.send_task(SWEEP, time.time() + 75 + 60 * round_)
-        if wait_for_quietly(resumed, 5):
+        if wait_until(resumed, 5, every=0.5):
             break
     assert resumed(), "not every step was resumed"
     recovered_in = time.monotonic() - killed_at
@@ -152,11 +152,3 @@ def test_given_sigkill_mid_task_when_restarted_then_nothing_is_lost(
         recovered_seconds=round(recovered_in, 1),
         extra_links=tally.links - len(cases),
     )
-
-
-def wait_for_quietly(check: Callable[[], bool], seconds: float) -> bool:
-    try:
-        wait_for(check, seconds, "a resumed step", every=0.5)
-    except TimeoutError:
-        return False
-    return True
