@@ -6,9 +6,9 @@ or a category), because native tags cannot be written through the Table API. Des
 lives in ``status_field`` and the work notes. Each read asks for the requester's identity by
 dot-walking, so a record and its caller cost one GET; each write is one PATCH whose response is
 the record as it now stands. The Table API has no optimistic concurrency: writes touch only the
-fields Deskgate owns (plus state and hold reason while the record is in the gate state), and the
-gate, which sets the state unconditionally, re-reads the record first and answers a change as a
-conflict.
+fields Deskgate owns (plus state and hold reason while the record is in the gate state), and each
+write re-reads the record first and answers a change as a conflict (one GET either way: the
+worker writes the outcome against the record its gate write returned, without reading it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -163,7 +164,7 @@ class ServiceNowConnector:
         who = config.requester_field
         self.fields = ",".join(
             [
-                "sys_id", "number", "state", "active", "sys_updated_on",
+                "sys_id", "number", "state", "active", "sys_updated_on", "sys_mod_count",
                 config.flag_field, config.status_field, who,
                 *(f"{who}.{f}" for f in PERSON_FIELDS),
             ]
@@ -256,7 +257,8 @@ class ServiceNowConnector:
             status=state,
             active=row.get("active") != "false" and state not in c.inactive_states,
             writable=state not in c.closed_states,
-            version=str(row.get("sys_updated_on", "")),
+            # sys_updated_on has 1 s precision; the update counter tells same-second edits apart.
+            version=f"{row.get('sys_updated_on', '')}#{row.get('sys_mod_count', '')}",
             requester=requester,
         )
 
@@ -278,15 +280,19 @@ class ServiceNowConnector:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def gate(self, ticket: Ticket, note: str) -> Ticket:
-        # The gate sets the state whatever it is, and Incode's request-new came between the
-        # worker's read and this write: re-read first, and answer a record an agent changed
-        # meanwhile (closed it, say) as Zendesk's Safe Update would, so the worker re-decides.
+    def _unchanged(self, ticket: Ticket) -> None:
+        """The Table API has no conditional write: re-read, and answer a record an agent changed
+        since ``ticket`` (closed it, changed its caller) as Zendesk's Safe Update would, so the
+        worker re-decides instead of overwriting. The caller's record is left out of the
+        comparison: the worker may hold the ticket as its own last write returned it."""
         current = self.get_ticket(ticket.id)
         if current is None:
             raise NotFound(SYSTEM, "the record was deleted", 404)
-        if current != ticket:
+        if replace(current, requester=None) != replace(ticket, requester=None):
             raise Conflict(SYSTEM, "the record changed since it was read", 409)
+
+    def gate(self, ticket: Ticket, note: str) -> Ticket:
+        self._unchanged(ticket)
         c = self.config
         fields = {"work_notes": note, c.status_field: "pending", "state": c.gate_state}
         if c.gate_hold_reason is not None:
@@ -294,6 +300,7 @@ class ServiceNowConnector:
         return self._patch(ticket, fields)
 
     def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
+        self._unchanged(ticket)
         c = self.config
         fields = {"work_notes": note, c.status_field: marker}
         if release and ticket.status == c.gate_state:  # an agent's own state change stands

@@ -476,8 +476,9 @@ class ZendeskDriver:
     desk = "acme_zendesk"
     system = "zendesk"
     lifecycle_calls: ClassVar[dict[str, int]] = {
-        # read before gating (the requester's record sideloaded), before the outcome
-        "GET /api/v2/tickets/<int:ticket_id>": 2,
+        # one read before gating (the requester's record sideloaded); the outcome is written
+        # with Safe Update against the ticket the gate write returned, so it needs no read
+        "GET /api/v2/tickets/<int:ticket_id>": 1,
         "PUT /api/v2/tickets/<int:ticket_id>": 2,  # the gate, the outcome
     }
     markers = frozenset(
@@ -581,8 +582,8 @@ class ServiceNowDriver:
     system = "servicenow"
     table = "incident"
     lifecycle_calls: ClassVar[dict[str, int]] = {
-        # record + caller in one read: before the gate, again just before its write (no Safe
-        # Update on the Table API), before the outcome
+        # record + caller in one read: before the gate, then just before each write (no Safe
+        # Update on the Table API, so the connector re-reads to refuse a changed record)
         "GET /api/now/table/<table>/<sys_id>": 3,
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }

@@ -8,6 +8,10 @@ Idempotency comes from three places: the store's atomic transitions (one open ve
 ticket, a state moves once), a per-verification lock (one worker advances it at a time), and the
 ticket itself (the marker and the note travel in one write, so a marker already on the ticket
 means the note is there too).
+
+Ticket writes are conditional (``connectors.ticketing``): the outcome is written against the
+ticket as the gate write returned it, remembered in the store, and read again only when someone
+changed it since; the requester check runs on every version of the ticket the write sees.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 import structlog
 
 from config.privacy import mask_destination
-from connectors.http import Conflict, Fatal, Retriable
+from connectors.http import Conflict, Fatal, NotFound, Retriable
 from connectors.incode import EmployeeNotFound
 from connectors.ticketing import OPEN_MARKERS, Desk, Ticket
 from worker import notes
@@ -36,6 +40,7 @@ WRITE_ATTEMPTS = 3  # re-read and write again after this many 409s at most
 SWEEP_LEASE = 60  # a due verification handed to a task is not handed out again for this long
 
 DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
+RESULTS = frozenset(DECISIONS.values())  # what Incode decided, for the requester it was sent to
 
 
 class Busy(Exception):
@@ -136,13 +141,24 @@ class Flow:
             log.info("verification recovered from the ticket", verification=v.id)
             self.dispatch.check_result(v.id, "recovered")
 
-    def _advance(self, desk: Desk, vid: str, ticket: Ticket) -> None:
+    def _advance(self, desk: Desk, vid: str, ticket: Ticket, *, unread: bool = False) -> None:
         v = self.store.get(vid)
         if v is None:
             return
         if v.state == State.REQUESTED:
             v = self._request(desk, v, ticket)
-        self._sync(desk, v, ticket)
+        try:
+            self._sync(desk, v, ticket)
+        except Fatal as exc:
+            if not unread or isinstance(exc, NotFound):
+                raise
+            # ``ticket`` was remembered, not read. Which check a desk makes first on a stale
+            # write is not documented (a closed ticket may answer 422 before 409): read, retry.
+            log.info("write against the remembered ticket refused; re-reading", error=str(exc))
+            fresh = desk.get_ticket(ticket.id)
+            if fresh is None:
+                raise NotFound("ticket", "the ticket was deleted") from None
+            self._sync(desk, self.store.get(vid) or v, fresh)
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
         config = self.rt.settings.desks[v.desk]
@@ -209,7 +225,7 @@ class Flow:
                 gate = notes.gate(v)
                 ticket = self._write(desk, ticket, lambda t: desk.gate(t, gate) if t.active else t)
             if ticket.marker == "pending":
-                self.store.update(v.id, gated=True)
+                self.store.update(v.id, gated=True, ticket=ticket.remember())
                 v = replace(v, gated=True)
                 if v.state == State.SENT:  # next look: reconciliation, unless a webhook comes
                     reconcile = self.rt.settings.incode.reconcile_after_seconds
@@ -219,18 +235,49 @@ class Flow:
                 v = self._not_gated(v, ticket)
         if not v.unwritten:
             return
-        if v.gated and ticket.marker == v.state:
-            log.info("outcome already on the ticket")
-        elif not ticket.writable:
-            log.warning("ticket closed; outcome not written", state=v.state.value)
-        else:
-            release = v.state != State.REVIEW
-            note = notes.outcome(v)
-            self._write(desk, ticket, lambda t: desk.record(t, v.state, note, release=release))
-            log.info("outcome written", state=v.state.value)
-        self.store.update(v.id, written=v.state.value)
+        v, ticket = self._write_outcome(desk, v, ticket)
+        self.store.update(v.id, written=v.state.value, ticket=ticket.remember())
         if v.state in FINAL:
             self.store.unschedule(v.id)
+
+    def _write_outcome(
+        self, desk: Desk, v: Verification, ticket: Ticket
+    ) -> tuple[Verification, Ticket]:
+        """Put ``v``'s outcome on the ticket once. ``ticket`` may be the one Deskgate's last
+        write returned, not read since: the write is conditional, so a ticket someone changed
+        comes back re-read, and the requester is checked again on every version seen."""
+
+        def write(t: Ticket) -> Ticket:
+            nonlocal v
+            v = self._same_requester(v, t)
+            if v.gated and t.marker == v.state:
+                log.info("outcome already on the ticket")
+                return t
+            if not t.writable:
+                log.warning("ticket closed; outcome not written", state=v.state.value)
+                return t
+            written = desk.record(t, v.state, notes.outcome(v), release=v.state != State.REVIEW)
+            log.info("outcome written", state=v.state.value)
+            return written
+
+        ticket = self._write(desk, ticket, write)
+        return v, ticket
+
+    def _same_requester(self, v: Verification, ticket: Ticket) -> Verification:
+        """Incode's result speaks for the person the link went to: if an agent has since put
+        someone else on the ticket, the result is not applied (overturned to error)."""
+        if v.state not in RESULTS or ticket.requester_id == v.requester_id:
+            return v
+        now = self.clock()
+        why = (
+            f"the ticket's requester changed after the link was sent; Incode's result "
+            f"({v.state.value}) belongs to the previous requester and is not applied"
+        )
+        if self.store.advance(
+            v, State.ERROR, now, overturn=True, due=now + self.resume_after, detail=why
+        ):
+            log.warning("requester changed since the link was sent", result=v.state.value)
+        return self.store.get(v.id) or v
 
     def _not_gated(self, v: Verification, ticket: Ticket) -> Verification:
         """The ticket was solved or closed before its gate: the verification ends in error (the
@@ -255,7 +302,7 @@ class Flow:
                 log.info("ticket changed while writing; re-reading")
                 fresh = desk.get_ticket(ticket.id)
                 if fresh is None:
-                    raise Fatal("ticket", "the ticket was deleted while being written") from None
+                    raise NotFound("ticket", "the ticket was deleted while being written") from None
                 ticket = fresh
         raise Retriable("ticket", "the ticket kept changing while being written")
 
@@ -278,15 +325,21 @@ class Flow:
             if v.state in FINAL and not v.unwritten and (v.gated or not v.interview_id):
                 log.info("verification already finished", hint=hint)
                 return
-            ticket = desk.get_ticket(v.ticket_id)
+            # The ticket as the gate (or review) write left it saves a read: writes are
+            # conditional, so one someone changed since is read again before it is written.
+            recalled = Ticket.recall(v.ticket)
+            ticket = recalled or desk.get_ticket(v.ticket_id)
             if ticket is None:
                 self._ticket_gone(v)
                 return
             if v.state in (State.SENT, State.REVIEW):
-                v = self._confirm(v, ticket, hint, self.clock() if now is None else now)
-            self._advance(desk, v.id, ticket)
+                v = self._confirm(v, hint, self.clock() if now is None else now)
+            try:
+                self._advance(desk, v.id, ticket, unread=recalled is not None)
+            except NotFound:
+                self._ticket_gone(self.store.get(v.id) or v)
 
-    def _confirm(self, v: Verification, ticket: Ticket, hint: str, now: float) -> Verification:
+    def _confirm(self, v: Verification, hint: str, now: float) -> Verification:
         result = self.rt.incode.confirm(v.interview_id)
         target = DECISIONS.get(result.decision)
         summary = result.score_status
@@ -302,12 +355,6 @@ class Flow:
                 self.store.schedule(v.id, min(at, v.expires_at) if v.state == State.SENT else at)
                 log.info("no result yet", hint=hint, decision=result.decision)
                 return v
-        if target != State.EXPIRED and ticket.requester_id != v.requester_id:
-            target = State.ERROR
-            detail = (
-                f"the ticket's requester changed after the link was sent; Incode's result "
-                f"({result.decision}) belongs to the previous requester and is not applied"
-            )
         if self.store.advance(
             v, target, now, due=now + self.resume_after, result=summary, detail=detail
         ):

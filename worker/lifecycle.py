@@ -1,8 +1,10 @@
 """The verification lifecycle: states and the transitions allowed between them.
 
 ``requested → sent → (verified | failed | review | expired | error)``; ``review → (verified |
-failed)``; ``requested → error`` when the ticket cannot be verified at all. Everything that moves a
-verification goes through ``worker.store``, which applies these rules atomically in Redis.
+failed)``; ``requested → error`` when the ticket cannot be verified at all. One exception: a result
+(verified, failed, review) not yet written is overturned to error when the write finds that the
+ticket's requester changed after the link went out. Everything that moves a verification goes
+through ``worker.store``, which applies these rules atomically in Redis.
 """
 
 from __future__ import annotations

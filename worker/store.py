@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from enum import Enum
 from typing import Any
 
 from redis import Redis
@@ -64,6 +65,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# An Incode webhook in one round trip: the session's verification, then the delivery's dedupe key.
+# KEYS: interview key, dedupe key   ARGV: dedupe ttl, record key prefix
+# The record is checked too (by_interview's HGETALL did): an index that outlived its record is an
+# unknown session, which starts the recovery scan. Only the id is read, not the record.
+_ACCEPT_HINT = """
+local vid = redis.call('GET', KEYS[1])
+if not vid or redis.call('EXISTS', ARGV[2] .. vid) == 0 then return {'unknown', ''} end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {'duplicate', vid} end
+return {'new', vid}
+"""
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -84,6 +96,7 @@ class Verification:
     detail: str = ""  # why: the checks that did not pass, or the error an agent must fix
     gated: bool = False  # the gate note is on the ticket
     written: str = ""  # the last state whose outcome is on the ticket
+    ticket: str = ""  # the ticket as Deskgate's last write left it (``Ticket.remember``)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -108,6 +121,13 @@ class Verification:
         return self.state in FINAL | {State.REVIEW} and self.written != self.state
 
 
+class Hint(Enum):
+    """What ``Store.accept_hint`` found instead of a verification to check."""
+
+    UNKNOWN = "unknown"  # no verification has this Incode session
+    DUPLICATE = "duplicate"  # this session's event was taken already
+
+
 def _strings(mapping: dict[str, Any]) -> dict[str, str]:
     """Redis hashes hold strings; booleans become "1" or ""."""
     return {k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in mapping.items()}
@@ -125,6 +145,7 @@ class Store:
         self._open = redis.register_script(_OPEN)
         self._transition = redis.register_script(_TRANSITION)
         self._unlock = redis.register_script(_UNLOCK)
+        self._accept_hint = redis.register_script(_ACCEPT_HINT)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -200,9 +221,13 @@ class Store:
         *,
         due: float | None = None,
         index_interview: bool = False,
+        overturn: bool = False,
         **changes: Any,
     ) -> bool:
-        """Move ``v`` to ``to`` if its current state allows it; False if it already moved on."""
+        """Move ``v`` to ``to`` if its current state allows it; False if it already moved on.
+
+        ``overturn`` replaces ``v``'s state whatever the lifecycle allows, if it is still
+        ``v.state``: only for a result found not to apply before it is written."""
         interview = str(
             changes.get("interview_id")
             or v.interview_id
@@ -218,7 +243,7 @@ class Store:
             ],
             args=[
                 to.value,
-                ",".join(sorted(s.value for s in sources(to))),
+                v.state.value if overturn else ",".join(sorted(s.value for s in sources(to))),
                 "1" if to in FINAL else "0",
                 self.retention,
                 v.id,
@@ -264,6 +289,17 @@ class Store:
             self.redis.delete(self._key("cursor", desk))
         else:
             self.redis.set(self._key("cursor", desk), cursor)
+
+    def accept_hint(self, interview_id: str, event: str, ttl: int) -> str | Hint:
+        """For an Incode webhook, in one round trip: the id of the verification to check, or
+        ``Hint.UNKNOWN`` (no verification has this session) or ``Hint.DUPLICATE`` (this event
+        was taken within ``ttl`` seconds). A new one takes the dedupe key for ``ttl`` seconds,
+        the key ``first_time("incode", f"{interview_id}:{event}", ttl)`` takes."""
+        seen = self._key("seen", "incode", f"{interview_id}:{event}")
+        found, vid = self._accept_hint(
+            keys=[self._key("iv", interview_id), seen], args=[ttl, self._key("v", "")]
+        )
+        return vid if found == "new" else Hint(found)
 
     def first_time(self, kind: str, key: str, ttl: int) -> bool:
         """True the first time ``kind:key`` is seen within ``ttl`` seconds (webhook dedupe)."""

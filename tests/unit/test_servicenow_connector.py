@@ -13,7 +13,7 @@ from config.settings import ServiceNowDeskConfig, Settings
 from connectors import servicenow
 from connectors.http import Conflict, NotFound, RateLimited
 from connectors.servicenow import ServiceNowConnector, pushed_ticket_ids, sign, verify_push
-from connectors.ticketing import PushAuth
+from connectors.ticketing import PushAuth, Ticket
 from sandbox import servicenow as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
@@ -123,6 +123,26 @@ def test_given_a_record_changed_since_it_was_read_when_gating_then_a_conflict(
     api.delete(f"/api/now/table/incident/{sys_id}")
     with pytest.raises(NotFound):
         desk.gate(ticket, "gate")
+
+
+def test_an_outcome_written_against_the_gate_writes_answer_unless_changed(
+    server: Server, api: httpx.Client
+) -> None:
+    """The worker keeps the record its gate PATCH returned and writes the outcome against it."""
+    sys_id = incident(api, u_idv_required="true")
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    read = desk.get_ticket(sys_id)
+    assert read is not None
+    remembered = Ticket.recall(desk.gate(read, "gate").remember())
+    assert remembered is not None and remembered.requester is None
+    api.patch(f"/api/now/table/incident/{sys_id}", json={"short_description": "edited"})
+    with pytest.raises(Conflict):  # an agent's edit since the gate: re-read first
+        desk.record(remembered, "verified", "outcome", release=True)
+    fresh = desk.get_ticket(sys_id)
+    assert fresh is not None
+    unread = Ticket.recall(desk.record(fresh, "review", "review", release=False).remember())
+    assert unread is not None
+    assert desk.record(unread, "verified", "outcome", release=True).marker == "verified"
 
 
 def test_keyset_polling_misses_and_doubles_nothing_on_a_shared_timestamp(

@@ -7,7 +7,7 @@ import pytest
 from redis import Redis
 
 from worker.lifecycle import FINAL, OPEN, TRANSITIONS, State, sources
-from worker.store import Store, Verification
+from worker.store import Hint, Store, Verification
 
 RETENTION = 3600
 
@@ -83,6 +83,19 @@ def test_review_then_final(store: Store) -> None:
     assert store.advance(v, State.VERIFIED, 1004)
 
 
+def test_an_unwritten_result_can_be_overturned_to_error_only_from_its_state(store: Store) -> None:
+    v, _ = open_one(store)
+    store.advance(v, State.SENT, 1001, interview_id="iv3", index_interview=True)
+    assert store.advance(v, State.VERIFIED, 1002)
+    verified = store.get(v.id)
+    assert verified is not None
+    assert not store.advance(verified, State.ERROR, 1003)  # the lifecycle alone does not allow it
+    assert not store.advance(v, State.ERROR, 1003, overturn=True)  # v is stale: it says "sent"
+    assert store.advance(verified, State.ERROR, 1003, overturn=True, detail="requester changed")
+    got = store.get(v.id)
+    assert got is not None and got.state == State.ERROR and got.detail == "requester changed"
+
+
 def test_written_and_gated_flags(store: Store) -> None:
     v, _ = open_one(store)
     store.update(v.id, gated=True, written="error")
@@ -106,6 +119,24 @@ def test_first_time_dedupes(store: Store) -> None:
     assert store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
     assert not store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
     assert store.first_time("incode", "iv1:SESSION_FAILED", 60)
+
+
+def test_accept_hint_finds_the_verification_and_dedupes_in_one_step(
+    store: Store, redis: Redis[str]
+) -> None:
+    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) is Hint.UNKNOWN
+    assert redis.keys("dgtest:seen:*") == []  # an unknown session takes no dedupe key
+    v, _ = open_one(store)
+    store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True)
+    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) == v.id
+    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) is Hint.DUPLICATE
+    assert store.accept_hint("iv1", "SESSION_FAILED", 60) == v.id
+    # The same dedupe key as first_time's, with its TTL.
+    assert not store.first_time("incode", "iv1:SESSION_FAILED", 60)
+    assert 0 < redis.ttl("dgtest:seen:incode:iv1:SESSION_FAILED") <= 60
+    # An index that outlived its record is an unknown session, as it was for by_interview.
+    redis.delete(f"dgtest:v:{v.id}")
+    assert store.accept_hint("iv1", "MANUAL_REVIEW_APPROVED", 60) is Hint.UNKNOWN
 
 
 def test_a_gate_note_can_be_read_back(store: Store) -> None:
