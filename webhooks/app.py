@@ -20,7 +20,7 @@ from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
 from webhooks.oauth import incode_oauth
 from worker.celery_app import make_celery
-from worker.dispatch import Dispatcher
+from worker.dispatch import RedisDispatcher
 from worker.runtime import current_settings
 from worker.store import Store
 
@@ -34,7 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
     redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
     store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
-    app.extensions["deskgate"] = Inbound(settings, store, Dispatcher(make_celery(settings)))
+    # Enqueue with one LPUSH on the store's client rather than Celery's send_task, whose Redis
+    # transport builds a client per publish (worker/dispatch.py): the enqueue was half a request.
+    dispatcher = RedisDispatcher(make_celery(settings), redis)
+    app.extensions["deskgate"] = Inbound(settings, store, dispatcher)
     app.register_blueprint(inbound)
     app.register_blueprint(incode_oauth)
     app.register_blueprint(health)

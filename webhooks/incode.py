@@ -13,6 +13,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.ticketing import HeaderLookup
+
 # Events after which a result may be readable. Others (started, progress, enrolled, per-module
 # onboarding statuses) are acknowledged and ignored.
 RESULT_EVENTS = frozenset(
@@ -27,8 +29,8 @@ RESULT_EVENTS = frozenset(
 )
 
 
-def authentic(headers: Mapping[str, str], header: str, secrets: list[str]) -> bool:
-    """``headers`` has lower-cased names."""
+def authentic(headers: HeaderLookup, header: str, secrets: list[str]) -> bool:
+    """``headers`` answers lower-cased names."""
     presented = headers.get(header.lower(), "")
     if not presented:
         return False

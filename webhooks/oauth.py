@@ -15,7 +15,6 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -25,6 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
 
 from config.settings import IncodeConfig
+from connectors.ticketing import HeaderLookup
 
 log = structlog.get_logger("deskgate.webhooks")
 incode_oauth = Blueprint("incode_oauth", __name__)
@@ -85,8 +85,8 @@ def client_matches(presented: tuple[str, str], config: IncodeConfig) -> bool:
     return raw | decoded
 
 
-def bearer_of(headers: Mapping[str, str]) -> str:
-    """The bearer token in ``headers`` (lower-cased names), or ""."""
+def bearer_of(headers: HeaderLookup) -> str:
+    """The bearer token in ``headers`` (read by lower-cased name), or ""."""
     scheme, _, token = headers.get("authorization", "").strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 

@@ -1,11 +1,27 @@
 """The producer side of the queue: what webhooks, pollers and the sweep hand to the worker.
 
 Messages carry ids only; every task re-reads the state it needs.
+
+Two ways to put them on the queue, behind one interface: ``Dispatcher`` calls Celery's
+``send_task`` (the worker's own dispatches); ``RedisDispatcher`` writes the same Celery message
+with one ``LPUSH`` on a Redis client the caller already has (the webhook app). Why the second:
+kombu's Redis transport builds a new ``redis.Redis`` client for every publish, re-declares the
+queue and wraps the publish in ``Connection.ensure``: ``send_task`` costs ~392 µs of CPU where one
+``LPUSH`` of the same message costs ~121 µs, and the enqueue was half of a webhook's CPU
+(docs/performance.md, "Webhook ingest"). ``tests/unit/test_dispatch.py`` pins the message to what
+the installed Celery sends, so an upgrade that changes the format fails there.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from typing import Any
+
+from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
+from redis import Redis
 
 START_VERIFICATION = "deskgate.start_verification"
 CHECK_RESULT = "deskgate.check_result"
@@ -14,14 +30,99 @@ SWEEP = "deskgate.sweep"
 
 
 class Dispatcher:
+    """Enqueues through Celery (``send_task``)."""
+
     def __init__(self, celery: Any) -> None:
         self.celery = celery
 
+    def send(self, task: str, args: list[Any]) -> None:
+        self.celery.send_task(task, args=args)
+
     def start_verification(self, desk: str, ticket_id: str) -> None:
-        self.celery.send_task(START_VERIFICATION, args=[desk, ticket_id])
+        self.send(START_VERIFICATION, [desk, ticket_id])
 
     def check_result(self, verification_id: str, hint: str, now: float | None = None) -> None:
-        self.celery.send_task(CHECK_RESULT, args=[verification_id, hint, now])
+        self.send(CHECK_RESULT, [verification_id, hint, now])
 
     def poll_desk(self, desk: str, recover: bool = False) -> None:
-        self.celery.send_task(POLL_DESK, args=[desk, recover])
+        self.send(POLL_DESK, [desk, recover])
+
+
+class RedisDispatcher(Dispatcher):
+    """Enqueues with one ``LPUSH`` of the message ``send_task`` would publish.
+
+    ``redis`` must reach the broker's database (Deskgate's store and queue share ``redis_url``).
+    Only what ``send_task`` sends for a task name with positional args and no options is
+    reproduced: no countdown, eta, expiry, priority, links or results."""
+
+    def __init__(self, celery: Any, redis: Redis[str]) -> None:
+        super().__init__(celery)
+        self.redis = redis
+        self.queue: str = celery.conf.task_default_queue
+        self.key = queue_key(celery)
+
+    def send(self, task: str, args: list[Any]) -> None:
+        # origin and reply_to as send_task writes them: gen<pid>@<host> (so after a fork too), and
+        # a per-thread id (unused without a result backend).
+        message = task_message(task, args, self.queue, anon_nodename(), self.celery.thread_oid)
+        self.redis.lpush(self.key, json.dumps(message))
+
+
+def queue_key(celery: Any) -> str:
+    """The Redis list the worker's Redis transport BRPOPs for the default queue at the default
+    priority: kombu names priority 0's list after the queue alone (others get a suffix), and
+    prefixes every key with ``broker_transport_options["global_keyprefix"]`` when one is set."""
+    options = celery.conf.broker_transport_options or {}
+    prefix: str = options.get("global_keyprefix", "")
+    return f"{prefix}{celery.conf.task_default_queue}"
+
+
+ARGSREPR_MAXSIZE = 1024  # Celery's default (app.amqp.argsrepr_maxsize)
+
+
+def task_message(
+    task: str, args: list[Any], queue: str, origin: str, reply_to: str
+) -> dict[str, Any]:
+    """A Celery task message, protocol 2, as ``send_task`` publishes it through kombu's Redis
+    transport to ``queue`` (anonymous exchange, priority 0), JSON serializer."""
+    task_id = str(uuid.uuid4())
+    argsrepr = repr(args)
+    if len(argsrepr) > ARGSREPR_MAXSIZE:  # ids are short; saferepr only for the odd long one
+        argsrepr = saferepr(args, ARGSREPR_MAXSIZE)
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    body = json.dumps([args, {}, embed]).encode()
+    return {
+        "body": base64.b64encode(body).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": task,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": argsrepr,
+            "kwargsrepr": "{}",
+            "origin": origin,
+            "ignore_result": None,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        },
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": reply_to,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }

@@ -23,7 +23,7 @@ from tests.faults.lifecycles import (
     start,
     wait_markers,
 )
-from worker.dispatch import SWEEP
+from worker.dispatch import CHECK_RESULT, SWEEP
 
 pytestmark = pytest.mark.faults
 
@@ -125,7 +125,7 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
     Deskgate's Incode tokens (request-new's bearer, the results' executive token) expire first."""
     zendesk, servicenow = both_desks(stack)
     since = time.time()
-    accepted = len(stack.logged("web", "incode webhook accepted"))
+    checks = stack.received(CHECK_RESULT)
     duplicates = len(stack.logged("web", "incode webhook duplicate"))
     stack.sim["incode"].post("/_sandbox/expire_tokens").raise_for_status()  # mid-run, again
     a, b, c, d, e = people(5)
@@ -179,7 +179,7 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
     assert [count(calls, call) for call in TOKENS] == [1, 1]  # ...and replaced once
     return {
         **tally.counts(),
-        "webhooks_accepted": len(stack.logged("web", "incode webhook accepted")) - accepted,
+        "result_checks": stack.received(CHECK_RESULT) - checks,  # webhooks and sweeps
         "webhooks_duplicate": dupes,
         "webhooks_unknown_session": len(unknown),
         "401s": count(calls, status=401),

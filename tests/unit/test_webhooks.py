@@ -141,10 +141,11 @@ def incode_post(
 def test_given_a_result_event_then_the_check_is_queued_once(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
-    for _ in range(5):
+    for i in range(5):
         resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"})
         assert resp.status_code == 200
         assert resp.mimetype == "application/json"  # Incode wants JSON with its 200
+        assert resp.json == {"status": "duplicate" if i else "accepted"}
     assert [name for name, _ in queued(redis)] == [CHECK_RESULT]
     assert queued(redis)[0][1][:2] == [session, "SESSION_SUCCEEDED"]
 

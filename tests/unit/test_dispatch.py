@@ -1,0 +1,101 @@
+"""The webhook app's enqueue (``RedisDispatcher``: one LPUSH of a Celery message it writes itself)
+against what the installed Celery and kombu publish, on a real Redis: same list, same message
+but for its fresh ids, and kombu reads it back. A Celery upgrade that changes the message or the
+queue's key fails here; the e2e suite shows the real worker running these messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from redis import Redis
+
+from config.settings import Settings
+from tests.conftest import TEST_REDIS_URL, settings_data
+from worker.celery_app import make_celery
+from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher
+
+# Every id a message gets afresh; the rest must match Celery's byte for byte.
+IDS = (("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id"))
+
+
+@pytest.fixture
+def scratch() -> Iterator[tuple[Redis[str], str]]:
+    """A client on the tests' database and a queue name nobody else uses; its keys go after."""
+    client: Redis[str] = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    queue = f"dgtest-dispatch-{uuid.uuid4().hex[:12]}"
+    yield client, queue
+    for key in client.scan_iter(f"*{queue}*"):
+        client.delete(key)
+    client.close()
+
+
+def celery_for(queue: str, keyprefix: str | None) -> Celery:
+    app = make_celery(Settings(**settings_data(queue=queue)))
+    if keyprefix is not None:
+        app.conf.broker_transport_options = {
+            **app.conf.broker_transport_options,
+            "global_keyprefix": keyprefix,
+        }
+    return app
+
+
+def without_ids(message: dict[str, Any]) -> dict[str, Any]:
+    ids = {message[part][name] for part, name in IDS}
+    assert len(ids) == 1  # id, root_id and correlation_id are the task's one id
+    assert uuid.UUID(message["headers"]["id"]) and uuid.UUID(message["properties"]["delivery_tag"])
+    copy = json.loads(json.dumps(message))
+    for part, name in (*IDS, ("properties", "delivery_tag")):
+        copy[part][name] = "<id>"
+    return copy
+
+
+@pytest.mark.parametrize("keyprefix", [None, "dgtest-pfx:"])
+@pytest.mark.parametrize(
+    ("task", "args"),
+    [
+        (START_VERIFICATION, ["acme_zendesk", "42"]),
+        (CHECK_RESULT, ["0f3a9c", "SESSION_SUCCEEDED", None]),
+        (POLL_DESK, ["acme_zendesk", True]),
+    ],
+)
+def test_the_message_is_the_one_celery_sends(
+    scratch: tuple[Redis[str], str], keyprefix: str | None, task: str, args: list[Any]
+) -> None:
+    redis, queue = scratch
+    app = celery_for(queue, keyprefix)
+    try:
+        app.send_task(task, args=args)
+        RedisDispatcher(app, redis).send(task, args)
+    finally:
+        app.close()
+    # Both went to the list the worker's transport reads (kombu's key for priority 0).
+    key = f"{keyprefix or ''}{queue}"
+    ours, celerys = (json.loads(raw) for raw in redis.lrange(key, 0, -1))  # LPUSH: newest first
+    assert without_ids(ours) == without_ids(celerys)
+    body = json.loads(base64.b64decode(ours["body"]))
+    assert body == [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+
+def test_kombu_reads_the_message_back(scratch: tuple[Redis[str], str]) -> None:
+    redis, queue = scratch
+    app = celery_for(queue, None)
+    try:
+        RedisDispatcher(app, redis).check_result("0f3a9c", "SESSION_FAILED")
+        with app.connection_for_read() as conn:
+            message = conn.SimpleQueue(queue).get(timeout=2)
+            assert message.headers["task"] == CHECK_RESULT
+            assert message.delivery_info["routing_key"] == queue
+            assert message.decode() == [
+                ["0f3a9c", "SESSION_FAILED", None],
+                {},
+                {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+            ]
+            message.ack()
+    finally:
+        app.close()
