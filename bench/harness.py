@@ -2,21 +2,18 @@
 percentiles, and writing a section of docs/performance.md.
 
 The system is ``sandbox.stack.Stack`` (the webhook app under gunicorn and a Celery worker as child
-processes), on Redis database 12. Three things are tuned here, outside the product, so that the
+processes), on Redis database 12. One thing is tuned here, outside the product, so that the
 figures measure Deskgate and not the simulators:
 
 - ``Stack`` serves the simulators as threads of the calling process. Under load that process,
   one GIL shared by three simulators and the bench's own agents, answers a 150 ms call in 1-2 s
   (measured: docs/performance.md), so here each simulator runs in a process of its own
-  (``serve_simulators_in_processes``), the same app with the same config.
-- the simulators build a new ``httpx.Client`` (and with it an SSL context, ~17 ms of CPU) for
-  every webhook they deliver; ``pool_simulator_webhooks`` hands them one pooled client instead.
-  Real vendors send webhooks on their own CPUs; in the sandbox that CPU is ours.
-- with no rate limit set, the Zendesk simulator counts the last minute's calls for its
-  ``X-Rate-Limit-Remaining`` header by scanning its whole call log, so each request gets slower
-  as a run goes on; a very high limit (set through the control API) takes the O(1) path.
+  (``serve_simulators_in_processes``), the same app with the same config, served by the same
+  keep-alive ``sandbox.common.serve``.
 
-``--raw-sandbox`` on every bench turns all three off.
+The simulators themselves share one pooled client for their outgoing webhooks, keep connections
+alive, and count the Zendesk rate-limit header in O(log n), so nothing else needs patching.
+``--raw-sandbox`` on every bench serves the simulators as threads of the bench's process.
 """
 
 from __future__ import annotations
@@ -28,9 +25,7 @@ import pickle
 import platform
 import subprocess
 import sys
-import threading
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +45,6 @@ RESERVED_DBS = frozenset({13, 14, 15})  # the demo's and the tests'
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 KEY_PREFIX = "dgb"
 QUEUE = "dgbench"
-UNLIMITED = {"requests": 1_000_000_000, "per_seconds": 60}
 
 
 # -- where and on what --------------------------------------------------------------------
@@ -130,77 +124,6 @@ PROFILES = {
 }
 
 
-# -- the simulators' webhook clients ----------------------------------------------------------
-
-
-class _Borrowed:
-    """``with httpx.Client(...) as c`` for a client that outlives the block."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-
-    def __enter__(self) -> httpx.Client:
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _PooledHttpx:
-    """Stands in for the ``httpx`` module inside a simulator module: ``Client(**kw)`` lends one
-    shared, pooled client per distinct set of arguments; everything else is httpx's own."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, httpx.Client] = {}
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(httpx, name)
-
-    def Client(self, **kwargs: Any) -> _Borrowed:
-        key = repr(sorted(kwargs.items()))
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-                client = self._clients[key] = httpx.Client(limits=limits, **kwargs)
-        return _Borrowed(client)
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
-
-
-_SIMULATOR_MODULES = ("sandbox.zendesk", "sandbox.servicenow", "sandbox.incode")
-
-
-@dataclass
-class _Pooling:
-    shim: _PooledHttpx
-    patched: list[types.ModuleType] = field(default_factory=list)
-
-    def undo(self) -> None:
-        for module in self.patched:
-            module.httpx = httpx  # type: ignore[attr-defined]
-        self.shim.close()
-
-
-def pool_simulator_webhooks() -> _Pooling:
-    """Give the simulators one pooled client for their outgoing webhooks (see module doc)."""
-    pooling = _Pooling(_PooledHttpx())
-    for name in _SIMULATOR_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if getattr(module, "httpx", None) is httpx:
-            module.httpx = pooling.shim  # type: ignore[attr-defined]
-            pooling.patched.append(module)
-    return pooling
-
-
 # The extension each simulator app keeps its state in (with a ``config``) -> its module.
 _SIMULATOR_STATES = {
     "zendesk_state": "sandbox.zendesk",
@@ -214,9 +137,7 @@ def host_simulator() -> None:
     bench that started it is gone."""
     from sandbox.common import serve
 
-    module_name, config, host, port, pooled = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
-    if pooled:
-        pool_simulator_webhooks()
+    module_name, config, host, port = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
     module = importlib.import_module(module_name)
     server = serve(module.create_app(config), host, port)
     parent = os.getppid()
@@ -244,7 +165,7 @@ class SimulatorProcess:
             self.process.wait(5)
 
 
-def serve_simulators_in_processes(pooled: bool) -> Callable[[], None]:
+def serve_simulators_in_processes() -> Callable[[], None]:
     """Make ``Stack.start()`` serve each simulator app from a process of its own (the same app
     factory and config, rebuilt there). Returns the undo."""
     import sandbox.stack as stack_module
@@ -261,7 +182,7 @@ def serve_simulators_in_processes(pooled: bool) -> Callable[[], None]:
             cwd=ROOT,
         )
         assert process.stdin is not None
-        process.stdin.write(pickle.dumps((name, config, host, port, pooled)))
+        process.stdin.write(pickle.dumps((name, config, host, port)))
         process.stdin.close()
 
         def answers() -> bool:
@@ -319,7 +240,7 @@ class BenchStack:
     def __enter__(self) -> BenchStack:
         Redis.from_url(self.url).flushdb()
         if not self.raw_sandbox:
-            self._unpatch = serve_simulators_in_processes(pooled=True)
+            self._unpatch = serve_simulators_in_processes()
         self.stack = Stack(self.options)
         try:
             self.stack.start()
@@ -327,9 +248,6 @@ class BenchStack:
             self.__exit__()
             raise
         self.drivers = {kind: self.stack.driver(kind) for kind in self.kinds}
-        if not self.raw_sandbox:
-            for driver in self.drivers.values():
-                self.sim(driver.system).put("/_sandbox/rate_limit", json=UNLIMITED)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,7 +32,7 @@ import httpx
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sandbox.common import Controls
+from sandbox.common import Controls, WebhookClient, on_stop
 
 API_VERSION = "1.0"
 EXECUTIVE_TOKEN_TTL_SECONDS = 24 * 3600
@@ -277,6 +277,7 @@ class IncodeSim:
         # (token, expires at). Their own lock: fetching one is an HTTP call.
         self.webhook_tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self.webhook_token_lock = threading.Lock()
+        self.webhooks = WebhookClient(WEBHOOK_TIMEOUT_SECONDS)  # shared by the delivery threads
         # flowId in onboarding-status webhooks: stable per integration, like a real workflow id.
         self.flow_id = hashlib.sha256(config.integration_reference.encode()).hexdigest()[:24]
         self._reset_locked()
@@ -564,25 +565,25 @@ class IncodeSim:
             headers[target.header] = target.secret
         content = json.dumps(payload)
         attempts: list[dict[str, Any]] = []
-        with httpx.Client(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
-            for attempt, delay in enumerate((0.0, *WEBHOOK_RETRY_DELAYS), start=1):
-                if delay:
-                    time.sleep(delay)
-                record: dict[str, Any] = {"eventType": event_type, "attempt": attempt}
-                try:
-                    if oauth is not None:
-                        headers["Authorization"] = f"Bearer {self._webhook_token(client, oauth)}"
-                    resp = client.post(target.url, content=content, headers=headers)
-                    record["status"] = resp.status_code
-                    if resp.status_code == 401 and oauth is not None:
-                        self._forget_webhook_token(oauth)  # revoked or expired early: get another
-                except httpx.HTTPError as exc:
-                    record["error"] = f"{type(exc).__name__}: {exc}"
-                except WebhookTokenError as exc:
-                    record["error"] = f"WebhookTokenError: {exc}"
-                attempts.append(record)
-                if record.get("status") in WEBHOOK_SUCCESS:
-                    break
+        for attempt, delay in enumerate((0.0, *WEBHOOK_RETRY_DELAYS), start=1):
+            if delay:
+                time.sleep(delay)
+            record: dict[str, Any] = {"eventType": event_type, "attempt": attempt}
+            try:
+                client = self.webhooks.get()
+                if oauth is not None:
+                    headers["Authorization"] = f"Bearer {self._webhook_token(client, oauth)}"
+                resp = client.post(target.url, content=content, headers=headers)
+                record["status"] = resp.status_code
+                if resp.status_code == 401 and oauth is not None:
+                    self._forget_webhook_token(oauth)  # revoked or expired early: get another
+            except httpx.HTTPError as exc:
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            except WebhookTokenError as exc:
+                record["error"] = f"WebhookTokenError: {exc}"
+            attempts.append(record)
+            if record.get("status") in WEBHOOK_SUCCESS:
+                break
         return attempts
 
     def _send(
@@ -730,6 +731,7 @@ def create_app(config: IncodeSimConfig) -> Flask:
     sim = IncodeSim(config)
     app = Flask("incode_sim")
     app.extensions["incode_sim"] = sim
+    on_stop(app, sim.webhooks.close)
     Controls("incode", omni_error).install(app)
 
     @app.errorhandler(OmniError)

@@ -38,7 +38,7 @@ from flask import Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sandbox import servicenow_query as snq
-from sandbox.common import CONTROL_PREFIX, Controls
+from sandbox.common import CONTROL_PREFIX, Controls, WebhookClient, on_stop
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SYSTEM_FIELDS = (
@@ -145,6 +145,7 @@ CHOICES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
 RATE_LIMIT_RULE_ID = "5b7e3c1f9a2d4e6f8b0c1d2e3f4a5b6c"
 DEFAULT_LIMIT = 10000
 WEBHOOK_ATTEMPTS = 3
+WEBHOOK_TIMEOUT = 10.0
 _SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 
 Record = dict[str, str]
@@ -241,6 +242,7 @@ class ServiceNowState:
     def __init__(self, config: ServiceNowSimConfig) -> None:
         self.config = config
         self.lock = threading.Lock()
+        self.webhooks = WebhookClient(WEBHOOK_TIMEOUT)  # shared by the delivery threads
         self.clear()
 
     def clear(self) -> None:
@@ -473,8 +475,8 @@ class ServiceNowState:
             status: int | None = None
             error: str | None = None
             try:
-                with httpx.Client(timeout=10.0, trust_env=False) as client:
-                    status = client.post(delivery.url, content=body, headers=headers).status_code
+                client = self.webhooks.get()
+                status = client.post(delivery.url, content=body, headers=headers).status_code
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             retry = status is None or status >= 500
@@ -595,6 +597,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
     controls = Controls("servicenow", lambda status, message: error_response(status, message))
     controls.install(app)
     app.extensions["servicenow_sim"] = state
+    on_stop(app, state.webhooks.close)
 
     def start(deliveries: list[Delivery]) -> None:
         for delivery in deliveries:

@@ -14,6 +14,7 @@ account and a single agent (the one whose e-mail authenticates), created on star
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import hashlib
 import hmac
@@ -34,7 +35,7 @@ import httpx
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sandbox.common import CONTROL_PREFIX, Controls
+from sandbox.common import CONTROL_PREFIX, Call, Controls, WebhookClient, on_stop
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -431,8 +432,12 @@ class ZendeskState:
         self.triggers_enabled = config.triggers_enabled
         self.trigger_tags = frozenset(t.lower() for t in config.trigger_tags)
         self.deliveries: list[dict[str, Any]] = []
+        self.webhooks = WebhookClient(WEBHOOK_TIMEOUT)  # shared by the delivery threads
         self.generation = 0  # bumps on reset so in-flight deliveries stop recording
         self.users: dict[int, User] = {}
+        # Lower-cased e-mail -> the first user holding it ("" for users without one): an index,
+        # so finding a requester by e-mail does not scan every user.
+        self._by_email: dict[str, int] = {}
         self.tickets: dict[int, Ticket] = {}
         self.agent_id = FIRST_USER_ID
         self._next_user = FIRST_USER_ID
@@ -444,6 +449,7 @@ class ZendeskState:
 
     def _clear(self) -> None:
         self.users.clear()
+        self._by_email.clear()
         self.tickets.clear()
         self.deliveries.clear()
         self.generation += 1
@@ -490,11 +496,20 @@ class ZendeskState:
         )
         self._next_user += 1
         self.users[user.id] = user
+        self._by_email.setdefault((email or "").lower(), user.id)
         return user
 
+    def _drop_user(self, user_id: int) -> None:
+        """Undo ``_add_user`` of the newest users (a rejected ticket's requester)."""
+        user = self.users.pop(user_id, None)
+        if user is not None:
+            key = (user.email or "").lower()
+            if self._by_email.get(key) == user_id:  # no older user holds this e-mail
+                del self._by_email[key]
+
     def _user_by_email(self, email: str) -> User | None:
-        wanted = email.strip().lower()
-        return next((u for u in self.users.values() if (u.email or "").lower() == wanted), None)
+        user_id = self._by_email.get(email.strip().lower())
+        return None if user_id is None else self.users[user_id]
 
     def _check_external_id(self, external_id: str | None, own_id: int | None) -> None:
         if external_id is None:
@@ -743,7 +758,7 @@ class ZendeskState:
             except ApiError:
                 # A rejected ticket must not leave behind the requester it created.
                 for user_id in range(first_new_user, self._next_user):
-                    self.users.pop(user_id, None)
+                    self._drop_user(user_id)
                 self._next_user = first_new_user
                 raise
 
@@ -1117,34 +1132,33 @@ class ZendeskState:
         ).start()
 
     def _deliver(self, job: WebhookJob) -> None:
-        # trust_env=False: sandbox receivers are local; an ambient proxy must not intercept.
-        with httpx.Client(timeout=WEBHOOK_TIMEOUT, trust_env=False) as client:
-            for attempt in range(1, len(RETRY_BACKOFF) + 2):
-                status: int | None = None
-                error: str | None = None
-                try:
-                    status = client.post(job.url, content=job.body, headers=job.headers).status_code
-                    retry = status >= 500 or status == 429
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
-                    retry = True
-                with self.lock:
-                    if job.generation != self.generation:
-                        return  # the sandbox was reset meanwhile
-                    self.deliveries.append(
-                        {
-                            "ticket_id": job.ticket_id,
-                            "status": status,
-                            "error": error,
-                            "attempt": attempt,
-                            "at": time.time(),
-                            "url": job.url,
-                            "invocation_id": job.headers["X-Zendesk-Webhook-Invocation-Id"],
-                        }
-                    )
-                if not retry or attempt > len(RETRY_BACKOFF):
-                    return
-                time.sleep(RETRY_BACKOFF[attempt - 1])
+        for attempt in range(1, len(RETRY_BACKOFF) + 2):
+            status: int | None = None
+            error: str | None = None
+            try:
+                client = self.webhooks.get()
+                status = client.post(job.url, content=job.body, headers=job.headers).status_code
+                retry = status >= 500 or status == 429
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                retry = True
+            with self.lock:
+                if job.generation != self.generation:
+                    return  # the sandbox was reset meanwhile
+                self.deliveries.append(
+                    {
+                        "ticket_id": job.ticket_id,
+                        "status": status,
+                        "error": error,
+                        "attempt": attempt,
+                        "at": time.time(),
+                        "url": job.url,
+                        "invocation_id": job.headers["X-Zendesk-Webhook-Invocation-Id"],
+                    }
+                )
+            if not retry or attempt > len(RETRY_BACKOFF):
+                return
+            time.sleep(RETRY_BACKOFF[attempt - 1])
 
     def delivery_log(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -1205,6 +1219,10 @@ def _page_number(name: str, default: int) -> int:
     return value
 
 
+def _answered_at(call: Call) -> float:
+    return call.at
+
+
 def _authorized(config: ZendeskSimConfig) -> bool:
     auth = request.authorization
     if auth is None or auth.type != "basic":
@@ -1224,6 +1242,7 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     controls.install(app)  # first, so faults and rate limits apply before authentication
     app.extensions["zendesk_state"] = state
     app.extensions["sandbox_controls"] = controls
+    on_stop(app, state.webhooks.close)
     app.wsgi_app = _StripJsonSuffix(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.before_request
@@ -1243,9 +1262,12 @@ def create_app(config: ZendeskSimConfig) -> Flask:
                 limit = controls.rate_limit[0]
                 remaining = limit - len(controls._recent)
             else:
-                # This request is logged after this hook runs, hence the extra 1.
+                # This request is logged after this hook runs, hence the extra 1. The log is in
+                # answering order, so the last minute's calls are found by bisection, not by a
+                # scan of the whole log (which made each request slower as a run went on).
                 since = time.time() - 60
-                recent = sum(1 for c in reversed(controls.calls) if c.at >= since)
+                calls = controls.calls
+                recent = len(calls) - bisect.bisect_left(calls, since, key=_answered_at)
                 limit, remaining = DEFAULT_RATE_LIMIT, DEFAULT_RATE_LIMIT - recent - 1
         resp.headers["X-Rate-Limit"] = str(limit)
         resp.headers["X-Rate-Limit-Remaining"] = str(max(0, remaining))

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
-from sandbox.common import Controls, Server, serve
+from sandbox.common import Controls, Server, on_stop, serve
 
 
 @pytest.fixture
@@ -85,3 +85,66 @@ def test_given_a_stalled_call_then_the_log_says_when_it_arrived_and_was_answered
     [call] = httpx.get(f"{running.url}/_sandbox/calls").json()["calls"]
     assert before <= call["started"] <= before + 0.1
     assert call["at"] - call["started"] >= 0.3  # the stall sits between the two
+
+
+# -- the server: keep-alive, as vendors' servers do ---------------------------------------------
+
+
+@pytest.fixture
+def echo() -> Iterator[Server]:
+    app = Flask("echo")
+
+    @app.route("/echo", methods=["GET", "POST"])
+    def echo_route() -> Response:
+        return jsonify({"body": len(request.get_data()), "port": request.environ["REMOTE_PORT"]})
+
+    @app.post("/ignore")
+    def ignore() -> Response:  # never reads the body it was sent
+        return jsonify({})
+
+    @app.delete("/gone")
+    def gone() -> Response:
+        return Response(status=204)
+
+    @app.get("/stream")
+    def stream() -> Response:  # no Content-Length from the app
+        return Response((b"ab" for _ in range(3)), mimetype="text/plain")
+
+    running = serve(app)
+    yield running
+    running.stop()
+
+
+def test_a_pooled_client_reuses_one_connection(echo: Server) -> None:
+    with httpx.Client(base_url=echo.url) as client:
+        ports = {client.get("/echo").json()["port"] for _ in range(20)}
+        assert client.post("/ignore", content=b"x" * 100_000).status_code == 200
+        assert client.post("/echo", content=b"abc").json()["body"] == 3  # the rest was skipped
+        gone = client.delete("/gone")
+        assert (gone.status_code, gone.content) == (204, b"")
+        streamed = client.get("/stream")
+        assert (streamed.text, streamed.headers["Content-Length"]) == ("ababab", "6")
+        ports.add(client.get("/echo").json()["port"])
+    assert len(ports) == 1
+
+
+def test_a_client_that_closes_and_reconnects_is_served(echo: Server) -> None:
+    with httpx.Client(base_url=echo.url) as client:
+        closing = client.get("/echo", headers={"Connection": "close"})
+        assert closing.headers["Connection"] == "close"
+        assert client.get("/echo").status_code == 200
+    assert httpx.get(f"{echo.url}/echo").status_code == 200
+
+
+def test_stopping_ends_open_connections_and_runs_stop_hooks() -> None:
+    app = Flask("hooked")
+    app.add_url_rule("/ok", "ok", lambda: "ok")
+    closed: list[bool] = []
+    on_stop(app, lambda: closed.append(True))
+    running = serve(app)
+    with httpx.Client(base_url=running.url) as client:
+        assert client.get("/ok").status_code == 200
+        running.stop()
+        with pytest.raises(httpx.TransportError):  # the pooled connection is gone with the server
+            client.get("/ok", timeout=2)
+    assert closed == [True]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
-from sandbox.common import Server, serve
+from sandbox.common import Call, Server, serve
 from sandbox.zendesk import ZendeskSimConfig, ZendeskState, create_app, sign
 
 EMAIL = "agent@acme.test"
@@ -162,6 +162,18 @@ def test_json_suffix_is_optional_and_headers_carry_rate_limit(api: httpx.Client)
     assert (
         0 <= int(without.headers["X-Rate-Limit-Remaining"]) < int(without.headers["X-Rate-Limit"])
     )
+
+
+def test_without_a_rate_limit_remaining_counts_the_last_minutes_calls(
+    sim: Server, api: httpx.Client, control: httpx.Client
+) -> None:
+    controls = sim.server.app.extensions["sandbox_controls"]
+    with controls._lock:  # two calls answered more than a minute ago do not count
+        controls.calls[:0] = [Call("GET", "/api/v2/users/me", "r", 200, time.time() - 90)] * 2
+    remaining = [api.get("/users/me").headers["X-Rate-Limit-Remaining"] for _ in range(3)]
+    assert remaining == ["699", "698", "697"]  # of Enterprise's 700/min, this call included
+    control.delete("/calls").raise_for_status()
+    assert api.get("/users/me").headers["X-Rate-Limit-Remaining"] == "699"
 
 
 def test_missing_ticket_is_404_record_not_found(api: httpx.Client) -> None:
