@@ -26,7 +26,7 @@ from celery import Celery
 from redis import Redis
 
 from sandbox import incode, servicenow, zendesk
-from sandbox.common import Server, serve
+from sandbox.common import Server, pooled_client, serve
 
 ZENDESK_AGENT = "agent@acme.test"
 SECRETS = {
@@ -166,7 +166,7 @@ class Stack:
         self.redis: Redis[str] = Redis.from_url(options.redis_url, decode_responses=True)
         self.config_path = self.workdir / "deskgate.toml"
         self.env = self._env()
-        self.zendesk = httpx.Client(
+        self.zendesk = pooled_client(
             base_url=f"{self.zendesk_url}/api/v2",
             auth=(f"{ZENDESK_AGENT}/token", zendesk.ZendeskSimConfig.api_token),
             timeout=10,
@@ -176,9 +176,9 @@ class Stack:
             task_serializer="json", accept_content=["json"], task_default_queue=options.queue
         )
         self.sim = {
-            "zendesk": httpx.Client(base_url=self.zendesk_url, timeout=10),
-            "servicenow": httpx.Client(base_url=self.servicenow_url, timeout=10),
-            "incode": httpx.Client(base_url=self.incode_url, timeout=30),
+            "zendesk": pooled_client(base_url=self.zendesk_url, timeout=10),
+            "servicenow": pooled_client(base_url=self.servicenow_url, timeout=10),
+            "incode": pooled_client(base_url=self.incode_url, timeout=30),
         }
 
     # -- wiring ------------------------------------------------------------------------------
@@ -590,7 +590,7 @@ class ServiceNowDriver:
     statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}
 
     def __init__(self, stack: Stack) -> None:
-        self.api = httpx.Client(
+        self.api = pooled_client(
             base_url=f"{stack.servicenow_url}/api/now/v2/table",
             auth=(servicenow.ServiceNowSimConfig.username, servicenow.ServiceNowSimConfig.password),
             timeout=10,
