@@ -190,7 +190,9 @@ def main() -> None:
     parser.add_argument("--profiles", default="none,realistic")
     parser.add_argument("--kinds", default="zendesk", help="desk kinds, comma-separated")
     parser.add_argument("--concurrency", type=int, default=32, help="worker threads")
-    parser.add_argument("--raw-sandbox", action="store_true", help="no simulator tuning")
+    parser.add_argument(
+        "--raw-sandbox", action="store_true", help="simulators as threads of the bench process"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 
