@@ -10,9 +10,8 @@ Adding a desk means one module here implementing ``Desk``, a settings model in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # The state markers Deskgate writes on tickets (tags ``<prefix><marker>`` on Zendesk, the status
@@ -42,23 +41,8 @@ class Ticket:
     active: bool  # a verification may start (not solved/closed/resolved)
     writable: bool  # it still accepts notes (not closed)
     status: str  # the desk's own status value
-    version: str  # what a safe write compares against (updated_at, sys_updated_on)
+    version: str  # what a safe write compares against (updated_at; sys_updated_on#sys_mod_count)
     requester: Person | None = None  # filled when the desk reads it in the same call
-
-    def remember(self) -> str:
-        """The ticket as JSON for the lifecycle store, without the requester's record (an
-        identity of record is read fresh when it is needed, and never stored)."""
-        return json.dumps(asdict(replace(self, requester=None)), separators=(",", ":"))
-
-    @classmethod
-    def recall(cls, remembered: str) -> Ticket | None:
-        """The ticket ``remember`` stored, or None if nothing (or something unreadable) was."""
-        try:
-            raw = json.loads(remembered) if remembered else None
-            known = {f.name for f in fields(cls)} - {"requester"}
-            return cls(**{k: v for k, v in raw.items() if k in known}) if raw else None
-        except (ValueError, TypeError, AttributeError):
-            return None
 
 
 class HeaderLookup(Protocol):

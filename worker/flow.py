@@ -225,7 +225,7 @@ class Flow:
                 gate = notes.gate(v)
                 ticket = self._write(desk, ticket, lambda t: desk.gate(t, gate) if t.active else t)
             if ticket.marker == "pending":
-                self.store.update(v.id, gated=True, ticket=ticket.remember())
+                self.store.update(v.id, gated=True, ticket=v.remember(ticket))
                 v = replace(v, gated=True)
                 if v.state == State.SENT:  # next look: reconciliation, unless a webhook comes
                     reconcile = self.rt.settings.incode.reconcile_after_seconds
@@ -236,7 +236,7 @@ class Flow:
         if not v.unwritten:
             return
         v, ticket = self._write_outcome(desk, v, ticket)
-        self.store.update(v.id, written=v.state.value, ticket=ticket.remember())
+        self.store.update(v.id, written=v.state.value, ticket=v.remember(ticket))
         if v.state in FINAL:
             self.store.unschedule(v.id)
 
@@ -327,7 +327,7 @@ class Flow:
                 return
             # The ticket as the gate (or review) write left it saves a read: writes are
             # conditional, so one someone changed since is read again before it is written.
-            recalled = Ticket.recall(v.ticket)
+            recalled = v.recall()
             ticket = recalled or desk.get_ticket(v.ticket_id)
             if ticket is None:
                 self._ticket_gone(v)

@@ -18,6 +18,7 @@ Finished verifications expire after the retention period, so Redis stays bounded
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from typing import Any
 
 from redis import Redis
 
+from connectors.ticketing import Ticket
 from worker.lifecycle import FINAL, State, sources
 
 _OPEN = """
@@ -96,7 +98,7 @@ class Verification:
     detail: str = ""  # why: the checks that did not pass, or the error an agent must fix
     gated: bool = False  # the gate note is on the ticket
     written: str = ""  # the last state whose outcome is on the ticket
-    ticket: str = ""  # the ticket as Deskgate's last write left it (``Ticket.remember``)
+    ticket: str = ""  # the ticket as Deskgate's last write left it (``remember``)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -114,6 +116,34 @@ class Verification:
             else:
                 values[f.name] = value
         return cls(**values)
+
+    def remember(self, ticket: Ticket) -> str:
+        """What ``recall`` needs to rebuild ``ticket`` as a write returned it, in a few bytes:
+        what the verification holds already is left out, and so is the requester's record (read
+        fresh when needed, never stored). Few bytes matter: one hash value over 64 bytes turns
+        Redis's compact encoding of the whole record into a hash table, ~4x the memory."""
+        same = ticket.requester_id == self.requester_id
+        requester = "" if same else ticket.requester_id  # None (no requester) stays null
+        fields = [ticket.version, ticket.status, ticket.marker, ticket.active, ticket.writable]
+        return json.dumps([*fields, requester], separators=(",", ":"))
+
+    def recall(self) -> Ticket | None:
+        """The ticket ``remember`` stored, or None if nothing (or something unreadable) was."""
+        try:
+            version, status, marker, active, writable, requester = json.loads(self.ticket)
+        except (ValueError, TypeError):
+            return None
+        return Ticket(
+            id=self.ticket_id,
+            display_id=self.ticket_display,
+            requester_id=self.requester_id if requester == "" else requester,
+            reason=self.reason,
+            marker=marker,
+            active=bool(active),
+            writable=bool(writable),
+            status=status,
+            version=version,
+        )
 
     @property
     def unwritten(self) -> bool:
