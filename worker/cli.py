@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     web.add_argument("--workers", type=int, default=2)
     web.add_argument("--threads", type=int, default=8)
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int, default=64, help="threads (default 64)")
+    worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
     demo = sub.add_parser("demo", help="run the whole flow on the sandbox and print timelines")
