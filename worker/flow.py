@@ -147,18 +147,7 @@ class Flow:
             return
         if v.state == State.REQUESTED:
             v = self._request(desk, v, ticket)
-        try:
-            self._sync(desk, v, ticket)
-        except Fatal as exc:
-            if not unread or isinstance(exc, NotFound):
-                raise
-            # ``ticket`` was remembered, not read. Which check a desk makes first on a stale
-            # write is not documented (a closed ticket may answer 422 before 409): read, retry.
-            log.info("write against the remembered ticket refused; re-reading", error=str(exc))
-            fresh = desk.get_ticket(ticket.id)
-            if fresh is None:
-                raise NotFound("ticket", "the ticket was deleted") from None
-            self._sync(desk, self.store.get(vid) or v, fresh)
+        self._sync(desk, v, ticket, unread=unread)
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
         config = self.rt.settings.desks[v.desk]
@@ -216,7 +205,7 @@ class Flow:
 
     # -- writing to the ticket -------------------------------------------------------------
 
-    def _sync(self, desk: Desk, v: Verification, ticket: Ticket) -> None:
+    def _sync(self, desk: Desk, v: Verification, ticket: Ticket, *, unread: bool = False) -> None:
         """Make the ticket show ``v``: the gate note once, then the outcome once."""
         if v.interview_id and not v.gated:
             if ticket.marker != "pending":
@@ -235,13 +224,13 @@ class Flow:
                 v = self._not_gated(v, ticket)
         if not v.unwritten:
             return
-        v, ticket = self._write_outcome(desk, v, ticket)
+        v, ticket = self._write_outcome(desk, v, ticket, unread=unread)
         self.store.update(v.id, written=v.state.value, ticket=v.remember(ticket))
         if v.state in FINAL:
             self.store.unschedule(v.id)
 
     def _write_outcome(
-        self, desk: Desk, v: Verification, ticket: Ticket
+        self, desk: Desk, v: Verification, ticket: Ticket, *, unread: bool
     ) -> tuple[Verification, Ticket]:
         """Put ``v``'s outcome on the ticket once. ``ticket`` may be the one Deskgate's last
         write returned, not read since: the write is conditional, so a ticket someone changed
@@ -260,7 +249,7 @@ class Flow:
             log.info("outcome written", state=v.state.value)
             return written
 
-        ticket = self._write(desk, ticket, write)
+        ticket = self._write(desk, ticket, write, unread=unread)
         return v, ticket
 
     def _same_requester(self, v: Verification, ticket: Ticket) -> Verification:
@@ -292,14 +281,28 @@ class Flow:
             log.warning("ticket solved or closed before the gate", status=ticket.status)
         return self.store.get(v.id) or v
 
-    def _write(self, desk: Desk, ticket: Ticket, write: Callable[[Ticket], Ticket]) -> Ticket:
+    def _write(
+        self,
+        desk: Desk,
+        ticket: Ticket,
+        write: Callable[[Ticket], Ticket],
+        *,
+        unread: bool = False,
+    ) -> Ticket:
         """Write; on a 409 (an agent edited meanwhile) re-read the ticket and write again.
-        Returns the ticket as the write left it."""
+        Returns the ticket as the write left it.
+
+        ``unread``: ``ticket`` is the one Deskgate's last write returned, not read since. Which
+        check a desk makes first on a stale write is not documented (a closed ticket may answer
+        422 before 409), so a refusal of that write is answered the same way, once."""
         for _ in range(WRITE_ATTEMPTS):
             try:
                 return write(ticket)
-            except Conflict:
-                log.info("ticket changed while writing; re-reading")
+            except (Conflict, Fatal) as exc:
+                if isinstance(exc, Fatal) and (not unread or isinstance(exc, NotFound)):
+                    raise
+                unread = False
+                log.info("ticket changed while writing; re-reading", error=str(exc))
                 fresh = desk.get_ticket(ticket.id)
                 if fresh is None:
                     raise NotFound("ticket", "the ticket was deleted while being written") from None

@@ -158,6 +158,22 @@ def test_polling_finds_a_ticket_no_push_announced(
     assert "(account unlock)" in desk.notes(ticket)[0]
 
 
+def test_a_refused_outcome_write_is_read_again_and_written_once(
+    stack: Stack, desk: DeskDriver, employee: str
+) -> None:
+    """The outcome is written against the ticket the gate write returned, unread. Which check a
+    desk makes first on a stale write is not documented (a closed ticket may answer 422 before
+    409), so any refusal of that write is answered with one read and one more write."""
+    ticket, session = flagged_ticket(stack, desk, employee)
+    method, route = next(c.split() for c in desk.lifecycle_calls if not c.startswith("GET"))
+    stack.fault(desk.system, route.split("<")[0], status=422, method=method)
+    stack.complete(session["interviewId"], "pass")
+    wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
+    assert stack.pending_faults(desk.system) == []  # the first outcome write was refused
+    _gate, outcome = desk.notes(ticket)
+    assert "Identity VERIFIED" in outcome
+
+
 def test_calls_per_lifecycle(stack: Stack, desk: DeskDriver, employee: str) -> None:
     """The figures README states: ticketing and Incode calls for one push-started lifecycle."""
     settle(stack, 0.2)
