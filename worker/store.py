@@ -69,8 +69,8 @@ return 0
 
 # An Incode webhook in one round trip: the session's verification, then the delivery's dedupe key.
 # KEYS: interview key, dedupe key   ARGV: dedupe ttl, record key prefix
-# The record is checked too (by_interview's HGETALL did): an index that outlived its record is an
-# unknown session, which starts the recovery scan. Only the id is read, not the record.
+# The record must exist too: an index that outlived its record is an unknown session, which
+# starts the recovery scan. Only the id is read, not the record.
 _ACCEPT_HINT = """
 local vid = redis.call('GET', KEYS[1])
 if not vid or redis.call('EXISTS', ARGV[2] .. vid) == 0 then return {'unknown', ''} end
@@ -186,15 +186,9 @@ class Store:
         raw = self.redis.hgetall(self._key("v", vid))
         return Verification.from_hash(raw) if raw else None
 
-    def _via(self, key: str) -> Verification | None:
-        vid = self.redis.get(key)
-        return self.get(vid) if vid else None
-
-    def by_interview(self, interview_id: str) -> Verification | None:
-        return self._via(self._key("iv", interview_id))
-
     def open_for(self, desk: str, ticket_id: str) -> Verification | None:
-        return self._via(self._key("open", desk, ticket_id))
+        vid = self.redis.get(self._key("open", desk, ticket_id))
+        return self.get(vid) if vid else None
 
     def due(self, now: float, limit: int = 500) -> list[str]:
         return list(self.redis.zrangebyscore(self._key("due"), "-inf", now, start=0, num=limit))

@@ -54,7 +54,7 @@ def test_transitions_happen_once_and_only_along_the_table(store: Store) -> None:
     assert not store.advance(v, State.SENT, 1002, interview_id="iv1")  # second delivery: no-op
     sent = store.get(v.id)
     assert sent is not None and sent.state == State.SENT and sent.updated_at == 1001
-    assert store.by_interview("iv1") == sent
+    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) == sent.id  # the session index
     assert store.due(1300) == [v.id]
 
 
@@ -134,7 +134,7 @@ def test_accept_hint_finds_the_verification_and_dedupes_in_one_step(
     # The same dedupe key as first_time's, with its TTL.
     assert not store.first_time("incode", "iv1:SESSION_FAILED", 60)
     assert 0 < redis.ttl("dgtest:seen:incode:iv1:SESSION_FAILED") <= 60
-    # An index that outlived its record is an unknown session, as it was for by_interview.
+    # An index that outlived its record is an unknown session.
     redis.delete(f"dgtest:v:{v.id}")
     assert store.accept_hint("iv1", "MANUAL_REVIEW_APPROVED", 60) is Hint.UNKNOWN
 
