@@ -657,6 +657,20 @@ class ZendeskState:
             return _NewComment(author, body, _html_from_text(body), public)
         return None  # an empty comment is dropped, not an error, on update
 
+    @staticmethod
+    def _set_tags(ticket: Ticket, tags: list[str]) -> list[dict[str, Any]]:
+        """Give ``ticket`` these tags: the audit's Change event, if they changed anything."""
+        if tags == ticket.tags:
+            return []
+        event = {
+            "type": "Change",
+            "field_name": "tags",
+            "value": tags,
+            "previous_value": ticket.tags,
+        }
+        ticket.tags = tags
+        return [event]
+
     def _new_audit(
         self, ticket: Ticket, author_id: int, events: list[dict[str, Any]], at: datetime
     ) -> dict[str, Any]:
@@ -932,16 +946,7 @@ class ZendeskState:
                             "previous_value": previous,
                         }
                     )
-            if new_tags != tags_before:
-                ticket.tags = new_tags
-                events.append(
-                    {
-                        "type": "Change",
-                        "field_name": "tags",
-                        "value": new_tags,
-                        "previous_value": tags_before,
-                    }
-                )
+            events += self._set_tags(ticket, new_tags)
             audit = self._new_audit(ticket, actor_id, events, at)
             if new_comment is not None:
                 self._add_comment(ticket, new_comment, audit["id"], at)
@@ -971,17 +976,7 @@ class ZendeskState:
             else:
                 new_tags = sorted(set(tags_before) - set(given))
             at = self._touch(ticket)
-            events: list[dict[str, Any]] = []
-            if new_tags != tags_before:
-                ticket.tags = new_tags
-                events.append(
-                    {
-                        "type": "Change",
-                        "field_name": "tags",
-                        "value": new_tags,
-                        "previous_value": tags_before,
-                    }
-                )
+            events = self._set_tags(ticket, new_tags)
             self._new_audit(ticket, actor_id, events, at)
             return list(new_tags), self._trigger_job(ticket, tags_before)
 

@@ -99,8 +99,9 @@ def sim(servers: tuple[str, Receiver], receiver: Receiver) -> Iterator[httpx.Cli
         yield client
 
 
-def token(client: httpx.Client) -> str:
-    resp = client.post(
+def grant(client: httpx.Client) -> httpx.Response:
+    """The client-credentials grant Deskgate makes."""
+    return client.post(
         "/oauth2/token",
         data={
             "grant_type": "client_credentials",
@@ -109,6 +110,10 @@ def token(client: httpx.Client) -> str:
             "scope": "openid",
         },
     )
+
+
+def token(client: httpx.Client) -> str:
+    resp = grant(client)
     assert resp.status_code == 200, resp.text
     return str(resp.json()["access_token"])
 
@@ -159,15 +164,7 @@ def assert_omni_error(resp: httpx.Response, http: int, status: int | None = None
 
 
 def test_token_grant(sim: httpx.Client) -> None:
-    resp = sim.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": CFG.client_id,
-            "client_secret": CFG.client_secret,
-            "scope": "openid",
-        },
-    )
+    resp = grant(sim)
     assert resp.status_code == 200
     body = resp.json()
     assert body["token_type"] == "Bearer"
