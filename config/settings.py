@@ -120,6 +120,15 @@ class DeskConfig(_Strict):
     max_links_per_requester: int = Field(default=3, ge=1, le=100)
     max_links_per_ticket: int = Field(default=3, ge=1, le=100)
     link_cap_window_minutes: int = Field(default=60, ge=1, le=10080)
+    # A result under manual review for longer than this ends as expired (Incode's reviewers may
+    # never decide); a gate note older than the link's expiry plus this is never recovered.
+    review_timeout_hours: float = Field(default=72, gt=0, le=720)
+    # Where the link goes: "desk" = the requester's e-mail or phone of record in this desk, used
+    # only if it has not changed for ``destination_min_age_hours`` (an agent cannot redirect the
+    # link by editing the profile "on the caller's word"); "incode" = Incode delivers it to the
+    # contact enrolled with it, and Deskgate sends only the loginHint and the channel.
+    destination: Literal["desk", "incode"] = "desk"
+    destination_min_age_hours: float = Field(default=72, ge=0, le=8760)
 
     @property
     def base(self) -> str:
@@ -169,6 +178,9 @@ class ServiceNowDeskConfig(DeskConfig):
     flag_query: str = "active=true"
     username: str = ""
     password: SecretStr | None = None
+    # The user name Deskgate's writes appear under (``sys_created_by`` of its work notes);
+    # ``username`` unless set. Needed for client credentials, whose user the config cannot tell.
+    api_user_name: str | None = Field(default=None, min_length=1)
     auth: Literal["basic", "oauth_password", "oauth_client_credentials"] = "basic"
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
@@ -185,7 +197,16 @@ class ServiceNowDeskConfig(DeskConfig):
             raise ValueError(f"auth {self.auth!r} needs oauth_client_id and oauth_client_secret")
         if self.auth != "oauth_client_credentials" and not (self.username and self.password):
             raise ValueError(f"auth {self.auth!r} needs username and password")
+        if self.auth == "oauth_client_credentials" and not self.api_user_name:
+            raise ValueError(
+                "auth 'oauth_client_credentials' needs api_user_name (the user its writes appear "
+                "under), so recovery can tell Deskgate's own work notes from anyone else's"
+            )
         return self
+
+    @property
+    def note_author(self) -> str:
+        return self.api_user_name or self.username
 
 
 AnyDeskConfig = Annotated[ZendeskDeskConfig | ServiceNowDeskConfig, Field(discriminator="kind")]
@@ -207,15 +228,32 @@ class Settings(BaseSettings):
     queue: str = Field(default="deskgate", pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # connect, each read or write
+    # The most one outside call may take in all, however its answer trickles in.
+    http_deadline_seconds: float = Field(default=30.0, gt=0, le=300)
     sweep_interval_seconds: int = Field(default=30, ge=1)
     webhook_tolerance_seconds: int = Field(default=300, ge=30)
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
     retention_days: int = Field(default=30, ge=1)
     # A task is killed after this long; a crashed worker's step is resumed by the sweep soon after.
     task_time_limit_seconds: int = Field(default=120, ge=10, le=1800)
+    # Seals Deskgate's gate notes (HMAC), so a note someone else wrote is never trusted when a
+    # verification is recovered from the ticket. Rotate by moving it to note_previous_secret.
+    note_secret: SecretStr
+    note_previous_secret: SecretStr | None = None
     incode: IncodeConfig
     desks: dict[str, AnyDeskConfig] = Field(min_length=1)
+
+    @field_validator("note_secret", "note_previous_secret")
+    @classmethod
+    def _note_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @property
+    def note_secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.note_secret, self.note_previous_secret) if s]
 
     @field_validator("desks")
     @classmethod

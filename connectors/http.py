@@ -12,8 +12,11 @@ import email.utils
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+
+from connectors.deadline import DeadlineTransport
 
 MAX_RETRY_AFTER = 600.0  # never wait longer than this, whatever a server asks
 
@@ -30,6 +33,12 @@ class ApiError(Exception):
 
 class Retriable(ApiError):
     """Try again later: 5xx, timeouts, connection failures."""
+
+
+class Unanswered(Retriable):
+    """The request was sent (or partly sent) and no whole answer came back in time: the server
+    may have acted on it. Safe to retry for a read or a conditional write; not for a request
+    that sends someone a link."""
 
 
 class RateLimited(Retriable):
@@ -113,26 +122,33 @@ def classify(system: str, response: httpx.Response, describe: Describe) -> None:
     raise Fatal(system, reason, status)
 
 
+DEFAULT_DEADLINE = 30.0
+
+
 def new_client(
     base_url: str,
     timeout: float,
     *,
+    deadline: float = DEFAULT_DEADLINE,
     auth: httpx.Auth | tuple[str, str] | None = None,
     headers: dict[str, str] | None = None,
     max_connections: int = 50,
 ) -> httpx.Client:
-    """One pooled client per outside system per process, with every timeout explicit."""
+    """One pooled client per outside system per process, with every timeout explicit: each
+    connect, read and write within ``timeout``, each whole call within ``deadline``."""
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=30,
+    )
     return httpx.Client(
         base_url=base_url,
         auth=auth,
         headers={"Accept": "application/json", "User-Agent": "deskgate/0.1", **(headers or {})},
         timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30,
-        ),
-        transport=httpx.HTTPTransport(retries=2),  # connect errors only; the rest is ours
+        limits=limits,
+        # retries: connect errors only (nothing was sent); the rest is ours
+        transport=DeadlineTransport(deadline, retries=2, limits=limits),
     )
 
 
@@ -144,15 +160,35 @@ def request(
     describe: Describe,
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send, turning transport failures into ``Retriable`` and bad statuses into typed errors."""
-    try:
-        response = client.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        raise Retriable(system, f"timed out on {method} {_path_only(url)}") from None
-    except httpx.TransportError as exc:
-        raise Retriable(system, f"unreachable ({type(exc).__name__})") from None
+    """Send, turning transport failures into ``Retriable`` (``Unanswered`` once the request
+    may have reached the server) and bad statuses into typed errors."""
+    response = send(client, system, method, url, **kwargs)
     classify(system, response, describe)
     return response
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def send(client: httpx.Client, system: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """``client.request`` with transport failures typed; the response is not classified."""
+    try:
+        return client.request(method, url, **kwargs)
+    except _NOT_SENT as exc:
+        raise Retriable(system, f"unreachable ({type(exc).__name__})") from None
+    except httpx.TimeoutException:
+        raise Unanswered(system, f"timed out on {method} {_path_only(url)}") from None
+    except httpx.TransportError as exc:
+        raise Unanswered(system, f"no answer ({type(exc).__name__})") from None
+
+
+def same_origin(url: str, base: str) -> bool:
+    """``url`` (a link a server handed us) is relative, or on ``base``'s scheme, host and port:
+    never send our credentials to a host a response names."""
+    target, home = urlsplit(url), urlsplit(base)
+    if not target.scheme and not target.netloc:
+        return True
+    return (target.scheme, target.hostname, target.port) == (home.scheme, home.hostname, home.port)
 
 
 def _path_only(url: str) -> str:

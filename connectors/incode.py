@@ -24,10 +24,12 @@ from connectors.http import (
     AuthFailed,
     Fatal,
     Retriable,
+    Unanswered,
     classify,
     json_body,
     new_client,
     request,
+    send,
 )
 
 SYSTEM = "incode"
@@ -129,24 +131,28 @@ class _CachedToken:
         with self._lock:
             # ``stale`` is the token a 401 rejected: refresh unless another thread already did.
             if self._value is None or self._value == stale or time.time() >= self._expires:
-                token, ttl = self._fetch()
+                try:
+                    token, ttl = self._fetch()
+                except Unanswered as exc:  # asking for a token twice harms no one
+                    raise Retriable(exc.system, exc.reason, exc.status) from None
                 self._value, self._expires = token, time.time() + max(ttl - TOKEN_MARGIN, 1.0)
             return self._value
 
 
 class IncodeClient:
-    def __init__(self, config: IncodeConfig, timeout: float) -> None:
+    def __init__(self, config: IncodeConfig, timeout: float, deadline: float = 30.0) -> None:
         self.config = config
         self.api = new_client(
             config.api_base,
             timeout,
+            deadline=deadline,
             headers={
                 "x-api-key": config.api_key.get_secret_value(),
                 "api-version": "1.0",
                 "Content-Type": "application/json",
             },
         )
-        self.auth = new_client(config.auth_base, timeout)
+        self.auth = new_client(config.auth_base, timeout, deadline=deadline)
         self._bearer = _CachedToken(self._fetch_bearer)
         self._executive = _CachedToken(self._fetch_executive)
 
@@ -192,12 +198,7 @@ class IncodeClient:
         return token, EXECUTIVE_TOKEN_TTL
 
     def _omni(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = self.api.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise Retriable(SYSTEM, f"timed out on {method} {path}") from None
-        except httpx.TransportError as exc:
-            raise Retriable(SYSTEM, f"unreachable ({type(exc).__name__})") from None
+        response = send(self.api, SYSTEM, method, path, **kwargs)
         _raise_custom(response)
         classify(SYSTEM, response, describe_error)
         body = json_body(SYSTEM, response)
@@ -221,10 +222,14 @@ class IncodeClient:
         *,
         login_hint: str,
         channel: Channel,
-        destination: str,
+        destination: str | None,
         validity_minutes: int,
     ) -> Session:
-        notification = {"type": channel, "email" if channel == "EMAIL" else "phone": destination}
+        """Ask Incode to send the employee a link. Without ``destination`` Incode delivers it to
+        the contact it holds for ``login_hint`` (what Incode does then is not documented)."""
+        notification: dict[str, str] = {"type": channel}
+        if destination:
+            notification["email" if channel == "EMAIL" else "phone"] = destination
         body = self._authorized(
             self._bearer,
             "Authorization",

@@ -13,7 +13,7 @@ from connectors.ticketing import Desk, PushAuth
 
 @dataclass(frozen=True)
 class DeskKind:
-    build: Callable[[str, Any, float], Desk]
+    build: Callable[[str, Any, float, float], Desk]
     verify_push: Callable[[PushAuth, list[str]], bool]
     pushed_ticket_ids: Callable[[dict[str, Any]], list[str]]
 
@@ -26,5 +26,5 @@ KINDS: dict[str, DeskKind] = {
 }
 
 
-def build_desk(name: str, config: AnyDeskConfig, timeout: float) -> Desk:
-    return KINDS[config.kind].build(name, config, timeout)
+def build_desk(name: str, config: AnyDeskConfig, timeout: float, deadline: float = 30.0) -> Desk:
+    return KINDS[config.kind].build(name, config, timeout, deadline)

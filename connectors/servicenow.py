@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from config.settings import ServiceNowDeskConfig
 from connectors.http import (
     AuthFailed,
     Conflict,
+    Fatal,
     NotFound,
     Retriable,
     json_body,
@@ -45,6 +47,8 @@ SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 PAGE = 100
 PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
 PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
+CONTACT_FIELDS = {"EMAIL": "email", "SMS": "mobile_phone"}  # the field each channel sends to
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -136,6 +140,13 @@ class ServiceNowOAuth(httpx.Auth):
             yield request
 
 
+def _instant(value: Any) -> float | None:
+    try:
+        return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def _auth(config: ServiceNowDeskConfig) -> httpx.Auth | tuple[str, str]:
     password = config.password.get_secret_value() if config.password else ""
     if config.auth == "basic":
@@ -154,11 +165,17 @@ def _auth(config: ServiceNowDeskConfig) -> httpx.Auth | tuple[str, str]:
 
 
 class ServiceNowConnector:
-    def __init__(self, name: str, config: ServiceNowDeskConfig, timeout: float) -> None:
+    def __init__(
+        self, name: str, config: ServiceNowDeskConfig, timeout: float, deadline: float = 30.0
+    ) -> None:
         self.name = name
         self.config = config
         self.client = new_client(
-            config.base, timeout, auth=_auth(config), headers={"Content-Type": "application/json"}
+            config.base,
+            timeout,
+            deadline=deadline,
+            auth=_auth(config),
+            headers={"Content-Type": "application/json"},
         )
         self.path = f"/api/now/table/{config.table}"
         who = config.requester_field
@@ -166,7 +183,7 @@ class ServiceNowConnector:
             [
                 "sys_id", "number", "state", "active", "sys_updated_on", "sys_mod_count",
                 config.flag_field, config.status_field, who,
-                *(f"{who}.{f}" for f in PERSON_FIELDS),
+                *(f"{who}.{f}" for f in (*PERSON_FIELDS, "sys_created_on")),
             ]
         )  # fmt: skip
 
@@ -247,6 +264,7 @@ class ServiceNowConnector:
                 phone=value["mobile_phone"] or None,
                 external_id=value["employee_number"] or None,
                 fields={k: v for k, v in value.items() if v},
+                created_at=_instant(row.get(f"{who}.sys_created_on")),
             )
         return Ticket(
             id=str(row["sys_id"]),
@@ -262,18 +280,42 @@ class ServiceNowConnector:
             requester=requester,
         )
 
-    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+    def own_notes(self, ticket: Ticket, text: str) -> list[str]:
+        author = self.config.note_author
         rows = self._call(
             "GET",
             "/api/now/table/sys_journal_field",
             params={
-                "sysparm_query": f"element_id={ticket.id}^element=work_notes^valueLIKE{text}"
-                "^ORDERBYDESCsys_created_on",
-                "sysparm_fields": "value",
+                "sysparm_query": f"element_id={ticket.id}^element=work_notes"
+                f"^sys_created_by={author}^valueLIKE{text}^ORDERBYDESCsys_created_on",
+                "sysparm_fields": "value,sys_created_by",
                 "sysparm_limit": 20,
             },
         )
-        return [str(r.get("value", "")) for r in rows]
+        # Checked again here: an instance ignores a query condition it cannot apply.
+        return [str(r.get("value", "")) for r in rows if str(r.get("sys_created_by", "")) == author]
+
+    def contact_changed_at(self, person: Person, channel: str) -> float | None:
+        """The newest ``sys_audit`` entry for the user's e-mail (or mobile phone); with none, the
+        user's creation time (the field was set then, or the table is not audited: docs)."""
+        field = CONTACT_FIELDS[channel]
+        try:
+            rows = self._call(
+                "GET",
+                "/api/now/table/sys_audit",
+                params={
+                    "sysparm_query": f"tablename=sys_user^documentkey={person.id}"
+                    f"^fieldname={field}^ORDERBYDESCsys_created_on",
+                    "sysparm_fields": "sys_created_on,fieldname,documentkey",
+                    "sysparm_limit": 1,
+                },
+            )
+        except Fatal:  # no read on sys_audit: the age cannot be told
+            return None
+        mine = [r for r in rows if (r.get("fieldname"), r.get("documentkey")) == (field, person.id)]
+        if mine:
+            return _instant(mine[0].get("sys_created_on"))
+        return person.created_at
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return ticket.requester  # read with the record, by dot-walking

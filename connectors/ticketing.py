@@ -29,6 +29,7 @@ class Person:
     phone: str | None = None
     external_id: str | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
+    created_at: float | None = None  # when the record was created, if the desk says
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,15 @@ class Desk(Protocol):
         """The ticket now, or None if it no longer exists."""
         ...
 
-    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
-        """The ticket's internal notes that contain ``text``, newest first (rarely used: only
-        to recover verifications that Redis lost)."""
+    def own_notes(self, ticket: Ticket, text: str) -> list[str]:
+        """The internal notes Deskgate's own API user wrote on the ticket that contain ``text``,
+        newest first (rarely used: only to recover verifications that Redis lost). Notes by
+        anyone else are left out: whoever can write on a ticket can write any text."""
+        ...
+
+    def contact_changed_at(self, person: Person, channel: str) -> float | None:
+        """When the requester's e-mail (``EMAIL``) or phone (``SMS``) of record was added or
+        last changed, in epoch seconds; None if the desk cannot tell."""
         ...
 
     def get_requester(self, ticket: Ticket) -> Person | None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import threading
 from datetime import datetime
 from typing import Any
 
 import httpx
 
 from config.settings import ZendeskDeskConfig
-from connectors.http import NotFound, json_body, new_client, request
+from connectors.http import Fatal, NotFound, json_body, new_client, request, same_origin
 from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
 
 SYSTEM = "zendesk"
@@ -77,16 +79,21 @@ def describe_error(response: httpx.Response) -> str:
 
 
 class ZendeskConnector:
-    def __init__(self, name: str, config: ZendeskDeskConfig, timeout: float) -> None:
+    def __init__(
+        self, name: str, config: ZendeskDeskConfig, timeout: float, deadline: float = 30.0
+    ) -> None:
         self.name = name
         self.config = config
         self.client = new_client(
             f"{config.base}/api/v2",
             timeout,
+            deadline=deadline,
             auth=(f"{config.email}/token", config.api_token.get_secret_value()),
             headers={"Content-Type": "application/json"},
         )
         self._markers = {config.tag_prefix + m: m for m in MARKERS}
+        self._me: str | None = None  # the API user's id, read once
+        self._me_lock = threading.Lock()
 
     def close(self) -> None:
         self.client.close()
@@ -124,7 +131,7 @@ class ZendeskConnector:
             next_page = page.get("next_page")
             if not next_page:
                 break
-            url, params = str(next_page), None
+            url, params = self._next(next_page), None
         return list(dict.fromkeys(found)), None  # search is complete in one poll
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
@@ -160,7 +167,22 @@ class ZendeskConnector:
             ),
         )
 
-    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+    def _next(self, url: Any) -> str:
+        """A ``next_page`` URL, followed (with our credentials) only on the desk's own origin."""
+        if not same_origin(str(url), self.config.base):
+            raise Fatal(SYSTEM, "next_page points outside the configured Zendesk account")
+        return str(url)
+
+    def _my_id(self) -> str:
+        with self._me_lock:
+            if self._me is None:
+                self._me = str(self._call("GET", "/users/me.json")["user"]["id"])
+            return self._me
+
+    def own_notes(self, ticket: Ticket, text: str) -> list[str]:
+        # Zendesk lets an API caller set a comment's author, so authorship is a first filter
+        # only: the seal on a gate note is what recovery trusts (worker/notes.py).
+        me = self._my_id()
         found: list[str] = []
         url: str = f"/tickets/{ticket.id}/comments.json"
         for _ in range(SEARCH_PAGES):
@@ -168,12 +190,34 @@ class ZendeskConnector:
             found += [
                 str(c.get("body", ""))
                 for c in page.get("comments", [])
-                if not c.get("public", True) and text in str(c.get("body", ""))
+                if not c.get("public", True)
+                and str(c.get("author_id")) == me
+                and text in str(c.get("body", ""))
             ]
             if not page.get("next_page"):
                 break
-            url = str(page["next_page"])
+            url = self._next(page["next_page"])
         return found[::-1]
+
+    def contact_changed_at(self, person: Person, channel: str) -> float | None:
+        """From the user's identities: the one holding the e-mail (or phone) of record, created
+        or updated when. A user's primary e-mail and phone are identities in Zendesk."""
+        wanted = person.email if channel == "EMAIL" else person.phone
+        kind = "email" if channel == "EMAIL" else "phone_number"
+        if not wanted:
+            return None
+        try:
+            page = self._call("GET", f"/users/{person.id}/identities.json")
+        except NotFound:
+            return None
+        stamps = [
+            _instant(i.get(field))
+            for i in page.get("identities", [])
+            if i.get("type") == kind and _same_contact(str(i.get("value", "")), wanted, kind)
+            for field in ("created_at", "updated_at")
+        ]
+        known = [s for s in stamps if s is not None]
+        return max(known) if known else None
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         if ticket.requester is not None or ticket.requester_id is None:
@@ -213,6 +257,19 @@ class ZendeskConnector:
             body["status"] = status
         updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
         return self._ticket(updated["ticket"])
+
+
+def _instant(value: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _same_contact(value: str, wanted: str, kind: str) -> bool:
+    if kind == "email":
+        return value.strip().lower() == wanted.strip().lower()
+    return re.sub(r"\D", "", value) == re.sub(r"\D", "", wanted) != ""
 
 
 def _person(user: dict[str, Any]) -> Person:

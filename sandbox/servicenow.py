@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import flask
@@ -52,6 +52,9 @@ SYSTEM_FIELDS = (
 # sys_journal_field rows are insert-only on the platform: they carry no update bookkeeping.
 JOURNAL_SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_created_by")
 JOURNAL_TABLE = "sys_journal_field"
+AUDIT_TABLE = "sys_audit"  # one row per field an update changed, as the platform's auditing
+INSERT_ONLY = (JOURNAL_TABLE, AUDIT_TABLE)
+UNAUDITED = (*INSERT_ONLY, "sys_choice")
 JOURNAL_FIELDS = {"work_notes": "Work notes", "comments": "Additional comments"}
 
 REFERENCES: dict[str, dict[str, str]] = {
@@ -109,6 +112,7 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "active",
     ),
     JOURNAL_TABLE: ("element", "element_id", "name", "value"),
+    AUDIT_TABLE: ("tablename", "documentkey", "fieldname", "oldvalue", "newvalue", "user"),
     "sys_choice": ("name", "element", "value", "label", "sequence", "language", "inactive"),
 }
 DEFAULTS: dict[str, dict[str, str]] = {
@@ -155,6 +159,12 @@ Record = dict[str, str]
 class ServiceNowSimConfig:
     username: str = "deskgate.integration"
     password: str = "sandbox-servicenow-password"
+    # A second account: an agent (or a flow) writing on records, as anyone but Deskgate.
+    agent_username: str = "it.agent"
+    agent_password: str = "sandbox-servicenow-agent-password"
+    # sys_user records made through the API appear this many days old, as an employee's
+    # profile is: only later changes are new. 0 = made now.
+    user_age_days: float = 0.0
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
@@ -246,7 +256,7 @@ class ServiceNowState:
         self.clear()
 
     def clear(self) -> None:
-        names = (*self.config.tables, "sys_user", JOURNAL_TABLE, "sys_choice")
+        names = (*self.config.tables, "sys_user", *INSERT_ONLY, "sys_choice")
         self.tables: dict[str, dict[str, Record]] = {name: {} for name in names}
         self.known: dict[str, set[str]] = {name: set(self._schema(name)) for name in names}
         self.counters: dict[str, int] = {}
@@ -273,7 +283,7 @@ class ServiceNowState:
                 )
 
     def _schema(self, table: str) -> tuple[str, ...]:
-        system = JOURNAL_SYSTEM_FIELDS if table == JOURNAL_TABLE else SYSTEM_FIELDS
+        system = JOURNAL_SYSTEM_FIELDS if table in INSERT_ONLY else SYSTEM_FIELDS
         base = BASE_SCHEMA.get(table, _TASK_FIELDS)
         watched = (self.config.flag_field,) if table in self.config.tables else ()
         return (*system, *base, *watched)
@@ -343,12 +353,15 @@ class ServiceNowState:
         if sys_id in self.tables[table]:
             raise ApiError(403, "Operation Failed", f"Error during insert of {table} ({sys_id})")
         now = self.now()
+        if table == "sys_user" and self.config.user_age_days:
+            made = datetime.strptime(now, TIME_FORMAT) - timedelta(days=self.config.user_age_days)
+            now = made.strftime(TIME_FORMAT)
         record: Record = {
             "sys_id": sys_id,
             "sys_created_on": now,
             "sys_created_by": user,
         }
-        if table != JOURNAL_TABLE:
+        if table not in INSERT_ONLY:
             record.update(sys_updated_on=now, sys_updated_by=user, sys_mod_count="0")
         record.update(DEFAULTS.get(table, {}))
         if table in self.config.tables:
@@ -379,6 +392,7 @@ class ServiceNowState:
         changed = {k: v for k, v in candidate.items() if record.get(k) != v}
         if not changed and not notes:
             return dict(record), []  # the platform skips no-op updates entirely
+        before_all = dict(record)
         record.update(changed)
         record.update(
             sys_updated_on=self.now(),
@@ -387,6 +401,14 @@ class ServiceNowState:
         )
         for element, text in notes:
             self._add_journal(table, sys_id, element, text, user)
+        if table not in UNAUDITED:
+            for name, value in changed.items():
+                self.insert(
+                    AUDIT_TABLE,
+                    {"tablename": table, "documentkey": sys_id, "fieldname": name,
+                     "oldvalue": before_all.get(name, ""), "newvalue": value, "user": user},
+                    user,
+                )  # fmt: skip
         now = record.get(self.config.flag_field)
         became = now != before and now in self.config.flag_values
         return dict(record), self._business_rule(table, record, became)
@@ -614,10 +636,14 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
         auth = request.authorization
         user: str | None = None
         if auth is not None and auth.type == "basic":
-            if hmac.compare_digest(str(auth.username), config.username) and hmac.compare_digest(
-                str(auth.password), config.password
+            for name, password in (
+                (config.username, config.password),
+                (config.agent_username, config.agent_password),
             ):
-                user = config.username
+                if hmac.compare_digest(str(auth.username), name) & hmac.compare_digest(
+                    str(auth.password), password
+                ):
+                    user = name
         elif auth is not None and auth.type == "bearer" and auth.token:
             with state.lock:
                 token = state.tokens.get(auth.token)
@@ -695,7 +721,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
     def check_table(table: str, writing: bool = False) -> None:
         if table not in state.tables:
             raise ApiError(400, f"Invalid table {table}")
-        if writing and table == JOURNAL_TABLE:
+        if writing and table in INSERT_ONLY:
             action = {"POST": "Insert", "DELETE": "Delete"}.get(request.method, "Update")
             raise ApiError(
                 403,

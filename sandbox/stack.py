@@ -29,7 +29,9 @@ from sandbox import incode, servicenow, zendesk
 from sandbox.common import Server, pooled_client, serve
 
 ZENDESK_AGENT = "agent@acme.test"
+NOTE_SECRET = "sandbox-note-sealing-secret"
 SECRETS = {
+    "DESKGATE_NOTE_SECRET": NOTE_SECRET,
     "DESKGATE_INCODE__CLIENT_SECRET": incode.IncodeSimConfig.client_secret,
     "DESKGATE_INCODE__API_KEY": incode.IncodeSimConfig.api_key,
     "DESKGATE_INCODE__EXECUTIVE_PASSWORD": incode.IncodeSimConfig.executive_password,
@@ -99,6 +101,10 @@ class StackOptions:
     reconcile_after_seconds: int = 300
     worker_concurrency: int = 16
     task_time_limit_seconds: int = 120
+    http_deadline_seconds: float = 30.0
+    # How old the employees' profiles look (users the drivers create): an employee's e-mail and
+    # phone are old, so only a change a test makes is new to Deskgate's destination-age check.
+    user_age_days: float = 30.0
     beat: bool = False
     log_format: str = "json"
 
@@ -203,6 +209,7 @@ queue = "{o.queue}"
 log_format = "{o.log_format}"
 sweep_interval_seconds = {o.sweep_interval_seconds}
 http_timeout_seconds = 5
+http_deadline_seconds = {o.http_deadline_seconds}
 task_time_limit_seconds = {o.task_time_limit_seconds}
 
 [incode]
@@ -250,6 +257,7 @@ poll_interval_seconds = {o.poll_interval_seconds}
                         email=ZENDESK_AGENT,
                         webhook_url=f"{web_hooks}/zendesk",
                         trigger_tags=frozenset(TRIGGERS),
+                        user_age_days=o.user_age_days,
                     )
                 ),
                 o.host,
@@ -263,6 +271,7 @@ poll_interval_seconds = {o.poll_interval_seconds}
                         webhook_url=f"{web_hooks}/servicenow",
                         flag_field=SN_FLAG_FIELD,
                         flag_values=frozenset(SN_TRIGGERS),
+                        user_age_days=o.user_age_days,
                     )
                 ),
                 o.host,

@@ -51,6 +51,7 @@ MAX_COMMENTS = 5000
 DEFAULT_RATE_LIMIT = 700  # requests/minute of an Enterprise plan
 FIRST_USER_ID = 1000
 FIRST_COMMENT_ID = 100_000
+FIRST_IDENTITY_ID = 300_000
 FIRST_AUDIT_ID = 500_000
 ACCOUNT_ID = 9_000_001
 WEBHOOK_ID = "01HSANDBOXZENDESKWEBHOOK00"
@@ -81,6 +82,9 @@ class ZendeskSimConfig:
     webhook_secret: str = "sandbox-zendesk-signing-secret"
     trigger_tags: frozenset[str] = frozenset({"idv_mfa_reset", "idv_account_unlock"})
     triggers_enabled: bool = True
+    # Users made through the API appear this many days old (their identities too), as an
+    # employee's profile is: only later changes are new. 0 = made now.
+    user_age_days: float = 0.0
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -199,6 +203,35 @@ class User:
             "user_fields": dict(self.user_fields),
             "verified": self.verified,
             "active": True,
+            "created_at": _fmt(self.created_at),
+            "updated_at": _fmt(self.updated_at),
+        }
+
+
+@dataclass
+class Identity:
+    """A user's e-mail or phone as Zendesk keeps it: ``GET /users/{id}/identities``."""
+
+    id: int
+    user_id: int
+    type: str  # "email" or "phone_number" here
+    value: str
+    primary: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def render(self, base: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": f"{base}/api/v2/users/{self.user_id}/identities/{self.id}.json",
+            "user_id": self.user_id,
+            "type": self.type,
+            "value": self.value,
+            "primary": self.primary,
+            "verified": self.type == "email",
+            "verification_method": "low" if self.type == "email" else "none",
+            "undeliverable_count": 0,
+            "deliverable_state": "deliverable",
             "created_at": _fmt(self.created_at),
             "updated_at": _fmt(self.updated_at),
         }
@@ -443,6 +476,8 @@ class ZendeskState:
         self._next_user = FIRST_USER_ID
         self._next_ticket = 1
         self._next_comment = FIRST_COMMENT_ID
+        self.identities: dict[int, list[Identity]] = {}
+        self._next_identity = FIRST_IDENTITY_ID
         self._next_audit = FIRST_AUDIT_ID
         self._next_event = 1
         self._clear()
@@ -456,6 +491,8 @@ class ZendeskState:
         self._next_user = FIRST_USER_ID
         self._next_ticket = 1
         self._next_comment = FIRST_COMMENT_ID
+        self.identities = {}
+        self._next_identity = FIRST_IDENTITY_ID
         self._next_audit = FIRST_AUDIT_ID
         self._next_event = 1
         agent = self._add_user(
@@ -482,6 +519,7 @@ class ZendeskState:
         verified: bool = False,
     ) -> User:
         now = _now()
+        now = now - timedelta(days=self.config.user_age_days)
         user = User(
             id=self._next_user,
             name=name,
@@ -497,11 +535,89 @@ class ZendeskState:
         self._next_user += 1
         self.users[user.id] = user
         self._by_email.setdefault((email or "").lower(), user.id)
+        if email:
+            self._add_identity(user.id, "email", email, primary=True, at=now)
+        if phone:
+            self._add_identity(user.id, "phone_number", phone, primary=True, at=now)
         return user
+
+    def _add_identity(
+        self, user_id: int, kind: str, value: str, *, primary: bool, at: datetime
+    ) -> Identity:
+        identity = Identity(self._next_identity, user_id, kind, value, primary, at, at)
+        self._next_identity += 1
+        self.identities.setdefault(user_id, []).append(identity)
+        return identity
+
+    def list_identities(self, user_id: int, base: str) -> dict[str, Any]:
+        with self.lock:
+            if user_id not in self.users:
+                raise not_found()
+            found = [i.render(base) for i in self.identities.get(user_id, [])]
+            return {"identities": found, "next_page": None, "previous_page": None,
+                    "count": len(found)}  # fmt: skip
+
+    def create_identity(self, user_id: int, payload: dict[str, Any], base: str) -> dict[str, Any]:
+        """What an agent does to give a user another e-mail or phone."""
+        kind, value = payload.get("type"), payload.get("value")
+        if kind not in ("email", "phone_number"):
+            raise invalid("type", "Type: is invalid")
+        if not isinstance(value, str) or not value.strip():
+            raise invalid("value", "Value: cannot be blank", "BlankValue")
+        with self.lock:
+            if user_id not in self.users:
+                raise not_found()
+            if kind == "email" and self._user_by_email(value) is not None:
+                raise invalid("value", f"Value: {value} is already being used", "DuplicateValue")
+            first = not any(i.type == kind for i in self.identities.get(user_id, []))
+            identity = self._add_identity(user_id, kind, value.strip(), primary=first, at=_now())
+            if first:
+                self._apply_primary(identity)
+            return identity.render(base)
+
+    def make_primary(self, user_id: int, identity_id: int, base: str) -> dict[str, Any]:
+        """The identity becomes the user's primary of its type: their e-mail (or phone)."""
+        with self.lock:
+            owned = self.identities.get(user_id, [])
+            identity = next((i for i in owned if i.id == identity_id), None)
+            if identity is None:
+                raise not_found()
+            now = _now()
+            for other in owned:
+                if other.type == identity.type and other.primary and other is not identity:
+                    other.primary, other.updated_at = False, now
+            if not identity.primary:
+                identity.primary, identity.updated_at = True, now
+            self._apply_primary(identity)
+            return {"identities": [i.render(base) for i in owned]}
+
+    def _apply_primary(self, identity: Identity) -> None:
+        user = self.users[identity.user_id]
+        if identity.type == "email":
+            self._by_email.pop((user.email or "").lower(), None)
+            user.email = identity.value
+            self._by_email.setdefault(identity.value.lower(), user.id)
+        else:
+            user.phone = identity.value
+        user.updated_at = max(_now(), user.updated_at + timedelta(seconds=1))
+
+    def _set_phone(self, user: User, phone: str | None) -> None:
+        """``phone`` on the user record is its primary phone identity."""
+        owned = self.identities.setdefault(user.id, [])
+        current = next((i for i in owned if i.type == "phone_number" and i.primary), None)
+        if phone is None:
+            if current is not None:
+                owned.remove(current)
+        elif current is None:
+            self._add_identity(user.id, "phone_number", phone, primary=True, at=_now())
+        elif current.value != phone:
+            current.value, current.updated_at = phone, _now()
+        user.phone = phone
 
     def _drop_user(self, user_id: int) -> None:
         """Undo ``_add_user`` of the newest users (a rejected ticket's requester)."""
         user = self.users.pop(user_id, None)
+        self.identities.pop(user_id, None)
         if user is not None:
             key = (user.email or "").lower()
             if self._by_email.get(key) == user_id:  # no older user holds this e-mail
@@ -581,7 +697,7 @@ class ZendeskState:
                     raise invalid("name", "Name: cannot be blank", "BlankValue")
                 user.name = name
             if "phone" in payload:
-                user.phone = _optional_str(payload, "phone")
+                self._set_phone(user, _optional_str(payload, "phone"))
             if "external_id" in payload:
                 external_id = _optional_str(payload, "external_id")
                 self._check_external_id(external_id, user.id)
@@ -1296,6 +1412,19 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     @app.put("/api/v2/users/<int:user_id>")
     def update_user(user_id: int) -> Response:
         return _json({"user": state.update_user(user_id, _read_json("user"), _base())})
+
+    @app.get("/api/v2/users/<int:user_id>/identities")
+    def list_identities(user_id: int) -> Response:
+        return _json(state.list_identities(user_id, _base()))
+
+    @app.post("/api/v2/users/<int:user_id>/identities")
+    def create_identity(user_id: int) -> Response:
+        identity = state.create_identity(user_id, _read_json("identity"), _base())
+        return _json({"identity": identity}, 201)
+
+    @app.put("/api/v2/users/<int:user_id>/identities/<int:identity_id>/make_primary")
+    def make_primary(user_id: int, identity_id: int) -> Response:
+        return _json(state.make_primary(user_id, identity_id, _base()))
 
     # -- tickets --
 

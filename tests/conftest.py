@@ -20,6 +20,7 @@ SECRETS = {
     "zendesk_token": "zd-api-token",
     "zendesk_push": "zd-push-secret",
     "incode_webhook": "incode-hook-secret",
+    "note": "note-sealing-secret",
 }
 
 
@@ -37,6 +38,7 @@ def settings_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "redis_url": TEST_REDIS_URL,
         "key_prefix": "dgtest",
+        "note_secret": SECRETS["note"],
         "incode": {
             "api_url": "http://127.0.0.1:9",
             "auth_url": "http://127.0.0.1:9",

@@ -23,13 +23,15 @@ from typing import Any
 import structlog
 
 from config.privacy import mask_destination
-from connectors.http import Conflict, Fatal, NotFound, Retriable
+from config.settings import DeskConfig
+from connectors.deadline import deadline
+from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Retriable, Unanswered
 from connectors.incode import EmployeeNotFound
-from connectors.ticketing import OPEN_MARKERS, Desk, Ticket
+from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
 from worker import notes
 from worker.caps import LinkCap, LinkCapReached
 from worker.dispatch import Dispatcher
-from worker.identity import Unverifiable, identity_of
+from worker.identity import Identity, Unverifiable, identity_of
 from worker.lifecycle import FINAL, State
 from worker.runtime import Runtime
 from worker.store import Verification
@@ -38,6 +40,9 @@ log = structlog.get_logger("deskgate.flow")
 
 WRITE_ATTEMPTS = 3  # re-read and write again after this many 409s at most
 SWEEP_LEASE = 60  # a due verification handed to a task is not handed out again for this long
+REFUSALS = 5  # a desk that refuses a ticket's write this many times (not for auth) is given up
+MAX_BACKOFF = 3600.0
+CLOCK_MARGIN = 5.0  # between workers' clocks, and between a deadline and the socket giving up
 
 DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
 RESULTS = frozenset(DECISIONS.values())  # what Incode decided, for the requester it was sent to
@@ -58,6 +63,15 @@ class Flow:
         # sweep resumes a vanished worker's step once it has.
         self.lock_seconds = rt.settings.task_time_limit_seconds + 30
         self.resume_after = self.lock_seconds + 30
+        self.seal = notes.Seal(rt.settings.note_secrets)
+        # A request for a link may be in flight this long after it was started: no other
+        # worker asks Incode again for the same verification before then.
+        self.ask_window = rt.settings.http_deadline_seconds + CLOCK_MARGIN
+
+    def bounded(self) -> Any:
+        """Every outside call a task makes ends before the task's lock runs out, so a task the
+        lock no longer protects has nothing in flight (threads cannot be killed)."""
+        return deadline(self.lock_seconds - CLOCK_MARGIN)
 
     # -- start: flagged ticket -> gate -------------------------------------------------------
 
@@ -101,45 +115,102 @@ class Flow:
             self._advance(desk, v.id, ticket)
 
     def _adopt(self, desk_name: str, desk: Desk, ticket: Ticket) -> None:
-        """The ticket is gated but Redis has no open verification for it (Redis lost data):
-        rebuild it from the gate note and have Incode asked for the result. Without a readable
-        gate note, the ticket is told to be flagged again."""
+        """The ticket is gated but Redis has no open verification for it (Redis lost data, or
+        someone put the marker there): rebuild the verification from Deskgate's own sealed gate
+        note and have Incode asked for the result. Anything else ends the request with a note
+        saying to flag the ticket again."""
         log.warning("ticket gated but no verification recorded; recovering", marker=ticket.marker)
-        found = desk.notes_containing(ticket, notes.VERIFICATION_LINE)
-        gate = next((g for g in map(notes.read_gate, found) if g is not None), None)
         now = self.clock()
-        common: dict[str, Any] = {
-            "desk": desk_name,
-            "ticket_id": ticket.id,
-            "ticket_display": ticket.display_id,
-            "reason": ticket.reason or "request",
-            "now": now,
-        }
+        gate, why = self._gate_to_adopt(desk_name, desk, ticket, now)
         if gate is None:
-            v, created = self.store.open(
-                requester_id=ticket.requester_id or "", resume_at=now + self.resume_after, **common
-            )
-            if created:
-                with self.store.lock(v.id, self.lock_seconds) as held:
-                    if held:
-                        self._fail(v, now, "Deskgate lost the record of this verification")
-                        self._sync(desk, self.store.get(v.id) or v, ticket)
+            self._unrecoverable(desk_name, desk, ticket, now, why)
             return
-        review = ticket.marker == State.REVIEW
-        v, created = self.store.open(
-            vid=gate.verification,
-            state=State.REVIEW if review else State.SENT,
-            requester_id=gate.requester_id,
-            resume_at=now,
-            interview_id=gate.interview_id,
-            expires_at=gate.expires_at,
-            gated=True,
-            written=State.REVIEW.value if review else "",
-            **common,
+        structlog.contextvars.bind_contextvars(verification=gate.verification)
+        with self.store.lock(gate.verification, self.lock_seconds) as held:
+            if not held:
+                raise Busy(gate.verification)
+            review = ticket.marker == State.REVIEW
+            adopted = self.store.adopt(
+                vid=gate.verification,
+                interview_id=gate.interview_id,
+                state=State.REVIEW if review else State.SENT,
+                now=now,
+                desk=desk_name,
+                ticket_id=ticket.id,
+                ticket_display=ticket.display_id,
+                requester_id=gate.requester_id,
+                reason=ticket.reason or "request",
+                expires_at=gate.expires_at,
+                gated=True,
+                written=State.REVIEW.value if review else "",
+            )
+        if isinstance(adopted, Verification):
+            log.info("verification recovered from the ticket")
+            self.dispatch.check_result(adopted.id, "recovered")
+        elif adopted == "record" and self._finish_known(gate.verification, desk_name, ticket):
+            return
+        elif adopted != "open":  # "open": another task recovered or started it meanwhile
+            log.warning("recovery refused: that verification or session is recorded", why=adopted)
+            self._unrecoverable(
+                desk_name, desk, ticket, now, "its gate note names a verification that has ended"
+            )
+
+    def _gate_to_adopt(
+        self, desk_name: str, desk: Desk, ticket: Ticket, now: float
+    ) -> tuple[notes.GateRecord | None, str]:
+        """The gate note recovery may trust, or why there is none. Only Deskgate's own notes
+        count, only the newest of them decides (an outcome written after the gate means the
+        verification ended), and only a sealed gate note for this very ticket gives the ids."""
+        found = desk.own_notes(ticket, notes.VERIFICATION_LINE)  # newest first
+        newest = found[0] if found else ""
+        vid = notes.verification_of(newest)
+        if vid is None:
+            return None, "Deskgate has no record of it and wrote no gate note on this ticket"
+        if not notes.is_open(newest):
+            return None, "the verification Deskgate last noted on this ticket has ended"
+        gate = next(
+            (
+                g
+                for g in (notes.read_gate(n, self.seal, desk_name, ticket.id) for n in found)
+                if g is not None and g.verification == vid
+            ),
+            None,
         )
-        if created:
-            log.info("verification recovered from the ticket", verification=v.id)
-            self.dispatch.check_result(v.id, "recovered")
+        if gate is None:
+            return None, "the ticket carries no gate note sealed by Deskgate for it"
+        open_for = self.rt.settings.desks[desk_name].review_timeout_hours * 3600
+        if now > gate.expires_at + open_for:
+            return None, "its gate note is older than any verification can stay open"
+        return gate, ""
+
+    def _finish_known(self, vid: str, desk_name: str, ticket: Ticket) -> bool:
+        """A sealed note names a verification still recorded for this ticket whose outcome is not
+        on it yet: the ordinary check finishes it. False for anything else."""
+        v = self.store.get(vid)
+        if v is None or (v.desk, v.ticket_id) != (desk_name, ticket.id) or not v.unwritten:
+            return False
+        self.dispatch.check_result(vid, "recovered")
+        return True
+
+    def _unrecoverable(
+        self, desk_name: str, desk: Desk, ticket: Ticket, now: float, why: str
+    ) -> None:
+        """End the ticket's request with an error note (a new verification, failed at once)."""
+        v, created = self.store.open(
+            desk=desk_name,
+            ticket_id=ticket.id,
+            ticket_display=ticket.display_id,
+            requester_id=ticket.requester_id or "",
+            reason=ticket.reason or "request",
+            now=now,
+            resume_at=now + self.resume_after,
+        )
+        if not created:
+            return
+        with self.store.lock(v.id, self.lock_seconds) as held:
+            if held:
+                v = self._fail(v, now, f"this verification cannot be recovered: {why}")
+                self._sync(desk, v, ticket)
 
     def _advance(self, desk: Desk, vid: str, ticket: Ticket, *, unread: bool = False) -> None:
         v = self.store.get(vid)
@@ -147,13 +218,53 @@ class Flow:
             return
         if v.state == State.REQUESTED:
             v = self._request(desk, v, ticket)
-        self._sync(desk, v, ticket, unread=unread)
+        try:
+            self._sync(desk, v, ticket, unread=unread)
+        except NotFound:
+            raise
+        except Fatal as exc:
+            self._refused(desk, self.store.get(v.id) or v, exc)
+
+    def _refused(self, desk: Desk, v: Verification, exc: Fatal) -> None:
+        """The desk refused a write for good (4xx). Looked at again later, less and less often;
+        after ``REFUSALS`` refusals the verification ends in error (a refusal of Deskgate's
+        credentials never ends it: fixing them resumes the work)."""
+        now, count = self.clock(), v.refusals + 1
+        self.store.update(v.id, refusals=count)
+        status = f"HTTP {exc.status}" if exc.status else "an error"
+        if isinstance(exc, AuthFailed) or count < REFUSALS:
+            wait = min(60.0 * 2**count, MAX_BACKOFF)
+            self.store.schedule(v.id, now + wait)
+            log.error("the desk refused Deskgate's write", error=str(exc), refusals=count,
+                      retry_in_seconds=wait)  # fmt: skip
+            return
+        log.error("the desk keeps refusing Deskgate's write; giving up", error=str(exc))
+        self.store.unschedule(v.id)
+        why = f"the desk refused Deskgate's update of this ticket {count} times ({status})"
+        if v.state in FINAL or not self.store.advance(v, State.ERROR, now, detail=why):
+            return
+        v = self.store.get(v.id) or v
+        try:  # one note, if the desk takes it (a refused status change may be what failed)
+            ticket = desk.get_ticket(v.ticket_id)
+            if ticket is not None and ticket.writable:
+                desk.record(ticket, v.state, notes.outcome(v), release=False)
+                self.store.update(v.id, written=v.state.value)
+        except (Fatal, Conflict, Retriable) as again:
+            log.error("the error note could not be written either", error=str(again))
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
         config = self.rt.settings.desks[v.desk]
         now = self.clock()
+        if v.asking_since and now < v.asking_since + self.ask_window:
+            # An earlier request for this link may still be on its way: asking again now could
+            # send the employee a second one. Look again once it has certainly ended.
+            self.store.schedule(v.id, v.asking_since + self.ask_window)
+            log.info("an earlier request for a link may still be in flight; not asking again")
+            return v
         try:
-            who = identity_of(desk.get_requester(ticket), config)
+            requester = desk.get_requester(ticket)
+            who = identity_of(requester, config)
+            self._check_destination_age(desk, requester, config, now)
             # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
             # verification reuses its place.
             self.caps.take(
@@ -161,16 +272,11 @@ class Flow:
                 desk=v.desk,
                 ticket_id=v.ticket_id,
                 channel=config.channel,
-                destination=who.destination,
+                destination=who.destination or who.login_hint,
                 config=config,
                 now=now,
             )
-            session = self.rt.incode.request_new(
-                login_hint=who.login_hint,
-                channel=config.channel,
-                destination=who.destination,
-                validity_minutes=config.link_validity_minutes,
-            )
+            session = self._ask_incode(v, who, config, now)
         except (Unverifiable, LinkCapReached) as exc:
             return self._fail(v, now, str(exc))
         except EmployeeNotFound:
@@ -181,22 +287,73 @@ class Flow:
                 f"Incode has no enrolled employee matching the requester's {source}; check the "
                 "requester's profile, or ask the security team to enrol the employee in Incode",
             )
-        except Fatal as exc:
-            return self._fail(v, now, f"Incode refused the request ({exc.reason})")
+        except Unanswered:
+            return self._fail(
+                v,
+                now,
+                "Incode did not confirm the request for a link in time. It may still send the "
+                "employee a link, whose result will not be applied here; flag the ticket again "
+                "to send a new one",
+            )
+        except Fatal as exc:  # Incode's own text stays in the log, not in the ticket
+            status = f"HTTP {exc.status}" if exc.status else "an error"
+            return self._fail(v, now, f"Incode refused the request for a link ({status})")
         expires = now + config.link_validity_minutes * 60
+        if config.destination == "incode":
+            destination = "the employee's contact enrolled with Incode"
+        else:
+            destination = mask_destination(config.channel, who.destination)
         self.store.advance(
             v,
             State.SENT,
             now,
             interview_id=session.interview_id,
             channel=config.channel,
-            destination=mask_destination(config.channel, who.destination),
+            destination=destination,
             expires_at=expires,
             due=now + self.resume_after,  # the gate write comes next; resume it if we die here
             index_interview=True,
         )
         log.info("verification sent", session=session.interview_id, channel=config.channel)
         return self.store.get(v.id) or v
+
+    def _ask_incode(self, v: Verification, who: Identity, config: DeskConfig, now: float) -> Any:
+        # The mark is durable: a worker that takes over this verification (lock expired, or this
+        # one crashed) sees that a request may be in flight until the deadline below has passed.
+        self.store.update(v.id, asking_since=now)
+        with deadline(self.ask_window - CLOCK_MARGIN):
+            return self.rt.incode.request_new(
+                login_hint=who.login_hint,
+                channel=config.channel,
+                destination=who.destination or None,
+                validity_minutes=config.link_validity_minutes,
+            )
+
+    def _check_destination_age(
+        self, desk: Desk, person: Person | None, config: DeskConfig, now: float
+    ) -> None:
+        """A contact added or changed recently may be the caller's, typed in "on their word":
+        the link is not sent to it until it is ``destination_min_age_hours`` old."""
+        min_age = config.destination_min_age_hours * 3600
+        if config.destination == "incode" or min_age <= 0 or person is None:
+            return
+        what = "e-mail address" if config.channel == "EMAIL" else "phone number"
+        changed = desk.contact_changed_at(person, config.channel)
+        if changed is None:
+            raise Unverifiable(
+                f"Deskgate cannot tell when the requester's {what} was added or last changed "
+                f"(the desk keeps no record of it that Deskgate can read), so the link is not "
+                f"sent to it. Confirm the employee's {what} through a channel you trust, or "
+                "ask the security team to set this desk's destination to Incode's records"
+            )
+        if now - changed < min_age:
+            hours = config.destination_min_age_hours
+            raise Unverifiable(
+                f"the requester's {what} was added or changed at {notes.when(changed)}, less "
+                f"than {hours:g} hours ago, so the link is not sent to it. Confirm the change "
+                f"with the employee through a channel you trust; flag the ticket again after "
+                f"{notes.when(changed + min_age)}"
+            )
 
     def _fail(self, v: Verification, now: float, why: str) -> Verification:
         self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
@@ -211,7 +368,7 @@ class Flow:
             if ticket.marker != "pending":
                 # Only a ticket still open is put on hold: one an agent solved or closed since
                 # (seen on the re-read after a 409) is left as the agent left it.
-                gate = notes.gate(v)
+                gate = notes.gate(v, self.seal)
                 ticket = self._write(desk, ticket, lambda t: desk.gate(t, gate) if t.active else t)
             if ticket.marker == "pending":
                 self.store.update(v.id, gated=True, ticket=v.remember(ticket))
@@ -350,12 +507,19 @@ class Flow:
             summary += f", {result.onboarding_status}"
         detail = ", ".join(result.findings)
         if target is None or target == v.state:
-            if v.state == State.SENT and now >= v.expires_at:
+            # Undecided: the link expires at its time, a manual review after its timeout.
+            hours = self.rt.settings.desks[v.desk].review_timeout_hours
+            ends = v.expires_at if v.state == State.SENT else v.updated_at + hours * 3600
+            if now >= ends:
                 target = State.EXPIRED
+                detail = (
+                    f"Incode's manual review did not decide within {hours:g} hours"
+                    if v.state == State.REVIEW
+                    else ""
+                )
             else:
                 reconcile = self.rt.settings.incode.reconcile_after_seconds
-                at = now + reconcile
-                self.store.schedule(v.id, min(at, v.expires_at) if v.state == State.SENT else at)
+                self.store.schedule(v.id, min(now + reconcile, ends))
                 log.info("no result yet", hint=hint, decision=result.decision)
                 return v
         if self.store.advance(

@@ -16,7 +16,7 @@ class Unverifiable(Exception):
 @dataclass(frozen=True)
 class Identity:
     login_hint: str
-    destination: str  # email for EMAIL, phone for SMS
+    destination: str  # email for EMAIL, phone for SMS; "" when Incode delivers to its own record
 
 
 def identity_of(person: Person | None, desk: DeskConfig) -> Identity:
@@ -35,6 +35,8 @@ def identity_of(person: Person | None, desk: DeskConfig) -> Identity:
             f"the requester's record has no {what.replace('_', ' ')}, which identifies the "
             "employee to Incode; add it to the requester's profile"
         )
+    if desk.destination == "incode":
+        return Identity(login_hint=hint.strip(), destination="")
     if desk.channel == "EMAIL":
         destination, what = person.email, "email address"
     else:

@@ -1,7 +1,8 @@
 """The verification lifecycle: states and the transitions allowed between them.
 
 ``requested → sent → (verified | failed | review | expired | error)``; ``review → (verified |
-failed)``; ``requested → error`` when the ticket cannot be verified at all. One exception: a result
+failed | expired)`` (expired: no decision within the review timeout); ``requested → error`` when
+the ticket cannot be verified at all. One exception: a result
 (verified, failed, review) not yet written is overturned to error when the write finds that the
 ticket's requester changed after the link went out. Everything that moves a verification goes
 through ``worker.store``, which applies these rules atomically in Redis.
@@ -25,7 +26,7 @@ class State(StrEnum):
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.REQUESTED: frozenset({State.SENT, State.ERROR}),
     State.SENT: frozenset({State.VERIFIED, State.FAILED, State.REVIEW, State.EXPIRED, State.ERROR}),
-    State.REVIEW: frozenset({State.VERIFIED, State.FAILED}),
+    State.REVIEW: frozenset({State.VERIFIED, State.FAILED, State.EXPIRED}),
 }
 
 OPEN = frozenset({State.REQUESTED, State.SENT, State.REVIEW})

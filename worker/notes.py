@@ -2,10 +2,17 @@
 
 Every note names the Incode session and the Deskgate verification, so the mapping can be rebuilt
 from the ticket if Redis loses it. No note ever carries the link or a full email or phone.
+
+Anyone who can write on a ticket can write text that looks like a gate note, so the gate note is
+sealed: an HMAC, keyed by Deskgate's ``note_secret``, over the desk, the ticket and every id the
+recovery would trust. ``read_gate`` returns nothing for a note whose seal does not match.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,24 +22,59 @@ from worker.store import Verification
 
 SIGN_OFF = "— Deskgate"
 VERIFICATION_LINE = "Deskgate verification:"
-
+GATE_HEADLINE = "Identity verification requested"
+REVIEW_HEADLINE = "Identity verification needs MANUAL REVIEW"
+SEAL_LINE = "Seal:"
 
 WHEN = "%H:%M UTC on %Y-%m-%d"
 _GATE = re.compile(
-    r"expires at (?P<when>\d\d:\d\d UTC on \d{4}-\d\d-\d\d)\..*?"
-    r"Incode session: (?P<session>[\w-]+)\s+"
-    r"Deskgate verification: (?P<verification>[0-9a-f]+) \(requester (?P<requester>[^)]*)\)",
-    re.DOTALL,
+    r"\A" + GATE_HEADLINE + r" \(.*?expires at (?P<when>\d\d:\d\d UTC on \d{4}-\d\d-\d\d)\..*?"
+    r"^Incode session: (?P<session>[\w-]+)\n"
+    r"Deskgate verification: (?P<verification>[0-9a-f]{24}) \(requester (?P<requester>[^)\n]*)\)\n"
+    r"Seal: (?P<seal>[A-Za-z0-9_-]{43})\n",
+    re.DOTALL | re.MULTILINE,
 )
+_VERIFICATION = re.compile(r"^Deskgate verification: (?P<verification>[0-9a-f]+) ", re.MULTILINE)
 
 
-def _when(epoch: float) -> str:
+class Seal:
+    """Signs and checks gate notes with Deskgate's note secrets (current first, then previous,
+    so a rotation keeps the notes written before it readable)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        if not secrets or any(len(s) < 16 for s in secrets):
+            raise ValueError("note secrets must be at least 16 characters")
+        self._keys = [s.encode() for s in secrets]
+
+    @staticmethod
+    def _message(desk: str, ticket_id: str, record: GateRecord, when: str) -> bytes:
+        parts = ("gate-v1", desk, ticket_id, record.verification, record.interview_id,
+                 record.requester_id, when)  # fmt: skip
+        return "\x1f".join(parts).encode()
+
+    def _mac(self, key: bytes, message: bytes) -> str:
+        digest = hmac.new(key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def sign(self, desk: str, ticket_id: str, record: GateRecord, when: str) -> str:
+        return self._mac(self._keys[0], self._message(desk, ticket_id, record, when))
+
+    def valid(self, desk: str, ticket_id: str, record: GateRecord, when: str, seal: str) -> bool:
+        message = self._message(desk, ticket_id, record, when)
+        # Every key is tried (no early exit), so timing does not tell which one matched.
+        matches = [hmac.compare_digest(self._mac(k, message), seal) for k in self._keys]
+        return any(matches)
+
+
+def when(epoch: float) -> str:
+    """A moment as notes show it: "14:02 UTC on 2026-11-28"."""
     return datetime.fromtimestamp(epoch, UTC).strftime(WHEN)
 
 
-def _ids(v: Verification) -> str:
+def _ids(v: Verification, seal: str = "") -> str:
     session = f"Incode session: {v.interview_id}\n" if v.interview_id else ""
-    return f"{session}{VERIFICATION_LINE} {v.id} (requester {v.requester_id})\n{SIGN_OFF}"
+    sealed = f"{SEAL_LINE} {seal}\n" if seal else ""
+    return f"{session}{VERIFICATION_LINE} {v.id} (requester {v.requester_id})\n{sealed}{SIGN_OFF}"
 
 
 @dataclass(frozen=True)
@@ -45,21 +87,42 @@ class GateRecord:
     expires_at: float
 
 
-def read_gate(text: str) -> GateRecord | None:
-    """Parse a gate note written by ``gate()``; None for any other text."""
-    found = _GATE.search(text)
+def read_gate(text: str, seal: Seal, desk: str, ticket_id: str) -> GateRecord | None:
+    """The ids in a gate note that ``gate()`` wrote for this desk's ticket; None for any other
+    text, for a gate note of another ticket, and for one whose seal does not match."""
+    found = _GATE.match(text.replace("\r\n", "\n"))
     if found is None:
         return None
-    expires = datetime.strptime(found["when"], WHEN).replace(tzinfo=UTC).timestamp()
-    return GateRecord(found["verification"], found["session"], found["requester"], expires)
+    try:
+        expires = datetime.strptime(found["when"], WHEN).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    record = GateRecord(found["verification"], found["session"], found["requester"], expires)
+    if not seal.valid(desk, ticket_id, record, found["when"], found["seal"]):
+        return None
+    return record
 
 
-def gate(v: Verification) -> str:
+def verification_of(text: str) -> str | None:
+    """The verification a Deskgate note names, if any."""
+    found = _VERIFICATION.search(text)
+    return found["verification"] if found else None
+
+
+def is_open(text: str) -> bool:
+    """A gate or manual-review note: the verification it names was still open when written."""
+    return text.startswith((GATE_HEADLINE, REVIEW_HEADLINE))
+
+
+def gate(v: Verification, seal: Seal) -> str:
+    expires = when(v.expires_at)
+    record = GateRecord(v.id, v.interview_id, v.requester_id, v.expires_at)
     return (
-        f"Identity verification requested ({v.reason}).\n"
+        f"{GATE_HEADLINE} ({v.reason}).\n"
         f"A verification link was sent to {v.destination} by {v.channel}; "
-        f"it expires at {_when(v.expires_at)}.\n"
-        "Do not act on this request until the result is added here.\n" + _ids(v)
+        f"it expires at {expires}.\n"
+        "Do not act on this request until the result is added here.\n"
+        + _ids(v, seal.sign(v.desk, v.ticket_id, record, expires))
     )
 
 
@@ -79,13 +142,18 @@ def outcome(v: Verification) -> str:
         )
     elif v.state == State.REVIEW:
         text = (
-            "Identity verification needs MANUAL REVIEW in Incode"
+            f"{REVIEW_HEADLINE} in Incode"
             + (f" (checks flagged: {checks})" if checks else "")
             + ".\nThe ticket stays on hold; the final result will be added here."
         )
+    elif v.state == State.EXPIRED and v.detail:  # the manual review never decided
+        text = (
+            f"Identity verification EXPIRED: {v.detail}.\n"
+            f"Do not proceed with the {v.reason}. Flag the ticket again to send a new link."
+        )
     elif v.state == State.EXPIRED:
         text = (
-            f"Identity verification EXPIRED: no result by {_when(v.expires_at)}.\n"
+            f"Identity verification EXPIRED: no result by {when(v.expires_at)}.\n"
             f"Do not proceed with the {v.reason}. Flag the ticket again to send a new link."
         )
     else:

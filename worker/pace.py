@@ -74,8 +74,11 @@ class PacedDesk:
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         return self._call(lambda: self.desk.get_ticket(ticket_id))
 
-    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
-        return self._call(lambda: self.desk.notes_containing(ticket, text))
+    def own_notes(self, ticket: Ticket, text: str) -> list[str]:
+        return self._call(lambda: self.desk.own_notes(ticket, text))
+
+    def contact_changed_at(self, person: Person, channel: str) -> float | None:
+        return self._call(lambda: self.desk.contact_changed_at(person, channel))
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return self._call(lambda: self.desk.get_requester(ticket))

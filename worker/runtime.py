@@ -47,15 +47,15 @@ def build_runtime(settings: Settings) -> Runtime:
         timeout=20,
     )
     redis: Redis[str] = Redis(connection_pool=pool)  # type: ignore[assignment] # decoded by the pool
-    timeout = settings.http_timeout_seconds
+    timeout, deadline = settings.http_timeout_seconds, settings.http_deadline_seconds
     pace = Pace(redis, settings.key_prefix)  # a desk's Retry-After holds every worker back
     return Runtime(
         settings=settings,
         redis=redis,
         store=Store(redis, settings.key_prefix, settings.retention_days * 86400),
-        incode=IncodeClient(settings.incode, timeout),
+        incode=IncodeClient(settings.incode, timeout, deadline),
         desks={
-            name: PacedDesk(build_desk(name, desk, timeout), pace)
+            name: PacedDesk(build_desk(name, desk, timeout, deadline), pace)
             for name, desk in settings.desks.items()
         },
         pid=os.getpid(),

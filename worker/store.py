@@ -31,13 +31,22 @@ from redis import Redis
 from connectors.ticketing import Ticket
 from worker.lifecycle import FINAL, State, sources
 
+# KEYS: open key, record, due, interview key
+# ARGV: id, due score, adopt (1/0), index interview (1/0), field, value, ...
+# An adoption (a verification rebuilt from its gate note) never replaces a record or a session
+# mapping that exists: the note may name another ticket's live verification.
 _OPEN = """
 local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
+if existing then return {'open', existing} end
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'taken', 'record'} end
+  if ARGV[4] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'taken', 'session'} end
+end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return ''
+if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
+return {'new', ''}
 """
 
 # KEYS: record, due, open key, interview key
@@ -99,6 +108,8 @@ class Verification:
     gated: bool = False  # the gate note is on the ticket
     written: str = ""  # the last state whose outcome is on the ticket
     ticket: str = ""  # the ticket as Deskgate's last write left it (``remember``)
+    asking_since: float = 0.0  # when Incode was last asked for a link (a call may be in flight)
+    refusals: int = 0  # how often the desk refused a write for good (backs the retries off)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -109,8 +120,10 @@ class Verification:
             value = raw[f.name]
             if f.name == "state":
                 values[f.name] = State(value)
-            elif f.name in ("created_at", "updated_at", "expires_at"):
+            elif f.name in ("created_at", "updated_at", "expires_at", "asking_since"):
                 values[f.name] = float(value or 0)
+            elif f.name == "refusals":
+                values[f.name] = int(value or 0)
             elif f.name == "gated":
                 values[f.name] = value == "1"
             else:
@@ -205,37 +218,58 @@ class Store:
         reason: str,
         now: float,
         resume_at: float,
-        vid: str | None = None,
-        state: State = State.REQUESTED,
-        **known: Any,
     ) -> tuple[Verification, bool]:
-        """Record a new verification unless the ticket has an open one; says which it returns.
-
-        ``vid``, ``state`` and ``known`` fields serve to re-adopt a verification Redis lost."""
-        vid = vid or secrets.token_hex(12)
+        """Record a new verification unless the ticket has an open one; says which it returns."""
         record = {
-            "id": vid,
+            "id": secrets.token_hex(12),
             "desk": desk,
             "ticket_id": ticket_id,
             "ticket_display": ticket_display,
             "requester_id": requester_id,
             "reason": reason,
+            "state": State.REQUESTED.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        found, existing = self._insert(record, resume_at, adopt=False)
+        if found == "open":
+            v = self.get(existing)
+            if v is not None:
+                return v, False
+        return Verification.from_hash(_strings(record)), True
+
+    def adopt(
+        self, *, vid: str, interview_id: str, state: State, now: float, **fields: Any
+    ) -> str | Verification:
+        """Record a verification rebuilt from the ticket after Redis lost it, under its old id
+        and session. Never replaces anything: returns the new record, or why not ("open": the
+        ticket has an open verification, "record" / "session": that id or session exists)."""
+        record = {
+            "id": vid,
+            "interview_id": interview_id,
             "state": state.value,
             "created_at": now,
             "updated_at": now,
-            **known,
+            **fields,
         }
-        existing = self._open(
-            keys=[self._key("open", desk, ticket_id), self._key("v", vid), self._key("due")],
-            args=[vid, resume_at, *_flat(record)],
-        )
-        if existing:
-            found = self.get(existing)
-            if found is not None:
-                return found, False
-        if record.get("interview_id"):
-            self.redis.set(self._key("iv", str(record["interview_id"])), vid)
-        return Verification.from_hash(_strings(record)), True
+        found, why = self._insert(record, now, adopt=True)
+        if found == "new":
+            return Verification.from_hash(_strings(record))
+        return "open" if found == "open" else str(why)
+
+    def _insert(self, record: dict[str, Any], resume_at: float, *, adopt: bool) -> tuple[str, str]:
+        vid, interview = str(record["id"]), str(record.get("interview_id") or "")
+        found, detail = self._open(
+            keys=[
+                self._key("open", str(record["desk"]), str(record["ticket_id"])),
+                self._key("v", vid),
+                self._key("due"),
+                self._key("iv", interview),
+            ],
+            args=[vid, resume_at, "1" if adopt else "0", "1" if interview else "0",
+                  *_flat(record)],
+        )  # fmt: skip
+        return str(found), str(detail)
 
     def advance(
         self,

@@ -48,7 +48,9 @@ def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task=task.name, task_id=task.request.id, **context)
     try:
-        return step(_flow(task))
+        flow = _flow(task)
+        with flow.bounded():
+            return step(flow)
     except (Retriable, Busy, RedisError) as exc:
         log.info("will retry", error=str(exc), retries=task.request.retries)
         try:

@@ -33,8 +33,11 @@ class Desk:
     def find_flagged(self, cursor: str | None, *, gated: bool) -> tuple[list[str], str | None]:
         return [], None
 
-    def notes_containing(self, ticket: Ticket, text: str) -> list[str]:
+    def own_notes(self, ticket: Ticket, text: str) -> list[str]:
         return []
+
+    def contact_changed_at(self, person: Person, channel: str) -> float | None:
+        return None
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return None

@@ -48,6 +48,7 @@ def desk_config(server: Server, **change: Any) -> ServiceNowDeskConfig:
             "password": SIM.password,
             "oauth_client_id": SIM.oauth_client_id,
             "oauth_client_secret": SIM.oauth_client_secret,
+            "api_user_name": SIM.username,
             **change,
         }
     }

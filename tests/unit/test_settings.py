@@ -92,6 +92,7 @@ idv_mfa_reset = "MFA reset"
         "INCODE__EXECUTIVE_PASSWORD": "s3",
         "INCODE__WEBHOOK_SECRET": "s4",
         "DESKS__ACME__API_TOKEN": "s5",
+        "NOTE_SECRET": "a-note-sealing-secret",
     }.items():
         monkeypatch.setenv(f"DESKGATE_{name}", value)
     settings = load_settings()
@@ -123,5 +124,19 @@ def test_the_example_config_loads_with_its_secrets_from_env(
         "DESKS__ACME_SERVICENOW__PASSWORD",
     ):
         monkeypatch.setenv(f"DESKGATE_{name}", "x")
+    monkeypatch.setenv("DESKGATE_NOTE_SECRET", "a-note-sealing-secret")
     settings = load_settings()
     assert {d.kind for d in settings.desks.values()} == {"zendesk", "servicenow"}
+
+
+@pytest.mark.parametrize("value", ["", "too-short-15chr"])
+def test_a_missing_or_short_note_secret_fails_naming_the_field(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = settings_data()
+    data["note_secret"] = value
+    with pytest.raises(ConfigError, match="note_secret: .*at least 16 characters"):
+        load_settings(**data)
+    del data["note_secret"]
+    with pytest.raises(ConfigError, match="note_secret: Field required.*DESKGATE_NOTE_SECRET"):
+        load_settings(**data)

@@ -32,7 +32,7 @@ def open_one(store: Store, ticket: str = "42", now: float = 1000.0) -> tuple[Ver
 def test_the_transition_table_matches_the_design() -> None:
     assert sources(State.SENT) == {State.REQUESTED}
     assert sources(State.VERIFIED) == {State.SENT, State.REVIEW}
-    assert sources(State.EXPIRED) == {State.SENT}
+    assert sources(State.EXPIRED) == {State.SENT, State.REVIEW}  # review: its timeout
     assert set(State) == OPEN | FINAL and not OPEN & FINAL
     assert not any(TRANSITIONS.get(s) for s in FINAL)  # nothing leaves a final state
 
@@ -79,7 +79,7 @@ def test_review_then_final(store: Store) -> None:
     store.advance(v, State.SENT, 1001, interview_id="iv2", index_interview=True)
     assert store.advance(v, State.REVIEW, 1002)
     assert store.open_for("acme", "42") is not None  # review is still open
-    assert not store.advance(v, State.EXPIRED, 1003)
+    assert not store.advance(v, State.ERROR, 1003)
     assert store.advance(v, State.VERIFIED, 1004)
 
 
@@ -139,15 +139,29 @@ def test_accept_hint_finds_the_verification_and_dedupes_in_one_step(
     assert store.accept_hint("iv1", "MANUAL_REVIEW_APPROVED", 60) is Hint.UNKNOWN
 
 
-def test_a_gate_note_can_be_read_back(store: Store) -> None:
-    """What the recovery after a Redis loss relies on: the gate note names everything needed."""
+def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:
+    """What the recovery after a Redis loss relies on: the gate note names everything needed,
+    and only a note sealed with Deskgate's secret for this very ticket is believed."""
     from worker import notes
 
+    seal = notes.Seal(["note-sealing-secret"])
     v, _ = open_one(store)
     store.advance(v, State.SENT, 1001, interview_id="0123abcd", expires_at=1_795_672_800.0)
     sent = store.get(v.id)
     assert sent is not None
-    record = notes.read_gate(notes.gate(sent))
+    text = notes.gate(sent, seal)
+    record = notes.read_gate(text, seal, "acme", "42")
     assert record == notes.GateRecord(v.id, "0123abcd", "7", 1_795_672_800.0)
-    assert notes.read_gate(notes.outcome(sent)) is None  # only the gate note says all of it
-    assert notes.read_gate("Identity verification requested, says someone") is None
+    assert notes.read_gate(notes.outcome(sent), seal, "acme", "42") is None
+    assert notes.read_gate("Identity verification requested, says someone", seal, "acme", "42") is None
+    # The same note on another ticket or desk, or under another key, is not believed.
+    assert notes.read_gate(text, seal, "acme", "43") is None
+    assert notes.read_gate(text, seal, "other", "42") is None
+    assert notes.read_gate(text, notes.Seal(["another-sealing-secret"]), "acme", "42") is None
+    # Any id changed (another session, requester or expiry) breaks the seal.
+    for old, new in (("0123abcd", "0123abce"), ("(requester 7)", "(requester 8)"),
+                     (":00 UTC", ":01 UTC")):  # fmt: skip
+        assert notes.read_gate(text.replace(old, new), seal, "acme", "42") is None
+    # A rotated key still reads notes sealed before the rotation.
+    rotated = notes.Seal(["the-new-sealing-secret", "note-sealing-secret"])
+    assert notes.read_gate(text, rotated, "acme", "42") == record
