@@ -488,6 +488,8 @@ class ZendeskDriver:
         # one read before gating (the requester's record sideloaded); the outcome is written
         # with Safe Update against the ticket the gate write returned, so it needs no read
         "GET /api/v2/tickets/<int:ticket_id>": 1,
+        # how old the requester's e-mail is (a contact changed recently gets no link)
+        "GET /api/v2/users/<int:user_id>/identities": 1,
         "PUT /api/v2/tickets/<int:ticket_id>": 2,  # the gate, the outcome
     }
     markers = frozenset(
@@ -594,6 +596,7 @@ class ServiceNowDriver:
         # record + caller in one read: before the gate, then just before each write (no Safe
         # Update on the Table API, so the connector re-reads to refuse a changed record)
         "GET /api/now/table/<table>/<sys_id>": 3,
+        "GET /api/now/table/<table>": 1,  # sys_audit: how old the caller's e-mail is
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }
     statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}

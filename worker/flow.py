@@ -25,7 +25,15 @@ import structlog
 from config.privacy import mask_destination
 from config.settings import DeskConfig
 from connectors.deadline import deadline
-from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Retriable, Unanswered
+from connectors.http import (
+    ApiError,
+    AuthFailed,
+    Conflict,
+    Fatal,
+    NotFound,
+    Retriable,
+    Unanswered,
+)
 from connectors.incode import EmployeeNotFound
 from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
 from worker import notes
@@ -321,13 +329,19 @@ class Flow:
         # The mark is durable: a worker that takes over this verification (lock expired, or this
         # one crashed) sees that a request may be in flight until the deadline below has passed.
         self.store.update(v.id, asking_since=now)
-        with deadline(self.ask_window - CLOCK_MARGIN):
-            return self.rt.incode.request_new(
-                login_hint=who.login_hint,
-                channel=config.channel,
-                destination=who.destination or None,
-                validity_minutes=config.link_validity_minutes,
-            )
+        try:
+            with deadline(self.ask_window - CLOCK_MARGIN):
+                return self.rt.incode.request_new(
+                    login_hint=who.login_hint,
+                    channel=config.channel,
+                    destination=who.destination or None,
+                    validity_minutes=config.link_validity_minutes,
+                )
+        except Unanswered:
+            raise
+        except ApiError:  # Incode answered (or was never reached): nothing is in flight
+            self.store.update(v.id, asking_since=0)
+            raise
 
     def _check_destination_age(
         self, desk: Desk, person: Person | None, config: DeskConfig, now: float

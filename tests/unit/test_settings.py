@@ -135,8 +135,8 @@ def test_a_missing_or_short_note_secret_fails_naming_the_field(
 ) -> None:
     data = settings_data()
     data["note_secret"] = value
-    with pytest.raises(ConfigError, match="note_secret: .*at least 16 characters"):
+    with pytest.raises(ConfigError, match=r"note_secret: .*at least 16 characters"):
         load_settings(**data)
     del data["note_secret"]
-    with pytest.raises(ConfigError, match="note_secret: Field required.*DESKGATE_NOTE_SECRET"):
+    with pytest.raises(ConfigError, match=r"note_secret: Field required.*DESKGATE_NOTE_SECRET"):
         load_settings(**data)
