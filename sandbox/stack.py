@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -475,6 +476,10 @@ class DeskDriver(Protocol):
     def view(self, ticket_id: str) -> TicketView: ...
     def all_markers(self) -> dict[str, str | None]: ...
     def change_requester(self, ticket_id: str, name: str, email: str) -> None: ...
+    def tamper(
+        self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
+    ) -> None: ...
+    def change_contact(self, ticket_id: str, email: str) -> None: ...
     def edit(
         self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
     ) -> None: ...
@@ -569,6 +574,41 @@ class ZendeskDriver:
         requester = user.json()["user"]["id"]
         body = {"ticket": {"requester_id": requester}}
         self.api.put(f"/tickets/{ticket_id}.json", json=body).raise_for_status()
+
+    def _other_agent(self) -> int:
+        email = f"it.agent.{uuid.uuid4().hex[:8]}@acme.test"
+        body = {"user": {"name": "IT Agent", "email": email, "role": "agent"}}
+        made = self.api.post("/users.json", json=body)
+        made.raise_for_status()
+        return int(made.json()["user"]["id"])
+
+    def tamper(
+        self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
+    ) -> None:
+        """What anyone who may write on tickets can do in one update: add Deskgate's marker and
+        the trigger tag, and an internal note in any words, by another agent, or (Zendesk's API
+        lets a caller name a comment's author) in Deskgate's own user's name."""
+        me = int(self.api.get("/users/me.json").json()["user"]["id"])
+        author = me if as_deskgate else self._other_agent()
+        body = {
+            "ticket": {
+                "comment": {"body": note, "public": False, "author_id": author},
+                "additional_tags": [f"idv_{marker}", next(iter(TRIGGERS))],
+            }
+        }
+        self.api.put(f"/tickets/{ticket_id}.json", json=body).raise_for_status()
+
+    def change_contact(self, ticket_id: str, email: str) -> None:
+        """An agent gives the requester a new e-mail and makes it the primary one."""
+        requester = self.raw(ticket_id)["ticket"]["requester_id"]
+        made = self.api.post(
+            f"/users/{requester}/identities.json",
+            json={"identity": {"type": "email", "value": email}},
+        )
+        made.raise_for_status()
+        identity = made.json()["identity"]["id"]
+        primary = self.api.put(f"/users/{requester}/identities/{identity}/make_primary.json")
+        primary.raise_for_status()
 
     def edit(
         self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
@@ -666,6 +706,26 @@ class ServiceNowDriver:
     def change_requester(self, ticket_id: str, name: str, email: str) -> None:
         caller = self._user(name, email)
         self.api.patch(f"/{self.table}/{ticket_id}", json={"caller_id": caller}).raise_for_status()
+
+    def tamper(
+        self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
+    ) -> None:
+        """What an agent can do in one update: set Deskgate's status field and the flag, and
+        add a work note in any words (as themselves: the Table API stamps the author)."""
+        sim = servicenow.ServiceNowSimConfig
+        who = (sim.username, sim.password) if as_deskgate else (
+            sim.agent_username, sim.agent_password)  # fmt: skip
+        values = {
+            "work_notes": note,
+            "u_idv_status": marker,
+            SN_FLAG_FIELD: next(iter(SN_TRIGGERS)),
+        }
+        self.api.patch(f"/{self.table}/{ticket_id}", json=values, auth=who).raise_for_status()
+
+    def change_contact(self, ticket_id: str, email: str) -> None:
+        """An agent edits the caller's e-mail on their user record."""
+        caller = self.raw(ticket_id)["record"]["caller_id"]
+        self.api.patch(f"/sys_user/{caller}", json={"email": email}).raise_for_status()
 
     def edit(
         self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
