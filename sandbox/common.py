@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
 CONTROL_PREFIX = "/_sandbox/"
+TRICKLE = "sandbox.trickle"  # WSGI environ key: send this response slowly (``Fault.trickle``)
 ON_STOP = "sandbox_on_stop"  # app.extensions key: callables run when the app's server stops
 
 ErrorResponder = Callable[[int, str], Response]
@@ -54,6 +55,9 @@ class Fault:
     delay: float = 0.0
     retry_after: int | None = None
     stage: Literal["before", "after"] = "before"
+    # The response (served normally) is sent a byte at a time over this many seconds, each
+    # byte well within any read timeout: only a deadline on the whole call ends it.
+    trickle: float = 0.0
 
 
 @dataclass
@@ -114,6 +118,9 @@ class Controls:
             limited_for = self._rate_limited()
         if latency:
             time.sleep(latency)
+        if fault is not None and fault.trickle:
+            request.environ[TRICKLE] = fault.trickle
+            return None
         if fault is not None and fault.stage == "after":
             g.sandbox_hold = fault.delay
         elif fault is not None:
@@ -333,7 +340,12 @@ class _KeepAliveHandler(WSGIRequestHandler):
             lines.append("Connection: close")
         elif self.request_version == "HTTP/1.0":
             lines.append("Connection: keep-alive")
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        message = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+        trickle = float(environ.get(TRICKLE) or 0)
+        if trickle:
+            self._trickle(message, trickle)
+        else:
+            self.wfile.write(message)
 
         try:  # skip what the app left of the body, so the next request starts where it should
             if isinstance(body, LimitedStream):
@@ -342,6 +354,17 @@ class _KeepAliveHandler(WSGIRequestHandler):
                 while body.read(65536):
                     pass
         except Exception:
+            self.close_connection = True
+
+    def _trickle(self, message: bytes, seconds: float) -> None:
+        """Send ``message`` a byte at a time, spread over ``seconds`` (a client gone: stop)."""
+        pause = seconds / max(len(message), 1)
+        try:
+            for i in range(len(message)):
+                self.wfile.write(message[i : i + 1])
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
             self.close_connection = True
 
     def _call_app(self, environ: WSGIEnvironment) -> tuple[str, list[tuple[str, str]], bytes]:

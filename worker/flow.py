@@ -249,9 +249,9 @@ class Flow:
         log.error("the desk keeps refusing Deskgate's write; giving up", error=str(exc))
         self.store.unschedule(v.id)
         why = f"the desk refused Deskgate's update of this ticket {count} times ({status})"
-        if v.state in FINAL or not self.store.advance(v, State.ERROR, now, detail=why):
-            return
-        v = self.store.get(v.id) or v
+        if v.state not in FINAL:
+            self.store.advance(v, State.ERROR, now, detail=why)
+            v = self.store.get(v.id) or v
         try:  # one note, if the desk takes it (a refused status change may be what failed)
             ticket = desk.get_ticket(v.ticket_id)
             if ticket is not None and ticket.writable:

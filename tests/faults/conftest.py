@@ -33,10 +33,17 @@ People = Callable[[int], list[str]]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A module may set ``STACK_OPTIONS`` (``StackOptions`` fields) for its scenario."""
     Redis.from_url(FAULTS_REDIS_URL).flushdb()
     options = StackOptions(
-        redis_url=FAULTS_REDIS_URL, key_prefix=KEY_PREFIX, queue=QUEUE, worker_concurrency=16
+        redis_url=FAULTS_REDIS_URL,
+        key_prefix=KEY_PREFIX,
+        queue=QUEUE,
+        worker_concurrency=16,
+        **getattr(request.module, "STACK_OPTIONS", {}),
     )
     with Stack(options, workdir=tmp_path_factory.mktemp("faults")) as running:
         yield running

@@ -30,6 +30,9 @@ pytestmark = pytest.mark.faults
 REQUEST_NEW = "/omni/b2b/onboarding/request-new"
 SCORE = "/omni/get/score"
 TIMEOUT_STALL = 6.0  # Deskgate's HTTP timeout in the stack is 5 s
+TRICKLE_SECONDS = 60.0  # longer than the stack's task lock (a 10 s task limit + 30 s)
+# A short task limit (so a short lock) and a call deadline under it, as a deployment may set.
+STACK_OPTIONS = {"task_time_limit_seconds": 10, "http_deadline_seconds": 20.0}
 TOKENS = ("POST /oauth2/token", "POST /executive/log-in")
 
 
@@ -63,46 +66,57 @@ def sweep_later(stack: Stack) -> None:
 
 
 def request_and_read_faults(stack: Stack, people: People) -> dict[str, Any]:
-    """Four tickets (two per desk): request-new answers 503, 500 and once not in time (Incode
-    sends that link anyway, so that ticket may cause two); then the result reads answer 500, 503
-    and once not in time."""
+    """Four tickets (two per desk): request-new answers 503, 500 and once not in time. The
+    first two are asked again; the third is not (Incode may have acted on it and sends that
+    link anyway: asking again would send a second one), and its ticket says so. Then the result
+    reads answer 500, 503 and once not in time."""
     since, retried = time.time(), len(stack.logged("worker", "will retry"))
     cases: list[Case] = []
     for desk in both_desks(stack):
         employees = people(2)
         tickets = open_flagged(desk, employees, announce=False)
-        cases += [Case(desk, t, e, links=2) for t, e in zip(tickets, employees, strict=True)]
+        cases += [Case(desk, t, e) for t, e in zip(tickets, employees, strict=True)]
     for status in (503, 500):
         stack.fault("incode", REQUEST_NEW, status=status)
     stack.fault("incode", REQUEST_NEW, status=0, delay=TIMEOUT_STALL)
     for case in cases:
         start(stack, case.desk, [case.ticket])
+    settled = ("pending", "error")
     for case in cases:
-        wait_markers(case.desk, [case.ticket], "pending", WAIT)
-    # The stalled request-new is still being served (Incode sends its link regardless).
-    asked = len(cases) + 3
+        wait_for(lambda c=case: c.desk.view(c.ticket).marker in settled, WAIT, "gate or error")
+    [unanswered] = [c for c in cases if c.desk.view(c.ticket).marker == "error"]
+    assert (
+        "did not confirm the request for a link in time"
+        in unanswered.desk.notes(unanswered.ticket)[-1]
+    )
+    # The stalled request-new is still served (Incode sends its link regardless); the 503 and
+    # the 500 were asked again, the unanswered one was not.
+    asked = len(cases) + 2
     wait_for(
         lambda: count(incode_calls(stack, since), f"POST {REQUEST_NEW}") == asked,
         WAIT,
         "the stalled request-new to be served",
     )
+    gated = [c for c in cases if c is not unanswered]
 
     for status in (500, 503):
         stack.fault("incode", SCORE, status=status)
     stack.fault("incode", SCORE, status=0, delay=TIMEOUT_STALL)
-    outcomes = ["pass", "fail", "pass", "fail"]
+    outcomes = ["pass", "fail", "pass"]
     finals = {"pass": "verified", "fail": "failed"}
-    for case, outcome in zip(cases, outcomes, strict=True):
+    for case, outcome in zip(gated, outcomes, strict=True):
         stack.complete(session_of(case.desk, case.ticket), outcome)
     cases = [
-        Case(c.desk, c.ticket, c.employee, finals[o], links=2)
-        for c, o in zip(cases, outcomes, strict=True)
+        Case(c.desk, c.ticket, c.employee, finals[o]) for c, o in zip(gated, outcomes, strict=True)
     ]
+    cases.append(Case(unanswered.desk, unanswered.ticket, unanswered.employee, "error",
+                      gated=False))  # fmt: skip
     tally = check(stack, cases)
 
     assert stack.pending_faults("incode") == []
     calls = incode_calls(stack, since)
-    assert tally.links <= len(cases) + 1  # only the timed-out request-new may add a link
+    assert tally.links == len(cases)  # one link each: none was asked for twice
+    assert count(calls, f"POST {REQUEST_NEW}") == asked
     return {
         **tally.counts(),
         "request_new_calls": count(calls, f"POST {REQUEST_NEW}"),
@@ -111,6 +125,29 @@ def request_and_read_faults(stack: Stack, people: People) -> dict[str, Any]:
         "token_calls": sum(count(calls, call) for call in TOKENS),
         "retries": retries(stack, retried),
     }
+
+
+def trickled_request_new(stack: Stack, people: People) -> dict[str, Any]:
+    """Incode answers request-new a byte at a time for longer than a task's lock lasts (each
+    byte well within the read timeout), and the sweep hands the verification out again once the
+    lock has run out. The call ends at its deadline, nobody asks Incode again, and the employee
+    gets exactly one link (the one Incode may send for the unanswered request)."""
+    [employee] = people(1)
+    desk = stack.driver("zendesk")
+    [ticket] = open_flagged(desk, [employee], announce=False)
+    stack.fault("incode", REQUEST_NEW, status=0, trickle=TRICKLE_SECONDS)
+    since, began = time.time(), time.monotonic()
+    start(stack, desk, [ticket])
+    lock = STACK_OPTIONS["task_time_limit_seconds"] + 30
+    time.sleep(lock + 5)
+    stack.send_task(SWEEP, time.time() + 600)  # the sweep, as of when the step is overdue
+    wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the error note")
+    quiet(stack, seconds=2.0)
+    tally = check(stack, [Case(desk, ticket, employee, "error", gated=False)])
+    assert "did not confirm the request for a link in time" in desk.notes(ticket)[-1]
+    assert len(stack.sessions(employee)) == 1
+    assert count(incode_calls(stack, since), f"POST {REQUEST_NEW}") == 1
+    return {**tally.counts(), "seconds": round(time.monotonic() - began, 1)}
 
 
 def flagged(stack: Stack, desk: DeskDriver, employee: str, final: str) -> Case:
@@ -190,7 +227,7 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
 def test_given_incode_faults_then_every_ticket_ends_correct_with_the_links_allowed(
     stack: Stack, people: People, observe: Observe
 ) -> None:
-    for phase in (request_and_read_faults, webhook_faults):
+    for phase in (request_and_read_faults, webhook_faults, trickled_request_new):
         began = time.monotonic()
         counts = phase(stack, people)
         observe(**{phase.__name__: {**counts, "seconds": round(time.monotonic() - began, 1)}})
