@@ -4,6 +4,9 @@ its retention, and the worker's memory.
 
 - calls per lifecycle: ``--lifecycles`` verified lifecycles started by push, as many started by
   the poll (trigger off), counted by the simulators (people's own calls left out);
+- pushes per lifecycle on Zendesk, whose triggers run on every update: the documented trigger
+  against the tag-only one it replaced, without and with a requester's reply while the ticket
+  waits for the employee (``--calls-only`` runs these two parts alone, in about a minute);
 - poll and sweep cost with 0, 1,000 and 100,000 finished verifications stored (seeded as
   copies of a real finished record, with its TTLs), and with 1,000 verifications open (gated,
   waiting for the employee): the desk calls each poll makes and the Redis commands each poll and
@@ -35,6 +38,9 @@ from bench.harness import (
     wait_until,
     write_section,
 )
+from sandbox.stack import TRIGGERS, ZendeskDriver
+from sandbox.zendesk import WEBHOOK_ID
+from sandbox.zendesk_triggers import documented_trigger, tag_only_trigger
 from worker.dispatch import POLL_DESK, SWEEP
 
 DEFAULT_HISTORY = "0,1000,100000"
@@ -60,8 +66,11 @@ def _deskgate_calls(bs: BenchStack, kind: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def _lifecycles(bs: BenchStack, kind: str, n: int, tag: str, push: bool) -> dict[str, Any]:
-    """Run ``n`` verified lifecycles; return Deskgate's calls per lifecycle by route."""
+def _lifecycles(
+    bs: BenchStack, kind: str, n: int, tag: str, push: bool, replies: int = 0
+) -> dict[str, Any]:
+    """Run ``n`` verified lifecycles, with ``replies`` requester replies (Zendesk) on each
+    gated ticket; return Deskgate's calls per lifecycle by route."""
     driver = bs.drivers[kind]
     tickets = [
         (driver.create_ticket(f"E {i}", _employee(tag, i), "MFA reset"), _employee(tag, i))
@@ -79,6 +88,9 @@ def _lifecycles(bs: BenchStack, kind: str, n: int, tag: str, push: bool) -> dict
 
     if not wait_until(gated, 60, every=0.2):
         raise RuntimeError(f"{tag}: not every ticket was gated")
+    for ticket, _ in tickets:
+        for _ in range(replies):
+            _reply(bs, ticket)
     for _, email in tickets:
         for session in bs.s.sessions(email):
             bs.s.complete(session["interviewId"], "pass")
@@ -89,11 +101,65 @@ def _lifecycles(bs: BenchStack, kind: str, n: int, tag: str, push: bool) -> dict
     if not wait_until(verified, 60, every=0.2):
         raise RuntimeError(f"{tag}: not every ticket was verified")
     driver.set_push(True)
+    time.sleep(1)  # pushes still on their way are counted too
     calls = _deskgate_calls(bs, kind)
+    if replies:  # the requesters' replies share Deskgate's route: leave them out
+        calls[driver.system][REPLY_ROUTE] -= replies * n
+    if kind == "zendesk":
+        pushed = _pushes(bs, {int(t) for t, _ in tickets})
+        calls["pushes"] = {"webhook deliveries (first attempts)": pushed}
     return {
         system: {route: count / n for route, count in routes.items()}
         for system, routes in calls.items()
     }
+
+
+REPLY_ROUTE = "PUT /api/v2/tickets/<int:ticket_id>"
+
+
+def _reply(bs: BenchStack, ticket: str) -> None:
+    """The requester answers on the ticket (a public comment), as people do while waiting."""
+    driver = bs.drivers["zendesk"]
+    assert isinstance(driver, ZendeskDriver)
+    requester = driver.raw(ticket)["ticket"]["requester_id"]
+    comment = {"body": "Any news? I still cannot log in.", "author_id": requester}
+    driver.api.put(f"/tickets/{ticket}.json", json={"ticket": {"comment": comment}})
+
+
+def _pushes(bs: BenchStack, tickets: set[int]) -> int:
+    """Webhook invocations the Zendesk simulator made for ``tickets`` (retries not counted)."""
+    log = bs.sim("zendesk").get("/_sandbox/webhook_deliveries").json()["deliveries"]
+    return len({d["invocation_id"] for d in log if d["ticket_id"] in tickets})
+
+
+TRIGGER_SHAPES = {
+    "documented (not while held)": documented_trigger,
+    "tag only (before)": tag_only_trigger,
+}
+
+
+def _trigger_costs(bs: BenchStack, n: int) -> list[list[str]]:
+    """Pushes and Zendesk calls per push-started lifecycle, per trigger, with 0 and 1 replies."""
+    rows = []
+    for i, (name, shape) in enumerate(TRIGGER_SHAPES.items()):
+        trigger = shape(TRIGGERS, WEBHOOK_ID)
+        bs.sim("zendesk").put("/_sandbox/triggers", json={"triggers": [trigger]}).raise_for_status()
+        for replies in (0, 1):
+            got = _lifecycles(bs, "zendesk", n, f"t{i}r{replies}", push=True, replies=replies)
+            calls = got["zendesk"]
+            rows.append(
+                [
+                    name,
+                    str(replies),
+                    f"**{got['pushes']['webhook deliveries (first attempts)']:.2f}**",
+                    f"{calls.get('GET /api/v2/tickets/<int:ticket_id>', 0):.2f}",
+                    f"{calls.get(REPLY_ROUTE, 0):.2f}",
+                    f"**{sum(calls.values()):.2f}**",
+                ]
+            )
+    default = documented_trigger(TRIGGERS, WEBHOOK_ID)
+    bs.sim("zendesk").put("/_sandbox/triggers", json={"triggers": [default]}).raise_for_status()
+    return rows
 
 
 class Monitor:
@@ -229,16 +295,30 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=5, help="polls and sweeps per level")
     parser.add_argument("--kind", default="zendesk", help="desk kind")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--calls-only",
+        action="store_true",
+        help="only calls and pushes per lifecycle (the triggers section); no poll or memory",
+    )
     args = parser.parse_args()
     kind, n = args.kind, args.lifecycles
     employees = [_employee(t, i) for t in ("push", "poll") for i in range(n)]
-    employees += [_employee("open", i) for i in range(OPEN_LEVEL)]
+    employees += [_employee(f"t{t}r{r}", i) for t in (0, 1) for r in (0, 1) for i in range(n)]
+    if not args.calls_only:
+        employees += [_employee("open", i) for i in range(OPEN_LEVEL)]
 
     with BenchStack(kinds=[kind], employees=employees, concurrency=32) as bs:
         driver = bs.drivers[kind]
         rss_start = memory_mib(bs.worker_pid())[0]
         push = _lifecycles(bs, kind, n, "push", push=True)
         poll = _lifecycles(bs, kind, n, "poll", push=False)
+        triggers = _trigger_costs(bs, n) if kind == "zendesk" else []
+        calls_text = calls_report(push, poll, triggers, args)
+        if args.calls_only:
+            print(calls_text)
+            if not args.no_write:
+                write_section("triggers", calls_text)
+            return
         memory_rows, persistent = _memory(bs, 2 * n)
         _, template, _ = _finished_template(bs)
 
@@ -272,9 +352,52 @@ def main() -> None:
         push, poll, levels, memory_rows, persistent, bulk_per_verification,
         (rss_start, rss_end, rss_peak), interval, args, driver.system,
     )  # fmt: skip
-    print(text)
+    print(text + "\n" + calls_text)
     if not args.no_write:
         write_section("cost", text)
+        write_section("triggers", calls_text)
+
+
+def calls_report(
+    push: dict[str, Any],
+    poll: dict[str, Any],
+    triggers: list[list[str]],
+    args: argparse.Namespace,
+) -> str:
+    """The calls and pushes per lifecycle, on their own (``--calls-only`` writes only this)."""
+    text = f"""### 4b. Calls and pushes per lifecycle, by Zendesk trigger
+
+`python -m bench.cost --calls-only` — {now_utc()}; {machine()}.
+{args.lifecycles} verified lifecycles per row on the {args.kind} desk, started by push (and by
+the poll, push off, in the first table); Deskgate's calls as the simulators logged them, per
+lifecycle; pushes are the webhook invocations the Zendesk simulator made for those tickets.
+
+{table(["system", "call", "push path", "poll path"], _calls_rows(push, poll))}
+"""
+    if not triggers:
+        return text
+    return f"""{text}
+The Zendesk simulator runs every active trigger on every ticket create and update, as Zendesk
+does. The documented trigger (tags include a trigger tag, tags include none of `idv_pending`
+`idv_review`, status less than solved) against the tag-only one the set-up documented before,
+without and with one requester reply while the ticket waits for the employee (the reply's own
+PUT is left out; it reopens the ticket, so the outcome's Safe Update meets a 409 and reads the
+ticket again under either trigger):
+
+{
+        table(
+            [
+                "trigger",
+                "replies",
+                "pushes",
+                "`GET /tickets/{id}`",
+                "`PUT /tickets/{id}`",
+                "Zendesk calls",
+            ],
+            triggers,
+        )
+    }
+"""
 
 
 def _calls_rows(push: dict[str, Any], poll: dict[str, Any]) -> list[list[str]]:
@@ -290,6 +413,8 @@ def _calls_rows(push: dict[str, Any], poll: dict[str, Any]) -> list[list[str]]:
                     f"{poll[system].get(route, 0):.2f}",
                 ]
             )
+        if system == "pushes":
+            continue
         rows.append(
             [
                 system,

@@ -28,6 +28,7 @@ from redis import Redis
 
 from sandbox import incode, servicenow, zendesk
 from sandbox.common import Server, pooled_client, serve
+from sandbox.zendesk_triggers import documented_trigger
 
 ZENDESK_AGENT = "agent@acme.test"
 NOTE_SECRET = "sandbox-note-sealing-secret"
@@ -259,6 +260,8 @@ poll_interval_seconds = {o.poll_interval_seconds}
                         webhook_url=f"{web_hooks}/zendesk",
                         trigger_tags=frozenset(TRIGGERS),
                         user_age_days=o.user_age_days,
+                        # README's trigger: fires while Deskgate does not hold the ticket.
+                        triggers=(documented_trigger(TRIGGERS, zendesk.WEBHOOK_ID),),
                     )
                 ),
                 o.host,

@@ -3,7 +3,9 @@
 It mimics what Deskgate relies on: API-token Basic auth, the ``{"ticket": ...}`` envelopes and
 Zendesk's error bodies, the ``.json`` suffix, ticket updates with audits, the non-destructive tag
 operations, Safe Update (409), the closed-ticket rule (422), the search query subset with its
-1,000-result cap, and a trigger + ``notification_webhook`` emulation that POSTs signed webhooks.
+1,000-result cap, and triggers in Zendesk's own shape (``/api/v2/triggers``), evaluated on every
+ticket create and update as Zendesk does, whose ``notification_webhook`` actions POST signed
+webhooks.
 Where the real service is ambiguous, the choices are the ones documented in
 ``/work/shared/reference/ticketing-apis.md``.
 
@@ -35,6 +37,7 @@ import httpx
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from sandbox import zendesk_triggers as triggers
 from sandbox.common import CONTROL_PREFIX, Call, Controls, WebhookClient, on_stop
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ FIRST_COMMENT_ID = 100_000
 FIRST_IDENTITY_ID = 300_000
 FIRST_AUDIT_ID = 500_000
 ACCOUNT_ID = 9_000_001
+FIRST_TRIGGER_ID = 360_000_001
 WEBHOOK_ID = "01HSANDBOXZENDESKWEBHOOK00"
 WEBHOOK_TIMEOUT = 10.0
 RETRY_BACKOFF = (0.2, 0.5, 1.0)  # one pause before each of the three retries
@@ -81,7 +85,9 @@ class ZendeskSimConfig:
     webhook_url: str | None = None  # where the trigger emulation POSTs
     webhook_secret: str = "sandbox-zendesk-signing-secret"
     trigger_tags: frozenset[str] = frozenset({"idv_mfa_reset", "idv_account_unlock"})
-    triggers_enabled: bool = True
+    # Zendesk-shaped triggers; None: the one Deskgate's set-up documents, for ``trigger_tags``.
+    triggers: tuple[dict[str, Any], ...] | None = None
+    triggers_enabled: bool = True  # the sandbox's switch: off, no trigger fires (push off)
     # Users made through the API appear this many days old (their identities too), as an
     # employee's profile is: only later changes are new. 0 = made now.
     user_age_days: float = 0.0
@@ -321,6 +327,7 @@ class WebhookJob:
     body: bytes
     headers: dict[str, str]
     generation: int
+    trigger_id: int = 0
 
 
 # -- input helpers --------------------------------------------------------------------------
@@ -463,7 +470,11 @@ class ZendeskState:
         self.lock = threading.Lock()
         self.webhook_url = config.webhook_url
         self.triggers_enabled = config.triggers_enabled
-        self.trigger_tags = frozenset(t.lower() for t in config.trigger_tags)
+        self.triggers: list[dict[str, Any]] = []  # in firing order; they survive ``reset``
+        self._next_trigger = FIRST_TRIGGER_ID
+        tags = frozenset(t.lower() for t in config.trigger_tags)
+        for trigger in config.triggers or (triggers.documented_trigger(tags, WEBHOOK_ID),):
+            self._add_trigger(trigger)
         self.deliveries: list[dict[str, Any]] = []
         self.webhooks = WebhookClient(WEBHOOK_TIMEOUT)  # shared by the delivery threads
         self.generation = 0  # bumps on reset so in-flight deliveries stop recording
@@ -844,26 +855,25 @@ class ZendeskState:
         ticket.version += 1
         return ticket.updated_at
 
-    def _trigger_job(self, ticket: Ticket, tags_before: Iterable[str]) -> WebhookJob | None:
-        """Emulates a trigger "tags include X and status < solved → notify webhook".
-
-        Zendesk triggers fire once per change that makes their conditions true; gaining the
-        tag is what we model, so a ticket that merely keeps the tag does not fire again.
-        """
-        gained = (set(ticket.tags) & self.trigger_tags) - set(tags_before)
+    def _trigger_jobs(self, ticket: Ticket, changed: bool) -> list[WebhookJob]:
+        """Zendesk's trigger run after a create or an update: every active trigger whose
+        conditions hold now fires, whatever fired before. An update that changed nothing
+        (no audit event) is no update, and runs nothing."""
         url = self.webhook_url
-        if not gained or not url or not self.triggers_enabled:
-            return None
-        if STATUS_RANK[ticket.status] >= STATUS_RANK["solved"]:
-            return None
-        requester = self.users.get(ticket.requester_id)
-        payload = {
-            "ticket_id": str(ticket.id),
-            "tags": " ".join(ticket.tags),
-            "requester_email": (requester.email if requester else None) or "",
-            "event": "trigger",
-        }
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        if not changed or not url or not self.triggers_enabled:
+            return []
+        jobs = []
+        for trigger in self.triggers:
+            if not trigger["active"] or not triggers.conditions_hold(
+                trigger["conditions"], ticket.status, ticket.tags
+            ):
+                continue
+            for action in trigger["actions"]:
+                body = triggers.render_body(action["value"][1], ticket.id)
+                jobs.append(self._webhook_job(url, ticket.id, body, trigger["id"]))
+        return jobs
+
+    def _webhook_job(self, url: str, ticket_id: int, body: bytes, trigger_id: int) -> WebhookJob:
         timestamp = _fmt(_now())
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -874,13 +884,13 @@ class ZendeskState:
             "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
             "X-Zendesk-Webhook-Signature": sign(self.config.webhook_secret, timestamp, body),
         }
-        return WebhookJob(url, ticket.id, body, headers, self.generation)
+        return WebhookJob(url, ticket_id, body, headers, self.generation, trigger_id)
 
     # -- tickets: endpoints --------------------------------------------------------------------
 
     def create_ticket(
         self, payload: dict[str, Any], actor_id: int, base: str
-    ) -> tuple[dict[str, Any], WebhookJob | None]:
+    ) -> tuple[dict[str, Any], list[WebhookJob]]:
         with self.lock:
             first_new_user = self._next_user
             try:
@@ -894,7 +904,7 @@ class ZendeskState:
 
     def _create_ticket(
         self, payload: dict[str, Any], actor_id: int, base: str
-    ) -> tuple[dict[str, Any], WebhookJob | None]:
+    ) -> tuple[dict[str, Any], list[WebhookJob]]:
         requester_id = self._resolve_requester(payload, actor_id)
         submitter_id = requester_id
         if "submitter_id" in payload:
@@ -946,8 +956,8 @@ class ZendeskState:
             events.append({"type": "Create", "field_name": name, "value": value})
         audit = self._new_audit(ticket, actor_id, events, now)
         self._add_comment(ticket, new_comment, audit["id"], now)
-        job = self._trigger_job(ticket, [])
-        return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, job
+        jobs = self._trigger_jobs(ticket, changed=True)
+        return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, jobs
 
     def _resolve_requester(self, payload: dict[str, Any], actor_id: int) -> int:
         """``requester`` {name, email} finds the user by e-mail or creates an end user."""
@@ -986,7 +996,7 @@ class ZendeskState:
 
     def update_ticket(
         self, ticket_id: int, payload: dict[str, Any], actor_id: int, base: str
-    ) -> tuple[dict[str, Any], WebhookJob | None]:
+    ) -> tuple[dict[str, Any], list[WebhookJob]]:
         """Validate everything first, then apply: a rejected update changes nothing."""
         with self.lock:
             ticket = self._live_ticket(ticket_id)
@@ -1043,7 +1053,6 @@ class ZendeskState:
                 changes["assignee_id"] = actor_id
 
             # Apply.
-            tags_before = list(ticket.tags)
             at = self._touch(ticket)
             events: list[dict[str, Any]] = []
             if new_comment is not None:
@@ -1066,8 +1075,8 @@ class ZendeskState:
             audit = self._new_audit(ticket, actor_id, events, at)
             if new_comment is not None:
                 self._add_comment(ticket, new_comment, audit["id"], at)
-            job = self._trigger_job(ticket, tags_before)
-            return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, job
+            jobs = self._trigger_jobs(ticket, changed=bool(events))
+            return {"ticket": ticket.render(base), "audit": copy.deepcopy(audit)}, jobs
 
     def ticket_tags(self, ticket_id: int) -> list[str]:
         with self.lock:
@@ -1075,7 +1084,7 @@ class ZendeskState:
 
     def change_tags(
         self, ticket_id: int, op: str, payload: dict[str, Any], actor_id: int
-    ) -> tuple[list[str], WebhookJob | None]:
+    ) -> tuple[list[str], list[WebhookJob]]:
         """``op`` is "add" (PUT), "set" (POST) or "remove" (DELETE) on the tags endpoint."""
         if "tags" not in payload:
             raise ApiError(400, "ParameterMissing", "param is missing or the value is empty: tags")
@@ -1094,7 +1103,7 @@ class ZendeskState:
             at = self._touch(ticket)
             events = self._set_tags(ticket, new_tags)
             self._new_audit(ticket, actor_id, events, at)
-            return list(new_tags), self._trigger_job(ticket, tags_before)
+            return list(new_tags), self._trigger_jobs(ticket, changed=bool(events))
 
     def comments(self, ticket_id: int, descending: bool) -> list[dict[str, Any]]:
         with self.lock:
@@ -1216,31 +1225,102 @@ class ZendeskState:
             return _compare(when.timestamp(), op, bound.timestamp())
         return True
 
-    # -- webhook deliveries ------------------------------------------------------------------
+    # -- the sandbox's trigger settings --------------------------------------------------------
 
     def trigger_settings(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "enabled": self.triggers_enabled,
                 "webhook_url": self.webhook_url,
-                "trigger_tags": sorted(self.trigger_tags),
+                "triggers": [self._render_trigger(t, "") for t in self.triggers],
             }
 
     def set_trigger_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The sandbox's switch (``enabled``), the webhook's endpoint, and ``triggers`` (a
+        list in Zendesk's shape) to replace every trigger at once."""
+        replacement = payload.get("triggers")
+        if replacement is not None and not isinstance(replacement, list):
+            raise invalid("triggers", "Triggers: must be an array")
         with self.lock:
+            if replacement is not None:
+                parsed = [self._parse_trigger(t, None) for t in replacement]  # all or nothing
+                self.triggers.clear()
+                for trigger in parsed:
+                    self._add_trigger(trigger)
             if "enabled" in payload:
                 self.triggers_enabled = bool(payload["enabled"])
             if "webhook_url" in payload:
                 self.webhook_url = payload["webhook_url"] or None
         return self.trigger_settings()
 
-    def dispatch(self, job: WebhookJob | None) -> None:
+    # -- triggers (``/api/v2/triggers``) --------------------------------------------------------
+
+    @staticmethod
+    def _parse_trigger(payload: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise invalid("trigger", "Trigger: is invalid")
+        try:
+            return triggers.parse(payload, {WEBHOOK_ID}, current)
+        except triggers.TriggerInvalid as exc:
+            raise invalid(exc.field, str(exc)) from None
+
+    def _add_trigger(self, payload: dict[str, Any]) -> dict[str, Any]:
+        now = _fmt(_now())
+        trigger = {
+            **self._parse_trigger(payload, None),
+            "id": self._next_trigger,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._next_trigger += 1
+        self.triggers.append(trigger)
+        return trigger
+
+    def _find_trigger(self, trigger_id: int) -> dict[str, Any]:
+        found = next((t for t in self.triggers if t["id"] == trigger_id), None)
+        if found is None:
+            raise not_found()
+        return found
+
+    def _render_trigger(self, trigger: dict[str, Any], base: str) -> dict[str, Any]:
+        rendered = copy.deepcopy(trigger)
+        rendered["url"] = f"{base}/api/v2/triggers/{trigger['id']}.json"
+        rendered["position"] = self.triggers.index(trigger) + 1
+        return rendered
+
+    def list_triggers(self, base: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [self._render_trigger(t, base) for t in self.triggers]
+
+    def get_trigger(self, trigger_id: int, base: str) -> dict[str, Any]:
+        with self.lock:
+            return self._render_trigger(self._find_trigger(trigger_id), base)
+
+    def create_trigger(self, payload: dict[str, Any], base: str) -> dict[str, Any]:
+        with self.lock:
+            return self._render_trigger(self._add_trigger(payload), base)
+
+    def update_trigger(self, trigger_id: int, payload: dict[str, Any], base: str) -> dict[str, Any]:
+        """Conditions and actions, when given, replace the old ones wholly, as Zendesk does."""
+        with self.lock:
+            trigger = self._find_trigger(trigger_id)
+            trigger.update(self._parse_trigger(payload, trigger))
+            trigger["updated_at"] = _fmt(_now())
+            return self._render_trigger(trigger, base)
+
+    def delete_trigger(self, trigger_id: int) -> None:
+        with self.lock:
+            self.triggers.remove(self._find_trigger(trigger_id))
+
+    # -- webhook deliveries ------------------------------------------------------------------
+
+    def dispatch(self, jobs: list[WebhookJob]) -> None:
         """Deliver off the request thread: a trigger never delays the API response."""
-        if job is None:
-            return
-        threading.Thread(
-            target=self._deliver, args=(job,), name=f"zendesk-webhook:{job.ticket_id}", daemon=True
-        ).start()
+        for job in jobs:
+            threading.Thread(
+                target=self._deliver, args=(job,), name=f"zendesk-webhook:{job.ticket_id}",
+                daemon=True,
+            ).start()  # fmt: skip
 
     def _deliver(self, job: WebhookJob) -> None:
         for attempt in range(1, len(RETRY_BACKOFF) + 2):
@@ -1265,6 +1345,7 @@ class ZendeskState:
                         "at": time.time(),
                         "url": job.url,
                         "invocation_id": job.headers["X-Zendesk-Webhook-Invocation-Id"],
+                        "trigger_id": job.trigger_id,
                     }
                 )
             if not retry or attempt > len(RETRY_BACKOFF):
@@ -1491,6 +1572,33 @@ def create_app(config: ZendeskSimConfig) -> Flask:
         tags, job = state.change_tags(ticket_id, op, _read_json(None), state.agent_id)
         state.dispatch(job)
         return _json({"tags": tags}, 201 if request.method == "POST" else 200)
+
+    # -- triggers --
+
+    @app.get("/api/v2/triggers")
+    def list_triggers() -> Response:
+        found = state.list_triggers(_base())
+        return _json(
+            {"triggers": found, "next_page": None, "previous_page": None, "count": len(found)}
+        )
+
+    @app.post("/api/v2/triggers")
+    def create_trigger() -> Response:
+        return _json({"trigger": state.create_trigger(_read_json("trigger"), _base())}, 201)
+
+    @app.get("/api/v2/triggers/<int:trigger_id>")
+    def show_trigger(trigger_id: int) -> Response:
+        return _json({"trigger": state.get_trigger(trigger_id, _base())})
+
+    @app.put("/api/v2/triggers/<int:trigger_id>")
+    def update_trigger(trigger_id: int) -> Response:
+        body = state.update_trigger(trigger_id, _read_json("trigger"), _base())
+        return _json({"trigger": body})
+
+    @app.delete("/api/v2/triggers/<int:trigger_id>")
+    def delete_trigger(trigger_id: int) -> Response:
+        state.delete_trigger(trigger_id)
+        return Response(status=204)
 
     # -- search --
 

@@ -544,9 +544,7 @@ class Flow:
 
     def _ticket_gone(self, v: Verification) -> None:
         log.warning("ticket deleted; verification abandoned", state=v.state.value)
-        if v.state not in FINAL:
-            self.store.forget_open(v.desk, v.ticket_id, v.id)
-        self.store.unschedule(v.id)
+        self.store.abandon(v)
 
     # -- poll and sweep ----------------------------------------------------------------------
 

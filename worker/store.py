@@ -88,6 +88,20 @@ return {'new', vid}
 """
 
 
+# A verification dropped without an outcome (its ticket was deleted): free the ticket, leave the
+# sweep's list, and give the record and its session index the retention TTL, so nothing
+# abandoned stays in Redis for ever. Keys that already expire keep their TTL.
+# KEYS: record, due, open key, interview key   ARGV: id, ttl
+_ABANDON = """
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('GET', KEYS[4]) == ARGV[1] and redis.call('TTL', KEYS[4]) == -1 then
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+end
+"""
+
+
 @dataclass(frozen=True)
 class Verification:
     id: str
@@ -189,6 +203,7 @@ class Store:
         self._transition = redis.register_script(_TRANSITION)
         self._unlock = redis.register_script(_UNLOCK)
         self._accept_hint = redis.register_script(_ACCEPT_HINT)
+        self._abandon = redis.register_script(_ABANDON)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -321,11 +336,20 @@ class Store:
     def unschedule(self, vid: str) -> None:
         self.redis.zrem(self._key("due"), vid)
 
-    def forget_open(self, desk: str, ticket_id: str, vid: str) -> None:
-        """Drop a ticket's open marker that points at ``vid`` (e.g. the ticket was deleted)."""
-        key = self._key("open", desk, ticket_id)
-        if self.redis.get(key) == vid:
-            self.redis.delete(key)
+    def abandon(self, v: Verification) -> None:
+        """Drop ``v`` without an outcome (its ticket was deleted), in one step: the ticket's open
+        marker if it still names ``v``, its place on the due list, and the retention TTL on its
+        record and session index, which would otherwise never expire."""
+        interview = v.interview_id or self.redis.hget(self._key("v", v.id), "interview_id") or ""
+        self._abandon(
+            keys=[
+                self._key("v", v.id),
+                self._key("due"),
+                self._key("open", v.desk, v.ticket_id),
+                self._key("iv", interview),
+            ],
+            args=[v.id, self.retention],
+        )
 
     @contextmanager
     def lock(self, vid: str, ttl: int) -> Iterator[bool]:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
+from sandbox.retention import keys_without_ttl
 from sandbox.stack import DeskDriver, Stack, StackOptions
 
 E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -26,10 +27,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     with Stack(options, workdir=tmp_path_factory.mktemp("stack")) as running:
         yield running
-    redis = Redis.from_url(E2E_REDIS_URL)
-    leftovers = [*redis.scan_iter(f"{run}:*"), options.queue]
-    redis.delete(*leftovers)
-    redis.close()
+    redis: Redis[str] = Redis.from_url(E2E_REDIS_URL, decode_responses=True)
+    try:
+        # Every key the run left must expire (the worker has stopped: nothing moves any more).
+        forever = keys_without_ttl(redis, run)
+        assert not forever, f"keys left without a TTL: {forever}"
+    finally:
+        redis.delete(*redis.scan_iter(f"{run}:*"), options.queue)
+        redis.close()
 
 
 @pytest.fixture(params=["zendesk", "servicenow"])

@@ -192,6 +192,11 @@ def test_calls_per_lifecycle(stack: Stack, desk: DeskDriver, employee: str) -> N
     # Tokens are cached per worker process, so a warm worker asks for none.
     assert incode.get("POST /oauth2/token", 0) + incode.get("POST /executive/log-in", 0) == 0
     assert incode == {"POST /omni/b2b/onboarding/request-new": 1, "GET /omni/get/score": 1}
+    if desk.system == "zendesk":
+        # The documented trigger is false from the gate write on (Zendesk runs triggers on every
+        # update): one push per lifecycle; the tag-only trigger pushed again on the gate write.
+        log = stack.sim["zendesk"].get("/_sandbox/webhook_deliveries").json()["deliveries"]
+        assert len({d["invocation_id"] for d in log if str(d["ticket_id"]) == ticket}) == 1
 
 
 def test_forged_webhooks_change_nothing(stack: Stack, desk: DeskDriver, employee: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from sandbox.retention import keys_without_ttl
 from sandbox.stack import DeskDriver, Stack, StackOptions
 
 FAULTS_REDIS_URL = os.environ.get("DESKGATE_FAULTS_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -47,6 +48,18 @@ def stack(
     )
     with Stack(options, workdir=tmp_path_factory.mktemp("faults")) as running:
         yield running
+    assert_every_key_expires(options)
+
+
+def assert_every_key_expires(options: StackOptions) -> None:
+    """After a scenario's stack stopped: no key it left may live for ever (the whole database
+    is the run's, so Celery's keys are seen too, and spared)."""
+    redis: Redis[str] = Redis.from_url(options.redis_url, decode_responses=True)
+    try:
+        forever = keys_without_ttl(redis, options.key_prefix, [options.queue], match="*")
+    finally:
+        redis.close()
+    assert not forever, f"keys left without a TTL: {forever}"
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from sandbox.stack import DeskDriver, Stack, StackOptions, free_port, wait_for
-from tests.faults.conftest import Observe, People
+from tests.faults.conftest import Observe, People, assert_every_key_expires
 from tests.faults.lifecycles import Case, check, open_flagged, session_of, wait_markers
 from worker.dispatch import SWEEP
 
@@ -71,6 +71,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     options = StackOptions(redis_url=redis_server.url, key_prefix="dgredis", queue="dg-redis")
     with Stack(options, workdir=tmp_path_factory.mktemp("redis-stack")) as running:
         yield running
+    assert_every_key_expires(options)
 
 
 def gated_tickets(stack: Stack, people: People, per_desk: int) -> list[tuple[DeskDriver, str, str]]:

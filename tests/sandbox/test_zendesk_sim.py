@@ -15,7 +15,8 @@ import pytest
 from flask import Flask, Response, request
 
 from sandbox.common import Call, Server, serve
-from sandbox.zendesk import ZendeskSimConfig, ZendeskState, create_app, sign
+from sandbox.zendesk import WEBHOOK_ID, ZendeskSimConfig, ZendeskState, create_app, sign
+from sandbox.zendesk_triggers import conditions_hold, documented_trigger, tag_only_trigger
 
 EMAIL = "agent@acme.test"
 TOKEN = "sandbox-zendesk-token"
@@ -87,7 +88,9 @@ def clean(control: httpx.Client) -> None:
     control.delete("/calls").raise_for_status()
     control.delete("/faults").raise_for_status()
     control.delete("/rate_limit").raise_for_status()
-    control.put("/triggers", json={"enabled": True, "webhook_url": None}).raise_for_status()
+    default = documented_trigger(ZendeskSimConfig.trigger_tags, WEBHOOK_ID)
+    body = {"enabled": True, "webhook_url": None, "triggers": [default]}
+    control.put("/triggers", json=body).raise_for_status()
 
 
 @pytest.fixture
@@ -485,7 +488,7 @@ def test_search_never_serves_beyond_1000(sim: Server, api: httpx.Client) -> None
 # -- trigger emulation --------------------------------------------------------------------------
 
 
-def test_trigger_posts_a_signed_webhook_once_when_the_tag_is_gained(
+def test_trigger_posts_a_signed_webhook_with_the_rendered_body(
     api: httpx.Client, control: httpx.Client, receiver: Receiver
 ) -> None:
     ticket = new_ticket(api, tags=["other"])
@@ -495,34 +498,175 @@ def test_trigger_posts_a_signed_webhook_once_when_the_tag_is_gained(
     update(api, ticket["id"], additional_tags=[TRIGGER])
     [delivery] = receiver.wait_for(1)
     headers, raw = delivery["headers"], delivery["body"]
-    assert json.loads(raw) == {
-        "ticket_id": str(ticket["id"]),
-        "tags": f"{TRIGGER} other",
-        "requester_email": "ann@example.test",
-        "event": "trigger",
-    }
+    assert json.loads(raw) == {"ticket_id": str(ticket["id"])}  # {{ticket.id}} rendered
     timestamp = headers["X-Zendesk-Webhook-Signature-Timestamp"]
     datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
     assert headers["X-Zendesk-Webhook-Signature"] == sign(SECRET, timestamp, raw)
     assert headers["User-Agent"] == "Zendesk Webhook"
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     assert headers["X-Zendesk-Webhook-Id"] and headers["X-Zendesk-Account-Id"]
+    [logged] = deliveries(control, 1)
+    assert (logged["status"], logged["attempt"], logged["ticket_id"]) == (200, 1, ticket["id"])
 
-    # Keeping the tag (a note, other tags, re-adding it) does not fire again.
-    update(api, ticket["id"], comment={"body": "note", "public": False}, additional_tags=["z"])
-    api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
-    time.sleep(0.2)
-    assert len(receiver.received) == 1
 
-    # Losing and regaining it does; so does a new ticket born with it.
-    api.request("DELETE", f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
-    api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})
-    new_ticket(api, tags=[TRIGGER])
-    received = receiver.wait_for(3)
-    assert len(received) == 3
-    assert len({r["headers"]["X-Zendesk-Webhook-Invocation-Id"] for r in received}) == 3
-    log = deliveries(control, 3)
-    assert [(d["status"], d["attempt"]) for d in log] == [(200, 1)] * 3
+def pushes(receiver: Receiver, count: int, settle: float = 0.3) -> int:
+    """How many webhooks arrived, once ``count`` did and nothing more came within ``settle``."""
+    receiver.wait_for(count)
+    time.sleep(settle)
+    with receiver.lock:
+        return len(receiver.received)
+
+
+def fired(control: httpx.Client, count: int) -> list[int]:
+    """Which trigger each delivery came from, once ``count`` were made (and ``settle`` more)."""
+    deliveries(control, count)
+    time.sleep(0.3)
+    return [d["trigger_id"] for d in control.get("/webhook_deliveries").json()["deliveries"]]
+
+
+def test_the_documented_trigger_fires_while_deskgate_does_not_hold_the_ticket(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    """Zendesk runs every trigger on every update: the documented one stays false from the
+    gate write to the outcome, and is true again when the ticket is flagged anew."""
+    ticket = new_ticket(api)
+    tid, requester = ticket["id"], ticket["requester_id"]
+    api.put(f"/tickets/{tid}/tags", json={"tags": [TRIGGER]})  # the agent flags it
+    assert pushes(receiver, 1) == 1
+    # Before the gate, the requester's reply fires it again (Deskgate's start is idempotent).
+    update(api, tid, comment={"body": "any news?", "author_id": requester})
+    assert pushes(receiver, 2) == 2
+    # The gate write: internal note, hold, idv_pending.
+    update(api, tid, comment={"body": "gate", "public": False}, status="hold",
+           additional_tags=["idv_pending"])  # fmt: skip
+    update(api, tid, comment={"body": "waiting", "author_id": requester})  # reopens it
+    update(api, tid, comment={"body": "agent note", "public": False})
+    api.put(f"/tickets/{tid}/tags", json={"tags": ["vip"]})  # a tag-only change
+    assert pushes(receiver, 2) == 2
+    # The outcome: the trigger tag and the open marker go, the final marker comes.
+    update(api, tid, comment={"body": "verified", "public": False}, status="open",
+           additional_tags=["idv_verified"], remove_tags=[TRIGGER, "idv_pending"])  # fmt: skip
+    update(api, tid, comment={"body": "thanks", "author_id": requester})
+    assert pushes(receiver, 2) == 2
+    # Flagged again, with idv_verified still on the ticket: a new verification is wanted.
+    api.put(f"/tickets/{tid}/tags", json={"tags": [TRIGGER]})
+    assert pushes(receiver, 3) == 3
+
+
+def test_the_old_tag_only_trigger_refires_on_a_comment_and_the_documented_one_does_not(
+    api: httpx.Client, control: httpx.Client, receiver: Receiver
+) -> None:
+    """Both triggers side by side: once idv_pending is on the ticket, a comment-only update
+    fires the tag-only trigger (the set-up documented before) and not the documented one."""
+    old, new = tag_only_trigger({TRIGGER}, WEBHOOK_ID), documented_trigger({TRIGGER}, WEBHOOK_ID)
+    installed = control.put("/triggers", json={"triggers": [old, new]}).json()["triggers"]
+    old_id, new_id = (t["id"] for t in installed)
+    ticket = new_ticket(api, tags=[TRIGGER])
+    assert sorted(fired(control, 2)) == sorted([old_id, new_id])  # both: the ticket is new
+    update(api, ticket["id"], additional_tags=["idv_pending"], status="hold")
+    assert fired(control, 3)[2:] == [old_id]  # the gate write
+    update(api, ticket["id"], comment={"body": "a comment, nothing else", "public": False})
+    assert fired(control, 4)[3:] == [old_id]
+    assert len(receiver.wait_for(4)) == 4
+
+
+def test_an_update_that_changes_nothing_runs_no_trigger(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    ticket = new_ticket(api, tags=[TRIGGER])
+    assert pushes(receiver, 1) == 1
+    api.put(f"/tickets/{ticket['id']}/tags", json={"tags": [TRIGGER]})  # already there
+    assert pushes(receiver, 1) == 1
+
+
+@pytest.mark.parametrize(
+    ("conditions", "status", "tags", "holds"),
+    [
+        ({"all": [("current_tags", "includes", "a b")]}, "open", ["b"], True),
+        ({"all": [("current_tags", "includes", "a b")]}, "open", ["c"], False),
+        ({"all": [("current_tags", "not_includes", "a b")]}, "open", ["c"], True),
+        ({"all": [("current_tags", "not_includes", "a b")]}, "open", ["c", "a"], False),
+        ({"all": [("status", "is", "hold")]}, "hold", [], True),
+        ({"all": [("status", "is_not", "hold")]}, "hold", [], False),
+        ({"all": [("status", "less_than", "solved")]}, "hold", [], True),
+        ({"all": [("status", "less_than", "solved")]}, "solved", [], False),
+        ({"all": [("status", "greater_than", "pending")]}, "hold", [], True),
+        ({"all": [("status", "greater_than", "pending")]}, "open", [], False),
+        # all: every one; any: at least one, if there are any
+        ({"all": [("status", "is", "open"), ("current_tags", "includes", "a")]}, "open", [], False),
+        (
+            {"any": [("status", "is", "new"), ("current_tags", "includes", "a")]},
+            "open",
+            ["a"],
+            True,
+        ),
+        ({"any": [("status", "is", "new"), ("current_tags", "includes", "a")]}, "open", [], False),
+        ({"all": [("status", "is", "open")], "any": []}, "open", [], True),
+    ],
+)
+def test_trigger_conditions_read_as_zendesk_reads_them(
+    conditions: dict[str, list[tuple[str, str, str]]], status: str, tags: list[str], holds: bool
+) -> None:
+    shaped = {
+        group: [{"field": f, "operator": o, "value": v} for f, o, v in items]
+        for group, items in conditions.items()
+    }
+    assert conditions_hold(shaped, status, tags) is holds
+
+
+def test_triggers_api_creates_lists_replaces_and_validates(
+    api: httpx.Client, control: httpx.Client, receiver: Receiver
+) -> None:
+    [default] = api.get("/triggers.json").json()["triggers"]
+    assert default == {**documented_trigger({"idv_mfa_reset", "idv_account_unlock"}, WEBHOOK_ID),
+                       **{k: default[k] for k in ("id", "url", "position", "created_at",
+                                                 "updated_at")}}  # fmt: skip
+    body = {
+        "title": "Notify on VIP",
+        "conditions": {"all": [{"field": "current_tags", "operator": "includes", "value": "vip"}]},
+        "actions": [
+            {"field": "notification_webhook", "value": [WEBHOOK_ID, '{"id": "{{ticket.id}}"}']}
+        ],
+    }
+    created = api.post("/triggers.json", json={"trigger": body})
+    assert created.status_code == 201, created.text
+    trigger = created.json()["trigger"]
+    assert trigger["active"] is True and trigger["position"] == 2
+    assert api.get(f"/triggers/{trigger['id']}").json()["trigger"] == trigger
+
+    ticket = new_ticket(api, tags=["vip"])
+    [delivery] = receiver.wait_for(1)
+    assert json.loads(delivery["body"]) == {"id": str(ticket["id"])}
+
+    # PUT replaces the conditions wholly (the old "vip" condition is gone) and keeps the rest.
+    status_only = {"all": [{"field": "status", "operator": "is", "value": "pending"}]}
+    replaced = api.put(f"/triggers/{trigger['id']}", json={"trigger": {"conditions": status_only}})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["trigger"]["conditions"] == {**status_only, "any": []}
+    assert replaced.json()["trigger"]["actions"] == body["actions"]
+    update(api, ticket["id"], additional_tags=["more"])  # vip, not pending: no longer fires
+    update(api, ticket["id"], status="pending")
+    assert len(receiver.wait_for(2)) == 2
+
+    api.put(f"/triggers/{trigger['id']}", json={"trigger": {"active": False}})
+    update(api, ticket["id"], comment={"body": "ping"})
+    assert pushes(receiver, 2) == 2  # inactive
+
+    bad = [
+        {**body, "conditions": {"all": [{"field": "subject", "operator": "is", "value": "x"}]}},
+        {**body, "conditions": {"all": [{"field": "status", "operator": "is", "value": "gone"}]}},
+        {**body, "conditions": {"all": [], "any": []}},
+        {**body, "actions": [{"field": "notification_webhook", "value": ["nope", "{}"]}]},
+        {**body, "actions": [{"field": "status", "value": "solved"}]},
+        {**body, "title": ""},
+    ]
+    for payload in bad:
+        refused = api.post("/triggers.json", json={"trigger": payload})
+        assert refused.status_code == 422, payload
+        assert refused.json()["error"] == "RecordInvalid"
+    assert api.get("/triggers/1").status_code == 404
+    assert api.delete(f"/triggers/{trigger['id']}").status_code == 204
+    assert len(api.get("/triggers").json()["triggers"]) == 1
 
 
 def test_trigger_skips_solved_tickets_and_honours_the_switch(
