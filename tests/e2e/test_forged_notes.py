@@ -11,6 +11,7 @@ import pytest
 
 from sandbox.stack import DeskDriver, Stack, wait_for
 from tests.e2e.test_lifecycle import WAIT, flagged_ticket, settle
+from worker.dispatch import POLL_DESK
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,14 @@ def forged_gate(note: str, *, verification: str, requester: str) -> str:
     )
 
 
+def tampered(stack: Stack, desk: DeskDriver, ticket: str, note: str, **kw: bool) -> None:
+    """The note and marker go on; the rare scan of gated tickets (every 30 minutes, or at once
+    when Incode names an unknown session) finds the ticket: the trigger stays silent on a ticket
+    that carries Deskgate's marker."""
+    desk.tamper(ticket, note, **kw)
+    stack.send_task(POLL_DESK, desk.desk, True)
+
+
 def ended_in_error(desk: DeskDriver, ticket: str) -> str:
     wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the error marker")
     notes = desk.notes(ticket)
@@ -61,7 +70,7 @@ def test_a_note_naming_a_session_that_passed_elsewhere_verifies_no_one(
     stack.enrol(victim)
     b = desk.create_ticket("Victim Employee", victim, "Reset my MFA please")
     forged = forged_gate(gate_a, verification="ab" * 12, requester=requester_of(desk, b))
-    desk.tamper(b, forged)
+    tampered(stack, desk, b, forged)
 
     note = ended_in_error(desk, b)
     assert UNRECOVERABLE in note
@@ -77,8 +86,8 @@ def test_a_note_naming_a_live_verification_takes_nothing_over(
     _, live_vid, _ = ids(desk.notes(c)[0])
     victim = f"victim2.{employee}"
     b = desk.create_ticket("Victim Employee", victim, "Unlock my account")
-    desk.tamper(b, forged_gate(desk.notes(c)[0], verification=live_vid,
-                               requester=requester_of(desk, b)))  # fmt: skip
+    forged = forged_gate(desk.notes(c)[0], verification=live_vid, requester=requester_of(desk, b))
+    tampered(stack, desk, b, forged)
     assert UNRECOVERABLE in ended_in_error(desk, b)
 
     # C's verification is still C's: its result lands on C, not on B.
@@ -101,10 +110,10 @@ def test_a_copy_of_deskgates_own_gate_note_is_not_believed_on_another_ticket_or_
     gate_a = desk.notes(a)[0]
 
     b = desk.create_ticket("Victim Employee", f"victim3.{employee}", "Reset my MFA")
-    desk.tamper(b, gate_a, as_deskgate=True)  # the sealed note, word for word, on B
+    tampered(stack, desk, b, gate_a, as_deskgate=True)  # the sealed note, word for word, on B
     assert UNRECOVERABLE in ended_in_error(desk, b)
 
-    desk.tamper(a, gate_a, as_deskgate=True)  # replayed on A itself after its outcome
+    tampered(stack, desk, a, gate_a, as_deskgate=True)  # replayed on A after its outcome
     wait_for(lambda: desk.view(a).marker == "error", WAIT, "A's replay refused")
     assert sum("VERIFIED" in n for n in desk.notes(a)) == 1
     assert len(stack.sessions(employee)) == 1
