@@ -5,18 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
 from config.settings import Settings
-from connectors.servicenow import sign
+from connectors.servicenow import SIGNATURE, TIMESTAMP, sign, verify_push
+from connectors.ticketing import PushAuth
 from tests.conftest import queued, settings_data
 from webhooks.app import create_app
 from worker.dispatch import START_VERIFICATION
 
-SECRET = "sn-push-secret"
+SECRET = "sn-push-signing-secret"
 SYS_ID = "0123456789abcdef0123456789abcdef"
 BODY = json.dumps({"table": "incident", "sys_id": SYS_ID, "number": "INC0010001"}).encode()
 
@@ -76,3 +78,29 @@ def test_a_zendesk_signature_does_not_open_the_servicenow_door(
     resp = client.post("/webhooks/zendesk", data=BODY, headers=signed())
     assert resp.status_code == 401
     assert queued(redis) == []
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic eDo=",  # "x:" (the review's example): an empty password
+        "Basic " + base64.b64encode(b"servicenow:").decode(),
+        "Basic Og==",  # ":"
+    ],
+)
+def test_an_empty_basic_password_never_authenticates(authorization: str) -> None:
+    """A blank (previous) secret used to let an empty Basic password through."""
+    push = PushAuth(
+        headers={"authorization": authorization}, body=BODY, now=time.time(), tolerance_seconds=300
+    )
+    assert not verify_push(push, [SECRET, ""])
+    assert not verify_push(push, [""])
+
+
+def test_an_empty_signing_key_never_authenticates() -> None:
+    stamp = str(int(time.time()))
+    headers = {SIGNATURE: sign("", stamp, BODY), TIMESTAMP: stamp}
+    push = PushAuth(headers=headers, body=BODY, now=time.time(), tolerance_seconds=300)
+    assert not verify_push(push, [SECRET, ""])
+    good = {SIGNATURE: sign(SECRET, stamp, BODY), TIMESTAMP: stamp}
+    assert verify_push(replace(push, headers=good), [SECRET, ""])

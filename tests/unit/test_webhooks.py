@@ -195,6 +195,16 @@ def test_given_a_missing_or_wrong_secret_then_401_and_nothing_queued(
     assert queued(redis) == []
 
 
+def test_an_empty_header_secret_never_authenticates() -> None:
+    """Settings refuse an empty Incode secret; the check refuses one that gets through anyway."""
+    from webhooks.incode import authentic
+
+    assert not authentic({"x-incode-secret": ""}, "x-incode-secret", ["", "a" * 16])
+    assert not authentic({"x-incode-secret": ""}, "x-incode-secret", [""])
+    assert not authentic({}, "x-incode-secret", [""])
+    assert authentic({"x-incode-secret": "a" * 16}, "x-incode-secret", ["", "a" * 16])
+
+
 def test_the_previous_secret_still_works_during_rotation(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
