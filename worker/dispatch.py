@@ -48,6 +48,21 @@ class Dispatcher:
         self.send(POLL_DESK, [desk, recover])
 
 
+# KEYS: queue, dedupe keys...   ARGV: dedupe ttl, messages...
+# A delivery seen under any of its keys is a duplicate: nothing is pushed. Otherwise the LPUSH
+# comes first, as the script's first write: if it fails (wrong type, out of memory) the script
+# stops before any key is taken, so the sender's retry is still new. Redis does not roll back a
+# script that errors after writing, hence this order.
+_SEND_ONCE = """
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
+redis.call('LPUSH', KEYS[1], unpack(ARGV, 2))
+for i = 2, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
+return 1
+"""
+
+
 class RedisDispatcher(Dispatcher):
     """Enqueues with one ``LPUSH`` of the message ``send_task`` would publish.
 
@@ -60,12 +75,25 @@ class RedisDispatcher(Dispatcher):
         self.redis = redis
         self.queue: str = celery.conf.task_default_queue
         self.key = queue_key(celery)
+        self._send_once = redis.register_script(_SEND_ONCE)
 
-    def send(self, task: str, args: list[Any]) -> None:
+    def _message(self, task: str, args: list[Any]) -> str:
         # origin and reply_to as send_task writes them: gen<pid>@<host> (so after a fork too), and
         # a per-thread id (unused without a result backend).
         message = task_message(task, args, self.queue, anon_nodename(), self.celery.thread_oid)
-        self.redis.lpush(self.key, json.dumps(message))
+        return json.dumps(message)
+
+    def send(self, task: str, args: list[Any]) -> None:
+        self.redis.lpush(self.key, self._message(task, args))
+
+    def send_once(self, tasks: list[tuple[str, list[Any]]], dedupe: list[str], ttl: int) -> bool:
+        """Enqueue ``tasks`` and take the ``dedupe`` keys for ``ttl`` seconds, in one atomic step,
+        unless one of the keys is taken already (False: a duplicate, nothing enqueued). Raises
+        (a ``RedisError``) with nothing taken if the enqueue fails, so a retry is accepted."""
+        if not tasks or not dedupe:
+            raise ValueError("send_once needs tasks and at least one dedupe key")
+        messages = [self._message(task, args) for task, args in tasks]
+        return bool(self._send_once(keys=[self.key, *dedupe], args=[ttl, *messages]))
 
 
 def queue_key(celery: Any) -> str:

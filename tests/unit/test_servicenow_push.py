@@ -16,6 +16,7 @@ from connectors.servicenow import SIGNATURE, TIMESTAMP, sign, verify_push
 from connectors.ticketing import PushAuth
 from tests.conftest import queued, settings_data
 from webhooks.app import create_app
+from webhooks.dedupe import BASIC_WINDOW_SECONDS
 from worker.dispatch import START_VERIFICATION
 
 SECRET = "sn-push-signing-secret"
@@ -78,6 +79,33 @@ def test_a_zendesk_signature_does_not_open_the_servicenow_door(
     resp = client.post("/webhooks/zendesk", data=BODY, headers=signed())
     assert resp.status_code == 401
     assert queued(redis) == []
+
+
+def test_a_replayed_signed_push_is_enqueued_once(client: FlaskClient, redis: Redis[str]) -> None:
+    headers = signed()
+    answers = [client.post("/webhooks/servicenow", data=BODY, headers=headers) for _ in range(5)]
+    assert [r.json["status"] for r in answers] == ["accepted"] + ["duplicate"] * 4
+    assert len(queued(redis)) == 1
+    # The same record pushed again with a new timestamp (flagged again) is a new delivery.
+    later = client.post("/webhooks/servicenow", data=BODY, headers=signed(time.time() + 2))
+    assert later.json["status"] == "accepted" and len(queued(redis)) == 2
+
+
+def test_a_replayed_basic_auth_push_is_enqueued_once_per_short_window(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    """Basic auth signs nothing and carries no timestamp: the body is the key, for a short
+    window (docs/decisions.md), so a replayer costs at most one task per window."""
+    token = base64.b64encode(f"servicenow:{SECRET}".encode()).decode()
+    auth = {"Authorization": f"Basic {token}"}
+    answers = [client.post("/webhooks/servicenow", data=BODY, headers=auth) for _ in range(5)]
+    assert [r.json["status"] for r in answers] == ["accepted"] + ["duplicate"] * 4
+    assert len(queued(redis)) == 1
+    [key] = redis.keys("dgtest:seen:push:*")
+    assert 0 < redis.ttl(key) <= BASIC_WINDOW_SECONDS
+    redis.delete(key)  # what the window's end does
+    again = client.post("/webhooks/servicenow", data=BODY, headers=auth)
+    assert again.json["status"] == "accepted" and len(queued(redis)) == 2
 
 
 @pytest.mark.parametrize(
