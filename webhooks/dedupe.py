@@ -1,15 +1,22 @@
-"""What makes a desk push the same delivery as one already taken (finding: a replayed push was
+"""What makes a desk push the same delivery as one already taken (a replayed push used to be
 enqueued every time, each costing a task and a ticket read against the desk's quota).
 
-A push is keyed on what its sender authenticated, since a replayer can change anything else:
+A push is keyed on what its sender authenticated, since a replayer can change anything else. Each
+key admits a number of deliveries within its window (``RedisDispatcher.send_once``):
 
-- Zendesk signs timestamp + body, so that pair is one delivery. The
-  ``X-Zendesk-Webhook-Invocation-Id`` is taken too where sent (a retry of one invocation), but
-  never alone: it is not signed, and a replayer could send a fresh one each time.
-- ServiceNow with our signature: timestamp + body, likewise.
-- ServiceNow with Basic auth signs nothing and has no timestamp: the body alone, for a short
-  window (``BASIC_WINDOW_SECONDS``). A replay costs at most one task per body per window; a record
-  flagged again within the window is found by the next poll instead.
+- Zendesk signs timestamp + body, to the second, and the body is the trigger's template
+  (``{"ticket_id": "42"}``): two firings for one ticket within a second carry the same signed
+  bytes. ``X-Zendesk-Webhook-Invocation-Id`` tells them apart but is not signed. So: the
+  invocation id admits one delivery (a retry of one invocation is a duplicate), and the signed
+  content admits ``SAME_CONTENT_FIRINGS`` under distinct invocation ids, or one without any. A
+  verbatim replay, or one with the id stripped, is a duplicate; one with made-up ids costs at most
+  ``SAME_CONTENT_FIRINGS`` tasks per captured push, not one per request.
+- ServiceNow with our signature: the business rule puts a fresh ``delivery`` id (a GUID) in the
+  signed body, so that id admits one delivery, whatever the timestamp (a re-signed retry too).
+  A rule without it (older copies of docs/servicenow-business-rule.js): timestamp + body admits
+  one; a record flagged again within the same second is then found by the next poll.
+- ServiceNow with Basic auth signs nothing and has no timestamp: the body admits one delivery
+  per ``BASIC_WINDOW_SECONDS``. A record flagged again within that window is found by the poll.
 
 Keys are hashes (bounded length, nothing of the body in Redis), per desk. A signed key lives as
 long as its signature can be accepted: the timestamp may be up to ``tolerance`` seconds either
@@ -19,12 +26,18 @@ side of our clock, so a delivery can be replayed for up to twice that after it f
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from connectors import servicenow, zendesk
 from connectors.ticketing import HeaderLookup
 
 BASIC_WINDOW_SECONDS = 60
 MARGIN_SECONDS = 60  # clock steps and slow requests
+SAME_CONTENT_FIRINGS = 3
+INVOCATION = "x-zendesk-webhook-invocation-id"
+
+Keys = list[tuple[str, int]]  # (key, deliveries it admits)
 
 
 def signed_window(tolerance_seconds: int) -> int:
@@ -40,22 +53,34 @@ def _digest(*parts: bytes) -> str:
 
 
 def push_keys(
-    kind: str, desk: str, headers: HeaderLookup, body: bytes, tolerance_seconds: int
-) -> tuple[list[str], int]:
-    """The dedupe keys (under ``seen:push``) of an authenticated push, and how long they live."""
+    kind: str,
+    desk: str,
+    headers: HeaderLookup,
+    body: bytes,
+    payload: Mapping[str, Any],
+    tolerance_seconds: int,
+) -> tuple[Keys, int]:
+    """The dedupe keys of an authenticated push with their limits, and how long they live.
+    ``payload`` is ``body`` parsed."""
     window = signed_window(tolerance_seconds)
     if kind == "zendesk":
         stamp = headers.get(zendesk.TIMESTAMP.lower(), "")
-        keys = [f"{desk}:{_digest(b'zendesk', stamp.encode(), body)}"]
-        invocation = headers.get("x-zendesk-webhook-invocation-id", "")
-        if invocation:
-            keys.append(f"{desk}:inv:{_digest(invocation.encode())}")
-        return keys, window
+        content = f"{desk}:{_digest(b'zendesk', stamp.encode(), body)}"
+        invocation = headers.get(INVOCATION, "")
+        if not invocation:
+            return [(content, 1)], window
+        return [
+            (f"{desk}:inv:{_digest(invocation.encode())}", 1),
+            (content, SAME_CONTENT_FIRINGS),
+        ], window
     if kind == "servicenow":
         signature = headers.get(servicenow.SIGNATURE, "")
         stamp = headers.get(servicenow.TIMESTAMP, "")
         if signature and stamp:  # the path verify_push took
-            return [f"{desk}:{_digest(b'servicenow', stamp.encode(), body)}"], window
-        return [f"{desk}:basic:{_digest(body)}"], BASIC_WINDOW_SECONDS
+            delivery = payload.get("delivery")
+            if isinstance(delivery, str) and delivery:
+                return [(f"{desk}:delivery:{_digest(delivery.encode())}", 1)], window
+            return [(f"{desk}:{_digest(b'servicenow', stamp.encode(), body)}", 1)], window
+        return [(f"{desk}:basic:{_digest(body)}", 1)], BASIC_WINDOW_SECONDS
     # A kind without a rule of its own yet: its body, briefly, as for an unsigned push.
-    return [f"{desk}:body:{_digest(body)}"], BASIC_WINDOW_SECONDS
+    return [(f"{desk}:body:{_digest(body)}", 1)], BASIC_WINDOW_SECONDS

@@ -88,13 +88,16 @@ def ticketing_push(kind: str) -> Any:
     if desk is None:
         log.warning("push refused: bad signature", kind=kind)
         abort(401, "signature missing, invalid, or outside the timestamp window")
+    payload = _json_object(raw)
     try:
-        ticket_ids = desk_kind.pushed_ticket_ids(_json_object(raw))
+        ticket_ids = desk_kind.pushed_ticket_ids(payload)
     except ValueError as exc:
         abort(400, str(exc))
-    keys, ttl = push_keys(kind, desk, request.headers, raw, ctx.settings.webhook_tolerance_seconds)
+    tolerance = ctx.settings.webhook_tolerance_seconds
+    keys, ttl = push_keys(kind, desk, request.headers, raw, payload, tolerance)
     tasks = [(START_VERIFICATION, [desk, ticket_id]) for ticket_id in ticket_ids]
-    if not ctx.dispatcher.send_once(tasks, [ctx.store.seen_key("push", k) for k in keys], ttl):
+    seen = [ctx.store.seen_key("push", key) for key, _ in keys]
+    if not ctx.dispatcher.send_once(tasks, seen, ttl, [limit for _, limit in keys]):
         log.info("push duplicate", desk=desk, tickets=ticket_ids)
         return _duplicate()
     log.debug("push accepted", desk=desk, tickets=ticket_ids)  # DEBUG, as for Incode's below

@@ -122,6 +122,22 @@ def test_send_once_enqueues_and_takes_every_key_or_does_nothing(
     assert not redis.exists(f"{queue}:seen:new")  # a duplicate takes none of its keys
 
 
+def test_send_once_admits_up_to_each_keys_limit(scratch: tuple[Redis[str], str]) -> None:
+    redis, queue = scratch
+    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    content = f"{queue}:seen:content"
+    task = [(START_VERIFICATION, ["acme", "1"])]
+    taken = [
+        dispatcher.send_once(task, [f"{queue}:seen:inv:{n}", content], 600, [1, 3])
+        for n in range(5)
+    ]
+    assert taken == [True, True, True, False, False]
+    assert redis.llen(queue) == 3 and redis.get(content) == "3"
+    assert not dispatcher.send_once(task, [f"{queue}:seen:inv:0", f"{queue}:seen:x"], 600, [1, 3])
+    with pytest.raises(ValueError, match="one limit per dedupe key"):
+        dispatcher.send_once(task, [content], 600, [1, 1])
+
+
 def test_a_failed_enqueue_takes_no_dedupe_key_so_the_retry_is_accepted(
     scratch: tuple[Redis[str], str],
 ) -> None:

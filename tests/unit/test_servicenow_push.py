@@ -91,6 +91,34 @@ def test_a_replayed_signed_push_is_enqueued_once(client: FlaskClient, redis: Red
     assert later.json["status"] == "accepted" and len(queued(redis)) == 2
 
 
+def test_a_firing_with_a_delivery_id_is_taken_once_whatever_its_timestamp(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    """The business rule signs a fresh ``delivery`` id into each firing's body: a replay and a
+    re-signed retry are duplicates, two firings within one second are two deliveries."""
+
+    def firing(delivery: str, at: float) -> str:
+        body = json.dumps({**json.loads(BODY), "delivery": delivery}).encode()
+        stamp = str(int(at))
+        resp = client.post(
+            "/webhooks/servicenow",
+            data=body,
+            headers={
+                "X-Deskgate-Timestamp": stamp,
+                "X-Deskgate-Signature": sign(SECRET, stamp, body),
+            },
+        )
+        assert resp.status_code == 200
+        return str(resp.json["status"])
+
+    now = time.time()
+    assert firing("a" * 32, now) == "accepted"
+    assert firing("a" * 32, now) == "duplicate"  # replayed
+    assert firing("a" * 32, now + 3) == "duplicate"  # retried, signed anew
+    assert firing("b" * 32, now) == "accepted"  # flagged again, same second
+    assert len(queued(redis)) == 2
+
+
 def test_a_replayed_basic_auth_push_is_enqueued_once_per_short_window(
     client: FlaskClient, redis: Redis[str]
 ) -> None:
