@@ -41,6 +41,17 @@ class ConfigError(Exception):
     """A configuration that cannot work; the message names every offending field."""
 
 
+# Shared secrets that authenticate a caller: shorter ones could be guessed, and an empty one would
+# turn the check off (an empty HMAC key still signs). Unset (None) is the only way to go without.
+MIN_SECRET_LENGTH = 16
+
+
+def _long_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,13 +82,11 @@ class IncodeConfig(_Strict):
     webhook_oauth_client_secret: SecretStr | None = None
     webhook_oauth_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
 
-    @field_validator("webhook_oauth_client_secret")
+    @field_validator("webhook_secret", "webhook_previous_secret", "webhook_oauth_client_secret")
     @classmethod
-    def _oauth_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
-        # The token endpoint is public; a short secret could be guessed there.
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
-        return value
+    def _webhook_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # Every one of them is checked on a public endpoint, where a short one could be guessed.
+        return _long_secret(value)
 
     @model_validator(mode="after")
     def _oauth_pair(self) -> IncodeConfig:
@@ -133,6 +142,11 @@ class DeskConfig(_Strict):
     @property
     def base(self) -> str:
         return _url(self.base_url)
+
+    @field_validator("webhook_secret", "webhook_previous_secret")
+    @classmethod
+    def _push_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        return _long_secret(value)  # unset: "poll only"; set: long enough to mean something
 
     @field_validator("login_hint")
     @classmethod

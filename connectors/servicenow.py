@@ -38,6 +38,7 @@ from connectors.http import (
     new_client,
     request,
 )
+from connectors.secret_check import matches_any, usable
 from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
 
 SYSTEM = "servicenow"
@@ -69,15 +70,15 @@ def verify_push(push: PushAuth, secrets: list[str]) -> bool:
             return False
         if not math.isfinite(sent) or abs(push.now - sent) > push.tolerance_seconds:
             return False
-        expected = [sign(s, timestamp, push.body) for s in secrets]
-        return any([hmac.compare_digest(e.encode(), signature.encode()) for e in expected])
+        # Never with an empty key or password (connectors/secret_check.py).
+        return matches_any(signature, [sign(s, timestamp, push.body) for s in usable(secrets)])
     authorization = push.headers.get("authorization", "")
     if authorization.startswith("Basic "):
         try:
             _, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        return any([hmac.compare_digest(password.encode(), s.encode()) for s in secrets])
+        return matches_any(password, secrets)
     return False
 
 

@@ -9,7 +9,7 @@
  * System properties it reads (System Properties > sys_properties.list, create both):
  *   deskgate.webhook_url     https://<deskgate host>/webhooks/servicenow
  *   deskgate.webhook_secret  type "password2"; the same value as Deskgate's
- *                            DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET
+ *                            DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET (at least 16 characters)
  *
  * Signature (what Deskgate checks, connectors/servicenow.py):
  *   X-Deskgate-Timestamp: unix seconds
@@ -32,7 +32,10 @@
         table: current.getTableName(),
         sys_id: current.getUniqueValue(),
         number: current.getValue('number'),
-        event: 'flagged'
+        event: 'flagged',
+        // One id per firing, inside the signature: Deskgate takes each delivery once by it, so
+        // a replay is refused and two firings within one second are still two deliveries.
+        delivery: gs.generateGUID()
     });
     var timestamp = String(Math.floor(new GlideDateTime().getNumericValue() / 1000));
     // generateMac takes the key base64-encoded and returns the MAC base64-encoded.

@@ -471,6 +471,7 @@ class ServiceNowState:
             "sys_id": record["sys_id"],
             "number": record.get("number", ""),
             "event": "flagged",
+            "delivery": uuid.uuid4().hex,  # the rule's gs.generateGUID(): Deskgate dedupes on it
         }
         delivery = Delivery(
             id=len(self.deliveries) + 1,

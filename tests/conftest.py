@@ -18,7 +18,7 @@ TEST_REDIS_URL = os.environ.get("DESKGATE_TEST_REDIS_URL", "redis://127.0.0.1:63
 
 SECRETS = {
     "zendesk_token": "zd-api-token",
-    "zendesk_push": "zd-push-secret",
+    "zendesk_push": "zd-push-signing-secret",
     "incode_webhook": "incode-hook-secret",
     "note": "note-sealing-secret",
 }

@@ -1,6 +1,8 @@
-"""Inbound endpoints. Each follows one order (DESIGN.md, working rule 1): read the raw bytes,
-authenticate in constant time (and check the timestamp window where the sender signs one), parse,
-dedupe, enqueue ids, answer 2xx. Refusals are 4xx with a reason; nothing is enqueued for them.
+"""Inbound endpoints. Each follows one order: read the raw bytes, authenticate in constant time
+(and check the timestamp window where the sender signs one), parse, then dedupe and enqueue ids in
+one atomic step, answer 2xx. Refusals are 4xx with a reason; nothing is enqueued for them. A
+replay answers 200 ``{"status": "duplicate"}`` and enqueues nothing; a failed enqueue (503) takes
+no dedupe key, so the sender's retry is accepted.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from config.settings import Settings
 from connectors.registry import KINDS
 from connectors.ticketing import PushAuth
 from webhooks import incode, oauth
-from worker.dispatch import Dispatcher
-from worker.store import Hint, Store
+from webhooks.dedupe import push_keys
+from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher
+from worker.store import Store
 
 log = structlog.get_logger("deskgate.webhooks")
 inbound = Blueprint("inbound", __name__)
@@ -32,7 +35,7 @@ RECOVER_POLL_SECONDS = 30
 class Inbound:
     settings: Settings
     store: Store
-    dispatcher: Dispatcher
+    dispatcher: RedisDispatcher
 
 
 def _ctx() -> Inbound:
@@ -42,6 +45,10 @@ def _ctx() -> Inbound:
 
 def _secrets(*values: SecretStr | None) -> list[str]:
     return [v.get_secret_value() for v in values if v is not None]
+
+
+def _duplicate() -> Any:
+    return jsonify({"status": "duplicate"})
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -81,12 +88,18 @@ def ticketing_push(kind: str) -> Any:
     if desk is None:
         log.warning("push refused: bad signature", kind=kind)
         abort(401, "signature missing, invalid, or outside the timestamp window")
+    payload = _json_object(raw)
     try:
-        ticket_ids = desk_kind.pushed_ticket_ids(_json_object(raw))
+        ticket_ids = desk_kind.pushed_ticket_ids(payload)
     except ValueError as exc:
         abort(400, str(exc))
-    for ticket_id in ticket_ids:
-        ctx.dispatcher.start_verification(desk, ticket_id)
+    tolerance = ctx.settings.webhook_tolerance_seconds
+    keys, ttl = push_keys(kind, desk, request.headers, raw, payload, tolerance)
+    tasks = [(START_VERIFICATION, [desk, ticket_id]) for ticket_id in ticket_ids]
+    seen = [ctx.store.seen_key("push", key) for key, _ in keys]
+    if not ctx.dispatcher.send_once(tasks, seen, ttl, [limit for _, limit in keys]):
+        log.info("push duplicate", desk=desk, tickets=ticket_ids)
+        return _duplicate()
     log.debug("push accepted", desk=desk, tickets=ticket_ids)  # DEBUG, as for Incode's below
     return jsonify({"status": "accepted", "desk": desk, "tickets": ticket_ids})
 
@@ -115,26 +128,25 @@ def incode_webhook() -> Any:
     if event not in incode.RESULT_EVENTS:
         log.info("incode event ignored", incode_event=event, session=interview_id)
         return jsonify({"status": "ignored", "event": event})
-    # One round trip: the session's verification and the delivery's dedupe key, in a Lua script.
-    hint = ctx.store.accept_hint(interview_id, event, DEDUPE_SECONDS)
-    if hint is Hint.UNKNOWN:
+    # Two round trips: the session's verification (a Lua read), then the delivery's dedupe key
+    # and the enqueue, one atomic Lua step.
+    vid = ctx.store.session(interview_id)
+    if vid is None:
         # 2xx so Incode stops retrying. If Redis lost the mapping, the gated ticket still holds
         # it: scan the desks' gated tickets now (at most every half minute) so the worker
         # recovers it and asks Incode for the result itself.
         log.warning(
             "incode webhook for an unknown session", session=interview_id, incode_event=event
         )
-        if ctx.store.first_time("recover", "desks", RECOVER_POLL_SECONDS):
-            for desk in ctx.settings.desks:
-                ctx.dispatcher.poll_desk(desk, recover=True)
+        polls = [(POLL_DESK, [desk, True]) for desk in ctx.settings.desks]
+        recover = ctx.store.seen_key("recover", "desks")
+        ctx.dispatcher.send_once(polls, [recover], RECOVER_POLL_SECONDS)
         return jsonify({"status": "unknown_session"})
-    if hint is Hint.DUPLICATE:
+    seen = ctx.store.seen_key("incode", f"{interview_id}:{event}")
+    if not ctx.dispatcher.send_once([(CHECK_RESULT, [vid, event, None])], [seen], DEDUPE_SECONDS):
         log.info("incode webhook duplicate", session=interview_id, incode_event=event)
-        return jsonify({"status": "duplicate"})
-    ctx.dispatcher.check_result(hint, event)
+        return _duplicate()
     # Accepted requests log at DEBUG (a line each was ~5% of the app's CPU under load); refusals,
     # ignored events, unknown sessions and duplicates keep their levels.
-    log.debug(
-        "incode webhook accepted", session=interview_id, incode_event=event, verification=hint
-    )
+    log.debug("incode webhook accepted", session=interview_id, incode_event=event, verification=vid)
     return jsonify({"status": "accepted"})

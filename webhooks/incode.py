@@ -9,10 +9,10 @@ with Incode before writing anything.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.secret_check import matches_any
 from connectors.ticketing import HeaderLookup
 
 # Events after which a result may be readable. Others (started, progress, enrolled, per-module
@@ -31,11 +31,7 @@ RESULT_EVENTS = frozenset(
 
 def authentic(headers: HeaderLookup, header: str, secrets: list[str]) -> bool:
     """``headers`` answers lower-cased names."""
-    presented = headers.get(header.lower(), "")
-    if not presented:
-        return False
-    matches = [hmac.compare_digest(presented.encode(), s.encode()) for s in secrets]
-    return any(matches)
+    return matches_any(headers.get(header.lower(), ""), secrets)
 
 
 def normalise(value: str) -> str:

@@ -4,8 +4,13 @@ Incode POSTs ``grant_type=client_credentials`` with ``Authorization: Basic
 base64(client_id:client_secret)`` to ``/webhooks/incode/token``, and sends the token it gets as
 ``Authorization: Bearer <token>`` on its webhooks. Errors follow RFC 6749 §5.2.
 
-Tokens live in Redis as ``p:wtok:<sha256(token)>`` -> client id, expiring with the token: a Redis
-dump holds no usable token, and every web worker accepts what any of them issued.
+Tokens live in Redis as ``p:wtok:<sha256(token)>`` -> the client id and a fingerprint of the
+client secret that minted it, expiring with the token: a Redis dump holds no usable token, every web
+worker accepts what any of them issued, and replacing the client or rotating its secret kills the
+tokens minted before (there is no previous OAuth secret: Incode simply asks for a new token).
+``p:wtoks:<client>`` (a sorted set by expiry) keeps at most ``LIVE_TOKENS_PER_CLIENT``: minting one
+more revokes the oldest. The endpoint is rate limited per minute, overall (before the client is
+checked, so guessing is slow too) and per client (mints); over a limit: 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -24,12 +30,58 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from redis import Redis
 
 from config.settings import IncodeConfig
+from connectors.secret_check import matches_any
 from connectors.ticketing import HeaderLookup
 
 log = structlog.get_logger("deskgate.webhooks")
 incode_oauth = Blueprint("incode_oauth", __name__)
 
 TOKEN_BYTES = 32
+# Incode needs one token at a time (two while it renews); a few more absorb its retries.
+LIVE_TOKENS_PER_CLIENT = 5
+# Per minute. Incode asks about once per token lifetime (an hour by default).
+MINTS_PER_CLIENT = 10
+REQUESTS_OVERALL = 120
+RATE_WINDOW_SECONDS = 60
+
+# KEYS: token key, the client's index   ARGV: binding, ttl, now, live tokens allowed
+# Expired entries leave the index first; then the oldest live ones beyond the cap are revoked.
+_ISSUE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+local excess = redis.call('ZCARD', KEYS[2]) - (tonumber(ARGV[4]) - 1)
+if excess > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do redis.call('DEL', old) end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[2]), KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+"""
+
+# KEYS: counter   ARGV: window seconds, limit. 0 while under the limit, else seconds to wait.
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if n <= tonumber(ARGV[2]) then return 0 end
+local wait = redis.call('TTL', KEYS[1])
+if wait < 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]); wait = tonumber(ARGV[1]) end
+return wait
+"""
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def binding(config: IncodeConfig) -> str:
+    """What a token is bound to: the client id and a fingerprint of its secret (an HMAC keyed by
+    the secret, so the stored value does not help anyone guess the secret)."""
+    secret = config.webhook_oauth_client_secret
+    if config.webhook_oauth_client_id is None or secret is None:
+        return ""
+    key = secret.get_secret_value().encode()
+    mac = hmac.new(key, b"deskgate webhook token binding", hashlib.sha256)
+    return f"{config.webhook_oauth_client_id} {mac.hexdigest()[:32]}"
 
 
 @dataclass(frozen=True)
@@ -38,16 +90,26 @@ class WebhookTokens:
     prefix: str
 
     def _key(self, token: str) -> str:
-        return f"{self.prefix}:wtok:{hashlib.sha256(token.encode()).hexdigest()}"
+        return f"{self.prefix}:wtok:{_digest(token)}"
 
-    def issue(self, client_id: str, ttl: int) -> str:
+    def issue(self, client_id: str, bound_to: str, ttl: int, now: float) -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        self.redis.set(self._key(token), client_id, ex=ttl)
+        index = f"{self.prefix}:wtoks:{_digest(client_id)[:32]}"
+        self.redis.register_script(_ISSUE)(
+            keys=[self._key(token), index], args=[bound_to, ttl, now, LIVE_TOKENS_PER_CLIENT]
+        )
         return token
 
     def holder(self, token: str) -> str | None:
-        """The client a live token was issued to, or None."""
+        """What a live token is bound to (``binding``), or None."""
         return self.redis.get(self._key(token)) if token else None
+
+    def wait(self, scope: str, limit: int) -> int:
+        """Count one request against ``scope``'s limit this window: 0, or seconds to wait."""
+        key = f"{self.prefix}:wrate:{scope}"
+        return int(
+            self.redis.register_script(_COUNT)(keys=[key], args=[RATE_WINDOW_SECONDS, limit])
+        )
 
 
 def _tokens() -> WebhookTokens:
@@ -56,7 +118,8 @@ def _tokens() -> WebhookTokens:
 
 
 def _same(presented: str, expected: str) -> bool:
-    return hmac.compare_digest(presented.encode(), expected.encode())
+    """Constant time; an empty value on either side never matches."""
+    return matches_any(presented, [expected])
 
 
 def basic_credentials(authorization: str) -> tuple[str, str] | None:
@@ -92,11 +155,13 @@ def bearer_of(headers: HeaderLookup) -> str:
 
 
 def bearer_valid(token: str, config: IncodeConfig) -> bool:
-    """A live token we issued to the client configured now (a replaced client's tokens die)."""
-    if not token or config.webhook_oauth_client_id is None:
+    """A live token we issued to the client and secret configured now (a replaced client's or a
+    rotated secret's tokens die)."""
+    expected = binding(config)
+    if not token or not expected:
         return False
     holder = _tokens().holder(token)
-    return holder is not None and _same(holder, config.webhook_oauth_client_id)
+    return holder is not None and _same(holder, expected)
 
 
 def _oauth_response(body: dict[str, Any], status: int = 200) -> Response:
@@ -114,11 +179,23 @@ def _error(status: int, error: str, description: str) -> Response:
     return resp
 
 
+def _slow_down(wait: int) -> Response:
+    # RFC 6749 has no rate-limit error; temporarily_unavailable is its closest (§4.1.2.1).
+    resp = _error(429, "temporarily_unavailable", f"too many token requests; retry in {wait} s")
+    resp.headers["Retry-After"] = str(wait)
+    return resp
+
+
 @incode_oauth.post("/webhooks/incode/token")
 def token() -> Response:
     config: IncodeConfig = current_app.extensions["deskgate"].settings.incode
     if not config.webhook_oauth:
         return _error(404, "not_found", "OAuth webhook mode is not configured")
+    tokens = _tokens()
+    wait = tokens.wait("all", REQUESTS_OVERALL)
+    if wait:
+        log.warning("incode token request refused: rate limit", scope="all")
+        return _slow_down(wait)
     # Client first, so an unauthenticated caller learns nothing about the request's shape.
     presented = basic_credentials(request.headers.get("Authorization", ""))
     if presented is None or not client_matches(presented, config):
@@ -131,7 +208,12 @@ def token() -> Response:
         return _error(400, "invalid_request", "grant_type must be given exactly once")
     if grants[0] != "client_credentials":
         return _error(400, "unsupported_grant_type", "only client_credentials is supported")
+    client_id = config.webhook_oauth_client_id or ""
+    wait = tokens.wait(f"client:{_digest(client_id)[:32]}", MINTS_PER_CLIENT)
+    if wait:
+        log.warning("incode token request refused: rate limit", scope="client")
+        return _slow_down(wait)
     ttl = config.webhook_oauth_token_ttl_seconds
-    issued = _tokens().issue(config.webhook_oauth_client_id or "", ttl)
+    issued = tokens.issue(client_id, binding(config), ttl, time.time())
     log.info("incode webhook token issued", expires_in=ttl)
     return _oauth_response({"access_token": issued, "token_type": "Bearer", "expires_in": ttl})

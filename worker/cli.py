@@ -24,7 +24,8 @@ def _check_config() -> int:
     print(f"  redis: {settings.redis_url.split('@')[-1]}")
     print(f"  incode: {settings.incode.api_base}")
     for name, desk in settings.desks.items():
-        push = "push+poll" if desk.webhook_secret else "poll only"
+        # "Set" is what turns push on (an empty secret no longer loads): not the value's truth.
+        push = "push+poll" if desk.webhook_secret is not None else "poll only"
         triggers = ", ".join(desk.triggers)
         print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
     return 0

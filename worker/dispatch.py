@@ -48,6 +48,24 @@ class Dispatcher:
         self.send(POLL_DESK, [desk, recover])
 
 
+# KEYS: queue, dedupe keys...   ARGV: dedupe ttl, each key's limit..., messages...
+# Each key counts the deliveries taken under it; one at its limit makes this a duplicate and
+# nothing is pushed. Otherwise the LPUSH comes first, as the script's first write: if it fails
+# (wrong type, out of memory) the script stops before any key is counted, so the sender's retry
+# is still new. Redis does not roll back a script that errors after writing, hence this order.
+_SEND_ONCE = """
+local n = #KEYS - 1
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[i + 1]) or '0') >= tonumber(ARGV[i + 1]) then return 0 end
+end
+redis.call('LPUSH', KEYS[1], unpack(ARGV, n + 2))
+for i = 1, n do
+  if redis.call('INCR', KEYS[i + 1]) == 1 then redis.call('EXPIRE', KEYS[i + 1], ARGV[1]) end
+end
+return 1
+"""
+
+
 class RedisDispatcher(Dispatcher):
     """Enqueues with one ``LPUSH`` of the message ``send_task`` would publish.
 
@@ -60,12 +78,33 @@ class RedisDispatcher(Dispatcher):
         self.redis = redis
         self.queue: str = celery.conf.task_default_queue
         self.key = queue_key(celery)
+        self._send_once = redis.register_script(_SEND_ONCE)
 
-    def send(self, task: str, args: list[Any]) -> None:
+    def _message(self, task: str, args: list[Any]) -> str:
         # origin and reply_to as send_task writes them: gen<pid>@<host> (so after a fork too), and
         # a per-thread id (unused without a result backend).
         message = task_message(task, args, self.queue, anon_nodename(), self.celery.thread_oid)
-        self.redis.lpush(self.key, json.dumps(message))
+        return json.dumps(message)
+
+    def send(self, task: str, args: list[Any]) -> None:
+        self.redis.lpush(self.key, self._message(task, args))
+
+    def send_once(
+        self,
+        tasks: list[tuple[str, list[Any]]],
+        dedupe: list[str],
+        ttl: int,
+        limits: list[int] | None = None,
+    ) -> bool:
+        """Enqueue ``tasks`` and count the delivery under each ``dedupe`` key (kept ``ttl``
+        seconds from its first count), in one atomic step, unless a key already reached its limit
+        (``limits``, 1 each by default): then False, a duplicate, nothing enqueued. Raises (a
+        ``RedisError``) with nothing counted if the enqueue fails, so a retry is accepted."""
+        limits = limits or [1] * len(dedupe)
+        if not tasks or not dedupe or len(limits) != len(dedupe):
+            raise ValueError("send_once needs tasks and one limit per dedupe key")
+        messages = [self._message(task, args) for task, args in tasks]
+        return bool(self._send_once(keys=[self.key, *dedupe], args=[ttl, *limits, *messages]))
 
 
 def queue_key(celery: Any) -> str:

@@ -23,7 +23,6 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from enum import Enum
 from typing import Any
 
 from redis import Redis
@@ -76,15 +75,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# An Incode webhook in one round trip: the session's verification, then the delivery's dedupe key.
-# KEYS: interview key, dedupe key   ARGV: dedupe ttl, record key prefix
+# An Incode webhook's session, in one round trip. KEYS: interview key   ARGV: record key prefix
 # The record must exist too: an index that outlived its record is an unknown session, which
-# starts the recovery scan. Only the id is read, not the record.
-_ACCEPT_HINT = """
+# starts the recovery scan. Only the id is read, not the record. (The delivery's dedupe key is
+# taken with its enqueue, in one step: ``RedisDispatcher.send_once``.)
+_SESSION = """
 local vid = redis.call('GET', KEYS[1])
-if not vid or redis.call('EXISTS', ARGV[2] .. vid) == 0 then return {'unknown', ''} end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return {'duplicate', vid} end
-return {'new', vid}
+if not vid or redis.call('EXISTS', ARGV[1] .. vid) == 0 then return '' end
+return vid
 """
 
 
@@ -178,13 +176,6 @@ class Verification:
         return self.state in FINAL | {State.REVIEW} and self.written != self.state
 
 
-class Hint(Enum):
-    """What ``Store.accept_hint`` found instead of a verification to check."""
-
-    UNKNOWN = "unknown"  # no verification has this Incode session
-    DUPLICATE = "duplicate"  # this session's event was taken already
-
-
 def _strings(mapping: dict[str, Any]) -> dict[str, str]:
     """Redis hashes hold strings; booleans become "1" or ""."""
     return {k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in mapping.items()}
@@ -202,7 +193,7 @@ class Store:
         self._open = redis.register_script(_OPEN)
         self._transition = redis.register_script(_TRANSITION)
         self._unlock = redis.register_script(_UNLOCK)
-        self._accept_hint = redis.register_script(_ACCEPT_HINT)
+        self._session = redis.register_script(_SESSION)
         self._abandon = redis.register_script(_ABANDON)
 
     def _key(self, *parts: str) -> str:
@@ -372,17 +363,11 @@ class Store:
         else:
             self.redis.set(self._key("cursor", desk), cursor)
 
-    def accept_hint(self, interview_id: str, event: str, ttl: int) -> str | Hint:
-        """For an Incode webhook, in one round trip: the id of the verification to check, or
-        ``Hint.UNKNOWN`` (no verification has this session) or ``Hint.DUPLICATE`` (this event
-        was taken within ``ttl`` seconds). A new one takes the dedupe key for ``ttl`` seconds,
-        the key ``first_time("incode", f"{interview_id}:{event}", ttl)`` takes."""
-        seen = self._key("seen", "incode", f"{interview_id}:{event}")
-        found, vid = self._accept_hint(
-            keys=[self._key("iv", interview_id), seen], args=[ttl, self._key("v", "")]
-        )
-        return vid if found == "new" else Hint(found)
+    def session(self, interview_id: str) -> str | None:
+        """The id of the verification whose Incode session this is, or None (unknown)."""
+        vid = self._session(keys=[self._key("iv", interview_id)], args=[self._key("v", "")])
+        return str(vid) if vid else None
 
-    def first_time(self, kind: str, key: str, ttl: int) -> bool:
-        """True the first time ``kind:key`` is seen within ``ttl`` seconds (webhook dedupe)."""
-        return bool(self.redis.set(self._key("seen", kind, key), "1", nx=True, ex=ttl))
+    def seen_key(self, kind: str, key: str) -> str:
+        """The key that marks a webhook delivery as taken (``RedisDispatcher.send_once``)."""
+        return self._key("seen", kind, key)

@@ -532,12 +532,15 @@ def test_business_rule_fires_once_with_valid_signature(
     wait_for(lambda: len(rec.received) == 2)
 
     headers, body = rec.received[-1]
-    assert json.loads(body) == {
+    payload = json.loads(body)
+    assert re.fullmatch(r"[0-9a-f]{32}", payload.pop("delivery"))  # one per firing
+    assert payload == {
         "table": "incident",
         "sys_id": inc["sys_id"],
         "number": inc["number"],
         "event": "flagged",
     }
+    assert rec.received[0][1] == body  # a retry re-sends the same firing
     assert headers["User-Agent"] == "ServiceNow/1.0"
     assert headers["Content-Type"] == "application/json"
     timestamp = headers["X-Deskgate-Timestamp"]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from config.settings import Settings
 from tests.conftest import TEST_REDIS_URL, settings_data
@@ -99,3 +100,56 @@ def test_kombu_reads_the_message_back(scratch: tuple[Redis[str], str]) -> None:
             message.ack()
     finally:
         app.close()
+
+
+# -- send_once: the dedupe key and the enqueue in one step ---------------------------------
+
+
+def test_send_once_enqueues_and_takes_every_key_or_does_nothing(
+    scratch: tuple[Redis[str], str],
+) -> None:
+    redis, queue = scratch
+    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    keys = [f"{queue}:seen:a", f"{queue}:seen:b"]
+    tasks = [(START_VERIFICATION, ["acme", "1"]), (START_VERIFICATION, ["acme", "2"])]
+    assert dispatcher.send_once(tasks, keys, 600)
+    assert redis.llen(queue) == 2
+    assert all(0 < redis.ttl(k) <= 600 for k in keys)
+    # Seen under either key: a duplicate, nothing pushed.
+    assert not dispatcher.send_once(tasks[:1], keys[1:], 600)
+    assert not dispatcher.send_once(tasks[:1], [f"{queue}:seen:new", keys[0]], 600)
+    assert redis.llen(queue) == 2
+    assert not redis.exists(f"{queue}:seen:new")  # a duplicate takes none of its keys
+
+
+def test_send_once_admits_up_to_each_keys_limit(scratch: tuple[Redis[str], str]) -> None:
+    redis, queue = scratch
+    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    content = f"{queue}:seen:content"
+    task = [(START_VERIFICATION, ["acme", "1"])]
+    taken = [
+        dispatcher.send_once(task, [f"{queue}:seen:inv:{n}", content], 600, [1, 3])
+        for n in range(5)
+    ]
+    assert taken == [True, True, True, False, False]
+    assert redis.llen(queue) == 3 and redis.get(content) == "3"
+    assert not dispatcher.send_once(task, [f"{queue}:seen:inv:0", f"{queue}:seen:x"], 600, [1, 3])
+    with pytest.raises(ValueError, match="one limit per dedupe key"):
+        dispatcher.send_once(task, [content], 600, [1, 1])
+
+
+def test_a_failed_enqueue_takes_no_dedupe_key_so_the_retry_is_accepted(
+    scratch: tuple[Redis[str], str],
+) -> None:
+    """Finding 7: the key used to be taken before the enqueue, so when the LPUSH failed (503)
+    the sender's retry was dropped as a duplicate."""
+    redis, queue = scratch
+    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    key = f"{queue}:seen:delivery"
+    redis.set(queue, "not a list")  # LPUSH answers WRONGTYPE
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        dispatcher.send_once([(CHECK_RESULT, ["v1", "SESSION_SUCCEEDED", None])], [key], 600)
+    assert not redis.exists(key)
+    redis.delete(queue)
+    assert dispatcher.send_once([(CHECK_RESULT, ["v1", "SESSION_SUCCEEDED", None])], [key], 600)
+    assert redis.llen(queue) == 1 and redis.exists(key)

@@ -8,6 +8,7 @@ import pytest
 
 from config.settings import ConfigError, load_settings
 from tests.conftest import settings_data
+from worker import cli
 
 
 def test_given_a_complete_config_then_it_loads(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ idv_mfa_reset = "MFA reset"
         "INCODE__CLIENT_SECRET": "s1",
         "INCODE__API_KEY": "s2",
         "INCODE__EXECUTIVE_PASSWORD": "s3",
-        "INCODE__WEBHOOK_SECRET": "s4",
+        "INCODE__WEBHOOK_SECRET": "s4-a-long-webhook-secret",
         "DESKS__ACME__API_TOKEN": "s5",
         "NOTE_SECRET": "a-note-sealing-secret",
     }.items():
@@ -123,7 +124,7 @@ def test_the_example_config_loads_with_its_secrets_from_env(
         "DESKS__ACME_ZENDESK__API_TOKEN",
         "DESKS__ACME_SERVICENOW__PASSWORD",
     ):
-        monkeypatch.setenv(f"DESKGATE_{name}", "x")
+        monkeypatch.setenv(f"DESKGATE_{name}", "x-long-enough-secret")
     monkeypatch.setenv("DESKGATE_NOTE_SECRET", "a-note-sealing-secret")
     settings = load_settings()
     assert {d.kind for d in settings.desks.values()} == {"zendesk", "servicenow"}
@@ -140,3 +141,95 @@ def test_a_missing_or_short_note_secret_fails_naming_the_field(
     del data["note_secret"]
     with pytest.raises(ConfigError, match=r"note_secret: Field required.*DESKGATE_NOTE_SECRET"):
         load_settings(**data)
+
+
+# -- webhook secrets: unset is "no push"; empty or short never loads ----------------------------
+
+WEBHOOK_SECRET_FIELDS = [
+    (("incode", "webhook_secret"), "incode.webhook_secret"),
+    (("incode", "webhook_previous_secret"), "incode.webhook_previous_secret"),
+    (("desks", "acme_zendesk", "webhook_secret"), "desks.acme_zendesk.webhook_secret"),
+    (
+        ("desks", "acme_zendesk", "webhook_previous_secret"),
+        "desks.acme_zendesk.webhook_previous_secret",
+    ),
+]
+
+
+@pytest.mark.parametrize("value", ["", "fifteen-chars-x"])
+@pytest.mark.parametrize(("path", "named"), WEBHOOK_SECRET_FIELDS)
+def test_given_an_empty_or_short_webhook_secret_then_start_up_fails_naming_it(
+    path: tuple[str, ...], named: str, value: str
+) -> None:
+    data = settings_data()
+    *parents, field = path
+    target = data
+    for part in parents:
+        target = target[part]
+    target[field] = value
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**data)
+    assert f"{named}: Value error, must be at least 16 characters" in str(refused.value)
+    assert value not in str(refused.value) or not value  # the secret is not echoed
+
+
+def test_given_a_blank_push_secret_in_the_environment_then_start_up_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What ``.env.example`` used to ship: ``…__WEBHOOK_SECRET=`` with nothing after it."""
+    monkeypatch.setenv("DESKGATE_DESKS__ACME_ZENDESK__WEBHOOK_SECRET", "")
+    data = settings_data()
+    del data["desks"]["acme_zendesk"]["webhook_secret"]
+    with pytest.raises(ConfigError, match=r"desks\.acme_zendesk\.webhook_secret"):
+        load_settings(**data)
+
+
+def test_an_unset_push_secret_is_poll_only_and_a_16_character_one_loads() -> None:
+    data = settings_data()
+    del data["desks"]["acme_zendesk"]["webhook_secret"]
+    assert load_settings(**data).desks["acme_zendesk"].webhook_secret is None
+    data["desks"]["acme_zendesk"]["webhook_secret"] = "x" * 16
+    data["incode"]["webhook_previous_secret"] = "y" * 16
+    settings = load_settings(**data)
+    assert settings.desks["acme_zendesk"].webhook_secret is not None
+
+
+def example_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``config/example.toml`` with its required secrets in the environment, no push secrets."""
+    monkeypatch.setenv("DESKGATE_CONFIG", str(Path(__file__).parents[2] / "config/example.toml"))
+    for name in (
+        "INCODE__CLIENT_SECRET",
+        "INCODE__API_KEY",
+        "INCODE__EXECUTIVE_PASSWORD",
+        "INCODE__WEBHOOK_SECRET",
+        "DESKS__ACME_ZENDESK__API_TOKEN",
+        "DESKS__ACME_SERVICENOW__PASSWORD",
+    ):
+        monkeypatch.setenv(f"DESKGATE_{name}", "x-long-enough-secret")
+
+
+def test_check_config_says_push_is_on_exactly_when_a_push_secret_is_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example_config(monkeypatch)
+    monkeypatch.setenv("DESKGATE_DESKS__ACME_ZENDESK__WEBHOOK_SECRET", "zendesk-signing-secret")
+    assert cli.main(["check-config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [zendesk] = [line for line in lines if "desk acme_zendesk" in line]
+    [servicenow] = [line for line in lines if "desk acme_servicenow" in line]
+    assert "push+poll" in zendesk
+    assert "poll only" in servicenow
+
+
+def test_check_config_refuses_a_blank_push_secret_instead_of_calling_it_poll_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A blank secret used to load, authenticate pushes signed with the empty key, and be
+    reported as "poll only"."""
+    example_config(monkeypatch)
+    monkeypatch.setenv("DESKGATE_DESKS__ACME_SERVICENOW__WEBHOOK_SECRET", "")
+    assert cli.main(["check-config"]) == 2
+    out = capsys.readouterr()
+    assert "poll only" not in out.out
+    assert "desks.acme_servicenow.webhook_secret" in out.err
+    assert "at least 16 characters" in out.err

@@ -7,7 +7,7 @@ import pytest
 from redis import Redis
 
 from worker.lifecycle import FINAL, OPEN, TRANSITIONS, State, sources
-from worker.store import Hint, Store, Verification
+from worker.store import Store, Verification
 
 RETENTION = 3600
 
@@ -54,7 +54,7 @@ def test_transitions_happen_once_and_only_along_the_table(store: Store) -> None:
     assert not store.advance(v, State.SENT, 1002, interview_id="iv1")  # second delivery: no-op
     sent = store.get(v.id)
     assert sent is not None and sent.state == State.SENT and sent.updated_at == 1001
-    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) == sent.id  # the session index
+    assert store.session("iv1") == sent.id  # the session index
     assert store.due(1300) == [v.id]
 
 
@@ -115,28 +115,20 @@ def test_lock_is_exclusive_and_released(store: Store) -> None:
         assert after
 
 
-def test_first_time_dedupes(store: Store) -> None:
-    assert store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
-    assert not store.first_time("incode", "iv1:SESSION_SUCCEEDED", 60)
-    assert store.first_time("incode", "iv1:SESSION_FAILED", 60)
-
-
-def test_accept_hint_finds_the_verification_and_dedupes_in_one_step(
+def test_session_finds_the_verification_and_takes_no_dedupe_key(
     store: Store, redis: Redis[str]
 ) -> None:
-    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) is Hint.UNKNOWN
-    assert redis.keys("dgtest:seen:*") == []  # an unknown session takes no dedupe key
+    assert store.session("iv1") is None
     v, _ = open_one(store)
     store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True)
-    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) == v.id
-    assert store.accept_hint("iv1", "SESSION_SUCCEEDED", 60) is Hint.DUPLICATE
-    assert store.accept_hint("iv1", "SESSION_FAILED", 60) == v.id
-    # The same dedupe key as first_time's, with its TTL.
-    assert not store.first_time("incode", "iv1:SESSION_FAILED", 60)
-    assert 0 < redis.ttl("dgtest:seen:incode:iv1:SESSION_FAILED") <= 60
+    assert store.session("iv1") == v.id
+    assert store.session("iv1") == v.id  # a read: asking twice is no "duplicate"
+    # Taking a delivery is the enqueue's job (RedisDispatcher.send_once), not the lookup's.
+    assert redis.keys("dgtest:seen:*") == []
+    assert store.seen_key("incode", "iv1:SESSION_FAILED") == "dgtest:seen:incode:iv1:SESSION_FAILED"
     # An index that outlived its record is an unknown session.
     redis.delete(f"dgtest:v:{v.id}")
-    assert store.accept_hint("iv1", "MANUAL_REVIEW_APPROVED", 60) is Hint.UNKNOWN
+    assert store.session("iv1") is None
 
 
 def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:

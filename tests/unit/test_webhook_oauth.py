@@ -12,13 +12,16 @@ from urllib.parse import quote_plus
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import SecretStr
 from redis import Redis
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, IncodeConfig, Settings, load_settings
 from sandbox import incode as incode_sim
 from sandbox.common import serve
 from tests.conftest import SECRETS, queued, sent_verification, settings_data
+from webhooks import oauth
 from webhooks.app import create_app
+from webhooks.oauth import binding, client_matches
 from worker.dispatch import CHECK_RESULT
 
 CLIENT_ID = "incode-hooks"
@@ -117,6 +120,16 @@ def test_half_or_weak_oauth_configuration_stops_start_up(
     assert "short-secret" not in str(refused.value)
 
 
+def test_an_empty_client_secret_never_authenticates() -> None:
+    """Settings refuse it; the check refuses one that reaches it anyway (built past validation)."""
+    blank = IncodeConfig.model_construct(
+        webhook_oauth_client_id=CLIENT_ID, webhook_oauth_client_secret=SecretStr("")
+    )
+    assert not client_matches((CLIENT_ID, ""), blank)
+    assert not client_matches(("", ""), blank)
+    assert client_matches((CLIENT_ID, CLIENT_SECRET), oauth_settings().incode)
+
+
 # -- the token endpoint --------------------------------------------------------------------
 
 
@@ -133,7 +146,9 @@ def test_given_good_client_credentials_then_a_token_is_issued_and_stored_hashed(
     assert isinstance(token, str) and len(token) >= 40
     [key] = token_keys(redis)
     assert key == f"dgtest:wtok:{hashlib.sha256(token.encode()).hexdigest()}"
-    assert redis.get(key) == CLIENT_ID
+    stored = redis.get(key)
+    assert stored == binding(oauth_settings().incode)
+    assert stored is not None and stored.startswith(f"{CLIENT_ID} ") and CLIENT_SECRET not in stored
     assert 0 < redis.ttl(key) <= 600
     assert ask_token(client, basic()).json["access_token"] != token  # a fresh one each time
 
@@ -259,6 +274,59 @@ def test_tokens_of_a_replaced_client_die_with_it(
     resp = hook(without_oauth, {"Authorization": f"Bearer {token}"})
     assert resp.status_code == 401 and "bearer" not in resp.json["reason"]
     assert queued(redis) == []
+
+
+def test_rotating_the_client_secret_kills_the_tokens_it_minted(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    """Finding 8: tokens used to be bound to the client id only, so they outlived a secret
+    rotated because it leaked. There is no previous OAuth secret: Incode asks for a new token."""
+    token = ask_token(client, basic()).json["access_token"]
+    rotated_secret = "a-brand-new-client-secret"
+    rotated = create_app(oauth_settings(webhook_oauth_client_secret=rotated_secret)).test_client()
+    assert hook(rotated, {"Authorization": f"Bearer {token}"}).status_code == 401
+    assert queued(redis) == []
+    fresh = ask_token(rotated, basic(secret=rotated_secret)).json["access_token"]
+    assert hook(rotated, {"Authorization": f"Bearer {fresh}"}).status_code == 200
+    assert hook(client, {"Authorization": f"Bearer {fresh}"}).status_code == 401  # and back
+
+
+def test_minting_beyond_the_live_cap_revokes_the_oldest_tokens(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    cap = oauth.LIVE_TOKENS_PER_CLIENT
+    tokens = [ask_token(client, basic()).json["access_token"] for _ in range(cap + 2)]
+    assert len(token_keys(redis)) == cap
+    status = [
+        hook(client, {"Authorization": f"Bearer {t}"}).status_code for t in tokens
+    ]  # the first accepted delivery takes the dedupe key; later ones are duplicates (200)
+    assert status == [401, 401] + [200] * cap
+    [index] = redis.keys("dgtest:wtoks:*")
+    assert redis.zcard(index) == cap and 0 < redis.ttl(index) <= 600
+
+
+def test_the_token_endpoint_limits_mints_per_client(client: FlaskClient, redis: Redis[str]) -> None:
+    for _ in range(oauth.MINTS_PER_CLIENT):
+        assert ask_token(client, basic()).status_code == 200
+    before = token_keys(redis)
+    refused = ask_token(client, basic())
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= oauth.RATE_WINDOW_SECONDS
+    assert refused.json["error"] == "temporarily_unavailable" and refused.json["error_description"]
+    assert refused.headers["Cache-Control"] == "no-store"
+    assert token_keys(redis) == before  # nothing minted
+
+
+def test_the_token_endpoint_limits_all_requests_before_checking_the_client(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    for _ in range(oauth.REQUESTS_OVERALL):
+        assert ask_token(client, basic(secret="a-guess-at-the-secret")).status_code == 401
+    # Guessing is held off, and so is the right client until the window ends.
+    assert ask_token(client, basic(secret="another-guess-at-it")).status_code == 429
+    refused = ask_token(client, basic())
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert token_keys(redis) == []
 
 
 # -- the Incode simulator in OAuth webhook mode, against the real endpoint -----------------

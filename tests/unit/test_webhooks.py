@@ -17,6 +17,7 @@ from config.settings import Settings
 from connectors.zendesk import sign
 from tests.conftest import SECRETS, queued, sent_verification, settings_data
 from webhooks.app import create_app
+from webhooks.dedupe import SAME_CONTENT_FIRINGS
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION
 
 
@@ -124,6 +125,105 @@ def test_given_an_unknown_desk_kind_then_404(client: FlaskClient) -> None:
     assert client.post("/webhooks/jira", data=b"{}").status_code == 404
 
 
+# -- Zendesk push: replays and retries ------------------------------------------------------
+
+
+def test_a_replayed_push_is_enqueued_once_and_answered_duplicate(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    """Finding 6: one signed push replayed within its window used to give a task (and a ticket
+    read) each time."""
+    body = b'{"ticket_id": "42"}'
+    headers = {**zendesk_headers(body), "X-Zendesk-Webhook-Invocation-Id": "8127361"}
+    answers = [client.post("/webhooks/zendesk", data=body, headers=headers) for _ in range(20)]
+    assert [r.status_code for r in answers] == [200] * 20
+    assert answers[0].json["status"] == "accepted"
+    assert all(r.json == {"status": "duplicate"} for r in answers[1:])
+    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
+    # Without the invocation id it is still the same signed content: a duplicate.
+    no_id = {k: v for k, v in headers.items() if "Invocation" not in k}
+    assert client.post("/webhooks/zendesk", data=body, headers=no_id).json["status"] == (
+        "duplicate"
+    )
+    assert len(queued(redis)) == 1
+
+
+def test_made_up_invocation_ids_buy_a_replayer_at_most_a_few_tasks(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    """The invocation id is not signed, so a replayer can change it: the signed content admits
+    SAME_CONTENT_FIRINGS deliveries in all, however many ids are made up."""
+    body = b'{"ticket_id": "42"}'
+    signed = zendesk_headers(body)
+    statuses = [
+        client.post(
+            "/webhooks/zendesk",
+            data=body,
+            headers={**signed, "X-Zendesk-Webhook-Invocation-Id": str(n)},
+        ).json["status"]
+        for n in range(50)
+    ]
+    assert statuses.count("accepted") == SAME_CONTENT_FIRINGS
+    assert len(queued(redis)) == SAME_CONTENT_FIRINGS
+
+
+def test_two_firings_within_one_second_are_two_deliveries(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    """A ticket flagged again right after its outcome: same template body, same second, so the
+    same signed bytes; Zendesk's invocation ids tell the firings apart."""
+    body = b'{"ticket_id": "42"}'
+    signed = zendesk_headers(body)
+    for invocation in ("101", "102"):
+        headers = {**signed, "X-Zendesk-Webhook-Invocation-Id": invocation}
+        resp = client.post("/webhooks/zendesk", data=body, headers=headers)
+        assert resp.json["status"] == "accepted"
+    assert len(queued(redis)) == 2
+
+
+def test_a_retry_of_one_invocation_re_signed_later_is_a_duplicate(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    body = b'{"ticket_id": "42"}'
+    first = {**zendesk_headers(body), "X-Zendesk-Webhook-Invocation-Id": "77"}
+    later = {**zendesk_headers(body, skew=5), "X-Zendesk-Webhook-Invocation-Id": "77"}
+    assert first["X-Zendesk-Webhook-Signature"] != later["X-Zendesk-Webhook-Signature"]
+    assert client.post("/webhooks/zendesk", data=body, headers=first).json["status"] == "accepted"
+    assert client.post("/webhooks/zendesk", data=body, headers=later).json["status"] == (
+        "duplicate"
+    )
+    # Another invocation with other signed content is a delivery of its own.
+    other = {**zendesk_headers(body, skew=9), "X-Zendesk-Webhook-Invocation-Id": "78"}
+    assert client.post("/webhooks/zendesk", data=body, headers=other).json["status"] == "accepted"
+    assert len(queued(redis)) == 2
+
+
+def test_a_push_key_outlives_the_whole_timestamp_window(
+    client: FlaskClient, redis: Redis[str], settings: Settings
+) -> None:
+    body = b'{"ticket_id": "42"}'
+    client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
+    [key] = redis.keys("dgtest:seen:push:*")
+    # A timestamp may be `tolerance` ahead of our clock and is accepted until `tolerance` after
+    # it: a replay stays possible for up to twice the tolerance after the first delivery.
+    assert redis.ttl(key) > 2 * settings.webhook_tolerance_seconds
+
+
+def test_given_the_enqueue_fails_then_503_and_the_retry_is_accepted(
+    client: FlaskClient, redis: Redis[str]
+) -> None:
+    body = b'{"ticket_id": "42"}'
+    headers = {**zendesk_headers(body), "X-Zendesk-Webhook-Invocation-Id": "5"}
+    redis.set("deskgate", "not a list")  # the queue's key: LPUSH answers WRONGTYPE
+    failed = client.post("/webhooks/zendesk", data=body, headers=headers)
+    assert failed.status_code == 503 and failed.headers["Retry-After"]
+    assert redis.keys("dgtest:seen:*") == []
+    redis.delete("deskgate")
+    retried = client.post("/webhooks/zendesk", data=body, headers=headers)  # byte for byte
+    assert retried.status_code == 200 and retried.json["status"] == "accepted"
+    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
+
+
 # -- Incode --------------------------------------------------------------------------------
 
 
@@ -148,6 +248,21 @@ def test_given_a_result_event_then_the_check_is_queued_once(
         assert resp.json == {"status": "duplicate" if i else "accepted"}
     assert [name for name, _ in queued(redis)] == [CHECK_RESULT]
     assert queued(redis)[0][1][:2] == [session, "SESSION_SUCCEEDED"]
+
+
+def test_given_the_enqueue_fails_then_503_and_incodes_retry_is_accepted(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    """Finding 7: the dedupe key used to be taken before the enqueue, so the retry Incode makes
+    after our 503 was dropped as a duplicate and the result waited for reconciliation."""
+    payload = {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"}
+    redis.set("deskgate", "not a list")  # the queue's key: LPUSH answers WRONGTYPE
+    assert incode_post(client, payload).status_code == 503
+    assert redis.keys("dgtest:seen:*") == []
+    redis.delete("deskgate")
+    retried = incode_post(client, payload)
+    assert retried.status_code == 200 and retried.json == {"status": "accepted"}
+    assert queued(redis) == [(CHECK_RESULT, [session, "SESSION_SUCCEEDED", None])]
 
 
 @pytest.mark.parametrize(
@@ -193,6 +308,16 @@ def test_given_a_missing_or_wrong_secret_then_401_and_nothing_queued(
     assert resp.status_code == 401
     assert "x-incode-secret" in resp.json["reason"]
     assert queued(redis) == []
+
+
+def test_an_empty_header_secret_never_authenticates() -> None:
+    """Settings refuse an empty Incode secret; the check refuses one that gets through anyway."""
+    from webhooks.incode import authentic
+
+    assert not authentic({"x-incode-secret": ""}, "x-incode-secret", ["", "a" * 16])
+    assert not authentic({"x-incode-secret": ""}, "x-incode-secret", [""])
+    assert not authentic({}, "x-incode-secret", [""])
+    assert authentic({"x-incode-secret": "a" * 16}, "x-incode-secret", ["", "a" * 16])
 
 
 def test_the_previous_secret_still_works_during_rotation(

@@ -72,3 +72,12 @@ def test_pushed_ticket_ids_reads_the_trigger_placeholder() -> None:
         pushed_ticket_ids({"ticket_id": "../users/1"})
     with pytest.raises(ValueError):
         pushed_ticket_ids({})
+
+
+def test_an_empty_key_never_authenticates() -> None:
+    """An empty signing secret still makes a valid HMAC that anyone can compute: it must not
+    count, even if one reaches the check (settings refuse it at start-up)."""
+    forged = sign("", DOC_TIMESTAMP, DOC_BODY)
+    assert not verify_push(push(forged), [""])
+    assert not verify_push(push(forged), ["", DOC_SECRET])
+    assert verify_push(push(DOC_SIGNATURE), ["", DOC_SECRET])  # the real key still works
