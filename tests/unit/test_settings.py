@@ -204,6 +204,7 @@ def example_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "INCODE__WEBHOOK_SECRET",
         "DESKS__ACME_ZENDESK__API_TOKEN",
         "DESKS__ACME_SERVICENOW__PASSWORD",
+        "NOTE_SECRET",
     ):
         monkeypatch.setenv(f"DESKGATE_{name}", "x-long-enough-secret")
 
