@@ -12,7 +12,7 @@ import email.utils
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
@@ -188,7 +188,11 @@ def same_origin(url: str, base: str) -> bool:
     target, home = urlsplit(url), urlsplit(base)
     if not target.scheme and not target.netloc:
         return True
-    return (target.scheme, target.hostname, target.port) == (home.scheme, home.hostname, home.port)
+
+    def origin(u: SplitResult) -> tuple[str, str | None, int | None]:
+        return u.scheme, u.hostname, u.port or {"http": 80, "https": 443}.get(u.scheme)
+
+    return origin(target) == origin(home)
 
 
 def _path_only(url: str) -> str:

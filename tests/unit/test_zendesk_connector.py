@@ -1,0 +1,112 @@
+"""The Zendesk connector against servers on loopback: pagination links are followed only on the
+account's own origin, so Deskgate's credentials never go to a host a response names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask, request
+
+from config.settings import Settings, ZendeskDeskConfig
+from connectors.http import Fatal, same_origin
+from connectors.ticketing import Ticket
+from connectors.zendesk import ZendeskConnector
+from sandbox.common import Server, serve
+from tests.conftest import settings_data
+
+
+@pytest.fixture
+def thief() -> Iterator[tuple[Server, list[dict[str, Any]]]]:
+    """A server that records whatever reaches it, credentials included."""
+    app, seen = Flask("thief"), []
+
+    @app.route("/<path:anything>", methods=["GET"])
+    def steal(anything: str) -> dict[str, Any]:
+        seen.append({"path": anything, "authorization": request.headers.get("Authorization")})
+        return {"results": [], "comments": [], "next_page": None}
+
+    server = serve(app)
+    yield server, seen
+    server.stop()
+
+
+def hostile_zendesk(next_page: str) -> Server:
+    """A Zendesk whose every page links onward to ``next_page``."""
+    app = Flask("zendesk")
+
+    @app.get("/api/v2/search.json")
+    def search() -> dict[str, Any]:
+        return {"results": [{"id": 1}], "next_page": next_page, "count": 2}
+
+    @app.get("/api/v2/users/me.json")
+    def me() -> dict[str, Any]:
+        return {"user": {"id": 7}}
+
+    @app.get("/api/v2/tickets/<int:ticket>/comments.json")
+    def comments(ticket: int) -> dict[str, Any]:
+        note = {"body": "Deskgate verification: x", "public": False, "author_id": 7}
+        return {"comments": [note], "next_page": next_page}
+
+    return serve(app)
+
+
+def connector(server: Server) -> ZendeskConnector:
+    data = settings_data()
+    data["desks"]["acme_zendesk"]["base_url"] = server.url
+    config = Settings(**data).desks["acme_zendesk"]
+    assert isinstance(config, ZendeskDeskConfig)
+    return ZendeskConnector("acme_zendesk", config, 5.0)
+
+
+TICKET = Ticket("42", "#42", "7", "MFA reset", "pending", True, True, "hold", "1")
+
+
+def test_a_next_page_on_another_host_is_not_followed(
+    thief: tuple[Server, list[dict[str, Any]]],
+) -> None:
+    server, seen = thief
+    zendesk = hostile_zendesk(f"{server.url}/api/v2/search.json?page=2")
+    desk = connector(zendesk)
+    with pytest.raises(Fatal, match="outside the configured Zendesk account"):
+        desk.find_flagged(None)
+    with pytest.raises(Fatal, match="outside the configured Zendesk account"):
+        desk.own_notes(TICKET, "Deskgate verification:")
+    assert seen == []  # not one request, so no credentials
+    desk.close()
+    zendesk.stop()
+
+
+def test_a_next_page_on_the_accounts_own_origin_is_followed() -> None:
+    own: list[str] = []
+    app = Flask("zendesk")
+
+    @app.get("/api/v2/search.json")
+    def search() -> dict[str, Any]:
+        page = request.args.get("page", "1")
+        own.append(page)
+        more = f"{request.host_url}api/v2/search.json?page=2" if page == "1" else None
+        return {"results": [{"id": int(page)}], "next_page": more}
+
+    zendesk = serve(app)
+    found, _ = connector(zendesk).find_flagged(None)
+    assert found == ["1", "2"] and own == ["1", "2"]
+    zendesk.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "same"),
+    [
+        ("/api/v2/search.json?page=2", True),
+        ("https://acme.zendesk.com/api/v2/search.json?page=2", True),
+        ("https://acme.zendesk.com:443/api/v2/x", True),  # the default port, spelled out
+        ("https://acme.zendesk.com:8443/api/v2/x", False),
+        ("http://acme.zendesk.com/api/v2/x", False),
+        ("https://evil.example/api/v2/x", False),
+        ("https://acme.zendesk.com.evil.example/api/v2/x", False),
+        ("//evil.example/api/v2/x", False),
+    ],
+)
+def test_same_origin(url: str, same: bool) -> None:
+    assert same_origin(url, "https://acme.zendesk.com") is same
