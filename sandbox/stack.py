@@ -27,6 +27,7 @@ from redis import Redis
 
 from sandbox import incode, servicenow, zendesk
 from sandbox.common import Server, pooled_client, serve
+from worker.cli import gunicorn_args
 
 ZENDESK_AGENT = "agent@acme.test"
 SECRETS = {
@@ -281,8 +282,7 @@ poll_interval_seconds = {o.poll_interval_seconds}
         python = sys.executable
         self.children["web"] = Child(
             "web",
-            [python, "-m", "gunicorn", "--bind", f"{o.host}:{self.ports.web}", "--workers", "2",
-             "--threads", "8", "webhooks.app:create_app()"],
+            [python, *gunicorn_args(f"{o.host}:{self.ports.web}")],  # as `deskgate web` does
             self.env,
             self.workdir / "web.log",
         )  # fmt: skip
