@@ -431,8 +431,10 @@ poll_interval_seconds = {o.poll_interval_seconds}
     def received(self, task: str) -> int:
         """How many times the worker has received ``task`` (retries included)."""
         marker = f"Task {task}["
+        # Celery's lines are JSON records like Deskgate's own (config/logging.py); the event
+        # ends "received".
         return sum(1 for line in list(self.children["worker"].lines) if marker in line
-                   and line.rstrip().endswith("received"))  # fmt: skip
+                   and (line.rstrip().endswith("received") or '] received"' in line))  # fmt: skip
 
 
 AgentStatus = Literal["open", "solved", "closed"]
