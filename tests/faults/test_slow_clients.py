@@ -1,11 +1,13 @@
-"""Scenario 7: slow clients. 200 connections send a push's headers with a large Content-Length
-and trickle the body, a byte every two seconds, for a minute; each one the server drops comes
-straight back (an attacker keeps the pressure on). Meanwhile ``/healthz`` and genuine signed
-pushes from both desks must each be answered within one second, and every pushed ticket gated.
+"""Scenario 7: slow clients. 200 connections trickle, a byte every two seconds, for a minute:
+half send a push's headers with a large Content-Length and trickle the body, half trickle the
+headers themselves; each one the server drops comes straight back (an attacker keeps the
+pressure on). Meanwhile ``/healthz`` and genuine signed pushes from both desks must each be
+answered within one second, and every pushed ticket gated.
 
 This is what the web server's worker class decides: a thread per connection (gthread) is held by
 every trickling body, so 16 of them stopped the app; an event loop (gevent) spends a greenlet on
-each, and the body deadline drops each one with 408 after ``webhook_body_timeout_seconds``.
+each, the body deadline drops a slow body with 408 after ``webhook_body_timeout_seconds`` and
+gunicorn closes a head not complete within the keep-alive window (5 s).
 """
 
 from __future__ import annotations
@@ -40,34 +42,39 @@ WAIT = 60.0
 
 @dataclass
 class Trickle:
-    """The attacker: ``SLOW_CLIENTS`` sockets kept open and trickling, reopened when dropped."""
+    """The attacker: ``SLOW_CLIENTS`` sockets kept open and trickling, reopened when dropped.
+    Even slots send a whole head and trickle the body; odd slots trickle the head itself."""
 
     host: str
     port: int
     stop: threading.Event = field(default_factory=threading.Event)
     opened: int = 0
     dropped: int = 0  # connections the server closed
-    answered_408: int = 0
+    answered_408: int = 0  # slow bodies cut off with 408
+    heads_dropped: int = 0  # slow heads closed by the server
     errors: list[str] = field(default_factory=list)
 
-    def _open(self) -> socket.socket:
+    def _open(self, slot: int) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=5)
         sock.setblocking(False)
-        head = (
-            f"POST /webhooks/zendesk HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {CLAIMED_LENGTH}\r\n\r\n{{"
-        )
+        head = f"POST /webhooks/zendesk HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        if slot % 2:
+            head += "X-Slow: "  # the head never ends
+        else:
+            head += f"Content-Type: application/json\r\nContent-Length: {CLAIMED_LENGTH}\r\n\r\n{{"
         sock.sendall(head.encode())
         self.opened += 1
         return sock
 
-    def _answered(self, sock: socket.socket) -> None:
-        """The server wrote or closed: note a 408 and count the drop."""
+    def _answered(self, slot: int, sock: socket.socket) -> None:
+        """The server wrote or closed: note what it said and count the drop."""
         try:
             data = sock.recv(4096)
         except OSError:
             data = b""
-        if data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.0 408"):
+        if slot % 2:
+            self.heads_dropped += 1
+        elif data.startswith((b"HTTP/1.1 408", b"HTTP/1.0 408")):
             self.answered_408 += 1
         self.dropped += 1
         sock.close()
@@ -75,19 +82,20 @@ class Trickle:
     def run(self) -> None:
         socks: list[socket.socket] = []
         try:
-            socks = [self._open() for _ in range(SLOW_CLIENTS)]
+            socks = [self._open(slot) for slot in range(SLOW_CLIENTS)]
             while not self.stop.wait(TRICKLE_EVERY):
                 readable, _, _ = select.select(socks, [], [], 0)
                 for sock in readable:
-                    self._answered(sock)
-                    socks[socks.index(sock)] = self._open()
-                for i, sock in enumerate(socks):
+                    slot = socks.index(sock)
+                    self._answered(slot, sock)
+                    socks[slot] = self._open(slot)
+                for slot, sock in enumerate(socks):
                     try:
-                        sock.send(b" ")
+                        sock.send(b"a" if slot % 2 else b" ")
                     except OSError:
                         self.dropped += 1
                         sock.close()
-                        socks[i] = self._open()
+                        socks[slot] = self._open(slot)
         except OSError as exc:  # the attacker itself failing would make the scenario vacuous
             self.errors.append(repr(exc))
         finally:
@@ -150,6 +158,7 @@ def test_given_200_slow_clients_then_health_and_genuine_pushes_answer_within_a_s
         slow_connections_opened=attacker.opened,
         dropped_by_server=attacker.dropped,
         answered_408=attacker.answered_408,
+        slow_heads_dropped=attacker.heads_dropped,
         healthz_probes=len(health),
         healthz_worst_s=round(max(health), 3),
         pushes=len(delivered),
@@ -160,7 +169,8 @@ def test_given_200_slow_clients_then_health_and_genuine_pushes_answer_within_a_s
     assert max(health) < ANSWER_WITHIN, f"/healthz took {max(health):.2f} s at worst"
     assert max(delivered) < ANSWER_WITHIN, f"a push took {max(delivered):.2f} s at worst"
     assert len(delivered) == 2 * TICKETS_PER_DESK and not pushes
-    # A slow body is not held for ever: the server cut them off with 408 during the minute.
-    assert attacker.answered_408 > 0
+    # Slow clients are not held for ever: bodies get 408 after the body deadline, heads are
+    # closed after the keep-alive window.
+    assert attacker.answered_408 > 0 and attacker.heads_dropped > 0
     for desk in desks:
         wait_markers(desk, tickets[desk.system], "pending", WAIT)
