@@ -300,7 +300,7 @@ def report(
     return f"""### 3. Webhook ingest
 
 `python -m bench.ingest` — {now_utc()}; {machine()}.
-Both apps under gunicorn `--workers 2 --threads 8` (the sandbox stack's settings), same machine,
+Both apps under gunicorn with `deskgate web`'s settings (2 gevent workers), same machine,
 same run. Peak: {tool}, {args.connections} keep-alive connections, {args.duration:g} s x
 {args.rounds} rounds per endpoint, interleaved (rate = mean of rounds; latency of the last).
 Fixed rate: {args.rate:.0f} requests/s for {args.rate_duration:g} s, Python open loop, latency

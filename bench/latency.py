@@ -173,7 +173,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
 
 `python -m bench.latency --tickets {args.tickets} --rate {args.rate}` — {now_utc()}; {machine()}.
 Settings: {args.rate:g} tickets/s flagged one at a time, each completed {args.hold:g} s later;
-worker `--pool threads --concurrency {args.concurrency}`, gunicorn 2 workers x 8 threads;
+worker `--pool threads --concurrency {args.concurrency}`, gunicorn 2 gevent workers;
 {WARMUP} warm-up lifecycles per profile not counted; {missing} lifecycles missing.
 
 {table(headers, [*rows])}

@@ -249,7 +249,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
 
 `python -m bench.throughput --tickets {args.tickets} --profiles {args.profiles} \
 --concurrency {args.concurrency}` — {now_utc()}; {machine()}.
-Desk kinds: {args.kinds}. One worker process (`--pool threads`), gunicorn 2 workers x 8 threads,
+Desk kinds: {args.kinds}. One worker process (`--pool threads`), gunicorn 2 gevent workers,
 a fresh system per row. *Thread bound* = threads / the added latency one lifecycle waits
 through (its calls x their latency): the most a pool of that size can do however fast the CPU.
 *Retries / crashes*: tasks that rescheduled themselves / tasks that raised an unhandled error

@@ -1,5 +1,9 @@
 """structlog set-up: JSON lines on stdout (or a console renderer for people), with personal data
-masked and secrets dropped by a processor, whatever a caller passes in."""
+masked and secrets dropped by a processor, whatever a caller passes in.
+
+Standard-library logging (Celery's "Retry in 5s: ..." and task tracebacks, kombu, Flask,
+``warnings``) goes through the same processor: the root logger gets a handler whose formatter runs
+``redact`` on each record's message and formatted traceback before rendering it the same way."""
 
 from __future__ import annotations
 
@@ -27,6 +31,11 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
+class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler configure_logging installs (a type of its own, so a second call replaces
+    it and leaves other handlers, such as pytest's, alone)."""
+
+
 # Libraries that log full URLs (query strings included) at INFO stay quiet below WARNING.
 _CHATTY = ("httpx", "httpcore")
 
@@ -41,15 +50,30 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # format_exc_info first: a traceback becomes text that redact then scrubs.
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.format_exc_info,
+        redact,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            redact,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
         logger_factory=structlog.WriteLoggerFactory(stream or sys.stdout),
         cache_logger_on_first_use=False,
     )
+    handler = _RedactingHandler(stream or sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _RedactingHandler)]:
+        root.removeHandler(old)
+    # Celery leaves a root logger that has a handler alone (worker_hijack_root_logger=False).
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)  # kombu's and Celery's warnings are log records too

@@ -8,10 +8,24 @@ from __future__ import annotations
 
 import re
 
-EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-# International numbers and the (555) 123-4567 form; plain digit runs are left alone, since ids
-# and timestamps look the same.
-PHONE = re.compile(r"\+\d[\d ().-]{5,}\d|\(\d{3}\)\s?\d{3}-\d{4}")
+# The local part is anything an address may hold up to the "@" (RFC 6531 allows any Unicode
+# letter, and combining marks must not split it), so no part of it survives; "*" is left out so
+# a masked address is not masked again. The domain is a host name (``localhost`` too, Unicode
+# labels) or an address literal (``[127.0.0.1]``), and stays readable.
+_LOCAL = r"""[^\s@<>()\[\]\\,;:"*]"""
+EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*@((?:[^\W_][\w-]*\.)*[^\W_][\w-]*|\[[\w.:]+\])")
+# Phone numbers: international with "+", the North American (415) 555-0134 / 415-555-0134 /
+# 415.555.0134 / 415 555 0134 forms, and bare runs of 10 to 15 digits (4155550134, 14155550134)
+# that stand alone: not inside an id with letters or hex (Incode's 24-character interview ids, a
+# UUID's last group), not a decimal fraction, and not epoch seconds or milliseconds (10 or 13
+# digits beginning with 1). No phone number has that last shape: North American area codes never
+# begin with 0 or 1, and every other country code begins with 2 to 9. Shorter runs (ticket ids,
+# years) are left alone.
+PHONE = re.compile(
+    r"\+[0-9][0-9 ().-]{5,}[0-9]"
+    r"|(?<![\w.])(?:\([0-9]{3}\)\s?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}(?!\w)"
+    r"|(?<![\w.])(?<![0-9A-Fa-f]{4}-)(?!1[0-9]{9}(?![0-9])|1[0-9]{12}(?![0-9]))[0-9]{10,15}(?!\w)"
+)
 
 
 def mask_email(value: str) -> str:

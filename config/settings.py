@@ -248,6 +248,8 @@ class Settings(BaseSettings):
     sweep_interval_seconds: int = Field(default=30, ge=1)
     webhook_tolerance_seconds: int = Field(default=300, ge=30)
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
+    # A body still arriving after this long gets 408 (webhooks/deadline.py): slow clients let go.
+    webhook_body_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retention_days: int = Field(default=30, ge=1)
     # A task is killed after this long; a crashed worker's step is resumed by the sweep soon after.
     task_time_limit_seconds: int = Field(default=120, ge=10, le=1800)

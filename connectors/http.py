@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
+from config.privacy import scrub
 from connectors.deadline import DeadlineTransport
 
 MAX_RETRY_AFTER = 600.0  # never wait longer than this, whatever a server asks
@@ -97,7 +98,8 @@ def _reason(response: httpx.Response, describe: Describe) -> str:
         text = describe(response)
     except Exception:  # a body we cannot read must not hide the status
         text = ""
-    return text or response.reason_phrase or "error"
+    # Vendors echo what they were sent (an address, a phone); the reason reaches logs and errors.
+    return scrub(text or response.reason_phrase or "error")
 
 
 def classify(system: str, response: httpx.Response, describe: Describe) -> None:

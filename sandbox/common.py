@@ -55,6 +55,7 @@ class Fault:
     delay: float = 0.0
     retry_after: int | None = None
     stage: Literal["before", "after"] = "before"
+    message: str = "Injected fault"  # the error body's text (vendors echo what they were sent)
     # The response (served normally) is sent a byte at a time over this many seconds, each
     # byte well within any read timeout: only a deadline on the whole call ends it.
     trickle: float = 0.0
@@ -128,7 +129,7 @@ class Controls:
                 time.sleep(fault.delay)
             if fault.status == 0:
                 return None
-            resp = self.error_response(fault.status, "Injected fault")
+            resp = self.error_response(fault.status, fault.message)
             if fault.retry_after is not None:
                 resp.headers["Retry-After"] = str(fault.retry_after)
             return resp

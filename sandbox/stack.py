@@ -29,6 +29,7 @@ from redis import Redis
 from sandbox import incode, servicenow, zendesk
 from sandbox.common import Server, pooled_client, serve
 from sandbox.zendesk_triggers import documented_trigger
+from worker.cli import gunicorn_args
 
 ZENDESK_AGENT = "agent@acme.test"
 NOTE_SECRET = "sandbox-note-sealing-secret"
@@ -294,8 +295,7 @@ poll_interval_seconds = {o.poll_interval_seconds}
         python = sys.executable
         self.children["web"] = Child(
             "web",
-            [python, "-m", "gunicorn", "--bind", f"{o.host}:{self.ports.web}", "--workers", "2",
-             "--threads", "8", "webhooks.app:create_app()"],
+            [python, *gunicorn_args(f"{o.host}:{self.ports.web}")],  # as `deskgate web` does
             self.env,
             self.workdir / "web.log",
         )  # fmt: skip
@@ -444,8 +444,10 @@ poll_interval_seconds = {o.poll_interval_seconds}
     def received(self, task: str) -> int:
         """How many times the worker has received ``task`` (retries included)."""
         marker = f"Task {task}["
+        # Celery's lines are JSON records like Deskgate's own (config/logging.py); the event
+        # ends "received".
         return sum(1 for line in list(self.children["worker"].lines) if marker in line
-                   and line.rstrip().endswith("received"))  # fmt: skip
+                   and (line.rstrip().endswith("received") or '] received"' in line))  # fmt: skip
 
 
 AgentStatus = Literal["open", "solved", "closed"]

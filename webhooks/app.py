@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from config.settings import Settings
+from webhooks.deadline import BodyDeadline
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
 from webhooks.oauth import incode_oauth
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(inbound)
     app.register_blueprint(incode_oauth)
     app.register_blueprint(health)
+    app.wsgi_app = BodyDeadline(  # type: ignore[method-assign]
+        app.wsgi_app, settings.webhook_body_timeout_seconds, settings.webhook_max_body_bytes
+    )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -31,6 +31,27 @@ def _check_config() -> int:
     return 0
 
 
+WEB_APP = "webhooks.app:create_app()"
+
+
+def gunicorn_args(bind: str, workers: int = 2, connections: int = 1000) -> list[str]:
+    """``python -m gunicorn ...`` for the webhook app: the one set of server settings, used by
+    ``deskgate web``, the test stack and the benchmarks.
+
+    gevent workers, so a slow or idle connection costs a greenlet, not one of a few threads
+    (sixteen trickling bodies stopped the gthread set-up). Each worker serves ``connections`` at
+    once; headers must arrive within the keep-alive window (5 s) and a body within
+    ``webhook_body_timeout_seconds`` (webhooks/deadline.py, 408); request lines and headers are
+    kept small, as webhooks need no more. docs/decisions.md, "Serving".
+    """
+    return [
+        "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
+        "--worker-class", "gevent", "--worker-connections", str(connections),
+        "--keep-alive", "5", "--limit-request-line", "2048", "--limit-request-fields", "64",
+        "--limit-request-field_size", "8190", WEB_APP,
+    ]  # fmt: skip
+
+
 def _exec(args: list[str]) -> int:
     load_settings()  # fail here, naming the field, rather than deep inside a child process
     os.execv(sys.executable, [sys.executable, *args])  # noqa: S606 - our own interpreter
@@ -44,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     web = sub.add_parser("web", help="serve the webhook app with gunicorn")
     web.add_argument("--bind", default="127.0.0.1:8000")
     web.add_argument("--workers", type=int, default=2)
-    web.add_argument("--threads", type=int, default=8)
+    web.add_argument(
+        "--connections", type=int, default=1000, help="connections per worker (default 1000)"
+    )
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
@@ -59,13 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config()
         if args.command == "web":
-            return _exec(
-                [
-                    "-m", "gunicorn", "--bind", args.bind, "--workers", str(args.workers),
-                    "--threads", str(args.threads), "--access-logfile", "-",
-                    "webhooks.app:create_app()",
-                ]
-            )  # fmt: skip
+            web_args = gunicorn_args(args.bind, args.workers, args.connections)
+            return _exec([*web_args[:-1], "--access-logfile", "-", web_args[-1]])
         if args.command == "worker":
             return _exec(
                 [

@@ -5,6 +5,7 @@ stack when the whole suite runs, so their lines are checked too."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any
 
@@ -17,15 +18,18 @@ pytestmark = pytest.mark.e2e
 WAIT = 20.0
 SECRET_FIELDS = re.compile(r"secret|token|password|api_key")
 TEST_DOMAIN = "@acme.test"  # every test person's; Celery's node name is also name@host
+PHONE_ECHO = "+1 415 555 0134"
 
 
 def lifecycles(stack: Stack, desk: DeskDriver, employee: str) -> None:
-    """Pass (after one retry), fail, review then approve; an unknown employee; a forged
-    webhook."""
+    """Pass (after one retry), fail, review then approve; an unknown employee; Incode refusing
+    with its own text; a forged webhook. Incode's error texts echo the employee's address and a
+    phone number, as vendors do, so Celery's retry line and the ticket note would carry them."""
+    echo = f"no onboarding for {employee}, phone {PHONE_ECHO}"
     for outcome in ("pass", "fail", "review"):
         ticket = desk.create_ticket("Jane Employee", employee, f"MFA reset ({outcome})")
-        if outcome == "pass":  # Incode stumbles once: the retry path logs too
-            fault = {"path_prefix": "/omni/b2b", "status": 503, "count": 1}
+        if outcome == "pass":  # Incode stumbles once, echoing the employee: the retry path logs
+            fault = {"path_prefix": "/omni/b2b", "status": 503, "count": 1, "message": echo}
             stack.sim["incode"].post("/_sandbox/faults", json=fault).raise_for_status()
         desk.flag(ticket)
         wait_for(lambda t=ticket: desk.view(t).marker == "pending", WAIT, "the gate")
@@ -38,6 +42,16 @@ def lifecycles(stack: Stack, desk: DeskDriver, employee: str) -> None:
     stranger = desk.create_ticket("Mallory", "mallory.logs@acme.test", "unlock my account")
     desk.flag(stranger)
     wait_for(lambda: desk.view(stranger).marker == "error", WAIT, "the error note")
+    # Someone new (the employee's link cap is used up): Incode refuses, echoing them.
+    requester = f"refused.{desk.system}{TEST_DOMAIN}"
+    refused = desk.create_ticket("Refused Employee", requester, "MFA reset (refused)")
+    echo = f"no onboarding for {requester}, phone {PHONE_ECHO}"
+    fault = {"path_prefix": "/omni/b2b", "status": 400, "count": 1, "message": echo}
+    stack.sim["incode"].post("/_sandbox/faults", json=fault).raise_for_status()
+    desk.flag(refused)
+    wait_for(lambda: desk.view(refused).marker == "error", WAIT, "the refusal note")
+    note = " ".join(desk.notes(refused))
+    assert note and requester not in note and "555" not in note, note
     forged = stack.sim["incode"].post(
         f"{stack.web_url}/webhooks/incode",
         json={"eventType": "SESSION_SUCCEEDED", "interviewId": "x", "loginHint": employee},
@@ -107,4 +121,8 @@ def test_logs_carry_no_personal_data_or_secrets(
                 leaks.append(f"{source}:{number}: {', '.join(map(str, found))}: {line.strip()}")
     assert sum(len(lines) for lines in sources.values()) > 50
     assert any('"will retry"' in line for line in stack.children["worker"].lines)
+    # Celery's own retry line went through the same redaction (a JSON line, scrubbed).
+    retries = [line for line in stack.children["worker"].lines if "Retry in" in line]
+    assert retries and all(json.loads(line)["logger"] == "celery.app.trace" for line in retries)
+    assert any("***0134" in line for line in retries)
     assert leaks == []

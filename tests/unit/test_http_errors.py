@@ -71,3 +71,13 @@ def test_retry_after_as_http_date_and_capped() -> None:
     assert parse_retry_after("86400") == MAX_RETRY_AFTER
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_vendor_reason_carries_no_address_or_number(status: int) -> None:
+    """Vendors echo what they were sent; the reason reaches logs, retries and ticket notes."""
+    body = {"error": "no identity for jane.doe@acme.test or 415-555-0134"}
+    with pytest.raises((Fatal, Retriable)) as raised:
+        classify("incode", httpx.Response(status, json=body), describe)
+    assert raised.value.reason == "no identity for j***@acme.test or ***0134"  # type: ignore[attr-defined]
+    assert "jane.doe" not in str(raised.value) and "555-0134" not in str(raised.value)
