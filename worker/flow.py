@@ -250,8 +250,7 @@ class Flow:
         self.store.unschedule(v.id)
         why = f"the desk refused Deskgate's update of this ticket {count} times ({status})"
         if v.state not in FINAL:
-            self.store.advance(v, State.ERROR, now, detail=why)
-            v = self.store.get(v.id) or v
+            v = self.store.advance(v, State.ERROR, now, detail=why)
         try:  # one note, if the desk takes it (a refused status change may be what failed)
             ticket = desk.get_ticket(v.ticket_id)
             if ticket is not None and ticket.writable:
@@ -311,7 +310,7 @@ class Flow:
             destination = "the employee's contact enrolled with Incode"
         else:
             destination = mask_destination(config.channel, who.destination)
-        self.store.advance(
+        sent = self.store.advance(
             v,
             State.SENT,
             now,
@@ -323,7 +322,7 @@ class Flow:
             index_interview=True,
         )
         log.info("verification sent", session=session.interview_id, channel=config.channel)
-        return self.store.get(v.id) or v
+        return sent
 
     def _ask_incode(self, v: Verification, who: Identity, config: DeskConfig, now: float) -> Any:
         # The mark is durable: a worker that takes over this verification (lock expired, or this
@@ -370,9 +369,9 @@ class Flow:
             )
 
     def _fail(self, v: Verification, now: float, why: str) -> Verification:
-        self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
+        failed = self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
         log.warning("verification cannot proceed", detail=why)
-        return self.store.get(v.id) or v
+        return failed
 
     # -- writing to the ticket -------------------------------------------------------------
 
@@ -433,11 +432,12 @@ class Flow:
             f"the ticket's requester changed after the link was sent; Incode's result "
             f"({v.state.value}) belongs to the previous requester and is not applied"
         )
-        if self.store.advance(
+        after = self.store.advance(
             v, State.ERROR, now, overturn=True, due=now + self.resume_after, detail=why
-        ):
+        )
+        if after.state == State.ERROR:
             log.warning("requester changed since the link was sent", result=v.state.value)
-        return self.store.get(v.id) or v
+        return after
 
     def _not_gated(self, v: Verification, ticket: Ticket) -> Verification:
         """The ticket was solved or closed before its gate: the verification ends in error (the
@@ -448,9 +448,10 @@ class Flow:
             "the ticket was solved or closed before it could be put on hold, so Incode's result "
             "will not be applied"
         )
-        if self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after):
+        after = self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
+        if after.state == State.ERROR:
             log.warning("ticket solved or closed before the gate", status=ticket.status)
-        return self.store.get(v.id) or v
+        return after
 
     def _write(
         self,
@@ -536,11 +537,12 @@ class Flow:
                 self.store.schedule(v.id, min(now + reconcile, ends))
                 log.info("no result yet", hint=hint, decision=result.decision)
                 return v
-        if self.store.advance(
+        after = self.store.advance(
             v, target, now, due=now + self.resume_after, result=summary, detail=detail
-        ):
+        )
+        if after.state == target:
             log.info("result confirmed", state=target.value, hint=hint)
-        return self.store.get(v.id) or v
+        return after
 
     def _ticket_gone(self, v: Verification) -> None:
         log.warning("ticket deleted; verification abandoned", state=v.state.value)

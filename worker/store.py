@@ -53,12 +53,12 @@ return {'new', ''}
 #       field, value, ...
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
-if not current then return {0, ''} end
+if not current then return {} end
 local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do
   if s == current then allowed = true end
 end
-if not allowed then return {0, current} end
+if not allowed then return redis.call('HGETALL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 8))
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
@@ -67,7 +67,7 @@ if ARGV[3] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
-return {1, current}
+return redis.call('HGETALL', KEYS[1])
 """
 
 _UNLOCK = """
@@ -287,8 +287,10 @@ class Store:
         index_interview: bool = False,
         overturn: bool = False,
         **changes: Any,
-    ) -> bool:
-        """Move ``v`` to ``to`` if its current state allows it; False if it already moved on.
+    ) -> Verification:
+        """Move ``v`` to ``to`` if its current state allows it, and return the record as it then
+        stands: in ``to`` if it moved (``moved`` tells), as another step left it if not, ``v``
+        itself if the record is gone.
 
         ``overturn`` replaces ``v``'s state whatever the lifecycle allows, if it is still
         ``v.state``: only for a result found not to apply before it is written."""
@@ -298,7 +300,7 @@ class Store:
             or self.redis.hget(self._key("v", v.id), "interview_id")
             or ""
         )
-        done, _ = self._transition(
+        flat = self._transition(
             keys=[
                 self._key("v", v.id),
                 self._key("due"),
@@ -316,7 +318,9 @@ class Store:
                 *_flat({"updated_at": now, **changes}),
             ],
         )
-        return bool(done)
+        if not flat:
+            return v
+        return Verification.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
 
     def update(self, vid: str, **changes: Any) -> None:
         self.redis.hset(self._key("v", vid), mapping=_strings(changes))  # type: ignore[arg-type]

@@ -49,11 +49,12 @@ def test_given_an_open_verification_when_opening_again_then_the_same_one(store: 
 
 def test_transitions_happen_once_and_only_along_the_table(store: Store) -> None:
     v, _ = open_one(store)
-    assert not store.advance(v, State.VERIFIED, 1001)  # requested -> verified is not allowed
-    assert store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True, due=1300)
-    assert not store.advance(v, State.SENT, 1002, interview_id="iv1")  # second delivery: no-op
-    sent = store.get(v.id)
-    assert sent is not None and sent.state == State.SENT and sent.updated_at == 1001
+    # requested -> verified is not allowed: the record is returned as it stands
+    assert store.advance(v, State.VERIFIED, 1001).state == State.REQUESTED
+    sent = store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True, due=1300)
+    assert sent == store.get(v.id)  # the new record, as stored
+    again = store.advance(v, State.SENT, 1002, interview_id="iv1")  # second delivery: no-op
+    assert again == sent and sent.state == State.SENT and sent.updated_at == 1001
     assert store.session("iv1") == sent.id  # the session index
     assert store.due(1300) == [v.id]
 
@@ -63,13 +64,13 @@ def test_a_final_state_frees_the_ticket_and_starts_retention(
 ) -> None:
     v, _ = open_one(store)
     store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True)
-    assert store.advance(v, State.FAILED, 1002, detail="liveness: FAIL", due=1200)
+    assert store.advance(v, State.FAILED, 1002, detail="liveness: FAIL", due=1200).state == "failed"
     assert store.open_for("acme", "42") is None
     failed = store.get(v.id)
     assert failed is not None and failed.detail == "liveness: FAIL" and failed.unwritten
     assert 0 < redis.ttl(f"dgtest:v:{v.id}") <= RETENTION
     assert 0 < redis.ttl("dgtest:iv:iv1") <= RETENTION
-    assert not store.advance(failed, State.VERIFIED, 1003)  # failed is final
+    assert store.advance(failed, State.VERIFIED, 1003) == failed  # failed is final
     # The ticket may now get a new verification.
     assert open_one(store, now=2000)[1]
 
@@ -77,23 +78,24 @@ def test_a_final_state_frees_the_ticket_and_starts_retention(
 def test_review_then_final(store: Store) -> None:
     v, _ = open_one(store)
     store.advance(v, State.SENT, 1001, interview_id="iv2", index_interview=True)
-    assert store.advance(v, State.REVIEW, 1002)
+    review = store.advance(v, State.REVIEW, 1002)
+    assert review.state == State.REVIEW
     assert store.open_for("acme", "42") is not None  # review is still open
-    assert not store.advance(v, State.ERROR, 1003)
-    assert store.advance(v, State.VERIFIED, 1004)
+    assert store.advance(review, State.ERROR, 1003).state == State.REVIEW
+    assert store.advance(review, State.VERIFIED, 1004).state == State.VERIFIED
 
 
 def test_an_unwritten_result_can_be_overturned_to_error_only_from_its_state(store: Store) -> None:
     v, _ = open_one(store)
     store.advance(v, State.SENT, 1001, interview_id="iv3", index_interview=True)
-    assert store.advance(v, State.VERIFIED, 1002)
-    verified = store.get(v.id)
-    assert verified is not None
-    assert not store.advance(verified, State.ERROR, 1003)  # the lifecycle alone does not allow it
-    assert not store.advance(v, State.ERROR, 1003, overturn=True)  # v is stale: it says "sent"
-    assert store.advance(verified, State.ERROR, 1003, overturn=True, detail="requester changed")
-    got = store.get(v.id)
-    assert got is not None and got.state == State.ERROR and got.detail == "requester changed"
+    verified = store.advance(v, State.VERIFIED, 1002)
+    assert verified.state == State.VERIFIED
+    # the lifecycle alone does not allow it
+    assert store.advance(verified, State.ERROR, 1003).state == State.VERIFIED
+    # v is stale: it says "sent"
+    assert store.advance(v, State.ERROR, 1003, overturn=True).state == State.VERIFIED
+    got = store.advance(verified, State.ERROR, 1003, overturn=True, detail="requester changed")
+    assert got.state == State.ERROR and got.detail == "requester changed"
 
 
 def test_written_and_gated_flags(store: Store) -> None:
