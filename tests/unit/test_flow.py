@@ -286,3 +286,89 @@ def test_refused_credentials_are_retried_however_long_it_takes(redis: Redis[str]
     w.advance(HOUR)
     w.flow.check(v.id, "sweep")
     assert w.desk.tickets["42"].marker == "pending"
+
+
+# -- recovery after Redis lost the record ----------------------------------------------------
+
+
+def test_a_lost_verification_is_recovered_from_deskgates_own_sealed_gate_note(
+    w: World, redis: Redis[str]
+) -> None:
+    vid = started(w)
+    before = w.store.get(vid)
+    assert before is not None
+    redis.flushdb()  # Redis lost everything
+    w.flow.start(DESK, "42")  # the rare scan of gated tickets finds the ticket
+    v = w.store.get(vid)
+    assert v is not None and v.state == State.SENT and v.interview_id == before.interview_id
+    assert v.requester_id == "u42" and v.gated
+    assert w.queue.sent == [("check", (vid, "recovered"))]  # Incode is asked for the result
+    assert w.incode.asked[1:] == []  # and no second link
+
+
+def test_a_gate_note_by_anyone_else_is_not_recovered(w: World, redis: Redis[str]) -> None:
+    started(w)
+    [(_, genuine)] = w.desk.notes["42"]
+    redis.flushdb()
+    w.desk.notes["42"] = [("an.agent", genuine)]  # the same words, by someone else
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "error"
+    assert "this verification cannot be recovered" in w.note()
+    assert w.queue.sent == []
+
+
+def test_a_finished_verification_is_not_adopted_again(w: World, redis: Redis[str]) -> None:
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "SESSION_SUCCEEDED")
+    assert w.desk.tickets["42"].marker == "verified"
+    gate = w.desk.notes["42"][0]
+    # Someone puts the marker and the trigger back, and Deskgate's own gate note on top.
+    w.desk.tickets["42"] = replace(w.desk.tickets["42"], marker="pending", reason="MFA reset")
+    w.desk.notes["42"].append(gate)
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "error"  # the record exists and has ended
+    assert sum("VERIFIED" in n for _, n in w.desk.notes["42"]) == 1
+
+
+# -- writes: conflicts, the requester, expiry ---------------------------------------------
+
+
+def test_an_agents_edit_during_the_gate_write_is_reread_and_the_gate_written_once(
+    w: World,
+) -> None:
+    w.desk.add("42")
+    gate = w.desk.gate
+    edits = iter([True])
+
+    def edited_meanwhile(ticket: Ticket, note: str) -> Ticket:
+        if next(edits, False):  # an agent retitles the ticket just before Deskgate's write
+            current = w.desk.tickets[ticket.id]
+            w.desk.tickets[ticket.id] = replace(current, version=str(int(current.version) + 1))
+        return gate(ticket, note)
+
+    w.desk.gate = edited_meanwhile  # type: ignore[method-assign]
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "pending"
+    assert len(w.desk.notes["42"]) == 1
+
+
+def test_a_result_for_a_requester_replaced_since_the_link_is_not_applied(w: World) -> None:
+    vid = started(w)
+    ticket = w.desk.tickets["42"]
+    w.desk.tickets["42"] = replace(ticket, requester_id="u99", version=str(int(ticket.version) + 1))
+    w.incode.decision = "verified"
+    w.flow.check(vid, "SESSION_SUCCEEDED")
+    assert w.desk.tickets["42"].marker == "error"
+    assert "requester changed after the link was sent" in w.note()
+
+
+def test_no_result_by_the_links_expiry_ends_as_expired(w: World) -> None:
+    vid = started(w)
+    w.advance(29 * 60)
+    w.flow.check(vid, "sweep")
+    assert w.desk.tickets["42"].marker == "pending"
+    w.advance(60)
+    w.flow.check(vid, "sweep")
+    assert w.desk.tickets["42"].marker == "expired"
+    assert "Identity verification EXPIRED: no result by" in w.note()
