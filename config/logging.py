@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -22,13 +22,24 @@ _SECRET_KEYS = ("secret", "password", "token", "authorization", "api_key", "url"
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        if any(part in key.lower() for part in _SECRET_KEYS):
-            event[key] = "[redacted]"
-        elif isinstance(value, str):
-            event[key] = scrub(value)
-        elif isinstance(value, BaseException):
-            event[key] = scrub(f"{type(value).__name__}: {value}")
+        event[key] = _clean(str(key), value)
     return event
+
+
+def _clean(key: str, value: Any) -> Any:
+    """``value`` as it may be logged under ``key``: secrets dropped, personal data masked, in
+    nested lists and mappings too."""
+    if any(part in key.lower() for part in _SECRET_KEYS):
+        return "[redacted]"
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, BaseException):
+        return scrub(f"{type(value).__name__}: {value}")
+    if isinstance(value, Mapping):
+        return {k: _clean(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(key, v) for v in value]
+    return value
 
 
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -13,19 +13,28 @@ import re
 # a masked address is not masked again. The domain is a host name (``localhost`` too, Unicode
 # labels) or an address literal (``[127.0.0.1]``), and stays readable.
 _LOCAL = r"""[^\s@<>()\[\]\\,;:"*]"""
-EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*@((?:[^\W_][\w-]*\.)*[^\W_][\w-]*|\[[\w.:]+\])")
-# Phone numbers: international with "+", the North American (415) 555-0134 / 415-555-0134 /
-# 415.555.0134 / 415 555 0134 forms, and bare runs of 10 to 15 digits (4155550134, 14155550134)
-# that stand alone: not inside an id with letters or hex (Incode's 24-character interview ids, a
-# UUID's last group), not a decimal fraction, and not epoch seconds or milliseconds (10 or 13
-# digits beginning with 1). No phone number has that last shape: North American area codes never
-# begin with 0 or 1, and every other country code begins with 2 to 9. Shorter runs (ticket ids,
-# years) are left alone.
+# "@" may come URL-encoded ("jane%40acme.com" in a logged query string); either way the masked
+# address is written with "@".
+EMAIL = re.compile(rf"({_LOCAL}){_LOCAL}*?(?:@|%40)((?:[^\W_][\w-]*\.)*[^\W_][\w-]*|\[[\w.:]+\])")
+# Phone numbers: international with "+" (or its URL encoding "%2B"); the North American (415)
+# 555-0134 / 415-555-0134 / 415.555.0134 / 415 555 0134 forms, an extension may follow; national
+# forms with a leading 0 in groups ("020 7946 0958", "07700 900123", "0044 20 7946 0958", 9 to
+# 15 digits in all); and bare runs of 10 to 15 digits (4155550134, 14155550134) that stand alone:
+# not inside a hexadecimal id (Incode's 24-character interview ids, a UUID's last group, a
+# ServiceNow sys_id), not a decimal fraction, and not epoch seconds or milliseconds (10 or 13
+# digits beginning with 1). No phone number has that last shape: North American area codes
+# never begin with 0 or 1, and every other country code begins with 2 to 9. Shorter runs (ticket
+# ids, years, dates) are left alone.
 PHONE = re.compile(
-    r"\+[0-9][0-9 ().-]{5,}[0-9]"
-    r"|(?<![\w.])(?:\([0-9]{3}\)\s?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}(?!\w)"
-    r"|(?<![\w.])(?<![0-9A-Fa-f]{4}-)(?!1[0-9]{9}(?![0-9])|1[0-9]{12}(?![0-9]))[0-9]{10,15}(?!\w)"
+    r"(?:\+|%2[Bb])[0-9][0-9 ().-]{5,}[0-9]"
+    r"|(?<![0-9.])(?:\([0-9]{3}\)\s?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}(?![0-9])"
+    r"|(?<![0-9A-Fa-f.])(?<![0-9A-Fa-f]{4}-)(?!1[0-9]{9}(?![0-9])|1[0-9]{12}(?![0-9]))"
+    r"[0-9]{10,15}(?![0-9A-Fa-f])"
 )
+# National forms with a leading 0, in a pass of their own (a too-short candidate must not hide a
+# number that starts inside it).
+NATIONAL = re.compile(r"(?<![\w.+*])0[0-9]{1,4}(?:[ -][0-9]{2,6}){1,3}(?![0-9])")
+_NATIONAL_DIGITS = range(9, 16)
 
 
 def mask_email(value: str) -> str:
@@ -47,4 +56,12 @@ def mask_destination(channel: str, value: str) -> str:
 def scrub(text: str) -> str:
     """Mask every email address and phone-like number in free text."""
     text = EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    text = PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+    return NATIONAL.sub(_mask_national, text)
+
+
+def _mask_national(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if len(re.sub(r"\D", "", found)) not in _NATIONAL_DIGITS:
+        return found  # a short group of digits with a leading 0: a code, a date, a version
+    return mask_phone(found)

@@ -280,6 +280,19 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _retention_covers_open_verifications(self) -> Settings:
+        # A finished record must outlive any gate note recovery would still believe, or a note
+        # of a verification that ended could be adopted again once its record expired.
+        for name, desk in self.desks.items():
+            needed = desk.link_validity_minutes * 60 + desk.review_timeout_hours * 3600
+            if self.retention_days * 86400 < needed:
+                raise ValueError(
+                    f"retention_days must cover desk {name!r}'s link validity plus its "
+                    f"review_timeout_hours ({needed / 86400:.1f} days)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _distinct_push_secrets(self) -> Settings:
         # The push signature tells which desk sent it, so two desks of a kind cannot share a secret.
         seen: dict[tuple[str, str], str] = {}

@@ -50,6 +50,10 @@ WRITE_ATTEMPTS = 3  # re-read and write again after this many 409s at most
 SWEEP_LEASE = 60  # a due verification handed to a task is not handed out again for this long
 REFUSALS = 5  # a desk that refuses a ticket's write this many times (not for auth) is given up
 MAX_BACKOFF = 3600.0
+# A request-new answered with one of these may have been acted on (a server or gateway failed
+# after Incode's backend took it): asking again could send a second link. 503 and 429 say
+# "not now" and are asked again.
+AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 CLOCK_MARGIN = 5.0  # between workers' clocks, and between a deadline and the socket giving up
 
 DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
@@ -147,7 +151,7 @@ class Flow:
                 ticket_id=ticket.id,
                 ticket_display=ticket.display_id,
                 requester_id=gate.requester_id,
-                reason=ticket.reason or "request",
+                reason=gate.reason,
                 expires_at=gate.expires_at,
                 gated=True,
                 written=State.REVIEW.value if review else "",
@@ -186,6 +190,8 @@ class Flow:
         )
         if gate is None:
             return None, "the ticket carries no gate note sealed by Deskgate for it"
+        if gate.reason != ticket.reason:
+            return None, f"its gate note was for a {gate.reason}, not a {ticket.reason}"
         open_for = self.rt.settings.desks[desk_name].review_timeout_hours * 3600
         if now > gate.expires_at + open_for:
             return None, "its gate note is older than any verification can stay open"
@@ -298,7 +304,8 @@ class Flow:
             return self._fail(
                 v,
                 now,
-                "Incode did not confirm the request for a link in time. It may still send the "
+                "Incode did not confirm the request for a link (no answer in time, or a server "
+                "error). It may still send the "
                 "employee a link, whose result will not be applied here; flag the ticket again "
                 "to send a new one",
             )
@@ -327,7 +334,7 @@ class Flow:
     def _ask_incode(self, v: Verification, who: Identity, config: DeskConfig, now: float) -> Any:
         # The mark is durable: a worker that takes over this verification (lock expired, or this
         # one crashed) sees that a request may be in flight until the deadline below has passed.
-        self.store.update(v.id, asking_since=now)
+        self.store.update(v.id, asking_since=self.clock())  # now: the desk reads took time
         try:
             with deadline(self.ask_window - CLOCK_MARGIN):
                 return self.rt.incode.request_new(
@@ -338,7 +345,12 @@ class Flow:
                 )
         except Unanswered:
             raise
-        except ApiError:  # Incode answered (or was never reached): nothing is in flight
+        except Retriable as exc:
+            if exc.status in AMBIGUOUS_STATUSES:  # a gateway's or server's failure: Incode's
+                raise Unanswered(exc.system, exc.reason, exc.status) from None  # may have acted
+            self.store.update(v.id, asking_since=0)  # never reached, or told to wait: not sent
+            raise
+        except ApiError:  # Incode answered with a refusal: nothing is in flight
             self.store.update(v.id, asking_since=0)
             raise
 

@@ -4,8 +4,9 @@ Every note names the Incode session and the Deskgate verification, so the mappin
 from the ticket if Redis loses it. No note ever carries the link or a full email or phone.
 
 Anyone who can write on a ticket can write text that looks like a gate note, so the gate note is
-sealed: an HMAC, keyed by Deskgate's ``note_secret``, over the desk, the ticket and every id the
-recovery would trust. ``read_gate`` returns nothing for a note whose seal does not match.
+sealed: an HMAC, keyed by Deskgate's ``note_secret``, over the desk, the ticket, the reason and
+every id the recovery would trust. ``read_gate`` returns nothing for a note whose seal does not
+match.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ SEAL_LINE = "Seal:"
 
 WHEN = "%H:%M UTC on %Y-%m-%d"
 _GATE = re.compile(
-    r"\A" + GATE_HEADLINE + r" \(.*?expires at (?P<when>\d\d:\d\d UTC on \d{4}-\d\d-\d\d)\..*?"
+    r"\A" + GATE_HEADLINE + r" \((?P<reason>[^\n]*)\)\.\n"
+    r".*?expires at (?P<when>\d\d:\d\d UTC on \d{4}-\d\d-\d\d)\..*?"
     r"^Incode session: (?P<session>[\w-]+)\n"
     r"Deskgate verification: (?P<verification>[0-9a-f]{24}) \(requester (?P<requester>[^)\n]*)\)\n"
     r"Seal: (?P<seal>[A-Za-z0-9_-]{43})\n",
@@ -48,8 +50,8 @@ class Seal:
 
     @staticmethod
     def _message(desk: str, ticket_id: str, record: GateRecord, when: str) -> bytes:
-        parts = ("gate-v1", desk, ticket_id, record.verification, record.interview_id,
-                 record.requester_id, when)  # fmt: skip
+        parts = ("gate-v2", desk, ticket_id, record.verification, record.interview_id,
+                 record.requester_id, record.reason, when)  # fmt: skip
         return "\x1f".join(parts).encode()
 
     def _mac(self, key: bytes, message: bytes) -> str:
@@ -85,6 +87,7 @@ class GateRecord:
     interview_id: str
     requester_id: str
     expires_at: float
+    reason: str  # what the agent asked to verify for: a recovered result applies to this only
 
 
 def read_gate(text: str, seal: Seal, desk: str, ticket_id: str) -> GateRecord | None:
@@ -97,7 +100,9 @@ def read_gate(text: str, seal: Seal, desk: str, ticket_id: str) -> GateRecord | 
         expires = datetime.strptime(found["when"], WHEN).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-    record = GateRecord(found["verification"], found["session"], found["requester"], expires)
+    record = GateRecord(
+        found["verification"], found["session"], found["requester"], expires, found["reason"]
+    )
     if not seal.valid(desk, ticket_id, record, found["when"], found["seal"]):
         return None
     return record
@@ -116,7 +121,7 @@ def is_open(text: str) -> bool:
 
 def gate(v: Verification, seal: Seal) -> str:
     expires = when(v.expires_at)
-    record = GateRecord(v.id, v.interview_id, v.requester_id, v.expires_at)
+    record = GateRecord(v.id, v.interview_id, v.requester_id, v.expires_at, v.reason)
     return (
         f"{GATE_HEADLINE} ({v.reason}).\n"
         f"A verification link was sent to {v.destination} by {v.channel}; "

@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 
 from config.settings import Settings
-from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Unanswered
+from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Retriable, Unanswered
 from connectors.incode import Result, Session
 from connectors.ticketing import OPEN_MARKERS, Person, Ticket
 from tests.conftest import settings_data
@@ -213,7 +213,7 @@ def test_an_unanswered_request_is_never_repeated(w: World) -> None:
     w.flow.start(DESK, "42")
     assert len(w.incode.asked) == 1
     assert w.desk.tickets["42"].marker == "error"
-    assert "did not confirm the request for a link in time" in w.note()
+    assert "did not confirm the request for a link" in w.note()
     w.advance(HOUR)
     w.flow.start(DESK, "42")  # flagged again: that is a new verification, a new link
     assert len(w.incode.asked) == 1  # the trigger is consumed: nothing starts by itself
@@ -372,3 +372,37 @@ def test_no_result_by_the_links_expiry_ends_as_expired(w: World) -> None:
     w.flow.check(vid, "sweep")
     assert w.desk.tickets["42"].marker == "expired"
     assert "Identity verification EXPIRED: no result by" in w.note()
+
+
+def test_a_recovered_gate_applies_only_to_the_reason_it_was_sealed_for(
+    w: World, redis: Redis[str]
+) -> None:
+    started(w)
+    redis.flushdb()
+    # The trigger is swapped for another request while Redis has no record.
+    w.desk.tickets["42"] = replace(w.desk.tickets["42"], reason="admin rights grant")
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "error"
+    assert "its gate note was for a MFA reset, not a admin rights grant" in w.note()
+    assert w.queue.sent == []
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_server_or_gateway_failure_on_request_new_is_never_asked_again(
+    w: World, status: int
+) -> None:
+    w.desk.add("42")
+    w.incode.fail_with = Retriable("incode", "Bad Gateway", status)
+    w.flow.start(DESK, "42")
+    assert len(w.incode.asked) == 1
+    assert "did not confirm the request for a link" in w.note()
+
+
+def test_503_on_request_new_is_asked_again(w: World) -> None:
+    w.desk.add("42")
+    w.incode.fail_with = Retriable("incode", "Service Unavailable", 503)
+    with pytest.raises(Retriable):  # the task retries
+        w.flow.start(DESK, "42")
+    w.incode.fail_with = None
+    w.flow.start(DESK, "42")  # at once: nothing is in flight
+    assert len(w.incode.asked) == 2 and w.desk.tickets["42"].marker == "pending"

@@ -234,3 +234,12 @@ def test_check_config_refuses_a_blank_push_secret_instead_of_calling_it_poll_onl
     assert "poll only" not in out.out
     assert "desks.acme_servicenow.webhook_secret" in out.err
     assert "at least 16 characters" in out.err
+
+
+def test_retention_must_outlive_what_recovery_would_still_believe() -> None:
+    data = settings_data(retention_days=3)
+    data["desks"]["acme_zendesk"]["review_timeout_hours"] = 96
+    with pytest.raises(ConfigError, match="retention_days must cover desk 'acme_zendesk'"):
+        load_settings(**data)
+    data["desks"]["acme_zendesk"]["review_timeout_hours"] = 48
+    assert load_settings(**data).retention_days == 3

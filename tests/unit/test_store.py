@@ -145,7 +145,7 @@ def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:
     assert sent is not None
     text = notes.gate(sent, seal)
     record = notes.read_gate(text, seal, "acme", "42")
-    assert record == notes.GateRecord(v.id, "0123abcd", "7", 1_795_672_800.0)
+    assert record == notes.GateRecord(v.id, "0123abcd", "7", 1_795_672_800.0, "MFA reset")
     assert notes.read_gate(notes.outcome(sent), seal, "acme", "42") is None
     claim = "Identity verification requested, says someone"
     assert notes.read_gate(claim, seal, "acme", "42") is None
@@ -155,7 +155,7 @@ def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:
     assert notes.read_gate(text, notes.Seal(["another-sealing-secret"]), "acme", "42") is None
     # Any id changed (another session, requester or expiry) breaks the seal.
     for old, new in (("0123abcd", "0123abce"), ("(requester 7)", "(requester 8)"),
-                     (":00 UTC", ":01 UTC")):  # fmt: skip
+                     (":00 UTC", ":01 UTC"), ("(MFA reset)", "(admin rights)")):  # fmt: skip
         assert notes.read_gate(text.replace(old, new), seal, "acme", "42") is None
     # A rotated key still reads notes sealed before the rotation.
     rotated = notes.Seal(["the-new-sealing-secret", "note-sealing-secret"])
