@@ -2,7 +2,7 @@
 
 The TOML file is named by ``DESKGATE_CONFIG`` (see ``config/example.toml``). Every field can also be
 set from the environment as ``DESKGATE_<PATH>`` with ``__`` between levels, e.g.
-``DESKGATE_INCODE__CLIENT_SECRET`` or ``DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN``; the environment
+``DESKGATE_INCODE__CLIENT_SECRET`` or ``DESKGATE_DESKS__<DESK>__WEBHOOK_SECRET``; the environment
 wins over the file. Secrets are ``SecretStr`` so they never print.
 
 This module knows what every desk has (``DeskConfig``) but no desk kind: each kind's connector
@@ -122,7 +122,7 @@ class DeskConfig(_Strict):
 
     kind: str
     base_url: AnyHttpUrl
-    # Trigger marker (a Zendesk tag, a ServiceNow flag value) -> the reason shown to agents.
+    # Trigger marker (a tag, a flag field's value: each kind says) -> the reason shown to agents.
     triggers: dict[str, str] = Field(min_length=1)
     channel: Channel = "EMAIL"
     link_validity_minutes: int = Field(default=30, ge=1, le=10080)

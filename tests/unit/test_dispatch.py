@@ -58,7 +58,7 @@ def without_ids(message: dict[str, Any]) -> dict[str, Any]:
     assert len(ids) == 1  # id, root_id and correlation_id are the task's one id
     assert uuid.UUID(message["headers"]["id"]) and uuid.UUID(message["properties"]["delivery_tag"])
     assert uuid.UUID(message["properties"]["reply_to"])  # the sender's, per thread
-    copy = json.loads(json.dumps(message))
+    copy: dict[str, Any] = json.loads(json.dumps(message))
     for part, name in (*IDS, ("properties", "delivery_tag"), ("properties", "reply_to")):
         copy[part][name] = "<id>"
     return copy
