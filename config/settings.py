@@ -225,6 +225,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"desk name {name!r} must match {DESK_NAME.pattern}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _built_for_kinds(cls, data: Any) -> Any:
+        if not cls.desk_kinds:  # this base alone would read every desk as a bare DeskConfig
+            raise TypeError("load settings with a model from settings_model (connectors.registry)")
+        return data
+
     @model_validator(mode="after")
     def _distinct_push_secrets(self) -> Settings:
         # The push signature tells which desk sent it, so two desks of a kind cannot share a secret.

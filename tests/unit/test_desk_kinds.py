@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from config.settings import ConfigError, DeskConfig, kind_of, settings_model
+from config.settings import ConfigError, DeskConfig, Settings, kind_of, settings_model
 from connectors.registry import KINDS, SETTINGS, build_desk, load_settings
 from connectors.zendesk.config import ZendeskDeskConfig
 from tests.conftest import settings_data
@@ -87,3 +87,8 @@ def test_every_registered_kind_has_a_push_endpoint(kind: str) -> None:
     # Unsigned: refused by the kind's own check (401), not unknown (404).
     assert client.post(f"/webhooks/{kind}", data=b"{}").status_code == 401
     assert client.post("/webhooks/jira", data=b"{}").status_code == 404
+
+
+def test_the_base_settings_model_refuses_to_load_without_kinds() -> None:
+    with pytest.raises(TypeError, match="settings_model"):
+        Settings(**settings_data())
