@@ -92,3 +92,12 @@ def test_every_registered_kind_has_a_push_endpoint(kind: str) -> None:
 def test_the_base_settings_model_refuses_to_load_without_kinds() -> None:
     with pytest.raises(TypeError, match="settings_model"):
         Settings(**settings_data())
+
+
+def test_a_registry_of_one_kind_loads_it_and_refuses_others() -> None:
+    model = settings_model([ZendeskDeskConfig])
+    assert isinstance(model(**settings_data()).desks["acme_zendesk"], ZendeskDeskConfig)
+    data = settings_data()
+    data["desks"]["acme_zendesk"]["kind"] = "jira"
+    with pytest.raises(ValidationError, match="'zendesk'"):
+        model(**data)
