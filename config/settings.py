@@ -1,17 +1,22 @@
-"""The one ``Settings`` model: non-secret settings from a TOML file, secrets from the environment.
+"""Settings: non-secret values from a TOML file, secrets from the environment.
 
 The TOML file is named by ``DESKGATE_CONFIG`` (see ``config/example.toml``). Every field can also be
 set from the environment as ``DESKGATE_<PATH>`` with ``__`` between levels, e.g.
-``DESKGATE_INCODE__CLIENT_SECRET`` or ``DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN``; the environment
+``DESKGATE_INCODE__CLIENT_SECRET`` or ``DESKGATE_DESKS__<DESK>__WEBHOOK_SECRET``; the environment
 wins over the file. Secrets are ``SecretStr`` so they never print.
+
+This module knows what every desk has (``DeskConfig``) but no desk kind: each kind's connector
+package declares its own config class, and ``settings_model`` builds the ``Settings`` model for a
+set of them (``connectors/registry.py`` passes the registered kinds).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import (
     AliasChoices,
@@ -21,6 +26,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -111,10 +117,12 @@ class IncodeConfig(_Strict):
 
 
 class DeskConfig(_Strict):
-    """What every desk has, whatever its kind."""
+    """What every desk has, whatever its kind. A kind's own config subclasses it and narrows
+    ``kind`` to a ``Literal`` of the kind's name: that literal is the kind's name everywhere."""
 
+    kind: str
     base_url: AnyHttpUrl
-    # Trigger marker (a Zendesk tag, a ServiceNow flag value) -> the reason shown to agents.
+    # Trigger marker (a tag, a flag field's value: each kind says) -> the reason shown to agents.
     triggers: dict[str, str] = Field(min_length=1)
     channel: Channel = "EMAIL"
     link_validity_minutes: int = Field(default=30, ge=1, le=10080)
@@ -164,68 +172,6 @@ class DeskConfig(_Strict):
         return value
 
 
-class ZendeskDeskConfig(DeskConfig):
-    kind: Literal["zendesk"]
-    email: str = Field(min_length=3, description="the API user; its token acts with its rights")
-    api_token: SecretStr
-    gate_status: Literal["hold", "pending", "open"] = "hold"
-    release_status: Literal["open", "pending", "hold"] = "open"
-
-
-class ServiceNowDeskConfig(DeskConfig):
-    """A ServiceNow table. Native tags are not writable through the Table API, so a record is
-    flagged by a field's value (``flag_field`` in ``triggers``) and Deskgate's state lives in a
-    status field plus the work notes. Choice values are per instance: defaults are the stock
-    incident values (state 3 On Hold, hold_reason 1 Awaiting Caller, state 2 In Progress)."""
-
-    kind: Literal["servicenow"]
-    table: str = Field(default="incident", pattern=r"^[a-z][a-z0-9_]*$")
-    requester_field: str = Field(default="caller_id", pattern=r"^[a-z][a-z0-9_]*$")
-    flag_field: str = Field(default="u_idv_required", pattern=r"^[a-z][a-z0-9_]*$")
-    # After a final outcome the flag field is set to ``consumed_value``, so flagging the record
-    # again asks for a new verification. Without it, a record with an outcome in the status
-    # field is not picked up again until an agent clears that field.
-    consume_flag: bool = True
-    consumed_value: str = "false"
-    status_field: str = Field(default="u_idv_status", pattern=r"^[a-z][a-z0-9_]*$")
-    # Extra encoded-query conditions every flagged record must meet.
-    flag_query: str = "active=true"
-    username: str = ""
-    password: SecretStr | None = None
-    # The user name Deskgate's writes appear under (``sys_created_by`` of its work notes);
-    # ``username`` unless set. Needed for client credentials, whose user the config cannot tell.
-    api_user_name: str | None = Field(default=None, min_length=1)
-    auth: Literal["basic", "oauth_password", "oauth_client_credentials"] = "basic"
-    oauth_client_id: str | None = None
-    oauth_client_secret: SecretStr | None = None
-    gate_state: str = "3"
-    gate_hold_reason: str | None = "1"  # None for tables without hold_reason (sc_req_item)
-    release_state: str = "2"
-    inactive_states: frozenset[str] = frozenset({"6", "7", "8"})  # resolved, closed, canceled
-    closed_states: frozenset[str] = frozenset({"7", "8"})
-    triggers: dict[str, str] = Field(default={"true": "identity verification"}, min_length=1)
-
-    @model_validator(mode="after")
-    def _credentials(self) -> ServiceNowDeskConfig:
-        if self.auth != "basic" and not (self.oauth_client_id and self.oauth_client_secret):
-            raise ValueError(f"auth {self.auth!r} needs oauth_client_id and oauth_client_secret")
-        if self.auth != "oauth_client_credentials" and not (self.username and self.password):
-            raise ValueError(f"auth {self.auth!r} needs username and password")
-        if self.auth == "oauth_client_credentials" and not self.api_user_name:
-            raise ValueError(
-                "auth 'oauth_client_credentials' needs api_user_name (the user its writes appear "
-                "under), so recovery can tell Deskgate's own work notes from anyone else's"
-            )
-        return self
-
-    @property
-    def note_author(self) -> str:
-        return self.api_user_name or self.username
-
-
-AnyDeskConfig = Annotated[ZendeskDeskConfig | ServiceNowDeskConfig, Field(discriminator="kind")]
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -258,14 +204,14 @@ class Settings(BaseSettings):
     note_secret: SecretStr
     note_previous_secret: SecretStr | None = None
     incode: IncodeConfig
-    desks: dict[str, AnyDeskConfig] = Field(min_length=1)
+    # Validated as one of the registered kinds' configs in the model ``settings_model`` builds.
+    desks: dict[str, DeskConfig] = Field(min_length=1)
+    desk_kinds: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("note_secret", "note_previous_secret")
     @classmethod
     def _note_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
-        return value
+        return _long_secret(value)
 
     @property
     def note_secrets(self) -> list[str]:
@@ -278,6 +224,13 @@ class Settings(BaseSettings):
             if not DESK_NAME.fullmatch(name):
                 raise ValueError(f"desk name {name!r} must match {DESK_NAME.pattern}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _built_for_kinds(cls, data: Any) -> Any:
+        if not cls.desk_kinds:  # this base alone would read every desk as a bare DeskConfig
+            raise TypeError("load settings with a model from settings_model (connectors.registry)")
+        return data
 
     @model_validator(mode="after")
     def _retention_covers_open_verifications(self) -> Settings:
@@ -322,12 +275,37 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def kind_of(desk_config: type[DeskConfig]) -> str:
+    """A desk config class's kind name: the one value its ``kind`` literal allows."""
+    names = get_args(desk_config.model_fields["kind"].annotation)
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise TypeError(f"{desk_config.__name__}.kind must be a Literal of one name")
+    return names[0]
+
+
+def settings_model(desk_configs: Sequence[type[DeskConfig]]) -> type[Settings]:
+    """The ``Settings`` model whose desks are each one of ``desk_configs``, told apart by
+    ``kind``; an unknown kind is refused, naming the known ones."""
+    kinds = frozenset(kind_of(c) for c in desk_configs)
+    if not desk_configs or len(kinds) != len(desk_configs):
+        raise ValueError("settings need at least one desk kind, each with its own name")
+    one_of: Any = desk_configs[0]
+    if len(desk_configs) > 1:
+        one_of = Annotated[Union[tuple(desk_configs)], Field(discriminator="kind")]  # noqa: UP007
+    model = create_model(
+        "Settings", __base__=Settings, desks=(dict[str, one_of], Field(min_length=1))
+    )
+    model.desk_kinds = kinds
+    return model
+
+
 def _env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
 
 
-def _describe(error: Any) -> str:
-    loc = tuple(p for p in error["loc"] if p not in ("zendesk", "servicenow"))
+def _describe(error: Any, kinds: frozenset[str]) -> str:
+    # pydantic puts the union member's tag (the kind) in the path; the user never wrote it.
+    loc = tuple(p for p in error["loc"] if p not in kinds)
     where = ".".join(str(p) for p in loc) or "(top level)"
     hint = (
         f" (set it in the config file or as {_env_name(loc)})" if error["type"] == "missing" else ""
@@ -335,15 +313,16 @@ def _describe(error: Any) -> str:
     return f"  {where}: {error['msg']}{hint}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Load and validate; raise ``ConfigError`` naming each bad field."""
+def load_settings(model: type[Settings], **overrides: Any) -> Settings:
+    """Load and validate with ``model`` (from ``settings_model``); raise ``ConfigError`` naming
+    each bad field."""
     path = os.environ.get(CONFIG_PATH_ENV)
     if path and not Path(path).is_file():
         raise ConfigError(f"{CONFIG_PATH_ENV}={path}: no such file")
     try:
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
+        lines = [_describe(e, model.desk_kinds) for e in exc.errors()]
         source = f" (file {path})" if path else ""
         raise ConfigError(
             "invalid Deskgate configuration" + source + ":\n" + "\n".join(lines)

@@ -91,6 +91,9 @@ def _until_reset(value: str | None) -> float | None:
 
 
 Describe = Callable[[httpx.Response], str]
+# Raises a system's own typed error for a response it recognises (a custom error code in the
+# body), before the status decides; returns quietly otherwise.
+Check = Callable[[httpx.Response], None]
 
 
 def _reason(response: httpx.Response, describe: Describe) -> str:
@@ -160,11 +163,15 @@ def request(
     method: str,
     url: str,
     describe: Describe,
+    *,
+    check: Check | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send, turning transport failures into ``Retriable`` (``Unanswered`` once the request
-    may have reached the server) and bad statuses into typed errors."""
+    may have reached the server), then run ``check`` and classify the status into typed errors."""
     response = send(client, system, method, url, **kwargs)
+    if check is not None:
+        check(response)
     classify(system, response, describe)
     return response
 

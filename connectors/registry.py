@@ -1,30 +1,32 @@
-"""Which desk kinds exist: how to build each one's connector and how to read its pushes."""
+"""The desk kinds Deskgate knows: one line each. The settings model (which kinds a desk may be),
+the webhook endpoints (``/webhooks/<kind>``) and the connectors the worker builds all come from
+this list."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from config.settings import AnyDeskConfig
+from config import settings
+from config.settings import DeskConfig, Settings
 from connectors import servicenow, zendesk
-from connectors.ticketing import Desk, PushAuth
+from connectors.desk_kind import DeskKind
+from connectors.ticketing import Desk
 
-
-@dataclass(frozen=True)
-class DeskKind:
-    build: Callable[[str, Any, float, float], Desk]
-    verify_push: Callable[[PushAuth, list[str]], bool]
-    pushed_ticket_ids: Callable[[dict[str, Any]], list[str]]
-
-
-KINDS: dict[str, DeskKind] = {
-    "zendesk": DeskKind(zendesk.ZendeskConnector, zendesk.verify_push, zendesk.pushed_ticket_ids),
-    "servicenow": DeskKind(
-        servicenow.ServiceNowConnector, servicenow.verify_push, servicenow.pushed_ticket_ids
-    ),
+KINDS: dict[str, DeskKind[Any]] = {
+    kind.name: kind
+    for kind in (
+        zendesk.KIND,
+        servicenow.KIND,
+    )
 }
 
+SETTINGS: type[Settings] = settings.settings_model([kind.config for kind in KINDS.values()])
 
-def build_desk(name: str, config: AnyDeskConfig, timeout: float, deadline: float = 30.0) -> Desk:
+
+def load_settings(**overrides: Any) -> Settings:
+    """The configuration (file, environment, ``overrides``), validated against every kind here."""
+    return settings.load_settings(SETTINGS, **overrides)
+
+
+def build_desk(name: str, config: DeskConfig, timeout: float, deadline: float = 30.0) -> Desk:
     return KINDS[config.kind].build(name, config, timeout, deadline)

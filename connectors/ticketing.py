@@ -4,8 +4,9 @@ A desk knows how to find flagged tickets, read a ticket and its requester's iden
 gate a ticket and record an outcome. It knows nothing of Celery, Redis or the lifecycle: the
 worker says *what* to write (a state marker and a note), the desk knows *how*.
 
-Adding a desk means one module here implementing ``Desk``, a settings model in
-``config/settings.py``, and one line in ``connectors/registry.py``.
+Adding a desk kind means one package beside ``zendesk/`` and ``servicenow/`` (its config model, a
+connector implementing ``Desk``, its push parsing, and a ``KIND`` tying them together:
+``connectors/desk_kind.py``) and one line in ``connectors/registry.py``.
 """
 
 from __future__ import annotations

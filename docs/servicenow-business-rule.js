@@ -11,7 +11,7 @@
  *   deskgate.webhook_secret  type "password2"; the same value as Deskgate's
  *                            DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET (at least 16 characters)
  *
- * Signature (what Deskgate checks, connectors/servicenow.py):
+ * Signature (what Deskgate checks, connectors/servicenow/push.py):
  *   X-Deskgate-Timestamp: unix seconds
  *   X-Deskgate-Signature: "v1=" + base64(HMAC-SHA256(secret, timestamp + "." + body))
  * Deskgate refuses a timestamp more than 5 minutes off its clock, so the instance's clock matters.
@@ -19,7 +19,7 @@
  * The push carries ids only; Deskgate reads the record (and its caller) through the Table API.
  * If the push is lost, Deskgate's poller finds the record anyway (poll_interval_seconds).
  * Not yet run on a live instance: check GlideCertificateEncryption's output once with a known
- * key and body against connectors/servicenow.py sign() before relying on it.
+ * key and body against connectors/servicenow/push.py sign() before relying on it.
  */
 (function executeRule(current, previous /* null when async */) {
     var url = gs.getProperty('deskgate.webhook_url');

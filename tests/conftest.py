@@ -12,6 +12,7 @@ import pytest
 from redis import Redis
 
 from config.settings import Settings
+from connectors.registry import SETTINGS
 
 # Tests own this Redis database and flush it; point DESKGATE_TEST_REDIS_URL elsewhere if needed.
 TEST_REDIS_URL = os.environ.get("DESKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -68,7 +69,7 @@ def settings_data(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(**settings_data())
+    return SETTINGS(**settings_data())
 
 
 def queued(redis: Redis[str], queue: str = "deskgate") -> list[tuple[str, list[Any]]]:

@@ -20,8 +20,8 @@ from webhooks.deadline import BodyDeadline
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
 from webhooks.oauth import incode_oauth
-from worker.celery_app import make_celery
-from worker.dispatch import RedisDispatcher
+from worker.celery_app import TRANSPORT_OPTIONS
+from worker.dispatch import RedisDispatcher, queue_key
 from worker.runtime import current_settings
 from worker.store import Store
 
@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
     # Enqueue with one LPUSH on the store's client rather than Celery's send_task, whose Redis
     # transport builds a client per publish (worker/dispatch.py): the enqueue was half a request.
-    dispatcher = RedisDispatcher(make_celery(settings), redis)
+    key = queue_key(settings.queue, TRANSPORT_OPTIONS)
+    dispatcher = RedisDispatcher(redis, settings.queue, key)
     app.extensions["deskgate"] = Inbound(settings, store, dispatcher)
     app.register_blueprint(inbound)
     app.register_blueprint(incode_oauth)

@@ -17,10 +17,10 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from pydantic import SecretStr
 
 from config.settings import Settings
+from connectors.incode import webhook as incode
 from connectors.registry import KINDS
 from connectors.ticketing import PushAuth
-from webhooks import incode, oauth
-from webhooks.dedupe import push_keys
+from webhooks import oauth
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher
 from worker.store import Store
 
@@ -94,7 +94,7 @@ def ticketing_push(kind: str) -> Any:
     except ValueError as exc:
         abort(400, str(exc))
     tolerance = ctx.settings.webhook_tolerance_seconds
-    keys, ttl = push_keys(kind, desk, request.headers, raw, payload, tolerance)
+    keys, ttl = desk_kind.push_keys(desk, request.headers, raw, payload, tolerance)
     tasks = [(START_VERIFICATION, [desk, ticket_id]) for ticket_id in ticket_ids]
     seen = [ctx.store.seen_key("push", key) for key, _ in keys]
     if not ctx.dispatcher.send_once(tasks, seen, ttl, [limit for _, limit in keys]):

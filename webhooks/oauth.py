@@ -117,11 +117,6 @@ def _tokens() -> WebhookTokens:
     return WebhookTokens(store.redis, store.prefix)
 
 
-def _same(presented: str, expected: str) -> bool:
-    """Constant time; an empty value on either side never matches."""
-    return matches_any(presented, [expected])
-
-
 def basic_credentials(authorization: str) -> tuple[str, str] | None:
     """``(client_id, client_secret)`` from an HTTP Basic header, or None if it is not one."""
     scheme, _, encoded = authorization.strip().partition(" ")
@@ -140,10 +135,12 @@ def client_matches(presented: tuple[str, str], config: IncodeConfig) -> bool:
     plain ``client_id:client_secret``. Either spelling of the configured pair is accepted."""
     if config.webhook_oauth_client_id is None or config.webhook_oauth_client_secret is None:
         return False
-    expected = (config.webhook_oauth_client_id, config.webhook_oauth_client_secret)
-    raw = _same(presented[0], expected[0]) & _same(presented[1], expected[1].get_secret_value())
-    decoded = _same(unquote_plus(presented[0]), expected[0]) & _same(
-        unquote_plus(presented[1]), expected[1].get_secret_value()
+    client_id = [config.webhook_oauth_client_id]
+    secret = [config.webhook_oauth_client_secret.get_secret_value()]
+    given_id, given_secret = presented
+    raw = matches_any(given_id, client_id) & matches_any(given_secret, secret)
+    decoded = matches_any(unquote_plus(given_id), client_id) & matches_any(
+        unquote_plus(given_secret), secret
     )
     return raw | decoded
 
@@ -161,7 +158,7 @@ def bearer_valid(token: str, config: IncodeConfig) -> bool:
     if not token or not expected:
         return False
     holder = _tokens().holder(token)
-    return holder is not None and _same(holder, expected)
+    return holder is not None and matches_any(holder, [expected])
 
 
 def _oauth_response(body: dict[str, Any], status: int = 200) -> Response:

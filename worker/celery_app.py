@@ -17,12 +17,13 @@ from worker.dispatch import POLL_DESK, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
 RECOVERY_SCAN_SECONDS = 1800
-MAX_COUNTDOWN = 600  # every retry delay stays far below the visibility timeout
+# The broker's Redis transport; the webhook app's enqueue (worker/dispatch.py) derives the
+# queue's key from the same options.
+TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
 
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("deskgate", broker=settings.redis_url, include=["worker.tasks"])
-    transport: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
     app.conf.update(
         task_default_queue=settings.queue,
         task_serializer="json",
@@ -30,8 +31,8 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         task_ignore_result=True,  # state lives in the lifecycle store, not in results
         result_backend=None,
-        broker_transport_options=transport,
-        result_backend_transport_options=transport,
+        broker_transport_options=dict(TRANSPORT_OPTIONS),
+        result_backend_transport_options=dict(TRANSPORT_OPTIONS),
         visibility_timeout=VISIBILITY_TIMEOUT,
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,

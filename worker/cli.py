@@ -15,7 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from config.settings import ConfigError, load_settings
+from config.settings import ConfigError
+from connectors.registry import load_settings
 
 
 def _check_config() -> int:

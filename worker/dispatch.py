@@ -2,9 +2,10 @@
 
 Messages carry ids only; every task re-reads the state it needs.
 
-Two ways to put them on the queue, behind one interface: ``Dispatcher`` calls Celery's
-``send_task`` (the worker's own dispatches); ``RedisDispatcher`` writes the same Celery message
-with one ``LPUSH`` on a Redis client the caller already has (the webhook app). Why the second:
+Two ways to put them on the queue, behind one interface (``Sender``): ``Dispatcher`` calls
+Celery's ``send_task`` (the worker's own dispatches); ``RedisDispatcher`` writes the same Celery
+message with one ``LPUSH`` on a Redis client the caller already has (the webhook app), knowing
+only the queue's name and Redis key, so the web app never builds a Celery app. Why the second:
 kombu's Redis transport builds a new ``redis.Redis`` client for every publish, re-declares the
 queue and wraps the publish in ``Connection.ensure``: ``send_task`` costs ~392 µs of CPU where one
 ``LPUSH`` of the same message costs ~121 µs, and the enqueue was half of a webhook's CPU
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from celery.utils.nodenames import anon_nodename
@@ -29,14 +32,11 @@ POLL_DESK = "deskgate.poll_desk"
 SWEEP = "deskgate.sweep"
 
 
-class Dispatcher:
-    """Enqueues through Celery (``send_task``)."""
-
-    def __init__(self, celery: Any) -> None:
-        self.celery = celery
+class Sender:
+    """The tasks Deskgate enqueues, by name; ``send`` is how."""
 
     def send(self, task: str, args: list[Any]) -> None:
-        self.celery.send_task(task, args=args)
+        raise NotImplementedError
 
     def start_verification(self, desk: str, ticket_id: str) -> None:
         self.send(START_VERIFICATION, [desk, ticket_id])
@@ -46,6 +46,16 @@ class Dispatcher:
 
     def poll_desk(self, desk: str, recover: bool = False) -> None:
         self.send(POLL_DESK, [desk, recover])
+
+
+class Dispatcher(Sender):
+    """Enqueues through Celery (``send_task``)."""
+
+    def __init__(self, celery: Any) -> None:
+        self.celery = celery
+
+    def send(self, task: str, args: list[Any]) -> None:
+        self.celery.send_task(task, args=args)
 
 
 # KEYS: queue, dedupe keys...   ARGV: dedupe ttl, each key's limit..., messages...
@@ -66,24 +76,31 @@ return 1
 """
 
 
-class RedisDispatcher(Dispatcher):
-    """Enqueues with one ``LPUSH`` of the message ``send_task`` would publish.
+class RedisDispatcher(Sender):
+    """Enqueues with one ``LPUSH`` of the message ``send_task`` would publish to ``queue``,
+    whose list is ``key`` (``queue_key``).
 
     ``redis`` must reach the broker's database (Deskgate's store and queue share ``redis_url``).
     Only what ``send_task`` sends for a task name with positional args and no options is
     reproduced: no countdown, eta, expiry, priority, links or results."""
 
-    def __init__(self, celery: Any, redis: Redis[str]) -> None:
-        super().__init__(celery)
+    def __init__(self, redis: Redis[str], queue: str, key: str) -> None:
         self.redis = redis
-        self.queue: str = celery.conf.task_default_queue
-        self.key = queue_key(celery)
+        self.queue = queue
+        self.key = key
         self._send_once = redis.register_script(_SEND_ONCE)
+        self._local = threading.local()
+
+    def _reply_to(self) -> str:
+        # A per-thread id, as Celery's ``app.thread_oid`` (unused without a result backend).
+        if not hasattr(self._local, "oid"):
+            self._local.oid = str(uuid.uuid4())
+        oid: str = self._local.oid
+        return oid
 
     def _message(self, task: str, args: list[Any]) -> str:
-        # origin and reply_to as send_task writes them: gen<pid>@<host> (so after a fork too), and
-        # a per-thread id (unused without a result backend).
-        message = task_message(task, args, self.queue, anon_nodename(), self.celery.thread_oid)
+        # origin as send_task writes it: gen<pid>@<host> (so after a fork too).
+        message = task_message(task, args, self.queue, anon_nodename(), self._reply_to())
         return json.dumps(message)
 
     def send(self, task: str, args: list[Any]) -> None:
@@ -107,13 +124,12 @@ class RedisDispatcher(Dispatcher):
         return bool(self._send_once(keys=[self.key, *dedupe], args=[ttl, *limits, *messages]))
 
 
-def queue_key(celery: Any) -> str:
-    """The Redis list the worker's Redis transport BRPOPs for the default queue at the default
-    priority: kombu names priority 0's list after the queue alone (others get a suffix), and
-    prefixes every key with ``broker_transport_options["global_keyprefix"]`` when one is set."""
-    options = celery.conf.broker_transport_options or {}
-    prefix: str = options.get("global_keyprefix", "")
-    return f"{prefix}{celery.conf.task_default_queue}"
+def queue_key(queue: str, transport_options: Mapping[str, Any]) -> str:
+    """The Redis list the worker's Redis transport BRPOPs for ``queue`` at the default priority:
+    kombu names priority 0's list after the queue alone (others get a suffix), and prefixes
+    every key with the transport's ``global_keyprefix`` when one is set."""
+    prefix: str = transport_options.get("global_keyprefix", "")
+    return f"{prefix}{queue}"
 
 
 ARGSREPR_MAXSIZE = 1024  # Celery's default (app.amqp.argsrepr_maxsize)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from redis import BlockingConnectionPool, Redis
 
 from config.logging import configure_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from connectors.incode import IncodeClient
-from connectors.registry import build_desk
+from connectors.registry import build_desk, load_settings
 from connectors.ticketing import Desk
 from worker.pace import Pace, PacedDesk
 from worker.store import Store

@@ -16,8 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
-from config.settings import Settings
-from connectors.zendesk import sign
+from connectors.registry import SETTINGS
+from connectors.zendesk.push import sign
 from tests.conftest import SECRETS, queued, settings_data
 from webhooks.app import create_app
 
@@ -55,7 +55,7 @@ class Untouchable(io.RawIOBase):
 @pytest.fixture
 def client(redis: Redis[str]) -> FlaskClient:
     data = settings_data(webhook_max_body_bytes=2048, webhook_body_timeout_seconds=DEADLINE)
-    return create_app(Settings(**data)).test_client()
+    return create_app(SETTINGS(**data)).test_client()
 
 
 def signed(body: bytes) -> dict[str, str]:

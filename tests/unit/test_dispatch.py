@@ -1,7 +1,8 @@
 """The webhook app's enqueue (``RedisDispatcher``: one LPUSH of a Celery message it writes itself)
 against what the installed Celery and kombu publish, on a real Redis: same list, same message
-but for its fresh ids, and kombu reads it back. A Celery upgrade that changes the message or the
-queue's key fails here; the e2e suite shows the real worker running these messages."""
+but for its fresh ids (and the sender's own per-thread ``reply_to``), and kombu reads it back. A
+Celery upgrade that changes the message or the queue's key fails here; the e2e suite shows the
+real worker running these messages."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from celery import Celery
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from config.settings import Settings
+from connectors.registry import SETTINGS
 from tests.conftest import TEST_REDIS_URL, settings_data
 from worker.celery_app import make_celery
-from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher
+from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher, queue_key
 
 # Every id a message gets afresh; the rest must match Celery's byte for byte.
 IDS = (("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id"))
@@ -37,7 +38,7 @@ def scratch() -> Iterator[tuple[Redis[str], str]]:
 
 
 def celery_for(queue: str, keyprefix: str | None) -> Celery:
-    app = make_celery(Settings(**settings_data(queue=queue)))
+    app = make_celery(SETTINGS(**settings_data(queue=queue)))
     if keyprefix is not None:
         app.conf.broker_transport_options = {
             **app.conf.broker_transport_options,
@@ -46,12 +47,19 @@ def celery_for(queue: str, keyprefix: str | None) -> Celery:
     return app
 
 
+def dispatcher_for(app: Celery, redis: Redis[str]) -> RedisDispatcher:
+    """As the web app builds it: from the queue's name and the transport's options, no app."""
+    queue = app.conf.task_default_queue
+    return RedisDispatcher(redis, queue, queue_key(queue, app.conf.broker_transport_options))
+
+
 def without_ids(message: dict[str, Any]) -> dict[str, Any]:
     ids = {message[part][name] for part, name in IDS}
     assert len(ids) == 1  # id, root_id and correlation_id are the task's one id
     assert uuid.UUID(message["headers"]["id"]) and uuid.UUID(message["properties"]["delivery_tag"])
-    copy = json.loads(json.dumps(message))
-    for part, name in (*IDS, ("properties", "delivery_tag")):
+    assert uuid.UUID(message["properties"]["reply_to"])  # the sender's, per thread
+    copy: dict[str, Any] = json.loads(json.dumps(message))
+    for part, name in (*IDS, ("properties", "delivery_tag"), ("properties", "reply_to")):
         copy[part][name] = "<id>"
     return copy
 
@@ -72,7 +80,7 @@ def test_the_message_is_the_one_celery_sends(
     app = celery_for(queue, keyprefix)
     try:
         app.send_task(task, args=args)
-        RedisDispatcher(app, redis).send(task, args)
+        dispatcher_for(app, redis).send(task, args)
     finally:
         app.close()
     # Both went to the list the worker's transport reads (kombu's key for priority 0).
@@ -87,7 +95,7 @@ def test_kombu_reads_the_message_back(scratch: tuple[Redis[str], str]) -> None:
     redis, queue = scratch
     app = celery_for(queue, None)
     try:
-        RedisDispatcher(app, redis).check_result("0f3a9c", "SESSION_FAILED")
+        dispatcher_for(app, redis).check_result("0f3a9c", "SESSION_FAILED")
         with app.connection_for_read() as conn:
             message = conn.SimpleQueue(queue).get(timeout=2)
             assert message.headers["task"] == CHECK_RESULT
@@ -109,7 +117,7 @@ def test_send_once_enqueues_and_takes_every_key_or_does_nothing(
     scratch: tuple[Redis[str], str],
 ) -> None:
     redis, queue = scratch
-    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    dispatcher = dispatcher_for(celery_for(queue, None), redis)
     keys = [f"{queue}:seen:a", f"{queue}:seen:b"]
     tasks = [(START_VERIFICATION, ["acme", "1"]), (START_VERIFICATION, ["acme", "2"])]
     assert dispatcher.send_once(tasks, keys, 600)
@@ -124,7 +132,7 @@ def test_send_once_enqueues_and_takes_every_key_or_does_nothing(
 
 def test_send_once_admits_up_to_each_keys_limit(scratch: tuple[Redis[str], str]) -> None:
     redis, queue = scratch
-    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    dispatcher = dispatcher_for(celery_for(queue, None), redis)
     content = f"{queue}:seen:content"
     task = [(START_VERIFICATION, ["acme", "1"])]
     taken = [
@@ -144,7 +152,7 @@ def test_a_failed_enqueue_takes_no_dedupe_key_so_the_retry_is_accepted(
     """Finding 7: the key used to be taken before the enqueue, so when the LPUSH failed (503)
     the sender's retry was dropped as a duplicate."""
     redis, queue = scratch
-    dispatcher = RedisDispatcher(celery_for(queue, None), redis)
+    dispatcher = dispatcher_for(celery_for(queue, None), redis)
     key = f"{queue}:seen:delivery"
     redis.set(queue, "not a list")  # LPUSH answers WRONGTYPE
     with pytest.raises(ResponseError, match="WRONGTYPE"):

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from config.settings import Settings
 from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Retriable, Unanswered
 from connectors.incode import Result, Session
+from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import OPEN_MARKERS, Person, Ticket
 from tests.conftest import settings_data
 from worker.flow import REFUSALS, Flow

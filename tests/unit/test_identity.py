@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import Settings
+from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import Person
 from tests.conftest import settings_data
 from worker.identity import Unverifiable, identity_of

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from config.settings import IncodeConfig, Settings
+from config.settings import IncodeConfig
+from connectors.http import Fatal
 from connectors.incode import EmployeeNotFound, IncodeClient
 from sandbox import incode as sim
 from sandbox.common import Server, serve
-from tests.conftest import settings_data
 
 SIM = sim.IncodeSimConfig(employees=frozenset({"jane@acme.test"}))
 
@@ -36,13 +36,15 @@ def control(server: Server) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def client(server: Server) -> Iterator[IncodeClient]:
-    data = settings_data()
-    data["incode"].update(
-        api_url=server.url, auth_url=server.url, integration_reference=SIM.integration_reference,
-        client_id=SIM.client_id, client_secret=SIM.client_secret, api_key=SIM.api_key,
-        executive_email=SIM.executive_email, executive_password=SIM.executive_password,
+    config = IncodeConfig.model_validate(
+        {
+            "api_url": server.url, "auth_url": server.url,
+            "integration_reference": SIM.integration_reference, "client_id": SIM.client_id,
+            "client_secret": SIM.client_secret, "api_key": SIM.api_key,
+            "executive_email": SIM.executive_email,
+            "executive_password": SIM.executive_password, "webhook_secret": SIM.webhook_secret,
+        }
     )  # fmt: skip
-    config: IncodeConfig = Settings(**data).incode
     incode = IncodeClient(config, 5.0)
     yield incode
     incode.close()
@@ -85,9 +87,12 @@ def test_request_new_names_the_destination_only_when_deskgate_chooses_it(
     assert {s["notification"]["type"] for s in made} == {"EMAIL"}
 
 
-def test_an_unknown_employee_is_typed(client: IncodeClient) -> None:
-    with pytest.raises(EmployeeNotFound):
+def test_an_unknown_employee_is_employee_not_found_not_a_plain_fatal(
+    client: IncodeClient,
+) -> None:
+    with pytest.raises(EmployeeNotFound, match="4301") as raised:
         client.request_new(
             login_hint="nobody@acme.test", channel="EMAIL", destination="nobody@acme.test",
             validity_minutes=30,
         )  # fmt: skip
+    assert isinstance(raised.value, Fatal) and raised.value.status == 400

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from config.settings import ZendeskDeskConfig
+from connectors.zendesk.config import ZendeskDeskConfig
 from worker.caps import LinkCap, LinkCapReached, requester_key
 
 WINDOW = 3600.0

@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from config.settings import ServiceNowDeskConfig, Settings
-from connectors import servicenow
 from connectors.http import Conflict, NotFound, RateLimited
-from connectors.servicenow import ServiceNowConnector, pushed_ticket_ids, sign, verify_push
+from connectors.registry import SETTINGS
+from connectors.servicenow import connector as servicenow
+from connectors.servicenow.config import ServiceNowDeskConfig
+from connectors.servicenow.connector import ServiceNowConnector
+from connectors.servicenow.push import pushed_ticket_ids, sign, verify_push
 from connectors.ticketing import PushAuth
 from sandbox import servicenow as sim
 from sandbox.common import Server, serve
@@ -52,7 +54,7 @@ def desk_config(server: Server, **change: Any) -> ServiceNowDeskConfig:
             **change,
         }
     }
-    config = Settings(**data).desks["sn"]
+    config = SETTINGS(**data).desks["sn"]
     assert isinstance(config, ServiceNowDeskConfig)
     return config
 
@@ -230,7 +232,7 @@ def test_config_needs_credentials_for_its_auth() -> None:
     data = settings_data()
     data["desks"] = {"sn": {"kind": "servicenow", "base_url": "http://x", "auth": "oauth_password"}}
     with pytest.raises(ValueError, match="oauth_client_id"):
-        Settings(**data)
+        SETTINGS(**data)
 
 
 # -- push ----------------------------------------------------------------------------------

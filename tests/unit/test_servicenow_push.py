@@ -11,12 +11,12 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
-from config.settings import Settings
-from connectors.servicenow import SIGNATURE, TIMESTAMP, sign, verify_push
+from connectors.push_dedupe import BASIC_WINDOW_SECONDS
+from connectors.registry import SETTINGS
+from connectors.servicenow.push import SIGNATURE, TIMESTAMP, sign, verify_push
 from connectors.ticketing import PushAuth
 from tests.conftest import queued, settings_data
 from webhooks.app import create_app
-from webhooks.dedupe import BASIC_WINDOW_SECONDS
 from worker.dispatch import START_VERIFICATION
 
 SECRET = "sn-push-signing-secret"
@@ -34,7 +34,7 @@ def client(redis: Redis[str]) -> FlaskClient:
         "password": "pw",
         "webhook_secret": SECRET,
     }
-    return create_app(Settings(**data)).test_client()
+    return create_app(SETTINGS(**data)).test_client()
 
 
 def signed(timestamp: float | None = None, secret: str = SECRET) -> dict[str, str]:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import ConfigError, load_settings
+from config.settings import ConfigError
+from connectors.registry import load_settings
 from tests.conftest import settings_data
 from worker import cli
 

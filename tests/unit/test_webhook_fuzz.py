@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
-from config.settings import Settings
-from connectors import servicenow
+from connectors.incode.webhook import RESULT_EVENTS
+from connectors.registry import SETTINGS
+from connectors.servicenow import push as servicenow
 from connectors.ticketing import PushAuth
-from connectors.zendesk import sign
+from connectors.zendesk.push import sign
 from tests.conftest import SECRETS, queued, sent_verification, settings_data
 from webhooks.app import create_app
-from webhooks.incode import RESULT_EVENTS
 
 CLIENT_ID = "incode-hooks"
 CLIENT_SECRET = "hook-client-secret-0123"
@@ -41,7 +41,7 @@ def app(redis: Redis[str]) -> Flask:
     data["incode"].update(
         webhook_oauth_client_id=CLIENT_ID, webhook_oauth_client_secret=CLIENT_SECRET
     )
-    settings = Settings(**data)
+    settings = SETTINGS(**data)
     # A known session, so a forged webhook naming it has something to (wrongly) enqueue.
     sent_verification(redis, settings)
     return create_app(settings)

@@ -15,7 +15,8 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 from redis import Redis
 
-from config.settings import ConfigError, IncodeConfig, Settings, load_settings
+from config.settings import ConfigError, IncodeConfig, Settings
+from connectors.registry import SETTINGS, load_settings
 from sandbox import incode as incode_sim
 from sandbox.common import serve
 from tests.conftest import SECRETS, queued, sent_verification, settings_data
@@ -40,7 +41,7 @@ def oauth_settings(**incode: Any) -> Settings:
             **incode,
         }
     )
-    return Settings(**data)
+    return SETTINGS(**data)
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def hook(client: FlaskClient, headers: dict[str, str]) -> Any:
 
 
 def test_oauth_mode_is_off_unless_configured() -> None:
-    assert not Settings(**settings_data()).incode.webhook_oauth
+    assert not SETTINGS(**settings_data()).incode.webhook_oauth
     config = oauth_settings().incode
     assert config.webhook_oauth and config.webhook_oauth_token_ttl_seconds == 600
 
@@ -207,7 +208,7 @@ def test_given_an_authenticated_but_bad_request_then_400_with_the_rfc_error(
 
 
 def test_given_no_oauth_configured_then_no_token_endpoint(redis: Redis[str]) -> None:
-    client = create_app(Settings(**settings_data())).test_client()
+    client = create_app(SETTINGS(**settings_data())).test_client()
     resp = ask_token(client, basic())
     assert resp.status_code == 404
     assert token_keys(redis) == []
@@ -270,7 +271,7 @@ def test_tokens_of_a_replaced_client_die_with_it(
     token = ask_token(client, basic()).json["access_token"]
     replaced = create_app(oauth_settings(webhook_oauth_client_id="incode-hooks-2")).test_client()
     assert hook(replaced, {"Authorization": f"Bearer {token}"}).status_code == 401
-    without_oauth = create_app(Settings(**settings_data())).test_client()
+    without_oauth = create_app(SETTINGS(**settings_data())).test_client()
     resp = hook(without_oauth, {"Authorization": f"Bearer {token}"})
     assert resp.status_code == 401 and "bearer" not in resp.json["reason"]
     assert queued(redis) == []

@@ -14,10 +14,10 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from config.settings import Settings
-from connectors.zendesk import sign
+from connectors.registry import SETTINGS
+from connectors.zendesk.push import SAME_CONTENT_FIRINGS, sign
 from tests.conftest import SECRETS, queued, sent_verification, settings_data
 from webhooks.app import create_app
-from webhooks.dedupe import SAME_CONTENT_FIRINGS
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION
 
 
@@ -25,7 +25,7 @@ from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION
 def settings() -> Settings:
     data = settings_data(webhook_max_body_bytes=2048)
     data["incode"]["webhook_previous_secret"] = "old-incode-secret"
-    return Settings(**data)
+    return SETTINGS(**data)
 
 
 @pytest.fixture
@@ -312,7 +312,7 @@ def test_given_a_missing_or_wrong_secret_then_401_and_nothing_queued(
 
 def test_an_empty_header_secret_never_authenticates() -> None:
     """Settings refuse an empty Incode secret; the check refuses one that gets through anyway."""
-    from webhooks.incode import authentic
+    from connectors.incode.webhook import authentic
 
     assert not authentic({"x-incode-secret": ""}, "x-incode-secret", ["", "a" * 16])
     assert not authentic({"x-incode-secret": ""}, "x-incode-secret", [""])
@@ -347,13 +347,13 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 
 
 def test_readiness_fails_when_redis_is_gone(redis: Redis[str]) -> None:
-    app = create_app(Settings(**settings_data(redis_url="redis://127.0.0.1:1/0")))
+    app = create_app(SETTINGS(**settings_data(redis_url="redis://127.0.0.1:1/0")))
     resp = app.test_client().get("/readyz")
     assert resp.status_code == 503 and "Redis" in resp.json["reason"]
 
 
 def test_given_redis_is_down_then_503_so_the_sender_retries() -> None:
-    app = create_app(Settings(**settings_data(redis_url="redis://127.0.0.1:1/0")))
+    app = create_app(SETTINGS(**settings_data(redis_url="redis://127.0.0.1:1/0")))
     client = app.test_client()
     resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"})
     assert resp.status_code == 503

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from flask import Flask, request
 
-from config.settings import Settings, ZendeskDeskConfig
 from connectors.http import Fatal, same_origin
+from connectors.registry import SETTINGS
 from connectors.ticketing import Ticket
-from connectors.zendesk import ZendeskConnector
+from connectors.zendesk.config import ZendeskDeskConfig
+from connectors.zendesk.connector import ZendeskConnector
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
 
@@ -55,7 +56,7 @@ def hostile_zendesk(next_page: str) -> Server:
 def connector(server: Server) -> ZendeskConnector:
     data = settings_data()
     data["desks"]["acme_zendesk"]["base_url"] = server.url
-    config = Settings(**data).desks["acme_zendesk"]
+    config = SETTINGS(**data).desks["acme_zendesk"]
     assert isinstance(config, ZendeskDeskConfig)
     return ZendeskConnector("acme_zendesk", config, 5.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.ticketing import PushAuth
-from connectors.zendesk import SIGNATURE, TIMESTAMP, pushed_ticket_ids, sign, verify_push
+from connectors.zendesk.push import SIGNATURE, TIMESTAMP, pushed_ticket_ids, sign, verify_push
 
 # developer.zendesk.com/documentation/webhooks/verifying: the test signing secret and a vector
 # reproduced in shared/reference/ticketing-apis.md.

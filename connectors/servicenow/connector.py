@@ -1,4 +1,4 @@
-"""ServiceNow Table API: push signatures, keyset polling, records with their caller in one read,
+"""ServiceNow Table API: keyset polling, records with their caller in one read,
 gate and outcome writes.
 
 A record is flagged by a field's value (``flag_field`` in ``triggers``: a ``u_idv_required`` flag,
@@ -13,81 +13,25 @@ worker writes the outcome against the record its gate write returned, without re
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import math
 import re
-import threading
-import time
-from collections.abc import Generator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from config.settings import ServiceNowDeskConfig
-from connectors.http import (
-    AuthFailed,
-    Conflict,
-    Fatal,
-    NotFound,
-    Retriable,
-    json_body,
-    new_client,
-    request,
-)
-from connectors.secret_check import matches_any, usable
-from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
+from connectors.http import Conflict, Fatal, NotFound, json_body, new_client, request
+from connectors.servicenow.config import ServiceNowDeskConfig
+from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
 
 SYSTEM = "servicenow"
-SIGNATURE = "x-deskgate-signature"
-TIMESTAMP = "x-deskgate-timestamp"
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 PAGE = 100
 PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
 PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
 CONTACT_FIELDS = {"EMAIL": "email", "SMS": "mobile_phone"}  # the field each channel sends to
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Deskgate's push scheme for ServiceNow: ``v1=`` + base64(HMAC-SHA256(secret,
-    timestamp + "." + body)), the timestamp in unix seconds (docs/servicenow-business-rule.js)."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "v1=" + base64.b64encode(mac.digest()).decode()
-
-
-def verify_push(push: PushAuth, secrets: list[str]) -> bool:
-    """A signed push within the timestamp window, or Basic auth with a secret as the password
-    (for REST Message records that can only do Basic; it cannot stop a replay, so prefer HMAC)."""
-    signature, timestamp = push.headers.get(SIGNATURE, ""), push.headers.get(TIMESTAMP, "")
-    if signature and timestamp:
-        try:
-            sent = float(timestamp)
-        except ValueError:
-            return False
-        if not math.isfinite(sent) or abs(push.now - sent) > push.tolerance_seconds:
-            return False
-        # Never with an empty key or password (connectors/secret_check.py).
-        return matches_any(signature, [sign(s, timestamp, push.body) for s in usable(secrets)])
-    authorization = push.headers.get("authorization", "")
-    if authorization.startswith("Basic "):
-        try:
-            _, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        return matches_any(password, secrets)
-    return False
-
-
-def pushed_ticket_ids(payload: dict[str, Any]) -> list[str]:
-    """The record a business rule names: ``{"table": ..., "sys_id": ..., "number": ...}``."""
-    sys_id = str(payload.get("sys_id", "")).strip()
-    if not SYS_ID.fullmatch(sys_id):
-        raise ValueError('body must carry "sys_id" with the record\'s 32-character sys_id')
-    return [sys_id]
 
 
 def describe_error(response: httpx.Response) -> str:
@@ -100,69 +44,11 @@ def describe_error(response: httpx.Response) -> str:
     return str(body.get("error_description") or error or "")
 
 
-class ServiceNowOAuth(httpx.Auth):
-    """``/oauth_token.do`` (password or client-credentials grant): one token shared by the
-    process's threads, fetched when missing or expired and once more on a 401."""
-
-    requires_response_body = True
-
-    def __init__(self, token_url: str, form: dict[str, str]) -> None:
-        self.token_url = token_url
-        self.form = form
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires = 0.0
-
-    def _current(self) -> str | None:
-        with self._lock:
-            return self._token if time.time() < self._expires else None
-
-    def _fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
-        response = yield httpx.Request("POST", self.token_url, data=self.form)
-        if response.status_code != 200:
-            raise AuthFailed(SYSTEM, "the OAuth token request was refused", response.status_code)
-        body = json_body(SYSTEM, response)
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise Retriable(SYSTEM, "token response carries no access_token")
-        ttl = body.get("expires_in")
-        with self._lock:
-            self._token = token
-            self._expires = time.time() + float(ttl if isinstance(ttl, int | float) else 1800) - 60
-        return token
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._current() or (yield from self._fetch())
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:  # revoked or expired early: one fresh token, one retry
-            token = yield from self._fetch()
-            request.headers["Authorization"] = f"Bearer {token}"
-            yield request
-
-
 def _instant(value: Any) -> float | None:
     try:
         return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-def _auth(config: ServiceNowDeskConfig) -> httpx.Auth | tuple[str, str]:
-    password = config.password.get_secret_value() if config.password else ""
-    if config.auth == "basic":
-        return (config.username, password)
-    form = {
-        "client_id": config.oauth_client_id or "",
-        "client_secret": config.oauth_client_secret.get_secret_value()
-        if config.oauth_client_secret
-        else "",
-    }
-    if config.auth == "oauth_password":
-        form.update(grant_type="password", username=config.username, password=password)
-    else:
-        form["grant_type"] = "client_credentials"
-    return ServiceNowOAuth(f"{config.base}/oauth_token.do", form)
 
 
 class ServiceNowConnector:
@@ -171,11 +57,12 @@ class ServiceNowConnector:
     ) -> None:
         self.name = name
         self.config = config
+        self.auth = auth_for(config, timeout, deadline)
         self.client = new_client(
             config.base,
             timeout,
             deadline=deadline,
-            auth=_auth(config),
+            auth=self.auth,
             headers={"Content-Type": "application/json"},
         )
         self.path = f"/api/now/table/{config.table}"
@@ -190,6 +77,8 @@ class ServiceNowConnector:
 
     def close(self) -> None:
         self.client.close()
+        if isinstance(self.auth, ServiceNowOAuth):
+            self.auth.close()
 
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         response = request(self.client, SYSTEM, method, url, describe_error, **kwargs)

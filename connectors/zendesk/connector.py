@@ -1,4 +1,4 @@
-"""Zendesk Support: push signatures, polling by search, tickets, requesters, gate and outcome.
+"""Zendesk Support: polling by search, tickets, requesters, gate and outcome.
 
 Writes are one ``PUT /tickets/{id}`` each: the internal note, the status and the tag changes travel
 together, tags through ``additional_tags``/``remove_tags`` (never the replacing ``tags``), and
@@ -7,9 +7,6 @@ together, tags through ``additional_tags``/``remove_tags`` (never the replacing 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import threading
 from datetime import datetime
@@ -17,49 +14,13 @@ from typing import Any
 
 import httpx
 
-from config.settings import ZendeskDeskConfig
 from connectors.http import Fatal, NotFound, json_body, new_client, request, same_origin
-from connectors.secret_check import matches_any, usable
-from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, PushAuth, Ticket
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
+from connectors.zendesk.config import ZendeskDeskConfig
 
 SYSTEM = "zendesk"
-SIGNATURE = "X-Zendesk-Webhook-Signature"
-TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
 SEARCH_PAGES = 10  # Zendesk serves at most 1,000 search results: 10 pages of 100
 INACTIVE = frozenset({"solved", "closed"})
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Zendesk's webhook signature: base64(HMAC-SHA256(secret, timestamp + body)).
-
-    The secret is used verbatim as key bytes (not base64-decoded), as Zendesk's own example does.
-    """
-    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
-
-
-def verify_push(push: PushAuth, secrets: list[str]) -> bool:
-    """True if the push is signed by one of ``secrets`` within the timestamp window."""
-    signature = push.headers.get(SIGNATURE.lower(), "")
-    timestamp = push.headers.get(TIMESTAMP.lower(), "")
-    if not signature or not timestamp:
-        return False
-    try:
-        sent = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return False
-    if abs(push.now - sent) > push.tolerance_seconds:
-        return False
-    # Never with an empty key: anyone can sign with that (connectors/secret_check.py).
-    return matches_any(signature, [sign(s, timestamp, push.body) for s in usable(secrets)])
-
-
-def pushed_ticket_ids(payload: dict[str, Any]) -> list[str]:
-    """The ticket a trigger's webhook names: ``{"ticket_id": "{{ticket.id}}"}``."""
-    value = str(payload.get("ticket_id", "")).strip()
-    if not value.isdigit():
-        raise ValueError('body must carry "ticket_id" with the ticket\'s numeric id')
-    return [value]
 
 
 def describe_error(response: httpx.Response) -> str:

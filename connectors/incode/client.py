@@ -1,4 +1,4 @@
-"""Incode Omni: the B2B request-new call, result confirmation, and reading a result as a decision.
+"""Incode Omni: the B2B request-new call and result confirmation.
 
 Two credentials, each cached per process and refreshed on expiry or on a 401:
 - an OAuth client-credentials bearer for ``/omni/b2b/onboarding/request-new``;
@@ -6,39 +6,25 @@ Two credentials, each cached per process and refreshed on expiry or on a 401:
   because the reference does not confirm the B2B bearer can read results.
 
 A webhook is only a hint: the decision always comes from reading the score (and, when the score
-alone does not decide, the onboarding status), so a forged webhook cannot mark anyone verified.
+alone does not decide, the onboarding status; ``results.py``), so a forged webhook cannot mark
+anyone verified.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
 from config.settings import Channel, IncodeConfig
-from connectors.http import (
-    AuthFailed,
-    Fatal,
-    Retriable,
-    Unanswered,
-    classify,
-    json_body,
-    new_client,
-    request,
-    send,
-)
+from connectors.http import AuthFailed, Fatal, Retriable, json_body, new_client, request
+from connectors.incode.results import Result, interpret
+from connectors.token_cache import CachedToken
 
 SYSTEM = "incode"
 EMPLOYEE_NOT_FOUND = 4301
-TOKEN_MARGIN = 60.0  # refresh this long before a token's stated expiry
 EXECUTIVE_TOKEN_TTL = 12 * 3600.0  # documented as 24 h; refresh well before
-
-Decision = Literal["verified", "failed", "review", "pending"]
-FINISHED = frozenset({"ONBOARDING_FINISHED", "POST_PROCESSING_FINISHED"})
 
 
 class EmployeeNotFound(Fatal):
@@ -51,92 +37,11 @@ class Session:
     url: str  # the employee's link: never logged, never written to a ticket
 
 
-@dataclass(frozen=True)
-class Result:
-    decision: Decision
-    score_status: str  # overall.status: OK, WARN, FAIL, UNKNOWN (or whatever Incode adds)
-    onboarding_status: str | None  # read only when the score does not decide
-    findings: tuple[str, ...]  # checks that did not pass, e.g. "liveness.livenessScore: FAIL"
-
-
 def describe_error(response: httpx.Response) -> str:
     body = response.json()
     code = body.get("status")
     message = body.get("message") or body.get("error_description") or body.get("error") or ""
     return f"{message} (code {code})" if code and code != response.status_code else str(message)
-
-
-def _walk(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
-    if isinstance(node, dict):
-        if "status" in node and isinstance(node.get("status"), str):
-            yield path, node
-        for key, child in node.items():
-            if isinstance(child, dict | list):
-                yield from _walk(child, (*path, key))
-    elif isinstance(node, list):
-        for child in node:
-            yield from _walk(child, path)
-
-
-def findings(score: dict[str, Any]) -> tuple[str, ...]:
-    """Every sub-check whose status is not OK, named by module and key."""
-    found = []
-    for path, check in _walk(score, ()):
-        status = str(check.get("status", "")).upper()
-        if not path or path == ("overall",) or status in ("OK", "", "UNKNOWN"):
-            continue
-        parts = [p for p in path if p != "overall"]
-        key = check.get("key")
-        if key and key != parts[-1]:
-            parts.append(str(key))
-        found.append(f"{'.'.join(parts)}: {status}")
-    # A module's own overall adds nothing when one of its checks is already named.
-    named = [f for f in found if not any(o.startswith(f.split(":")[0] + ".") for o in found)]
-    return tuple(dict.fromkeys(named))
-
-
-def interpret(score: dict[str, Any], onboarding_status: str | None) -> Result:
-    """Incode's documented rule: decide on ``overall.status`` (OK / WARN / FAIL), never on numbers.
-
-    OK and FAIL decide. Otherwise a manual review decision in the onboarding status decides; a
-    finished session with WARN/UNKNOWN (or a status Incode adds later) needs review; an unfinished
-    session is still pending.
-    """
-    overall = score.get("overall") if isinstance(score.get("overall"), dict) else {}
-    status = str((overall or {}).get("status") or "UNKNOWN").upper()
-    checks = findings(score)
-    if status == "OK":
-        return Result("verified", status, onboarding_status, checks)
-    if status == "FAIL":
-        return Result("failed", status, onboarding_status, checks)
-    if onboarding_status == "MANUAL_REVIEW_APPROVED":
-        return Result("verified", status, onboarding_status, checks)
-    if onboarding_status == "MANUAL_REVIEW_REJECTED":
-        return Result("failed", status, onboarding_status, checks)
-    if onboarding_status in FINISHED:
-        return Result("review", status, onboarding_status, checks)
-    return Result("pending", status, onboarding_status, checks)
-
-
-class _CachedToken:
-    """A token shared by the threads of one process; refreshed when near expiry or rejected."""
-
-    def __init__(self, fetch: Callable[[], tuple[str, float]]) -> None:
-        self._fetch = fetch
-        self._lock = threading.Lock()
-        self._value: str | None = None
-        self._expires = 0.0
-
-    def get(self, *, stale: str | None = None) -> str:
-        with self._lock:
-            # ``stale`` is the token a 401 rejected: refresh unless another thread already did.
-            if self._value is None or self._value == stale or time.time() >= self._expires:
-                try:
-                    token, ttl = self._fetch()
-                except Unanswered as exc:  # asking for a token twice harms no one
-                    raise Retriable(exc.system, exc.reason, exc.status) from None
-                self._value, self._expires = token, time.time() + max(ttl - TOKEN_MARGIN, 1.0)
-            return self._value
 
 
 class IncodeClient:
@@ -153,8 +58,8 @@ class IncodeClient:
             },
         )
         self.auth = new_client(config.auth_base, timeout, deadline=deadline)
-        self._bearer = _CachedToken(self._fetch_bearer)
-        self._executive = _CachedToken(self._fetch_executive)
+        self._bearer = CachedToken(self._fetch_bearer)
+        self._executive = CachedToken(self._fetch_executive)
 
     def close(self) -> None:
         self.api.close()
@@ -198,15 +103,11 @@ class IncodeClient:
         return token, EXECUTIVE_TOKEN_TTL
 
     def _omni(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = send(self.api, SYSTEM, method, path, **kwargs)
-        _raise_custom(response)
-        classify(SYSTEM, response, describe_error)
-        body = json_body(SYSTEM, response)
-        _raise_custom(response, body)  # some Omni endpoints answer 200 with an error inside
-        return body
+        response = request(self.api, SYSTEM, method, path, describe_error, check=_custom, **kwargs)
+        return json_body(SYSTEM, response)
 
     def _authorized(
-        self, token: _CachedToken, header: str, prefix: str, method: str, path: str, **kw: Any
+        self, token: CachedToken, header: str, prefix: str, method: str, path: str, **kw: Any
     ) -> dict[str, Any]:
         value = token.get()
         try:
@@ -271,17 +172,12 @@ class IncodeClient:
         return interpret(score, self.onboarding_status(interview_id))
 
 
-def _raise_custom(response: httpx.Response, body: dict[str, Any] | None = None) -> None:
-    """Turn Omni's custom status codes (in the error body) into typed errors."""
-    if body is None:
-        if response.status_code < 400:
-            return
-        try:
-            parsed = response.json()
-        except ValueError:
-            return
-        if not isinstance(parsed, dict):
-            return
-        body = parsed
-    if body.get("status") == EMPLOYEE_NOT_FOUND:
+def _custom(response: httpx.Response) -> None:
+    """Omni's custom status codes, in the body of an error (or of a 200: some endpoints answer
+    that way), as typed errors."""
+    try:
+        body = response.json()
+    except ValueError:
+        return
+    if isinstance(body, dict) and body.get("status") == EMPLOYEE_NOT_FOUND:
         raise EmployeeNotFound(SYSTEM, "employee not found (code 4301)", response.status_code)
