@@ -10,8 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors import incode, servicenow, zendesk
-from webhooks.incode import RESULT_EVENTS, event_of, interview_of
+from connectors.incode import client as incode
+from connectors.incode.webhook import RESULT_EVENTS, event_of, interview_of
+from connectors.servicenow import connector as servicenow_connector
+from connectors.servicenow import push as servicenow_push
+from connectors.zendesk import connector as zendesk_connector
+from connectors.zendesk import push as zendesk_push
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -25,12 +29,12 @@ def response(status: int, name: str) -> httpx.Response:
 
 
 def test_the_zendesk_triggers_body_names_the_ticket() -> None:
-    assert zendesk.pushed_ticket_ids(load("zendesk/trigger_webhook_body.json")) == ["35436"]
+    assert zendesk_push.pushed_ticket_ids(load("zendesk/trigger_webhook_body.json")) == ["35436"]
 
 
 def test_the_servicenow_business_rules_body_names_the_record() -> None:
     body = load("servicenow/business_rule_push.json")
-    assert servicenow.pushed_ticket_ids(body) == ["9d385017c611228701d22104cc95c371"]
+    assert servicenow_push.pushed_ticket_ids(body) == ["9d385017c611228701d22104cc95c371"]
 
 
 @pytest.mark.parametrize(
@@ -59,7 +63,7 @@ def test_incodes_webhooks_in_each_documented_shape(name: str, event: str, result
     ],
 )
 def test_zendesk_error_bodies_in_both_shapes(status: int, name: str, reason: str) -> None:
-    assert zendesk.describe_error(response(status, name)).startswith(reason)
+    assert zendesk_connector.describe_error(response(status, name)).startswith(reason)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +75,7 @@ def test_zendesk_error_bodies_in_both_shapes(status: int, name: str, reason: str
     ],
 )
 def test_servicenow_error_envelopes(name: str, reason: str) -> None:
-    assert servicenow.describe_error(response(403, name)).startswith(reason)
+    assert servicenow_connector.describe_error(response(403, name)).startswith(reason)
 
 
 def test_omni_error_bodies_keep_the_message_and_the_custom_code() -> None:

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from config.settings import Settings, ZendeskDeskConfig
 from connectors.http import Conflict
-from connectors.zendesk import ZendeskConnector
+from connectors.registry import SETTINGS
+from connectors.zendesk.config import ZendeskDeskConfig
+from connectors.zendesk.connector import ZendeskConnector
 from sandbox import zendesk as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
@@ -43,7 +44,7 @@ def desk(server: Server) -> Iterator[ZendeskConnector]:
         base_url=server.url, email=SIM.email, api_token=SIM.api_token,
         triggers={"idv_mfa_reset": "MFA reset"},
     )  # fmt: skip
-    config = Settings(**data).desks["acme_zendesk"]
+    config = SETTINGS(**data).desks["acme_zendesk"]
     assert isinstance(config, ZendeskDeskConfig)
     connector = ZendeskConnector("acme_zendesk", config, 5.0)
     yield connector
