@@ -88,9 +88,10 @@ class Desk(Protocol):
         anyone else are left out: whoever can write on a ticket can write any text."""
         ...
 
-    def contact_changed_at(self, person: Person, channel: str) -> float | None:
-        """When the requester's e-mail (``EMAIL``) or phone (``SMS``) of record was added or
-        last changed, in epoch seconds; None if the desk cannot tell."""
+    def changed_at(self, person: Person, field: str) -> float | None:
+        """When ``field`` of the requester's record (``email``, ``phone``, ``external_id`` or
+        ``user_field:<key>``) was set or last changed, in epoch seconds; None if the desk
+        cannot tell."""
         ...
 
     def get_requester(self, ticket: Ticket) -> Person | None:

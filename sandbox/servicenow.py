@@ -165,6 +165,9 @@ class ServiceNowSimConfig:
     # sys_user records made through the API appear this many days old, as an employee's
     # profile is: only later changes are new. 0 = made now.
     user_age_days: float = 0.0
+    # Start with the administrator's record edited once (audit history, as any live instance
+    # has); off: an instance whose sys_user has never been audited.
+    seed_history: bool = True
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
@@ -281,6 +284,16 @@ class ServiceNowState:
                     },
                     "system",
                 )
+        if not self.config.seed_history:
+            return
+        # An instance's history: the administrator's record, edited once, so sys_user has audit
+        # rows as on any live instance (Deskgate reads a contact's age from them).
+        admin, _ = self.insert(
+            "sys_user",
+            {"user_name": "admin", "first_name": "System", "last_name": "Administrator"},
+            "system",
+        )
+        self.update("sys_user", admin["sys_id"], {"title": "System Administrator"}, "system")
 
     def _schema(self, table: str) -> tuple[str, ...]:
         system = JOURNAL_SYSTEM_FIELDS if table in INSERT_ONLY else SYSTEM_FIELDS

@@ -641,7 +641,9 @@ class ServiceNowDriver:
         # record + caller in one read: before the gate, then just before each write (no Safe
         # Update on the Table API, so the connector re-reads to refuse a changed record)
         "GET /api/now/table/<table>/<sys_id>": 3,
-        "GET /api/now/table/<table>": 1,  # sys_audit: how old the caller's e-mail is
+        # sys_audit: when the caller's e-mail last changed; with no change on record, whether
+        # sys_user is audited at all
+        "GET /api/now/table/<table>": 2,
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }
     statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}

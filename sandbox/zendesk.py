@@ -1549,10 +1549,26 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.get("/api/v2/tickets/<int:ticket_id>/comments")
     def list_comments(ticket_id: int) -> Response:
+        """Offset pages of at most 100, oldest first unless ``sort_order=desc``."""
         descending = request.args.get("sort_order", "asc").lower() == "desc"
+        page = _page_number("page", 1)
+        per_page = min(_page_number("per_page", MAX_PER_PAGE), MAX_PER_PAGE)
         comments = state.comments(ticket_id, descending)
+        start, end = (page - 1) * per_page, page * per_page
+        base = _base()
+
+        def page_url(number: int) -> str:
+            params = {k: v for k, v in request.args.items() if k != "page"}
+            path = f"/api/v2/tickets/{ticket_id}/comments.json"
+            return f"{base}{path}?{urlencode({'page': number, **params})}"
+
         return _json(
-            {"comments": comments, "next_page": None, "previous_page": None, "count": len(comments)}
+            {
+                "comments": comments[start:end],
+                "next_page": page_url(page + 1) if end < len(comments) else None,
+                "previous_page": page_url(page - 1) if page > 1 else None,
+                "count": len(comments),
+            }
         )
 
     @app.get("/api/v2/tickets/<int:ticket_id>/audits")

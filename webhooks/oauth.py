@@ -41,7 +41,7 @@ TOKEN_BYTES = 32
 LIVE_TOKENS_PER_CLIENT = 5
 # Per minute. Incode asks about once per token lifetime (an hour by default).
 MINTS_PER_CLIENT = 10
-REQUESTS_OVERALL = 120
+FAILURES_PER_MINUTE = 120
 RATE_WINDOW_SECONDS = 60
 
 # KEYS: token key, the client's index   ARGV: binding, ttl, now, live tokens allowed
@@ -189,13 +189,16 @@ def token() -> Response:
     if not config.webhook_oauth:
         return _error(404, "not_found", "OAuth webhook mode is not configured")
     tokens = _tokens()
-    wait = tokens.wait("all", REQUESTS_OVERALL)
-    if wait:
-        log.warning("incode token request refused: rate limit", scope="all")
-        return _slow_down(wait)
     # Client first, so an unauthenticated caller learns nothing about the request's shape.
+    # Only failures count against the shared limit: a flood of bad requests slows itself down
+    # but never locks Incode out (a right client has its own limit below; its secret, 16
+    # characters or more, is out of reach of guessing at this rate either way).
     presented = basic_credentials(request.headers.get("Authorization", ""))
     if presented is None or not client_matches(presented, config):
+        wait = tokens.wait("failures", FAILURES_PER_MINUTE)
+        if wait:
+            log.warning("incode token request refused: rate limit", scope="failures")
+            return _slow_down(wait)
         log.warning("incode token request refused: bad client credentials")
         return _error(401, "invalid_client", "client authentication failed")
     if request.mimetype != "application/x-www-form-urlencoded":

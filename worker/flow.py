@@ -358,25 +358,36 @@ class Flow:
         self, desk: Desk, person: Person | None, config: DeskConfig, now: float
     ) -> None:
         """A contact added or changed recently may be the caller's, typed in "on their word":
-        the link is not sent to it until it is ``destination_min_age_hours`` old."""
+        the link is not sent until what decides where it goes is ``destination_min_age_hours``
+        old. That is the e-mail or phone the link is sent to; with ``destination = "incode"``,
+        the field that names the employee to Incode (Incode sends to that employee's contact)."""
         min_age = config.destination_min_age_hours * 3600
-        if config.destination == "incode" or min_age <= 0 or person is None:
+        if min_age <= 0 or person is None:
             return
-        what = "e-mail address" if config.channel == "EMAIL" else "phone number"
-        changed = desk.contact_changed_at(person, config.channel)
+        if config.destination == "incode":
+            field = config.login_hint
+            what = field.replace("user_field:", "user field ").replace("_", " ")
+            if field == "email":
+                what = "e-mail address"
+            what += ", which names the employee to Incode,"
+            fallback = "use a field whose changes the desk records"
+        else:
+            field = "email" if config.channel == "EMAIL" else "phone"
+            what = "e-mail address" if field == "email" else "phone number"
+            fallback = "ask the security team to set this desk's destination to Incode's records"
+        changed = desk.changed_at(person, field)
         if changed is None:
             raise Unverifiable(
                 f"Deskgate cannot tell when the requester's {what} was added or last changed "
-                f"(the desk keeps no record of it that Deskgate can read), so the link is not "
-                f"sent to it. Confirm the employee's {what} through a channel you trust, or "
-                "ask the security team to set this desk's destination to Incode's records"
+                f"(the desk keeps no record of it that Deskgate can read), so no link is sent. "
+                f"Confirm it with the employee through a channel you trust, or {fallback}"
             )
         if now - changed < min_age:
             hours = config.destination_min_age_hours
             raise Unverifiable(
                 f"the requester's {what} was added or changed at {notes.when(changed)}, less "
-                f"than {hours:g} hours ago, so the link is not sent to it. Confirm the change "
-                f"with the employee through a channel you trust; flag the ticket again after "
+                f"than {hours:g} hours ago, so no link is sent. Confirm the change with the "
+                f"employee through a channel you trust; flag the ticket again after "
                 f"{notes.when(changed + min_age)}"
             )
 

@@ -77,8 +77,8 @@ class PacedDesk:
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:
         return self._call(lambda: self.desk.own_notes(ticket, text))
 
-    def contact_changed_at(self, person: Person, channel: str) -> float | None:
-        return self._call(lambda: self.desk.contact_changed_at(person, channel))
+    def changed_at(self, person: Person, field: str) -> float | None:
+        return self._call(lambda: self.desk.changed_at(person, field))
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return self._call(lambda: self.desk.get_requester(ticket))

@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 
 from config.settings import Channel, IncodeConfig
-from connectors.http import AuthFailed, Fatal, Retriable, json_body, new_client, request
+from connectors.http import (
+    AuthFailed,
+    Fatal,
+    Retriable,
+    Unanswered,
+    json_body,
+    new_client,
+    request,
+)
 from connectors.incode.results import Result, interpret
 from connectors.token_cache import CachedToken
 
@@ -146,7 +154,8 @@ class IncodeClient:
         )
         interview_id, url = body.get("interviewId"), body.get("url")
         if not isinstance(interview_id, str) or not interview_id:
-            raise Retriable(SYSTEM, "request-new response carries no interviewId")
+            # Answered, but without the session: Incode may have sent the link (never ask again).
+            raise Unanswered(SYSTEM, "request-new response carries no interviewId")
         return Session(interview_id=interview_id, url=str(url or ""))
 
     def score(self, interview_id: str) -> dict[str, Any]:

@@ -30,7 +30,8 @@ SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 PAGE = 100
 PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
 PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
-CONTACT_FIELDS = {"EMAIL": "email", "SMS": "mobile_phone"}  # the field each channel sends to
+# The sys_user field behind each of the requester's fields Deskgate may rely on.
+USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
 
 
@@ -185,27 +186,38 @@ class ServiceNowConnector:
         # Checked again here: an instance ignores a query condition it cannot apply.
         return [str(r.get("value", "")) for r in rows if str(r.get("sys_created_by", "")) == author]
 
-    def contact_changed_at(self, person: Person, channel: str) -> float | None:
-        """The newest ``sys_audit`` entry for the user's e-mail (or mobile phone); with none, the
-        user's creation time (the field was set then, or the table is not audited: docs)."""
-        field = CONTACT_FIELDS[channel]
+    def changed_at(self, person: Person, field: str) -> float | None:
+        """The newest ``sys_audit`` entry for that field of the user. With none, the user's
+        creation time, but only where ``sys_user`` is audited at all (some audit row exists):
+        otherwise an unaudited table and an unchanged field look alike, and the age cannot be
+        told. No read on ``sys_audit`` (or rows hidden by ACLs): cannot be told."""
+        column = USER_FIELDS.get(field) or field.removeprefix("user_field:")
+        if column not in PERSON_FIELDS:
+            return None
+        mine = self._audit(f"tablename=sys_user^documentkey={person.id}^fieldname={column}")
+        if mine is None:
+            return None
+        hit = [r for r in mine if (r.get("fieldname"), r.get("documentkey")) == (column, person.id)]
+        if hit:
+            return _instant(hit[0].get("sys_created_on"))
+        audited = self._audit("tablename=sys_user")
+        return person.created_at if audited else None
+
+    def _audit(self, query: str) -> list[dict[str, Any]] | None:
+        """The newest ``sys_audit`` row matching ``query`` (as a list), or None if unreadable."""
         try:
             rows = self._call(
                 "GET",
                 "/api/now/table/sys_audit",
                 params={
-                    "sysparm_query": f"tablename=sys_user^documentkey={person.id}"
-                    f"^fieldname={field}^ORDERBYDESCsys_created_on",
-                    "sysparm_fields": "sys_created_on,fieldname,documentkey",
+                    "sysparm_query": f"{query}^ORDERBYDESCsys_created_on",
+                    "sysparm_fields": "sys_created_on,fieldname,documentkey,tablename",
                     "sysparm_limit": 1,
                 },
             )
-        except Fatal:  # no read on sys_audit: the age cannot be told
+        except Fatal:
             return None
-        mine = [r for r in rows if (r.get("fieldname"), r.get("documentkey")) == (field, person.id)]
-        if mine:
-            return _instant(mine[0].get("sys_created_on"))
-        return person.created_at
+        return [r for r in rows if r.get("tablename") == "sys_user"]
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return ticket.requester  # read with the record, by dot-walking

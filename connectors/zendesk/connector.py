@@ -142,8 +142,12 @@ class ZendeskConnector:
         me = self._my_id()
         found: list[str] = []
         url: str = f"/tickets/{ticket.id}/comments.json"
+        # Newest first: however many comments pile up after Deskgate's last note, the pages read
+        # start from the newest, so an old gate note cannot pass for the newest Deskgate note.
+        params: dict[str, str] | None = {"sort_order": "desc"}
         for _ in range(SEARCH_PAGES):
-            page = self._call("GET", url)
+            page = self._call("GET", url, params=params)
+            params = None  # next_page carries them
             found += [
                 str(c.get("body", ""))
                 for c in page.get("comments", [])
@@ -154,13 +158,14 @@ class ZendeskConnector:
             if not page.get("next_page"):
                 break
             url = self._next(page["next_page"])
-        return found[::-1]
+        return found
 
-    def contact_changed_at(self, person: Person, channel: str) -> float | None:
-        """From the user's identities: the one holding the e-mail (or phone) of record, created
-        or updated when. A user's primary e-mail and phone are identities in Zendesk."""
-        wanted = person.email if channel == "EMAIL" else person.phone
-        kind = "email" if channel == "EMAIL" else "phone_number"
+    def changed_at(self, person: Person, field: str) -> float | None:
+        """For the e-mail and phone: the user's identity holding the value of record, created or
+        updated when (a user's primary e-mail and phone are identities in Zendesk). Zendesk
+        keeps no history of other fields that Deskgate can read: None."""
+        kinds = {"email": ("email", person.email), "phone": ("phone_number", person.phone)}
+        kind, wanted = kinds.get(field, ("", None))
         if not wanted:
             return None
         try:
@@ -168,10 +173,10 @@ class ZendeskConnector:
         except NotFound:
             return None
         stamps = [
-            _instant(i.get(field))
+            _instant(i.get(stamp))
             for i in page.get("identities", [])
             if i.get("type") == kind and _same_contact(str(i.get("value", "")), wanted, kind)
-            for field in ("created_at", "updated_at")
+            for stamp in ("created_at", "updated_at")
         ]
         known = [s for s in stamps if s is not None]
         return max(known) if known else None

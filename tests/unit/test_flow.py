@@ -32,7 +32,8 @@ class MemoryDesk:
     tickets: dict[str, Ticket] = field(default_factory=dict)
     people: dict[str, Person] = field(default_factory=dict)
     notes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (author, text)
-    changed_at: float | None = START - 30 * 24 * HOUR
+    changed: float | None = START - 30 * 24 * HOUR  # when any field of a person last changed
+    asked_about: list[str] = field(default_factory=list)  # which fields' age was asked
     refuse: Exception | None = None  # raised by every write while set
     refuse_gate: Exception | None = None  # raised by the gate write only
 
@@ -57,8 +58,9 @@ class MemoryDesk:
     def get_requester(self, ticket: Ticket) -> Person | None:
         return self.people.get(ticket.requester_id or "")
 
-    def contact_changed_at(self, person: Person, channel: str) -> float | None:
-        return self.changed_at
+    def changed_at(self, person: Person, field: str) -> float | None:
+        self.asked_about.append(field)
+        return self.changed
 
     def _write(self, ticket: Ticket, note: str, **change: Any) -> Ticket:
         current = self.tickets.get(ticket.id)
@@ -164,7 +166,7 @@ def started(w: World, ticket_id: str = "42") -> str:
 
 def test_a_contact_changed_recently_gets_no_link_and_the_note_says_until_when(w: World) -> None:
     w.desk.add("42")
-    w.desk.changed_at = START - 2 * HOUR  # an agent typed the caller's address in
+    w.desk.changed = START - 2 * HOUR  # an agent typed the caller's address in
     w.flow.start(DESK, "42")
     assert w.incode.asked == []
     assert w.desk.tickets["42"].marker == "error"
@@ -175,7 +177,7 @@ def test_a_contact_changed_recently_gets_no_link_and_the_note_says_until_when(w:
 
 def test_a_contact_whose_age_the_desk_cannot_tell_gets_no_link(w: World) -> None:
     w.desk.add("42")
-    w.desk.changed_at = None
+    w.desk.changed = None
     w.flow.start(DESK, "42")
     assert w.incode.asked == []
     assert "cannot tell when the requester's e-mail address" in w.note()
@@ -184,11 +186,24 @@ def test_a_contact_whose_age_the_desk_cannot_tell_gets_no_link(w: World) -> None
 def test_destination_incode_sends_only_the_login_hint_and_the_channel(redis: Redis[str]) -> None:
     w = world(redis, destination="incode")
     w.desk.add("42")
-    w.desk.changed_at = START  # irrelevant: Incode delivers to its own record
     w.flow.start(DESK, "42")
     [asked] = w.incode.asked
     assert asked["destination"] is None and asked["login_hint"] == "jane@acme.test"
     assert "the employee's contact enrolled with Incode" in w.note()
+    assert w.desk.asked_about == ["email"]  # the login hint's age: it names who gets the link
+
+
+def test_destination_incode_checks_the_age_of_what_names_the_employee(redis: Redis[str]) -> None:
+    """With Incode delivering to its own record, whoever can change the login hint chooses the
+    employee Incode sends to: a login hint changed just now gets no link."""
+    w = world(redis, destination="incode", login_hint="external_id")
+    w.desk.add("42")
+    w.desk.people["u42"] = replace(w.desk.people["u42"], external_id="E-1")
+    w.desk.changed = START - 60
+    w.flow.start(DESK, "42")
+    assert w.incode.asked == []
+    assert w.desk.asked_about == ["external_id"]
+    assert "external id, which names the employee to Incode, was added or changed" in w.note()
 
 
 # -- one request for a link at a time ------------------------------------------------------

@@ -36,7 +36,7 @@ class Desk:
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:
         return []
 
-    def contact_changed_at(self, person: Person, channel: str) -> float | None:
+    def changed_at(self, person: Person, field: str) -> float | None:
         return None
 
     def get_requester(self, ticket: Ticket) -> Person | None:

@@ -297,3 +297,28 @@ def test_requested_items_work_by_config(server: Server, api: httpx.Client) -> No
     gated = desk.gate(ticket, "gate")
     assert (gated.status, gated.marker) == ("-5", "pending")
     assert desk.record(gated, "verified", "done", release=True).status == "2"
+
+
+def test_a_contacts_age_needs_an_audited_user_table() -> None:
+    """With no audit row for the field, the user's creation time counts only where sys_user
+    has audit rows at all: an unaudited table and an unchanged field look alike otherwise."""
+    fresh = serve(sim.create_app(sim.ServiceNowSimConfig(seed_history=False)))
+    api = httpx.Client(base_url=fresh.url, auth=(SIM.username, SIM.password), timeout=10)
+    try:
+        desk = ServiceNowConnector("sn", desk_config(fresh), 5)
+        ticket = desk.get_ticket(incident(api))
+        assert ticket is not None and ticket.requester is not None
+        caller = ticket.requester
+        assert desk.changed_at(caller, "email") is None  # nothing audited yet: cannot tell
+        other = api.post("/api/now/table/sys_user", json={"user_name": "x"}).json()["result"]
+        api.patch(f"/api/now/table/sys_user/{other['sys_id']}", json={"first_name": "X"})
+        assert desk.changed_at(caller, "email") == caller.created_at  # audited, never changed
+        api.patch(f"/api/now/table/sys_user/{caller.id}", json={"email": "caller@evil.test"})
+        changed = desk.changed_at(caller, "email")
+        assert changed is not None and caller.created_at is not None
+        assert changed >= caller.created_at
+        assert desk.changed_at(caller, "external_id") == caller.created_at  # employee_number
+        assert desk.changed_at(caller, "user_field:not_a_field") is None
+    finally:
+        api.close()
+        fresh.stop()

@@ -136,12 +136,36 @@ def test_a_contacts_age_comes_from_the_users_identities(
 ) -> None:
     t = desk.get_ticket(ticket(api, "jane@acme.test", ["idv_mfa_reset"]))
     assert t is not None and t.requester is not None
-    old = desk.contact_changed_at(t.requester, "EMAIL")
+    old = desk.changed_at(t.requester, "email")
     assert old is not None
     user = t.requester.id
     api.put(f"/users/{user}.json", json={"user": {"phone": "+1 415 555 0134"}}).raise_for_status()
     fresh = desk.get_ticket(t.id)
     assert fresh is not None and fresh.requester is not None
-    phone = desk.contact_changed_at(fresh.requester, "SMS")
+    phone = desk.changed_at(fresh.requester, "phone")
     assert phone is not None and phone - old > 29 * 86400  # just set; the e-mail is 30 days old
-    assert desk.contact_changed_at(fresh.requester, "EMAIL") == old
+    assert desk.changed_at(fresh.requester, "email") == old
+    assert desk.changed_at(fresh.requester, "external_id") is None  # no history to read
+
+
+def test_deskgates_own_notes_are_read_newest_first_however_many_follow(
+    api: httpx.Client, desk: ZendeskConnector
+) -> None:
+    """A flood of notes after Deskgate's outcome must not leave an older gate note looking like
+    the newest thing Deskgate wrote: pages are read from the newest, so beyond a thousand
+    comments nothing of Deskgate's is found at all (and recovery refuses)."""
+    t = desk.get_ticket(ticket(api, "jane@acme.test", ["idv_mfa_reset"]))
+    assert t is not None
+    done = desk.record(desk.gate(t, "gate\nDeskgate verification: 1"), "review",
+                       "review\nDeskgate verification: 1", release=False)  # fmt: skip
+    assert desk.own_notes(done, "Deskgate verification:") == [
+        "review\nDeskgate verification: 1",
+        "gate\nDeskgate verification: 1",
+    ]
+    agent = api.post(
+        "/users.json", json={"user": {"name": "A", "email": "a@acme.test", "role": "agent"}}
+    ).json()["user"]["id"]
+    for n in range(1000):
+        note = {"body": f"note {n}", "public": False, "author_id": agent}
+        api.put(f"/tickets/{t.id}.json", json={"ticket": {"comment": note}}).raise_for_status()
+    assert desk.own_notes(done, "Deskgate verification:") == []
