@@ -38,8 +38,8 @@ from bench.harness import (
     wait_until,
     write_section,
 )
-from sandbox.stack import TRIGGERS, ZendeskDriver
 from sandbox.zendesk import WEBHOOK_ID
+from sandbox.zendesk_driver import TRIGGERS, ZendeskDriver
 from sandbox.zendesk_triggers import documented_trigger, tag_only_trigger
 from worker.dispatch import POLL_DESK, SWEEP
 
