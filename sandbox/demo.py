@@ -201,6 +201,18 @@ DEV_PORTS = {"web": 8000, **{name: sim.dev_port for name, sim in SIMULATORS.item
 DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
 
 
+def dev_banner(stack: Stack) -> str:
+    """Where each part of the dev stack answers, and the credentials to call it with."""
+    hooks = ", ".join(f"/webhooks/{name}" for name in SIMULATORS)
+    sims = "\n".join(
+        sim.banner(stack.urls[name], stack.app_configs[name]) for name, sim in SIMULATORS.items()
+    )
+    return f"""  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
+{sims}
+  logs               {stack.workdir}
+"""
+
+
 def run_dev(host: str = "127.0.0.1") -> int:
     url, which, embedded = _redis_or_embedded()
     options = StackOptions(
@@ -215,18 +227,7 @@ def run_dev(host: str = "127.0.0.1") -> int:
         log_format="console",
     )
     with Stack(options) as stack:
-        hooks = ", ".join(f"/webhooks/{name}" for name in SIMULATORS)
-        sims = "\n".join(
-            sim.banner(stack.urls[name], stack.app_configs[name])
-            for name, sim in SIMULATORS.items()
-        )
-        print(
-            f"""Deskgate dev stack is up ({which}); Ctrl-C stops it.
-  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
-{sims}
-  logs               {stack.workdir}
-"""
-        )
+        print(f"Deskgate dev stack is up ({which}); Ctrl-C stops it.\n{dev_banner(stack)}")
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
