@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import statistics
@@ -235,3 +236,26 @@ def run_dev(host: str = "127.0.0.1") -> int:
     if embedded is not None:
         embedded.shutdown()
     return 0
+
+
+# -- the ``deskgate.commands`` plug-ins (pyproject.toml): ``deskgate demo`` and ``deskgate dev`` --
+
+
+def demo_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deskgate demo", description="Run the whole flow on the sandbox and print timelines."
+    )
+    parser.add_argument(
+        "--keep-redis", action="store_true", help="do not flush the demo's Redis db"
+    )
+    args = parser.parse_args(argv)
+    return run_demo(keep_redis=args.keep_redis)
+
+
+def dev_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deskgate dev", description="Run the sandbox and Deskgate until interrupted."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    return run_dev(host=args.host)
