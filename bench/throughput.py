@@ -134,7 +134,9 @@ def _unfinished(bs: BenchStack, items: list[Lifecycle]) -> dict[str, int]:
     for x in items:
         if x.done:
             continue
-        state, gated, detail = ("", "", "")
+        state: str | None = None
+        gated: str | None = None
+        detail: str | None = None
         if x.vid:
             state, gated, detail = bs.redis.hmget(
                 bs.record_key(x.vid), ["state", "gated", "detail"]

@@ -1,15 +1,15 @@
 """Incode Omni simulator: OAuth token server, B2B "Request New Onboarding", results API, webhooks.
 
 One Flask app plays both ``auth.incode.com`` (``/oauth2/token``) and the Omni API, because
-Deskgate only needs two base URLs pointed somewhere. Shapes follow
-``/work/shared/reference/incode-api.md``; where Incode's docs are silent the simulator picks a
-strict but plausible behaviour so that client bugs surface here rather than in production.
+Deskgate only needs two base URLs pointed somewhere. Requests and responses have Incode's own
+shapes; where the vendor leaves a behaviour open the simulator picks a strict but plausible one,
+so that client bugs surface here rather than in production.
 
 The employee's side of a session (opening the link, ID + selfie capture) is driven through the
 control API: ``POST /_sandbox/sessions/<interviewId>/complete`` sets the outcome, the score and
 delivers the session webhook synchronously, so tests are deterministic.
 
-Webhooks carry the static secret header, or, in OAuth webhook mode (reference §5c.2: the
+Webhooks carry the static secret header, or, in OAuth webhook mode (the
 ``webhook_oauth_*`` config fields, or ``PUT /_sandbox/webhook`` with ``oauth_url``,
 ``oauth_client_id``, ``oauth_client_secret``), a bearer token fetched from the receiver's token
 endpoint with HTTP Basic client credentials, cached until shortly before it expires and fetched

@@ -6,8 +6,8 @@ operations, Safe Update (409), the closed-ticket rule (422), the search query su
 1,000-result cap, and triggers in Zendesk's own shape (``/api/v2/triggers``), evaluated on every
 ticket create and update as Zendesk does, whose ``notification_webhook`` actions POST signed
 webhooks.
-Where the real service is ambiguous, the choices are the ones documented in
-``/work/shared/reference/ticketing-apis.md``.
+Where the real service is ambiguous, the simulator is the stricter of the readings, so that client
+bugs surface here rather than in production.
 
 Deliberate simplifications: search has no index lag; "hold" is always enabled; there is one
 account and a single agent (the one whose e-mail authenticates), created on start and on reset.
