@@ -2,8 +2,11 @@
 and (optionally) beat, wired by a generated config file. The demo, ``deskgate dev`` and the
 end-to-end tests all run on this.
 
-Simulators run as threads of the calling process (real HTTP servers on loopback); Deskgate's own
-parts run as child processes exactly as in production, so a test sees what an operator would.
+The simulators are the ones ``sandbox.registry`` lists, each wired from its ``Simulator``: its
+config block and secrets go into Deskgate's config and environment, its driver acts on it. They run
+as threads of the calling process (real HTTP servers on loopback; ``StackOptions.serve`` may serve
+them otherwise); Deskgate's own parts run as child processes exactly as in production, so a test
+sees what an operator would.
 """
 
 from __future__ import annotations
