@@ -17,6 +17,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The whole suite: unit, simulator and end-to-end tests (real Redis, a real Celery worker).
 test: lint

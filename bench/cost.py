@@ -35,11 +35,11 @@ from bench.harness import (
     met,
     now_utc,
     table,
-    wait_until,
     write_section,
 )
-from sandbox.stack import TRIGGERS, ZendeskDriver
+from sandbox.stack import wait_until
 from sandbox.zendesk import WEBHOOK_ID
+from sandbox.zendesk_driver import TRIGGERS, ZendeskDriver
 from sandbox.zendesk_triggers import documented_trigger, tag_only_trigger
 from worker.dispatch import POLL_DESK, SWEEP
 
@@ -220,9 +220,11 @@ def _measure_polls(bs: BenchStack, kind: str, polls: int) -> dict[str, float]:
         with Monitor(bs) as mon:
             for i in range(polls):
                 bs.s.send_task(task, *args)
-                wait_until(
-                    lambda i=i, t=task, s=since: len(_task_times(bs, s, t)) > i, 60, every=0.02
-                )
+
+                def ran(i: int = i, t: str = task, s: int = since) -> bool:
+                    return len(_task_times(bs, s, t)) > i
+
+                wait_until(ran, 60, every=0.02)
         times = _task_times(bs, since, task)
         short = task.rsplit(".", 1)[-1]
         out[f"{short} redis"] = mon.total / polls
@@ -249,7 +251,8 @@ def _seed_history(bs: BenchStack, upto: int, have: int, template: dict[str, str]
     for chunk in batched(range(have, upto), 2000):
         for i in chunk:
             vid, interview = f"h{i:024d}", f"hist{i:020d}"
-            record = {**template, "id": vid, "interview_id": interview, "ticket_id": str(10**7 + i)}
+            record: dict[str | bytes, str] = {k: v for k, v in template.items()}
+            record.update(id=vid, interview_id=interview, ticket_id=str(10**7 + i))
             pipe.hset(f"{KEY_PREFIX}:v:{vid}", mapping=record)
             pipe.expire(f"{KEY_PREFIX}:v:{vid}", ttl)
             pipe.set(f"{KEY_PREFIX}:iv:{interview}", vid, ex=ttl)

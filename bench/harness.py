@@ -8,17 +8,16 @@ figures measure Deskgate and not the simulators:
 - ``Stack`` serves the simulators as threads of the calling process. Under load that process,
   one GIL shared by three simulators and the bench's own agents, answers a 150 ms call in 1-2 s
   (measured: docs/performance.md), so here each simulator runs in a process of its own
-  (``serve_simulators_in_processes``), the same app with the same config, served by the same
-  keep-alive ``sandbox.common.serve``.
+  (``serve_in_process``, passed to ``Stack`` as ``StackOptions.serve``), the same app with the
+  same config, served by the same keep-alive ``sandbox.common.serve``.
 
 The simulators themselves share one pooled client for their outgoing webhooks, keep connections
-alive, and count the Zendesk rate-limit header in O(log n), so nothing else needs patching.
+alive, and count their rate-limit windows in O(log n), so nothing else needs patching.
 ``--raw-sandbox`` on every bench serves the simulators as threads of the bench's process.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import pickle
@@ -26,7 +25,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,22 +123,14 @@ PROFILES = {
 }
 
 
-# The extension each simulator app keeps its state in (with a ``config``) -> its module.
-_SIMULATOR_STATES = {
-    "zendesk_state": "sandbox.zendesk",
-    "servicenow_sim": "sandbox.servicenow",
-    "incode_sim": "sandbox.incode",
-}
-
-
 def host_simulator() -> None:
     """Child process: serve the simulator described on stdin until terminated, or until the
     bench that started it is gone."""
     from sandbox.common import serve
+    from sandbox.registry import SIMULATORS
 
-    module_name, config, host, port = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
-    module = importlib.import_module(module_name)
-    server = serve(module.create_app(config), host, port)
+    name, config, host, port = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
+    server = serve(SIMULATORS[name].create_app(config), host, port)
     parent = os.getppid()
     while server.thread.is_alive() and os.getppid() == parent:
         time.sleep(1)
@@ -165,43 +156,31 @@ class SimulatorProcess:
             self.process.wait(5)
 
 
-def serve_simulators_in_processes() -> Callable[[], None]:
-    """Make ``Stack.start()`` serve each simulator app from a process of its own (the same app
-    factory and config, rebuilt there). Returns the undo."""
-    import sandbox.stack as stack_module
+def serve_in_process(name: str, config: Any, host: str, port: int) -> SimulatorProcess:
+    """``StackOptions.serve``: the simulator ``name`` (the registry's) in a process of its own,
+    its app rebuilt there from the same config."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from bench.harness import host_simulator; host_simulator()"],
+        stdin=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdin is not None
+    process.stdin.write(pickle.dumps((name, config, host, port)))
+    process.stdin.close()
 
-    def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> SimulatorProcess:
-        name, config = next(
-            (module, app.extensions[ext].config)
-            for ext, module in _SIMULATOR_STATES.items()
-            if ext in app.extensions
-        )
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from bench.harness import host_simulator; host_simulator()"],
-            stdin=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        assert process.stdin is not None
-        process.stdin.write(pickle.dumps((name, config, host, port)))
-        process.stdin.close()
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"simulator {name} exited ({process.returncode})")
+        try:
+            httpx.get(f"http://{host}:{port}/_sandbox/calls", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return True
 
-        def answers() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"simulator {name} exited ({process.returncode})")
-            try:
-                httpx.get(f"http://{host}:{port}/_sandbox/calls", timeout=1)
-            except httpx.HTTPError:
-                return False
-            return True
-
-        if not wait_until(answers, 30, every=0.1):
-            process.kill()
-            raise TimeoutError(f"simulator {name} did not answer on port {port}")
-        return SimulatorProcess(name.rsplit(".", 1)[-1], process)
-
-    original = stack_module.serve
-    stack_module.serve = serve  # type: ignore[assignment]
-    return lambda: setattr(stack_module, "serve", original)
+    if not wait_until(answers, 30, every=0.1):
+        process.kill()
+        raise TimeoutError(f"simulator {name} did not answer on port {port}")
+    return SimulatorProcess(name, process)
 
 
 # -- the running system -----------------------------------------------------------------------
@@ -232,15 +211,13 @@ class BenchStack:
             queue=QUEUE,
             employees=frozenset(employees),
             worker_concurrency=concurrency,
+            serve=None if raw_sandbox else serve_in_process,
             **options,
         )
-        self._unpatch: Callable[[], None] | None = None
         self.stack: Stack | None = None
 
     def __enter__(self) -> BenchStack:
         Redis.from_url(self.url).flushdb()
-        if not self.raw_sandbox:
-            self._unpatch = serve_simulators_in_processes()
         self.stack = Stack(self.options)
         try:
             self.stack.start()
@@ -253,8 +230,6 @@ class BenchStack:
     def __exit__(self, *exc: object) -> None:
         if self.stack is not None:
             self.stack.stop()
-        if self._unpatch is not None:
-            self._unpatch()
         Redis.from_url(self.url).flushdb()
 
     @property

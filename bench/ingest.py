@@ -36,7 +36,6 @@ from bench.harness import (
     ms,
     now_utc,
     table,
-    wait_until,
     write_section,
 )
 from bench.loadgen import (
@@ -50,7 +49,7 @@ from bench.loadgen import (
     wrk_script,
 )
 from sandbox import incode, zendesk
-from sandbox.stack import Child, free_port
+from sandbox.stack import Child, free_port, wait_until
 from worker.lifecycle import State
 from worker.store import Verification
 
@@ -101,8 +100,9 @@ def _seed(bs: BenchStack, interviews: list[str]) -> None:
                 updated_at=now, interview_id=interview, channel="EMAIL",
                 destination="e***@acme.test", expires_at=now + 1800, gated=True,
             )  # fmt: skip
-            record = {k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in
-                      asdict(v).items()}  # fmt: skip
+            record: dict[str | bytes, str] = {
+                k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in
+                asdict(v).items()}  # fmt: skip
             record["state"] = v.state.value
             pipe.hset(f"{KEY_PREFIX}:v:{vid}", mapping=record)
             pipe.set(f"{KEY_PREFIX}:iv:{interview}", vid)
@@ -170,7 +170,7 @@ def main() -> None:
         web = bs.s.children["web"]
         bare_port = free_port()
         bare_args = [
-            a if a != "webhooks.app:create_app()" else "bench.bare_app:create_app()"
+            str(a) if a != "webhooks.app:create_app()" else "bench.bare_app:create_app()"
             for a in web.proc.args  # type: ignore[union-attr]
         ]
         bare_args[bare_args.index("--bind") + 1] = f"127.0.0.1:{bare_port}"

@@ -37,6 +37,7 @@ from bench.harness import (
     ticket_writes,
     write_section,
 )
+from sandbox.registry import DESKS
 
 TARGET_RATE = 50.0  # verifications/s with the realistic profile, one worker process
 WINDOW = 2000  # lifecycles whose progress is read from Redis per round (oldest first)
@@ -133,7 +134,9 @@ def _unfinished(bs: BenchStack, items: list[Lifecycle]) -> dict[str, int]:
     for x in items:
         if x.done:
             continue
-        state, gated, detail = ("", "", "")
+        state: str | None = None
+        gated: str | None = None
+        detail: str | None = None
         if x.vid:
             state, gated, detail = bs.redis.hmget(
                 bs.record_key(x.vid), ["state", "gated", "detail"]
@@ -268,7 +271,7 @@ def main() -> None:
     parser.add_argument("--tickets", default="1000,10000", help="comma-separated N")
     parser.add_argument("--profiles", default="none,realistic")
     parser.add_argument("--concurrency", default="128", help="worker threads, comma-separated")
-    parser.add_argument("--kinds", default="zendesk,servicenow", help="desk kinds, comma-separated")
+    parser.add_argument("--kinds", default=",".join(DESKS), help="desk kinds, comma-separated")
     parser.add_argument("--timeout", type=float, default=540, help="seconds per run at most")
     parser.add_argument(
         "--raw-sandbox", action="store_true", help="simulators as threads of the bench process"

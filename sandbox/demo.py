@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import statistics
@@ -14,17 +15,9 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from sandbox import incode, servicenow, zendesk
-from sandbox.common import CONTROL_PREFIX
-from sandbox.stack import (
-    ZENDESK_AGENT,
-    DeskDriver,
-    Ports,
-    Stack,
-    StackOptions,
-    free_port,
-    wait_for,
-)
+from sandbox.driver import DeskDriver
+from sandbox.registry import DESKS, SIMULATORS
+from sandbox.stack import Stack, StackOptions, free_port, wait_for
 from worker.dispatch import SWEEP
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
@@ -87,11 +80,11 @@ SCRIPT: list[tuple[str, str | None, bool, str, str, str]] = [
     ("Hana Novak", "hana.novak", True, "push", "pass", "verified"),
     ("Ivo Marek", "ivo.marek", True, "push", "pass", "verified"),
 ]
-DESKS = {"zendesk": "acme.test", "servicenow": "corp.acme.test"}  # a domain per desk's staff
-
+# Every desk simulator plays the script, its staff on a domain of their own ("ana.ruiz" is
+# someone else on each desk).
 CASES = [
-    Case(kind, who, f"{local}@{domain}" if local else None, enrolled, how, part, expect)
-    for kind, domain in DESKS.items()
+    Case(kind, who, f"{local}@{kind}.acme.test" if local else None, enrolled, how, part, expect)
+    for kind in DESKS
     for who, local, enrolled, how, part, expect in SCRIPT
 ]
 
@@ -205,8 +198,20 @@ def run_demo(keep_redis: bool = False) -> int:
     return 0
 
 
-DEV_PORTS = Ports(web=8000, zendesk=8101, servicenow=8102, incode=8103)
+DEV_PORTS = {"web": 8000, **{name: sim.dev_port for name, sim in SIMULATORS.items()}}
 DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
+
+
+def dev_banner(stack: Stack) -> str:
+    """Where each part of the dev stack answers, and the credentials to call it with."""
+    hooks = ", ".join(f"/webhooks/{name}" for name in SIMULATORS)
+    sims = "\n".join(
+        sim.banner(stack.urls[name], stack.app_configs[name]) for name, sim in SIMULATORS.items()
+    )
+    return f"""  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
+{sims}
+  logs               {stack.workdir}
+"""
 
 
 def run_dev(host: str = "127.0.0.1") -> int:
@@ -223,21 +228,7 @@ def run_dev(host: str = "127.0.0.1") -> int:
         log_format="console",
     )
     with Stack(options) as stack:
-        z, i = stack.zendesk_url, stack.incode_url
-        sn = servicenow.ServiceNowSimConfig
-        print(
-            f"""Deskgate dev stack is up ({which}); Ctrl-C stops it.
-  webhook app      {stack.web_url}   (POST /webhooks/zendesk, /webhooks/incode; GET /readyz)
-  Zendesk sandbox  {z}/api/v2
-                   basic auth {ZENDESK_AGENT}/token : {zendesk.ZendeskSimConfig.api_token}
-  ServiceNow sandbox {stack.servicenow_url}/api/now/table
-                   basic auth {sn.username} : {sn.password}
-  Incode sandbox   {i}   enrolled: {", ".join(sorted(DEV_EMPLOYEES))}
-  logs             {stack.workdir}
-  control APIs     {z}{CONTROL_PREFIX}calls  {i}{CONTROL_PREFIX}sessions
-  Incode webhook secret header: x-incode-secret: {incode.IncodeSimConfig.webhook_secret}
-"""
-        )
+        print(f"Deskgate dev stack is up ({which}); Ctrl-C stops it.\n{dev_banner(stack)}")
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -245,3 +236,26 @@ def run_dev(host: str = "127.0.0.1") -> int:
     if embedded is not None:
         embedded.shutdown()
     return 0
+
+
+# -- the ``deskgate.commands`` plug-ins (pyproject.toml): ``deskgate demo`` and ``deskgate dev`` --
+
+
+def demo_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deskgate demo", description="Run the whole flow on the sandbox and print timelines."
+    )
+    parser.add_argument(
+        "--keep-redis", action="store_true", help="do not flush the demo's Redis db"
+    )
+    args = parser.parse_args(argv)
+    return run_demo(keep_redis=args.keep_redis)
+
+
+def dev_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deskgate dev", description="Run the sandbox and Deskgate until interrupted."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    return run_dev(host=args.host)

@@ -1,15 +1,15 @@
 """Incode Omni simulator: OAuth token server, B2B "Request New Onboarding", results API, webhooks.
 
 One Flask app plays both ``auth.incode.com`` (``/oauth2/token``) and the Omni API, because
-Deskgate only needs two base URLs pointed somewhere. Shapes follow
-``/work/shared/reference/incode-api.md``; where Incode's docs are silent the simulator picks a
-strict but plausible behaviour so that client bugs surface here rather than in production.
+Deskgate only needs two base URLs pointed somewhere. Requests and responses have Incode's own
+shapes; where the vendor leaves a behaviour open the simulator picks a strict but plausible one,
+so that client bugs surface here rather than in production.
 
 The employee's side of a session (opening the link, ID + selfie capture) is driven through the
 control API: ``POST /_sandbox/sessions/<interviewId>/complete`` sets the outcome, the score and
 delivers the session webhook synchronously, so tests are deterministic.
 
-Webhooks carry the static secret header, or, in OAuth webhook mode (reference §5c.2: the
+Webhooks carry the static secret header, or, in OAuth webhook mode (the
 ``webhook_oauth_*`` config fields, or ``PUT /_sandbox/webhook`` with ``oauth_url``,
 ``oauth_client_id``, ``oauth_client_secret``), a bearer token fetched from the receiver's token
 endpoint with HTTP Basic client credentials, cached until shortly before it expires and fetched
@@ -32,7 +32,9 @@ import httpx
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sandbox.common import Controls, WebhookClient, on_stop
+from sandbox.common import CONTROL_PREFIX, Controls, WebhookClient, on_stop
+from sandbox.options import Wiring
+from sandbox.simulator import Simulator
 
 API_VERSION = "1.0"
 EXECUTIVE_TOKEN_TTL_SECONDS = 24 * 3600
@@ -776,3 +778,48 @@ def create_app(config: IncodeSimConfig) -> Flask:
     )
     app.add_url_rule("/_sandbox/reset", "sandbox_reset", sim.reset, methods=["POST"])
     return app
+
+
+# -- the sandbox's wiring (sandbox/registry.py) ----------------------------------------------
+
+
+def _app_config(wiring: Wiring) -> IncodeSimConfig:
+    return IncodeSimConfig(
+        employees=wiring.options.employees, webhook_url=f"{wiring.webhooks}/incode"
+    )
+
+
+def _config_text(wiring: Wiring) -> str:
+    c = IncodeSimConfig
+    return f"""[incode]
+api_url = "{wiring.url}"
+auth_url = "{wiring.url}"
+integration_reference = "{c.integration_reference}"
+client_id = "{c.client_id}"
+executive_email = "{c.executive_email}"
+reconcile_after_seconds = {wiring.options.reconcile_after_seconds}
+"""
+
+
+def _banner(url: str, config: IncodeSimConfig) -> str:
+    header = f"{config.webhook_secret_header}: {config.webhook_secret}"
+    return f"""  Incode sandbox     {url}   enrolled: {", ".join(sorted(config.employees))}
+                     control API {url}{CONTROL_PREFIX}sessions
+                     webhook secret header: {header}"""
+
+
+SIMULATOR = Simulator(
+    name="incode",
+    create_app=create_app,
+    app_config=_app_config,
+    config_text=_config_text,
+    secrets={
+        "DESKGATE_INCODE__CLIENT_SECRET": IncodeSimConfig.client_secret,
+        "DESKGATE_INCODE__API_KEY": IncodeSimConfig.api_key,
+        "DESKGATE_INCODE__EXECUTIVE_PASSWORD": IncodeSimConfig.executive_password,
+        "DESKGATE_INCODE__WEBHOOK_SECRET": IncodeSimConfig.webhook_secret,
+    },
+    dev_port=8103,
+    banner=_banner,
+    client_timeout=30.0,
+)

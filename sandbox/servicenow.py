@@ -39,6 +39,9 @@ from werkzeug.exceptions import HTTPException
 
 from sandbox import servicenow_query as snq
 from sandbox.common import CONTROL_PREFIX, Controls, WebhookClient, on_stop
+from sandbox.options import Wiring
+from sandbox.servicenow_driver import DESK, FLAG_FIELD, TRIGGERS, ServiceNowDriver
+from sandbox.simulator import Simulator
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SYSTEM_FIELDS = (
@@ -927,3 +930,55 @@ def _link_header(total: int, offset: int, limit: int) -> str | None:
         links.append(f'{url(offset + limit)};rel="next"')
     links.append(f'{url(max(0, (total - 1) // limit * limit))};rel="last"')
     return ",".join(links)
+
+
+# -- the sandbox's wiring (sandbox/registry.py) ----------------------------------------------
+
+
+def _app_config(wiring: Wiring) -> ServiceNowSimConfig:
+    return ServiceNowSimConfig(
+        webhook_url=f"{wiring.webhooks}/servicenow",
+        flag_field=FLAG_FIELD,
+        flag_values=frozenset(TRIGGERS),
+        user_age_days=wiring.options.user_age_days,
+    )
+
+
+def _config_text(wiring: Wiring) -> str:
+    o = wiring.options
+    values = "\n".join(f'{value} = "{reason}"' for value, reason in TRIGGERS.items())
+    return f"""[desks.{DESK}]
+kind = "servicenow"
+base_url = "{wiring.url}"
+username = "{ServiceNowSimConfig.username}"
+table = "incident"
+flag_field = "{FLAG_FIELD}"
+consumed_value = ""
+channel = "EMAIL"
+link_validity_minutes = {o.link_validity_minutes}
+poll_interval_seconds = {o.poll_interval_seconds}
+
+[desks.{DESK}.triggers]
+{values}
+"""
+
+
+def _banner(url: str, config: ServiceNowSimConfig) -> str:
+    return f"""  ServiceNow sandbox {url}/api/now/table
+                     basic auth {config.username} : {config.password}
+                     control API {url}{CONTROL_PREFIX}calls"""
+
+
+SIMULATOR = Simulator(
+    name="servicenow",
+    create_app=create_app,
+    app_config=_app_config,
+    config_text=_config_text,
+    secrets={
+        f"DESKGATE_DESKS__{DESK.upper()}__PASSWORD": ServiceNowSimConfig.password,
+        f"DESKGATE_DESKS__{DESK.upper()}__WEBHOOK_SECRET": ServiceNowSimConfig.webhook_secret,
+    },
+    dev_port=8102,
+    banner=_banner,
+    driver=ServiceNowDriver,
+)

@@ -6,8 +6,8 @@ operations, Safe Update (409), the closed-ticket rule (422), the search query su
 1,000-result cap, and triggers in Zendesk's own shape (``/api/v2/triggers``), evaluated on every
 ticket create and update as Zendesk does, whose ``notification_webhook`` actions POST signed
 webhooks.
-Where the real service is ambiguous, the choices are the ones documented in
-``/work/shared/reference/ticketing-apis.md``.
+Where the real service is ambiguous, the simulator is the stricter of the readings, so that client
+bugs surface here rather than in production.
 
 Deliberate simplifications: search has no index lag; "hold" is always enabled; there is one
 account and a single agent (the one whose e-mail authenticates), created on start and on reset.
@@ -23,7 +23,6 @@ import hmac
 import html
 import json
 import re
-import shlex
 import threading
 import time
 import uuid
@@ -39,6 +38,10 @@ from werkzeug.exceptions import HTTPException
 
 from sandbox import zendesk_triggers as triggers
 from sandbox.common import CONTROL_PREFIX, Call, Controls, WebhookClient, on_stop
+from sandbox.options import Wiring
+from sandbox.simulator import Simulator
+from sandbox.zendesk_driver import AGENT, DESK, TRIGGERS, ZendeskDriver
+from sandbox.zendesk_search import SearchQuery, compare, date_bound, parse_instant
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -168,16 +171,6 @@ def _now() -> datetime:
 
 def _fmt(ts: datetime) -> str:
     return ts.strftime(TIMESTAMP_FORMAT)
-
-
-def _parse_instant(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 # -- records --------------------------------------------------------------------------------
@@ -362,97 +355,6 @@ def _html_from_text(text: str) -> str:
 def _text_from_html(markup: str) -> str:
     text = re.sub(r"<br\s*/?>|</p>", "\n", markup, flags=re.IGNORECASE)
     return html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
-
-
-# -- search ---------------------------------------------------------------------------------
-
-_TERM = re.compile(r"^(-?)([a-z_]+)(<=|>=|:|<|>)(.+)$", re.IGNORECASE)
-_RELATIVE = re.compile(r"^(\d+)(minute|hour|day|week)s?$", re.IGNORECASE)
-_SEARCH_KEYWORDS = {
-    "type",
-    "status",
-    "tags",
-    "tag",
-    "requester",
-    "assignee",
-    "subject",
-    "description",
-    "created",
-    "updated",
-}
-
-
-@dataclass
-class SearchQuery:
-    """A parsed subset of Zendesk's search language.
-
-    Repeated ``keyword:value`` terms of one keyword are OR'ed (as Zendesk does), ranges and
-    different keywords AND'ed, ``-`` negates; plain words must appear in subject/description.
-    """
-
-    types: set[str] = field(default_factory=set)
-    equal: dict[str, list[str]] = field(default_factory=dict)
-    ranges: list[tuple[str, str, str]] = field(default_factory=list)
-    excluded: list[tuple[str, str]] = field(default_factory=list)
-    words: list[str] = field(default_factory=list)
-    excluded_words: list[str] = field(default_factory=list)
-    order_by: str | None = None
-    sort: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> SearchQuery:
-        try:
-            tokens = shlex.split(text)
-        except ValueError:  # unbalanced quote: fall back to plain whitespace split
-            tokens = text.split()
-        query = cls()
-        for token in tokens:
-            match = _TERM.match(token)
-            if match is None:
-                word = token.lower()
-                if word.startswith("-") and len(word) > 1:
-                    query.excluded_words.append(word[1:])
-                elif word and word != "-":
-                    query.words.append(word)
-                continue
-            negated, keyword, op, value = match.groups()
-            keyword, value = keyword.lower(), value.strip('"').lower()
-            keyword = "tags" if keyword == "tag" else keyword
-            if keyword == "order_by" and op == ":":
-                query.order_by = value
-            elif keyword == "sort" and op == ":":
-                query.sort = value
-            elif keyword == "type" and op == ":" and not negated:
-                query.types.add(value)
-            elif keyword not in _SEARCH_KEYWORDS:
-                continue  # unknown keywords are ignored rather than failing the search
-            elif negated:
-                query.excluded.append((keyword, value))
-            elif op == ":":
-                query.equal.setdefault(keyword, []).append(value)
-            else:
-                query.ranges.append((keyword, op, value))
-        return query
-
-
-def _date_bound(value: str, now: datetime) -> datetime | None:
-    relative = _RELATIVE.match(value)
-    if relative:
-        amount, unit = int(relative.group(1)), relative.group(2).lower()
-        return now - timedelta(**{f"{unit}s": amount})
-    return _parse_instant(value)
-
-
-def _compare(left: float, op: str, right: float) -> bool:
-    if op == "<":
-        return left < right
-    if op == ">":
-        return left > right
-    if op == "<=":
-        return left <= right
-    if op == ">=":
-        return left >= right
-    return left == right
 
 
 # -- state ----------------------------------------------------------------------------------
@@ -754,7 +656,7 @@ class ZendeskState:
                 "updated_stamp", "Updated stamp: is required with safe_update", "BlankValue"
             )
         # Equal strings always match; a differently written but equal instant does too.
-        if stamp != _fmt(ticket.updated_at) and _parse_instant(stamp) != ticket.updated_at:
+        if stamp != _fmt(ticket.updated_at) and parse_instant(stamp) != ticket.updated_at:
             raise ApiError(409, "UpdateConflict", CONFLICT_MESSAGE)
 
     @staticmethod
@@ -1209,20 +1111,20 @@ class ZendeskState:
             when = ticket.created_at if keyword == "created" else ticket.updated_at
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
                 return when.date().isoformat() == value
-            return _parse_instant(value) == when
+            return parse_instant(value) == when
         return True
 
     def _in_range(self, ticket: Ticket, keyword: str, op: str, value: str, now: datetime) -> bool:
         if keyword == "status":
             if value not in STATUS_RANK:
                 return False
-            return _compare(STATUS_RANK[ticket.status], op, STATUS_RANK[value])
+            return compare(STATUS_RANK[ticket.status], op, STATUS_RANK[value])
         if keyword in ("created", "updated"):
-            bound = _date_bound(value, now)
+            bound = date_bound(value, now)
             if bound is None:
                 return True  # an unreadable date does not filter
             when = ticket.created_at if keyword == "created" else ticket.updated_at
-            return _compare(when.timestamp(), op, bound.timestamp())
+            return compare(when.timestamp(), op, bound.timestamp())
         return True
 
     # -- the sandbox's trigger settings --------------------------------------------------------
@@ -1680,3 +1582,54 @@ def create_app(config: ZendeskSimConfig) -> Flask:
         return _json({"ok": True})
 
     return app
+
+
+# -- the sandbox's wiring (sandbox/registry.py) ----------------------------------------------
+
+
+def _app_config(wiring: Wiring) -> ZendeskSimConfig:
+    return ZendeskSimConfig(
+        email=AGENT,
+        webhook_url=f"{wiring.webhooks}/zendesk",
+        trigger_tags=frozenset(TRIGGERS),
+        user_age_days=wiring.options.user_age_days,
+        # README's trigger: fires while Deskgate does not hold the ticket.
+        triggers=(triggers.documented_trigger(TRIGGERS, WEBHOOK_ID),),
+    )
+
+
+def _config_text(wiring: Wiring) -> str:
+    o = wiring.options
+    tags = "\n".join(f'{tag} = "{reason}"' for tag, reason in TRIGGERS.items())
+    return f"""[desks.{DESK}]
+kind = "zendesk"
+base_url = "{wiring.url}"
+email = "{AGENT}"
+channel = "EMAIL"
+link_validity_minutes = {o.link_validity_minutes}
+poll_interval_seconds = {o.poll_interval_seconds}
+
+[desks.{DESK}.triggers]
+{tags}
+"""
+
+
+def _banner(url: str, config: ZendeskSimConfig) -> str:
+    return f"""  Zendesk sandbox    {url}/api/v2
+                     basic auth {config.email}/token : {config.api_token}
+                     control API {url}{CONTROL_PREFIX}calls"""
+
+
+SIMULATOR = Simulator(
+    name="zendesk",
+    create_app=create_app,
+    app_config=_app_config,
+    config_text=_config_text,
+    secrets={
+        f"DESKGATE_DESKS__{DESK.upper()}__API_TOKEN": ZendeskSimConfig.api_token,
+        f"DESKGATE_DESKS__{DESK.upper()}__WEBHOOK_SECRET": ZendeskSimConfig.webhook_secret,
+    },
+    dev_port=8101,
+    banner=_banner,
+    driver=ZendeskDriver,
+)

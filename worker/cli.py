@@ -6,6 +6,10 @@ deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
+
+``demo`` and ``dev`` are plug-ins: commands in the ``deskgate.commands`` entry point group, which
+the sandbox provides in a source checkout (``pip install -e '.[dev]'``). Deskgate never imports
+the sandbox, and the wheel and the production image do not contain it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 
 from config.settings import ConfigError
 from connectors.registry import load_settings
@@ -59,6 +64,35 @@ def _exec(args: list[str]) -> int:
     return 0  # not reached
 
 
+PLUGINS = "deskgate.commands"  # entry point group: name -> callable(argv) -> exit status
+SANDBOX_COMMANDS = ("demo", "dev")  # README's commands, which the sandbox plug-in provides
+NO_SANDBOX = (
+    "deskgate {command} runs on the sandbox (simulated desks and Incode), which ships with the "
+    "source, not with the package or the image: clone the repository and run "
+    "`pip install -e '.[dev]'` (or `make {command}`) there."
+)
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=PLUGINS)}
+
+
+def _run_plugin(command: str, plugin: EntryPoint | None, argv: list[str]) -> int:
+    """Load a plug-in command only when it runs, so no other command imports it."""
+    if plugin is None:
+        print(NO_SANDBOX.format(command=command), file=sys.stderr)
+        return 2
+    try:
+        run: Callable[[list[str]], int] = plugin.load()
+    except ModuleNotFoundError as exc:
+        # Declared by the package's metadata, but its module is not installed (a wheel).
+        if exc.name is None or plugin.module.split(".")[0] != exc.name.split(".")[0]:
+            raise
+        print(NO_SANDBOX.format(command=command), file=sys.stderr)
+        return 2
+    return run(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deskgate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,11 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
-    demo = sub.add_parser("demo", help="run the whole flow on the sandbox and print timelines")
-    demo.add_argument("--keep-redis", action="store_true", help="do not flush the demo's Redis db")
-    dev = sub.add_parser("dev", help="run the sandbox and Deskgate until interrupted")
-    dev.add_argument("--host", default="127.0.0.1")
-    args = parser.parse_args(argv)
+    plugins = _plugins()
+    plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
+    for name in plugin_commands:
+        plugin = plugins.get(name)
+        where = f"plug-in {plugin.value}" if plugin else "needs the sandbox: not installed"
+        # The plug-in parses its own arguments (``deskgate demo --help`` is its help).
+        sub.add_parser(name, help=f"({where})", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in plugin_commands:
+        return _run_plugin(args.command, plugins.get(args.command), rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     try:
         if args.command == "check-config":
@@ -101,12 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
 
-    # The sandbox is imported only here: product code never depends on it.
-    from sandbox import demo as sandbox_demo
-
-    if args.command == "demo":
-        return sandbox_demo.run_demo(keep_redis=args.keep_redis)
-    return sandbox_demo.run_dev(host=args.host)
+    return 0  # not reached: every command above returns
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
+from sandbox.driver import DeskDriver
+from sandbox.registry import DESKS
 from sandbox.retention import keys_without_ttl
-from sandbox.stack import DeskDriver, Stack, StackOptions
+from sandbox.stack import Stack, StackOptions
 
 E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
 _people = itertools.count(1)
@@ -37,7 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis.close()
 
 
-@pytest.fixture(params=["zendesk", "servicenow"])
+@pytest.fixture(params=DESKS)
 def desk(request: pytest.FixtureRequest, stack: Stack) -> Iterator[DeskDriver]:
     driver = stack.driver(request.param)
     driver.set_push(True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from tests.e2e.test_lifecycle import WAIT, settle
 
 pytestmark = pytest.mark.e2e

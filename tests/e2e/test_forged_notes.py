@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from tests.e2e.test_lifecycle import WAIT, flagged_ticket, settle
 from worker.dispatch import POLL_DESK
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from worker.dispatch import POLL_DESK, START_VERIFICATION, SWEEP
 
 pytestmark = pytest.mark.e2e

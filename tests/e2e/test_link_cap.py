@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 WAIT = 20.0

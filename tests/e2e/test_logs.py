@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from config.privacy import EMAIL, PHONE
-from sandbox.stack import SECRETS, DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import SECRETS, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 WAIT = 20.0

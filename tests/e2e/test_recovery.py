@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from tests.e2e.test_lifecycle import WAIT, flagged_ticket, settle
 
 pytestmark = pytest.mark.e2e

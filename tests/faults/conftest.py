@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from sandbox.driver import DeskDriver
+from sandbox.registry import DESKS
 from sandbox.retention import keys_without_ttl
-from sandbox.stack import DeskDriver, Stack, StackOptions
+from sandbox.stack import Stack, StackOptions
 
 FAULTS_REDIS_URL = os.environ.get("DESKGATE_FAULTS_REDIS_URL", "redis://127.0.0.1:6379/11")
 KEY_PREFIX = "dgfaults"
@@ -66,13 +68,13 @@ def assert_every_key_expires(options: StackOptions) -> None:
 def healthy(stack: Stack) -> Iterator[None]:
     """No fault, rate limit or latency left over from another test, and pushes on."""
     stack.clear_faults()
-    for kind in ("zendesk", "servicenow"):
+    for kind in DESKS:
         stack.driver(kind).set_push(True)
     yield
     stack.clear_faults()
 
 
-@pytest.fixture(params=["zendesk", "servicenow"])
+@pytest.fixture(params=DESKS)
 def desk(request: pytest.FixtureRequest, stack: Stack) -> DeskDriver:
     return stack.driver(request.param)
 

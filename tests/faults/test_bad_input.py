@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from sandbox import incode, servicenow, zendesk
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from tests.faults.conftest import Observe, People
 from tests.faults.lifecycles import (
     WAIT,

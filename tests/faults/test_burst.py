@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from tests.faults.conftest import Observe, People
 from tests.faults.lifecycles import GATE_NOTE, quiet, session_of, start
 from worker.dispatch import POLL_DESK, START_VERIFICATION

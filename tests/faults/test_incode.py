@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.stack import DeskDriver, Stack, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, wait_for
 from tests.faults.conftest import Observe, People
 from tests.faults.lifecycles import (
     WAIT,

@@ -17,7 +17,8 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
-from sandbox.stack import DeskDriver, Stack, StackOptions, free_port, wait_for
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, StackOptions, free_port, wait_for
 from tests.faults.conftest import Observe, People, assert_every_key_expires
 from tests.faults.lifecycles import Case, check, open_flagged, session_of, wait_markers
 from worker.dispatch import SWEEP

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from sandbox.stack import DeskDriver, Stack
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack
 from tests.faults.conftest import Observe, People
 from tests.faults.lifecycles import open_flagged, wait_markers
 from tests.faults.test_bad_input import push_body, signed

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import pytest
 from redis import Redis
 
-from sandbox.stack import DeskDriver, Stack, StackOptions, wait_for, wait_until
+from sandbox.driver import DeskDriver
+from sandbox.stack import Stack, StackOptions, wait_for, wait_until
 from tests.faults.conftest import FAULTS_REDIS_URL, KEY_PREFIX, QUEUE, Observe, People
 from tests.faults.lifecycles import Case, check, open_flagged, session_of, start, wait_markers
 from worker.dispatch import SWEEP

@@ -1,0 +1,143 @@
+"""The people and the system around a ServiceNow desk, acting on the ServiceNow simulator through
+the ``/api/now/v2/table`` alias: agents set the request field, callers change, the business rule
+switches on and off."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+
+from sandbox.common import pooled_client
+from sandbox.driver import AgentStatus, TicketView
+
+if TYPE_CHECKING:
+    from sandbox.servicenow import ServiceNowSimConfig
+
+DESK = "acme_servicenow"  # the desk's name in the generated config
+# The request field's values people set, and the reason each stands for (a choice field).
+TRIGGERS = {"mfa_reset": "MFA reset", "account_unlock": "account unlock"}
+FLAG_FIELD = "u_idv_request"
+
+
+class ServiceNowDriver:
+    """Acts through the ``/api/now/v2/table`` alias, so the simulator's call counts tell the
+    driver's calls (v2) from Deskgate's (``/api/now/table``)."""
+
+    desk = DESK
+    system = "servicenow"
+    table = "incident"
+    lifecycle_calls: ClassVar[dict[str, int]] = {
+        # record + caller in one read: before the gate, then just before each write (no Safe
+        # Update on the Table API, so the connector re-reads to refuse a changed record)
+        "GET /api/now/table/<table>/<sys_id>": 3,
+        # sys_audit: when the caller's e-mail last changed; with no change on record, whether
+        # sys_user is audited at all
+        "GET /api/now/table/<table>": 2,
+        "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
+    }
+    statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}
+
+    def __init__(self, sim: httpx.Client, config: ServiceNowSimConfig) -> None:
+        self.sim = sim
+        self.config = config
+        self.api = pooled_client(
+            base_url=f"{sim.base_url}/api/now/v2/table",
+            auth=(config.username, config.password),
+            timeout=10,
+        )
+
+    def is_driver_call(self, call: str) -> bool:
+        return "/api/now/v2/" in call
+
+    def _create(self, table: str, values: dict[str, Any]) -> str:
+        resp = self.api.post(f"/{table}", json=values)
+        resp.raise_for_status()
+        return str(resp.json()["result"]["sys_id"])
+
+    def _user(self, name: str, email: str | None) -> str:
+        first, _, last = name.partition(" ")
+        handle = (email or name).split("@")[0].lower().replace(" ", ".")
+        return self._create(
+            "sys_user",
+            {"user_name": handle, "first_name": first, "last_name": last, "email": email or ""},
+        )
+
+    def create_ticket(self, name: str, email: str | None, subject: str) -> str:
+        caller = self._user(name, email)
+        return self._create(self.table, {"short_description": subject, "caller_id": caller})
+
+    def flag(self, ticket_id: str, reason: str = "MFA reset") -> None:
+        """What an agent or a flow does: set the request field; the business rule pushes."""
+        value = next(v for v, r in TRIGGERS.items() if r == reason)
+        self.api.patch(f"/{self.table}/{ticket_id}", json={FLAG_FIELD: value}).raise_for_status()
+
+    def set_push(self, enabled: bool) -> None:
+        self.sim.put("/_sandbox/business_rule", json={"enabled": enabled}).raise_for_status()
+
+    def raw(self, ticket_id: str) -> dict[str, Any]:
+        resp = self.sim.get(f"/_sandbox/records/{self.table}/{ticket_id}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def notes(self, ticket_id: str) -> list[str]:
+        journal = self.raw(ticket_id).get("journal", [])
+        entries = [j for j in journal if j.get("element") == "work_notes"]  # oldest first
+        return [j["value"] for j in entries if "Deskgate" in j["value"]]
+
+    def view(self, ticket_id: str) -> TicketView:
+        record = self.raw(ticket_id)["record"]
+        marker = record.get("u_idv_status") or None
+        state = record["state"]
+        flagged = record.get(FLAG_FIELD) in TRIGGERS
+        subject = record.get("short_description", "")
+        return TicketView(state, marker, flagged, state == "3", record["number"], subject)
+
+    def all_markers(self) -> dict[str, str | None]:
+        """Deskgate's marker on every ticket of the desk, in one read."""
+        params = {"sysparm_fields": "sys_id,u_idv_status", "sysparm_limit": "10000"}
+        resp = self.api.get(f"/{self.table}", params=params)
+        resp.raise_for_status()
+        return {r["sys_id"]: r.get("u_idv_status") or None for r in resp.json()["result"]}
+
+    def change_requester(self, ticket_id: str, name: str, email: str) -> None:
+        caller = self._user(name, email)
+        self.api.patch(f"/{self.table}/{ticket_id}", json={"caller_id": caller}).raise_for_status()
+
+    def tamper(
+        self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
+    ) -> None:
+        """What an agent can do in one update: set Deskgate's status field and the flag, and
+        add a work note in any words (as themselves: the Table API stamps the author)."""
+        sim = self.config
+        who = (sim.username, sim.password) if as_deskgate else (
+            sim.agent_username, sim.agent_password)  # fmt: skip
+        values = {
+            "work_notes": note,
+            "u_idv_status": marker,
+            FLAG_FIELD: next(iter(TRIGGERS)),
+        }
+        self.api.patch(f"/{self.table}/{ticket_id}", json=values, auth=who).raise_for_status()
+
+    def change_contact(self, ticket_id: str, email: str) -> None:
+        """An agent edits the caller's e-mail on their user record."""
+        caller = self.raw(ticket_id)["record"]["caller_id"]
+        self.api.patch(f"/sys_user/{caller}", json={"email": email}).raise_for_status()
+
+    def edit(
+        self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
+    ) -> None:
+        """An agent's own edit: retitle the record, resolve or close it."""
+        values: dict[str, Any] = {}
+        if subject is not None:
+            values["short_description"] = subject
+        if status is not None:
+            values["state"] = self.statuses[status]
+        self.api.patch(f"/{self.table}/{ticket_id}", json=values).raise_for_status()
+
+    def delete(self, ticket_id: str) -> None:
+        self.api.delete(f"/{self.table}/{ticket_id}").raise_for_status()
+
+    def close(self) -> None:
+        self.api.close()
