@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bench.harness import serve_in_process
-from config.settings import load_settings
+from connectors.registry import load_settings
 from sandbox.demo import DEV_PORTS, dev_banner
 from sandbox.registry import DESKS, SIMULATORS
 from sandbox.stack import SECRETS, Stack, StackOptions, free_port
