@@ -82,7 +82,7 @@ class IncodeConfig(_Strict):
     webhook_secret_header: str = "x-incode-secret"  # noqa: S105 (a header name)
     # No webhook after this long: ask Incode (reconciliation), then again at this interval.
     reconcile_after_seconds: int = Field(default=300, ge=5)
-    # Incode's OAuth webhook mode (reference §5c.2): Incode fetches a bearer token from
+    # Incode's OAuth webhook mode (README, "Incode set-up"): Incode fetches a bearer token from
     # /webhooks/incode/token with these client credentials. Off unless both are set.
     webhook_oauth_client_id: str | None = Field(default=None, min_length=1)
     webhook_oauth_client_secret: SecretStr | None = None

@@ -1,4 +1,4 @@
-"""Incode's OAuth webhook mode (reference §5c.2): Incode is the OAuth client and we the server.
+"""Incode's OAuth webhook mode: Incode is the OAuth client and we the server.
 
 Incode POSTs ``grant_type=client_credentials`` with ``Authorization: Basic
 base64(client_id:client_secret)`` to ``/webhooks/incode/token``, and sends the token it gets as

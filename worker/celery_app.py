@@ -3,7 +3,7 @@ and time limits kept consistent with the broker's visibility timeout.
 
 Run a worker with ``deskgate worker`` (or ``celery -A worker.main worker --pool threads``).
 The pool is threads: tasks spend their time waiting on three outside APIs, so cheap waiting beats
-one process per core (DESIGN.md, working rule 6).
+one process per core (docs/architecture.md, "Rules the code follows").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Redis loses the lifecycle store: the gated tickets still carry what is needed (DESIGN.md, the
-lifecycle), so outcomes reach them anyway."""
+"""Redis loses the lifecycle store: the gated tickets still carry what is needed (their sealed
+gate notes; docs/architecture.md, "The lifecycle"), so outcomes reach them anyway."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ def score(status: str) -> dict[str, Any]:
 
 
 def test_given_the_documented_failing_score_then_failed_with_the_checks_named() -> None:
-    # Shape from a production client's test fixture (shared/reference/incode-api.md, 6c);
+    # The score's shape as Incode documents it (a real client's test fixture has the same);
     # overall set to FAIL for this case.
     data = json.loads((FIXTURES / "incode" / "score_fail.json").read_text())
     result = interpret(data, None)

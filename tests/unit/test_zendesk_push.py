@@ -7,8 +7,8 @@ import pytest
 from connectors.ticketing import PushAuth
 from connectors.zendesk.push import SIGNATURE, TIMESTAMP, pushed_ticket_ids, sign, verify_push
 
-# developer.zendesk.com/documentation/webhooks/verifying: the test signing secret and a vector
-# reproduced in shared/reference/ticketing-apis.md.
+# Zendesk's webhook documentation ("verifying"): its test signing secret, and a vector computed
+# with it and checked against a third-party implementation.
 DOC_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 DOC_TIMESTAMP = "2021-03-25T05:09:27Z"
 DOC_BODY = b'{"event":"ticket.updated","id":123}'
