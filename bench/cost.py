@@ -24,6 +24,7 @@ import re
 import threading
 import time
 from collections import Counter
+from functools import partial
 from typing import Any
 
 from bench.harness import (
@@ -35,10 +36,9 @@ from bench.harness import (
     met,
     now_utc,
     table,
-    wait_until,
     write_section,
 )
-from sandbox.stack import TRIGGERS, ZendeskDriver
+from sandbox.stack import TRIGGERS, ZendeskDriver, wait_until
 from sandbox.zendesk import WEBHOOK_ID
 from sandbox.zendesk_triggers import documented_trigger, tag_only_trigger
 from worker.dispatch import POLL_DESK, SWEEP
@@ -210,6 +210,10 @@ def _task_times(bs: BenchStack, since: int, name: str) -> list[float]:
     return [float(m.group(2)) for ln in lines if (m := _SUCCEEDED.search(ln)) and m[1] == name]
 
 
+def _finished(bs: BenchStack, since: int, name: str, count: int) -> bool:
+    return len(_task_times(bs, since, name)) >= count
+
+
 def _measure_polls(bs: BenchStack, kind: str, polls: int) -> dict[str, float]:
     """Run ``polls`` polls and as many sweeps, one at a time."""
     driver = bs.drivers[kind]
@@ -220,9 +224,7 @@ def _measure_polls(bs: BenchStack, kind: str, polls: int) -> dict[str, float]:
         with Monitor(bs) as mon:
             for i in range(polls):
                 bs.s.send_task(task, *args)
-                wait_until(
-                    lambda i=i, t=task, s=since: len(_task_times(bs, s, t)) > i, 60, every=0.02
-                )
+                wait_until(partial(_finished, bs, since, task, i + 1), 60, every=0.02)
         times = _task_times(bs, since, task)
         short = task.rsplit(".", 1)[-1]
         out[f"{short} redis"] = mon.total / polls
@@ -250,7 +252,7 @@ def _seed_history(bs: BenchStack, upto: int, have: int, template: dict[str, str]
         for i in chunk:
             vid, interview = f"h{i:024d}", f"hist{i:020d}"
             record = {**template, "id": vid, "interview_id": interview, "ticket_id": str(10**7 + i)}
-            pipe.hset(f"{KEY_PREFIX}:v:{vid}", mapping=record)
+            pipe.hset(f"{KEY_PREFIX}:v:{vid}", mapping=record)  # type: ignore[arg-type]  # types-redis: str | bytes keys
             pipe.expire(f"{KEY_PREFIX}:v:{vid}", ttl)
             pipe.set(f"{KEY_PREFIX}:iv:{interview}", vid, ex=ttl)
         pipe.execute()

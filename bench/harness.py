@@ -199,8 +199,9 @@ def serve_simulators_in_processes() -> Callable[[], None]:
             raise TimeoutError(f"simulator {name} did not answer on port {port}")
         return SimulatorProcess(name.rsplit(".", 1)[-1], process)
 
-    original = stack_module.serve
-    stack_module.serve = serve  # type: ignore[assignment]
+    # Stack.start() calls the name sandbox.stack imported; it takes no serve of its own to pass.
+    original = stack_module.serve  # type: ignore[attr-defined]
+    stack_module.serve = serve  # type: ignore[attr-defined, assignment]  # stops like a Server
     return lambda: setattr(stack_module, "serve", original)
 
 

@@ -36,7 +36,6 @@ from bench.harness import (
     ms,
     now_utc,
     table,
-    wait_until,
     write_section,
 )
 from bench.loadgen import (
@@ -50,7 +49,7 @@ from bench.loadgen import (
     wrk_script,
 )
 from sandbox import incode, zendesk
-from sandbox.stack import Child, free_port
+from sandbox.stack import Child, free_port, wait_until
 from worker.lifecycle import State
 from worker.store import Verification
 
@@ -104,7 +103,7 @@ def _seed(bs: BenchStack, interviews: list[str]) -> None:
             record = {k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in
                       asdict(v).items()}  # fmt: skip
             record["state"] = v.state.value
-            pipe.hset(f"{KEY_PREFIX}:v:{vid}", mapping=record)
+            pipe.hset(f"{KEY_PREFIX}:v:{vid}", mapping=record)  # type: ignore[arg-type]  # types-redis: str | bytes keys
             pipe.set(f"{KEY_PREFIX}:iv:{interview}", vid)
         pipe.execute()
 
@@ -169,9 +168,11 @@ def main() -> None:
         bs.s.children["worker"].stop()  # nothing consumes: ingest only
         web = bs.s.children["web"]
         bare_port = free_port()
+        web_args = web.proc.args
+        assert isinstance(web_args, list)
         bare_args = [
             a if a != "webhooks.app:create_app()" else "bench.bare_app:create_app()"
-            for a in web.proc.args  # type: ignore[union-attr]
+            for a in web_args
         ]
         bare_args[bare_args.index("--bind") + 1] = f"127.0.0.1:{bare_port}"
         bare = Child("bare", bare_args, bs.s.env, bs.s.workdir / "bare.log")

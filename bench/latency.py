@@ -31,9 +31,9 @@ from bench.harness import (
     percentile,
     table,
     ticket_writes,
-    wait_until,
     write_section,
 )
+from sandbox.stack import wait_until
 
 TARGET_P50 = 0.100
 TARGET_P99 = 0.500

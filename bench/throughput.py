@@ -133,11 +133,8 @@ def _unfinished(bs: BenchStack, items: list[Lifecycle]) -> dict[str, int]:
     for x in items:
         if x.done:
             continue
-        state, gated, detail = ("", "", "")
-        if x.vid:
-            state, gated, detail = bs.redis.hmget(
-                bs.record_key(x.vid), ["state", "gated", "detail"]
-            )
+        fields = ["state", "gated", "detail"]
+        state, gated, detail = bs.redis.hmget(bs.record_key(x.vid), fields) if x.vid else [None] * 3
         key = f"{state or 'no verification'}{', gated' if gated else ''}"
         key += f" ({detail[:80]})" if detail else ""
         key += ", completed" if x.completed else ""

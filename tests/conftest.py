@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from werkzeug.test import TestResponse
 
 from config.settings import Settings
 
@@ -79,6 +80,13 @@ def queued(redis: Redis[str], queue: str = "deskgate") -> list[tuple[str, list[A
         args = json.loads(base64.b64decode(message["body"]))[0]
         out.append((message["headers"]["task"], args))
     return out
+
+
+def json_body(resp: TestResponse) -> dict[str, Any]:
+    """The JSON object an endpoint answered with (the test fails on any other body)."""
+    body = resp.get_json(silent=True)
+    assert isinstance(body, dict), resp.data
+    return body
 
 
 def sent_verification(redis: Redis[str], settings: Settings, interview_id: str = "iv-1") -> str:

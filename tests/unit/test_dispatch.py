@@ -50,7 +50,7 @@ def without_ids(message: dict[str, Any]) -> dict[str, Any]:
     ids = {message[part][name] for part, name in IDS}
     assert len(ids) == 1  # id, root_id and correlation_id are the task's one id
     assert uuid.UUID(message["headers"]["id"]) and uuid.UUID(message["properties"]["delivery_tag"])
-    copy = json.loads(json.dumps(message))
+    copy: dict[str, Any] = json.loads(json.dumps(message))
     for part, name in (*IDS, ("properties", "delivery_tag")):
         copy[part][name] = "<id>"
     return copy

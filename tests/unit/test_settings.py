@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import ConfigError, load_settings
+from config.settings import ConfigError, ZendeskDeskConfig, load_settings
 from tests.conftest import settings_data
 from worker import cli
 
@@ -98,8 +98,9 @@ idv_mfa_reset = "MFA reset"
         monkeypatch.setenv(f"DESKGATE_{name}", value)
     settings = load_settings()
     assert settings.redis_url == "redis://redis.internal:6379/2"
-    assert settings.desks["acme"].channel == "SMS"
-    assert settings.desks["acme"].api_token.get_secret_value() == "s5"
+    desk = settings.desks["acme"]
+    assert isinstance(desk, ZendeskDeskConfig) and desk.channel == "SMS"
+    assert desk.api_token is not None and desk.api_token.get_secret_value() == "s5"
     assert settings.incode.api_base == "https://saas-api.incodesmile.com"
 
 
