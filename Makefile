@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test lint unit e2e faults bench demo dev clean
+.PHONY: install test lint fmt unit e2e faults bench demo dev clean
 
 $(BIN)/deskgate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The whole suite: unit, simulator and end-to-end tests (real Redis, a real Celery worker).
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The whole suite: unit, simulator and end-to-end tests (real Redis, a real Celery worker), with
+# branch coverage of this process; the e2e tests' gunicorn and Celery children are not measured.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 unit: install
 	$(BIN)/pytest -m "not e2e and not faults"
@@ -52,4 +57,4 @@ dev: install
 	$(BIN)/deskgate dev
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
