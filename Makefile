@@ -18,12 +18,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Fixes first: a fix can leave lines the formatter then lays out (the pre-commit hooks' order).
 fmt: install
-	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
-# The whole suite: unit, simulator and end-to-end tests (real Redis, a real Celery worker), with
-# branch coverage of this process; the e2e tests' gunicorn and Celery children are not measured.
+# The whole suite: unit, simulator and end-to-end tests (real Redis, a real Celery worker).
+# Coverage is this process's: the e2e tests' gunicorn and Celery children are left unmeasured.
 test: lint
 	$(BIN)/pytest --cov --cov-report=term
 
