@@ -210,6 +210,10 @@ def _task_times(bs: BenchStack, since: int, name: str) -> list[float]:
     return [float(m.group(2)) for ln in lines if (m := _SUCCEEDED.search(ln)) and m[1] == name]
 
 
+def _finished(bs: BenchStack, since: int, name: str, count: int) -> bool:
+    return len(_task_times(bs, since, name)) >= count
+
+
 def _measure_polls(bs: BenchStack, kind: str, polls: int) -> dict[str, float]:
     """Run ``polls`` polls and as many sweeps, one at a time."""
     driver = bs.drivers[kind]

@@ -169,6 +169,8 @@ def main() -> None:
         bs.s.children["worker"].stop()  # nothing consumes: ingest only
         web = bs.s.children["web"]
         bare_port = free_port()
+        web_args = web.proc.args
+        assert isinstance(web_args, list)
         bare_args = [
             str(a) if a != "webhooks.app:create_app()" else "bench.bare_app:create_app()"
             for a in web.proc.args  # type: ignore[union-attr]

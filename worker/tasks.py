@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers that bind log context, run a ``Flow`` step and turn typed errors
 into retries. Every task takes ids only and is idempotent, hence ``acks_late``.
 
-Retry policy (docs/architecture.md, "Rules the code follows", 2 and 3): ``RateLimited`` waits what the server asked,
+Retry policy (docs/architecture.md, "Rules the code follows", 2 and 3): ``RateLimited`` waits
+what the server asked,
 ``Retriable`` backs off exponentially with jitter, ``Busy`` tries again in a moment; every delay is
 capped far below the broker's visibility timeout. ``Fatal`` is logged and not retried: the sweep
 picks the verification up again later, so fixing credentials resumes the work.

@@ -42,11 +42,13 @@ def forged_gate(note: str, *, verification: str, requester: str) -> str:
     )
 
 
-def tampered(stack: Stack, desk: DeskDriver, ticket: str, note: str, **kw: bool) -> None:
+def tampered(
+    stack: Stack, desk: DeskDriver, ticket: str, note: str, *, as_deskgate: bool = False
+) -> None:
     """The note and marker go on; the rare scan of gated tickets (every 30 minutes, or at once
     when Incode names an unknown session) finds the ticket: the trigger stays silent on a ticket
     that carries Deskgate's marker."""
-    desk.tamper(ticket, note, **kw)
+    desk.tamper(ticket, note, as_deskgate=as_deskgate)
     stack.send_task(POLL_DESK, desk.desk, True)
 
 

@@ -3,6 +3,8 @@ one employee sends at most the cap, and the next ticket gets a note saying why a
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from sandbox.driver import DeskDriver
@@ -13,16 +15,20 @@ WAIT = 20.0
 CAP = 3  # the default per-ticket and per-requester cap, which the sandbox config keeps
 
 
+def noted(desk: DeskDriver, ticket: str, count: int) -> bool:
+    return len(desk.notes(ticket)) == count
+
+
 def test_reflagging_past_the_cap_gets_a_note_instead_of_a_link(
     stack: Stack, desk: DeskDriver, employee: str
 ) -> None:
     ticket = desk.create_ticket("Jane Employee", employee, "MFA reset, again")
     for n in range(1, CAP + 1):
         desk.flag(ticket)
-        wait_for(lambda n=n: len(desk.notes(ticket)) == 2 * n - 1, WAIT, f"gate note {n}")
+        wait_for(partial(noted, desk, ticket, 2 * n - 1), WAIT, f"gate note {n}")
         session = stack.sessions(employee)[-1]
         stack.complete(session["interviewId"], "pass")
-        wait_for(lambda n=n: len(desk.notes(ticket)) == 2 * n, WAIT, f"outcome note {n}")
+        wait_for(partial(noted, desk, ticket, 2 * n), WAIT, f"outcome note {n}")
 
     desk.flag(ticket)  # one more time within the hour
     wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the cap note")

@@ -10,8 +10,10 @@ import re
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from config.privacy import EMAIL, PHONE
+from sandbox.common import Server
 from sandbox.driver import DeskDriver
 from sandbox.stack import SECRETS, Stack, wait_for
 
@@ -22,24 +24,29 @@ TEST_DOMAIN = "@acme.test"  # every test person's; Celery's node name is also na
 PHONE_ECHO = "+1 415 555 0134"
 
 
+def lifecycle(stack: Stack, desk: DeskDriver, employee: str, outcome: str) -> None:
+    """One ticket flagged and verified with ``outcome``."""
+    ticket = desk.create_ticket("Jane Employee", employee, f"MFA reset ({outcome})")
+    if outcome == "pass":  # Incode stumbles once, echoing the employee: the retry path logs
+        echo = f"no onboarding for {employee}, phone {PHONE_ECHO}"
+        fault = {"path_prefix": "/omni/b2b", "status": 503, "count": 1, "message": echo}
+        stack.sim["incode"].post("/_sandbox/faults", json=fault).raise_for_status()
+    desk.flag(ticket)
+    wait_for(lambda: desk.view(ticket).marker == "pending", WAIT, "the gate")
+    session = stack.sessions(employee)[-1]
+    stack.complete(session["interviewId"], outcome)
+    wait_for(lambda: desk.view(ticket).marker != "pending", WAIT, "the outcome")
+    if outcome == "review":
+        stack.complete(session["interviewId"], "pass")
+        wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the decision")
+
+
 def lifecycles(stack: Stack, desk: DeskDriver, employee: str) -> None:
     """Pass (after one retry), fail, review then approve; an unknown employee; Incode refusing
     with its own text; a forged webhook. Incode's error texts echo the employee's address and a
     phone number, as vendors do, so Celery's retry line and the ticket note would carry them."""
-    echo = f"no onboarding for {employee}, phone {PHONE_ECHO}"
     for outcome in ("pass", "fail", "review"):
-        ticket = desk.create_ticket("Jane Employee", employee, f"MFA reset ({outcome})")
-        if outcome == "pass":  # Incode stumbles once, echoing the employee: the retry path logs
-            fault = {"path_prefix": "/omni/b2b", "status": 503, "count": 1, "message": echo}
-            stack.sim["incode"].post("/_sandbox/faults", json=fault).raise_for_status()
-        desk.flag(ticket)
-        wait_for(lambda t=ticket: desk.view(t).marker == "pending", WAIT, "the gate")
-        session = stack.sessions(employee)[-1]
-        stack.complete(session["interviewId"], outcome)
-        wait_for(lambda t=ticket: desk.view(t).marker != "pending", WAIT, "the outcome")
-        if outcome == "review":
-            stack.complete(session["interviewId"], "pass")
-            wait_for(lambda t=ticket: desk.view(t).marker == "verified", WAIT, "the decision")
+        lifecycle(stack, desk, employee, outcome)
     stranger = desk.create_ticket("Mallory", "mallory.logs@acme.test", "unlock my account")
     desk.flag(stranger)
     wait_for(lambda: desk.view(stranger).marker == "error", WAIT, "the error note")
@@ -65,7 +72,8 @@ def sensitive_values(stack: Stack) -> dict[str, str]:
     """Everything that must not be logged, each with a name to report it by."""
     values: dict[str, str] = {f"env {k}": v for k, v in SECRETS.items()}
     for server in stack.servers:
-        for name, state in getattr(server.server, "app", None).extensions.items():
+        assert isinstance(server, Server) and isinstance(server.server.app, Flask)
+        for name, state in server.server.app.extensions.items():
             config = getattr(state, "config", None)
             if dataclasses.is_dataclass(config):
                 for f in dataclasses.fields(config):

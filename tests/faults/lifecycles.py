@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sandbox.driver import DeskDriver
@@ -77,9 +78,13 @@ def start(stack: Stack, desk: DeskDriver, tickets: Iterable[str]) -> None:
         stack.send_task(START_VERIFICATION, desk.desk, ticket)
 
 
+def marked(desk: DeskDriver, ticket: str, marker: str) -> bool:
+    return desk.view(ticket).marker == marker
+
+
 def wait_markers(desk: DeskDriver, tickets: Iterable[str], marker: str, timeout: float) -> None:
     for ticket in tickets:
-        wait_for(lambda t=ticket: desk.view(t).marker == marker, timeout, f"{marker} on {ticket}")
+        wait_for(partial(marked, desk, ticket, marker), timeout, f"{marker} on {ticket}")
 
 
 def session_of(desk: DeskDriver, ticket: str) -> str:

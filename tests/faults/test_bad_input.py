@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -163,7 +164,7 @@ def gone_before_the_gate(stack: Stack, desk: DeskDriver, people: People) -> dict
             desk.delete(tickets[employee])
         else:
             desk.edit(tickets[employee], status="closed")
-        wait_for(lambda e=employee: stack.sessions(e), WAIT, "the link")
+        wait_for(partial(stack.sessions, employee), WAIT, "the link")
     quiet(stack)
     # The sweep a day later (past reconciliation and link expiry) settles what is left; one two
     # days later must find nothing: Deskgate no longer works on these tickets.

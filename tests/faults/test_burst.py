@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
@@ -76,7 +77,7 @@ def test_given_500_tickets_flagged_at_once_then_each_is_processed_once(
     for desk in desks:  # and the desks deliver one push in five twice
         start(stack, desk, mine[desk.system][::5])
     for desk in desks:
-        wait_for(lambda d=desk: all_marked(d, mine[d.system], "pending"), WAIT,
+        wait_for(partial(all_marked, desk, mine[desk.system], "pending"), WAIT,
                  f"{PER_DESK} gates on {desk.system}", every=0.5)  # fmt: skip
     gated_in = time.monotonic() - began
 
@@ -85,7 +86,7 @@ def test_given_500_tickets_flagged_at_once_then_each_is_processed_once(
     began = time.monotonic()
     at_once(lambda s: stack.complete(s, "pass"), sessions)
     for desk in desks:
-        wait_for(lambda d=desk: all_marked(d, mine[d.system], "verified"), WAIT,
+        wait_for(partial(all_marked, desk, mine[desk.system], "verified"), WAIT,
                  f"{PER_DESK} outcomes on {desk.system}", every=0.5)  # fmt: skip
     verified_in = time.monotonic() - began
     quiet(stack, seconds=1.0)

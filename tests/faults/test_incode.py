@@ -6,6 +6,7 @@ Tickets of both desks share the faults: Incode does not know which desk asked.""
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -66,6 +67,10 @@ def sweep_later(stack: Stack) -> None:
     stack.send_task(SWEEP, time.time() + stack.options.reconcile_after_seconds + 1)
 
 
+def settled(case: Case) -> bool:
+    return case.desk.view(case.ticket).marker in ("pending", "error")
+
+
 def request_and_read_faults(stack: Stack, people: People) -> dict[str, Any]:
     """Four tickets (two per desk): request-new answers 503, 500 and once not in time. The 503
     ("not now") is asked again; the 500 and the unanswered one are not (Incode may have acted on
@@ -82,9 +87,8 @@ def request_and_read_faults(stack: Stack, people: People) -> dict[str, Any]:
     stack.fault("incode", REQUEST_NEW, status=0, delay=TIMEOUT_STALL)
     for case in cases:
         start(stack, case.desk, [case.ticket])
-    settled = ("pending", "error")
     for case in cases:
-        wait_for(lambda c=case: c.desk.view(c.ticket).marker in settled, WAIT, "gate or error")
+        wait_for(partial(settled, case), WAIT, "gate or error")
     unanswered = [c for c in cases if c.desk.view(c.ticket).marker == "error"]
     assert len(unanswered) == 2
     for case in unanswered:

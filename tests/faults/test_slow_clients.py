@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx
@@ -142,10 +143,11 @@ def test_given_200_slow_clients_then_health_and_genuine_pushes_answer_within_a_s
                 body = push_body(desk, ticket)
                 delivered.append(
                     timed(
-                        lambda d=desk, b=body: httpx.post(
-                            f"{stack.web_url}/webhooks/{d.system}",
-                            content=b,
-                            headers=signed(d, b),
+                        partial(
+                            httpx.post,
+                            f"{stack.web_url}/webhooks/{desk.system}",
+                            content=body,
+                            headers=signed(desk, body),
                             timeout=2 * ANSWER_WITHIN,
                         )
                     )

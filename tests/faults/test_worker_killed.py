@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from redis import Redis
@@ -111,7 +112,7 @@ def test_given_sigkill_mid_task_when_restarted_then_nothing_is_lost(
         for ticket in (e_ticket, f_ticket):
             stack.complete(session_of(desk, ticket), "pass")
     for desk in desks:
-        wait_for(lambda d=desk: taken(stack, d.system), 30, f"every {desk.system} write in flight")
+        wait_for(partial(taken, stack, desk.system), 30, f"every {desk.system} write in flight")
     assert [zendesk.view(t).marker for t, _ in early["zendesk"]] == [None, None, "pending"]
 
     stack.kill_worker()

@@ -170,6 +170,7 @@ def test_json_suffix_is_optional_and_headers_carry_rate_limit(api: httpx.Client)
 def test_without_a_rate_limit_remaining_counts_the_last_minutes_calls(
     sim: Server, api: httpx.Client, control: httpx.Client
 ) -> None:
+    assert isinstance(sim.server.app, Flask)
     controls = sim.server.app.extensions["sandbox_controls"]
     with controls._lock:  # two calls answered more than a minute ago do not count
         controls.calls[:0] = [Call("GET", "/api/v2/users/me", "r", 200, time.time() - 90)] * 2

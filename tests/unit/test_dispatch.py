@@ -18,7 +18,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from connectors.registry import SETTINGS
-from tests.conftest import TEST_REDIS_URL, settings_data
+from tests.conftest import answering_redis, settings_data
 from worker.celery_app import make_celery
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher, queue_key
 
@@ -29,7 +29,7 @@ IDS = (("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id
 @pytest.fixture
 def scratch() -> Iterator[tuple[Redis[str], str]]:
     """A client on the tests' database and a queue name nobody else uses; its keys go after."""
-    client: Redis[str] = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    client = answering_redis()
     queue = f"dgtest-dispatch-{uuid.uuid4().hex[:12]}"
     yield client, queue
     for key in client.scan_iter(f"*{queue}*"):

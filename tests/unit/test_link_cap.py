@@ -21,13 +21,15 @@ def cap(redis: Redis[str]) -> LinkCap:
 
 
 def desk(**caps: int) -> ZendeskDeskConfig:
-    return ZendeskDeskConfig(
-        kind="zendesk",
-        base_url="http://127.0.0.1:9",  # type: ignore[arg-type]
-        email="agent@acme.test",
-        api_token="t",  # type: ignore[arg-type]
-        triggers={"idv_mfa_reset": "MFA reset"},
-        **caps,
+    return ZendeskDeskConfig.model_validate(
+        {
+            "kind": "zendesk",
+            "base_url": "http://127.0.0.1:9",
+            "email": "agent@acme.test",
+            "api_token": "t",
+            "triggers": {"idv_mfa_reset": "MFA reset"},
+            **caps,
+        }
     )
 
 

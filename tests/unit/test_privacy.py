@@ -211,6 +211,7 @@ def test_celery_retry_lines_and_tracebacks_are_scrubbed(stdlib_log: io.StringIO)
     assert "jane.doe" not in text and "555-0134" not in text
 
 
+@pytest.mark.filterwarnings("always::UserWarning")  # the warning is this test's input
 def test_library_warnings_are_scrubbed(stdlib_log: io.StringIO) -> None:
     warnings.warn("cannot reach sam.lee@acme.test", UserWarning, stacklevel=1)
     [line] = lines(stdlib_log)

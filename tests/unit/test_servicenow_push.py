@@ -15,7 +15,7 @@ from connectors.push_dedupe import BASIC_WINDOW_SECONDS
 from connectors.registry import SETTINGS
 from connectors.servicenow.push import SIGNATURE, TIMESTAMP, sign, verify_push
 from connectors.ticketing import PushAuth
-from tests.conftest import queued, settings_data
+from tests.conftest import json_body, queued, settings_data
 from webhooks.app import create_app
 from worker.dispatch import START_VERIFICATION
 
@@ -46,7 +46,7 @@ def test_given_a_signed_push_then_the_record_is_queued_for_its_desk(
     client: FlaskClient, redis: Redis[str]
 ) -> None:
     resp = client.post("/webhooks/servicenow", data=BODY, headers=signed())
-    assert resp.status_code == 200 and resp.json["desk"] == "acme_sn"
+    assert resp.status_code == 200 and json_body(resp)["desk"] == "acme_sn"
     assert queued(redis) == [(START_VERIFICATION, ["acme_sn", SYS_ID])]
 
 
@@ -84,11 +84,11 @@ def test_a_zendesk_signature_does_not_open_the_servicenow_door(
 def test_a_replayed_signed_push_is_enqueued_once(client: FlaskClient, redis: Redis[str]) -> None:
     headers = signed()
     answers = [client.post("/webhooks/servicenow", data=BODY, headers=headers) for _ in range(5)]
-    assert [r.json["status"] for r in answers] == ["accepted"] + ["duplicate"] * 4
+    assert [json_body(r)["status"] for r in answers] == ["accepted"] + ["duplicate"] * 4
     assert len(queued(redis)) == 1
     # The same record pushed again with a new timestamp (flagged again) is a new delivery.
     later = client.post("/webhooks/servicenow", data=BODY, headers=signed(time.time() + 2))
-    assert later.json["status"] == "accepted" and len(queued(redis)) == 2
+    assert json_body(later)["status"] == "accepted" and len(queued(redis)) == 2
 
 
 def test_a_firing_with_a_delivery_id_is_taken_once_whatever_its_timestamp(
@@ -109,7 +109,7 @@ def test_a_firing_with_a_delivery_id_is_taken_once_whatever_its_timestamp(
             },
         )
         assert resp.status_code == 200
-        return str(resp.json["status"])
+        return str(json_body(resp)["status"])
 
     now = time.time()
     assert firing("a" * 32, now) == "accepted"
@@ -127,13 +127,13 @@ def test_a_replayed_basic_auth_push_is_enqueued_once_per_short_window(
     token = base64.b64encode(f"servicenow:{SECRET}".encode()).decode()
     auth = {"Authorization": f"Basic {token}"}
     answers = [client.post("/webhooks/servicenow", data=BODY, headers=auth) for _ in range(5)]
-    assert [r.json["status"] for r in answers] == ["accepted"] + ["duplicate"] * 4
+    assert [json_body(r)["status"] for r in answers] == ["accepted"] + ["duplicate"] * 4
     assert len(queued(redis)) == 1
     [key] = redis.keys("dgtest:seen:push:*")
     assert 0 < redis.ttl(key) <= BASIC_WINDOW_SECONDS
     redis.delete(key)  # what the window's end does
     again = client.post("/webhooks/servicenow", data=BODY, headers=auth)
-    assert again.json["status"] == "accepted" and len(queued(redis)) == 2
+    assert json_body(again)["status"] == "accepted" and len(queued(redis)) == 2
 
 
 @pytest.mark.parametrize(

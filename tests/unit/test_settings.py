@@ -8,6 +8,7 @@ import pytest
 
 from config.settings import ConfigError
 from connectors.registry import load_settings
+from connectors.zendesk.config import ZendeskDeskConfig
 from tests.conftest import settings_data
 from worker import cli
 
@@ -15,7 +16,7 @@ from worker import cli
 def test_given_a_complete_config_then_it_loads(tmp_path: Path) -> None:
     settings = load_settings(**settings_data())
     desk = settings.desks["acme_zendesk"]
-    assert desk.kind == "zendesk"
+    assert isinstance(desk, ZendeskDeskConfig) and desk.kind == "zendesk"
     assert desk.gate_status == "hold"
     assert settings.incode.webhook_secret_header == "x-incode-secret"
     assert "client-secret" not in repr(settings)  # SecretStr never prints
@@ -99,8 +100,9 @@ idv_mfa_reset = "MFA reset"
         monkeypatch.setenv(f"DESKGATE_{name}", value)
     settings = load_settings()
     assert settings.redis_url == "redis://redis.internal:6379/2"
-    assert settings.desks["acme"].channel == "SMS"
-    assert settings.desks["acme"].api_token.get_secret_value() == "s5"
+    desk = settings.desks["acme"]
+    assert isinstance(desk, ZendeskDeskConfig) and desk.channel == "SMS"
+    assert desk.api_token is not None and desk.api_token.get_secret_value() == "s5"
     assert settings.incode.api_base == "https://saas-api.incodesmile.com"
 
 

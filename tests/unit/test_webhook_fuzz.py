@@ -22,7 +22,7 @@ from connectors.registry import SETTINGS
 from connectors.servicenow import push as servicenow
 from connectors.ticketing import PushAuth
 from connectors.zendesk.push import sign
-from tests.conftest import SECRETS, queued, sent_verification, settings_data
+from tests.conftest import SECRETS, json_body, queued, sent_verification, settings_data
 from webhooks.app import create_app
 
 CLIENT_ID = "incode-hooks"
@@ -108,7 +108,7 @@ def bearer(client: FlaskClient) -> str:
         headers={"Authorization": VALID_BASIC},
     )
     assert resp.status_code == 200
-    return f"Bearer {resp.json['access_token']}"
+    return f"Bearer {json_body(resp)['access_token']}"
 
 
 def fresh_token_endpoint(redis: Redis[str]) -> None:
@@ -253,5 +253,5 @@ def test_deeply_nested_json_from_an_authenticated_sender_is_a_400(
     resp = client.post(
         "/webhooks/incode", data=body, headers={"x-incode-secret": SECRETS["incode_webhook"]}
     )
-    assert resp.status_code == 400 and "JSON" in resp.json["reason"]
+    assert resp.status_code == 400 and "JSON" in json_body(resp)["reason"]
     assert queued(redis) == []

@@ -15,11 +15,11 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 from redis import Redis
 
-from config.settings import ConfigError, IncodeConfig, Settings
+from config.settings import ConfigError, Settings
 from connectors.registry import SETTINGS, load_settings
 from sandbox import incode as incode_sim
 from sandbox.common import serve
-from tests.conftest import SECRETS, queued, sent_verification, settings_data
+from tests.conftest import SECRETS, json_body, queued, sent_verification, settings_data
 from webhooks import oauth
 from webhooks.app import create_app
 from webhooks.oauth import binding, client_matches
@@ -123,8 +123,8 @@ def test_half_or_weak_oauth_configuration_stops_start_up(
 
 def test_an_empty_client_secret_never_authenticates() -> None:
     """Settings refuse it; the check refuses one that reaches it anyway (built past validation)."""
-    blank = IncodeConfig.model_construct(
-        webhook_oauth_client_id=CLIENT_ID, webhook_oauth_client_secret=SecretStr("")
+    blank = oauth_settings().incode.model_copy(
+        update={"webhook_oauth_client_secret": SecretStr("")}
     )
     assert not client_matches((CLIENT_ID, ""), blank)
     assert not client_matches(("", ""), blank)
@@ -151,7 +151,7 @@ def test_given_good_client_credentials_then_a_token_is_issued_and_stored_hashed(
     assert stored == binding(oauth_settings().incode)
     assert stored is not None and stored.startswith(f"{CLIENT_ID} ") and CLIENT_SECRET not in stored
     assert 0 < redis.ttl(key) <= 600
-    assert ask_token(client, basic()).json["access_token"] != token  # a fresh one each time
+    assert json_body(ask_token(client, basic()))["access_token"] != token  # a fresh one each time
 
 
 def test_rfc_6749_form_encoded_basic_credentials_are_accepted(client: FlaskClient) -> None:
@@ -180,7 +180,7 @@ def test_given_bad_client_credentials_then_401_invalid_client_and_no_token(
 ) -> None:
     resp = ask_token(client, authorization)
     assert resp.status_code == 401
-    assert resp.json["error"] == "invalid_client"
+    assert json_body(resp)["error"] == "invalid_client"
     assert resp.headers["WWW-Authenticate"].startswith("Basic")
     assert resp.headers["Cache-Control"] == "no-store"
     assert token_keys(redis) == []
@@ -203,7 +203,7 @@ def test_given_an_authenticated_but_bad_request_then_400_with_the_rfc_error(
 ) -> None:
     resp = client.post(TOKEN_PATH, data=data, headers={**headers, "Authorization": basic()})
     assert resp.status_code == 400
-    assert resp.json["error"] == error and resp.json["error_description"]
+    assert json_body(resp)["error"] == error and json_body(resp)["error_description"]
     assert token_keys(redis) == []
 
 
@@ -224,7 +224,7 @@ def test_only_post_is_served(client: FlaskClient) -> None:
 def test_given_an_issued_token_then_a_bearer_webhook_is_accepted(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
-    token = ask_token(client, basic()).json["access_token"]
+    token = json_body(ask_token(client, basic()))["access_token"]
     resp = hook(client, {"Authorization": f"Bearer {token}"})
     assert resp.status_code == 200 and resp.json == {"status": "accepted"}
     assert queued(redis) == [(CHECK_RESULT, [session, "SESSION_SUCCEEDED", None])]
@@ -253,12 +253,15 @@ def test_given_no_valid_token_or_secret_then_401_and_nothing_queued(
 ) -> None:
     resp = hook(client, headers)
     assert resp.status_code == 401
-    assert "bearer token" in resp.json["reason"] and "x-incode-secret" in resp.json["reason"]
+    assert (
+        "bearer token" in json_body(resp)["reason"]
+        and "x-incode-secret" in json_body(resp)["reason"]
+    )
     assert queued(redis) == []
 
 
 def test_an_expired_token_is_refused(client: FlaskClient, redis: Redis[str], session: str) -> None:
-    token = ask_token(client, basic()).json["access_token"]
+    token = json_body(ask_token(client, basic()))["access_token"]
     for key in token_keys(redis):
         redis.delete(key)  # what its TTL does
     assert hook(client, {"Authorization": f"Bearer {token}"}).status_code == 401
@@ -268,12 +271,12 @@ def test_an_expired_token_is_refused(client: FlaskClient, redis: Redis[str], ses
 def test_tokens_of_a_replaced_client_die_with_it(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
-    token = ask_token(client, basic()).json["access_token"]
+    token = json_body(ask_token(client, basic()))["access_token"]
     replaced = create_app(oauth_settings(webhook_oauth_client_id="incode-hooks-2")).test_client()
     assert hook(replaced, {"Authorization": f"Bearer {token}"}).status_code == 401
     without_oauth = create_app(SETTINGS(**settings_data())).test_client()
     resp = hook(without_oauth, {"Authorization": f"Bearer {token}"})
-    assert resp.status_code == 401 and "bearer" not in resp.json["reason"]
+    assert resp.status_code == 401 and "bearer" not in json_body(resp)["reason"]
     assert queued(redis) == []
 
 
@@ -282,12 +285,12 @@ def test_rotating_the_client_secret_kills_the_tokens_it_minted(
 ) -> None:
     """Finding 8: tokens used to be bound to the client id only, so they outlived a secret
     rotated because it leaked. There is no previous OAuth secret: Incode asks for a new token."""
-    token = ask_token(client, basic()).json["access_token"]
+    token = json_body(ask_token(client, basic()))["access_token"]
     rotated_secret = "a-brand-new-client-secret"
     rotated = create_app(oauth_settings(webhook_oauth_client_secret=rotated_secret)).test_client()
     assert hook(rotated, {"Authorization": f"Bearer {token}"}).status_code == 401
     assert queued(redis) == []
-    fresh = ask_token(rotated, basic(secret=rotated_secret)).json["access_token"]
+    fresh = json_body(ask_token(rotated, basic(secret=rotated_secret)))["access_token"]
     assert hook(rotated, {"Authorization": f"Bearer {fresh}"}).status_code == 200
     assert hook(client, {"Authorization": f"Bearer {fresh}"}).status_code == 401  # and back
 
@@ -296,7 +299,7 @@ def test_minting_beyond_the_live_cap_revokes_the_oldest_tokens(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
     cap = oauth.LIVE_TOKENS_PER_CLIENT
-    tokens = [ask_token(client, basic()).json["access_token"] for _ in range(cap + 2)]
+    tokens = [json_body(ask_token(client, basic()))["access_token"] for _ in range(cap + 2)]
     assert len(token_keys(redis)) == cap
     status = [
         hook(client, {"Authorization": f"Bearer {t}"}).status_code for t in tokens
@@ -313,7 +316,10 @@ def test_the_token_endpoint_limits_mints_per_client(client: FlaskClient, redis: 
     refused = ask_token(client, basic())
     assert refused.status_code == 429
     assert 0 < int(refused.headers["Retry-After"]) <= oauth.RATE_WINDOW_SECONDS
-    assert refused.json["error"] == "temporarily_unavailable" and refused.json["error_description"]
+    assert (
+        json_body(refused)["error"] == "temporarily_unavailable"
+        and json_body(refused)["error_description"]
+    )
     assert refused.headers["Cache-Control"] == "no-store"
     assert token_keys(redis) == before  # nothing minted
 

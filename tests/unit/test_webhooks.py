@@ -16,7 +16,7 @@ from redis import Redis
 from config.settings import Settings
 from connectors.registry import SETTINGS
 from connectors.zendesk.push import SAME_CONTENT_FIRINGS, sign
-from tests.conftest import SECRETS, queued, sent_verification, settings_data
+from tests.conftest import SECRETS, json_body, queued, sent_verification, settings_data
 from webhooks.app import create_app
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION
 
@@ -77,7 +77,7 @@ def test_given_an_unsigned_or_forged_push_then_401_and_nothing_queued(
 ) -> None:
     resp = client.post("/webhooks/zendesk", data=b'{"ticket_id": "42"}', headers=headers)
     assert resp.status_code == 401
-    assert "signature" in resp.json["reason"]
+    assert "signature" in json_body(resp)["reason"]
     assert queued(redis) == []
 
 
@@ -110,7 +110,7 @@ def test_given_a_signed_but_malformed_push_then_400_with_a_reason(
 ) -> None:
     resp = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
     assert resp.status_code == 400
-    assert reason in resp.json["reason"]
+    assert reason in json_body(resp)["reason"]
     assert queued(redis) == []
 
 
@@ -137,12 +137,12 @@ def test_a_replayed_push_is_enqueued_once_and_answered_duplicate(
     headers = {**zendesk_headers(body), "X-Zendesk-Webhook-Invocation-Id": "8127361"}
     answers = [client.post("/webhooks/zendesk", data=body, headers=headers) for _ in range(20)]
     assert [r.status_code for r in answers] == [200] * 20
-    assert answers[0].json["status"] == "accepted"
+    assert json_body(answers[0])["status"] == "accepted"
     assert all(r.json == {"status": "duplicate"} for r in answers[1:])
     assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
     # Without the invocation id it is still the same signed content: a duplicate.
     no_id = {k: v for k, v in headers.items() if "Invocation" not in k}
-    assert client.post("/webhooks/zendesk", data=body, headers=no_id).json["status"] == (
+    assert json_body(client.post("/webhooks/zendesk", data=body, headers=no_id))["status"] == (
         "duplicate"
     )
     assert len(queued(redis)) == 1
@@ -156,11 +156,13 @@ def test_made_up_invocation_ids_buy_a_replayer_at_most_a_few_tasks(
     body = b'{"ticket_id": "42"}'
     signed = zendesk_headers(body)
     statuses = [
-        client.post(
-            "/webhooks/zendesk",
-            data=body,
-            headers={**signed, "X-Zendesk-Webhook-Invocation-Id": str(n)},
-        ).json["status"]
+        json_body(
+            client.post(
+                "/webhooks/zendesk",
+                data=body,
+                headers={**signed, "X-Zendesk-Webhook-Invocation-Id": str(n)},
+            )
+        )["status"]
         for n in range(50)
     ]
     assert statuses.count("accepted") == SAME_CONTENT_FIRINGS
@@ -177,7 +179,7 @@ def test_two_firings_within_one_second_are_two_deliveries(
     for invocation in ("101", "102"):
         headers = {**signed, "X-Zendesk-Webhook-Invocation-Id": invocation}
         resp = client.post("/webhooks/zendesk", data=body, headers=headers)
-        assert resp.json["status"] == "accepted"
+        assert json_body(resp)["status"] == "accepted"
     assert len(queued(redis)) == 2
 
 
@@ -188,13 +190,19 @@ def test_a_retry_of_one_invocation_re_signed_later_is_a_duplicate(
     first = {**zendesk_headers(body), "X-Zendesk-Webhook-Invocation-Id": "77"}
     later = {**zendesk_headers(body, skew=5), "X-Zendesk-Webhook-Invocation-Id": "77"}
     assert first["X-Zendesk-Webhook-Signature"] != later["X-Zendesk-Webhook-Signature"]
-    assert client.post("/webhooks/zendesk", data=body, headers=first).json["status"] == "accepted"
-    assert client.post("/webhooks/zendesk", data=body, headers=later).json["status"] == (
+    assert (
+        json_body(client.post("/webhooks/zendesk", data=body, headers=first))["status"]
+        == "accepted"
+    )
+    assert json_body(client.post("/webhooks/zendesk", data=body, headers=later))["status"] == (
         "duplicate"
     )
     # Another invocation with other signed content is a delivery of its own.
     other = {**zendesk_headers(body, skew=9), "X-Zendesk-Webhook-Invocation-Id": "78"}
-    assert client.post("/webhooks/zendesk", data=body, headers=other).json["status"] == "accepted"
+    assert (
+        json_body(client.post("/webhooks/zendesk", data=body, headers=other))["status"]
+        == "accepted"
+    )
     assert len(queued(redis)) == 2
 
 
@@ -220,7 +228,7 @@ def test_given_the_enqueue_fails_then_503_and_the_retry_is_accepted(
     assert redis.keys("dgtest:seen:*") == []
     redis.delete("deskgate")
     retried = client.post("/webhooks/zendesk", data=body, headers=headers)  # byte for byte
-    assert retried.status_code == 200 and retried.json["status"] == "accepted"
+    assert retried.status_code == 200 and json_body(retried)["status"] == "accepted"
     assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
 
 
@@ -284,7 +292,7 @@ def test_given_a_progress_event_then_acknowledged_and_ignored(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
     resp = incode_post(client, {"eventType": "SESSION_STARTED", "interviewId": "iv-1"})
-    assert resp.status_code == 200 and resp.json["status"] == "ignored"
+    assert resp.status_code == 200 and json_body(resp)["status"] == "ignored"
     assert queued(redis) == []
 
 
@@ -292,7 +300,7 @@ def test_given_an_unknown_session_then_200_so_incode_stops(
     client: FlaskClient, redis: Redis[str]
 ) -> None:
     resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "nope"})
-    assert resp.status_code == 200 and resp.json["status"] == "unknown_session"
+    assert resp.status_code == 200 and json_body(resp)["status"] == "unknown_session"
     # No check for a session nobody knows; the desks are polled so a lost mapping is recovered,
     # once per half minute however many such webhooks arrive.
     assert queued(redis) == [(POLL_DESK, ["acme_zendesk", True])]
@@ -306,7 +314,7 @@ def test_given_a_missing_or_wrong_secret_then_401_and_nothing_queued(
 ) -> None:
     resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"}, secret)
     assert resp.status_code == 401
-    assert "x-incode-secret" in resp.json["reason"]
+    assert "x-incode-secret" in json_body(resp)["reason"]
     assert queued(redis) == []
 
 
@@ -332,9 +340,9 @@ def test_given_malformed_json_then_400(client: FlaskClient, redis: Redis[str]) -
     resp = client.post(
         "/webhooks/incode", data=b"{oops", headers={"x-incode-secret": SECRETS["incode_webhook"]}
     )
-    assert resp.status_code == 400 and "JSON" in resp.json["reason"]
+    assert resp.status_code == 400 and "JSON" in json_body(resp)["reason"]
     missing = incode_post(client, {"eventType": "SESSION_SUCCEEDED"})
-    assert missing.status_code == 400 and "interviewId" in missing.json["reason"]
+    assert missing.status_code == 400 and "interviewId" in json_body(missing)["reason"]
     assert queued(redis) == []
 
 
@@ -349,7 +357,7 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 def test_readiness_fails_when_redis_is_gone(redis: Redis[str]) -> None:
     app = create_app(SETTINGS(**settings_data(redis_url="redis://127.0.0.1:1/0")))
     resp = app.test_client().get("/readyz")
-    assert resp.status_code == 503 and "Redis" in resp.json["reason"]
+    assert resp.status_code == 503 and "Redis" in json_body(resp)["reason"]
 
 
 def test_given_redis_is_down_then_503_so_the_sender_retries() -> None:
@@ -357,7 +365,7 @@ def test_given_redis_is_down_then_503_so_the_sender_retries() -> None:
     client = app.test_client()
     resp = incode_post(client, {"eventType": "SESSION_SUCCEEDED", "interviewId": "iv-1"})
     assert resp.status_code == 503
-    assert resp.headers["Retry-After"] == "30" and "retry" in resp.json["reason"]
+    assert resp.headers["Retry-After"] == "30" and "retry" in json_body(resp)["reason"]
     body = b'{"ticket_id": "42"}'
     push = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
     assert push.status_code == 503
