@@ -31,9 +31,9 @@ class ServiceNowDriver:
         # record + caller in one read: before the gate, then just before each write (no Safe
         # Update on the Table API, so the connector re-reads to refuse a changed record)
         "GET /api/now/table/<table>/<sys_id>": 3,
-        # sys_audit: when the caller's e-mail last changed; with no change on record, whether
-        # sys_user is audited at all
-        "GET /api/now/table/<table>": 2,
+        # sys_audit: when the caller's e-mail last changed (a warm worker already knows that
+        # sys_user is audited: it asks that at most every 10 minutes)
+        "GET /api/now/table/<table>": 1,
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }
     statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}

@@ -14,6 +14,7 @@ worker writes the outcome against the record its gate write returned, without re
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,8 @@ SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 PAGE = 100
 PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
 PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
+# How long "sys_user is audited" (an audit row was seen) is believed before it is asked again.
+AUDITED_FOR = 600.0
 # The sys_user field behind each of the requester's fields Deskgate may rely on.
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
@@ -67,6 +70,7 @@ class ServiceNowConnector:
             headers={"Content-Type": "application/json"},
         )
         self.path = f"/api/now/table/{config.table}"
+        self._audited_until = 0.0  # until when sys_user is known to be audited
         who = config.requester_field
         self.fields = ",".join(
             [
@@ -199,9 +203,13 @@ class ServiceNowConnector:
             return None
         hit = [r for r in mine if (r.get("fieldname"), r.get("documentkey")) == (column, person.id)]
         if hit:
+            self._audited_until = time.monotonic() + AUDITED_FOR
             return _instant(hit[0].get("sys_created_on"))
-        audited = self._audit("tablename=sys_user")
-        return person.created_at if audited else None
+        if time.monotonic() >= self._audited_until:  # learnt again at most every AUDITED_FOR s
+            if not self._audit("tablename=sys_user"):
+                return None
+            self._audited_until = time.monotonic() + AUDITED_FOR
+        return person.created_at
 
     def _audit(self, query: str) -> list[dict[str, Any]] | None:
         """The newest ``sys_audit`` row matching ``query`` (as a list), or None if unreadable."""
