@@ -173,12 +173,18 @@ class IncodeClient:
         return str(status) if status else None
 
     def confirm(self, interview_id: str) -> Result:
-        """Read the result; the onboarding status is read only when the score does not decide."""
+        """Read the result; the onboarding status is read only when the score does not decide.
+        A session that finished between the two reads has a score the first read did not see:
+        it is read again, so an unscored session is never taken as finished-and-undecided
+        (which would mean manual review)."""
         score = self.score(interview_id)
         result = interpret(score, None)
         if result.decision in ("verified", "failed"):
             return result
-        return interpret(score, self.onboarding_status(interview_id))
+        status = self.onboarding_status(interview_id)
+        if result.score_status == "UNKNOWN" and interpret(score, status).decision != "pending":
+            score = self.score(interview_id)
+        return interpret(score, status)
 
 
 def _custom(response: httpx.Response) -> None:

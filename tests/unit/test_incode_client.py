@@ -96,3 +96,20 @@ def test_an_unknown_employee_is_employee_not_found_not_a_plain_fatal(
             validity_minutes=30,
         )  # fmt: skip
     assert isinstance(raised.value, Fatal) and raised.value.status == 400
+
+
+def test_a_session_finishing_between_the_score_and_the_status_is_read_again(
+    control: httpx.Client, client: IncodeClient
+) -> None:
+    """The score is read first (not scored yet), the employee finishes, then the status reads
+    finished: without a second look that is "finished, score unknown", i.e. manual review."""
+    interview = ask(client)
+    status = client.onboarding_status
+
+    def finishing_meanwhile(interview_id: str) -> str | None:
+        control.post(f"/_sandbox/sessions/{interview_id}/complete", json={"outcome": "pass"})
+        return status(interview_id)
+
+    client.onboarding_status = finishing_meanwhile  # type: ignore[method-assign]
+    result = client.confirm(interview)
+    assert result.decision == "verified", result
