@@ -117,18 +117,7 @@ def test_given_a_config_path_that_does_not_exist_then_the_error_says_so(
 def test_the_example_config_loads_with_its_secrets_from_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    example = Path(__file__).parents[2] / "config" / "example.toml"
-    monkeypatch.setenv("DESKGATE_CONFIG", str(example))
-    for name in (
-        "INCODE__CLIENT_SECRET",
-        "INCODE__API_KEY",
-        "INCODE__EXECUTIVE_PASSWORD",
-        "INCODE__WEBHOOK_SECRET",
-        "DESKS__ACME_ZENDESK__API_TOKEN",
-        "DESKS__ACME_SERVICENOW__PASSWORD",
-    ):
-        monkeypatch.setenv(f"DESKGATE_{name}", "x-long-enough-secret")
-    monkeypatch.setenv("DESKGATE_NOTE_SECRET", "a-note-sealing-secret")
+    example_config(monkeypatch)
     settings = load_settings()
     assert {d.kind for d in settings.desks.values()} == {"zendesk", "servicenow"}
 
