@@ -184,6 +184,9 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("DESKGATE_REDIS_URL", "REDIS_URL", "redis_url"),
     )
+    # Where the desks and Incode reach Deskgate's web app (https://deskgate.example.com):
+    # ``deskgate setup`` points the webhooks there and ``deskgate doctor`` checks it answers.
+    public_url: AnyHttpUrl | None = None
     key_prefix: str = Field(default="dg", pattern=r"^[A-Za-z0-9_:-]+$")
     queue: str = Field(default="deskgate", pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from config.settings import DeskConfig, kind_of
+from connectors.provisioning import Change, Check, DoctorRequest, SetupRequest
 from connectors.push_dedupe import PushKeys, body_keys
 from connectors.ticketing import Desk, PushAuth
 
@@ -28,6 +29,10 @@ class DeskKind(Generic[C]):
     # The ticket ids an authenticated push names; ValueError (answered 400) if it names none.
     pushed_ticket_ids: Callable[[dict[str, Any]], list[str]]
     push_keys: PushKeys = body_keys
+    # ``deskgate setup``: provision the desk (connectors/provisioning.py); None: not supported.
+    setup: Callable[[SetupRequest[C]], list[Change]] | None = None
+    # ``deskgate doctor``: the desk's checklist.
+    doctor: Callable[[DoctorRequest[C]], list[Check]] | None = None
 
     @property
     def name(self) -> str:
