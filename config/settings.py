@@ -172,6 +172,36 @@ class DeskConfig(_Strict):
         return value
 
 
+class AuditSinkConfig(_Strict):
+    """Where audit events are forwarded (docs/audit.md, "Forwarding to a SIEM"): a Splunk HTTP
+    Event Collector (``token``), or any HTTPS endpoint taking a signed JSON array (``secret``)."""
+
+    url: AnyHttpUrl = Field(description="the HEC base (https://splunk:8088) or the JSON endpoint")
+    format: Literal["splunk_hec", "json_hmac"] = "splunk_hec"
+    token: SecretStr | None = None  # splunk_hec: the HEC token
+    secret: SecretStr | None = None  # json_hmac: the HMAC-SHA256 key
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    retry_max_seconds: float = Field(default=30.0, ge=1, le=600)  # the backoff's cap
+    host: str = Field(default="deskgate", min_length=1)  # HEC's "host" field
+
+    @field_validator("token", "secret")
+    @classmethod
+    def _sink_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        return _long_secret(value)
+
+    @model_validator(mode="after")
+    def _credential_for_format(self) -> AuditSinkConfig:
+        needed = "token" if self.format == "splunk_hec" else "secret"
+        if getattr(self, needed) is None:
+            raise ValueError(f"format {self.format!r} needs {needed} (set it in the environment)")
+        return self
+
+    @property
+    def base(self) -> str:
+        return _url(self.url)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -200,6 +230,11 @@ class Settings(BaseSettings):
     # A body still arriving after this long gets 408 (webhooks/deadline.py): slow clients let go.
     webhook_body_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retention_days: int = Field(default=30, ge=1)
+    # The audit trail (docs/audit.md) keeps its own retention, and a hard bound on its entries
+    # (about 1 KB of Redis memory each) so Redis memory stays bounded.
+    audit_retention_days: int = Field(default=400, ge=1)
+    audit_max_events: int = Field(default=1_000_000, ge=1000)
+    audit_sink: AuditSinkConfig | None = None
     # A task is killed after this long; a crashed worker's step is resumed by the sweep soon after.
     task_time_limit_seconds: int = Field(default=120, ge=10, le=1800)
     # Seals Deskgate's gate notes (HMAC), so a note someone else wrote is never trusted when a

@@ -39,6 +39,9 @@ class StackOptions:
     user_age_days: float = 30.0
     beat: bool = False
     log_format: str = "json"
+    # Appended to Deskgate's generated config, and added to its environment (an audit sink).
+    extra_config: str = ""
+    extra_env: Mapping[str, str] = field(default_factory=dict)
     # How each simulator is served; None: a thread of the calling process
     # (``sandbox.common.serve``). The benchmarks serve each from a process of its own.
     serve: ServeSimulator | None = None

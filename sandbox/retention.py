@@ -4,8 +4,10 @@ Every key Deskgate writes must expire, so Redis stays bounded, except those that
 open work: the ``due`` sorted set, the poll cursors (``cursor:*``), and the record, session index
 and open marker (``v:``, ``iv:``, ``open:``) of a verification still open, that is in an open
 state and still named by its ticket's open marker (an abandoned verification is not open, whatever
-its state says). Celery's own keys (its queue lists, ``_kombu.*``, ``unacked*``) are left
-to Celery. The end-to-end and fault suites run ``keys_without_ttl`` after every run.
+its state says). The audit trail (``audit``, and its forwarder's counters ``audit:sink``) is
+bounded by its own retention and entry cap instead of a TTL. Celery's own keys (its queue lists,
+``_kombu.*``, ``unacked*``) are left to Celery. The end-to-end and fault suites run
+``keys_without_ttl`` after every run.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def _long_lived(redis: Redis[str], prefix: str, key: str) -> bool:
     if family == "due" and not rest:
         return True
     if family == "cursor":
+        return True
+    if family == "audit" and rest in ("", "sink"):
         return True
     if family == "v":
         return _open(redis, prefix, rest)

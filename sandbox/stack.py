@@ -158,6 +158,7 @@ class Stack:
             REDIS_URL=self.options.redis_url,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.options.extra_env)
         return env
 
     def config_text(self) -> str:
@@ -172,7 +173,7 @@ http_timeout_seconds = 5
 http_deadline_seconds = {o.http_deadline_seconds}
 task_time_limit_seconds = {o.task_time_limit_seconds}
 
-{blocks}"""
+{blocks}{o.extra_config}"""
 
     def _serve(self, name: str, config: Any, host: str, port: int) -> Server:
         return serve(SIMULATORS[name].create_app(config), host, port)

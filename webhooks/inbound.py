@@ -95,7 +95,7 @@ def ticketing_push(kind: str) -> Any:
         abort(400, str(exc))
     tolerance = ctx.settings.webhook_tolerance_seconds
     keys, ttl = desk_kind.push_keys(desk, request.headers, raw, payload, tolerance)
-    tasks = [(START_VERIFICATION, [desk, ticket_id]) for ticket_id in ticket_ids]
+    tasks = [(START_VERIFICATION, [desk, ticket_id, "push"]) for ticket_id in ticket_ids]
     seen = [ctx.store.seen_key("push", key) for key, _ in keys]
     if not ctx.dispatcher.send_once(tasks, seen, ttl, [limit for _, limit in keys]):
         log.info("push duplicate", desk=desk, tickets=ticket_ids)

@@ -38,8 +38,8 @@ class Sender:
     def send(self, task: str, args: list[Any]) -> None:
         raise NotImplementedError
 
-    def start_verification(self, desk: str, ticket_id: str) -> None:
-        self.send(START_VERIFICATION, [desk, ticket_id])
+    def start_verification(self, desk: str, ticket_id: str, origin: str = "poll") -> None:
+        self.send(START_VERIFICATION, [desk, ticket_id, origin])
 
     def check_result(self, verification_id: str, hint: str, now: float | None = None) -> None:
         self.send(CHECK_RESULT, [verification_id, hint, now])

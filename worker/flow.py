@@ -87,7 +87,8 @@ class Flow:
 
     # -- start: flagged ticket -> gate -------------------------------------------------------
 
-    def start(self, desk_name: str, ticket_id: str) -> None:
+    def start(self, desk_name: str, ticket_id: str, origin: str = "poll") -> None:
+        """``origin``: what announced the ticket, "push" or "poll" (for the audit trail)."""
         desk = self.rt.desks.get(desk_name)
         if desk is None:
             log.warning("unknown desk", desk=desk_name)
@@ -102,7 +103,7 @@ class Flow:
                 log.info("ticket not flagged; nothing to do")
                 return
             if ticket.marker in OPEN_MARKERS:
-                self._adopt(desk_name, desk, ticket)
+                self._adopt(desk_name, desk, ticket, origin)
                 return
             if not ticket.active:
                 log.info("ticket is solved or closed; not verifying", status=ticket.status)
@@ -116,6 +117,7 @@ class Flow:
                 reason=ticket.reason,
                 now=now,
                 resume_at=now + self.resume_after,
+                origin=origin,
             )
             if not created:
                 log.info("verification already open for this ticket", verification=v.id)
@@ -126,7 +128,7 @@ class Flow:
                 return
             self._advance(desk, v.id, ticket)
 
-    def _adopt(self, desk_name: str, desk: Desk, ticket: Ticket) -> None:
+    def _adopt(self, desk_name: str, desk: Desk, ticket: Ticket, origin: str) -> None:
         """The ticket is gated but Redis has no open verification for it (Redis lost data, or
         someone put the marker there): rebuild the verification from Deskgate's own sealed gate
         note and have Incode asked for the result. Anything else ends the request with a note
@@ -135,7 +137,7 @@ class Flow:
         now = self.clock()
         gate, why = self._gate_to_adopt(desk_name, desk, ticket, now)
         if gate is None:
-            self._unrecoverable(desk_name, desk, ticket, now, why)
+            self._unrecoverable(desk_name, desk, ticket, now, why, origin)
             return
         structlog.contextvars.bind_contextvars(verification=gate.verification)
         with self.store.lock(gate.verification, self.lock_seconds) as held:
@@ -163,9 +165,8 @@ class Flow:
             return
         elif adopted != "open":  # "open": another task recovered or started it meanwhile
             log.warning("recovery refused: that verification or session is recorded", why=adopted)
-            self._unrecoverable(
-                desk_name, desk, ticket, now, "its gate note names a verification that has ended"
-            )
+            why = "its gate note names a verification that has ended"
+            self._unrecoverable(desk_name, desk, ticket, now, why, origin)
 
     def _gate_to_adopt(
         self, desk_name: str, desk: Desk, ticket: Ticket, now: float
@@ -207,7 +208,7 @@ class Flow:
         return True
 
     def _unrecoverable(
-        self, desk_name: str, desk: Desk, ticket: Ticket, now: float, why: str
+        self, desk_name: str, desk: Desk, ticket: Ticket, now: float, why: str, origin: str
     ) -> None:
         """End the ticket's request with an error note (a new verification, failed at once)."""
         v, created = self.store.open(
@@ -218,12 +219,14 @@ class Flow:
             reason=ticket.reason or "request",
             now=now,
             resume_at=now + self.resume_after,
+            origin=origin,
         )
         if not created:
             return
         with self.store.lock(v.id, self.lock_seconds) as held:
             if held:
-                v = self._fail(v, now, f"this verification cannot be recovered: {why}")
+                why = f"this verification cannot be recovered: {why}"
+                v = self._fail(v, now, why, "unrecoverable")
                 self._sync(desk, v, ticket)
 
     def _advance(self, desk: Desk, vid: str, ticket: Ticket, *, unread: bool = False) -> None:
@@ -256,12 +259,13 @@ class Flow:
         self.store.unschedule(v.id)
         why = f"the desk refused Deskgate's update of this ticket {count} times ({status})"
         if v.state not in FINAL:
-            v = self.store.advance(v, State.ERROR, now, detail=why)
+            v = self.store.advance(v, State.ERROR, now, detail=why, code="ticket_refused")
         try:  # one note, if the desk takes it (a refused status change may be what failed)
             ticket = desk.get_ticket(v.ticket_id)
             if ticket is not None and ticket.writable:
                 desk.record(ticket, v.state, notes.outcome(v), release=False)
                 self.store.update(v.id, written=v.state.value)
+                self.store.written(v, "outcome", self.clock())
         except (Fatal, Conflict, Retriable) as again:
             log.error("the error note could not be written either", error=str(again))
 
@@ -290,8 +294,10 @@ class Flow:
                 now=now,
             )
             session = self._ask_incode(v, who, config, now)
-        except (Unverifiable, LinkCapReached) as exc:
-            return self._fail(v, now, str(exc))
+        except Unverifiable as exc:
+            return self._fail(v, now, str(exc), exc.code)
+        except LinkCapReached as exc:
+            return self._fail(v, now, str(exc), "link_cap")
         except EmployeeNotFound:
             source = config.login_hint.replace("user_field:", "user field ").replace("_", " ")
             return self._fail(
@@ -299,6 +305,7 @@ class Flow:
                 now,
                 f"Incode has no enrolled employee matching the requester's {source}; check the "
                 "requester's profile, or ask the security team to enrol the employee in Incode",
+                "not_enrolled",
             )
         except Unanswered:
             return self._fail(
@@ -308,10 +315,12 @@ class Flow:
                 "error). It may still send the "
                 "employee a link, whose result will not be applied here; flag the ticket again "
                 "to send a new one",
+                "incode_unanswered",
             )
         except Fatal as exc:  # Incode's own text stays in the log, not in the ticket
             status = f"HTTP {exc.status}" if exc.status else "an error"
-            return self._fail(v, now, f"Incode refused the request for a link ({status})")
+            why = f"Incode refused the request for a link ({status})"
+            return self._fail(v, now, why, "refused_by_incode")
         expires = now + config.link_validity_minutes * 60
         if config.destination == "incode":
             destination = "the employee's contact enrolled with Incode"
@@ -325,6 +334,7 @@ class Flow:
             channel=config.channel,
             destination=destination,
             expires_at=expires,
+            sent_at=now,
             due=now + self.resume_after,  # the gate write comes next; resume it if we die here
             index_interview=True,
         )
@@ -378,21 +388,26 @@ class Flow:
         changed = desk.changed_at(person, field)
         if changed is None:
             raise Unverifiable(
+                "contact_age_unknown",
                 f"Deskgate cannot tell when the requester's {what} was added or last changed "
                 f"(the desk keeps no record of it that Deskgate can read), so no link is sent. "
-                f"Confirm it with the employee through a channel you trust, or {fallback}"
+                f"Confirm it with the employee through a channel you trust, or {fallback}",
             )
         if now - changed < min_age:
             hours = config.destination_min_age_hours
             raise Unverifiable(
+                "contact_too_new",
                 f"the requester's {what} was added or changed at {notes.when(changed)}, less "
                 f"than {hours:g} hours ago, so no link is sent. Confirm the change with the "
                 f"employee through a channel you trust; flag the ticket again after "
-                f"{notes.when(changed + min_age)}"
+                f"{notes.when(changed + min_age)}",
             )
 
-    def _fail(self, v: Verification, now: float, why: str) -> Verification:
-        failed = self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
+    def _fail(self, v: Verification, now: float, why: str, code: str) -> Verification:
+        """End ``v`` in error; ``code`` names the reason for machines (the audit trail)."""
+        failed = self.store.advance(
+            v, State.ERROR, now, detail=why, due=now + self.resume_after, code=code
+        )
         log.warning("verification cannot proceed", detail=why)
         return failed
 
@@ -404,8 +419,19 @@ class Flow:
             if ticket.marker != "pending":
                 # Only a ticket still open is put on hold: one an agent solved or closed since
                 # (seen on the re-read after a 409) is left as the agent left it.
-                gate = notes.gate(v, self.seal)
-                ticket = self._write(desk, ticket, lambda t: desk.gate(t, gate) if t.active else t)
+                gate, wrote = notes.gate(v, self.seal), False
+
+                def write_gate(t: Ticket) -> Ticket:
+                    nonlocal wrote
+                    if not t.active:
+                        return t
+                    t = desk.gate(t, gate)
+                    wrote = True
+                    return t
+
+                ticket = self._write(desk, ticket, write_gate)
+                if wrote:
+                    self.store.written(v, "gate", self.clock())
             if ticket.marker == "pending":
                 self.store.update(v.id, gated=True, ticket=v.remember(ticket))
                 v = replace(v, gated=True)
@@ -439,6 +465,7 @@ class Flow:
                 log.warning("ticket closed; outcome not written", state=v.state.value)
                 return t
             written = desk.record(t, v.state, notes.outcome(v), release=v.state != State.REVIEW)
+            self.store.written(v, "outcome", self.clock())
             log.info("outcome written", state=v.state.value)
             return written
 
@@ -456,8 +483,9 @@ class Flow:
             f"({v.state.value}) belongs to the previous requester and is not applied"
         )
         after = self.store.advance(
-            v, State.ERROR, now, overturn=True, due=now + self.resume_after, detail=why
-        )
+            v, State.ERROR, now, overturn=True, due=now + self.resume_after, detail=why,
+            code="requester_changed",
+        )  # fmt: skip
         if after.state == State.ERROR:
             log.warning("requester changed since the link was sent", result=v.state.value)
         return after
@@ -471,7 +499,9 @@ class Flow:
             "the ticket was solved or closed before it could be put on hold, so Incode's result "
             "will not be applied"
         )
-        after = self.store.advance(v, State.ERROR, now, detail=why, due=now + self.resume_after)
+        after = self.store.advance(
+            v, State.ERROR, now, detail=why, due=now + self.resume_after, code="not_gated"
+        )
         if after.state == State.ERROR:
             log.warning("ticket solved or closed before the gate", status=ticket.status)
         return after
@@ -544,12 +574,14 @@ class Flow:
         if result.onboarding_status:
             summary += f", {result.onboarding_status}"
         detail = ", ".join(result.findings)
+        code = ""
         if target is None or target == v.state:
             # Undecided: the link expires at its time, a manual review after its timeout.
             hours = self.rt.settings.desks[v.desk].review_timeout_hours
             ends = v.expires_at if v.state == State.SENT else v.updated_at + hours * 3600
             if now >= ends:
                 target = State.EXPIRED
+                code = "review_timeout" if v.state == State.REVIEW else "link_expired"
                 detail = (
                     f"Incode's manual review did not decide within {hours:g} hours"
                     if v.state == State.REVIEW
@@ -561,7 +593,7 @@ class Flow:
                 log.info("no result yet", hint=hint, decision=result.decision)
                 return v
         after = self.store.advance(
-            v, target, now, due=now + self.resume_after, result=summary, detail=detail
+            v, target, now, due=now + self.resume_after, result=summary, detail=detail, code=code
         )
         if after.state == target:
             log.info("result confirmed", state=target.value, hint=hint)
@@ -569,7 +601,7 @@ class Flow:
 
     def _ticket_gone(self, v: Verification) -> None:
         log.warning("ticket deleted; verification abandoned", state=v.state.value)
-        self.store.abandon(v)
+        self.store.abandon(v, self.clock())
 
     # -- poll and sweep ----------------------------------------------------------------------
 
@@ -582,7 +614,7 @@ class Flow:
         # Tickets with an open verification are in hand; the rest are new, or lost by Redis.
         found = [t for t in flagged if self.store.open_for(desk_name, t) is None]
         for ticket_id in found:
-            self.dispatch.start_verification(desk_name, ticket_id)
+            self.dispatch.start_verification(desk_name, ticket_id, "poll")
         if found:
             log.info("poll found flagged tickets", count=len(found))
         return len(found)
@@ -595,4 +627,5 @@ class Flow:
             self.dispatch.check_result(vid, "sweep", now)
         if due:
             log.info("sweep handed out due verifications", count=len(due))
+        self.store.trim_audit(now)
         return len(due)

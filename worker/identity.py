@@ -10,7 +10,12 @@ from connectors.ticketing import Person
 
 
 class Unverifiable(Exception):
-    """The requester cannot be verified as configured; the message tells an agent what to fix."""
+    """The requester cannot be verified as configured; the message tells an agent what to fix,
+    ``code`` names the reason for machines (the audit trail)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,9 @@ class Identity:
 
 def identity_of(person: Person | None, desk: DeskConfig) -> Identity:
     if person is None:
-        raise Unverifiable("the ticket has no requester whose identity could be verified")
+        raise Unverifiable(
+            "no_requester", "the ticket has no requester whose identity could be verified"
+        )
     source = desk.login_hint
     if source == "email":
         hint = person.email
@@ -32,8 +39,9 @@ def identity_of(person: Person | None, desk: DeskConfig) -> Identity:
     if not hint:
         what = source.replace("user_field:", "user field ")
         raise Unverifiable(
+            "no_identity",
             f"the requester's record has no {what.replace('_', ' ')}, which identifies the "
-            "employee to Incode; add it to the requester's profile"
+            "employee to Incode; add it to the requester's profile",
         )
     if desk.destination == "incode":
         return Identity(login_hint=hint.strip(), destination="")
@@ -43,7 +51,8 @@ def identity_of(person: Person | None, desk: DeskConfig) -> Identity:
         destination, what = person.phone, "phone number"
     if not destination:
         raise Unverifiable(
+            "no_destination",
             f"the requester's record has no {what} to send the {desk.channel} link to; "
-            "add it to the requester's profile"
+            "add it to the requester's profile",
         )
     return Identity(login_hint=hint.strip(), destination=destination.strip())

@@ -4,9 +4,40 @@ the field."""
 
 from __future__ import annotations
 
-from celery import Celery
+from collections.abc import Callable
+from typing import Any
 
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from connectors.audit_sink import AuditSink
+from worker import audit_forwarder
 from worker.celery_app import make_celery
-from worker.runtime import current_settings
+from worker.runtime import current_settings, runtime
 
 app: Celery = make_celery(current_settings())
+_halt: list[Callable[[], None]] = []
+
+
+@worker_ready.connect
+def _forward_audit(**_: Any) -> None:
+    """With ``audit_sink`` set, each worker forwards the audit trail (worker/audit_forwarder.py)."""
+    settings = current_settings()
+    if settings.audit_sink is None:
+        return
+    sink = AuditSink(settings.audit_sink)
+    _halt.append(
+        audit_forwarder.start(
+            runtime().redis,
+            settings.key_prefix,
+            sink.send,
+            batch=settings.audit_sink.batch_size,
+            retry_max=settings.audit_sink.retry_max_seconds,
+        )
+    )
+
+
+@worker_shutdown.connect
+def _stop_forwarding(**_: Any) -> None:
+    while _halt:
+        _halt.pop()()

@@ -52,7 +52,13 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         redis=redis,
-        store=Store(redis, settings.key_prefix, settings.retention_days * 86400),
+        store=Store(
+            redis,
+            settings.key_prefix,
+            settings.retention_days * 86400,
+            audit_max_events=settings.audit_max_events,
+            audit_retention_seconds=settings.audit_retention_days * 86400,
+        ),
         incode=IncodeClient(settings.incode, timeout, deadline),
         desks={
             name: PacedDesk(build_desk(name, desk, timeout, deadline), pace)

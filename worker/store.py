@@ -10,6 +10,8 @@ Keys (``p`` is the configured prefix):
 - ``p:lock:<id>``             one worker at a time advances a verification
 - ``p:seen:<key>``            webhook deliveries already taken (dedupe)
 - ``p:cursor:<desk>``         where a desk's interrupted poll resumes
+- ``p:audit``                 stream: the audit trail (``worker.audit``), bounded by its own
+                              retention, appended by the scripts below with each transition
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -20,21 +22,26 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from redis import Redis
 
 from connectors.ticketing import Ticket
+from worker import audit
 from worker.lifecycle import FINAL, State, sources
 
-# KEYS: open key, record, due, interview key
-# ARGV: id, due score, adopt (1/0), index interview (1/0), field, value, ...
+# KEYS: open key, record, due, interview key, audit stream
+# ARGV: id, due score, adopt (1/0), index interview (1/0), audit max entries, audit head (8),
+#       field, value, ...
 # An adoption (a verification rebuilt from its gate note) never replaces a record or a session
 # mapping that exists: the note may name another ticket's live verification.
-_OPEN = """
+_OPEN = (
+    audit.LUA
+    + """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {'open', existing} end
 if ARGV[3] == '1' then
@@ -42,24 +49,28 @@ if ARGV[3] == '1' then
   if ARGV[4] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'taken', 'session'} end
 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], unpack(ARGV, 14))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
-return {'new', ''}
+return {'new', '', audit(KEYS[5], ARGV[5], KEYS[2], {unpack(ARGV, 6, 13)})}
 """
+)
 
-# KEYS: record, due, open key, interview key
+# KEYS: record, due, open key, interview key, audit stream
 # ARGV: to, allowed sources (csv), final (1/0), ttl, id, due score or '', index interview (1/0),
-#       field, value, ...
-_TRANSITION = """
+#       audit max entries, audit head (8), field, value, ...
+# Returns {} (no record), {'same', record} (not moved) or {'moved', record, audit entry}.
+_TRANSITION = (
+    audit.LUA
+    + """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {} end
 local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do
   if s == current then allowed = true end
 end
-if not allowed then return redis.call('HGETALL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 8))
+if not allowed then return {'same', redis.call('HGETALL', KEYS[1])} end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 17))
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
 if ARGV[3] == '1' then
@@ -67,8 +78,10 @@ if ARGV[3] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
-return redis.call('HGETALL', KEYS[1])
+local entry = audit(KEYS[5], ARGV[8], KEYS[1], {unpack(ARGV, 9, 16)})
+return {'moved', redis.call('HGETALL', KEYS[1]), entry}
 """
+)
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -89,15 +102,26 @@ return vid
 # A verification dropped without an outcome (its ticket was deleted): free the ticket, leave the
 # sweep's list, and give the record and its session index the retention TTL, so nothing
 # abandoned stays in Redis for ever. Keys that already expire keep their TTL.
-# KEYS: record, due, open key, interview key   ARGV: id, ttl
-_ABANDON = """
+# Its audit event is appended once, the first time (a record already marked abandoned, or gone,
+# appends nothing).
+# KEYS: record, due, open key, interview key, audit stream   ARGV: id, ttl, audit max, head (8)
+_ABANDON = (
+    audit.LUA
+    + """
+local entry = {}
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'abandoned') ~= '1' then
+  redis.call('HSET', KEYS[1], 'abandoned', '1')
+  entry = audit(KEYS[5], ARGV[3], KEYS[1], {unpack(ARGV, 4, 11)})
+end
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if redis.call('GET', KEYS[4]) == ARGV[1] and redis.call('TTL', KEYS[4]) == -1 then
   redis.call('EXPIRE', KEYS[4], ARGV[2])
 end
+return entry
 """
+)
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,8 @@ class Verification:
     ticket: str = ""  # the ticket as Deskgate's last write left it (``remember``)
     asking_since: float = 0.0  # when Incode was last asked for a link (a call may be in flight)
     refusals: int = 0  # how often the desk refused a write for good (backs the retries off)
+    origin: str = ""  # how it started: "push", "poll" or "recovery" (the audit trail's)
+    sent_at: float = 0.0  # when Incode sent the link
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -132,7 +158,7 @@ class Verification:
             value = raw[f.name]
             if f.name == "state":
                 values[f.name] = State(value)
-            elif f.name in ("created_at", "updated_at", "expires_at", "asking_since"):
+            elif f.name in ("created_at", "updated_at", "expires_at", "asking_since", "sent_at"):
                 values[f.name] = float(value or 0)
             elif f.name == "refusals":
                 values[f.name] = int(value or 0)
@@ -181,15 +207,34 @@ def _strings(mapping: dict[str, Any]) -> dict[str, str]:
     return {k: ("1" if v else "") if isinstance(v, bool) else str(v) for k, v in mapping.items()}
 
 
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _flat(mapping: dict[str, Any]) -> list[str]:
     return [item for pair in _strings(mapping).items() for item in pair]
 
 
+AUDIT_MAX_EVENTS = 1_000_000
+AUDIT_RETENTION_SECONDS = 400 * 86400
+
+
 class Store:
-    def __init__(self, redis: Redis[str], prefix: str, retention_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis[str],
+        prefix: str,
+        retention_seconds: int,
+        *,
+        audit_max_events: int = AUDIT_MAX_EVENTS,
+        audit_retention_seconds: int = AUDIT_RETENTION_SECONDS,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention = retention_seconds
+        self.audit_max_events = audit_max_events
+        self.audit_retention = audit_retention_seconds
+        self.audit_key = audit.stream_key(prefix)
         self._open = redis.register_script(_OPEN)
         self._transition = redis.register_script(_TRANSITION)
         self._unlock = redis.register_script(_UNLOCK)
@@ -224,8 +269,10 @@ class Store:
         reason: str,
         now: float,
         resume_at: float,
+        origin: str = "poll",
     ) -> tuple[Verification, bool]:
-        """Record a new verification unless the ticket has an open one; says which it returns."""
+        """Record a new verification unless the ticket has an open one; says which it returns.
+        ``origin``: what announced the ticket ("push" or "poll"), for the audit trail."""
         record = {
             "id": secrets.token_hex(12),
             "desk": desk,
@@ -236,8 +283,10 @@ class Store:
             "state": State.REQUESTED.value,
             "created_at": now,
             "updated_at": now,
+            "origin": origin,
         }
-        found, existing = self._insert(record, resume_at, adopt=False)
+        head = audit.head("verification.requested", now)
+        found, existing = self._insert(record, resume_at, head, adopt=False)
         if found == "open":
             v = self.get(existing)
             if v is not None:
@@ -256,25 +305,32 @@ class Store:
             "state": state.value,
             "created_at": now,
             "updated_at": now,
+            "origin": "recovery",
             **fields,
         }
-        found, why = self._insert(record, now, adopt=True)
+        head = audit.head("verification.recovered", now)
+        found, why = self._insert(record, now, head, adopt=True)
         if found == "new":
             return Verification.from_hash(_strings(record))
         return "open" if found == "open" else str(why)
 
-    def _insert(self, record: dict[str, Any], resume_at: float, *, adopt: bool) -> tuple[str, str]:
+    def _insert(
+        self, record: dict[str, Any], resume_at: float, head: list[str], *, adopt: bool
+    ) -> tuple[str, str]:
         vid, interview = str(record["id"]), str(record.get("interview_id") or "")
-        found, detail = self._open(
+        found, detail, *entry = self._open(
             keys=[
                 self._key("open", str(record["desk"]), str(record["ticket_id"])),
                 self._key("v", vid),
                 self._key("due"),
                 self._key("iv", interview),
+                self.audit_key,
             ],
             args=[vid, resume_at, "1" if adopt else "0", "1" if interview else "0",
-                  *_flat(record)],
+                  self.audit_max_events, *head, *_flat(record)],
         )  # fmt: skip
+        if found == "new":
+            audit.notify(_pairs(entry[0]))
         return str(found), str(detail)
 
     def advance(
@@ -286,11 +342,12 @@ class Store:
         due: float | None = None,
         index_interview: bool = False,
         overturn: bool = False,
+        code: str = "",
         **changes: Any,
     ) -> Verification:
         """Move ``v`` to ``to`` if its current state allows it, and return the record as it then
-        stands: in ``to`` if it moved (``moved`` tells), as another step left it if not, ``v``
-        itself if the record is gone.
+        stands: in ``to`` if it moved, as another step left it if not, ``v`` itself if the record
+        is gone. A move appends its audit event (``code``: why, for errors) in the same step.
 
         ``overturn`` replaces ``v``'s state whatever the lifecycle allows, if it is still
         ``v.state``: only for a result found not to apply before it is written."""
@@ -300,12 +357,13 @@ class Store:
             or self.redis.hget(self._key("v", v.id), "interview_id")
             or ""
         )
-        flat = self._transition(
+        result = self._transition(
             keys=[
                 self._key("v", v.id),
                 self._key("due"),
                 self._key("open", v.desk, v.ticket_id),
                 self._key("iv", interview),
+                self.audit_key,
             ],
             args=[
                 to.value,
@@ -315,12 +373,16 @@ class Store:
                 v.id,
                 "" if due is None else due,
                 "1" if index_interview else "0",
+                self.audit_max_events,
+                *audit.head(f"verification.{to.value}", now, code),
                 *_flat({"updated_at": now, **changes}),
             ],
         )
-        if not flat:
+        if not result:
             return v
-        return Verification.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        if result[0] == "moved":
+            audit.notify(_pairs(result[2]))
+        return Verification.from_hash(_pairs(result[1]))
 
     def update(self, vid: str, **changes: Any) -> None:
         self.redis.hset(self._key("v", vid), mapping=_strings(changes))  # type: ignore[arg-type]
@@ -331,20 +393,49 @@ class Store:
     def unschedule(self, vid: str) -> None:
         self.redis.zrem(self._key("due"), vid)
 
-    def abandon(self, v: Verification) -> None:
+    def abandon(self, v: Verification, now: float | None = None) -> None:
         """Drop ``v`` without an outcome (its ticket was deleted), in one step: the ticket's open
         marker if it still names ``v``, its place on the due list, and the retention TTL on its
         record and session index, which would otherwise never expire."""
         interview = v.interview_id or self.redis.hget(self._key("v", v.id), "interview_id") or ""
-        self._abandon(
+        entry = self._abandon(
             keys=[
                 self._key("v", v.id),
                 self._key("due"),
                 self._key("open", v.desk, v.ticket_id),
                 self._key("iv", interview),
+                self.audit_key,
             ],
-            args=[v.id, self.retention],
+            args=[v.id, self.retention, self.audit_max_events,
+                  *audit.head("verification.abandoned", time.time() if now is None else now)],
+        )  # fmt: skip
+        if entry:
+            audit.notify(_pairs(entry))
+
+    def written(self, v: Verification, code: str, now: float) -> None:
+        """Audit a write Deskgate made on ``v``'s ticket, once the desk accepted it: ``code``
+        "gate" (the gate note, hold and marker) or "outcome" (``v.state``'s note and status)."""
+        state, state_at = (State.SENT, v.sent_at) if code == "gate" else (v.state, v.updated_at)
+        fields = audit.entry(
+            audit.head("ticket.written", now, code),
+            _strings(asdict(v)),
+            state=state.value,
+            state_at=repr(state_at),
+            detail=f"{'gate' if code == 'gate' else state.value} written on the ticket",
         )
+        self.redis.xadd(
+            self.audit_key,
+            fields,
+            maxlen=self.audit_max_events,
+            approximate=True,
+        )
+        audit.notify(fields)
+
+    def trim_audit(self, now: float) -> int:
+        """Drop audit events older than the audit retention (the sweep calls this); returns how
+        many went. Approximate: Redis frees whole nodes, so a few older ones may stay a while."""
+        oldest = int((now - self.audit_retention) * 1000)
+        return int(self.redis.xtrim(self.audit_key, minid=oldest, approximate=True))
 
     @contextmanager
     def lock(self, vid: str, ttl: int) -> Iterator[bool]:

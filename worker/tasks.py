@@ -65,8 +65,9 @@ def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
 
 
 @shared_task(name=START_VERIFICATION, bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def start_verification(self: Task, desk: str, ticket_id: str) -> None:
-    _run(self, lambda f: f.start(desk, str(ticket_id)), desk=desk, ticket=str(ticket_id))
+def start_verification(self: Task, desk: str, ticket_id: str, origin: str = "poll") -> None:
+    # origin: "push" or "poll" (the audit trail's); messages queued before it existed are polls.
+    _run(self, lambda f: f.start(desk, str(ticket_id), origin), desk=desk, ticket=str(ticket_id))
 
 
 @shared_task(name=CHECK_RESULT, bind=True, acks_late=True, max_retries=MAX_RETRIES)

@@ -111,7 +111,7 @@ class Queue:
 
     sent: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
 
-    def start_verification(self, desk: str, ticket_id: str) -> None:
+    def start_verification(self, desk: str, ticket_id: str, origin: str = "poll") -> None:
         self.sent.append(("start", (desk, ticket_id)))
 
     def check_result(self, vid: str, hint: str, now: float | None = None) -> None:

@@ -47,7 +47,7 @@ def test_given_a_signed_push_then_the_record_is_queued_for_its_desk(
 ) -> None:
     resp = client.post("/webhooks/servicenow", data=BODY, headers=signed())
     assert resp.status_code == 200 and json_body(resp)["desk"] == "acme_sn"
-    assert queued(redis) == [(START_VERIFICATION, ["acme_sn", SYS_ID])]
+    assert queued(redis) == [(START_VERIFICATION, ["acme_sn", SYS_ID, "push"])]
 
 
 def test_given_basic_auth_with_the_secret_then_accepted(

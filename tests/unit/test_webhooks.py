@@ -59,7 +59,7 @@ def test_given_a_signed_push_then_the_ticket_is_queued(
     resp = client.post("/webhooks/zendesk", data=body, headers=zendesk_headers(body))
     assert resp.status_code == 200
     assert resp.json == {"status": "accepted", "desk": "acme_zendesk", "tickets": ["42"]}
-    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
+    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42", "push"])]
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_a_replayed_push_is_enqueued_once_and_answered_duplicate(
     assert [r.status_code for r in answers] == [200] * 20
     assert json_body(answers[0])["status"] == "accepted"
     assert all(r.json == {"status": "duplicate"} for r in answers[1:])
-    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
+    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42", "push"])]
     # Without the invocation id it is still the same signed content: a duplicate.
     no_id = {k: v for k, v in headers.items() if "Invocation" not in k}
     assert json_body(client.post("/webhooks/zendesk", data=body, headers=no_id))["status"] == (
@@ -229,7 +229,7 @@ def test_given_the_enqueue_fails_then_503_and_the_retry_is_accepted(
     redis.delete("deskgate")
     retried = client.post("/webhooks/zendesk", data=body, headers=headers)  # byte for byte
     assert retried.status_code == 200 and json_body(retried)["status"] == "accepted"
-    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42"])]
+    assert queued(redis) == [(START_VERIFICATION, ["acme_zendesk", "42", "push"])]
 
 
 # -- Incode --------------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""A SIEM's event intake, as a real HTTP server: Splunk's HTTP Event Collector and a generic
+signed-JSON endpoint, for Deskgate's audit forwarding (connectors/audit_sink.py).
+
+- ``POST /services/collector/event``: ``Authorization: Splunk <token>``; the body is one or more
+  concatenated JSON objects, each with an ``event``. Answers as HEC does: ``{"text": "Success",
+  "code": 0}``; 401 ``{"text": "Invalid authorization", "code": 3}`` (wrong token) or 401 code 2
+  (none); 400 code 6 "Invalid data format" or code 5 "No data"; 503 code 9 "Server is busy".
+- ``POST /events``: a JSON array, ``X-Deskgate-Timestamp`` within ``tolerance_seconds`` and
+  ``X-Deskgate-Signature: sha256=<HMAC(secret, timestamp + "." + body)>``; 401 otherwise.
+
+Control API (beside ``sandbox.common``'s calls and faults): ``GET /_sandbox/received`` lists
+what was taken, oldest first (each event with ``via``: "hec" or "json"), ``DELETE`` forgets it;
+``PUT /_sandbox/down`` ``{"down": true}`` answers every intake 503 until ``{"down": false}``.
+Connection refused is the test stopping the server (``Server.stop``) and serving the same app
+again on the same port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from sandbox.common import Controls
+
+HEC_PATH = "/services/collector/event"
+JSON_PATH = "/events"
+TOKEN = "sandbox-hec-token-0123456789"
+SECRET = "sandbox-siem-hmac-secret-0123"
+
+
+@dataclass
+class SiemConfig:
+    token: str = TOKEN
+    secret: str = SECRET
+    tolerance_seconds: int = 300
+
+
+@dataclass
+class Intake:
+    received: list[dict[str, Any]] = field(default_factory=list)
+    down: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _hec(text: str, code: int, status: int) -> Response:
+    resp = jsonify({"text": text, "code": code})
+    resp.status_code = status
+    return resp
+
+
+def _objects(raw: str) -> list[Any]:
+    """HEC's body: JSON objects one after another (whitespace between them allowed)."""
+    decoder, found, at = json.JSONDecoder(), list[Any](), 0
+    while True:
+        while at < len(raw) and raw[at].isspace():
+            at += 1
+        if at == len(raw):
+            return found
+        value, at = decoder.raw_decode(raw, at)
+        found.append(value)
+
+
+def create_app(config: SiemConfig | None = None) -> Flask:
+    config = config or SiemConfig()
+    app = Flask("sandbox-siem")
+    intake = Intake()
+    app.extensions["siem_intake"] = intake
+    Controls("siem", lambda status, text: _hec(text, 9, status)).install(app)
+
+    @app.post(HEC_PATH)
+    def hec() -> Response:
+        if intake.down:
+            return _hec("Server is busy", 9, 503)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Splunk "):
+            return _hec("Token is required", 2, 401)
+        if not hmac.compare_digest(auth.removeprefix("Splunk ").encode(), config.token.encode()):
+            return _hec("Invalid authorization", 3, 401)
+        raw = request.get_data(as_text=True)
+        try:
+            objects = _objects(raw)
+        except ValueError:
+            return _hec("Invalid data format", 6, 400)
+        if not objects:
+            return _hec("No data", 5, 400)
+        if not all(isinstance(o, dict) and isinstance(o.get("event"), dict) for o in objects):
+            return _hec("Event field is required", 12, 400)
+        with intake.lock:
+            intake.received.extend({**o["event"], "via": "hec", "hec": o} for o in objects)
+        return _hec("Success", 0, 200)
+
+    @app.post(JSON_PATH)
+    def signed_json() -> Response:
+        if intake.down:
+            return _hec("Server is busy", 9, 503)
+        stamp = request.headers.get("X-Deskgate-Timestamp", "")
+        given = request.headers.get("X-Deskgate-Signature", "")
+        raw = request.get_data()
+        try:
+            fresh = abs(time.time() - int(stamp)) <= config.tolerance_seconds
+        except ValueError:
+            fresh = False
+        mac = hmac.new(config.secret.encode(), stamp.encode() + b"." + raw, hashlib.sha256)
+        if not fresh or not hmac.compare_digest(
+            given.encode(), f"sha256={mac.hexdigest()}".encode()
+        ):
+            return _hec("signature missing, invalid or outside the timestamp window", 3, 401)
+        try:
+            events = json.loads(raw)
+        except ValueError:
+            return _hec("Invalid data format", 6, 400)
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            return _hec("body must be a JSON array of objects", 6, 400)
+        with intake.lock:
+            intake.received.extend({**e, "via": "json"} for e in events)
+        return _hec("Success", 0, 200)
+
+    @app.route("/_sandbox/received", methods=["GET", "DELETE"])
+    def received() -> Response:
+        with intake.lock:
+            if request.method == "DELETE":
+                intake.received.clear()
+            return jsonify({"events": list(intake.received)})
+
+    @app.put("/_sandbox/down")
+    def down() -> Response:
+        intake.down = bool((request.get_json(force=True) or {}).get("down"))
+        return jsonify({"down": intake.down})
+
+    return app
+
+
+def config_text(url: str, fmt: str = "splunk_hec", batch_size: int = 100) -> str:
+    """Deskgate's ``[audit_sink]`` block for a SIEM simulator at ``url`` (secrets: ``SECRETS``)."""
+    target = url if fmt == "splunk_hec" else url + JSON_PATH
+    return f"""
+[audit_sink]
+url = "{target}"
+format = "{fmt}"
+batch_size = {batch_size}
+retry_max_seconds = 4
+timeout_seconds = 3
+"""
+
+
+SECRETS = {
+    "DESKGATE_AUDIT_SINK__TOKEN": TOKEN,
+    "DESKGATE_AUDIT_SINK__SECRET": SECRET,
+}

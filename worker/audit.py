@@ -1,0 +1,219 @@
+"""The audit trail: one event for every transition of a verification and every ticket write.
+
+Events live in one Redis stream (``<prefix>:audit``), appended by the same Lua script that makes
+the transition (``worker.store``), so no transition is recorded without its event and no event
+without its transition. A stream entry holds flat strings: the event's own fields (``id``,
+``event``, ``time``, ``code``) and the verification's, copied from its record when the event is
+written; ``event_of`` turns one into the documented schema (docs/audit.md). Retention is the
+stream's own (``audit_retention_days``, ``audit_max_events``), independent of the records'.
+
+In-process listeners (``listen``) see each event once it is recorded (the metrics hook); the
+SIEM forwarder (``worker.audit_forwarder``) reads the stream itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+import structlog
+from redis import Redis
+
+from config.privacy import scrub
+
+log = structlog.get_logger("deskgate.audit")
+
+SCHEMA = 1
+FIELDS = (
+    "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
+    "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
+    "started_at", "sent_at", "state_at",
+)  # fmt: skip
+# Copied from the verification's record into each entry: (event field, record field).
+RECORD_FIELDS = (
+    ("desk", "desk"),
+    ("ticket", "ticket_display"),
+    ("verification", "id"),
+    ("session", "interview_id"),
+    ("requester", "requester_id"),
+    ("reason", "reason"),
+    ("channel", "channel"),
+    ("destination", "destination"),
+    ("origin", "origin"),
+    ("state", "state"),
+    ("detail", "detail"),
+    ("started_at", "created_at"),
+    ("sent_at", "sent_at"),
+    ("state_at", "updated_at"),
+)
+FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
+TIMES = ("time", "started_at", "sent_at", "state_at")
+
+# Lua: ``audit(stream, maxlen, record key, head)`` appends one entry: ``head`` (the event's own
+# field/value pairs) then the record's fields as they stand now. Scripts in worker/store.py
+# start with this. The hard bound (MAXLEN ~) keeps Redis memory bounded whatever happens.
+LUA = (
+    "local RECORD_FIELDS = {"
+    + ", ".join(f"{{'{event}', '{record}'}}" for event, record in RECORD_FIELDS)
+    + "}\n"
+    + """
+local function audit(stream, maxlen, record, head)
+  local entry = {}
+  for i = 1, #head do entry[i] = head[i] end
+  for _, pair in ipairs(RECORD_FIELDS) do
+    local value = redis.call('HGET', record, pair[2])
+    entry[#entry + 1] = pair[1]
+    entry[#entry + 1] = value or ''
+  end
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+  return entry
+end
+"""
+)
+
+Event = dict[str, Any]
+Listener = Callable[[Event], None]
+_listeners: list[Listener] = []
+
+
+def listen(listener: Listener) -> None:
+    """Call ``listener`` with every event this process records, after it is in the stream."""
+    _listeners.append(listener)
+
+
+def unlisten(listener: Listener) -> None:
+    _listeners.remove(listener)
+
+
+def notify(entry: Mapping[str, str]) -> None:
+    if not _listeners:
+        return
+    event = event_of(entry)
+    for listener in list(_listeners):
+        try:
+            listener(event)
+        except Exception:  # a listener's bug must not fail the step that recorded the event
+            log.exception("audit listener failed", audit_event=event["event"])
+
+
+def head(event: str, now: float, code: str = "") -> list[str]:
+    """The event's own fields, as the Lua ``audit`` takes them. The id is made once here, so
+    every delivery of the event (to the SIEM, to an export) carries the same one."""
+    return ["id", secrets.token_hex(16), "event", event, "time", repr(now), "code", code]
+
+
+def entry(head_pairs: list[str], record: Mapping[str, str], **overrides: str) -> dict[str, str]:
+    """What the Lua ``audit`` appends, built in Python (for ticket writes)."""
+    out = dict(zip(head_pairs[::2], head_pairs[1::2], strict=True))
+    for name, field in RECORD_FIELDS:
+        out[name] = str(record.get(field, ""))
+    out.update(overrides)
+    return out
+
+
+def rfc3339(seconds: float) -> str:
+    """``2026-11-28T19:03:14.123Z``."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _time(raw: str) -> str | None:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return rfc3339(seconds) if seconds > 0 else None
+
+
+def event_of(fields: Mapping[str, str]) -> Event:
+    """The schema's event from a stream entry: every field present, "" or null if it does not
+    apply. Free text is scrubbed again here: whatever reached a record, no address leaves."""
+    event: Event = {name: fields.get(name, "") for name in FIELDS}
+    event["schema"] = SCHEMA
+    for name in TIMES:
+        event[name] = _time(fields.get(name, ""))
+    if event["time"] is None:
+        event["time"] = ""
+    if event["started_at"] is None:
+        event["started_at"] = ""
+    event["detail"] = scrub(event["detail"])
+    state, name = event["state"], event["event"]
+    final = name == f"verification.{state}" or (
+        name == "ticket.written" and event["code"] == "outcome"
+    )
+    event["outcome"] = state if final and state in FINAL_STATES else ""
+    return event
+
+
+# -- reading: export ----------------------------------------------------------------------
+
+DURATION = re.compile(r"^(\d+)([dhm])$")
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """``2026-01-01``, ``2026-01-01T12:00:00Z`` (UTC unless it says otherwise), or a time ago:
+    ``30d``, ``12h``, ``15m``."""
+    now = now or datetime.now(UTC)
+    ago = DURATION.match(text.strip())
+    if ago:
+        amount, unit = int(ago.group(1)), ago.group(2)
+        return now - timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date (2026-01-01), a time (2026-01-01T12:00:00Z) or an age "
+            "(30d, 12h, 15m)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def stream_key(prefix: str) -> str:
+    return f"{prefix}:audit"
+
+
+def read(
+    redis: Redis[str],
+    prefix: str,
+    since: datetime,
+    until: datetime,
+    desk: str | None = None,
+    page: int = 1000,
+) -> Iterator[Event]:
+    """The events appended between ``since`` and ``until`` (stream ids are the Redis server's
+    clock in milliseconds), oldest first, ``page`` entries per XRANGE: memory stays constant
+    however long the range. The desk filter runs here: the stream has no index per desk."""
+    start = str(int(since.timestamp() * 1000))
+    end = str(int(until.timestamp() * 1000))
+    key = stream_key(prefix)
+    while True:
+        batch = redis.xrange(key, start, end, count=page)
+        for _, fields in batch:
+            if desk is None or fields.get("desk") == desk:
+                yield event_of(fields)
+        if len(batch) < page:
+            return
+        start = "(" + batch[-1][0]  # exclusive: after the last one read
+
+
+def write(events: Iterator[Event], out: TextIO, fmt: str) -> int:
+    """Write ``events`` as JSON lines or CSV (the schema's fields in order); returns the count."""
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(FIELDS)
+        for event in events:
+            writer.writerow(["" if event[f] is None else event[f] for f in FIELDS])
+            count += 1
+        return count
+    if fmt != "jsonl":
+        raise ValueError(f"format must be jsonl or csv, not {fmt!r}")
+    for event in events:
+        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+        count += 1
+    return count
