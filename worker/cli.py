@@ -4,6 +4,8 @@ deskgate check-config        validate the configuration and print what it sets u
 deskgate web                 the webhook app under gunicorn
 deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
+deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md)
+deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -34,6 +36,39 @@ def _check_config() -> int:
         push = "push+poll" if desk.webhook_secret is not None else "poll only"
         triggers = ", ".join(desk.triggers)
         print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from redis import Redis
+
+    from worker import audit, audit_forwarder
+
+    settings = load_settings()
+    redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
+    if args.audit_command == "sink-status":
+        for name, value in audit_forwarder.status(redis, settings.key_prefix).items():
+            print(f"{name} {value:g}")
+        return 0
+    try:
+        since = audit.parse_when(args.since)
+        until = audit.parse_when(args.until) if args.until else audit.parse_when("0m")
+    except ValueError as exc:
+        print(f"deskgate audit export: {exc}", file=sys.stderr)
+        return 2
+    if args.desk is not None and args.desk not in settings.desks:
+        known = ", ".join(settings.desks)
+        print(
+            f"deskgate audit export: no desk {args.desk!r} (configured: {known})", file=sys.stderr
+        )
+        return 2
+    events = audit.read(redis, settings.key_prefix, since, until, args.desk)
+    if args.output:
+        with open(args.output, "w", newline="", encoding="utf-8") as out:
+            count = audit.write(events, out, args.format)
+    else:
+        count = audit.write(events, sys.stdout, args.format)
+    print(f"exported {count} audit events", file=sys.stderr)
     return 0
 
 
@@ -107,6 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    export = audit.add_parser("export", help="write the audit events of a period")
+    export.add_argument("--since", required=True, help="2026-01-01, 2026-01-01T12:00:00Z or 30d")
+    export.add_argument("--until", help="as --since (default: now)")
+    export.add_argument("--desk", help="only this desk's events")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--output", help="write to this file (default: standard output)")
+    audit.add_parser("sink-status", help="the SIEM forwarding's lag and failures")
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -123,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config()
+        if args.command == "audit":
+            return _audit(args)
         if args.command == "web":
             web_args = gunicorn_args(args.bind, args.workers, args.connections)
             return _exec([*web_args[:-1], "--access-logfile", "-", web_args[-1]])

@@ -433,9 +433,9 @@ class Store:
 
     def trim_audit(self, now: float) -> int:
         """Drop audit events older than the audit retention (the sweep calls this); returns how
-        many went. Approximate: Redis frees whole nodes, so a few older ones may stay a while."""
+        many went. Exact: each sweep removes only the few that aged out since the last one."""
         oldest = int((now - self.audit_retention) * 1000)
-        return int(self.redis.xtrim(self.audit_key, minid=oldest, approximate=True))
+        return int(self.redis.xtrim(self.audit_key, minid=oldest, approximate=False))
 
     @contextmanager
     def lock(self, vid: str, ttl: int) -> Iterator[bool]:
