@@ -231,9 +231,9 @@ class Settings(BaseSettings):
     webhook_body_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retention_days: int = Field(default=30, ge=1)
     # The audit trail (docs/audit.md) keeps its own retention, and a hard bound on its entries
-    # (about 1 KB of Redis memory each) so Redis memory stays bounded.
+    # (about 400 bytes of Redis memory each) so Redis memory stays bounded.
     audit_retention_days: int = Field(default=400, ge=1)
-    audit_max_events: int = Field(default=1_000_000, ge=1000)
+    audit_max_events: int = Field(default=500_000, ge=1000)
     audit_sink: AuditSinkConfig | None = None
     # A task is killed after this long; a crashed worker's step is resumed by the sweep soon after.
     task_time_limit_seconds: int = Field(default=120, ge=10, le=1800)

@@ -215,7 +215,7 @@ def _flat(mapping: dict[str, Any]) -> list[str]:
     return [item for pair in _strings(mapping).items() for item in pair]
 
 
-AUDIT_MAX_EVENTS = 1_000_000
+AUDIT_MAX_EVENTS = 500_000
 AUDIT_RETENTION_SECONDS = 400 * 86400
 
 
