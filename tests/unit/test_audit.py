@@ -332,3 +332,52 @@ def test_ages_and_dates_parse() -> None:
     assert audit.parse_when("30d", now) == datetime(2026, 10, 29, 12, tzinfo=UTC)
     assert audit.parse_when("2026-01-01", now) == datetime(2026, 1, 1, tzinfo=UTC)
     assert audit.rfc3339(1_764_356_594.1234) == "2025-11-28T19:03:14.123Z"
+
+
+def test_a_verification_redis_forgot_is_recorded_as_recovered(w: World) -> None:
+    vid = started(w)
+    redis = w.store.redis
+    redis.delete(*[k for k in redis.scan_iter(f"{PREFIX}:*") if k != audit.stream_key(PREFIX)])
+    w.flow.start(DESK, "42", "push")  # the push that finds the gated ticket
+    recovered = events(redis)[-1]
+    assert (recovered["event"], recovered["origin"], recovered["verification"]) == (
+        "verification.recovered",
+        "recovery",
+        vid,
+    )
+    assert recovered["state"] == "sent" and recovered["session"] == events(redis)[1]["session"]
+
+
+def test_a_ticket_whose_gate_note_cannot_be_believed_ends_unrecoverable(w: World) -> None:
+    w.desk.add("42")
+    ticket = w.desk.tickets["42"]
+    w.desk.tickets["42"] = ticket.__class__(**{**ticket.__dict__, "marker": "pending"})
+    w.flow.start(DESK, "42", "push")  # marker there, but no note Deskgate wrote
+    assert [(e["event"], e["origin"], e["code"]) for e in events(w.store.redis)][:2] == [
+        ("verification.requested", "push", ""),
+        ("verification.error", "push", "unrecoverable"),
+    ]
+
+
+def test_a_desk_refusing_for_good_ends_ticket_refused_and_its_note_is_audited(
+    redis: Redis[str],
+) -> None:
+    from connectors.http import Fatal
+    from worker.flow import REFUSALS
+
+    w = world(redis, link_validity_minutes=7 * 24 * 60)
+    w.desk.add("42")
+    w.desk.refuse_gate = Fatal("zendesk", "Status: hold is not enabled", 422)
+    w.flow.start(DESK, "42")
+    v = w.store.open_for(DESK, "42")
+    assert v is not None
+    for _ in range(REFUSALS - 1):
+        [(_, due)] = redis.zrange(w.store._key("due"), 0, -1, withscores=True)
+        w.clock[0] = due
+        w.flow.check(v.id, "sweep")
+    assert [(e["event"], e["code"]) for e in events(redis)] == [
+        ("verification.requested", ""),
+        ("verification.sent", ""),  # no gate write: the desk refused every one
+        ("verification.error", "ticket_refused"),
+        ("ticket.written", "outcome"),
+    ]
