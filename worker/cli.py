@@ -36,6 +36,12 @@ def _check_config() -> int:
         push = "push+poll" if desk.webhook_secret is not None else "poll only"
         triggers = ", ".join(desk.triggers)
         print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
+    sink = settings.audit_sink
+    forward = f"forwarded to {sink.base} ({sink.format})" if sink else "not forwarded"
+    print(
+        f"  audit trail: {settings.audit_retention_days} days, at most "
+        f"{settings.audit_max_events} events; {forward}"
+    )
     return 0
 
 

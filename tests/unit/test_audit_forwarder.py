@@ -174,3 +174,22 @@ def test_the_sink_settings_name_what_is_missing() -> None:
     ok = SETTINGS(**settings_data(audit_sink={**short, "secret": "s" * 16}))
     assert ok.audit_sink is not None and isinstance(ok.audit_sink.secret, SecretStr)
     assert ok.audit_retention_days == 400
+
+
+def test_check_config_says_where_the_audit_trail_goes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_settings import example_config
+    from worker import cli
+
+    example_config(monkeypatch)
+    assert cli.main(["check-config"]) == 0
+    assert "audit trail: 400 days, at most 500000 events; not forwarded" in capsys.readouterr().out
+    monkeypatch.setenv("DESKGATE_AUDIT_SINK__URL", "https://splunk.acme.test:8088")
+    assert cli.main(["check-config"]) == 2  # a HEC without its token does not load
+    assert "audit_sink" in capsys.readouterr().err
+    monkeypatch.setenv("DESKGATE_AUDIT_SINK__TOKEN", "hec-token-0123456789")
+    assert cli.main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "forwarded to https://splunk.acme.test:8088 (splunk_hec)" in out
+    assert "hec-token" not in out
