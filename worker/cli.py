@@ -4,6 +4,7 @@ deskgate check-config        validate the configuration and print what it sets u
 deskgate web                 the webhook app under gunicorn
 deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
+deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -22,6 +23,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from config.settings import ConfigError
 from connectors.registry import load_settings
+from worker.report import command as report
 
 
 def _check_config() -> int:
@@ -62,6 +64,11 @@ def _exec(args: list[str]) -> int:
     load_settings()  # fail here, naming the field, rather than deep inside a child process
     os.execv(sys.executable, [sys.executable, *args])  # noqa: S606 - our own interpreter
     return 0  # not reached
+
+
+def _audit_events() -> report.EventSource | None:
+    """The audit trail's reader for ``deskgate report``; none in this build yet."""
+    return None
 
 
 PLUGINS = "deskgate.commands"  # entry point group: name -> callable(argv) -> exit status
@@ -107,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
+    # It parses its own arguments (``deskgate report --help``).
+    sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -117,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command in plugin_commands:
         return _run_plugin(args.command, plugins.get(args.command), rest)
+    if args.command == "report":
+        return report.run(rest, _audit_events())
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
