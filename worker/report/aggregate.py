@@ -19,9 +19,12 @@ Definitions (docs/report.md says the same for readers):
 - link caps = errors with code ``link_cap``; recoveries = verifications with a
   ``verification.recovered`` event.
 
-Memory: one small record per verification in the period (dedupe and overturns need it) plus one
-float per verified one for the percentiles; about 200 bytes each, so a year of a desk with 100,000
-verifications is about 20 MB. Percentiles are exact (nearest rank over the kept durations).
+- abandoned = the ticket was deleted before an outcome; open = no outcome yet.
+
+Memory: one small record per verification in the period (redelivered events and overturned
+results need it) and one float per verified one, so the percentiles are exact (nearest rank)
+rather than read off a histogram. Measured (bench/report.py): a year of a desk with 100,000
+verifications keeps 32 MiB at its peak (about 330 bytes each) and takes 3.4 s on a loaded core.
 """
 
 from __future__ import annotations
@@ -174,6 +177,8 @@ def build(
     ``[since, until)``, on one desk or all of them."""
     lo, hi = since.timestamp(), until.timestamp()
     seen: dict[str, _Verification] = {}
+    # One copy of each group key and day for all the verifications that share it.
+    shared: dict[Any, Any] = {}
     skipped = 0
     for event in events:
         kind = event.get("event")
@@ -197,8 +202,11 @@ def build(
             if kind not in (REQUESTED, RECOVERED) or not lo <= at.timestamp() < hi:
                 continue  # opened outside the period (or its opening was not recorded)
             started = parse_time(event.get("started_at")) if kind == REQUESTED else None
+            group, day = (ev_desk, reason), at.date()
             v = seen[vid] = _Verification(
-                (ev_desk, reason), at.date(), started.timestamp() if started else None
+                shared.setdefault(group, group),
+                shared.setdefault(day, day),
+                started.timestamp() if started else None,
             )
         if v.seen & bit:
             continue  # a second delivery of the same event

@@ -25,7 +25,7 @@ body { margin: 0; background: #f6f8fa; color: #1f2328;
 main { max-width: 1040px; margin: 0 auto; padding: 24px 24px 48px; }
 header { border-bottom: 1px solid #d0d7de; margin-bottom: 20px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 32px 0 4px; }
+h2 { font-size: 19px; margin: 20px 0 4px; }
 p.lead { margin: 4px 0 12px; max-width: 760px; }
 p.meta, p.note { color: #57606a; margin: 0 0 12px; font-size: 13px; }
 section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 4px 20px 16px;
