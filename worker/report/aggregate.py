@@ -289,7 +289,7 @@ def _summarise(
         totals=total.stats(),
         days=tuple(Day(d, {k: days.get(d, Counter())[k] for k in DAY_KEYS}) for d in calendar),
         histogram=tuple(
-            Bucket(BUCKETS[i - 1] if i else 0.0, b, histogram[i]) for i, b in enumerate(BUCKETS)
+            Bucket(BUCKETS[i - 1] if i else 0, b, histogram[i]) for i, b in enumerate(BUCKETS)
         ),
         skipped=skipped,
     )
