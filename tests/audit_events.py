@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sandbox.demo import SCRIPT
+from sandbox.registry import DESKS
+
 _ids = itertools.count(1)
 
 PATHS = (
@@ -111,3 +114,54 @@ def trail(lifecycles: list[Lifecycle]) -> list[dict[str, Any]]:
     """The events of several lifecycles in the order they happened, as the trail records them."""
     events = [e for lc in lifecycles for e in lc.events()]
     return sorted(events, key=lambda e: str(e["time"]))
+
+
+# The trails the report's tests share: a week of hand-checked lifecycles and the demo's script.
+SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+UNTIL = datetime(2026, 11, 8, tzinfo=UTC)
+
+
+def at(day: int, hour: int = 10, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def hand_checked() -> list[Lifecycle]:
+    zd = [
+        Lifecycle("verified", at(1), took=minutes(1)),
+        Lifecycle("verified", at(1, 11), took=minutes(2)),
+        Lifecycle("verified", at(2), took=minutes(10)),
+        Lifecycle("review+verified", at(3), took=minutes(60)),
+        Lifecycle("failed", at(3, 12)),
+        Lifecycle("expired", at(4), took=minutes(31)),
+        Lifecycle("error:link_cap", at(5), took=timedelta(seconds=1)),
+        Lifecycle("error:no_identity", at(5, 11), took=timedelta(seconds=1)),
+        Lifecycle("open", at(7, 23)),
+    ]
+    sn = {"desk": "acme_servicenow", "reason": "account_unlock"}
+    return [
+        *zd,
+        Lifecycle("only-recovered+verified", at(2), took=minutes(4), **sn),
+        Lifecycle("verified+error:requester_changed", at(3), took=minutes(5), **sn),
+        Lifecycle("recovered+verified", at(6), took=minutes(5), **sn),
+        # Opened in the last hour of the period, verified two hours later: it counts.
+        Lifecycle("verified", at(7, 23), took=minutes(120), reason="account_unlock"),
+        # Opened before and at the end of the period: neither counts.
+        Lifecycle("verified", SINCE - minutes(1), took=minutes(3)),
+        Lifecycle("failed", UNTIL),
+    ]
+
+
+def demo_lifecycles() -> list[Lifecycle]:
+    """The demo's script (sandbox/demo.py) as the audit trail would record it, on every desk."""
+    errors = {"Gus (walk-in)": "no_identity", "Finn Berg": "refused_by_incode"}
+    paths = {"pass": "verified", "fail": "failed", "review+pass": "review+verified"}
+    out = []
+    for i, desk in enumerate(DESKS):
+        for j, (who, _email, _enrolled, how, part, _expect) in enumerate(SCRIPT):
+            path = f"error:{errors[who]}" if part == "-" else paths.get(part, "expired")
+            out.append(Lifecycle(path, at(2, 9 + i, j), desk=desk, origin=how))
+    return out

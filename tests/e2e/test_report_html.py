@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import io
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests import chromium
-from tests.audit_events import trail
-from tests.unit.test_report import SINCE, UNTIL, demo_lifecycles, hand_checked
-from tests.unit.test_report_formats import GENERATED
+from tests.audit_events import SINCE, UNTIL, demo_lifecycles, hand_checked, trail
 from worker.report import build
 from worker.report.page import to_html
 
 pytestmark = pytest.mark.e2e
+GENERATED = datetime(2026, 11, 28, 19, 3, 14, tzinfo=UTC)
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

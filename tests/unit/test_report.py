@@ -4,53 +4,27 @@ a property over random trails."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.demo import SCRIPT
 from sandbox.registry import DESKS
-from tests.audit_events import PATHS, Lifecycle, outcome_of, trail
+from tests.audit_events import (
+    PATHS,
+    SINCE,
+    UNTIL,
+    Lifecycle,
+    at,
+    demo_lifecycles,
+    hand_checked,
+    minutes,
+    outcome_of,
+    trail,
+)
 from worker.report import build
 from worker.report.aggregate import DAY_KEYS, OUTCOMES, Report, Stats, percentile
-
-SINCE = datetime(2026, 11, 1, tzinfo=UTC)
-UNTIL = datetime(2026, 11, 8, tzinfo=UTC)
-
-
-def at(day: int, hour: int = 10, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
-
-
-def minutes(n: float) -> timedelta:
-    return timedelta(minutes=n)
-
-
-def hand_checked() -> list[Lifecycle]:
-    zd = [
-        Lifecycle("verified", at(1), took=minutes(1)),
-        Lifecycle("verified", at(1, 11), took=minutes(2)),
-        Lifecycle("verified", at(2), took=minutes(10)),
-        Lifecycle("review+verified", at(3), took=minutes(60)),
-        Lifecycle("failed", at(3, 12)),
-        Lifecycle("expired", at(4), took=minutes(31)),
-        Lifecycle("error:link_cap", at(5), took=timedelta(seconds=1)),
-        Lifecycle("error:no_identity", at(5, 11), took=timedelta(seconds=1)),
-        Lifecycle("open", at(7, 23)),
-    ]
-    sn = {"desk": "acme_servicenow", "reason": "account_unlock"}
-    return [
-        *zd,
-        Lifecycle("only-recovered+verified", at(2), took=minutes(4), **sn),
-        Lifecycle("verified+error:requester_changed", at(3), took=minutes(5), **sn),
-        Lifecycle("recovered+verified", at(6), took=minutes(5), **sn),
-        # Opened in the last hour of the period, verified two hours later: it counts.
-        Lifecycle("verified", at(7, 23), took=minutes(120), reason="account_unlock"),
-        # Opened before and at the end of the period: neither counts.
-        Lifecycle("verified", SINCE - minutes(1), took=minutes(3)),
-        Lifecycle("failed", UNTIL),
-    ]
 
 
 def report_of(lifecycles: list[Lifecycle], desk: str | None = None) -> Report:
@@ -147,18 +121,6 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([7.0], 0.9) == 7.0
     values = [float(v) for v in range(1, 11)]
     assert (percentile(values, 0.5), percentile(values, 0.9)) == (5.0, 9.0)
-
-
-def demo_lifecycles() -> list[Lifecycle]:
-    """The demo's script (sandbox/demo.py) as the audit trail would record it, on every desk."""
-    errors = {"Gus (walk-in)": "no_identity", "Finn Berg": "refused_by_incode"}
-    paths = {"pass": "verified", "fail": "failed", "review+pass": "review+verified"}
-    out = []
-    for i, desk in enumerate(DESKS):
-        for j, (who, _email, _enrolled, how, part, _expect) in enumerate(SCRIPT):
-            path = f"error:{errors[who]}" if part == "-" else paths.get(part, "expired")
-            out.append(Lifecycle(path, at(2, 9 + i, j), desk=desk, origin=how))
-    return out
 
 
 def test_the_demos_script_gives_the_demos_numbers() -> None:

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.audit_events import trail
-from tests.unit.test_report import hand_checked
+from tests.audit_events import hand_checked, trail
 from worker import cli
 from worker.report.command import FOLLOW, parse_moment, run
 

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
-from tests.audit_events import Lifecycle, trail
-from tests.unit.test_report import SINCE, UNTIL, at, hand_checked
+from tests.audit_events import SINCE, UNTIL, Lifecycle, at, hand_checked, trail
 from worker.report import build
 from worker.report.aggregate import Report
 from worker.report.formats import ALL, CSV_COLUMNS, to_csv, to_dict, to_json, to_table

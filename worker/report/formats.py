@@ -169,7 +169,8 @@ def to_table(report: Report, generated: datetime) -> str:
     stats = [*(g.stats for g in report.groups), report.totals]
     cells = [_table_values(s) for s in stats]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEADERS)]
-    room = WIDTH - 2 - sum(widths) - len(widths) + 1
+    # What is left for the names (never less than the header's width, whatever the numbers).
+    room = max(WIDTH - 2 - sum(widths) - len(widths) + 1, len("desk / reason"))
     names = [_group_name(g.desk, g.reason, room) for g in report.groups] + [ALL]
     first = max(len("desk / reason"), *(len(n) for n in names))
 
