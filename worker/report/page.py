@@ -64,11 +64,15 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def _n(count: int) -> str:
+    return f"{count:,}"
+
+
 def _cells(s: Stats) -> list[str]:
     return [
-        str(s.verifications), str(s.verified), str(s.failed), str(s.expired), str(s.error),
-        str(s.open + s.abandoned), percent(s.pass_rate), duration(s.p50_seconds),
-        duration(s.p90_seconds), str(s.link_caps), str(s.recoveries),
+        _n(s.verifications), _n(s.verified), _n(s.failed), _n(s.expired), _n(s.error),
+        _n(s.open + s.abandoned), percent(s.pass_rate), duration(s.p50_seconds),
+        duration(s.p90_seconds), _n(s.link_caps), _n(s.recoveries),
     ]  # fmt: skip
 
 
@@ -112,7 +116,7 @@ def _errors_table(s: Stats) -> str:
         return '<p class="note">No verification ended in error.</p>'
     rows = "".join(
         f'<tr><td class="text"><code>{escape(code)}</code></td>'
-        f'<td class="text">{escape(error_label(code))}</td><td>{n}</td>'
+        f'<td class="text">{escape(error_label(code))}</td><td>{_n(n)}</td>'
         f"<td>{percent(n / s.error)}</td></tr>"
         for code, n in s.errors
     )
@@ -149,13 +153,13 @@ def to_html(report: Report, generated: datetime) -> str:
     period = f"{stamp(report.since)} to {stamp(report.until)}"
     cards = "".join(
         (
-            _card(str(t.verifications), "verifications"),
+            _card(_n(t.verifications), "verifications"),
             _card(percent(t.pass_rate), "pass rate"),
             _card(duration(t.p50_seconds), "median time to verify"),
-            _card(percent(t.expired_rate), f"expired ({t.expired} of {t.finished})"),
-            _card(percent(t.error_rate), f"error ({t.error} of {t.finished})"),
-            _card(str(t.link_caps), "link caps hit"),
-            _card(str(t.recoveries), "recoveries"),
+            _card(percent(t.expired_rate), f"expired ({_n(t.expired)} of {_n(t.finished)})"),
+            _card(percent(t.error_rate), f"error ({_n(t.error)} of {_n(t.finished)})"),
+            _card(_n(t.link_caps), "link caps hit"),
+            _card(_n(t.recoveries), "recoveries"),
         )
     )
     definitions = "".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in DEFINITIONS)
@@ -196,7 +200,7 @@ the ticket until the result is back. This page counts those checks.</p>
 <section>
 <h2>Time to verify</h2>
 <p class="note">How long employees who passed took, from the flag to Incode's confirmed pass
-({t.timed} verifications; median {duration(t.p50_seconds)}, 90% within
+({_n(t.timed)} verifications; median {duration(t.p50_seconds)}, 90% within
 {duration(t.p90_seconds)}).</p>
 {charts.histogram(report.histogram)}
 </section>
