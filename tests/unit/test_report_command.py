@@ -108,6 +108,12 @@ def test_bad_arguments_are_named(
     assert says in capsys.readouterr().err
 
 
+def test_an_unwritable_page_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--since", "2026-11-01", "--events", str(export(tmp_path))]
+    assert run([*argv, "--html", str(tmp_path / "no" / "such" / "dir.html")], now=NOW) == 2
+    assert "--html: cannot write" in capsys.readouterr().err
+
+
 def test_a_bad_export_line_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = export(tmp_path)
     path.write_text(path.read_text() + "{not json\n")

@@ -201,7 +201,8 @@ def build(
         if v is None:
             if kind not in (REQUESTED, RECOVERED) or not lo <= at.timestamp() < hi:
                 continue  # opened outside the period (or its opening was not recorded)
-            started = parse_time(event.get("started_at")) if kind == REQUESTED else None
+            # A request's started_at is when Deskgate opened it (its own time, if absent).
+            started = (parse_time(event.get("started_at")) or at) if kind == REQUESTED else None
             group, day = (ev_desk, reason), at.date()
             v = seen[vid] = _Verification(
                 shared.setdefault(group, group),

@@ -60,7 +60,8 @@ def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datet
 
 
 def events_file(stream: TextIO) -> EventSource:
-    """An event source over JSON lines (an audit trail export), filtered by time and desk."""
+    """An event source over JSON lines (an audit trail export). It yields every line's event:
+    ``build`` keeps those of the period and the desk."""
 
     def read(since: datetime, until: datetime, desk: str | None) -> Iterator[Mapping[str, Any]]:
         for number, line in enumerate(stream, 1):
@@ -72,7 +73,7 @@ def events_file(stream: TextIO) -> EventSource:
                 raise ValueError(f"--events line {number}: not JSON ({exc.msg})") from None
             if not isinstance(event, dict):
                 raise ValueError(f"--events line {number}: not a JSON object")
-            yield event  # build() applies the period and the desk itself
+            yield event
 
     return read
 
@@ -118,10 +119,14 @@ def run(
     with ExitStack() as files:
         if args.events:
             try:
-                handle = sys.stdin if args.events == "-" else open(args.events, encoding="utf-8")  # noqa: SIM115
+                handle = (
+                    sys.stdin
+                    if args.events == "-"
+                    else files.enter_context(open(args.events, encoding="utf-8"))
+                )
             except OSError as exc:
                 parser.error(f"--events: cannot read {args.events}: {exc.strerror}")
-            read_events = events_file(files.enter_context(handle))
+            read_events = events_file(handle)
         if read_events is None:
             print(f"{NO_TRAIL}; export the trail and pass it with --events FILE", file=sys.stderr)
             return 2
@@ -138,6 +143,11 @@ def run(
     else:
         out.write(to_table(report, now))
     if args.html:
-        args.html.write_text(to_html(report, now), encoding="utf-8")
+        try:
+            args.html.write_text(to_html(report, now), encoding="utf-8")
+        except OSError as exc:
+            why = f"--html: cannot write {args.html}: {exc.strerror}"
+            print(f"deskgate report: {why}", file=sys.stderr)
+            return 2
         print(f"deskgate report: HTML page written to {args.html}", file=sys.stderr)
     return 0
