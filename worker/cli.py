@@ -6,6 +6,7 @@ deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
 deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md)
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
+deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -19,11 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from config.settings import ConfigError
 from connectors.registry import load_settings
+from worker.report import command as report
 
 
 def _check_config() -> int:
@@ -105,6 +109,21 @@ def _exec(args: list[str]) -> int:
     return 0  # not reached
 
 
+def _audit_events() -> report.EventSource:
+    """The audit trail's reader for ``deskgate report``: the configured Redis's stream."""
+    from redis import Redis
+
+    from worker import audit
+
+    def read(since: datetime, until: datetime, desk: str | None) -> Iterator[Mapping[str, Any]]:
+        # Loaded here, not before: ``--events FILE`` reports on an export with no config at all.
+        settings = load_settings()
+        redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
+        return audit.read(redis, settings.key_prefix, since, until, desk)
+
+    return read
+
+
 PLUGINS = "deskgate.commands"  # entry point group: name -> callable(argv) -> exit status
 SANDBOX_COMMANDS = ("demo", "dev")  # README's commands, which the sandbox plug-in provides
 NO_SANDBOX = (
@@ -158,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--output", help="write to this file (default: standard output)")
     audit.add_parser("sink-status", help="the SIEM forwarding's lag and failures")
+    # It parses its own arguments (``deskgate report --help``).
+    sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -168,10 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command in plugin_commands:
         return _run_plugin(args.command, plugins.get(args.command), rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-
     try:
+        if args.command == "report":
+            return report.run(rest, _audit_events())
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.command == "check-config":
             return _check_config()
         if args.command == "audit":

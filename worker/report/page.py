@@ -1,0 +1,223 @@
+"""The report as one self-contained HTML page: inline CSS and SVG, no script, no network.
+
+The Content-Security-Policy forbids every fetch, so a page that tried to load anything would
+show it (and the browser test would see the refusal). Every string from data (desk names,
+reasons, codes) is escaped: a ticket is attacker-controlled, and so is what it leads to.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+
+from worker.report import charts
+from worker.report.aggregate import DAY_KEYS, Report, Stats
+from worker.report.formats import duration, percent, stamp
+from worker.report.labels import STANDING, error_label
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+STYLE = """
+:root { color-scheme: light; }
+body { margin: 0; background: #f6f8fa; color: #1f2328;
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif; }
+main { max-width: 1040px; margin: 0 auto; padding: 24px 24px 48px; }
+header { border-bottom: 1px solid #d0d7de; margin-bottom: 20px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 19px; margin: 20px 0 4px; }
+p.lead { margin: 4px 0 12px; max-width: 760px; }
+p.meta, p.note { color: #57606a; margin: 0 0 12px; font-size: 13px; }
+section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 4px 20px 16px;
+  margin-bottom: 20px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(124px, 1fr)); gap: 12px;
+  margin-bottom: 20px; }
+.card { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 12px 14px; }
+.card .value { font-size: 26px; font-weight: 600; }
+.card .label { color: #57606a; font-size: 13px; }
+svg.chart { width: 100%; height: auto; display: block; margin-top: 8px; }
+ul.legend { list-style: none; padding: 0; margin: 8px 0 0; display: grid; gap: 4px;
+  grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); font-size: 13px; }
+.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px;
+  margin-right: 6px; vertical-align: -1px; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; margin-top: 8px; }
+caption { text-align: left; color: #57606a; padding-bottom: 6px; }
+th, td { padding: 6px 6px; border-bottom: 1px solid #d0d7de; text-align: right;
+  white-space: nowrap; }
+th:first-child, td:first-child, th.text, td.text { text-align: left; }
+td.text { white-space: normal; }
+thead th { background: #f6f8fa; font-weight: 600; white-space: normal; vertical-align: bottom; }
+.eyebrow { color: #57606a; font-size: 13px; font-weight: 600; letter-spacing: .06em;
+  text-transform: uppercase; margin: 0; }
+tfoot td, tfoot th { font-weight: 600; border-top: 2px solid #1f2328; }
+dl { margin: 8px 0 0; }
+dt { font-weight: 600; margin-top: 8px; }
+dd { margin: 0 0 0 0; color: #1f2328; }
+"""
+
+_COLUMNS = (
+    ("verifications", "Total"), ("verified", "Verified"), ("failed", "Failed"),
+    ("expired", "Expired"), ("error", "Error"), ("open", "Open"), ("pass", "Pass rate"),
+    ("p50", "Time to verify p50"), ("p90", "Time to verify p90"), ("caps", "Link caps"),
+    ("recoveries", "Recoveries"),
+)  # fmt: skip
+
+
+def _n(count: int) -> str:
+    return f"{count:,}"
+
+
+def _cells(s: Stats) -> list[str]:
+    return [
+        _n(s.verifications), _n(s.verified), _n(s.failed), _n(s.expired), _n(s.error),
+        _n(s.open + s.abandoned), percent(s.pass_rate), duration(s.p50_seconds),
+        duration(s.p90_seconds), _n(s.link_caps), _n(s.recoveries),
+    ]  # fmt: skip
+
+
+def _card(value: str, label: str) -> str:
+    return (
+        f'<div class="card"><div class="value">{value}</div><div class="label">{label}</div></div>'
+    )
+
+
+def _legend() -> str:
+    items = "".join(
+        f'<li><span class="swatch" style="background:{charts.COLOURS[k]}"></span>'
+        f"<strong>{k}</strong>: {escape(STANDING[k])}</li>"
+        for k in DAY_KEYS
+    )
+    return f'<ul class="legend">{items}</ul>'
+
+
+def _groups_table(report: Report) -> str:
+    head = "".join(f'<th scope="col">{label}</th>' for _, label in _COLUMNS)
+    rows = "".join(
+        f'<tr><th scope="row" class="text">{escape(g.desk)}</th><td class="text">'
+        f"{escape(g.reason)}</td>" + "".join(f"<td>{c}</td>" for c in _cells(g.stats)) + "</tr>"
+        for g in report.groups
+    )
+    if not rows:
+        rows = f'<tr><td colspan="{len(_COLUMNS) + 2}">No verifications in this period.</td></tr>'
+    total = "".join(f"<td>{c}</td>" for c in _cells(report.totals))
+    return (
+        '<div class="scroll"><table><caption>One row per helpdesk (desk) and reason the ticket '
+        "was flagged for. Time to verify: p50 is the median, p90 the time 90% stayed within."
+        "</caption>"
+        f'<thead><tr><th scope="col">Desk</th><th scope="col" class="text">Reason</th>{head}'
+        f"</tr></thead><tbody>{rows}</tbody>"
+        f'<tfoot><tr><th scope="row">All</th><td></td>{total}</tr></tfoot></table></div>'
+    )
+
+
+def _errors_table(s: Stats) -> str:
+    if not s.errors:
+        return '<p class="note">No verification ended in error.</p>'
+    rows = "".join(
+        f'<tr><td class="text"><code>{escape(code)}</code></td>'
+        f'<td class="text">{escape(error_label(code))}</td><td>{_n(n)}</td>'
+        f"<td>{percent(n / s.error)}</td></tr>"
+        for code, n in s.errors
+    )
+    return (
+        "<table><caption>Why verifications ended in error, most frequent first.</caption>"
+        '<thead><tr><th scope="col">Code</th><th scope="col" class="text">What it means</th>'
+        f'<th scope="col">Count</th><th scope="col">Share of errors</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+DEFINITIONS = (
+    ("Verification", "One request to Incode to check the identity of the employee on one "
+     "ticket. It counts in the period when Deskgate opened it (when the flagged ticket reached "
+     "Deskgate by push or poll)."),
+    ("Pass rate", "Verified divided by verified plus failed: of the employees who finished the "
+     "check, the share who passed. A manual review counts as its decision. Expired, error and "
+     "open verifications are left out."),
+    ("Expired and error rates", "Shares of the finished verifications (verified, failed, "
+     "expired and error)."),
+    ("Time to verify", "From the moment Deskgate opened the verification to the moment Incode "
+     "confirmed the pass; p50 is the median, p90 the time 90% of them stayed within. "
+     "Verifications rebuilt after a data loss are left out, since their start is not known."),
+    ("Link cap", "Deskgate sends at most a few links per employee and per ticket within an "
+     "hour, so a flood of flags cannot flood an employee's inbox; one more ends in error."),
+    ("Recovery", "A verification Deskgate rebuilt from its own sealed note on the ticket after "
+     "its database lost the record."),
+)  # fmt: skip
+
+
+def to_html(report: Report, generated: datetime) -> str:
+    t = report.totals
+    where = f"desk {escape(report.desk)}" if report.desk else "all desks"
+    period = f"{stamp(report.since)} to {stamp(report.until)}"
+    cards = "".join(
+        (
+            _card(_n(t.verifications), "verifications"),
+            _card(percent(t.pass_rate), "pass rate"),
+            _card(duration(t.p50_seconds), "median time to verify"),
+            _card(percent(t.expired_rate), f"expired ({_n(t.expired)} of {_n(t.finished)})"),
+            _card(percent(t.error_rate), f"error ({_n(t.error)} of {_n(t.finished)})"),
+            _card(_n(t.link_caps), "link caps hit"),
+            _card(_n(t.recoveries), "recoveries"),
+        )
+    )
+    definitions = "".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in DEFINITIONS)
+    skipped = (
+        f'<p class="note">{report.skipped} events were skipped: they were not audit events of '
+        "the version this report reads.</p>"
+        if report.skipped
+        else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Identity verification report: {period}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<main>
+<header>
+<p class="eyebrow">Deskgate</p>
+<h1>Identity verification report</h1>
+<p class="lead">Before a helpdesk agent does something risky for an employee (reset their
+multi-factor login, unlock an account), Deskgate asks Incode to check that the person asking is
+really that employee: Incode sends the employee a link to a selfie and ID check, and Deskgate holds
+the ticket until the result is back. This page counts those checks.</p>
+<p class="meta">Verifications opened from {period} (UTC), {where}. Generated {stamp(generated)}.
+</p>
+</header>
+<div class="cards">{cards}</div>
+<section>
+<h2>Verifications per day</h2>
+<p class="note">Each bar is the verifications opened that day, coloured by how they ended.</p>
+{charts.per_day(report.days)}
+{_legend()}
+</section>
+<section>
+<h2>Time to verify</h2>
+<p class="note">How long employees who passed took, from the flag to Incode's confirmed pass
+({_n(t.timed)} verifications; median {duration(t.p50_seconds)}, 90% within
+{duration(t.p90_seconds)}).</p>
+{charts.histogram(report.histogram)}
+</section>
+<section>
+<h2>By desk and reason</h2>
+{_groups_table(report)}
+</section>
+<section>
+<h2>Top error reasons</h2>
+{_errors_table(t)}
+</section>
+<section>
+<h2>How to read the numbers</h2>
+<dl>{definitions}</dl>
+{skipped}
+</section>
+</main>
+</body>
+</html>
+"""
