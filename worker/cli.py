@@ -4,6 +4,7 @@ deskgate check-config        validate the configuration and print what it sets u
 deskgate web                 the webhook app under gunicorn
 deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
+deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -35,6 +36,19 @@ def _check_config() -> int:
         triggers = ", ".join(desk.triggers)
         print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
     return 0
+
+
+def _doctor(as_json: bool, desk: str | None) -> int:
+    from worker import doctor  # its checks import Celery and every kind: only when it runs
+
+    settings = load_settings()
+    if desk is not None and desk not in settings.desks:
+        known = ", ".join(settings.desks)
+        print(f"no desk {desk!r} in the configuration (desks: {known})", file=sys.stderr)
+        return 2
+    checks = doctor.run(settings, desk)
+    print(doctor.as_json(checks) if as_json else doctor.as_text(checks))
+    return doctor.exit_status(checks)
 
 
 WEB_APP = "webhooks.app:create_app()"
@@ -107,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
+    doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")
+    doctor.add_argument("--json", action="store_true", help="machine-readable (docs/setup.md)")
+    doctor.add_argument("--desk", metavar="NAME", help="look at this desk only")
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -123,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config()
+        if args.command == "doctor":
+            return _doctor(args.json, args.desk)
         if args.command == "web":
             web_args = gunicorn_args(args.bind, args.workers, args.connections)
             return _exec([*web_args[:-1], "--access-logfile", "-", web_args[-1]])
