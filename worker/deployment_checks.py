@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpx
 from redis import Redis
@@ -49,6 +50,12 @@ def where(redis_url: str) -> str:
     return redis_url.split("@")[-1].split("://")[-1]
 
 
+def _said(exc: Exception, redis_url: str) -> str:
+    """An error's text, without the Redis password a client library may have put in it."""
+    text, password = scrub(str(exc)), urlsplit(redis_url).password
+    return text.replace(password, "***") if password else text
+
+
 def redis_client(settings: Settings, timeout: float) -> Redis[str]:
     return Redis.from_url(
         settings.redis_url,
@@ -62,7 +69,8 @@ def redis_checks(redis: Redis[str], url: str) -> list[Check]:
     try:
         version = redis.info("server").get("redis_version", "?")
     except RedisError as exc:
-        return [Check("redis", "answers", Status.FAIL, f"{where(url)}: {exc}", FIX_REDIS)]
+        detail = f"{where(url)}: {_said(exc, url)}"
+        return [Check("redis", "answers", Status.FAIL, detail, FIX_REDIS)]
     checks = [Check("redis", "answers", Status.OK, f"Redis {version} at {where(url)}")]
     try:
         appendonly = redis.config_get("appendonly").get("appendonly", "no")
@@ -118,7 +126,8 @@ def worker_check(settings: Settings, timeout: float = PING_TIMEOUT) -> Check:
     try:
         replies = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:  # the broker itself failed; the Redis check says why
-        return Check("worker", "ping", Status.FAIL, f"cannot ask the workers: {exc}", FIX_REDIS)
+        detail = f"cannot ask the workers: {_said(exc, settings.redis_url)}"
+        return Check("worker", "ping", Status.FAIL, detail, FIX_REDIS)
     finally:
         app.close()
     serving = sorted(
@@ -152,7 +161,8 @@ def beat_check(store: Store, interval: int, now: float) -> Check:
     try:
         last = store.last_sweep()
     except RedisError as exc:
-        return Check("beat", "heartbeat", Status.FAIL, f"cannot read it: {exc}", FIX_REDIS)
+        detail = f"cannot read it: {scrub(str(exc))}"
+        return Check("beat", "heartbeat", Status.FAIL, detail, FIX_REDIS)
     limit = max(BEAT_INTERVALS * interval, BEAT_MIN_SECONDS)
     if last is None:
         return Check("beat", "heartbeat", Status.FAIL, "the sweep has not run in a day", fix)
