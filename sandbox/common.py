@@ -2,7 +2,7 @@
 
 - a call log, so tests and the demo can count what Deskgate asked of each system;
 - a rate limit (429 + ``Retry-After``), added latency and one-shot fault injection;
-- a clock skew: the ``Date`` header of every answer that far off (``PUT /_sandbox/clock``);
+- a clock skew: the ``Date`` header of every answer that far off (``PUT /_sandbox/date_skew``);
 - a control API under ``/_sandbox/`` that drives all of the above (never counted, never limited);
 - ``WebhookClient``: the one pooled HTTP client a simulator sends its webhooks with;
 - ``serve()``: a real threaded HTTP server on loopback for any WSGI app, keeping HTTP/1.1
@@ -110,7 +110,7 @@ class Controls:
             f"{CONTROL_PREFIX}latency", "sandbox_latency", self._set_latency, methods=["PUT"]
         )
         app.add_url_rule(
-            f"{CONTROL_PREFIX}clock", "sandbox_clock", self._set_clock, methods=["PUT"]
+            f"{CONTROL_PREFIX}date_skew", "sandbox_date_skew", self._set_date_skew, methods=["PUT"]
         )
 
     # -- request hooks -------------------------------------------------------------------
@@ -231,10 +231,10 @@ class Controls:
             self.latency = float(body["seconds"])
         return jsonify({"ok": True})
 
-    def _set_clock(self) -> Response:
+    def _set_date_skew(self) -> Response:
         body = request.get_json(force=True)
         with self._lock:
-            self.clock_skew = float(body["skew_seconds"])
+            self.clock_skew = float(body["seconds"])
         return jsonify({"ok": True})
 
 

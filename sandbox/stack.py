@@ -312,7 +312,7 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
 
     def skew_clock(self, system: str, seconds: float) -> None:
         """The simulator's answers carry a Date this many seconds off (``clear_faults`` ends it)."""
-        self.sim[system].put("/_sandbox/clock", json={"skew_seconds": seconds}).raise_for_status()
+        self.sim[system].put("/_sandbox/date_skew", json={"seconds": seconds}).raise_for_status()
 
     def pending_faults(self, system: str) -> list[dict[str, Any]]:
         """Faults no request has taken yet."""
@@ -322,7 +322,7 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
     def clear_faults(self) -> None:
         """Every simulator back to normal: no faults, no rate limit, no added latency or skew."""
         for client in self.sim.values():
-            client.put("/_sandbox/clock", json={"skew_seconds": 0}).raise_for_status()
+            client.put("/_sandbox/date_skew", json={"seconds": 0}).raise_for_status()
             client.delete("/_sandbox/faults").raise_for_status()
             client.delete("/_sandbox/rate_limit").raise_for_status()
             client.put("/_sandbox/latency", json={"seconds": 0}).raise_for_status()

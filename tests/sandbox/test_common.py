@@ -71,10 +71,10 @@ def test_a_skewed_clock_shows_in_every_answers_one_date_header(
 
     [right] = dates()
     assert abs(right - time.time()) < 2
-    httpx.put(f"{running.url}/_sandbox/clock", json={"skew_seconds": -600})
+    httpx.put(f"{running.url}/_sandbox/date_skew", json={"seconds": -600})
     [wrong] = dates()  # one Date, the skewed one: not the server's beside the app's
     assert abs(wrong - (time.time() - 600)) < 2
-    httpx.put(f"{running.url}/_sandbox/clock", json={"skew_seconds": 0})
+    httpx.put(f"{running.url}/_sandbox/date_skew", json={"seconds": 0})
     [again] = dates()
     assert abs(again - time.time()) < 2
 
