@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+from config.privacy import scrub
 from connectors.provisioning import Status
 from connectors.registry import load_settings
 from sandbox.stack import SECRETS, Stack
@@ -100,7 +101,8 @@ SECRET_NAMES = ("SECRET", "PASSWORD", "TOKEN", "KEY")
 
 def assert_names(stack: Stack, case: Misconfig) -> Report:
     """Inject ``case``, run doctor, and check it names the check with its status and fix; and
-    that no secret (the stack's, or one the row injected) is in the output."""
+    that no secret (the stack's, or one the row injected) and no e-mail address or phone number
+    (unmasked) is in the output."""
     with case.inject(stack):
         report = run_doctor(stack, case.env)
     check = report.find(case.system, case.name)
@@ -113,6 +115,7 @@ def assert_names(stack: Stack, case: Misconfig) -> Report:
     secrets = [*SECRETS.values(), *injected, *case.secrets]
     for secret in secrets:
         assert secret not in report.text, f"{case.id}: a secret is in doctor's output"
+    assert scrub(report.text) == report.text, f"{case.id}: an e-mail or phone in doctor's output"
     return report
 
 
