@@ -3,10 +3,17 @@
 A row (``Misconfig``) names what to break (environment values for doctor's own configuration,
 and/or ``inject``: a context manager that breaks something in the stack and restores it), and the
 check doctor must name, with its status and a phrase its fix must contain. A desk's rows go in
-its own test file, one line each, and run through ``assert_names``:
+its own test file, one line each, and run on the ``doctor_stack`` fixture (tests/e2e/conftest.py)
+through ``assert_names``:
 
-    Misconfig("wrong api token", "zendesk:zendesk", "credentials", "api_token",
-              env={"DESKGATE_DESKS__ZENDESK__API_TOKEN": "wrong-token-0123456789"})
+    ROWS = [
+        Misconfig("wrong api token", "zendesk:acme_zendesk", "credentials", "API_TOKEN",
+                  env={"DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN": "wrong-token-0123456789"}),
+    ]
+
+    @pytest.mark.parametrize("case", ROWS, ids=[row.id for row in ROWS])
+    def test_doctor_names_it(doctor_stack: Stack, case: Misconfig) -> None:
+        assert_names(doctor_stack, case)
 """
 
 from __future__ import annotations
@@ -94,6 +101,7 @@ class Misconfig:
     env: Mapping[str, str | None] = field(default_factory=dict)
     inject: Inject = _nothing
     secrets: tuple[str, ...] = ()  # injected secrets not in ``env`` under a secret's name
+    detail: str = ""  # a phrase the check's detail must contain
 
 
 SECRET_NAMES = ("SECRET", "PASSWORD", "TOKEN", "KEY")
@@ -108,6 +116,7 @@ def assert_names(stack: Stack, case: Misconfig) -> Report:
     check = report.find(case.system, case.name)
     assert check["status"] == case.status.value, f"{case.id}:\n{report.text}"
     assert check["detail"], check
+    assert case.detail in check["detail"], f"{case.id}: detail {check['detail']!r}"
     assert case.fix in check["fix"], f"{case.id}: fix {check['fix']!r} lacks {case.fix!r}"
     if case.status == Status.FAIL:
         assert report.exit_status == 1

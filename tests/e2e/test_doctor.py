@@ -60,6 +60,15 @@ def _config_refused(stack: Stack) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _config_refused_and_evicting(stack: Stack) -> Iterator[None]:
+    with _config_refused(stack), _eviction(stack):
+        yield
+
+
+ACL_URL = E2E_REDIS_URL.replace("://", f"://{ACL_USER}:{ACL_PASSWORD}@")
+
+
+@contextlib.contextmanager
 def _worker_stopped(stack: Stack) -> Iterator[None]:
     stack.kill_worker()
     try:
@@ -103,7 +112,10 @@ ROWS = [
               inject=_no_persistence),
     Misconfig("redis refuses CONFIG (managed)", "redis", "persistence", "verify by hand",
               Status.WARN, inject=_config_refused, secrets=(ACL_PASSWORD,),
-              env={"REDIS_URL": E2E_REDIS_URL.replace("://", f"://{ACL_USER}:{ACL_PASSWORD}@")}),
+              env={"REDIS_URL": ACL_URL}),
+    Misconfig("redis refuses CONFIG and evicts keys", "redis", "eviction", "noeviction",
+              inject=_config_refused_and_evicting, secrets=(ACL_PASSWORD,),
+              env={"REDIS_URL": ACL_URL}, detail="allkeys-lru"),  # read from INFO
     Misconfig("no worker", "worker", "ping", "start `deskgate worker`", inject=_worker_stopped),
     Misconfig("beat silent", "beat", "heartbeat", "`deskgate beat`", inject=_beat_silent),
     Misconfig("public_url unset", "web", "readyz", "set DESKGATE_PUBLIC_URL",
@@ -127,7 +139,7 @@ ROWS = [
 
 
 def test_healthy_stack_has_nothing_wrong(doctor_stack: Stack) -> None:
-    report = run_doctor(doctor_stack)
+    report = run_doctor(doctor_stack, ping_timeout=3.0)  # the command's own wait
     assert report.with_status(Status.FAIL) == [], report.text
     mine = [c for c in report.checks if c["system"] in MINE]
     assert {c["system"] for c in mine} == set(MINE)
