@@ -2,6 +2,7 @@
 
 - a call log, so tests and the demo can count what Deskgate asked of each system;
 - a rate limit (429 + ``Retry-After``), added latency and one-shot fault injection;
+- a clock skew: the ``Date`` header of every answer that far off (``PUT /_sandbox/date_skew``);
 - a control API under ``/_sandbox/`` that drives all of the above (never counted, never limited);
 - ``WebhookClient``: the one pooled HTTP client a simulator sends its webhooks with;
 - ``serve()``: a real threaded HTTP server on loopback for any WSGI app, keeping HTTP/1.1
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import math
 import socket
@@ -81,6 +83,7 @@ class Controls:
     faults: list[Fault] = field(default_factory=list)
     latency: float = 0.0
     rate_limit: tuple[int, float] | None = None
+    clock_skew: float = 0.0  # seconds the Date header is off (a server whose clock is wrong)
     _recent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,6 +108,9 @@ class Controls:
         )
         app.add_url_rule(
             f"{CONTROL_PREFIX}latency", "sandbox_latency", self._set_latency, methods=["PUT"]
+        )
+        app.add_url_rule(
+            f"{CONTROL_PREFIX}date_skew", "sandbox_date_skew", self._set_date_skew, methods=["PUT"]
         )
 
     # -- request hooks -------------------------------------------------------------------
@@ -143,6 +149,11 @@ class Controls:
         hold = g.pop("sandbox_hold", 0.0)
         if hold:
             time.sleep(hold)
+        if self.clock_skew and not request.path.startswith(CONTROL_PREFIX):
+            # The server writes Date itself unless the app did (``_KeepAliveHandler``).
+            response.headers["Date"] = email.utils.formatdate(
+                time.time() + self.clock_skew, usegmt=True
+            )
         if not request.path.startswith(CONTROL_PREFIX):
             rule = request.url_rule.rule if request.url_rule is not None else request.path
             started = g.get("sandbox_started", 0.0)
@@ -218,6 +229,12 @@ class Controls:
         body = request.get_json(force=True)
         with self._lock:
             self.latency = float(body["seconds"])
+        return jsonify({"ok": True})
+
+    def _set_date_skew(self) -> Response:
+        body = request.get_json(force=True)
+        with self._lock:
+            self.clock_skew = float(body["seconds"])
         return jsonify({"ok": True})
 
 
@@ -334,7 +351,11 @@ class _KeepAliveHandler(WSGIRequestHandler):
         lines = [
             f"{self.protocol_version} {status}",
             f"Server: {self.version_string()}",
-            f"Date: {self.date_time_string()}",
+            *(
+                []
+                if any(n.lower() == "date" for n, _ in headers)
+                else [f"Date: {self.date_time_string()}"]
+            ),
             *(f"{name}: {value}" for name, value in headers),
         ]
         if self.close_connection:

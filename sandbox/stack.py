@@ -193,13 +193,7 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
         )  # fmt: skip
         self.start_worker(wait=False)
         if o.beat:
-            self.children["beat"] = Child(
-                "beat",
-                [python, "-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
-                 "--schedule", str(self.workdir / "beat-schedule")],
-                self.env,
-                self.workdir / "beat.log",
-            )  # fmt: skip
+            self.start_beat()
         self.children["worker"].wait_for_line(" ready.", timeout=60)
         wait_for(self._web_ready, 30, "the webhook app to answer /readyz")
         return self
@@ -218,6 +212,16 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
         )  # fmt: skip
         if wait:
             self.children["worker"].wait_for_line(" ready.", timeout=60)
+
+    def start_beat(self) -> None:
+        """Start (or restart) beat: the desk polls and the sweep on their schedule."""
+        self.children["beat"] = Child(
+            "beat",
+            [sys.executable, "-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.workdir / "beat-schedule")],
+            self.env,
+            self.workdir / "beat.log",
+        )  # fmt: skip
 
     def kill_worker(self) -> None:
         """SIGKILL the worker: no shutdown, no acks, whatever it was doing stops mid-step."""
@@ -307,14 +311,19 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
         body = {"path_prefix": path_prefix, **fault}
         self.sim[system].post("/_sandbox/faults", json=body).raise_for_status()
 
+    def skew_clock(self, system: str, seconds: float) -> None:
+        """The simulator's answers carry a Date this many seconds off (``clear_faults`` ends it)."""
+        self.sim[system].put("/_sandbox/date_skew", json={"seconds": seconds}).raise_for_status()
+
     def pending_faults(self, system: str) -> list[dict[str, Any]]:
         """Faults no request has taken yet."""
         faults: list[dict[str, Any]] = self.sim[system].get("/_sandbox/faults").json()["faults"]
         return faults
 
     def clear_faults(self) -> None:
-        """Every simulator back to normal: no faults, no rate limit, no added latency."""
+        """Every simulator back to normal: no faults, no rate limit, no added latency or skew."""
         for client in self.sim.values():
+            client.put("/_sandbox/date_skew", json={"seconds": 0}).raise_for_status()
             client.delete("/_sandbox/faults").raise_for_status()
             client.delete("/_sandbox/rate_limit").raise_for_status()
             client.put("/_sandbox/latency", json={"seconds": 0}).raise_for_status()

@@ -7,6 +7,7 @@ deskgate beat                the scheduler: desk polls and the sweep (run exactl
 deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md)
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
+deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -80,6 +81,19 @@ def _audit(args: argparse.Namespace) -> int:
         count = audit.write(events, sys.stdout, args.format)
     print(f"exported {count} audit events", file=sys.stderr)
     return 0
+
+
+def _doctor(as_json: bool, desk: str | None) -> int:
+    from worker import doctor  # its checks import Celery and every kind: only when it runs
+
+    settings = load_settings()
+    if desk is not None and desk not in settings.desks:
+        known = ", ".join(settings.desks)
+        print(f"no desk {desk!r} in the configuration (desks: {known})", file=sys.stderr)
+        return 2
+    checks = doctor.run(settings, desk)
+    print(doctor.as_json(checks) if as_json else doctor.as_text(checks))
+    return doctor.exit_status(checks)
 
 
 WEB_APP = "webhooks.app:create_app()"
@@ -179,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_parser("sink-status", help="the SIEM forwarding's lag and failures")
     # It parses its own arguments (``deskgate report --help``).
     sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
+    doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")
+    doctor.add_argument("--json", action="store_true", help="machine-readable (docs/setup.md)")
+    doctor.add_argument("--desk", metavar="NAME", help="look at this desk only")
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -198,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config()
         if args.command == "audit":
             return _audit(args)
+        if args.command == "doctor":
+            return _doctor(args.json, args.desk)
         if args.command == "web":
             web_args = gunicorn_args(args.bind, args.workers, args.connections)
             return _exec([*web_args[:-1], "--access-logfile", "-", web_args[-1]])

@@ -620,6 +620,7 @@ class Flow:
         return len(found)
 
     def sweep(self, now: float | None = None) -> int:
+        self.store.record_sweep(self.clock())  # beat's heartbeat: the real time, never ``now``
         now = self.clock() if now is None else now
         due = self.store.due(now)
         for vid in due:

@@ -12,6 +12,7 @@ Keys (``p`` is the configured prefix):
 - ``p:cursor:<desk>``         where a desk's interrupted poll resumes
 - ``p:audit``                 stream: the audit trail (``worker.audit``), bounded by its own
                               retention, appended by the scripts below with each transition
+- ``p:heartbeat:sweep``       when the sweep last ran: beat's heartbeat, read by ``deskgate doctor``
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -217,6 +218,7 @@ def _flat(mapping: dict[str, Any]) -> list[str]:
 
 AUDIT_MAX_EVENTS = 500_000
 AUDIT_RETENTION_SECONDS = 400 * 86400
+HEARTBEAT_TTL = 86400
 
 
 class Store:
@@ -462,6 +464,14 @@ class Store:
         """The id of the verification whose Incode session this is, or None (unknown)."""
         vid = self._session(keys=[self._key("iv", interview_id)], args=[self._key("v", "")])
         return str(vid) if vid else None
+
+    def record_sweep(self, now: float) -> None:
+        # Expires, so a beat that stopped long ago reads as "never" rather than as a stale date.
+        self.redis.set(self._key("heartbeat", "sweep"), repr(now), ex=HEARTBEAT_TTL)
+
+    def last_sweep(self) -> float | None:
+        value = self.redis.get(self._key("heartbeat", "sweep"))
+        return float(value) if value else None
 
     def seen_key(self, kind: str, key: str) -> str:
         """The key that marks a webhook delivery as taken (``RedisDispatcher.send_once``)."""

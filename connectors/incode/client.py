@@ -75,6 +75,14 @@ class IncodeClient:
 
     # -- credentials -----------------------------------------------------------------------
 
+    def fresh_bearer(self) -> tuple[str, float]:
+        """A new OAuth bearer and its lifetime, past the cache (``deskgate doctor``)."""
+        return self._fetch_bearer()
+
+    def fresh_executive_token(self) -> tuple[str, float]:
+        """A new executive token and its lifetime, past the cache (``deskgate doctor``)."""
+        return self._fetch_executive()
+
     def _fetch_bearer(self) -> tuple[str, float]:
         response = request(
             self.auth,

@@ -13,7 +13,8 @@ from redis import Redis
 from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS
 from sandbox.retention import keys_without_ttl
-from sandbox.stack import Stack, StackOptions
+from sandbox.stack import Stack, StackOptions, wait_for
+from worker.store import Store
 
 E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
 _people = itertools.count(1)
@@ -53,3 +54,28 @@ def employee(stack: Stack) -> str:
     email = f"employee{next(_people)}@acme.test"
     stack.enrol(email)
     return email
+
+
+@pytest.fixture(scope="session")
+def doctor_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own with beat (a sweep every second, so beat's heartbeat is fresh), for
+    ``deskgate doctor``, whose tests stop its worker and beat. The healthy baseline: its Redis
+    persists (an RDB schedule set here; the tests' Redis runs without one) and never evicts
+    (noeviction, Redis's default); the original settings come back at the end."""
+    run = f"doc{os.getpid()}"
+    options = StackOptions(
+        redis_url=E2E_REDIS_URL, key_prefix=run, queue=f"deskgate-{run}", worker_concurrency=4,
+        beat=True, sweep_interval_seconds=1,
+    )  # fmt: skip
+    redis: Redis[str] = Redis.from_url(E2E_REDIS_URL, decode_responses=True)
+    saved = redis.config_get("save")["save"]
+    redis.config_set("save", "3600 1")
+    try:
+        with Stack(options, workdir=tmp_path_factory.mktemp("doctor")) as running:
+            heartbeat = Store(running.redis, run, 3600)
+            wait_for(heartbeat.last_sweep, 60, "beat's first sweep")
+            yield running
+    finally:
+        redis.config_set("save", saved)
+        redis.delete(*redis.scan_iter(f"{run}:*"), options.queue)
+        redis.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import time
 from collections.abc import Iterator
 
@@ -57,6 +58,25 @@ def test_an_error_fault_never_reaches_the_handler(server: tuple[Server, list[int
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "2"
     assert hits == []
     assert httpx.post(f"{running.url}/thing").status_code == 200  # one-shot
+
+
+def test_a_skewed_clock_shows_in_every_answers_one_date_header(
+    server: tuple[Server, list[int]],
+) -> None:
+    running, _ = server
+
+    def dates() -> list[float]:
+        raw = httpx.post(f"{running.url}/thing").headers.get_list("Date")
+        return [email.utils.parsedate_to_datetime(d).timestamp() for d in raw]
+
+    [right] = dates()
+    assert abs(right - time.time()) < 2
+    httpx.put(f"{running.url}/_sandbox/date_skew", json={"seconds": -600})
+    [wrong] = dates()  # one Date, the skewed one: not the server's beside the app's
+    assert abs(wrong - (time.time() - 600)) < 2
+    httpx.put(f"{running.url}/_sandbox/date_skew", json={"seconds": 0})
+    [again] = dates()
+    assert abs(again - time.time()) < 2
 
 
 def test_given_a_fault_then_it_is_listed_until_requests_have_taken_it(

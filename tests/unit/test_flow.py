@@ -421,3 +421,10 @@ def test_503_on_request_new_is_asked_again(w: World) -> None:
     w.incode.fail_with = None
     w.flow.start(DESK, "42")  # at once: nothing is in flight
     assert len(w.incode.asked) == 2 and w.desk.tickets["42"].marker == "pending"
+
+
+def test_each_sweep_records_beats_heartbeat_at_the_real_time(w: World, redis: Redis[str]) -> None:
+    assert w.store.last_sweep() is None
+    w.flow.sweep(now=START + 10 * HOUR)  # a sweep told another time still ran now
+    assert w.store.last_sweep() == START
+    assert 0 < redis.ttl("dgtest:heartbeat:sweep") <= 86400  # no key without a TTL
