@@ -88,3 +88,20 @@ class DoctorRequest(Generic[C]):
     config: C
     public_url: str | None
     timeout: float = 10.0
+    # Some objects only an admin may read (Zendesk's webhooks and their signing secrets); None:
+    # those checks say they were skipped and why.
+    admin: AdminCredential | None = None
+
+
+# SetupRequest.options: "1" resets the webhook's signing secret before storing it (rotation).
+ROTATE_SECRET = "rotate_secret"  # noqa: S105 (an option's name)
+
+
+class ProvisioningError(Exception):
+    """``setup`` cannot go on (a refused admin credential, an object it cannot reconcile); the
+    message says why and what to do, never a secret."""
+
+
+def mask_secret(value: str) -> str:
+    """Enough to tell two secrets apart, never enough to use one."""
+    return f"{value[:4]}... ({len(value)} characters)" if len(value) >= 16 else "(too short)"

@@ -4,6 +4,7 @@ deskgate check-config        validate the configuration and print what it sets u
 deskgate web                 the webhook app under gunicorn
 deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
+deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -22,6 +23,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from config.settings import ConfigError
 from connectors.registry import load_settings
+from worker import setup_cli
 
 
 def _check_config() -> int:
@@ -107,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=128, help="threads (default 128)")
     beat = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
     beat.add_argument("--schedule", default="celerybeat-schedule", help="beat's state file")
+    setup_cli.add_arguments(sub.add_parser("setup", help="provision a desk (idempotent)"))
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -123,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config()
+        if args.command == "setup":
+            return setup_cli.run(args)
         if args.command == "web":
             web_args = gunicorn_args(args.bind, args.workers, args.connections)
             return _exec([*web_args[:-1], "--access-logfile", "-", web_args[-1]])
