@@ -117,9 +117,8 @@ def test_from_empty_setup_creates_everything_doctor_passes_and_a_second_run_chan
     assert webhook["endpoint"] == f"{PUBLIC}/webhooks/zendesk"
     assert webhook["subscriptions"] == ["conditional_ticket_events"]
     trigger = trigger_of(admin_api)
-    assert trigger["actions"] == [
-        {"field": "notification_webhook", "value": [webhook["id"], '{"ticket_id": "{{ticket.id}}"}']}
-    ]
+    push = [webhook["id"], '{"ticket_id": "{{ticket.id}}"}']
+    assert trigger["actions"] == [{"field": "notification_webhook", "value": push}]
     [category] = admin_api.get("/trigger_categories").json()["trigger_categories"]
     assert trigger["category_id"] == category["id"] and category["name"] == "Deskgate"
 
