@@ -141,8 +141,12 @@ def test_dry_run_says_what_it_would_do_and_writes_nothing(
     sim: Server, admin_api: httpx.Client
 ) -> None:
     stored: list[str] = []
-    plan = run_setup(desk(sim, webhook_secret=None), dry_run=True,
-                     store_secret=lambda name, value: stored.append(name) or "x")  # fmt: skip
+
+    def store(name: str, value: str) -> str:
+        stored.append(name)
+        return "nowhere"
+
+    plan = run_setup(desk(sim, webhook_secret=None), dry_run=True, store_secret=store)  # fmt: skip
     assert actions(plan)[("trigger", objects.trigger_title(DESK))] is Action.CREATE
     assert actions(plan)[("signing secret", objects.secret_env(DESK))] is Action.WRITE
     assert admin_api.get("/webhooks").json()["webhooks"] == []
