@@ -407,8 +407,10 @@ lifecycle; pushes are the webhook invocations the Zendesk simulator made for tho
         return text
     return f"""{text}
 The Zendesk simulator runs every active trigger on every ticket create and update, as Zendesk
-does. The documented trigger (tags include a trigger tag, tags include none of `idv_pending`
-`idv_review`, status less than solved) against the tag-only one the set-up documented before,
+does, and only the triggers made through its API: the stack's desk was provisioned from empty by
+`deskgate setup`. Its trigger (tags include a trigger tag, tags include none of `idv_pending`
+`idv_review`, status less than solved) against the tag-only one the set-up documented before
+(an admin's edit through the API; `deskgate setup` repaired it afterwards),
 without and with one requester reply while the ticket waits for the employee (the reply's own
 PUT is left out; it reopens the ticket, so the outcome's Safe Update meets a 409 and reads the
 ticket again under either trigger):
