@@ -187,10 +187,7 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
 
     def start(self) -> Stack:
         o = self.options
-        self.config_path.write_text(self.config_text())
-        serve_simulator = o.serve or self._serve
-        for name, config in self.app_configs.items():
-            self.servers.append(serve_simulator(name, config, o.host, self.ports[name]))
+        self.serve_simulators()
         self.provision()
         python = sys.executable
         self.children["web"] = Child(
@@ -211,6 +208,14 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
         self.children["worker"].wait_for_line(" ready.", timeout=60)
         wait_for(self._web_ready, 30, "the webhook app to answer /readyz")
         return self
+
+    def serve_simulators(self) -> None:
+        """Write Deskgate's config and serve every simulator (nothing of Deskgate runs yet)."""
+        o = self.options
+        self.config_path.write_text(self.config_text())
+        serve_simulator = o.serve or self._serve
+        for name, config in self.app_configs.items():
+            self.servers.append(serve_simulator(name, config, o.host, self.ports[name]))
 
     def setup_command(self, desk: str, *flags: str) -> subprocess.CompletedProcess[str]:
         """``deskgate setup <desk> ...`` as an operator runs it: Deskgate's config and
