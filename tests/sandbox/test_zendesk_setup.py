@@ -214,18 +214,27 @@ def _agent_restricted(admin_api: httpx.Client, control: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("breakage", "failing", "fix_says"),
+    ("breakage", "failing", "fix_says", "setup_says"),
     [
-        (_webhook_elsewhere, "webhook points at public_url", "points the webhook at"),
-        (_secret_reset, "signing secret is the configured one", "--env-file"),
-        (_trigger_off, "trigger is active", "writes the whole trigger back"),
-        (_hold_off, "gate status", 'gate_status = "pending"'),
-        (_agent_restricted, "API user may edit the desk's tickets", "access to all tickets"),
+        (_webhook_elsewhere, "webhook points at public_url", "points the webhook at",
+         ("webhook", Action.UPDATE)),
+        (_secret_reset, "signing secret is the configured one", "--env-file",
+         ("signing secret", Action.WRITE)),
+        (_trigger_off, "trigger is active", "writes the whole trigger back",
+         ("trigger", Action.UPDATE)),
+        (_hold_off, "gate status", 'gate_status = "pending"', ("status", Action.MANUAL)),
+        (_agent_restricted, "API user may edit the desk's tickets", "access to all tickets",
+         None),
     ],
     ids=["webhook endpoint", "signing secret", "trigger inactive", "on-hold off", "agent rights"],
-)
-def test_doctor_names_each_misconfiguration_with_its_fix(
-    sim: Server, admin_api: httpx.Client, breakage: Breakage, failing: str, fix_says: str
+)  # fmt: skip
+def test_doctor_names_each_misconfiguration_with_its_fix_and_setup_repairs_its_own(
+    sim: Server,
+    admin_api: httpx.Client,
+    breakage: Breakage,
+    failing: str,
+    fix_says: str,
+    setup_says: tuple[str, Action] | None,
 ) -> None:
     config = desk(sim)
     run_setup(config)
@@ -235,6 +244,15 @@ def test_doctor_names_each_misconfiguration_with_its_fix(
     assert list(broken) == [failing]
     assert broken[failing].status is Status.FAIL
     assert fix_says in broken[failing].fix
+
+    stored: dict[str, str] = {}
+    changes = run_setup(config, store_secret=lambda name, value: stored.setdefault(name, value))
+    changed = {c.kind: c.action for c in changes if c.action is not Action.UNCHANGED}
+    assert changed == (dict([setup_says]) if setup_says else {})
+    if setup_says and setup_says[1] is not Action.MANUAL:
+        # Repaired (with the new secret in Deskgate's config, where setup stored it).
+        secret = stored.get(objects.secret_env(DESK), FIRST_SECRET)
+        assert failures(run_doctor(desk(sim, webhook_secret=secret))) == {}
 
 
 def test_doctor_with_a_wrong_token_stops_at_the_credentials(sim: Server) -> None:
