@@ -394,3 +394,31 @@ def test_setup_incode_prints_the_dashboard_steps_with_this_deployments_values(
     assert "x-incode-secret" in out and "DESKGATE_INCODE__WEBHOOK_SECRET" in out
     assert settings.incode.webhook_secret.get_secret_value() not in out
     assert all(line.startswith("manual") for line in out.splitlines())
+
+
+def test_setup_finds_its_webhook_past_the_first_page_and_makes_no_second_one(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """Webhook names are not unique and the list pages by 100: 100 older webhooks whose names
+    contain Deskgate's come first, and the second run must still find the one setup made."""
+    body = {"status": "active", "endpoint": "https://old.example.test/hook", "http_method": "POST",
+            "request_format": "json", "subscriptions": ["conditional_ticket_events"]}  # fmt: skip
+    for i in range(100):
+        name = f"{objects.webhook_name(DESK)} (old {i})"
+        admin_api.post("/webhooks", json={"webhook": {**body, "name": name}}).raise_for_status()
+    config = desk(sim, webhook_secret=None)
+    first = run_setup(config)
+    assert actions(first)[("webhook", objects.webhook_name(DESK))] is Action.CREATE
+    again = run_setup(config)
+    assert actions(again)[("webhook", objects.webhook_name(DESK))] is Action.UNCHANGED
+    named = [w for w in _all_webhooks(admin_api) if w["name"] == objects.webhook_name(DESK)]
+    assert len(named) == 1
+
+
+def _all_webhooks(admin_api: httpx.Client) -> list[dict[str, Any]]:
+    page = admin_api.get("/webhooks").json()
+    found: list[dict[str, Any]] = page["webhooks"]
+    while page["meta"]["has_more"]:
+        page = admin_api.get(page["links"]["next"]).json()
+        found += page["webhooks"]
+    return found
