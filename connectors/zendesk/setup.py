@@ -102,8 +102,8 @@ class _Setup:
         me = call(self.api, "GET", "/users/me")["user"]
         if me.get("role") != "admin":
             raise ProvisioningError(
-                f"{self.req.admin.user if self.req.admin else ''} is a Zendesk "
-                f"{me.get('role', 'user')}, not an admin: webhooks and triggers need an admin"
+                f"the credential given is a Zendesk {me.get('role', 'user')}, not an admin: "
+                "webhooks and triggers need an admin (Deskgate's own API user should stay an agent)"
             )
         webhook_id = self.webhook()
         self.signing_secret(webhook_id)
