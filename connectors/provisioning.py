@@ -9,6 +9,7 @@ in one sentence. Both live with the kind's connector (``connectors/<kind>/setup.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,10 @@ from pydantic import SecretStr
 from config.settings import DeskConfig
 
 C = TypeVar("C", bound=DeskConfig)
+
+# Where ``setup`` and ``doctor`` find the desk's admin when the command line does not name it.
+ADMIN_USER_ENV = "DESKGATE_ADMIN_USER"
+ADMIN_SECRET_ENV = "DESKGATE_ADMIN_SECRET"  # noqa: S105 (a variable's name)
 
 
 class Action(StrEnum):
@@ -65,6 +70,18 @@ class AdminCredential:
     user: str
     secret: SecretStr
 
+    @classmethod
+    def given(
+        cls, user: str | None = None, secret_file: Path | None = None
+    ) -> AdminCredential | None:
+        """The admin named on the command line, else in the environment; None if incomplete."""
+        user = user or os.environ.get(ADMIN_USER_ENV, "")
+        if secret_file is not None:
+            secret = secret_file.read_text().strip()
+        else:
+            secret = os.environ.get(ADMIN_SECRET_ENV, "").strip()
+        return cls(user=user, secret=SecretStr(secret)) if user and secret else None
+
 
 @dataclass(frozen=True)
 class SetupRequest(Generic[C]):
@@ -88,3 +105,20 @@ class DoctorRequest(Generic[C]):
     config: C
     public_url: str | None
     timeout: float = 10.0
+    # Some objects only an admin may read (Zendesk's webhooks and their signing secrets); None:
+    # those checks say they were skipped and why.
+    admin: AdminCredential | None = None
+
+
+# SetupRequest.options: "1" resets the webhook's signing secret before storing it (rotation).
+ROTATE_SECRET = "rotate_secret"  # noqa: S105 (an option's name)
+
+
+class ProvisioningError(Exception):
+    """``setup`` cannot go on (a refused admin credential, an object it cannot reconcile); the
+    message says why and what to do, never a secret."""
+
+
+def mask_secret(value: str) -> str:
+    """Enough to tell two secrets apart, never enough to use one."""
+    return f"{value[:4]}... ({len(value)} characters)" if len(value) >= 16 else "(too short)"

@@ -167,7 +167,8 @@ def run_demo(keep_redis: bool = False) -> int:
     )
     failures = []
     with Stack(options) as stack:
-        print(f"  stack up: webhook app {stack.web_url}, logs in {stack.workdir}\n")
+        print(f"  stack up: webhook app {stack.web_url}, logs in {stack.workdir}")
+        print(_provisioned(stack))
         desks = {kind: stack.driver(kind) for kind in DESKS}
         for case in CASES:
             _play(stack, desks[case.desk], case)
@@ -202,6 +203,12 @@ DEV_PORTS = {"web": 8000, **{name: sim.dev_port for name, sim in SIMULATORS.item
 DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
 
 
+def _provisioned(stack: Stack) -> str:
+    """What `deskgate setup` did to the empty desk simulators before Deskgate started."""
+    lines = "\n".join(f"    {line}" for line in stack.setup_output if not line.startswith("To "))
+    return f"  provisioned by `deskgate setup`:\n{lines}\n"
+
+
 def dev_banner(stack: Stack) -> str:
     """Where each part of the dev stack answers, and the credentials to call it with."""
     hooks = ", ".join(f"/webhooks/{name}" for name in SIMULATORS)
@@ -211,7 +218,7 @@ def dev_banner(stack: Stack) -> str:
     return f"""  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
 {sims}
   logs               {stack.workdir}
-"""
+{_provisioned(stack)}"""
 
 
 def run_dev(host: str = "127.0.0.1") -> int:

@@ -32,3 +32,6 @@ class Simulator(Generic[C]):
     # for a simulator that is not a desk (Incode).
     driver: Callable[[httpx.Client, C], DeskDriver] | None = None
     client_timeout: float = 10.0  # the stack's control client's timeout for this simulator
+    # The admin account (user, secret) `deskgate setup` provisions a desk simulator with; None:
+    # nothing to provision (Incode has no API for its settings).
+    admin: tuple[str, str] | None = None

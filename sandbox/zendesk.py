@@ -4,13 +4,18 @@ It mimics what Deskgate relies on: API-token Basic auth, the ``{"ticket": ...}``
 Zendesk's error bodies, the ``.json`` suffix, ticket updates with audits, the non-destructive tag
 operations, Safe Update (409), the closed-ticket rule (422), the search query subset with its
 1,000-result cap, and triggers in Zendesk's own shape (``/api/v2/triggers``), evaluated on every
-ticket create and update as Zendesk does, whose ``notification_webhook`` actions POST signed
-webhooks.
+ticket create and update as Zendesk does, whose ``notification_webhook`` actions POST to the
+webhook they name, signed with that webhook's own secret. The account's configuration (webhooks,
+trigger categories, macros, statuses: ``sandbox/zendesk_admin.py``) starts empty: only what is
+made through the API fires, as ``deskgate setup`` makes it. Admin-only endpoints answer 403 to an
+agent.
 Where the real service is ambiguous, the simulator is the stricter of the readings, so that client
 bugs surface here rather than in production.
 
-Deliberate simplifications: search has no index lag; "hold" is always enabled; there is one
-account and a single agent (the one whose e-mail authenticates), created on start and on reset.
+Deliberate simplifications: search has no index lag; there is one account, whose API token works
+for each of its staff: Deskgate's API user (an agent), an admin and another agent (people's
+clicks), created on start and on reset. An agent whose ``ticket_restriction`` is set may change
+only the tickets assigned to them.
 """
 
 from __future__ import annotations
@@ -33,14 +38,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sandbox import zendesk_triggers as triggers
 from sandbox.common import CONTROL_PREFIX, Call, Controls, WebhookClient, on_stop
 from sandbox.options import Wiring
 from sandbox.simulator import Simulator
-from sandbox.zendesk_driver import AGENT, DESK, TRIGGERS, ZendeskDriver
+from sandbox.zendesk_admin import WEBHOOK_PAGE, AdminError, ZendeskAccount
+from sandbox.zendesk_driver import ADMIN, AGENT, DESK, PEOPLE_AGENT, TRIGGERS, ZendeskDriver
 from sandbox.zendesk_search import SearchQuery, compare, date_bound, parse_instant
 
 if TYPE_CHECKING:
@@ -61,11 +67,14 @@ FIRST_IDENTITY_ID = 300_000
 FIRST_AUDIT_ID = 500_000
 ACCOUNT_ID = 9_000_001
 FIRST_TRIGGER_ID = 360_000_001
-WEBHOOK_ID = "01HSANDBOXZENDESKWEBHOOK00"
 WEBHOOK_TIMEOUT = 10.0
 RETRY_BACKOFF = (0.2, 0.5, 1.0)  # one pause before each of the three retries
 READ_ONLY_TICKET_KEYS = ("id", "url", "created_at", "updated_at")
 CLOSED_MESSAGE = "Status: closed prevents ticket update"
+FORBIDDEN = (
+    "You do not have access to this page. Please contact the account owner of this help desk "
+    "for further help."
+)
 CONFLICT_MESSAGE = (
     "Safe Update prevented the update due to outdated ticket data. "
     "Please fetch the latest ticket data and try again."
@@ -83,13 +92,13 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 @dataclass
 class ZendeskSimConfig:
-    email: str = "agent@acme.test"
-    api_token: str = "sandbox-zendesk-token"
-    webhook_url: str | None = None  # where the trigger emulation POSTs
+    email: str = "agent@acme.test"  # Deskgate's API user, an agent
+    api_token: str = "sandbox-zendesk-token"  # the account's API token: any staff e-mail uses it
+    admin_email: str = "admin@acme.test"  # the admin ``deskgate setup`` uses
+    people_agent_email: str = "it.agent@acme.test"  # the agent whose clicks the driver makes
+    # The signing secret the first webhook made gets (later ones get random secrets), so tests
+    # and benchmarks can sign pushes of their own.
     webhook_secret: str = "sandbox-zendesk-signing-secret"
-    trigger_tags: frozenset[str] = frozenset({"idv_mfa_reset", "idv_account_unlock"})
-    # Zendesk-shaped triggers; None: the one Deskgate's set-up documents, for ``trigger_tags``.
-    triggers: tuple[dict[str, Any], ...] | None = None
     triggers_enabled: bool = True  # the sandbox's switch: off, no trigger fires (push off)
     # Users made through the API appear this many days old (their identities too), as an
     # employee's profile is: only later changes are new. 0 = made now.
@@ -188,6 +197,7 @@ class User:
     verified: bool
     created_at: datetime
     updated_at: datetime
+    ticket_restriction: str | None = None  # "assigned": may change only their own tickets
 
     def render(self, base: str) -> dict[str, Any]:
         return {
@@ -199,6 +209,7 @@ class User:
             "shared_phone_number": None if self.phone is None else False,
             "external_id": self.external_id,
             "role": self.role,
+            "ticket_restriction": self.ticket_restriction,
             "user_fields": dict(self.user_fields),
             "verified": self.verified,
             "active": True,
@@ -321,6 +332,7 @@ class WebhookJob:
     headers: dict[str, str]
     generation: int
     trigger_id: int = 0
+    webhook_id: str = ""
 
 
 # -- input helpers --------------------------------------------------------------------------
@@ -370,13 +382,11 @@ class ZendeskState:
     def __init__(self, config: ZendeskSimConfig) -> None:
         self.config = config
         self.lock = threading.Lock()
-        self.webhook_url = config.webhook_url
         self.triggers_enabled = config.triggers_enabled
-        self.triggers: list[dict[str, Any]] = []  # in firing order; they survive ``reset``
+        # The account's configuration: it survives ``reset`` unless asked (a stack's set-up).
+        self.account = ZendeskAccount(config.webhook_secret)
+        self.triggers: list[dict[str, Any]] = []  # in firing order
         self._next_trigger = FIRST_TRIGGER_ID
-        tags = frozenset(t.lower() for t in config.trigger_tags)
-        for trigger in config.triggers or (triggers.documented_trigger(tags, WEBHOOK_ID),):
-            self._add_trigger(trigger)
         self.deliveries: list[dict[str, Any]] = []
         self.webhooks = WebhookClient(WEBHOOK_TIMEOUT)  # shared by the delivery threads
         self.generation = 0  # bumps on reset so in-flight deliveries stop recording
@@ -409,14 +419,27 @@ class ZendeskState:
         self._next_audit = FIRST_AUDIT_ID
         self._next_event = 1
         agent = self._add_user(
-            name="Sandbox Agent", email=self.config.email, role="admin", verified=True
+            name="Deskgate", email=self.config.email, role="agent", verified=True
         )
         self.agent_id = agent.id
+        self._add_user(name="Sandbox Admin", email=self.config.admin_email, role="admin")
+        self._add_user(name="IT Agent", email=self.config.people_agent_email, role="agent")
 
-    def reset(self) -> None:
-        """Forget tickets, users and deliveries; trigger settings survive (demo wiring)."""
+    def reset(self, account: bool = False) -> None:
+        """Forget tickets, users and deliveries; the account's configuration (webhooks,
+        triggers, macros) survives unless ``account``."""
         with self.lock:
             self._clear()
+            if account:
+                self.account.clear()
+                self.account.hold_enabled = True
+                self.triggers.clear()
+
+    def staff(self, email: str) -> User | None:
+        """The agent or admin with this e-mail (an API token authenticates staff only)."""
+        with self.lock:
+            user = self._user_by_email(email)
+            return user if user is not None and user.role != "end-user" else None
 
     # -- users ------------------------------------------------------------------------------
 
@@ -617,6 +640,11 @@ class ZendeskState:
                 user.external_id = external_id
             if "role" in payload:
                 user.role = self._role(payload, user.role)
+            if "ticket_restriction" in payload:
+                restriction = payload["ticket_restriction"]
+                if restriction not in (None, "assigned", "groups", "organization", "requested"):
+                    raise invalid("ticket_restriction", "Ticket restriction: is not valid")
+                user.ticket_restriction = restriction
             if "verified" in payload:
                 user.verified = bool(payload["verified"])
             if "user_fields" in payload:  # merged, like Zendesk: absent keys keep their value
@@ -625,6 +653,9 @@ class ZendeskState:
             return user.render(base)
 
     # -- tickets: shared pieces ---------------------------------------------------------------
+
+    def live_ticket(self, ticket_id: int) -> Ticket:
+        return self._live_ticket(ticket_id)
 
     def _live_ticket(self, ticket_id: int) -> Ticket:
         ticket = self.tickets.get(ticket_id)
@@ -663,6 +694,19 @@ class ZendeskState:
     def _check_writable(ticket: Ticket) -> None:
         if ticket.status == "closed":
             raise invalid("status", CLOSED_MESSAGE)
+
+    def _check_may_edit(self, ticket: Ticket, actor_id: int) -> None:
+        """A restricted agent changes only the tickets assigned to them."""
+        actor = self.users[actor_id]
+        if actor.ticket_restriction is not None and ticket.assignee_id != actor_id:
+            raise ApiError(403, "Forbidden", FORBIDDEN)
+
+    def _check_status(self, status: Any) -> str:
+        if status not in STATUSES:
+            raise invalid("status", f"Status: {status} is not valid")
+        if status == "hold" and not self.account.hold_enabled:
+            raise invalid("status", "Status: hold is not enabled for this account")
+        return str(status)
 
     def _parse_comment(self, raw: Any, default_author: int) -> _NewComment | None:
         if raw is None:
@@ -761,8 +805,7 @@ class ZendeskState:
         """Zendesk's trigger run after a create or an update: every active trigger whose
         conditions hold now fires, whatever fired before. An update that changed nothing
         (no audit event) is no update, and runs nothing."""
-        url = self.webhook_url
-        if not changed or not url or not self.triggers_enabled:
+        if not changed or not self.triggers_enabled:
             return []
         jobs = []
         for trigger in self.triggers:
@@ -771,22 +814,29 @@ class ZendeskState:
             ):
                 continue
             for action in trigger["actions"]:
-                body = triggers.render_body(action["value"][1], ticket.id)
-                jobs.append(self._webhook_job(url, ticket.id, body, trigger["id"]))
+                webhook_id, template = action["value"]
+                target = self.account.delivery_target(webhook_id)
+                if target is None:
+                    continue  # deleted or deactivated since: Zendesk sends nothing
+                body = triggers.render_body(template, ticket.id)
+                jobs.append(self._webhook_job(target, webhook_id, ticket.id, body, trigger["id"]))
         return jobs
 
-    def _webhook_job(self, url: str, ticket_id: int, body: bytes, trigger_id: int) -> WebhookJob:
+    def _webhook_job(
+        self, target: tuple[str, str], webhook_id: str, ticket_id: int, body: bytes, trigger_id: int
+    ) -> WebhookJob:
+        url, secret = target
         timestamp = _fmt(_now())
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Zendesk Webhook",
-            "X-Zendesk-Webhook-Id": WEBHOOK_ID,
+            "X-Zendesk-Webhook-Id": webhook_id,
             "X-Zendesk-Webhook-Invocation-Id": str(uuid.uuid4().int)[:19],
             "X-Zendesk-Account-Id": str(ACCOUNT_ID),
             "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
-            "X-Zendesk-Webhook-Signature": sign(self.config.webhook_secret, timestamp, body),
+            "X-Zendesk-Webhook-Signature": sign(secret, timestamp, body),
         }
-        return WebhookJob(url, ticket_id, body, headers, self.generation, trigger_id)
+        return WebhookJob(url, ticket_id, body, headers, self.generation, trigger_id, webhook_id)
 
     # -- tickets: endpoints --------------------------------------------------------------------
 
@@ -821,9 +871,7 @@ class ZendeskState:
                 )
         if new_comment is None:
             raise invalid("description", "Description: cannot be blank", "BlankValue")
-        status = payload.get("status", "new")
-        if status not in STATUSES:
-            raise invalid("status", f"Status: {status} is not valid")
+        status = self._check_status(payload.get("status", "new"))
         subject = _optional_str(payload, "subject")
         tags = sorted(set(normalize_tags(payload.get("tags"))))
         assignee_id = self._agent(payload.get("assignee_id"))
@@ -902,6 +950,7 @@ class ZendeskState:
         """Validate everything first, then apply: a rejected update changes nothing."""
         with self.lock:
             ticket = self._live_ticket(ticket_id)
+            self._check_may_edit(ticket, actor_id)
             self._check_safe_update(ticket, payload)
             self._check_writable(ticket)
 
@@ -909,9 +958,7 @@ class ZendeskState:
             if "subject" in payload:
                 changes["subject"] = _optional_str(payload, "subject")
             if "status" in payload:
-                status = payload["status"]
-                if status not in STATUSES:
-                    raise invalid("status", f"Status: {status} is not valid")
+                status = self._check_status(payload["status"])
                 if status == "new" and ticket.status != "new":
                     raise invalid(
                         "status", f"Status: cannot be changed from {ticket.status} to new"
@@ -993,6 +1040,7 @@ class ZendeskState:
         given = normalize_tags(payload["tags"])
         with self.lock:
             ticket = self._live_ticket(ticket_id)
+            self._check_may_edit(ticket, actor_id)
             self._check_safe_update(ticket, payload)
             self._check_writable(ticket)
             tags_before = list(ticket.tags)
@@ -1127,50 +1175,39 @@ class ZendeskState:
             return compare(when.timestamp(), op, bound.timestamp())
         return True
 
-    # -- the sandbox's trigger settings --------------------------------------------------------
+    # -- the sandbox's trigger switch ----------------------------------------------------------
 
     def trigger_settings(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "enabled": self.triggers_enabled,
-                "webhook_url": self.webhook_url,
                 "triggers": [self._render_trigger(t, "") for t in self.triggers],
             }
 
     def set_trigger_settings(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """The sandbox's switch (``enabled``), the webhook's endpoint, and ``triggers`` (a
-        list in Zendesk's shape) to replace every trigger at once."""
-        replacement = payload.get("triggers")
-        if replacement is not None and not isinstance(replacement, list):
-            raise invalid("triggers", "Triggers: must be an array")
+        """The sandbox's switch (``enabled``): off, no trigger fires (the push is off)."""
         with self.lock:
-            if replacement is not None:
-                parsed = [self._parse_trigger(t, None) for t in replacement]  # all or nothing
-                self.triggers.clear()
-                for trigger in parsed:
-                    self._add_trigger(trigger)
             if "enabled" in payload:
                 self.triggers_enabled = bool(payload["enabled"])
-            if "webhook_url" in payload:
-                self.webhook_url = payload["webhook_url"] or None
         return self.trigger_settings()
 
     # -- triggers (``/api/v2/triggers``) --------------------------------------------------------
 
-    @staticmethod
-    def _parse_trigger(payload: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+    def _parse_trigger(self, payload: Any, current: dict[str, Any] | None) -> dict[str, Any]:
         if not isinstance(payload, dict):
             raise invalid("trigger", "Trigger: is invalid")
         try:
-            return triggers.parse(payload, {WEBHOOK_ID}, current)
+            return triggers.parse(payload, set(self.account.webhooks), current)
         except triggers.TriggerInvalid as exc:
             raise invalid(exc.field, str(exc)) from None
 
     def _add_trigger(self, payload: dict[str, Any]) -> dict[str, Any]:
         now = _fmt(_now())
+        parsed = self._parse_trigger(payload, None)
         trigger = {
-            **self._parse_trigger(payload, None),
+            **parsed,
             "id": self._next_trigger,
+            "category_id": self.account.category_id(payload),
             "created_at": now,
             "updated_at": now,
         }
@@ -1190,9 +1227,22 @@ class ZendeskState:
         rendered["position"] = self.triggers.index(trigger) + 1
         return rendered
 
-    def list_triggers(self, base: str) -> list[dict[str, Any]]:
+    def list_triggers(
+        self, base: str, active: bool | None = None, category_id: str | None = None
+    ) -> list[dict[str, Any]]:
         with self.lock:
-            return [self._render_trigger(t, base) for t in self.triggers]
+            return [
+                self._render_trigger(t, base)
+                for t in self.triggers
+                if (active is None or t["active"] is active)
+                and (category_id is None or t["category_id"] == category_id)
+            ]
+
+    def search_triggers(self, query: str, base: str) -> list[dict[str, Any]]:
+        with self.lock:
+            needle = query.lower()
+            found = [t for t in self.triggers if needle in t["title"].lower()]
+            return [self._render_trigger(t, base) for t in found]
 
     def get_trigger(self, trigger_id: int, base: str) -> dict[str, Any]:
         with self.lock:
@@ -1203,10 +1253,14 @@ class ZendeskState:
             return self._render_trigger(self._add_trigger(payload), base)
 
     def update_trigger(self, trigger_id: int, payload: dict[str, Any], base: str) -> dict[str, Any]:
-        """Conditions and actions, when given, replace the old ones wholly, as Zendesk does."""
+        """Conditions and actions are replaced together, as Zendesk does: an update that sends
+        one of them leaves the other empty."""
         with self.lock:
             trigger = self._find_trigger(trigger_id)
-            trigger.update(self._parse_trigger(payload, trigger))
+            update = self._parse_trigger(payload, trigger)
+            if "category_id" in payload or "category" in payload:
+                update["category_id"] = self.account.category_id(payload)
+            trigger.update(update)
             trigger["updated_at"] = _fmt(_now())
             return self._render_trigger(trigger, base)
 
@@ -1248,6 +1302,7 @@ class ZendeskState:
                         "url": job.url,
                         "invocation_id": job.headers["X-Zendesk-Webhook-Invocation-Id"],
                         "trigger_id": job.trigger_id,
+                        "webhook_id": job.webhook_id,
                     }
                 )
             if not retry or attempt > len(RETRY_BACKOFF):
@@ -1317,15 +1372,205 @@ def _answered_at(call: Call) -> float:
     return call.at
 
 
-def _authorized(config: ZendeskSimConfig) -> bool:
+def _authenticated(config: ZendeskSimConfig, state: ZendeskState) -> User | None:
+    """The staff member an API token request names: ``{email}/token`` : the account's token."""
     auth = request.authorization
     if auth is None or auth.type != "basic":
-        return False
-    username = (auth.username or "").lower()
-    expected = f"{config.email}/token".lower()
-    return hmac.compare_digest(username.encode(), expected.encode()) and hmac.compare_digest(
-        (auth.password or "").encode(), config.api_token.encode()
-    )
+        return None
+    username = auth.username or ""
+    if not username.lower().endswith("/token"):
+        return None
+    if not hmac.compare_digest((auth.password or "").encode(), config.api_token.encode()):
+        return None
+    return state.staff(username[: -len("/token")])
+
+
+def _actor() -> int:
+    user_id: int = g.user_id
+    return user_id
+
+
+def _admin_only() -> None:
+    if g.role != "admin":
+        raise ApiError(403, "Forbidden", FORBIDDEN)
+
+
+def install_admin_routes(app: Flask, state: ZendeskState) -> None:
+    """Webhooks, trigger categories, triggers, macros and statuses: the account's configuration.
+    Reading triggers, macros and statuses is open to agents; changing anything, and anything
+    about webhooks, needs an admin."""
+    account = state.account
+
+    # -- webhooks --
+
+    @app.post("/api/v2/webhooks")
+    def create_webhook() -> Response:
+        _admin_only()
+        raw = _read_json("webhook")
+        with state.lock:
+            return _json({"webhook": account.create_webhook(raw, _actor())}, 201)
+
+    @app.get("/api/v2/webhooks")
+    def list_webhooks() -> Response:
+        _admin_only()
+        size = min(_page_number("page[size]", WEBHOOK_PAGE), WEBHOOK_PAGE)
+        after = request.args.get("page[after]")
+        with state.lock:
+            found, more = account.list_webhooks(
+                request.args.get("filter[name_contains]"), size, after
+            )
+        links: dict[str, str | None] = {"prev": None, "next": None}
+        if more:
+            query = {k: v for k, v in request.args.items() if k != "page[after]"}
+            query["page[after]"] = found[-1]["id"]
+            links["next"] = f"{_base()}/api/v2/webhooks?{urlencode(query)}"
+        meta = {
+            "has_more": more,
+            "after_cursor": found[-1]["id"] if found else None,
+            "before_cursor": found[0]["id"] if found else None,
+        }
+        return _json({"webhooks": found, "meta": meta, "links": links})
+
+    @app.get("/api/v2/webhooks/<webhook_id>")
+    def show_webhook(webhook_id: str) -> Response:
+        _admin_only()
+        with state.lock:
+            return _json({"webhook": account.render_webhook(webhook_id)})
+
+    @app.route("/api/v2/webhooks/<webhook_id>", methods=["PATCH", "PUT"])
+    def update_webhook(webhook_id: str) -> Response:
+        _admin_only()
+        raw = _read_json("webhook")
+        with state.lock:
+            account.update_webhook(webhook_id, raw, _actor())
+        return Response(status=204)  # no body: read it again to see it
+
+    @app.delete("/api/v2/webhooks/<webhook_id>")
+    def delete_webhook(webhook_id: str) -> Response:
+        _admin_only()
+        with state.lock:
+            account.delete_webhook(webhook_id)
+        return Response(status=204)
+
+    @app.route("/api/v2/webhooks/<webhook_id>/signing_secret", methods=["GET", "POST"])
+    def signing_secret(webhook_id: str) -> Response:
+        _admin_only()
+        reset = request.method == "POST"
+        with state.lock:
+            return _json(account.signing_secret(webhook_id, reset), 201 if reset else 200)
+
+    # -- trigger categories --
+
+    @app.get("/api/v2/trigger_categories")
+    def list_trigger_categories() -> Response:
+        with state.lock:
+            found = account.list_categories()
+        links = {"prev": None, "next": None}
+        return _json({"trigger_categories": found, "meta": {"has_more": False}, "links": links})
+
+    @app.post("/api/v2/trigger_categories")
+    def create_trigger_category() -> Response:
+        _admin_only()
+        raw = _read_json("trigger_category")
+        with state.lock:
+            return _json({"trigger_category": account.create_category(raw)}, 201)
+
+    # -- triggers --
+
+    def _listed(found: list[dict[str, Any]]) -> Response:
+        return _json(
+            {"triggers": found, "next_page": None, "previous_page": None, "count": len(found)}
+        )
+
+    @app.get("/api/v2/triggers")
+    def list_triggers() -> Response:
+        active = request.args.get("active")
+        flag = None if active is None else active.lower() == "true"
+        return _listed(state.list_triggers(_base(), flag, request.args.get("category_id")))
+
+    @app.get("/api/v2/triggers/search")
+    def search_triggers() -> Response:
+        query = request.args.get("query", "")
+        if not query.strip():
+            raise ApiError(400, "InvalidParameter", "query is required")
+        return _listed(state.search_triggers(query, _base()))
+
+    @app.post("/api/v2/triggers")
+    def create_trigger() -> Response:
+        _admin_only()
+        return _json({"trigger": state.create_trigger(_read_json("trigger"), _base())}, 201)
+
+    @app.get("/api/v2/triggers/<int:trigger_id>")
+    def show_trigger(trigger_id: int) -> Response:
+        return _json({"trigger": state.get_trigger(trigger_id, _base())})
+
+    @app.put("/api/v2/triggers/<int:trigger_id>")
+    def update_trigger(trigger_id: int) -> Response:
+        _admin_only()
+        body = state.update_trigger(trigger_id, _read_json("trigger"), _base())
+        return _json({"trigger": body})
+
+    @app.delete("/api/v2/triggers/<int:trigger_id>")
+    def delete_trigger(trigger_id: int) -> Response:
+        _admin_only()
+        state.delete_trigger(trigger_id)
+        return Response(status=204)
+
+    # -- macros --
+
+    def _macros(found: list[dict[str, Any]]) -> Response:
+        return _json(
+            {"macros": found, "next_page": None, "previous_page": None, "count": len(found)}
+        )
+
+    @app.get("/api/v2/macros")
+    def list_macros() -> Response:
+        with state.lock:
+            return _macros(account.list_macros())
+
+    @app.get("/api/v2/macros/search")
+    def search_macros() -> Response:
+        query = request.args.get("query", "")
+        if not query.strip():
+            raise ApiError(400, "InvalidParameter", "query is required")
+        with state.lock:
+            return _macros(account.list_macros(query))
+
+    @app.post("/api/v2/macros")
+    def create_macro() -> Response:
+        _admin_only()  # a shared macro; agents' personal macros are not modelled
+        raw = _read_json("macro")
+        with state.lock:
+            return _json({"macro": account.create_macro(raw)}, 201)
+
+    @app.get("/api/v2/macros/<int:macro_id>")
+    def show_macro(macro_id: int) -> Response:
+        with state.lock:
+            return _json({"macro": account.macro(macro_id)})
+
+    @app.put("/api/v2/macros/<int:macro_id>")
+    def update_macro(macro_id: int) -> Response:
+        _admin_only()
+        raw = _read_json("macro")
+        with state.lock:
+            return _json({"macro": account.update_macro(macro_id, raw)})
+
+    @app.get("/api/v2/tickets/<int:ticket_id>/macros/<int:macro_id>/apply")
+    def apply_macro(ticket_id: int, macro_id: int) -> Response:
+        """What the ticket would become; nothing is saved (the agent's submit saves it)."""
+        with state.lock:
+            ticket = state.live_ticket(ticket_id)
+            result = account.apply(account.macro(macro_id), list(ticket.tags), ticket.status)
+        result["result"]["ticket"]["id"] = ticket_id
+        result["result"]["ticket"]["url"] = f"{_base()}/api/v2/tickets/{ticket_id}.json"
+        return _json(result)
+
+    # -- statuses --
+
+    @app.get("/api/v2/custom_statuses")
+    def list_custom_statuses() -> Response:
+        with state.lock:
+            return _json({"custom_statuses": account.custom_statuses()})
 
 
 def create_app(config: ZendeskSimConfig) -> Flask:
@@ -1341,7 +1586,11 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.before_request
     def authenticate() -> Response | None:
-        if not request.path.startswith(API_PREFIX) or _authorized(config):
+        if not request.path.startswith(API_PREFIX):
+            return None
+        user = _authenticated(config, state)
+        if user is not None:
+            g.user_id, g.role = user.id, user.role
             return None
         resp = error_response(401, "Couldn't authenticate you")
         resp.headers["WWW-Authenticate"] = 'Basic realm="Web Password"'
@@ -1371,6 +1620,10 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     def api_error(exc: ApiError) -> Response:
         return _json(exc.body(), exc.status)
 
+    @app.errorhandler(AdminError)
+    def admin_error(exc: AdminError) -> Response:
+        return _json(exc.body, exc.status)
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
@@ -1386,7 +1639,7 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.get("/api/v2/users/me")
     def show_me() -> Response:
-        return _json({"user": state.get_user(state.agent_id, _base())})
+        return _json({"user": state.get_user(_actor(), _base())})
 
     @app.get("/api/v2/users/<int:user_id>")
     def show_user(user_id: int) -> Response:
@@ -1394,7 +1647,10 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.put("/api/v2/users/<int:user_id>")
     def update_user(user_id: int) -> Response:
-        return _json({"user": state.update_user(user_id, _read_json("user"), _base())})
+        payload = _read_json("user")
+        if {"role", "ticket_restriction"} & payload.keys():
+            _admin_only()  # what a staff member may do is an admin's to say
+        return _json({"user": state.update_user(user_id, payload, _base())})
 
     @app.get("/api/v2/users/<int:user_id>/identities")
     def list_identities(user_id: int) -> Response:
@@ -1425,7 +1681,7 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     @app.post("/api/v2/tickets")
     def create_ticket() -> Response:
         payload = _read_json("ticket")
-        body, job = state.create_ticket(payload, state.agent_id, _base())
+        body, job = state.create_ticket(payload, _actor(), _base())
         state.dispatch(job)
         return _warn_restricted(_json(body, 201), payload, "create")
 
@@ -1440,7 +1696,7 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     @app.put("/api/v2/tickets/<int:ticket_id>")
     def update_ticket(ticket_id: int) -> Response:
         payload = _read_json("ticket")
-        body, job = state.update_ticket(ticket_id, payload, state.agent_id, _base())
+        body, job = state.update_ticket(ticket_id, payload, _actor(), _base())
         state.dispatch(job)
         return _warn_restricted(_json(body), payload, "update")
 
@@ -1487,36 +1743,11 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     @app.route("/api/v2/tickets/<int:ticket_id>/tags", methods=["PUT", "POST", "DELETE"])
     def change_tags(ticket_id: int) -> Response:
         op = {"PUT": "add", "POST": "set", "DELETE": "remove"}[request.method]
-        tags, job = state.change_tags(ticket_id, op, _read_json(None), state.agent_id)
+        tags, job = state.change_tags(ticket_id, op, _read_json(None), _actor())
         state.dispatch(job)
         return _json({"tags": tags}, 201 if request.method == "POST" else 200)
 
-    # -- triggers --
-
-    @app.get("/api/v2/triggers")
-    def list_triggers() -> Response:
-        found = state.list_triggers(_base())
-        return _json(
-            {"triggers": found, "next_page": None, "previous_page": None, "count": len(found)}
-        )
-
-    @app.post("/api/v2/triggers")
-    def create_trigger() -> Response:
-        return _json({"trigger": state.create_trigger(_read_json("trigger"), _base())}, 201)
-
-    @app.get("/api/v2/triggers/<int:trigger_id>")
-    def show_trigger(trigger_id: int) -> Response:
-        return _json({"trigger": state.get_trigger(trigger_id, _base())})
-
-    @app.put("/api/v2/triggers/<int:trigger_id>")
-    def update_trigger(trigger_id: int) -> Response:
-        body = state.update_trigger(trigger_id, _read_json("trigger"), _base())
-        return _json({"trigger": body})
-
-    @app.delete("/api/v2/triggers/<int:trigger_id>")
-    def delete_trigger(trigger_id: int) -> Response:
-        state.delete_trigger(trigger_id)
-        return Response(status=204)
+    install_admin_routes(app, state)
 
     # -- search --
 
@@ -1576,9 +1807,19 @@ def create_app(config: ZendeskSimConfig) -> Flask:
             return _json(state.trigger_settings())
         return _json(state.set_trigger_settings(_read_json(None)))
 
+    @app.put(f"{CONTROL_PREFIX}account")
+    def sandbox_account() -> Response:
+        """``{"hold_enabled": false}``: an account where nobody enabled On-hold."""
+        payload = _read_json(None)
+        with state.lock:
+            if "hold_enabled" in payload:
+                state.account.hold_enabled = bool(payload["hold_enabled"])
+            return _json({"hold_enabled": state.account.hold_enabled})
+
     @app.post(f"{CONTROL_PREFIX}reset")
     def sandbox_reset() -> Response:
-        state.reset()
+        """Tickets, users, deliveries; with ``{"account": true}`` the configuration too."""
+        state.reset(account=bool(_read_json(None).get("account")))
         return _json({"ok": True})
 
     return app
@@ -1588,13 +1829,12 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
 
 def _app_config(wiring: Wiring) -> ZendeskSimConfig:
+    # Empty of webhooks, triggers and macros: the stack provisions it with `deskgate setup`.
     return ZendeskSimConfig(
         email=AGENT,
-        webhook_url=f"{wiring.webhooks}/zendesk",
-        trigger_tags=frozenset(TRIGGERS),
+        admin_email=ADMIN,
+        people_agent_email=PEOPLE_AGENT,
         user_age_days=wiring.options.user_age_days,
-        # README's trigger: fires while Deskgate does not hold the ticket.
-        triggers=(triggers.documented_trigger(TRIGGERS, WEBHOOK_ID),),
     )
 
 
@@ -1625,10 +1865,10 @@ SIMULATOR = Simulator(
     create_app=create_app,
     app_config=_app_config,
     config_text=_config_text,
-    secrets={
-        f"DESKGATE_DESKS__{DESK.upper()}__API_TOKEN": ZendeskSimConfig.api_token,
-        f"DESKGATE_DESKS__{DESK.upper()}__WEBHOOK_SECRET": ZendeskSimConfig.webhook_secret,
-    },
+    # The webhook's signing secret is not here: `deskgate setup` reads it from the webhook it
+    # makes and writes it into the stack's env file.
+    secrets={f"DESKGATE_DESKS__{DESK.upper()}__API_TOKEN": ZendeskSimConfig.api_token},
+    admin=(ADMIN, ZendeskSimConfig.api_token),
     dev_port=8101,
     banner=_banner,
     driver=ZendeskDriver,

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from sandbox.zendesk import ZendeskSimConfig
 
 DESK = "acme_zendesk"  # the desk's name in the generated config
-AGENT = "agent@acme.test"  # the account Deskgate authenticates as
+AGENT = "agent@acme.test"  # the account Deskgate authenticates as (an agent)
+ADMIN = "admin@acme.test"  # the admin `deskgate setup` uses
+PEOPLE_AGENT = "it.agent@acme.test"  # the agent whose clicks the driver makes
 # The trigger tags people add, and the reason each stands for (the same two reasons on every desk).
 TRIGGERS = {"idv_mfa_reset": "MFA reset", "idv_account_unlock": "account unlock"}
 
@@ -47,6 +49,16 @@ class ZendeskDriver:
             auth=(f"{config.email}/token", config.api_token),
             timeout=10,
         )
+        # Another agent, clicking in the agent UI (its writes are not Deskgate's).
+        self.agent = pooled_client(
+            base_url=f"{sim.base_url}/api/v2",
+            auth=(f"{config.people_agent_email}/token", config.api_token),
+            timeout=10,
+        )
+
+    def close(self) -> None:
+        self.api.close()
+        self.agent.close()
 
     def is_driver_call(self, call: str) -> bool:
         """Creating tickets and users and adding tags are people's calls, not Deskgate's."""
@@ -71,6 +83,36 @@ class ZendeskDriver:
         """What an agent or a macro does: add the trigger tag, leaving the other tags alone."""
         tag = next(t for t, r in TRIGGERS.items() if r == reason)
         self.api.put(f"/tickets/{ticket_id}/tags.json", json={"tags": [tag]}).raise_for_status()
+
+    def click_macro(self, ticket_id: str, reason: str = "MFA reset") -> None:
+        """What an agent's click on the macro "Verify identity: <reason>" does: the agent UI
+        asks Zendesk what the macro makes of the ticket (nothing saved), then the agent
+        submits the ticket with those changes, as themselves."""
+        title = f"Verify identity: {reason}"
+        found = self.agent.get("/macros/search.json", params={"query": title})
+        found.raise_for_status()
+        macro = next(m for m in found.json()["macros"] if m["title"] == title and m["active"])
+        applied = self.agent.get(f"/tickets/{ticket_id}/macros/{macro['id']}/apply.json")
+        applied.raise_for_status()
+        self._save(ticket_id, {"tags": applied.json()["result"]["ticket"]["tags"]})
+
+    def reply(self, ticket_id: str, text: str) -> None:
+        """The requester answers on the ticket (a public comment by them)."""
+        requester = self.raw(ticket_id)["ticket"]["requester_id"]
+        comment = {"body": text, "public": True, "author_id": requester}
+        self._save(ticket_id, {"comment": comment})
+
+    def comment(self, ticket_id: str, text: str) -> None:
+        """Another agent writes an internal note."""
+        self._save(ticket_id, {"comment": {"body": text, "public": False}})
+
+    def _save(self, ticket_id: str, ticket: dict[str, Any]) -> None:
+        self.agent.put(f"/tickets/{ticket_id}.json", json={"ticket": ticket}).raise_for_status()
+
+    def pushes(self) -> list[dict[str, Any]]:
+        """Every webhook delivery attempt the simulator made (its log)."""
+        log: dict[str, Any] = self.sim.get("/_sandbox/webhook_deliveries").json()
+        return list(log["deliveries"])
 
     def set_push(self, enabled: bool) -> None:
         """Switch the trigger (the signed push) on or off; polling still finds flagged tickets."""
@@ -161,6 +203,3 @@ class ZendeskDriver:
 
     def delete(self, ticket_id: str) -> None:
         self.api.delete(f"/tickets/{ticket_id}.json").raise_for_status()
-
-    def close(self) -> None:
-        self.api.close()

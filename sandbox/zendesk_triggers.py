@@ -4,7 +4,7 @@ Zendesk evaluates every active trigger on every ticket create and every update (
 a tag alone), in order, and fires each one whose conditions hold *at that moment*; it remembers
 nothing about earlier updates. So a trigger whose only condition is "tags contain the trigger
 tag" fires again on every later update of a flagged ticket. The subset modelled here is what
-Deskgate's set-up uses:
+``deskgate setup`` writes (connectors/zendesk/setup.py):
 
 - ``current_tags`` with ``includes`` (any of the space-separated tags is on the ticket) and
   ``not_includes`` (none of them is);
@@ -12,7 +12,8 @@ Deskgate's set-up uses:
   hold < solved < closed);
 - ``conditions.all``: every one holds; ``conditions.any``: at least one holds, if there are any;
 - one action, ``notification_webhook`` with ``[webhook_id, body]``; ``{{ticket.id}}`` in the body
-  is replaced by the ticket's id.
+  is replaced by the ticket's id;
+- an update replaces conditions and actions together: one sent alone leaves the other empty.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ OPERATORS = {
     "status": ("is", "is_not", "less_than", "greater_than"),
 }
 NOTIFY_WEBHOOK = "notification_webhook"
-PUSH_BODY = '{"ticket_id": "{{ticket.id}}"}'  # all Deskgate reads from a push
 
 
 class TriggerInvalid(ValueError):
@@ -37,39 +37,6 @@ class TriggerInvalid(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-def documented_trigger(
-    trigger_tags: Iterable[str], webhook_id: str, prefix: str = "idv_"
-) -> dict[str, Any]:
-    """The trigger README's Zendesk set-up asks for: a flagged ticket Deskgate does not hold.
-
-    The gate write adds the ``pending`` marker (false from then on; ``review`` likewise), a final
-    outcome removes the trigger tag (false), and flagging again after an outcome, with its final
-    marker still on the ticket, makes it true once more, as it should."""
-    return {
-        "title": "Deskgate: identity verification",
-        "active": True,
-        "conditions": {
-            "all": [
-                _condition("current_tags", "includes", " ".join(sorted(trigger_tags))),
-                _condition("current_tags", "not_includes", f"{prefix}pending {prefix}review"),
-                _condition("status", "less_than", "solved"),
-            ],
-            "any": [],
-        },
-        "actions": [{"field": NOTIFY_WEBHOOK, "value": [webhook_id, PUSH_BODY]}],
-    }
-
-
-def tag_only_trigger(trigger_tags: Iterable[str], webhook_id: str) -> dict[str, Any]:
-    """The trigger the set-up documented before: true on every update of a flagged, unsolved
-    ticket (the gate write, each reply, each comment), so it pushes again and again."""
-    trigger = documented_trigger(trigger_tags, webhook_id)
-    trigger["title"] = "Deskgate (tag only)"
-    conditions = trigger["conditions"]["all"]
-    conditions[:] = [c for c in conditions if c["operator"] != "not_includes"]
-    return trigger
 
 
 def _condition(field: str, operator: str, value: str) -> dict[str, str]:
@@ -103,8 +70,9 @@ def render_body(template: str, ticket_id: int) -> bytes:
 def parse(
     payload: dict[str, Any], webhook_ids: Iterable[str], current: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A trigger from a create (``current`` None) or an update of ``current``: title and active
-    are changed when given; conditions and actions, when given, are replaced wholly."""
+    """A trigger from a create (``current`` None) or an update of ``current``: title, active and
+    description are changed when given; conditions and actions are replaced together, as
+    Zendesk documents: an update sending only one of them leaves the other empty."""
     out: dict[str, Any] = {} if current is None else dict(current)
     title = payload.get("title", out.get("title"))
     if not isinstance(title, str) or not title.strip():
@@ -114,10 +82,19 @@ def parse(
     if not isinstance(active, bool):
         raise TriggerInvalid("active", "Active: must be true or false")
     out["active"] = active
-    if "conditions" in payload or current is None:
+    if "description" in payload:
+        out["description"] = payload["description"]
+    out.setdefault("description", None)
+    if current is None:
         out["conditions"] = _conditions(payload.get("conditions"))
-    if "actions" in payload or current is None:
         out["actions"] = _actions(payload.get("actions"), set(webhook_ids))
+    elif "conditions" in payload or "actions" in payload:
+        empty: dict[str, list[Any]] = {"all": [], "any": []}
+        given = payload.get("conditions")
+        out["conditions"] = _conditions(given) if "conditions" in payload else empty
+        out["actions"] = (
+            _actions(payload.get("actions"), set(webhook_ids)) if "actions" in payload else []
+        )
     return out
 
 

@@ -8,6 +8,7 @@ deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
+deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from config.settings import ConfigError
 from connectors.registry import load_settings
+from worker import setup_cli
 from worker.report import command as report
 
 
@@ -196,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")
     doctor.add_argument("--json", action="store_true", help="machine-readable (docs/setup.md)")
     doctor.add_argument("--desk", metavar="NAME", help="look at this desk only")
+    setup_cli.add_arguments(sub.add_parser("setup", help="provision a desk (idempotent)"))
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
     for name in plugin_commands:
@@ -217,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "doctor":
             return _doctor(args.json, args.desk)
+        if args.command == "setup":
+            return setup_cli.run(args)
         if args.command == "web":
             web_args = gunicorn_args(args.bind, args.workers, args.connections)
             return _exec([*web_args[:-1], "--access-logfile", "-", web_args[-1]])

@@ -25,7 +25,7 @@ from redis import Redis
 from config.privacy import scrub
 from config.settings import DeskConfig, Settings
 from connectors.incode.doctor import check_incode
-from connectors.provisioning import Check, DoctorRequest, Status
+from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status
 from connectors.registry import KINDS
 from worker import deployment_checks as deploy
 from worker.store import Store
@@ -45,7 +45,12 @@ def desk_checks(name: str, config: DeskConfig, url: str | None, timeout: float) 
     doctor = KINDS[config.kind].doctor
     if doctor is None:
         return [Check(system, "desk checks", Status.WARN, NO_DESK_CHECKS)]
-    return doctor(DoctorRequest(desk=name, config=config, public_url=url, timeout=timeout))
+    # The admin, if the environment names one (as for ``deskgate setup``), lets a kind check what
+    # only an admin may read (Zendesk's webhook and its signing secret).
+    admin = AdminCredential.given()
+    return doctor(
+        DoctorRequest(desk=name, config=config, public_url=url, timeout=timeout, admin=admin)
+    )
 
 
 def groups(

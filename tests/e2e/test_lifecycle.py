@@ -194,8 +194,8 @@ def test_calls_per_lifecycle(stack: Stack, desk: DeskDriver, employee: str) -> N
     assert incode.get("POST /oauth2/token", 0) + incode.get("POST /executive/log-in", 0) == 0
     assert incode == {"POST /omni/b2b/onboarding/request-new": 1, "GET /omni/get/score": 1}
     if desk.system == "zendesk":
-        # The documented trigger is false from the gate write on (Zendesk runs triggers on every
-        # update): one push per lifecycle; the tag-only trigger pushed again on the gate write.
+        # The trigger `deskgate setup` wrote is false from the gate write on (Zendesk runs every
+        # trigger on every update): one push per lifecycle; a tag-only one pushed on the gate too.
         log = stack.sim["zendesk"].get("/_sandbox/webhook_deliveries").json()["deliveries"]
         assert len({d["invocation_id"] for d in log if str(d["ticket_id"]) == ticket}) == 1
 

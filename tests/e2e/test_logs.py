@@ -71,6 +71,11 @@ def lifecycles(stack: Stack, desk: DeskDriver, employee: str) -> None:
 def sensitive_values(stack: Stack) -> dict[str, str]:
     """Everything that must not be logged, each with a name to report it by."""
     values: dict[str, str] = {f"env {k}": v for k, v in SECRETS.items()}
+    # And what `deskgate setup` stored for the processes (the webhooks' signing secrets).
+    values.update(
+        {f"env {k}": v for k, v in stack.env.items()
+         if k.startswith("DESKGATE_") and SECRET_FIELDS.search(k.lower()) and v}
+    )  # fmt: skip
     for server in stack.servers:
         assert isinstance(server, Server) and isinstance(server.server.app, Flask)
         for name, state in server.server.app.extensions.items():

@@ -43,7 +43,10 @@ def test_a_kind_without_a_desk_simulator_gets_no_driver(stack: Stack, kind: str)
 def test_generated_config_and_secrets_load_as_deskgate_settings(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack.config_path.write_text(stack.config_text())
+    # As ``start`` does before Deskgate's processes: the desks `deskgate setup` provisions get
+    # their push secret from it.
+    stack.serve_simulators()
+    stack.provision()
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()

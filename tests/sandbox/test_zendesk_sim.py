@@ -14,11 +14,14 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
+from connectors.zendesk import objects
+from connectors.zendesk.config import ZendeskDeskConfig
 from sandbox.common import Call, Server, serve
-from sandbox.zendesk import WEBHOOK_ID, ZendeskSimConfig, ZendeskState, create_app, sign
-from sandbox.zendesk_triggers import conditions_hold, documented_trigger, tag_only_trigger
+from sandbox.zendesk import ZendeskSimConfig, ZendeskState, create_app, sign
+from sandbox.zendesk_triggers import conditions_hold
 
 EMAIL = "agent@acme.test"
+ADMIN = "admin@acme.test"
 TOKEN = "sandbox-zendesk-token"
 SECRET = "sandbox-zendesk-signing-secret"
 TRIGGER = "idv_mfa_reset"
@@ -32,6 +35,8 @@ class Receiver:
     received: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # popped per request; empty = 200
     lock: threading.Lock = field(default_factory=threading.Lock)
+    webhook_id: str = ""  # the webhook the ``receiver`` fixture made
+    trigger_id: int = 0
 
     @property
     def url(self) -> str:
@@ -87,19 +92,60 @@ def clean(control: httpx.Client) -> None:
     control.post("/reset").raise_for_status()
     control.delete("/calls").raise_for_status()
     control.delete("/faults").raise_for_status()
-    control.delete("/rate_limit").raise_for_status()
-    default = documented_trigger(ZendeskSimConfig.trigger_tags, WEBHOOK_ID)
-    body = {"enabled": True, "webhook_url": None, "triggers": [default]}
-    control.put("/triggers", json=body).raise_for_status()
+    control.post("/reset", json={"account": True}).raise_for_status()
+    control.put("/triggers", json={"enabled": True}).raise_for_status()
+
+
+def deskgate_trigger(webhook_id: str, tags: set[str] | None = None) -> dict[str, Any]:
+    """The trigger `deskgate setup` writes (connectors/zendesk/objects.py), in any category."""
+    config = ZendeskDeskConfig(
+        kind="zendesk",
+        base_url="https://acme.zendesk.test",  # type: ignore[arg-type]
+        email=EMAIL,
+        api_token=TOKEN,  # type: ignore[arg-type]
+        triggers=dict.fromkeys(tags or {TRIGGER, "idv_account_unlock"}, "reason"),
+    )
+    trigger = objects.trigger("acme", config, webhook_id, "")
+    del trigger["category_id"]
+    return trigger
+
+
+def tag_only_trigger(webhook_id: str) -> dict[str, Any]:
+    """The trigger the set-up documented before: "a trigger tag is on it", nothing more."""
+    trigger = deskgate_trigger(webhook_id, {TRIGGER})
+    trigger["title"] = "Deskgate (tag only)"
+    conditions = trigger["conditions"]["all"]
+    conditions[:] = [c for c in conditions if c["operator"] != "not_includes"]
+    return trigger
+
+
+def make_webhook(admin: httpx.Client, url: str, **fields: Any) -> dict[str, Any]:
+    body = {
+        "name": "Deskgate - test",
+        "status": "active",
+        "endpoint": url,
+        "http_method": "POST",
+        "request_format": "json",
+        "subscriptions": ["conditional_ticket_events"],
+        **fields,
+    }
+    made = admin.post("/webhooks", json={"webhook": body})
+    assert made.status_code == 201, made.text
+    webhook: dict[str, Any] = made.json()["webhook"]
+    return webhook
 
 
 @pytest.fixture
-def receiver(receiver_server: Receiver, control: httpx.Client) -> Receiver:
-    """The shared receiver, emptied and wired in as the trigger's webhook endpoint."""
+def receiver(receiver_server: Receiver, admin: httpx.Client) -> Receiver:
+    """The shared receiver, emptied, with a webhook to it and Deskgate's trigger notifying it."""
     with receiver_server.lock:
         receiver_server.received.clear()
         receiver_server.statuses.clear()
-    control.put("/triggers", json={"webhook_url": receiver_server.url}).raise_for_status()
+    webhook = make_webhook(admin, receiver_server.url)
+    receiver_server.webhook_id = webhook["id"]
+    made = admin.post("/triggers", json={"trigger": deskgate_trigger(webhook["id"])})
+    assert made.status_code == 201, made.text
+    receiver_server.trigger_id = made.json()["trigger"]["id"]
     return receiver_server
 
 
@@ -107,6 +153,14 @@ def receiver(receiver_server: Receiver, control: httpx.Client) -> Receiver:
 def api(sim: Server) -> Iterator[httpx.Client]:
     with httpx.Client(
         base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False, timeout=5
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(sim: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{sim.url}/api/v2", auth=(f"{ADMIN}/token", TOKEN), trust_env=False, timeout=5
     ) as client:
         yield client
 
@@ -555,13 +609,12 @@ def test_the_documented_trigger_fires_while_deskgate_does_not_hold_the_ticket(
 
 
 def test_the_old_tag_only_trigger_refires_on_a_comment_and_the_documented_one_does_not(
-    api: httpx.Client, control: httpx.Client, receiver: Receiver
+    api: httpx.Client, admin: httpx.Client, control: httpx.Client, receiver: Receiver
 ) -> None:
     """Both triggers side by side: once idv_pending is on the ticket, a comment-only update
     fires the tag-only trigger (the set-up documented before) and not the documented one."""
-    old, new = tag_only_trigger({TRIGGER}, WEBHOOK_ID), documented_trigger({TRIGGER}, WEBHOOK_ID)
-    installed = control.put("/triggers", json={"triggers": [old, new]}).json()["triggers"]
-    old_id, new_id = (t["id"] for t in installed)
+    old = admin.post("/triggers", json={"trigger": tag_only_trigger(receiver.webhook_id)})
+    old_id, new_id = old.json()["trigger"]["id"], receiver.trigger_id
     ticket = new_ticket(api, tags=[TRIGGER])
     assert sorted(fired(control, 2)) == sorted([old_id, new_id])  # both: the ticket is new
     update(api, ticket["id"], additional_tags=["idv_pending"], status="hold")
@@ -616,41 +669,47 @@ def test_trigger_conditions_read_as_zendesk_reads_them(
 
 
 def test_triggers_api_creates_lists_replaces_and_validates(
-    api: httpx.Client, control: httpx.Client, receiver: Receiver
+    api: httpx.Client, admin: httpx.Client, receiver: Receiver
 ) -> None:
-    [default] = api.get("/triggers.json").json()["triggers"]
-    assert default == {**documented_trigger({"idv_mfa_reset", "idv_account_unlock"}, WEBHOOK_ID),
-                       **{k: default[k] for k in ("id", "url", "position", "created_at",
-                                                 "updated_at")}}  # fmt: skip
+    [default] = api.get("/triggers.json").json()["triggers"]  # agents may read triggers
+    assert default["id"] == receiver.trigger_id and default["category_id"]
+    hook = receiver.webhook_id
     body = {
         "title": "Notify on VIP",
         "conditions": {"all": [{"field": "current_tags", "operator": "includes", "value": "vip"}]},
-        "actions": [
-            {"field": "notification_webhook", "value": [WEBHOOK_ID, '{"id": "{{ticket.id}}"}']}
-        ],
+        "actions": [{"field": "notification_webhook", "value": [hook, '{"id": "{{ticket.id}}"}']}],
     }
-    created = api.post("/triggers.json", json={"trigger": body})
+    assert api.post("/triggers.json", json={"trigger": body}).status_code == 403  # an agent
+    created = admin.post("/triggers.json", json={"trigger": body})
     assert created.status_code == 201, created.text
     trigger = created.json()["trigger"]
     assert trigger["active"] is True and trigger["position"] == 2
     assert api.get(f"/triggers/{trigger['id']}").json()["trigger"] == trigger
+    found = admin.get("/triggers/search", params={"query": "on vip"}).json()["triggers"]
+    assert [t["id"] for t in found] == [trigger["id"]]
 
     ticket = new_ticket(api, tags=["vip"])
     [delivery] = receiver.wait_for(1)
     assert json.loads(delivery["body"]) == {"id": str(ticket["id"])}
 
-    # PUT replaces the conditions wholly (the old "vip" condition is gone) and keeps the rest.
+    # PUT replaces conditions and actions together: the conditions sent alone leave the
+    # trigger without actions (Zendesk's documented behaviour), so it notifies nobody.
     status_only = {"all": [{"field": "status", "operator": "is", "value": "pending"}]}
-    replaced = api.put(f"/triggers/{trigger['id']}", json={"trigger": {"conditions": status_only}})
+    path = f"/triggers/{trigger['id']}"
+    replaced = admin.put(path, json={"trigger": {"conditions": status_only}})
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["trigger"]["conditions"] == {**status_only, "any": []}
-    assert replaced.json()["trigger"]["actions"] == body["actions"]
-    update(api, ticket["id"], additional_tags=["more"])  # vip, not pending: no longer fires
+    assert replaced.json()["trigger"]["actions"] == []
     update(api, ticket["id"], status="pending")
-    assert len(receiver.wait_for(2)) == 2
-
-    api.put(f"/triggers/{trigger['id']}", json={"trigger": {"active": False}})
+    assert pushes(receiver, 1) == 1
+    # The whole definition back: it fires again.
+    whole = {**body, "conditions": status_only}
+    assert admin.put(f"/triggers/{trigger['id']}", json={"trigger": whole}).status_code == 200
     update(api, ticket["id"], comment={"body": "ping"})
+    assert pushes(receiver, 2) == 2
+
+    admin.put(f"/triggers/{trigger['id']}", json={"trigger": {"active": False}})
+    update(api, ticket["id"], comment={"body": "ping again"})
     assert pushes(receiver, 2) == 2  # inactive
 
     bad = [
@@ -660,13 +719,15 @@ def test_triggers_api_creates_lists_replaces_and_validates(
         {**body, "actions": [{"field": "notification_webhook", "value": ["nope", "{}"]}]},
         {**body, "actions": [{"field": "status", "value": "solved"}]},
         {**body, "title": ""},
+        {**body, "category_id": "404"},
     ]
     for payload in bad:
-        refused = api.post("/triggers.json", json={"trigger": payload})
+        refused = admin.post("/triggers.json", json={"trigger": payload})
         assert refused.status_code == 422, payload
         assert refused.json()["error"] == "RecordInvalid"
-    assert api.get("/triggers/1").status_code == 404
-    assert api.delete(f"/triggers/{trigger['id']}").status_code == 204
+    assert admin.get("/triggers/1").status_code == 404
+    assert api.delete(f"/triggers/{trigger['id']}").status_code == 403
+    assert admin.delete(f"/triggers/{trigger['id']}").status_code == 204
     assert len(api.get("/triggers").json()["triggers"]) == 1
 
 
@@ -684,30 +745,23 @@ def test_trigger_skips_solved_tickets_and_honours_the_switch(
     assert len(receiver.wait_for(1)) == 1
 
 
-def test_webhook_url_from_config_and_retries_on_5xx(receiver: Receiver) -> None:
+def test_delivery_retries_on_5xx(
+    api: httpx.Client, control: httpx.Client, receiver: Receiver
+) -> None:
     receiver.statuses = [503, 500]
-    sim = serve(create_app(ZendeskSimConfig(webhook_url=receiver.url)))
-    try:
-        with (
-            httpx.Client(
-                base_url=f"{sim.url}/api/v2", auth=(f"{EMAIL}/token", TOKEN), trust_env=False
-            ) as api,
-            httpx.Client(base_url=f"{sim.url}/_sandbox", trust_env=False) as control,
-        ):
-            new_ticket(api, tags=[TRIGGER])
-            received = receiver.wait_for(3)
-            log = deliveries(control, 3)
-    finally:
-        sim.stop()
+    new_ticket(api, tags=[TRIGGER])
+    received = receiver.wait_for(3)
+    log = deliveries(control, 3)
     assert len(received) == 3
     assert len({r["body"] for r in received}) == 1  # the same invocation, re-sent
     assert [(d["attempt"], d["status"]) for d in log] == [(1, 503), (2, 500), (3, 200)]
 
 
 def test_unreachable_webhook_is_recorded_as_an_error(
-    api: httpx.Client, control: httpx.Client
+    api: httpx.Client, admin: httpx.Client, control: httpx.Client, receiver: Receiver
 ) -> None:
-    control.put("/triggers", json={"webhook_url": "http://127.0.0.1:9/hook"})
+    patch = {"webhook": {"endpoint": "http://127.0.0.1:9/hook"}}
+    assert admin.patch(f"/webhooks/{receiver.webhook_id}", json=patch).status_code == 204
     new_ticket(api, tags=[TRIGGER])
     [first, *_] = deliveries(control, 1)
     assert first["status"] is None
@@ -779,3 +833,138 @@ def test_show_ticket_sideloads_users_on_request(api: httpx.Client) -> None:
     body = api.get(f"/tickets/{ticket['id']}.json", params={"include": "users"}).json()
     requester = next(u for u in body["users"] if u["id"] == ticket["requester_id"])
     assert requester["email"] == "ann@example.test"
+
+
+# -- the account's configuration: webhooks, categories, macros, statuses, staff -----------------
+
+
+def test_webhooks_create_find_patch_delete_as_zendesk_answers(
+    admin: httpx.Client, api: httpx.Client
+) -> None:
+    made = make_webhook(admin, "https://deskgate.example.test/webhooks/zendesk")
+    assert len(made["id"]) == 26 and made["id"].isalnum()  # a ULID
+    assert made["subscriptions"] == ["conditional_ticket_events"]
+    other = make_webhook(admin, "https://elsewhere.test/hook", name="Something else")
+    found = admin.get("/webhooks", params={"filter[name_contains]": "deskgate"}).json()
+    assert [w["id"] for w in found["webhooks"]] == [made["id"]]
+    assert found["meta"]["has_more"] is False
+    first = admin.get("/webhooks", params={"page[size]": 1}).json()
+    assert first["meta"]["has_more"] is True
+    assert [w["id"] for w in first["webhooks"]] == [made["id"]]
+    rest = httpx.get(first["links"]["next"], auth=(f"{ADMIN}/token", TOKEN), trust_env=False)
+    assert [w["id"] for w in rest.json()["webhooks"]] == [other["id"]]
+
+    patched = admin.patch(f"/webhooks/{made['id']}", json={"webhook": {"status": "inactive"}})
+    assert (patched.status_code, patched.content) == (204, b"")  # no body
+    assert admin.get(f"/webhooks/{made['id']}").json()["webhook"]["status"] == "inactive"
+    immutable = {"webhook": {"subscriptions": ["zen:event-type:ticket.created"]}}
+    assert admin.patch(f"/webhooks/{made['id']}", json=immutable).status_code == 400
+    missing = admin.post("/webhooks", json={"webhook": {"name": "x"}})
+    assert missing.status_code == 400 and missing.json()["errors"][0]["code"]
+    # Webhooks are an admin's: an agent is refused everything about them.
+    assert api.get("/webhooks").status_code == 403
+    assert api.get(f"/webhooks/{made['id']}/signing_secret").status_code == 403
+    assert admin.delete(f"/webhooks/{other['id']}").status_code == 204
+    assert admin.get(f"/webhooks/{other['id']}").status_code == 404
+
+
+def test_each_webhook_signs_with_its_own_secret_and_a_reset_retires_the_old_one(
+    api: httpx.Client, admin: httpx.Client, receiver: Receiver
+) -> None:
+    path = f"/webhooks/{receiver.webhook_id}/signing_secret"
+    shown = admin.get(path).json()["signing_secret"]
+    assert shown == {"secret": SECRET, "algorithm": "SHA256"}  # the first webhook's, fixed
+    new_ticket(api, tags=[TRIGGER])
+    [first] = receiver.wait_for(1)
+    stamp = first["headers"]["X-Zendesk-Webhook-Signature-Timestamp"]
+    assert first["headers"]["X-Zendesk-Webhook-Signature"] == sign(SECRET, stamp, first["body"])
+    assert first["headers"]["X-Zendesk-Webhook-Id"] == receiver.webhook_id
+
+    reset = admin.post(path)
+    assert reset.status_code == 201
+    fresh = reset.json()["signing_secret"]["secret"]
+    assert fresh != SECRET and admin.get(path).json()["signing_secret"]["secret"] == fresh
+    new_ticket(api, tags=[TRIGGER])
+    second = receiver.wait_for(2)[1]
+    stamp = second["headers"]["X-Zendesk-Webhook-Signature-Timestamp"]
+    signature = second["headers"]["X-Zendesk-Webhook-Signature"]
+    assert signature == sign(fresh, stamp, second["body"]) != sign(SECRET, stamp, second["body"])
+
+
+def test_no_trigger_fires_until_one_is_made_and_an_inactive_webhook_gets_nothing(
+    api: httpx.Client, admin: httpx.Client, control: httpx.Client, receiver_server: Receiver
+) -> None:
+    new_ticket(api, tags=[TRIGGER])  # an empty account: nothing wired in code
+    webhook = make_webhook(admin, receiver_server.url, status="inactive")
+    admin.post("/triggers", json={"trigger": deskgate_trigger(webhook["id"])})
+    new_ticket(api, tags=[TRIGGER])
+    time.sleep(0.3)
+    assert control.get("/webhook_deliveries").json()["deliveries"] == []
+
+
+def test_trigger_categories_and_a_trigger_placed_in_one(admin: httpx.Client) -> None:
+    made = admin.post("/trigger_categories", json={"trigger_category": {"name": "Deskgate"}})
+    assert made.status_code == 201
+    category = made.json()["trigger_category"]
+    assert isinstance(category["id"], str)
+    listed = admin.get("/trigger_categories").json()["trigger_categories"]
+    assert [c["name"] for c in listed] == ["Deskgate"]
+    webhook = make_webhook(admin, "https://deskgate.example.test/webhooks/zendesk")
+    trigger = {**deskgate_trigger(webhook["id"]), "category_id": category["id"]}
+    placed = admin.post("/triggers", json={"trigger": trigger}).json()["trigger"]
+    assert placed["category_id"] == category["id"]
+    inline = {**deskgate_trigger(webhook["id"]), "title": "x", "category": {"name": "Inline"}}
+    other = admin.post("/triggers", json={"trigger": inline}).json()["trigger"]
+    assert other["category_id"] not in ("", category["id"])
+    by_category = admin.get("/triggers", params={"category_id": category["id"]}).json()
+    assert [t["id"] for t in by_category["triggers"]] == [placed["id"]]
+
+
+def test_macro_apply_answers_the_changes_without_saving_them(
+    api: httpx.Client, admin: httpx.Client
+) -> None:
+    body = {"title": "Verify identity: MFA reset",
+            "actions": [{"field": "current_tags", "value": TRIGGER}]}  # fmt: skip
+    assert api.post("/macros", json={"macro": body}).status_code == 403
+    macro = admin.post("/macros", json={"macro": body}).json()["macro"]
+    assert macro["active"] is True
+    found = api.get("/macros/search", params={"query": "verify identity"}).json()["macros"]
+    assert [m["id"] for m in found] == [macro["id"]]
+    ticket = new_ticket(api, tags=["vip"])
+    applied = api.get(f"/tickets/{ticket['id']}/macros/{macro['id']}/apply")
+    assert applied.json()["result"]["ticket"]["tags"] == sorted(["vip", TRIGGER])
+    assert api.get(f"/tickets/{ticket['id']}").json()["ticket"]["tags"] == ["vip"]  # unsaved
+    renamed = admin.put(f"/macros/{macro['id']}", json={"macro": {"active": False}})
+    assert renamed.json()["macro"]["active"] is False
+    bad = admin.post("/macros", json={"macro": {**body, "actions": [{"field": "x", "value": "y"}]}})
+    assert bad.status_code == 422
+
+
+def test_on_hold_is_refused_when_the_account_has_it_off(
+    api: httpx.Client, control: httpx.Client
+) -> None:
+    statuses = api.get("/custom_statuses").json()["custom_statuses"]
+    assert {s["status_category"]: s["active"] for s in statuses}["hold"] is True
+    control.put("/account", json={"hold_enabled": False}).raise_for_status()
+    statuses = api.get("/custom_statuses").json()["custom_statuses"]
+    assert {s["status_category"]: s["active"] for s in statuses}["hold"] is False
+    ticket = new_ticket(api)
+    refused = update(api, ticket["id"], status="hold")
+    assert refused.status_code == 422 and "hold" in refused.text
+
+
+def test_users_me_is_whoever_authenticated_and_a_restricted_agent_is_refused(
+    sim: Server, api: httpx.Client, admin: httpx.Client
+) -> None:
+    me = api.get("/users/me").json()["user"]
+    assert (me["email"], me["role"], me["ticket_restriction"]) == (EMAIL, "agent", None)
+    assert admin.get("/users/me").json()["user"]["role"] == "admin"
+    ticket = new_ticket(api)
+    restrict = {"user": {"ticket_restriction": "assigned"}}
+    assert api.put(f"/users/{me['id']}", json=restrict).status_code == 403  # not their call
+    assert admin.put(f"/users/{me['id']}", json=restrict).status_code == 200
+    assert update(api, ticket["id"], status="open").status_code == 403
+    # An end user's e-mail with the account's token does not authenticate.
+    end_user = httpx.get(f"{sim.url}/api/v2/users/me", auth=("ann@example.test/token", TOKEN),
+                         trust_env=False)  # fmt: skip
+    assert end_user.status_code == 401

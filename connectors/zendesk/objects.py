@@ -1,0 +1,173 @@
+"""The Zendesk objects a desk needs, as ``deskgate setup`` writes them and ``deskgate doctor``
+reads them back: their names and their exact definitions, in one place.
+
+The trigger fires once per flag. Zendesk runs every active trigger on every update of a ticket
+and remembers nothing, so the conditions themselves must turn false once Deskgate holds the
+ticket: "a trigger tag is on it", "none of Deskgate's open markers (``pending``, ``review``) is on
+it", "status below solved". The gate write adds ``pending`` (false from then on: a requester's
+reply, an agent's comment, Deskgate's own writes push nothing); a final outcome removes the
+trigger tag (still false); flagging the ticket again later makes it true once more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.ticketing import OPEN_MARKERS
+from connectors.zendesk.config import ZendeskDeskConfig
+
+KIND = "zendesk"
+CATEGORY = "Deskgate"
+SUBSCRIPTIONS = ["conditional_ticket_events"]  # a webhook triggers and automations can notify
+PUSH_BODY = '{"ticket_id": "{{ticket.id}}"}'  # all Deskgate reads from a push (push.py)
+NOTIFY = "notification_webhook"
+
+
+def webhook_name(desk: str) -> str:
+    return f"Deskgate - {desk}"
+
+
+def trigger_title(desk: str) -> str:
+    return f"Deskgate: identity verification ({desk})"
+
+
+def macro_title(reason: str) -> str:
+    return f"Verify identity: {reason}"
+
+
+def endpoint(public_url: str) -> str:
+    return f"{public_url.rstrip('/')}/webhooks/{KIND}"
+
+
+def secret_env(desk: str) -> str:
+    return f"DESKGATE_DESKS__{desk.upper()}__WEBHOOK_SECRET"
+
+
+def open_markers(config: ZendeskDeskConfig) -> list[str]:
+    return [config.tag_prefix + m for m in sorted(OPEN_MARKERS)]
+
+
+def webhook(desk: str, public_url: str) -> dict[str, Any]:
+    return {
+        "name": webhook_name(desk),
+        "status": "active",
+        "endpoint": endpoint(public_url),
+        "http_method": "POST",
+        "request_format": "json",
+        "subscriptions": SUBSCRIPTIONS,
+        "description": "Deskgate: identity verification pushes (made by `deskgate setup`)",
+    }
+
+
+def trigger(
+    desk: str, config: ZendeskDeskConfig, webhook_id: str, category_id: str
+) -> dict[str, Any]:
+    """The whole trigger: an update must send all of it (Zendesk replaces conditions and
+    actions together)."""
+    return {
+        "title": trigger_title(desk),
+        "active": True,
+        "description": "Asks Deskgate to verify the requester once per flag (`deskgate setup`).",
+        "category_id": category_id,
+        "conditions": {
+            "all": [
+                _condition("current_tags", "includes", " ".join(sorted(config.triggers))),
+                _condition("current_tags", "not_includes", " ".join(open_markers(config))),
+                _condition("status", "less_than", "solved"),
+            ],
+            "any": [],
+        },
+        "actions": [{"field": NOTIFY, "value": [webhook_id, PUSH_BODY]}],
+    }
+
+
+def macro(tag: str, reason: str) -> dict[str, Any]:
+    """The agent's one-click flag: adds the trigger tag, leaves every other tag alone."""
+    return {
+        "title": macro_title(reason),
+        "active": True,
+        "description": "Asks Deskgate to verify the requester's identity with Incode.",
+        "actions": [{"field": "current_tags", "value": tag}],
+    }
+
+
+def _condition(field: str, operator: str, value: str) -> dict[str, str]:
+    return {"field": field, "operator": operator, "value": value}
+
+
+def same_trigger(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Does the trigger Zendesk holds do what ``wanted`` does (tag order aside)?"""
+
+    def shape(t: dict[str, Any]) -> tuple[Any, ...]:
+        conditions = t.get("conditions") or {}
+        groups = tuple(
+            sorted(
+                (c.get("field"), c.get("operator"), " ".join(sorted(str(c.get("value")).split())))
+                for c in conditions.get(group) or []
+            )
+            for group in ("all", "any")
+        )
+        actions = [(a.get("field"), a.get("value")) for a in t.get("actions") or []]
+        return t.get("active"), str(t.get("category_id")), groups, str(actions)
+
+    return shape(found) == shape(wanted)
+
+
+def same_macro(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return bool(found.get("active")) and found.get("actions") == wanted["actions"]
+
+
+def trigger_problems(
+    found: dict[str, Any], config: ZendeskDeskConfig, webhook_id: str | None
+) -> dict[str, str]:
+    """What is wrong with the trigger Zendesk holds, by check name (empty: nothing).
+
+    ``webhook_id`` None: the webhook could not be read, so only the body is checked."""
+    conditions = found.get("conditions") or {}
+    every = conditions.get("all") or []
+    some = conditions.get("any") or []
+
+    def values(field: str, operator: str) -> set[str]:
+        return {
+            word
+            for c in every
+            if c.get("field") == field and c.get("operator") == operator
+            for word in str(c.get("value", "")).split()
+        }
+
+    problems: dict[str, str] = {}
+    if not found.get("active"):
+        problems["active"] = "the trigger is inactive: flagged tickets wait for the poller"
+    missing = sorted(set(config.triggers) - values("current_tags", "includes"))
+    if missing or some:
+        problems["fires on the trigger tags"] = (
+            f"it does not fire on {', '.join(missing)}"
+            if missing
+            else "it has 'any' conditions Deskgate's set-up does not use"
+        )
+    unguarded = sorted(set(open_markers(config)) - values("current_tags", "not_includes"))
+    below_solved = values("status", "less_than") & {"solved", "closed"}
+    if unguarded or not below_solved:
+        why = (
+            f"no 'tags contain none of {' '.join(unguarded)}' condition"
+            if unguarded
+            else "no 'status less than solved' condition"
+        )
+        problems["cannot re-fire on Deskgate's writes"] = (
+            f"{why}: it would push on the gate write and every reply while the ticket is held"
+        )
+    actions = found.get("actions") or []
+    pushes = [a for a in actions if a.get("field") == NOTIFY]
+    value = pushes[0].get("value") if len(pushes) == 1 else None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or (webhook_id is not None and value[0] != webhook_id)
+        or "{{ticket.id}}" not in str(value[1])
+        or '"ticket_id"' not in str(value[1])
+    ):
+        problems["notifies Deskgate's webhook"] = (
+            'its action must be one "Notify by webhook" to Deskgate\'s webhook with body '
+            f"{PUSH_BODY}"
+        )
+    return problems

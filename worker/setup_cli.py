@@ -1,0 +1,167 @@
+"""``deskgate setup <desk|incode>``: provision one configured desk through its API (or print
+Incode's dashboard steps), one line per object.
+
+The admin credential is never Deskgate's everyday API user and never needs to be on the command
+line: ``--admin-user`` (or ``DESKGATE_ADMIN_USER``) names the admin, ``DESKGATE_ADMIN_SECRET``
+(or the file ``--admin-secret-file``) holds its password or API token. A secret setup obtains (a
+webhook's signing secret) is written only where the operator says: ``--secret-file`` (the value
+alone) or ``--env-file`` (the one ``NAME=value`` line, updated in place); both end up mode 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from config.settings import ConfigError
+from connectors.http import ApiError
+from connectors.incode import setup as incode_setup
+from connectors.provisioning import (
+    ADMIN_SECRET_ENV,
+    ADMIN_USER_ENV,
+    ROTATE_SECRET,
+    Action,
+    AdminCredential,
+    Change,
+    ProvisioningError,
+    SetupRequest,
+)
+from connectors.registry import KINDS, load_settings
+
+ROTATION = (
+    "To rotate the signing secret: `deskgate setup {desk} --rotate-secret --env-file F` (or "
+    "--secret-file), then restart `deskgate web`. Pushes signed between the two are refused "
+    "(401); the poller finds their tickets."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="a desk's name in the config, or 'incode'")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument("--admin-user", help=f"the admin's user or e-mail (or {ADMIN_USER_ENV})")
+    parser.add_argument(
+        "--admin-secret-file", type=Path, help=f"the admin's secret in a file ({ADMIN_SECRET_ENV})"
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--secret-file", type=Path, help="write an obtained secret here, alone")
+    where.add_argument("--env-file", type=Path, help="update the secret's NAME=value line here")
+    parser.add_argument("--rotate-secret", action="store_true", help="reset the signing secret")
+    parser.add_argument("--update-set", type=Path, help="ServiceNow: write the update set here")
+    parser.add_argument("--apply", action="store_true", help="with --update-set: also apply it")
+
+
+def _admin(args: argparse.Namespace) -> AdminCredential | None:
+    return AdminCredential.given(args.admin_user, args.admin_secret_file)
+
+
+def _private_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, readable by its owner only, never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def secret_file_writer(path: Path) -> Any:
+    def store(name: str, value: str) -> str:
+        _private_write(path, value + "\n")
+        return f"{path} (the value of {name})"
+
+    return store
+
+
+def env_file_writer(path: Path) -> Any:
+    def store(name: str, value: str) -> str:
+        lines = path.read_text().splitlines() if path.exists() else []
+        line = f"{name}={value}"
+        found = [i for i, text in enumerate(lines) if text.split("=", 1)[0].strip() == name]
+        if found:
+            lines[found[0]] = line
+            lines = [text for i, text in enumerate(lines) if i not in found[1:]]
+        else:
+            lines.append(line)
+        _private_write(path, "\n".join(lines) + "\n")
+        return str(path)
+
+    return store
+
+
+def _print(changes: list[Change], dry_run: bool) -> None:
+    for change in changes:
+        action = str(change.action)
+        if dry_run and change.action != Action.UNCHANGED:
+            action = f"would {action}"
+        detail = f"  ({change.detail})" if change.detail else ""
+        print(f"{action:<16} {change.kind:<17} {change.name}{detail}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if settings.public_url is None:
+        print(
+            "setup needs public_url (DESKGATE_PUBLIC_URL): where desks and Incode reach "
+            "Deskgate's web app",
+            file=sys.stderr,
+        )
+        return 2
+    public_url = str(settings.public_url).rstrip("/")
+    if args.target == "incode":
+        _print(incode_setup.setup(settings.incode, public_url), dry_run=False)
+        return 0
+    config = settings.desks.get(args.target)
+    if config is None:
+        known = ", ".join([*settings.desks, "incode"])
+        print(f"no desk {args.target!r} in the config (known: {known})", file=sys.stderr)
+        return 2
+    kind = KINDS[config.kind]
+    if kind.setup is None:
+        print(f"desk kind {config.kind} has no `deskgate setup`: see README", file=sys.stderr)
+        return 2
+    admin = _admin(args)
+    if admin is None:
+        print(
+            f"setup needs the desk's admin: --admin-user (or {ADMIN_USER_ENV}) and "
+            f"{ADMIN_SECRET_ENV} (or --admin-secret-file); not Deskgate's API user",
+            file=sys.stderr,
+        )
+        return 2
+    store = None
+    if args.secret_file is not None:
+        store = secret_file_writer(args.secret_file)
+    elif args.env_file is not None:
+        store = env_file_writer(args.env_file)
+    request = SetupRequest(
+        desk=args.target,
+        config=config,
+        public_url=public_url,
+        admin=admin,
+        dry_run=args.dry_run,
+        apply=args.update_set is None or args.apply,
+        update_set=args.update_set,
+        store_secret=store,
+        timeout=settings.http_timeout_seconds,
+        options={ROTATE_SECRET: "1"} if args.rotate_secret else {},
+    )
+    try:
+        changes = kind.setup(request)
+    except (ProvisioningError, ApiError) as exc:
+        print(f"setup {args.target}: {exc}", file=sys.stderr)
+        return 1
+    _print(changes, args.dry_run)
+    if any(c.kind == "signing secret" for c in changes):
+        print(ROTATION.format(desk=args.target))
+    return 0
