@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from config.privacy import mask_email
 from connectors.http import ApiError, AuthFailed, new_client
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status, mask_secret
 from connectors.secret_check import matches_any
@@ -51,7 +52,7 @@ class _Doctor:
         return self.checks
 
     def credentials(self, api: httpx.Client) -> bool:
-        email = self.config.email
+        email = mask_email(self.config.email)  # a person may be behind it: never printed whole
         try:
             me = setup.call(api, "GET", "/users/me")["user"]
         except AuthFailed:
