@@ -32,3 +32,6 @@ class Simulator(Generic[C]):
     # for a simulator that is not a desk (Incode).
     driver: Callable[[httpx.Client, C], DeskDriver] | None = None
     client_timeout: float = 10.0  # the stack's control client's timeout for this simulator
+    # Runs the desk's ``deskgate setup`` against the served simulator, before Deskgate starts
+    # (None: nothing to provision). Until the stack provisions through the CLI.
+    provision: Callable[[Wiring, C], Any] | None = None

@@ -183,6 +183,9 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
         serve_simulator = o.serve or self._serve
         for name, config in self.app_configs.items():
             self.servers.append(serve_simulator(name, config, o.host, self.ports[name]))
+        for name, sim in SIMULATORS.items():
+            if sim.provision is not None:  # what an admin's `deskgate setup` does
+                sim.provision(self.wiring[name], self.app_configs[name])
         python = sys.executable
         self.children["web"] = Child(
             "web",
