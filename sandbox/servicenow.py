@@ -565,14 +565,19 @@ class ServiceNowState:
                 continue
             host = self._host(user)
             outcome = scripts.run(
-                rule.get("script", ""), host=host, table=table, record=values,
-                previous=None if rule.get("when") == "async" else previous,
+                rule.get("script", ""), host=host, table=table, record=self._full(table, values),
+                previous=None if rule.get("when") == "async" or previous is None
+                else self._full(table, previous),
                 booleans=self.booleans(table), condition=rule.get("condition", ""),
             )  # fmt: skip
             if outcome.ran and rule.get("when") == "before":
-                values = outcome.values
+                values.update({k: v for k, v in outcome.values.items() if values.get(k, "") != v})
             sent += [self._delivery(out) for out in host.sent_later]
         return values, sent
+
+    def _full(self, table: str, record: Mapping[str, str]) -> Record:
+        """The record as a script sees it: every column of the table, empty when unset."""
+        return {**dict.fromkeys(self.known[table], ""), **record}
 
     def _delivery(self, out: scripts.Outbound) -> Delivery:
         named = scripts.body_fields(out.body)
@@ -605,6 +610,7 @@ class ServiceNowState:
         ]  # fmt: skip
         if not found:
             raise ApiError(404, "No such UI action", f"{table} has no active {action_name!r}")
+        record = self._full(table, record)
         shown = scripts.run(
             "", host=self._host(user), table=table, record=record, previous=record,
             booleans=self.booleans(table), condition=found[0].get("condition", ""),
