@@ -1198,19 +1198,23 @@ poll_interval_seconds = {o.poll_interval_seconds}
 """
 
 
+def desk_config(wiring: Wiring, config: ServiceNowSimConfig) -> ServiceNowDeskConfig:
+    """The sandbox desk's config as Deskgate loads it (the block above, with its secrets)."""
+    block = tomllib.loads(_config_text(wiring))["desks"][DESK]
+    return ServiceNowDeskConfig.model_validate(
+        {**block, "password": config.password, "webhook_secret": config.webhook_secret}
+    )
+
+
 def provision(wiring: Wiring, config: ServiceNowSimConfig) -> list[Change]:
     """The desk's ``deskgate setup --apply`` as the simulator's admin, with the desk's config as
     the stack writes it: fields, choices, properties, business rule and UI action, so every
     push in the sandbox comes from the shipped business rule. (Moves to the ``deskgate setup``
     CLI path once the stack provisions every desk through it.)"""
-    block = tomllib.loads(_config_text(wiring))["desks"][DESK]
-    desk = ServiceNowDeskConfig.model_validate(
-        {**block, "password": config.password, "webhook_secret": config.webhook_secret}
-    )
     return setup(
         SetupRequest(
             desk=DESK,
-            config=desk,
+            config=desk_config(wiring, config),
             public_url=wiring.webhooks.removesuffix("/webhooks"),
             admin=AdminCredential(config.admin_username, SecretStr(config.admin_password)),
         )
