@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from connectors.provisioning import Action, AdminCredential, DoctorRequest, SetupRequest, Status
 from connectors.servicenow.doctor import doctor
 from connectors.servicenow.setup import setup
-from sandbox.servicenow import DESK, ServiceNowSimConfig, desk_config
-from sandbox.servicenow_driver import ServiceNowDriver
+from sandbox.servicenow import ServiceNowSimConfig, desk_config
+from sandbox.servicenow_driver import DESK, ServiceNowDriver
 from sandbox.stack import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
