@@ -316,3 +316,16 @@ def test_doctor_names_refused_credentials(server: Server, sim: httpx.Client) -> 
     assert list(found) == ["credentials"]
     assert found["credentials"].status == "fail"
     assert "401" in found["credentials"].fix
+
+
+def test_the_docs_point_at_the_shipped_scripts_instead_of_a_copy() -> None:
+    root = Path(__file__).resolve().parents[2]
+    setup_doc = (root / "docs" / "setup.md").read_text()
+    for script in ("business_rule.js", "ui_action.js"):
+        link = f"../connectors/servicenow/{script}"
+        assert link in setup_doc
+        assert (root / "docs" / link).resolve().is_file()
+    assert not list((root / "docs").glob("*.js"))  # no copy that could drift
+    shipped = (root / "connectors" / "servicenow" / "business_rule.js").read_text()
+    rule = next(w for w in wanted(desk_at("http://x"), PUBLIC) if w.table == "sys_script")
+    assert rule.values["script"] == shipped
