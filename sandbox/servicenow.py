@@ -81,7 +81,6 @@ METADATA = (
     "sys_script",
     "sys_ui_action",
     "sys_remote_update_set",
-    "sys_update_xml",
 )
 UNAUDITED = (*INSERT_ONLY, *METADATA)
 BOOLEAN_FIELDS = ("active",)  # besides the boolean columns sys_dictionary adds
@@ -156,8 +155,6 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     "sys_ui_action": ("name", "table", "action_name", "script", "condition", "active", "client",
                       "order", "form_button", "form_context_menu", "list_context_menu"),
     "sys_remote_update_set": ("name", "description", "state", "application"),
-    "sys_update_xml": ("name", "action", "payload", "remote_update_set", "table", "type",
-                       "target_name"),
 }  # fmt: skip
 DEFAULTS: dict[str, dict[str, str]] = {
     "incident": {"state": "1", "active": "true", "impact": "3", "urgency": "3", "priority": "3"},
@@ -646,16 +643,19 @@ class ServiceNowState:
         return remote
 
     def preview_update_set(self, set_id: str) -> list[str]:
-        """Preview: the problems committing would meet (none is "the table does not exist")."""
-        data = self._update_set_file(set_id)
-        _, records = update_set.parse(data)
+        """Preview: the problems committing would meet (a table that does not exist)."""
+        problems = self._problems(set_id)
+        self.tables["sys_remote_update_set"][set_id]["state"] = "previewed"
+        return problems
+
+    def _problems(self, set_id: str) -> list[str]:
+        _, records = update_set.parse(self._update_set_file(set_id))
         problems = [f"{table}: no such table" for table, _ in records if table not in self.tables]
         problems += [
             f"sys_dictionary: no table {values.get('name')!r}"
             for table, values in records
             if table == "sys_dictionary" and values.get("name") not in self.tables
         ]
-        self.tables["sys_remote_update_set"][set_id]["state"] = "previewed"
         return problems
 
     def commit_update_set(self, set_id: str, user: str) -> int:
@@ -663,6 +663,9 @@ class ServiceNowState:
         remote = self.tables["sys_remote_update_set"].get(set_id)
         if remote is None or remote.get("state") != "previewed":
             raise ApiError(400, "Preview the update set first", "only a previewed set commits")
+        problems = self._problems(set_id)
+        if problems:
+            raise ApiError(400, "The preview found problems", "; ".join(problems))
         _, records = update_set.parse(self._update_set_file(set_id))
         for table, values in records:
             if values.get("sys_id") in self.tables[table]:

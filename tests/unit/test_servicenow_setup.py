@@ -165,6 +165,20 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert sum(len(rows) for rows in applied.values()) == 14
 
 
+def test_an_update_set_for_a_missing_table_is_refused_at_commit(
+    server: Server, sim: httpx.Client
+) -> None:
+    xml = render("acme_sn", desk(server, table="u_no_such_table"), PUBLIC)
+    set_id = sim.post("/sys_upload.do", files={"attachFile": ("d.xml", xml, "text/xml")}).json()[
+        "result"
+    ]["sys_id"]
+    problems = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]["problems"]
+    assert "sys_dictionary: no table 'u_no_such_table'" in problems
+    refused = sim.post(f"/sys_remote_update_set/{set_id}/commit")
+    assert refused.status_code == 400
+    assert sim.get("/api/now/table/sys_script").json()["result"] == []  # nothing half-applied
+
+
 def test_an_update_set_upload_needs_an_admin(server: Server, sim: httpx.Client) -> None:
     refused = sim.post(
         "/sys_upload.do",
