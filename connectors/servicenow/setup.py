@@ -75,6 +75,11 @@ def _apply(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
             "not Deskgate's integration user: only an admin may write fields, rules and properties"
         )
     config = req.config
+    if config.username and req.admin.user == config.username:
+        raise ValueError(
+            f"the admin account must not be Deskgate's integration user {config.username!r}: "
+            "that user keeps only the roles Deskgate needs every day"
+        )
     secret = config.webhook_secret.get_secret_value() if config.webhook_secret else ""
     auth = (req.admin.user, req.admin.secret.get_secret_value())
     changes = []

@@ -230,8 +230,11 @@ def test_apply_needs_an_admin_and_refuses_the_integration_user(
     with pytest.raises(ValueError, match="admin account"):
         setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=None))
     integration = AdminCredential(SIM.username, SecretStr(SIM.password))
-    with pytest.raises(ValueError, match=r"refused POST /api/now/table/sys_dictionary.*403"):
+    with pytest.raises(ValueError, match="must not be Deskgate's integration user"):
         setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=integration))
+    agent = AdminCredential(SIM.agent_username, SecretStr(SIM.agent_password))  # not an admin
+    with pytest.raises(ValueError, match=r"refused POST /api/now/table/sys_dictionary.*403"):
+        setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=agent))
 
 
 def test_without_a_webhook_secret_apply_says_pushes_are_off(
