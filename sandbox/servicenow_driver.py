@@ -1,6 +1,6 @@
 """The people and the system around a ServiceNow desk, acting on the ServiceNow simulator through
-the ``/api/now/v2/table`` alias: agents set the request field, callers change, the business rule
-switches on and off."""
+the ``/api/now/v2/table`` alias: agents set the request field or click the UI action, callers
+change, an admin switches the business rule ``deskgate setup`` installed on and off."""
 
 from __future__ import annotations
 
