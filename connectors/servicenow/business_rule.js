@@ -7,7 +7,7 @@
  *   When:      after    Insert: yes   Update: yes   Advanced: yes
  *   Condition: written by setup from the desk's flag field and trigger values, e.g.
  *              current.active == true && current.u_idv_request.changes() &&
- *              ['mfa_reset','account_unlock'].indexOf(current.getValue('u_idv_request')) >= 0
+ *              ["mfa_reset", "account_unlock"].indexOf(current.getValue('u_idv_request')) >= 0
  *
  * System properties it reads (setup creates both):
  *   deskgate.webhook_url     <public_url>/webhooks/servicenow

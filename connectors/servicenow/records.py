@@ -73,11 +73,11 @@ def flag_is_boolean(config: ServiceNowDeskConfig) -> bool:
 
 def rule_condition(config: ServiceNowDeskConfig) -> str:
     """The business rule's condition: an active record whose flag field changed to a trigger."""
-    flag = config.flag_field
-    values = ",".join(f"'{v}'" for v in config.triggers)
+    flag = config.flag_field  # a plain identifier (the config's pattern)
+    values = json.dumps(list(config.triggers))  # a JavaScript array, whatever the values hold
     return (
         f"current.active == true && current.{flag}.changes() && "
-        f"[{values}].indexOf(current.getValue('{flag}')) >= 0"
+        f"{values}.indexOf(current.getValue('{flag}')) >= 0"
     )
 
 
