@@ -10,7 +10,17 @@ What it emulates, and why each piece matters to Deskgate:
 - journal fields: ``work_notes``/``comments`` writes become ``sys_journal_field`` rows and never
   show on the record, so notes must be read back from the journal;
 - Basic auth and ``/oauth_token.do`` (password, refresh_token, client_credentials grants);
-- a business rule that POSTs a signed webhook when a record becomes flagged (see ``flag_values``);
+- the metadata ``deskgate setup`` writes (``sys_dictionary``, ``sys_choice``, ``sys_properties``,
+  ``sys_script``, ``sys_ui_action``): admin-only writes (403 for anyone else, as the platform's
+  ACLs), a ``sys_dictionary`` insert adds the column to its table;
+- update set XML import as an admin does it in the UI: ``POST /sys_upload.do`` (the XML as the
+  multipart field ``attachFile``) loads it into Retrieved Update Sets, then
+  ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``;
+- server-side scripts: the active business rules of a table run on insert and update (``when``,
+  ``action_insert``/``action_update``, ``filter_condition``, ``condition``, ``order``) and a UI
+  action's script runs when ``/_sandbox/ui_action`` "clicks" it, in an ES5 engine with Glide shims
+  (``servicenow_scripts``); a script's ``RESTMessageV2.executeAsync()`` is sent after the
+  transaction, retried on 5xx, and logged (``/_sandbox/webhook_deliveries``);
 - the shared ``/_sandbox/`` controls plus ServiceNow's rate-limit headers.
 
 All state lives in ``ServiceNowState`` behind one lock; the server is threaded.
@@ -18,7 +28,6 @@ All state lives in ``ServiceNowState`` behind one lock; the server is threaded.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -26,6 +35,7 @@ import re
 import secrets
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,9 +45,15 @@ from typing import Any
 import flask
 import httpx
 from flask import Response, g, jsonify, request
+from pydantic import SecretStr
 from werkzeug.exceptions import HTTPException
 
+from connectors.provisioning import AdminCredential, Change, SetupRequest
+from connectors.servicenow import update_set
+from connectors.servicenow.config import ServiceNowDeskConfig
+from connectors.servicenow.setup import setup
 from sandbox import servicenow_query as snq
+from sandbox import servicenow_scripts as scripts
 from sandbox.common import CONTROL_PREFIX, Controls, WebhookClient, on_stop
 from sandbox.options import Wiring
 from sandbox.servicenow_driver import DESK, FLAG_FIELD, TRIGGERS, ServiceNowDriver
@@ -57,7 +73,17 @@ JOURNAL_SYSTEM_FIELDS = ("sys_id", "sys_created_on", "sys_created_by")
 JOURNAL_TABLE = "sys_journal_field"
 AUDIT_TABLE = "sys_audit"  # one row per field an update changed, as the platform's auditing
 INSERT_ONLY = (JOURNAL_TABLE, AUDIT_TABLE)
-UNAUDITED = (*INSERT_ONLY, "sys_choice")
+# Metadata: anyone signed in reads it; only an admin writes it (the platform's ACLs).
+METADATA = (
+    "sys_dictionary",
+    "sys_choice",
+    "sys_properties",
+    "sys_script",
+    "sys_ui_action",
+    "sys_remote_update_set",
+)
+UNAUDITED = (*INSERT_ONLY, *METADATA)
+BOOLEAN_FIELDS = ("active",)  # besides the boolean columns sys_dictionary adds
 JOURNAL_FIELDS = {"work_notes": "Work notes", "comments": "Additional comments"}
 
 REFERENCES: dict[str, dict[str, str]] = {
@@ -70,6 +96,9 @@ DISPLAY_FIELD = {
     "sc_req_item": "number",
     "sn_customerservice_case": "number",
     "sys_choice": "label",
+    "sys_properties": "name",
+    "sys_script": "name",
+    "sys_ui_action": "name",
 }
 NUMBER_PREFIX = {
     "incident": "INC",
@@ -117,7 +146,16 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     JOURNAL_TABLE: ("element", "element_id", "name", "value"),
     AUDIT_TABLE: ("tablename", "documentkey", "fieldname", "oldvalue", "newvalue", "user"),
     "sys_choice": ("name", "element", "value", "label", "sequence", "language", "inactive"),
-}
+    "sys_dictionary": ("name", "element", "column_label", "internal_type", "max_length",
+                       "choice", "active", "read_only", "reference", "default_value"),
+    "sys_properties": ("name", "value", "type", "description", "is_private", "suffix"),
+    "sys_script": ("name", "collection", "when", "order", "active", "advanced",
+                   "action_insert", "action_update", "action_delete", "action_query",
+                   "filter_condition", "condition", "script", "description"),
+    "sys_ui_action": ("name", "table", "action_name", "script", "condition", "active", "client",
+                      "order", "form_button", "form_context_menu", "list_context_menu"),
+    "sys_remote_update_set": ("name", "description", "state", "application"),
+}  # fmt: skip
 DEFAULTS: dict[str, dict[str, str]] = {
     "incident": {"state": "1", "active": "true", "impact": "3", "urgency": "3", "priority": "3"},
     "sc_req_item": {"state": "1", "active": "true"},
@@ -171,23 +209,17 @@ class ServiceNowSimConfig:
     # Start with the administrator's record edited once (audit history, as any live instance
     # has); off: an instance whose sys_user has never been audited.
     seed_history: bool = True
+    # The administrator: the only account that may write metadata (``deskgate setup --apply``).
+    admin_username: str = "admin"
+    admin_password: str = "sandbox-servicenow-admin-password"
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
     access_token_ttl_seconds: int = 1800
-    webhook_url: str | None = None  # business-rule emulation target
+    # The desk's push secret in the sandbox's Deskgate config; ``provision`` sets the business
+    # rule's secret property to it (the simulator itself signs nothing).
     webhook_secret: str = "sandbox-servicenow-signing-secret"
-    # The business rule fires when ``flag_field`` changes to one of ``flag_values`` on an
-    # active record (a "true" flag by default; a choice field's values work too).
-    flag_field: str = "u_idv_required"
-    flag_values: frozenset[str] = frozenset({"true"})
     tables: tuple[str, ...] = ("incident", "sc_req_item")
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """``X-Deskgate-Signature``: ``v1=`` + base64(HMAC-SHA256(secret, ts + "." + body))."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "v1=" + base64.b64encode(mac.digest()).decode()
 
 
 class ApiError(Exception):
@@ -240,6 +272,8 @@ class Delivery:
     sys_id: str
     number: str
     body: str
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)  # as the script set them
     status: str = "pending"  # pending | delivered | failed
     attempts: list[Attempt] = field(default_factory=list)
 
@@ -262,15 +296,16 @@ class ServiceNowState:
         self.clear()
 
     def clear(self) -> None:
-        names = (*self.config.tables, "sys_user", *INSERT_ONLY, "sys_choice")
+        names = (*self.config.tables, "sys_user", *INSERT_ONLY, *METADATA)
         self.tables: dict[str, dict[str, Record]] = {name: {} for name in names}
         self.known: dict[str, set[str]] = {name: set(self._schema(name)) for name in names}
         self.counters: dict[str, int] = {}
         self.tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, _Token] = {}
         self.deliveries: list[Delivery] = []
-        self.rule_enabled = True
-        self.webhook_url = self.config.webhook_url
+        self.script_log: list[dict[str, str]] = []  # gs.info/gs.error and script errors
+        self.update_set_files: dict[str, bytes] = {}  # loaded update sets, by their sys_id
+        self.denied_reads: set[tuple[str, str]] = set()  # (user, table) the ACLs refuse to read
         self.frozen_now: str | None = None
         for (table, element), choices in CHOICES.items():
             for seq, (value, label) in enumerate(choices, start=1):
@@ -300,9 +335,7 @@ class ServiceNowState:
 
     def _schema(self, table: str) -> tuple[str, ...]:
         system = JOURNAL_SYSTEM_FIELDS if table in INSERT_ONLY else SYSTEM_FIELDS
-        base = BASE_SCHEMA.get(table, _TASK_FIELDS)
-        watched = (self.config.flag_field,) if table in self.config.tables else ()
-        return (*system, *base, *watched)
+        return (*system, *BASE_SCHEMA.get(table, _TASK_FIELDS))
 
     def now(self) -> str:
         return self.frozen_now or datetime.now(UTC).strftime(TIME_FORMAT)
@@ -389,11 +422,13 @@ class ServiceNowState:
         changes, notes = self._coerce(table, values, record)
         record.update(changes)
         self._derive(table, record, values)
+        record.update(self._rules(("before",), "insert", table, record, None, user)[0])
         self.tables[table][sys_id] = record
         for element, text in notes:
             self._add_journal(table, sys_id, element, text, user)
-        flagged = record.get(self.config.flag_field) in self.config.flag_values
-        return dict(record), self._business_rule(table, record, flagged)
+        self._add_column(table, record)
+        _, sent = self._rules(("after", "async"), "insert", table, record, None, user)
+        return dict(record), sent
 
     def update(
         self, table: str, sys_id: str, values: Mapping[str, Any], user: str
@@ -401,10 +436,12 @@ class ServiceNowState:
         record = self.tables[table].get(sys_id)
         if record is None:
             raise ApiError(404, *NOT_FOUND)
-        before = record.get(self.config.flag_field)
         changes, notes = self._coerce(table, values, record)
         candidate = {**record, **changes}
         self._derive(table, candidate, values)
+        if candidate != record or notes:  # the platform skips no-op updates, rules included
+            ruled, _ = self._rules(("before",), "update", table, candidate, record, user)
+            candidate.update(ruled)
         changed = {k: v for k, v in candidate.items() if record.get(k) != v}
         if not changed and not notes:
             return dict(record), []  # the platform skips no-op updates entirely
@@ -425,9 +462,9 @@ class ServiceNowState:
                      "oldvalue": before_all.get(name, ""), "newvalue": value, "user": user},
                     user,
                 )  # fmt: skip
-        now = record.get(self.config.flag_field)
-        became = now != before and now in self.config.flag_values
-        return dict(record), self._business_rule(table, record, became)
+        self._add_column(table, record)
+        _, sent = self._rules(("after", "async"), "update", table, record, before_all, user)
+        return dict(record), sent
 
     def _coerce(
         self, table: str, values: Mapping[str, Any], record: Mapping[str, str]
@@ -473,49 +510,189 @@ class ServiceNowState:
         if self.tables[table].pop(sys_id, None) is None:
             raise ApiError(404, *NOT_FOUND)
 
-    # -- business rule --------------------------------------------------------------------
+    # -- metadata and scripts ---------------------------------------------------------------
 
-    def _business_rule(self, table: str, record: Record, fire: bool) -> list[Delivery]:
-        """After insert/update: queue a delivery when the flag became true on an active record."""
-        url = self.webhook_url
-        if not (fire and self.rule_enabled and url and table in self.config.tables):
-            return []
-        if record.get("active") != "true":
-            return []
-        body = {
-            "table": table,
-            "sys_id": record["sys_id"],
-            "number": record.get("number", ""),
-            "event": "flagged",
-            "delivery": uuid.uuid4().hex,  # the rule's gs.generateGUID(): Deskgate dedupes on it
-        }
+    def _add_column(self, table: str, record: Mapping[str, str]) -> None:
+        """A field's dictionary entry adds its column to the table (the platform alters it)."""
+        if table == "sys_dictionary" and record.get("name") in self.tables:
+            self.known[record["name"]].add(record.get("element", ""))
+
+    def property(self, name: str) -> str | None:
+        """gs.getProperty: a property's value (a password2 one decrypted), None if absent."""
+        for prop in self.tables["sys_properties"].values():
+            if prop.get("name") == name:
+                return prop.get("value", "")
+        return None
+
+    def booleans(self, table: str) -> list[str]:
+        return [*BOOLEAN_FIELDS, *(
+            d.get("element", "") for d in self.tables["sys_dictionary"].values()
+            if d.get("name") == table and d.get("internal_type") == "boolean"
+        )]  # fmt: skip
+
+    def _host(self, user: str) -> scripts.Host:
+        def log(level: str, message: str) -> None:
+            self.script_log.append({"level": level, "message": message, "user": user})
+
+        return scripts.Host(user=user, property=self.property, log=log, http=self.webhooks.get())
+
+    def _rules(
+        self,
+        whens: tuple[str, ...],
+        action: str,
+        table: str,
+        record: Record,
+        previous: Record | None,
+        user: str,
+    ) -> tuple[Record, list[Delivery]]:
+        """Run the table's active business rules for ``action`` at ``whens`` in ``order``: the
+        record as the rules left it (before rules may change it), and the REST requests they
+        sent asynchronously, as deliveries to start once the transaction is over. ``async``
+        rules run here too, with no ``previous``, as the platform hands them none."""
+        rules = sorted(
+            (r for r in self.tables["sys_script"].values()
+             if r.get("collection") == table and r.get("active") == "true"
+             and r.get("when") in whens and r.get(f"action_{action}") == "true"),
+            key=lambda r: (int(r.get("order") or 100), r.get("name", "")),
+        )  # fmt: skip
+        values, sent = dict(record), []
+        for rule in rules:
+            filtered = rule.get("filter_condition", "")
+            if filtered and not snq.parse(filtered).matches(values, self.resolver(table)):
+                continue
+            host = self._host(user)
+            outcome = scripts.run(
+                rule.get("script", ""), host=host, table=table, record=self._full(table, values),
+                previous=None if rule.get("when") == "async" or previous is None
+                else self._full(table, previous),
+                booleans=self.booleans(table), condition=rule.get("condition", ""),
+            )  # fmt: skip
+            if outcome.ran and rule.get("when") == "before":
+                values.update({k: v for k, v in outcome.values.items() if values.get(k, "") != v})
+            sent += [self._delivery(out) for out in host.sent_later]
+        return values, sent
+
+    def _full(self, table: str, record: Mapping[str, str]) -> Record:
+        """The record as a script sees it: every column of the table, empty when unset."""
+        return {**dict.fromkeys(self.known[table], ""), **record}
+
+    def _delivery(self, out: scripts.Outbound) -> Delivery:
+        named = scripts.body_fields(out.body)
         delivery = Delivery(
             id=len(self.deliveries) + 1,
-            url=url,
-            table=table,
-            sys_id=record["sys_id"],
-            number=record.get("number", ""),
-            body=json.dumps(body, separators=(",", ":")),
+            url=out.url,
+            table=named.get("table", ""),
+            sys_id=named.get("sys_id", ""),
+            number=named.get("number", ""),
+            body=out.body,
+            method=out.method,
+            headers=out.headers,
         )
         self.deliveries.append(delivery)
-        return [delivery]
+        return delivery
+
+    def click(
+        self, table: str, sys_id: str, action_name: str, user: str
+    ) -> tuple[Record, list[Delivery]]:
+        """An agent clicks a UI action on the record's form: its condition decides whether the
+        button shows; its script runs on the record, and ``current.update()`` saves it as that
+        agent (the table's business rules run on that save)."""
+        record = self.tables.get(table, {}).get(sys_id)
+        if record is None:
+            raise ApiError(404, *NOT_FOUND)
+        found = [
+            a for a in self.tables["sys_ui_action"].values()
+            if a.get("table") == table and a.get("action_name") == action_name
+            and a.get("active") == "true"
+        ]  # fmt: skip
+        if not found:
+            raise ApiError(404, "No such UI action", f"{table} has no active {action_name!r}")
+        record = self._full(table, record)
+        shown = scripts.run(
+            "", host=self._host(user), table=table, record=record, previous=record,
+            booleans=self.booleans(table), condition=found[0].get("condition", ""),
+        )  # fmt: skip
+        if not shown.ran:
+            raise ApiError(409, "UI action not available", "its condition is false on this record")
+        outcome = scripts.run(
+            found[0].get("script", ""), host=self._host(user), table=table, record=record,
+            previous=record, booleans=self.booleans(table),
+        )  # fmt: skip
+        if not (outcome.ran and outcome.saved):
+            return dict(record), []
+        edits = {k: v for k, v in outcome.values.items() if record.get(k) != v}
+        return self.update(table, sys_id, edits, user)
+
+    # -- update sets --------------------------------------------------------------------------
+
+    def load_update_set(self, data: bytes, user: str) -> Record:
+        """Import Update Set from XML: the set and its updates land in Retrieved Update Sets,
+        "loaded"; nothing is applied until it is committed."""
+        try:
+            header, _ = update_set.parse(data)
+        except ValueError as exc:
+            raise ApiError(400, "Invalid update set", str(exc)) from None
+        set_id = uuid.uuid4().hex
+        remote, _ = self.insert(
+            "sys_remote_update_set",
+            {"sys_id": set_id, "name": header.get("name", ""), "state": "loaded",
+             "description": header.get("description", ""), "application": "global"},
+            user,
+        )  # fmt: skip
+        self.update_set_files[set_id] = data
+        return remote
+
+    def preview_update_set(self, set_id: str) -> list[str]:
+        """Preview: the problems committing would meet (a table that does not exist)."""
+        problems = self._problems(set_id)
+        self.tables["sys_remote_update_set"][set_id]["state"] = "previewed"
+        return problems
+
+    def _problems(self, set_id: str) -> list[str]:
+        _, records = update_set.parse(self._update_set_file(set_id))
+        problems = [f"{table}: no such table" for table, _ in records if table not in self.tables]
+        problems += [
+            f"sys_dictionary: no table {values.get('name')!r}"
+            for table, values in records
+            if table == "sys_dictionary" and values.get("name") not in self.tables
+        ]
+        return problems
+
+    def commit_update_set(self, set_id: str, user: str) -> int:
+        """Commit: each record inserted or updated by its sys_id, in the file's order."""
+        remote = self.tables["sys_remote_update_set"].get(set_id)
+        if remote is None or remote.get("state") != "previewed":
+            raise ApiError(400, "Preview the update set first", "only a previewed set commits")
+        problems = self._problems(set_id)
+        if problems:
+            raise ApiError(400, "The preview found problems", "; ".join(problems))
+        _, records = update_set.parse(self._update_set_file(set_id))
+        for table, values in records:
+            if values.get("sys_id") in self.tables[table]:
+                self.update(table, values["sys_id"], values, user)
+            else:
+                self.insert(table, values, user)
+        remote["state"] = "committed"
+        return len(records)
+
+    def _update_set_file(self, set_id: str) -> bytes:
+        data = self.update_set_files.get(set_id)
+        if data is None:
+            raise ApiError(404, *NOT_FOUND)
+        return data
 
     def deliver(self, delivery: Delivery) -> None:
         """Thread-safe; runs in a background thread like ``RESTMessageV2.executeAsync()``."""
         body = delivery.body.encode()
+        headers = {"User-Agent": "ServiceNow/1.0", **delivery.headers}
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
-            timestamp = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "ServiceNow/1.0",
-                "X-Deskgate-Timestamp": timestamp,
-                "X-Deskgate-Signature": sign(self.config.webhook_secret, timestamp, body),
-            }
             status: int | None = None
             error: str | None = None
             try:
                 client = self.webhooks.get()
-                status = client.post(delivery.url, content=body, headers=headers).status_code
+                status = client.request(
+                    delivery.method, delivery.url, content=body, headers=headers
+                ).status_code
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             retry = status is None or status >= 500
@@ -543,6 +720,11 @@ class ServiceNowState:
         for name in names:
             target_table, target, leaf = self.walk(table, record, name)
             out[name] = self._render_value(target_table, target, leaf, opts)
+        if table == "sys_properties" and record.get("type") == "password2" and out.get("value"):
+            # Stored encrypted: the Table API shows the ciphertext, never the value.
+            out["value"] = hashlib.sha256(
+                b"sandbox-encryption" + record["value"].encode()
+            ).hexdigest()
         return out
 
     def _render_value(
@@ -648,7 +830,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
 
     @app.before_request
     def authenticate() -> Response | None:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(("/api/", "/sys_upload.do", "/sys_remote_update_set/")):
             return None
         auth = request.authorization
         user: str | None = None
@@ -656,6 +838,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
             for name, password in (
                 (config.username, config.password),
                 (config.agent_username, config.agent_password),
+                (config.admin_username, config.admin_password),
             ):
                 if hmac.compare_digest(str(auth.username), name) & hmac.compare_digest(
                     str(auth.password), password
@@ -738,6 +921,13 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
     def check_table(table: str, writing: bool = False) -> None:
         if table not in state.tables:
             raise ApiError(400, f"Invalid table {table}")
+        with state.lock:
+            denied = (g.user, table) in state.denied_reads
+        if denied or (writing and table in METADATA and g.user != config.admin_username):
+            action = "read" if denied else "write"
+            raise ApiError(
+                403, "Operation Failed", f"ACL Exception: {action} on {table} needs another role"
+            )
         if writing and table in INSERT_ONLY:
             action = {"POST": "Insert", "DELETE": "Delete"}.get(request.method, "Update")
             raise ApiError(
@@ -873,16 +1063,69 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
             state.deliveries.clear()
         return jsonify({"ok": True})
 
-    @app.route(f"{CONTROL_PREFIX}business_rule", methods=["GET", "PUT"])
-    def business_rule() -> Response:
+    @app.get(f"{CONTROL_PREFIX}script_log")
+    def script_log() -> Response:
         with state.lock:
-            if request.method == "PUT":
-                body = request.get_json(force=True) or {}
-                if "enabled" in body:
-                    state.rule_enabled = bool(body["enabled"])
-                if "webhook_url" in body:
-                    state.webhook_url = body["webhook_url"]
-            return jsonify({"enabled": state.rule_enabled, "webhook_url": state.webhook_url})
+            return jsonify({"log": list(state.script_log)})
+
+    @app.post(f"{CONTROL_PREFIX}ui_action")
+    def click_ui_action() -> Response:
+        """An agent clicks a UI action: ``{"table", "sys_id", "action_name", "user"}`` (the
+        user defaults to the agent account)."""
+        body = request.get_json(force=True) or {}
+        user = str(body.get("user") or config.agent_username)
+        with state.lock:
+            record, deliveries = state.click(
+                str(body.get("table", "")), str(body.get("sys_id", "")),
+                str(body.get("action_name", "")), user,
+            )  # fmt: skip
+        start(deliveries)
+        return jsonify({"record": record})
+
+    @app.put(f"{CONTROL_PREFIX}acl")
+    def acl() -> Response:
+        """Take read access on a table from a user, or give it back: ``{"user", "table",
+        "read": false|true}`` (an instance whose ACLs do not let Deskgate read callers)."""
+        body = request.get_json(force=True) or {}
+        entry = (str(body.get("user", "")), str(body.get("table", "")))
+        with state.lock:
+            if body.get("read", True):
+                state.denied_reads.discard(entry)
+            else:
+                state.denied_reads.add(entry)
+        return jsonify({"denied": sorted(state.denied_reads)})
+
+    # -- update sets, as an admin imports them in the UI --------------------------------------
+
+    def admin_only() -> None:
+        if g.user != config.admin_username:
+            raise ApiError(403, "Operation Failed", "only an admin imports update sets")
+
+    @app.post("/sys_upload.do")
+    def upload_update_set() -> Response:
+        admin_only()
+        upload = request.files.get("attachFile")
+        if upload is None:
+            raise ApiError(400, "No file", "send the update set XML as the field attachFile")
+        with state.lock:
+            remote = state.load_update_set(upload.read(), g.user)
+        resp = jsonify({"result": remote})
+        resp.status_code = 201
+        return resp
+
+    @app.post("/sys_remote_update_set/<set_id>/preview")
+    def preview_update_set(set_id: str) -> Response:
+        admin_only()
+        with state.lock:
+            problems = state.preview_update_set(set_id)
+        return jsonify({"result": {"state": "previewed", "problems": problems}})
+
+    @app.post("/sys_remote_update_set/<set_id>/commit")
+    def commit_update_set(set_id: str) -> Response:
+        admin_only()
+        with state.lock:
+            count = state.commit_update_set(set_id, g.user)
+        return jsonify({"result": {"state": "committed", "records": count}})
 
     @app.put(f"{CONTROL_PREFIX}clock")
     def clock() -> Response:
@@ -936,12 +1179,7 @@ def _link_header(total: int, offset: int, limit: int) -> str | None:
 
 
 def _app_config(wiring: Wiring) -> ServiceNowSimConfig:
-    return ServiceNowSimConfig(
-        webhook_url=f"{wiring.webhooks}/servicenow",
-        flag_field=FLAG_FIELD,
-        flag_values=frozenset(TRIGGERS),
-        user_age_days=wiring.options.user_age_days,
-    )
+    return ServiceNowSimConfig(user_age_days=wiring.options.user_age_days)
 
 
 def _config_text(wiring: Wiring) -> str:
@@ -963,9 +1201,33 @@ poll_interval_seconds = {o.poll_interval_seconds}
 """
 
 
+def desk_config(wiring: Wiring, config: ServiceNowSimConfig) -> ServiceNowDeskConfig:
+    """The sandbox desk's config as Deskgate loads it (the block above, with its secrets)."""
+    block = tomllib.loads(_config_text(wiring))["desks"][DESK]
+    return ServiceNowDeskConfig.model_validate(
+        {**block, "password": config.password, "webhook_secret": config.webhook_secret}
+    )
+
+
+def provision(wiring: Wiring, config: ServiceNowSimConfig) -> list[Change]:
+    """The desk's ``deskgate setup --apply`` as the simulator's admin, with the desk's config as
+    the stack writes it: fields, choices, properties, business rule and UI action, so every
+    push in the sandbox comes from the shipped business rule. For tests of the simulator alone:
+    the stack provisions through the command (``Stack.provision``)."""
+    return setup(
+        SetupRequest(
+            desk=DESK,
+            config=desk_config(wiring, config),
+            public_url=wiring.webhooks.removesuffix("/webhooks"),
+            admin=AdminCredential(config.admin_username, SecretStr(config.admin_password)),
+        )
+    )
+
+
 def _banner(url: str, config: ServiceNowSimConfig) -> str:
     return f"""  ServiceNow sandbox {url}/api/now/table
                      basic auth {config.username} : {config.password}
+                     admin {config.admin_username} : {config.admin_password}
                      control API {url}{CONTROL_PREFIX}calls"""
 
 
@@ -981,4 +1243,5 @@ SIMULATOR = Simulator(
     dev_port=8102,
     banner=_banner,
     driver=ServiceNowDriver,
+    admin=(ServiceNowSimConfig.admin_username, ServiceNowSimConfig.admin_password),
 )

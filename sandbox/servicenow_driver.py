@@ -1,6 +1,6 @@
 """The people and the system around a ServiceNow desk, acting on the ServiceNow simulator through
-the ``/api/now/v2/table`` alias: agents set the request field, callers change, the business rule
-switches on and off."""
+the ``/api/now/v2/table`` alias: agents set the request field or click the UI action, callers
+change, an admin switches the business rule ``deskgate setup`` installed on and off."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
+from connectors.servicenow.records import RULE_NAME, UI_ACTION_ID
 from sandbox.common import pooled_client
 from sandbox.driver import AgentStatus, TicketView
 
@@ -73,7 +74,25 @@ class ServiceNowDriver:
         self.api.patch(f"/{self.table}/{ticket_id}", json={FLAG_FIELD: value}).raise_for_status()
 
     def set_push(self, enabled: bool) -> None:
-        self.sim.put("/_sandbox/business_rule", json={"enabled": enabled}).raise_for_status()
+        """An admin switches Deskgate's business rule on or off (its ``active`` field)."""
+        admin = (self.config.admin_username, self.config.admin_password)
+        rules = self.api.get(
+            "/sys_script", auth=admin,
+            params={"sysparm_query": f"collection={self.table}^name={RULE_NAME}",
+                    "sysparm_fields": "sys_id"},
+        )  # fmt: skip
+        rules.raise_for_status()
+        for rule in rules.json()["result"]:
+            self.api.patch(
+                f"/sys_script/{rule['sys_id']}", json={"active": enabled}, auth=admin
+            ).raise_for_status()
+
+    def click_verify(self, ticket_id: str) -> None:
+        """An agent clicks "Request identity verification" on the record's form."""
+        self.sim.post(
+            "/_sandbox/ui_action",
+            json={"table": self.table, "sys_id": ticket_id, "action_name": UI_ACTION_ID},
+        ).raise_for_status()
 
     def raw(self, ticket_id: str) -> dict[str, Any]:
         resp = self.sim.get(f"/_sandbox/records/{self.table}/{ticket_id}")

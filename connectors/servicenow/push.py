@@ -1,4 +1,4 @@
-"""ServiceNow pushes (a business rule's REST message, docs/servicenow-business-rule.js): the
+"""ServiceNow pushes (a business rule's REST message, connectors/servicenow/business_rule.js): the
 signature or Basic credential, the record it names, and what makes two deliveries the same one.
 
 - With our signature: the business rule puts a fresh ``delivery`` id (a GUID) in the signed body,
@@ -29,7 +29,7 @@ TIMESTAMP = "x-deskgate-timestamp"
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """Deskgate's push scheme for ServiceNow: ``v1=`` + base64(HMAC-SHA256(secret,
-    timestamp + "." + body)), the timestamp in unix seconds (docs/servicenow-business-rule.js)."""
+    timestamp + "." + body)), the timestamp in unix seconds (``business_rule.js`` beside this)."""
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "v1=" + base64.b64encode(mac.digest()).decode()
 

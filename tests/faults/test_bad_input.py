@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from connectors.servicenow import push as servicenow_push
 from sandbox import incode, servicenow, zendesk
 from sandbox.driver import DeskDriver
 from sandbox.stack import Stack, wait_for
@@ -63,7 +64,7 @@ def signed(desk: DeskDriver, body: bytes, *, secret: str = "", at: float = 0.0) 
         stamp = str(int(at))
         key = secret or servicenow.ServiceNowSimConfig.webhook_secret
         headers["X-Deskgate-Timestamp"] = stamp
-        headers["X-Deskgate-Signature"] = servicenow.sign(key, stamp, body)
+        headers["X-Deskgate-Signature"] = servicenow_push.sign(key, stamp, body)
     return headers
 
 

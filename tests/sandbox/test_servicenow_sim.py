@@ -17,10 +17,15 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
+from connectors.servicenow.push import verify_push
+from connectors.ticketing import PushAuth
 from sandbox.common import Server, serve
-from sandbox.servicenow import ServiceNowSimConfig, create_app, sign
+from sandbox.options import StackOptions, Wiring
+from sandbox.servicenow import ServiceNowSimConfig, create_app, provision
+from sandbox.servicenow_driver import FLAG_FIELD, TRIGGERS
 
 CFG = ServiceNowSimConfig()
+FLAG = "u_idv_required"  # a custom field, as a desk adds one
 ENVELOPE_401 = {
     "error": {
         "message": "User Not Authenticated",
@@ -219,14 +224,14 @@ def test_create_user_and_incident_returns_strings_numbers_and_links(sn: Sim) -> 
             "short_description": "Reset MFA",
             "caller_id": user["sys_id"],
             "u_score": 7,
-            CFG.flag_field: False,
+            FLAG: False,
         },
     )
     assert resp.status_code == 201
     inc = resp.json()["result"]
     assert inc["number"] == "INC0010001"
     assert (inc["state"], inc["active"], inc["impact"], inc["priority"]) == ("1", "true", "3", "3")
-    assert (inc["u_score"], inc[CFG.flag_field], inc["sys_mod_count"]) == ("7", "false", "0")
+    assert (inc["u_score"], inc[FLAG], inc["sys_mod_count"]) == ("7", "false", "0")
     assert all(isinstance(v, str) for k, v in inc.items() if k != "caller_id")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", inc["sys_created_on"])
     assert inc["sys_created_by"] == CFG.username
@@ -503,10 +508,11 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[tuple[Receiver, str]]:
+    """Stands in for Deskgate's web app: records each push to ``/webhooks/servicenow``."""
     rec = Receiver()
     app = Flask("receiver")
 
-    @app.post("/hook")
+    @app.post("/webhooks/servicenow")
     def hook() -> Response:
         with rec.lock:
             rec.received.append((dict(request.headers), request.get_data()))
@@ -514,21 +520,28 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
         return Response(status=status)
 
     srv = serve(app)
-    yield rec, f"{srv.url}/hook"
+    yield rec, srv.url
     srv.stop()
 
 
-def test_business_rule_fires_once_with_valid_signature(
+def provisioned(sn: Sim, public_url: str) -> None:
+    """What ``deskgate setup --apply`` writes, pointing the push at ``public_url``."""
+    wiring = Wiring(sn.url, f"{public_url}/webhooks", StackOptions(redis_url="redis://unused"))
+    provision(wiring, CFG)
+
+
+def test_the_shipped_business_rule_fires_once_with_a_signature_deskgate_accepts(
     sn: Sim, receiver: tuple[Receiver, str]
 ) -> None:
     rec, url = receiver
     with rec.lock:
         rec.received.clear()
         rec.statuses[:] = [503]  # first attempt fails, the retry succeeds
-    sn.control("PUT", "business_rule", {"enabled": True, "webhook_url": url})
+    provisioned(sn, url)
+    flag, value = FLAG_FIELD, next(iter(TRIGGERS))
 
-    inc = sn.create("incident", short_description="Reset MFA", **{CFG.flag_field: "false"})
-    sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={CFG.flag_field: True})
+    inc = sn.create("incident", short_description="Reset MFA")
+    sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={flag: value})
     wait_for(lambda: len(rec.received) == 2)
 
     headers, body = rec.received[-1]
@@ -546,13 +559,14 @@ def test_business_rule_fires_once_with_valid_signature(
     timestamp = headers["X-Deskgate-Timestamp"]
     assert abs(int(timestamp) - time.time()) < 30
     mac = hmac.new(CFG.webhook_secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    expected = "v1=" + base64.b64encode(mac.digest()).decode()
-    assert headers["X-Deskgate-Signature"] == expected
-    assert sign(CFG.webhook_secret, timestamp, body) == expected
+    assert headers["X-Deskgate-Signature"] == "v1=" + base64.b64encode(mac.digest()).decode()
+    lowered = {k.lower(): v for k, v in headers.items()}
+    auth = PushAuth(headers=lowered, body=body, now=time.time(), tolerance_seconds=300)
+    assert verify_push(auth, [CFG.webhook_secret])
 
     # Unrelated updates while still flagged do not fire again; nor does an inactive record.
     sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={"short_description": "x"})
-    sn.create("incident", state="7", **{CFG.flag_field: "true"})
+    sn.create("incident", state="7", **{flag: value})
     time.sleep(0.3)
     assert len(rec.received) == 2
     deliveries = sn.api.get("/_sandbox/webhook_deliveries").json()["deliveries"]
@@ -560,10 +574,55 @@ def test_business_rule_fires_once_with_valid_signature(
     assert deliveries[0]["status"] == "delivered"
     assert [a["status"] for a in deliveries[0]["attempts"]] == [503, 200]
 
-    # A record inserted already flagged fires on insert.
-    ritm = sn.create("sc_req_item", **{CFG.flag_field: True})
+    # A record inserted already flagged fires on insert; a value that is no trigger does not.
+    sn.create("incident", short_description="not a trigger", **{flag: "something_else"})
+    second = sn.create("incident", **{flag: value})
     wait_for(lambda: len(rec.received) == 3)
-    assert json.loads(rec.received[-1][1])["number"] == ritm["number"]
+    assert json.loads(rec.received[-1][1])["number"] == second["number"]
+
+
+def test_an_inactive_rule_or_an_unset_secret_pushes_nothing(
+    sn: Sim, receiver: tuple[Receiver, str]
+) -> None:
+    rec, url = receiver
+    provisioned(sn, url)
+    with rec.lock:
+        rec.received.clear()
+    admin = (CFG.admin_username, CFG.admin_password)
+    rule = sn.api.get("/api/now/table/sys_script", auth=admin).json()["result"][0]
+    secret = sn.api.get(
+        "/api/now/table/sys_properties",
+        params={"sysparm_query": "name=deskgate.webhook_secret"}, auth=admin,
+    ).json()["result"][0]  # fmt: skip
+    flagged = {FLAG_FIELD: next(iter(TRIGGERS))}
+
+    sn.api.patch(f"/api/now/table/sys_script/{rule['sys_id']}", json={"active": False}, auth=admin)
+    sn.create("incident", **flagged)
+    sn.api.patch(f"/api/now/table/sys_script/{rule['sys_id']}", json={"active": True}, auth=admin)
+    sn.api.patch(
+        f"/api/now/table/sys_properties/{secret['sys_id']}", json={"value": ""}, auth=admin
+    )
+    sn.create("incident", **flagged)
+    time.sleep(0.3)
+    assert rec.received == []
+    log = sn.api.get("/_sandbox/script_log").json()["log"]
+    assert [e["level"] for e in log] == ["error"]  # the rule's own gs.error
+    assert "deskgate.webhook_secret is not set" in log[0]["message"]
+
+
+def test_metadata_is_written_by_an_admin_only(sn: Sim) -> None:
+    denied = sn.api.post("/api/now/table/sys_script", json={"name": "mine", "script": "x"})
+    assert denied.status_code == 403
+    assert "ACL" in denied.json()["error"]["detail"]
+    assert sn.query("sys_script") == []  # reading is allowed
+    added = sn.api.post(
+        "/api/now/table/sys_dictionary",
+        json={"name": "incident", "element": "u_new_column", "internal_type": "string"},
+        auth=(CFG.admin_username, CFG.admin_password),
+    )
+    assert added.status_code == 201
+    inc = sn.create("incident")
+    assert inc["u_new_column"] == ""  # the dictionary entry made the column
 
 
 # -- controls -------------------------------------------------------------------------------

@@ -1,15 +1,17 @@
 /*
- * Deskgate push for ServiceNow: paste into a Business Rule (System Definition > Business Rules).
+ * Deskgate push for ServiceNow: the script of the Business Rule "Deskgate identity verification
+ * push" that `deskgate setup <desk>` installs (update set or Table API). Do not edit the copy on
+ * the instance: `deskgate doctor` warns when it differs from this file.
  *
- *   Table:     incident (or the table named in Deskgate's desk config, e.g. sc_req_item)
+ *   Table:     the desk's table (incident, sc_req_item, ...)
  *   When:      after    Insert: yes   Update: yes   Advanced: yes
- *   Condition: current.active == true && current.u_idv_required.changesTo(true)
- *              (for a choice field: current.u_idv_request.changes() && !current.u_idv_request.nil())
+ *   Condition: written by setup from the desk's flag field and trigger values, e.g.
+ *              current.active == true && current.u_idv_request.changes() &&
+ *              ["mfa_reset", "account_unlock"].indexOf(current.getValue('u_idv_request')) >= 0
  *
- * System properties it reads (System Properties > sys_properties.list, create both):
- *   deskgate.webhook_url     https://<deskgate host>/webhooks/servicenow
- *   deskgate.webhook_secret  type "password2"; the same value as Deskgate's
- *                            DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET (at least 16 characters)
+ * System properties it reads (setup creates both):
+ *   deskgate.webhook_url     <public_url>/webhooks/servicenow
+ *   deskgate.webhook_secret  type password2; the desk's DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET
  *
  * Signature (what Deskgate checks, connectors/servicenow/push.py):
  *   X-Deskgate-Timestamp: unix seconds
@@ -18,8 +20,8 @@
  *
  * The push carries ids only; Deskgate reads the record (and its caller) through the Table API.
  * If the push is lost, Deskgate's poller finds the record anyway (poll_interval_seconds).
- * Not yet run on a live instance: check GlideCertificateEncryption's output once with a known
- * key and body against connectors/servicenow/push.py sign() before relying on it.
+ * ES5 only, as classic server-side scripts are: the sandbox runs this very file in an ES5 engine
+ * with shims of the Glide APIs it calls, and Deskgate's check accepts what it sends.
  */
 (function executeRule(current, previous /* null when async */) {
     var url = gs.getProperty('deskgate.webhook_url');

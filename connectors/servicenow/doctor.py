@@ -1,0 +1,226 @@
+"""``deskgate doctor`` for a ServiceNow desk: with Deskgate's everyday credentials, can it do
+what it does (read and write the table, read callers), and is what ``setup`` installs there and
+as shipped (fields, choices, both properties, the business rule, the UI action)?
+
+Every failure names its fix in one sentence. The secret property is never read in clear (the
+platform stores password2 values encrypted): it must be non-empty, and the fingerprint setup wrote
+beside it must match the configured webhook secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from connectors.http import ApiError, AuthFailed, json_body, new_client, request
+from connectors.provisioning import Check, DoctorRequest, Status
+from connectors.servicenow.config import ServiceNowDeskConfig
+from connectors.servicenow.connector import describe_error
+from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
+from connectors.servicenow.records import (
+    SECRET_PROPERTY,
+    URL_PROPERTY,
+    Wanted,
+    business_rule_script,
+    rule_condition,
+    wanted,
+    webhook_url,
+)
+from connectors.servicenow.setup import FINGERPRINT, fingerprint, secret_env
+
+SETUP = "run `deskgate setup {desk} --apply` (or import its update set again)"
+
+
+class _Doctor:
+    def __init__(self, req: DoctorRequest[ServiceNowDeskConfig], client: httpx.Client) -> None:
+        self.req, self.client = req, client
+        self.system = f"servicenow:{req.desk}"
+        self.checks: list[Check] = []
+        self.fix_setup = SETUP.format(desk=req.desk)
+
+    def add(self, name: str, status: Status, detail: str = "", fix: str = "") -> None:
+        self.checks.append(Check(self.system, name, status, detail, fix))
+
+    def get(self, table: str, query: str, fields: str, limit: int = 1) -> list[dict[str, Any]]:
+        response = request(
+            self.client, "servicenow", "GET", f"/api/now/table/{table}", describe_error,
+            params={"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": limit},
+        )  # fmt: skip
+        rows: list[dict[str, Any]] = json_body("servicenow", response).get("result") or []
+        return rows
+
+    # -- what Deskgate does every day -------------------------------------------------------
+
+    def access(self) -> bool:
+        c = self.req.config
+        try:
+            rows = self.get(c.table, "", "sys_id")
+        except AuthFailed as exc:
+            self.add(
+                "credentials", Status.FAIL, str(exc),
+                f"set the desk's username and password (or OAuth client) to the integration "
+                f"user's, which ServiceNow refused ({exc.status})",
+            )  # fmt: skip
+            return False
+        except ApiError as exc:
+            self.add(
+                f"read {c.table}",
+                Status.FAIL,
+                str(exc),
+                f"give the integration user read access to {c.table} (the itil role)",
+            )
+            return False
+        self.add("credentials", Status.OK, f"signed in as {c.note_author}")
+        self.add(f"read {c.table}", Status.OK)
+        if not rows:
+            self.add(f"write {c.table}", Status.WARN, "no record to try an empty update on",
+                     "run doctor again once the table holds a record")  # fmt: skip
+        else:
+            try:  # an update that changes nothing: the ACL is checked, nothing is written
+                request(
+                    self.client,
+                    "servicenow",
+                    "PATCH",
+                    f"/api/now/table/{c.table}/{rows[0]['sys_id']}",
+                    describe_error,
+                    json={},
+                )
+                self.add(f"write {c.table}", Status.OK)
+            except ApiError as exc:
+                self.add(
+                    f"write {c.table}",
+                    Status.FAIL,
+                    str(exc),
+                    f"give the integration user write access to {c.table} (the itil role)",
+                )
+        try:
+            self.get("sys_user", "", "sys_id,email")
+            self.add("read sys_user", Status.OK)
+        except ApiError as exc:
+            self.add("read sys_user", Status.FAIL, str(exc),
+                     "give the integration user read access to sys_user, so Deskgate can find "
+                     "the caller's e-mail of record")  # fmt: skip
+        return True
+
+    # -- what setup installs ----------------------------------------------------------------
+
+    def find(self, record: Wanted, fields: str) -> dict[str, Any] | None:
+        try:
+            rows = self.get(record.table, record.query, fields)
+        except ApiError as exc:
+            self.add(f"{record.kind} {record.name}", Status.WARN,
+                     f"cannot read {record.table}: {exc}",
+                     f"grant the integration user read on {record.table}, or run doctor with "
+                     "an admin's credentials")  # fmt: skip
+            return None
+        if not rows:
+            self.add(f"{record.kind} {record.name}", Status.FAIL, "missing", self.fix_setup)
+            return None
+        return rows[0]
+
+    def installed(self) -> None:
+        req = self.req
+        expected_secret = (
+            req.config.webhook_secret.get_secret_value() if req.config.webhook_secret else ""
+        )
+        for record in wanted(req.config, req.public_url or "", ""):
+            row = self.find(record, ",".join(["sys_id", *record.values]))
+            if row is None:
+                continue
+            name = f"{record.kind} {record.name}"
+            if record.table == "sys_properties" and record.secret:
+                self.secret(name, row, expected_secret)
+            elif record.table == "sys_properties":
+                self.url(name, row)
+            elif record.table == "sys_script":
+                self.rule(name, row)
+            elif str(row.get("active", "true")) == "false" or str(row.get("inactive")) == "true":
+                self.add(name, Status.FAIL, "inactive", f"activate it, or {self.fix_setup}")
+            else:
+                self.add(name, Status.OK)
+
+    def url(self, name: str, row: dict[str, Any]) -> None:
+        if self.req.public_url is None:
+            self.add(name, Status.WARN, "public_url is not set: cannot compare",
+                     "set public_url in Deskgate's config")  # fmt: skip
+            return
+        want, got = webhook_url(self.req.public_url), str(row.get("value", ""))
+        if got != want:
+            self.add(name, Status.FAIL, f"{got or '(empty)'} is not {want}",
+                     f"set {URL_PROPERTY} to {want}, or {self.fix_setup}")  # fmt: skip
+        else:
+            self.add(name, Status.OK, got)
+
+    def secret(self, name: str, row: dict[str, Any], expected: str) -> None:
+        env = secret_env(self.req.desk)
+        if not str(row.get("value", "")):
+            self.add(name, Status.FAIL, "empty: the business rule sends nothing",
+                     f"set {SECRET_PROPERTY} to the value of {env}")  # fmt: skip
+            return
+        _, _, recorded = str(row.get("description", "")).partition(FINGERPRINT)
+        if not expected:
+            self.add(name, Status.WARN, "set, but the desk has no webhook_secret",
+                     f"set {env} to the property's value")  # fmt: skip
+        elif not recorded:
+            self.add(name, Status.WARN, "set by hand: cannot tell whether it matches",
+                     f"{self.fix_setup} to record its fingerprint")  # fmt: skip
+        elif recorded.strip() != fingerprint(expected):
+            self.add(
+                name,
+                Status.FAIL,
+                "its fingerprint does not match the desk's webhook_secret",
+                f"set {SECRET_PROPERTY} to the value of {env}, or {self.fix_setup}",
+            )
+        else:
+            self.add(name, Status.OK, "set; fingerprint matches the desk's webhook_secret")
+
+    def rule(self, name: str, row: dict[str, Any]) -> None:
+        def get(field: str) -> str:
+            return str(row.get(field, ""))
+
+        problems = [
+            what
+            for what, bad in (
+                ("inactive", get("active") != "true"),
+                (f"runs {get('when') or '(never)'}, not after", get("when") != "after"),
+                ("not on insert", get("action_insert") != "true"),
+                ("not on update", get("action_update") != "true"),
+            )
+            if bad
+        ]
+        if problems:
+            self.add(
+                name,
+                Status.FAIL,
+                ", ".join(problems),
+                f"make it active, after, on insert and update, or {self.fix_setup}",
+            )
+            return
+        if get("script") != business_rule_script():
+            self.add(name, Status.WARN, "its script is not the one this Deskgate ships",
+                     self.fix_setup)  # fmt: skip
+        elif get("condition") != rule_condition(self.req.config):
+            self.add(name, Status.WARN, "its condition is not the desk's flag field and triggers",
+                     self.fix_setup)  # fmt: skip
+        else:
+            self.add(name, Status.OK, "active, after insert and update, script as shipped")
+
+
+def doctor(req: DoctorRequest[ServiceNowDeskConfig]) -> list[Check]:
+    config = req.config
+    auth = auth_for(config, req.timeout, req.timeout * 3)
+    client = new_client(config.base, req.timeout, deadline=req.timeout * 3, auth=auth,
+                        headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        checks = _Doctor(req, client)
+        try:
+            if checks.access():
+                checks.installed()
+        except ApiError as exc:
+            checks.add("ServiceNow", Status.FAIL, str(exc), "check base_url and that it answers")
+        return checks.checks
+    finally:
+        client.close()
+        if isinstance(auth, ServiceNowOAuth):
+            auth.close()
