@@ -59,7 +59,8 @@ def lifecycles(stack: Stack, desk: DeskDriver, employee: str) -> None:
     desk.flag(refused)
     wait_for(lambda: desk.view(refused).marker == "error", WAIT, "the refusal note")
     note = " ".join(desk.notes(refused))
-    assert note and requester not in note and "555" not in note, note
+    # The echoed number in any spacing (a bare "555" may be part of a random verification id).
+    assert note and requester not in note and "4155550134" not in note.replace(" ", ""), note
     forged = stack.sim["incode"].post(
         f"{stack.web_url}/webhooks/incode",
         json={"eventType": "SESSION_SUCCEEDED", "interviewId": "x", "loginHint": employee},
