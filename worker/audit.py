@@ -18,7 +18,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
 import structlog
@@ -152,25 +152,34 @@ def event_of(fields: Mapping[str, str]) -> Event:
 
 # -- reading: export ----------------------------------------------------------------------
 
-DURATION = re.compile(r"^(\d+)([dhm])$")
+# The periods ``deskgate audit export`` and ``deskgate report`` take.
+_RELATIVE = re.compile(r"(\d{1,5})([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """``2026-01-01``, ``2026-01-01T12:00:00Z`` (UTC unless it says otherwise), or a time ago:
-    ``30d``, ``12h``, ``15m``."""
-    now = now or datetime.now(UTC)
-    ago = DURATION.match(text.strip())
-    if ago:
-        amount, unit = int(ago.group(1)), ago.group(2)
-        return now - timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
+def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datetime:
+    """``30d`` / ``12h`` / ``15m`` / ``2w`` before now, a date (its start, or with ``end_of_day``
+    the start of the next day, so ``--until 2026-11-30`` includes that day) or an RFC 3339
+    time."""
+    relative = _RELATIVE.fullmatch(text)
+    if relative:
+        return now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1) if end_of_day else start
+    try:
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a date (2026-01-01), a time (2026-01-01T12:00:00Z) or an age "
-            "(30d, 12h, 15m)"
+            f"{text!r} is not a period (30d, 12h, 15m, 2w), a date (2026-11-01) or an RFC 3339 time"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add Z for UTC")
+    return moment.astimezone(UTC)
 
 
 def stream_key(prefix: str) -> str:

@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -64,8 +64,9 @@ def _audit(args: argparse.Namespace) -> int:
             print(f"{name} {value:g}")
         return 0
     try:
-        since = audit.parse_when(args.since)
-        until = audit.parse_when(args.until) if args.until else audit.parse_when("0m")
+        now = datetime.now(UTC)
+        since = audit.parse_moment(args.since, now)
+        until = audit.parse_moment(args.until, now, end_of_day=True) if args.until else now
     except ValueError as exc:
         print(f"deskgate audit export: {exc}", file=sys.stderr)
         return 2

@@ -324,13 +324,14 @@ def test_the_export_command_writes_jsonl_and_refuses_bad_input(
     assert cli.main([*argv, "--desk", "nope"]) == 2
     assert "no desk 'nope'" in capsys.readouterr().err
     assert cli.main(["audit", "export", "--since", "last tuesday"]) == 2
-    assert "is not a date" in capsys.readouterr().err
+    assert "is not a period" in capsys.readouterr().err
 
 
 def test_ages_and_dates_parse() -> None:
     now = datetime(2026, 11, 28, 12, tzinfo=UTC)
-    assert audit.parse_when("30d", now) == datetime(2026, 10, 29, 12, tzinfo=UTC)
-    assert audit.parse_when("2026-01-01", now) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert audit.parse_moment("30d", now) == datetime(2026, 10, 29, 12, tzinfo=UTC)
+    assert audit.parse_moment("15m", now) == datetime(2026, 11, 28, 11, 45, tzinfo=UTC)
+    assert audit.parse_moment("2026-01-01", now) == datetime(2026, 1, 1, tzinfo=UTC)
     assert audit.rfc3339(1_764_356_594.1234) == "2025-11-28T19:03:14.123Z"
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from tests.audit_events import hand_checked, trail
 from worker import cli
-from worker.report.command import FOLLOW, parse_moment, run
+from worker.audit import parse_moment
+from worker.report.command import FOLLOW, run
 
 NOW = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from worker.audit import parse_moment
 from worker.report.aggregate import build
 from worker.report.formats import stamp, to_csv, to_json, to_table
 from worker.report.page import to_html
@@ -30,33 +30,7 @@ EventSource = Callable[[datetime, datetime, str | None], Iterator[Mapping[str, A
 # Outcomes recorded up to this long after the period still count for the verifications opened in
 # it: longer than a verification stays open (its link, then a manual review of 72 h by default).
 FOLLOW = timedelta(days=30)
-_RELATIVE = re.compile(r"(\d{1,5})([hdw])")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 NO_TRAIL = "deskgate report: the audit trail is not available here (no event reader is wired)"
-
-
-def parse_moment(text: str, now: datetime, *, end_of_day: bool = False) -> datetime:
-    """``30d`` / ``12h`` / ``2w`` before now, a date (its start, or with ``end_of_day`` the start
-    of the next day, so ``--until 2026-11-30`` includes that day) or an RFC 3339 time."""
-    relative = _RELATIVE.fullmatch(text)
-    if relative:
-        return now - timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        pass
-    else:
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        return start + timedelta(days=1) if end_of_day else start
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a period (30d, 12h, 2w), a date (2026-11-01) or an RFC 3339 time"
-        ) from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone: add Z for UTC")
-    return moment.astimezone(UTC)
 
 
 def events_file(stream: TextIO) -> EventSource:
