@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker import metrics  # noqa: F401 - connects the metrics server to the worker's signals
 from worker.celery_app import make_celery
 from worker.runtime import current_settings
 

@@ -10,6 +10,8 @@ Keys (``p`` is the configured prefix):
 - ``p:lock:<id>``             one worker at a time advances a verification
 - ``p:seen:<key>``            webhook deliveries already taken (dedupe)
 - ``p:cursor:<desk>``         where a desk's interrupted poll resumes
+- ``p:state:<state>``         sorted set per open state (requested, sent, review): the open
+                              verifications in it, by when they entered it (for the metrics)
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -28,10 +30,15 @@ from typing import Any
 from redis import Redis
 
 from connectors.ticketing import Ticket
-from worker.lifecycle import FINAL, State, sources
+from worker.lifecycle import FINAL, OPEN, State, sources
 
-# KEYS: open key, record, due, interview key
-# ARGV: id, due score, adopt (1/0), index interview (1/0), field, value, ...
+# The open states, in the order of their indexes in the transition scripts' KEYS (5, 6, 7).
+INDEXED = (State.REQUESTED, State.SENT, State.REVIEW)
+assert frozenset(INDEXED) == OPEN
+
+# KEYS: open key, record, due, interview key, the state's index
+# ARGV: id, due score, adopt (1/0), index interview (1/0), now ('' if the state is not open),
+#       field, value, ...
 # An adoption (a verification rebuilt from its gate note) never replaces a record or a session
 # mapping that exists: the note may name another ticket's live verification.
 _OPEN = """
@@ -42,15 +49,16 @@ if ARGV[3] == '1' then
   if ARGV[4] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'taken', 'session'} end
 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1]) end
 if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
 return {'new', ''}
 """
 
-# KEYS: record, due, open key, interview key
+# KEYS: record, due, open key, interview key, the open states' indexes (requested, sent, review)
 # ARGV: to, allowed sources (csv), final (1/0), ttl, id, due score or '', index interview (1/0),
-#       field, value, ...
+#       now, position of to's index in KEYS or '' (to is not open), field, value, ...
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {} end
@@ -59,8 +67,10 @@ for s in string.gmatch(ARGV[2], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return redis.call('HGETALL', KEYS[1]) end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 10))
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
+for i = 5, 7 do redis.call('ZREM', KEYS[i], ARGV[5]) end
+if ARGV[9] ~= '' then redis.call('ZADD', KEYS[tonumber(ARGV[9])], ARGV[8], ARGV[5]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
 if ARGV[3] == '1' then
   if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
@@ -89,10 +99,11 @@ return vid
 # A verification dropped without an outcome (its ticket was deleted): free the ticket, leave the
 # sweep's list, and give the record and its session index the retention TTL, so nothing
 # abandoned stays in Redis for ever. Keys that already expire keep their TTL.
-# KEYS: record, due, open key, interview key   ARGV: id, ttl
+# KEYS: record, due, open key, interview key, the open states' indexes   ARGV: id, ttl
 _ABANDON = """
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 5, 7 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if redis.call('GET', KEYS[4]) == ARGV[1] and redis.call('TTL', KEYS[4]) == -1 then
   redis.call('EXPIRE', KEYS[4], ARGV[2])
@@ -212,6 +223,30 @@ class Store:
     def due(self, now: float, limit: int = 500) -> list[str]:
         return list(self.redis.zrangebyscore(self._key("due"), "-inf", now, start=0, num=limit))
 
+    def open_states(
+        self, overdue_before: float
+    ) -> tuple[dict[State, tuple[int, float | None]], int]:
+        """For each open state, how many verifications are in it and when the longest-standing
+        of them entered it (None: none), and how many are due before ``overdue_before``: one
+        round trip of O(log n) reads, cheap enough for every scrape."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in INDEXED:
+            pipe.zcard(self._state_key(state))
+            pipe.zrange(self._state_key(state), 0, 0, withscores=True)
+        pipe.zcount(self._key("due"), "-inf", f"({overdue_before}")
+        replies = pipe.execute()
+        found = {}
+        for i, state in enumerate(INDEXED):
+            count, oldest = replies[2 * i], replies[2 * i + 1]
+            found[state] = (int(count), float(oldest[0][1]) if oldest else None)
+        return found, int(replies[-1])
+
+    def _state_key(self, state: State) -> str:
+        return self._key("state", state.value)
+
+    def _state_keys(self) -> list[str]:
+        return [self._state_key(state) for state in INDEXED]
+
     # -- writing ---------------------------------------------------------------------------
 
     def open(
@@ -271,8 +306,10 @@ class Store:
                 self._key("v", vid),
                 self._key("due"),
                 self._key("iv", interview),
+                self._state_key(State(record["state"])),
             ],
             args=[vid, resume_at, "1" if adopt else "0", "1" if interview else "0",
+                  record["updated_at"] if State(record["state"]) in OPEN else "",
                   *_flat(record)],
         )  # fmt: skip
         return str(found), str(detail)
@@ -306,6 +343,7 @@ class Store:
                 self._key("due"),
                 self._key("open", v.desk, v.ticket_id),
                 self._key("iv", interview),
+                *self._state_keys(),
             ],
             args=[
                 to.value,
@@ -315,6 +353,8 @@ class Store:
                 v.id,
                 "" if due is None else due,
                 "1" if index_interview else "0",
+                now,
+                INDEXED.index(to) + 5 if to in OPEN else "",
                 *_flat({"updated_at": now, **changes}),
             ],
         )
@@ -342,6 +382,7 @@ class Store:
                 self._key("due"),
                 self._key("open", v.desk, v.ticket_id),
                 self._key("iv", interview),
+                *self._state_keys(),
             ],
             args=[v.id, self.retention],
         )
