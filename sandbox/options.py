@@ -39,6 +39,7 @@ class StackOptions:
     user_age_days: float = 30.0
     beat: bool = False
     log_format: str = "json"
+    metrics: bool = True  # metrics_enabled: off only to measure what they cost (bench.throughput)
     # How each simulator is served; None: a thread of the calling process
     # (``sandbox.common.serve``). The benchmarks serve each from a process of its own.
     serve: ServeSimulator | None = None

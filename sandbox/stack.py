@@ -183,6 +183,7 @@ sweep_interval_seconds = {o.sweep_interval_seconds}
 http_timeout_seconds = 5
 http_deadline_seconds = {o.http_deadline_seconds}
 task_time_limit_seconds = {o.task_time_limit_seconds}
+metrics_enabled = {str(o.metrics).lower()}
 metrics_port = {self.ports["metrics"]}
 metrics_host = "{o.host}"
 
