@@ -47,6 +47,10 @@ class StoreCollector(Collector):
         self.current = current
         self.clock = clock
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The names it serves, without reading Redis: the registry asks when it registers."""
+        return [GaugeMetricFamily(*m) for m in (metrics.STORE_UP, *metrics.COLLECTED_GAUGES)]
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         rt: Runtime = self.current()
         up = GaugeMetricFamily(*metrics.STORE_UP)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.registry import REGISTRY
+from prometheus_client.registry import REGISTRY, CollectorRegistry
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -267,6 +267,16 @@ def test_open_verifications_their_oldest_age_the_queue_and_pauses_are_read_at_sc
     assert 29 < got[("deskgate_desk_pause_remaining_seconds", ("acme_zendesk",))] <= 30
     rt.store.abandon(opened[2])
     assert samples(collector)[("deskgate_open_verifications", ("sent",))] == 0
+
+
+def test_registering_the_collector_reads_nothing_and_its_names_are_taken() -> None:
+    def no_runtime() -> FakeRuntime:
+        raise AssertionError("registering must not read Redis")
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(StoreCollector(no_runtime))
+    with pytest.raises(ValueError, match="Duplicated"):
+        registry.register(StoreCollector(no_runtime))
 
 
 def test_a_scrape_with_redis_down_says_so_instead_of_failing() -> None:
