@@ -4,8 +4,8 @@
 Loaded in gunicorn's master before any worker forks and before anything imports
 ``prometheus_client`` (the library picks its storage on import), so every worker records into
 files in one ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds them up whichever worker answers.
-The directory is the operator's if set (its ``*.db`` files are wiped now: counts from an earlier
-run must not leak into this one), else a private one removed on exit.
+The directory is the operator's if set (its ``*.db`` files are wiped on start, so counts from an
+earlier run do not leak into this one, and on exit), else a private one removed on exit.
 """
 
 from __future__ import annotations
@@ -21,8 +21,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as config.metrics; not imported: s
 _given = os.environ.get(MULTIPROC_ENV)
 _dir = Path(_given or tempfile.mkdtemp(prefix="deskgate-metrics-"))
 _dir.mkdir(parents=True, exist_ok=True)
-for stale in _dir.glob("*.db"):
-    stale.unlink()
+
+
+def _wipe() -> None:
+    for stale in _dir.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+_wipe()
 os.environ[MULTIPROC_ENV] = str(_dir)
 
 
@@ -34,5 +40,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if not _given:
+    # The counts die with the server (Prometheus has scraped them); leave nothing behind.
+    if _given:
+        _wipe()
+    else:
         shutil.rmtree(_dir, ignore_errors=True)
