@@ -159,13 +159,14 @@ def _scraping(bs: BenchStack, stop: threading.Event) -> None:
     """Scrape both /metrics every ``SCRAPE_SECONDS``, as Prometheus would (three times as
     often as deploy/prometheus/prometheus.yml asks), so the "on" runs pay for scrapes too."""
     web = f"{bs.s.web_url}/metrics"
-    while not stop.wait(SCRAPE_SECONDS):
-        for url, headers in ((web, {"Authorization": f"Bearer {METRICS_TOKEN}"}),
-                             (bs.s.worker_metrics_url, {})):  # fmt: skip
-            try:
-                httpx.get(url, headers=headers, timeout=5).raise_for_status()
-            except httpx.HTTPError as exc:
-                print(f"scrape of {url} failed: {exc}", flush=True)
+    with httpx.Client(timeout=5) as client:  # kept alive, as Prometheus keeps its connections
+        while not stop.wait(SCRAPE_SECONDS):
+            for url, headers in ((web, {"Authorization": f"Bearer {METRICS_TOKEN}"}),
+                                 (bs.s.worker_metrics_url, {})):  # fmt: skip
+                try:
+                    client.get(url, headers=headers).raise_for_status()
+                except httpx.HTTPError as exc:
+                    print(f"scrape of {url} failed: {exc}", flush=True)
 
 
 def run_once(
