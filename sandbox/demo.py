@@ -254,7 +254,11 @@ def run_demo(keep_redis: bool = False) -> int:
     return 0
 
 
-DEV_PORTS = {"web": 8000, **{name: sim.dev_port for name, sim in SIMULATORS.items()}}
+DEV_PORTS = {
+    "web": 8000,
+    "metrics": 8100,  # the worker's /metrics
+    **{name: sim.dev_port for name, sim in SIMULATORS.items()},
+}
 DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
 
 
