@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -104,6 +105,15 @@ def serve(settings: Settings) -> bool:
     return True
 
 
+def _on_init(**_: Any) -> None:
+    # A forking pool with PROMETHEUS_MULTIPROC_DIR set: start from an empty directory, so an
+    # earlier run's counts do not leak into this one (before any child records).
+    directory = os.environ.get(metrics.MULTIPROC_ENV)
+    if directory:
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
 def _on_ready(**_: Any) -> None:
     serve(current_settings())
 
@@ -124,6 +134,7 @@ def _on_child_exit(pid: int | None = None, **_: Any) -> None:
 
 
 # weak=False: the module-level functions must stay connected for the worker's life.
+signals.celeryd_init.connect(_on_init, weak=False)
 signals.worker_ready.connect(_on_ready, weak=False)
 signals.worker_shutdown.connect(_on_shutdown, weak=False)
 signals.worker_process_shutdown.connect(_on_child_exit, weak=False)

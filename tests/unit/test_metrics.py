@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from connectors.zendesk.connector import ZendeskConnector
 from sandbox import zendesk as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
+from worker import metrics as worker_metrics
 from worker.lifecycle import State
 from worker.metrics import StoreCollector
 from worker.pace import Pace, PacedDesk
@@ -277,6 +279,16 @@ def test_registering_the_collector_reads_nothing_and_its_names_are_taken() -> No
     registry.register(StoreCollector(no_runtime))
     with pytest.raises(ValueError, match="Duplicated"):
         registry.register(StoreCollector(no_runtime))
+
+
+def test_a_forking_workers_multiprocess_directory_is_emptied_on_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "counter_123.db").write_bytes(b"old counts")
+    (tmp_path / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    worker_metrics._on_init()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
 def test_a_scrape_with_redis_down_says_so_instead_of_failing() -> None:
