@@ -97,8 +97,18 @@ def serve(settings: Settings) -> bool:
         return False
     metrics.initialise(settings.desks)
     registry = metrics.scrape_registry()
+    try:
+        _server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    except OSError as exc:
+        # The worker still works; without its metrics DeskgateWorkerDown fires. Say which setting.
+        log.error(
+            "metrics not served: cannot listen on metrics_host:metrics_port",
+            metrics_host=settings.metrics_host,
+            metrics_port=settings.metrics_port,
+            error=str(exc),
+        )
+        return False
     registry.register(StoreCollector())
-    _server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)
     log.info(
         "metrics served", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
     )

@@ -296,3 +296,19 @@ def test_a_scrape_with_redis_down_says_so_instead_of_failing() -> None:
     rt = FakeRuntime(down, "dgm")
     got = samples(StoreCollector(lambda: rt, lambda: 0.0))
     assert got == {("deskgate_store_up", ()): 0}
+
+
+def test_a_taken_metrics_port_is_logged_naming_the_settings_and_the_worker_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = SETTINGS(**settings_data(metrics_port=port))
+        collectors = set(REGISTRY._collector_to_names)
+        assert worker_metrics.serve(settings) is False
+    assert "metrics_host:metrics_port" in capsys.readouterr().out
+    assert set(REGISTRY._collector_to_names) == collectors  # nothing half set up
