@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.throughput --tickets 1000 --profiles realistic \
 		--concurrency 16,32,64,128,256 --section throughput-sweep
+	$(BIN)/python -m bench.throughput --metrics-cost --rounds 5 --tickets 1000 --profiles none
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.cost
 

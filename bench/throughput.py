@@ -17,11 +17,15 @@ so 50/s needs 53-68 busy threads.
 from __future__ import annotations
 
 import argparse
+import statistics
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from bench.harness import (
     PROFILES,
@@ -38,8 +42,10 @@ from bench.harness import (
     write_section,
 )
 from sandbox.registry import DESKS
+from sandbox.stack import METRICS_TOKEN
 
 TARGET_RATE = 50.0  # verifications/s with the realistic profile, one worker process
+SCRAPE_SECONDS = 5.0
 WINDOW = 2000  # lifecycles whose progress is read from Redis per round (oldest first)
 
 
@@ -67,6 +73,7 @@ class Run:
     crashes: int = 0  # tasks that raised something the task code does not handle
     unfinished: dict[str, int] = field(default_factory=dict)  # where unfinished ones stopped
     failures: list[str] = field(default_factory=list)  # the bench's own calls that failed
+    metrics: bool = True  # metrics_enabled in this run
 
     @property
     def rate(self) -> float:
@@ -148,14 +155,35 @@ def _unfinished(bs: BenchStack, items: list[Lifecycle]) -> dict[str, int]:
     return stopped
 
 
+def _scraping(bs: BenchStack, stop: threading.Event) -> None:
+    """Scrape both /metrics every ``SCRAPE_SECONDS``, as Prometheus would (three times as
+    often as deploy/prometheus/prometheus.yml asks), so the "on" runs pay for scrapes too."""
+    web = f"{bs.s.web_url}/metrics"
+    with httpx.Client(timeout=5) as client:  # kept alive, as Prometheus keeps its connections
+        while not stop.wait(SCRAPE_SECONDS):
+            for url, headers in ((web, {"Authorization": f"Bearer {METRICS_TOKEN}"}),
+                                 (bs.s.worker_metrics_url, {})):  # fmt: skip
+                try:
+                    client.get(url, headers=headers).raise_for_status()
+                except httpx.HTTPError as exc:
+                    print(f"scrape of {url} failed: {exc}", flush=True)
+
+
 def run_once(
-    profile: Profile, n: int, kinds: list[str], concurrency: int, timeout: float, raw: bool
+    profile: Profile,
+    n: int,
+    kinds: list[str],
+    concurrency: int,
+    timeout: float,
+    raw: bool,
+    metrics: bool = True,
 ) -> Run:
     employees = [f"tp-{i}@acme.test" for i in range(n)]
-    run = Run(profile, n, concurrency)
+    run = Run(profile, n, concurrency, metrics=metrics)
     with BenchStack(
-        kinds=kinds, employees=employees, concurrency=concurrency, raw_sandbox=raw
-    ) as bs:
+        kinds=kinds, employees=employees, concurrency=concurrency, raw_sandbox=raw,
+        metrics=metrics,
+    ) as bs:  # fmt: skip
         items = _create(bs, n)
         bs.set_latency(profile)
         bs.reset_calls()
@@ -163,6 +191,9 @@ def run_once(
         rss_before = memory_mib(worker)[0]
         lines_before = len(bs.s.children["worker"].lines)
         cpu = CpuMeter(bs.processes()).start()
+        stop_scraping = threading.Event()
+        if metrics:
+            threading.Thread(target=_scraping, args=(bs, stop_scraping), daemon=True).start()
         started = time.time()
         deadline = time.monotonic() + timeout
         with (
@@ -175,6 +206,7 @@ def run_once(
                 time.sleep(0.25)
                 _progress(bs, items, completing, run.failures)
         cpu.stop()
+        stop_scraping.set()
         run.cpu = cpu
         run.unfinished = _unfinished(bs, items)
         rss_after, peak = memory_mib(worker)
@@ -266,6 +298,33 @@ CPU per part over each run (ms per verification) and the worker's memory:
 """
 
 
+def metrics_cost_report(runs: list[Run], args: argparse.Namespace) -> str:
+    """Section "metrics-cost": the same run with metrics on and off, alternated."""
+    rows = [
+        [i + 1, "on" if r.metrics else "off", f"{r.finished:,}", f"{r.wall:.1f} s",
+         f"{r.rate:.1f}/s", r.cpu.summary(r.finished) if r.cpu else ""]
+        for i, r in enumerate(runs)
+    ]  # fmt: skip
+    on = [r.rate for r in runs if r.metrics]
+    off = [r.rate for r in runs if not r.metrics]
+    ratio = statistics.median(on) / statistics.median(off)
+    spread = max(off) / min(off) - 1 if off else 0.0
+    return f"""### Metrics on and off
+
+`python -m bench.throughput --metrics-cost --rounds {args.rounds} --tickets {args.tickets} \
+--profiles {args.profiles} --concurrency {args.concurrency}` — {now_utc()}; {machine()}.
+The throughput run of section 2, alternately with `metrics_enabled = true` (both /metrics
+scraped every {SCRAPE_SECONDS:.0f} s during the run) and `false` (nothing recorded, no worker
+metrics server), a fresh system per run. Alternating cancels slow drift in the machine's load.
+
+{table(["run", "metrics", "done", "wall", "verifications/s", "CPU (ms per verification)"], rows)}
+
+Median with metrics on: **{statistics.median(on):.1f}/s**; off: **{statistics.median(off):.1f}/s**;
+on / off = **{ratio:.3f}** (target ≥ 0.95: {met(ratio >= 0.95)}). Noise: the "off" runs alone
+spread by {spread:.1%} (fastest over slowest).
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", default="1000,10000", help="comma-separated N")
@@ -278,7 +337,28 @@ def main() -> None:
     )
     parser.add_argument("--section", default="throughput", help="docs section to replace")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--metrics-cost", action="store_true",
+        help="alternate runs with metrics on and off (section metrics-cost)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="--metrics-cost: on/off pairs")
     args = parser.parse_args()
+    if args.metrics_cost:
+        # One size, one profile, one pool: the first of each list.
+        n, name = int(args.tickets.split(",")[0]), args.profiles.split(",")[0]
+        threads = int(args.concurrency.split(",")[0])
+        cost_runs = []
+        for i in range(2 * args.rounds):
+            on = i % 2 == 0 if (i // 2) % 2 == 0 else i % 2 == 1  # on,off,off,on,on,off...
+            run = run_once(PROFILES[name], n, args.kinds.split(","), threads, args.timeout,
+                           args.raw_sandbox, metrics=on)  # fmt: skip
+            print(f"metrics {'on' if on else 'off'}: {run.rate:.1f}/s", flush=True)
+            cost_runs.append(run)
+        text = metrics_cost_report(cost_runs, args)
+        print(text)
+        if not args.no_write:
+            write_section("metrics-cost", text)
+        return
 
     runs = []
     for n in (int(v) for v in args.tickets.split(",")):

@@ -237,6 +237,13 @@ class Settings(BaseSettings):
     audit_sink: AuditSinkConfig | None = None
     # A task is killed after this long; a crashed worker's step is resumed by the sweep soon after.
     task_time_limit_seconds: int = Field(default=120, ge=10, le=1800)
+    # Prometheus metrics (docs/metrics.md). The web app serves /metrics only to a bearer of
+    # metrics_token (unset: not at all); the worker serves its own on metrics_host:metrics_port
+    # (unset or 0: no server). metrics_enabled = false records nothing (the benchmark's "off").
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Seals Deskgate's gate notes (HMAC), so a note someone else wrote is never trusted when a
     # verification is recovered from the ticket. Rotate by moving it to note_previous_secret.
     note_secret: SecretStr
@@ -246,7 +253,7 @@ class Settings(BaseSettings):
     desks: dict[str, DeskConfig] = Field(min_length=1)
     desk_kinds: ClassVar[frozenset[str]] = frozenset()
 
-    @field_validator("note_secret", "note_previous_secret")
+    @field_validator("note_secret", "note_previous_secret", "metrics_token")
     @classmethod
     def _note_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
         return _long_secret(value)

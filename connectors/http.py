@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import httpx
 
+from config import metrics
 from config.privacy import scrub
 from connectors.deadline import DeadlineTransport
 
@@ -180,15 +181,21 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 
 def send(client: httpx.Client, system: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """``client.request`` with transport failures typed; the response is not classified."""
+    """``client.request`` with transport failures typed; the response is not classified.
+    Every call is counted and timed (``deskgate_outside_request*``), answered or not."""
+    started, status = time.perf_counter(), None
     try:
-        return client.request(method, url, **kwargs)
+        response = client.request(method, url, **kwargs)
+        status = response.status_code
+        return response
     except _NOT_SENT as exc:
         raise Retriable(system, f"unreachable ({type(exc).__name__})") from None
     except httpx.TimeoutException:
         raise Unanswered(system, f"timed out on {method} {_path_only(url)}") from None
     except httpx.TransportError as exc:
         raise Unanswered(system, f"no answer ({type(exc).__name__})") from None
+    finally:
+        metrics.outside_call(system, method, url, status, time.perf_counter() - started)
 
 
 def same_origin(url: str, base: str) -> bool:

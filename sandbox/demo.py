@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.exceptions import RedisError
 
 from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS, SIMULATORS
-from sandbox.stack import Stack, StackOptions, free_port, wait_for
+from sandbox.stack import METRICS_TOKEN, Stack, StackOptions, free_port, wait_for
 from worker.dispatch import SWEEP
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
@@ -149,6 +151,58 @@ def _median(values: list[float | None]) -> str:
     return f"{statistics.median(present):.0f} ms" if present else "n/a"
 
 
+def metrics_banner(stack: Stack) -> str:
+    """Where the stack's two /metrics answer (docs/metrics.md)."""
+    return (
+        f"  metrics (web)      curl -H 'Authorization: Bearer {METRICS_TOKEN}' "
+        f"{stack.web_url}/metrics\n"
+        f"  metrics (worker)   curl {stack.worker_metrics_url}"
+    )
+
+
+def _scraped(url: str, token: str | None = None) -> dict[str, float]:
+    """Each metric's samples summed over their labels, by sample name with labels k=v."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    text = httpx.get(url, headers=headers, timeout=5).text
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for key in (sample.name, *(f"{sample.name} {k}={v}" for k, v in sample.labels.items())):
+                sums[key] = sums.get(key, 0.0) + sample.value
+    return sums
+
+
+def metrics_summary(stack: Stack) -> str:
+    """A few figures from both endpoints, read before the stack stops."""
+    web = _scraped(f"{stack.web_url}/metrics", METRICS_TOKEN)
+    worker = _scraped(stack.worker_metrics_url)
+
+    def line(source: dict[str, float], name: str, labels: list[str]) -> str:
+        return ", ".join(f"{label.split('=')[1]} {source.get(f'{name} {label}', 0):.0f}"
+                         for label in labels)  # fmt: skip
+
+    deliveries = line(
+        web,
+        "deskgate_webhook_deliveries_total",
+        ["result=accepted", "result=duplicate", "result=refused"],
+    )
+    calls = line(worker, "deskgate_outside_requests_total", [f"system={s}" for s in SIMULATORS])
+    finished = line(
+        worker,
+        "deskgate_verifications_finished_total",
+        [f"outcome={o}" for o in ("verified", "failed", "expired", "error")],
+    )
+    started = worker.get("deskgate_verifications_started_total", 0)
+    tasks = line(worker, "deskgate_tasks_total", ["result=done", "result=retried"])
+    return "\n".join([
+        "Metrics, as scraped before the stack stopped:",
+        f"  webhook deliveries: {deliveries}",
+        f"  outside calls:      {calls}",
+        f"  verifications:      started {started:.0f}, {finished}",
+        f"  tasks:              {tasks}",
+    ])  # fmt: skip
+
+
 def run_demo(keep_redis: bool = False) -> int:
     url, which, embedded = _redis_or_embedded()
     print(f"Deskgate demo: using {which}")
@@ -169,6 +223,7 @@ def run_demo(keep_redis: bool = False) -> int:
     with Stack(options) as stack:
         print(f"  stack up: webhook app {stack.web_url}, logs in {stack.workdir}")
         print(_provisioned(stack))
+        print(f"{metrics_banner(stack)}   (while the demo runs)\n")
         desks = {kind: stack.driver(kind) for kind in DESKS}
         for case in CASES:
             _play(stack, desks[case.desk], case)
@@ -190,6 +245,7 @@ def run_demo(keep_redis: bool = False) -> int:
         )
         print(f"tag -> gate note (push):        median {_median([c.gate_ms for c in CASES])}")
         print(f"Incode webhook -> outcome note: median {_median([c.outcome_ms for c in CASES])}")
+        print(f"\n{metrics_summary(stack)}")
     if embedded is not None:
         embedded.shutdown()
     if failures:
@@ -199,7 +255,11 @@ def run_demo(keep_redis: bool = False) -> int:
     return 0
 
 
-DEV_PORTS = {"web": 8000, **{name: sim.dev_port for name, sim in SIMULATORS.items()}}
+DEV_PORTS = {
+    "web": 8000,
+    "metrics": 8100,  # the worker's /metrics
+    **{name: sim.dev_port for name, sim in SIMULATORS.items()},
+}
 DEV_EMPLOYEES = frozenset({"jane.doe@acme.test", "sam.lee@acme.test", "kim.park@acme.test"})
 
 
@@ -217,6 +277,7 @@ def dev_banner(stack: Stack) -> str:
     )
     return f"""  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
 {sims}
+{metrics_banner(stack)}
   logs               {stack.workdir}
 {_provisioned(stack)}"""
 

@@ -42,6 +42,7 @@ class StackOptions:
     # Appended to Deskgate's generated config, and added to its environment (an audit sink).
     extra_config: str = ""
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    metrics: bool = True  # metrics_enabled: off only to measure what they cost (bench.throughput)
     # How each simulator is served; None: a thread of the calling process
     # (``sandbox.common.serve``). The benchmarks serve each from a process of its own.
     serve: ServeSimulator | None = None

@@ -1,7 +1,8 @@
 """Which of a run's Redis keys would live for ever.
 
 Every key Deskgate writes must expire, so Redis stays bounded, except those that only ever hold
-open work: the ``due`` sorted set, the poll cursors (``cursor:*``), and the record, session index
+open work: the ``due`` sorted set, the open states' indexes (``state:*``), the poll cursors
+(``cursor:*``), and the record, session index
 and open marker (``v:``, ``iv:``, ``open:``) of a verification still open, that is in an open
 state and still named by its ticket's open marker (an abandoned verification is not open, whatever
 its state says). The audit trail (``audit``, and its forwarder's counters ``audit:sink``) is
@@ -50,7 +51,7 @@ def _long_lived(redis: Redis[str], prefix: str, key: str) -> bool:
     family, _, rest = key.removeprefix(f"{prefix}:").partition(":")
     if family == "due" and not rest:
         return True
-    if family == "cursor":
+    if family == "cursor" or (family == "state" and rest in OPEN):
         return True
     if family == "audit" and rest in ("", "sink"):
         return True

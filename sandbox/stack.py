@@ -38,11 +38,16 @@ from sandbox.options import Running, StackOptions, Wiring
 from sandbox.registry import DESKS, SIMULATORS
 from worker.cli import gunicorn_args
 
-__all__ = ["SECRETS", "Child", "Stack", "StackOptions", "free_port", "wait_for", "wait_until"]
+__all__ = [
+    "METRICS_TOKEN", "SECRETS", "Child", "Stack", "StackOptions", "free_port", "wait_for",
+    "wait_until",
+]  # fmt: skip
 
 NOTE_SECRET = "sandbox-note-sealing-secret"
+METRICS_TOKEN = "sandbox-metrics-token"  # the web app's /metrics: Authorization: Bearer <this>
 SECRETS = {
     "DESKGATE_NOTE_SECRET": NOTE_SECRET,
+    "DESKGATE_METRICS_TOKEN": METRICS_TOKEN,
     **{name: value for sim in SIMULATORS.values() for name, value in sim.secrets.items()},
 }
 
@@ -129,8 +134,10 @@ class Stack:
         self.servers: list[Running] = []
         self.children: dict[str, Child] = {}
         host = options.host
-        self.ports = {part: options.ports.get(part) or free_port() for part in ("web", *SIMULATORS)}
+        parts = ("web", "metrics", *SIMULATORS)  # metrics: the worker's /metrics
+        self.ports = {part: options.ports.get(part) or free_port() for part in parts}
         self.web_url = f"http://{host}:{self.ports['web']}"
+        self.worker_metrics_url = f"http://{host}:{self.ports['metrics']}/metrics"
         self.urls = {name: f"http://{host}:{self.ports[name]}" for name in SIMULATORS}
         # Each simulator's config, as served and as its driver and the dev banner read it.
         self.wiring = {
@@ -142,6 +149,7 @@ class Stack:
         }
         self.redis: Redis[str] = Redis.from_url(options.redis_url, decode_responses=True)
         self.config_path = self.workdir / "deskgate.toml"
+        self.web_metrics_dir = self.workdir / "web-metrics"
         self.env = self._env()
         self.producer = Celery("deskgate-sandbox", broker=options.redis_url)
         self.producer.conf.update(
@@ -158,7 +166,11 @@ class Stack:
     # -- wiring ------------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DESKGATE_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DESKGATE_") and k != "PROMETHEUS_MULTIPROC_DIR"
+        }
         env.update(SECRETS)
         env.update(
             DESKGATE_CONFIG=str(self.config_path),
@@ -181,6 +193,9 @@ sweep_interval_seconds = {o.sweep_interval_seconds}
 http_timeout_seconds = 5
 http_deadline_seconds = {o.http_deadline_seconds}
 task_time_limit_seconds = {o.task_time_limit_seconds}
+metrics_enabled = {str(o.metrics).lower()}
+metrics_port = {self.ports["metrics"]}
+metrics_host = "{o.host}"
 
 {blocks}{o.extra_config}"""
 
@@ -192,10 +207,12 @@ task_time_limit_seconds = {o.task_time_limit_seconds}
         self.serve_simulators()
         self.provision()
         python = sys.executable
+        # The web workers' metrics files: the web app's alone (the worker has its own registry).
+        web_env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(self.web_metrics_dir)}
         self.children["web"] = Child(
             "web",
             [python, *gunicorn_args(f"{o.host}:{self.ports['web']}")],  # as `deskgate web` does
-            self.env,
+            web_env,
             self.workdir / "web.log",
         )  # fmt: skip
         self.start_worker(wait=False)

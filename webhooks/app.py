@@ -15,10 +15,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from config import metrics
 from config.settings import Settings
 from webhooks.deadline import BodyDeadline
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
+from webhooks.metrics import DeliveryMetrics, metrics_page
 from webhooks.oauth import incode_oauth
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import RedisDispatcher, queue_key
@@ -30,6 +32,7 @@ log = structlog.get_logger("deskgate.webhooks")
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or current_settings()
+    metrics.set_enabled(settings.metrics_enabled)
     app = Flask("deskgate")
     # Werkzeug answers 413 for larger bodies before any handler reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
@@ -43,8 +46,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(inbound)
     app.register_blueprint(incode_oauth)
     app.register_blueprint(health)
-    app.wsgi_app = BodyDeadline(  # type: ignore[method-assign]
-        app.wsgi_app, settings.webhook_body_timeout_seconds, settings.webhook_max_body_bytes
+    app.register_blueprint(metrics_page)
+    app.wsgi_app = DeliveryMetrics(  # type: ignore[method-assign]
+        BodyDeadline(
+            app.wsgi_app, settings.webhook_body_timeout_seconds, settings.webhook_max_body_bytes
+        )
     )
 
     @app.errorhandler(HTTPException)

@@ -21,6 +21,7 @@ from connectors.incode import webhook as incode
 from connectors.registry import KINDS
 from connectors.ticketing import PushAuth
 from webhooks import oauth
+from webhooks.metrics import mark
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher
 from worker.store import Store
 
@@ -48,6 +49,7 @@ def _secrets(*values: SecretStr | None) -> list[str]:
 
 
 def _duplicate() -> Any:
+    mark("duplicate")
     return jsonify({"status": "duplicate"})
 
 
@@ -127,6 +129,7 @@ def incode_webhook() -> Any:
         abort(400, "body carries no interviewId")
     if event not in incode.RESULT_EVENTS:
         log.info("incode event ignored", incode_event=event, session=interview_id)
+        mark("ignored")
         return jsonify({"status": "ignored", "event": event})
     # Two round trips: the session's verification (a Lua read), then the delivery's dedupe key
     # and the enqueue, one atomic Lua step.
@@ -141,6 +144,7 @@ def incode_webhook() -> Any:
         polls = [(POLL_DESK, [desk, True]) for desk in ctx.settings.desks]
         recover = ctx.store.seen_key("recover", "desks")
         ctx.dispatcher.send_once(polls, [recover], RECOVER_POLL_SECONDS)
+        mark("unknown_session")
         return jsonify({"status": "unknown_session"})
     seen = ctx.store.seen_key("incode", f"{interview_id}:{event}")
     if not ctx.dispatcher.send_once([(CHECK_RESULT, [vid, event, None])], [seen], DEDUPE_SECONDS):

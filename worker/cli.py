@@ -100,6 +100,8 @@ def _doctor(as_json: bool, desk: str | None) -> int:
 
 
 WEB_APP = "webhooks.app:create_app()"
+# Sets up Prometheus's multiprocess directory in gunicorn's master, before workers fork.
+WEB_CONFIG = "python:webhooks.gunicorn_conf"
 
 
 def gunicorn_args(bind: str, workers: int = 2, connections: int = 1000) -> list[str]:
@@ -116,7 +118,7 @@ def gunicorn_args(bind: str, workers: int = 2, connections: int = 1000) -> list[
         "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
         "--worker-class", "gevent", "--worker-connections", str(connections),
         "--keep-alive", "5", "--limit-request-line", "2048", "--limit-request-fields", "64",
-        "--limit-request-field_size", "8190", WEB_APP,
+        "--limit-request-field_size", "8190", "--config", WEB_CONFIG, WEB_APP,
     ]  # fmt: skip
 
 

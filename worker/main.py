@@ -11,7 +11,10 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from connectors.audit_sink import AuditSink
-from worker import audit_forwarder
+from worker import (
+    audit_forwarder,
+    metrics,  # noqa: F401 - connects the metrics server to the worker's signals
+)
 from worker.celery_app import make_celery
 from worker.runtime import current_settings, runtime
 

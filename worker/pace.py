@@ -14,17 +14,21 @@ from typing import TypeVar
 
 from redis import Redis
 
+from config import metrics
 from connectors.http import RateLimited
 from connectors.ticketing import Desk, Person, Ticket
 
 T = TypeVar("T")
 
-# Lengthen the cool-down, never shorten it: two 429s at once keep the later end.
+# Lengthen the cool-down, never shorten it: two 429s at once keep the later end. Returns the
+# milliseconds added, so the desk's paused time is counted once however many workers were told.
 _HOLD = """
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+local left = math.max(redis.call('PTTL', KEYS[1]), 0)
+if left < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+  return tonumber(ARGV[1]) - left
 end
-return 1
+return 0
 """
 
 
@@ -44,10 +48,13 @@ class Pace:
         left = int(self.redis.pttl(self._key(desk)))
         return left / 1000 if left > 0 else 0.0
 
-    def hold(self, desk: str, seconds: float) -> None:
+    def hold(self, desk: str, seconds: float) -> float:
+        """Hold the desk back ``seconds`` from now (unless it already is for longer); returns
+        the seconds this added to its cool-down."""
         milliseconds = int(seconds * 1000)
-        if milliseconds > 0:
-            self._hold(keys=[self._key(desk)], args=[milliseconds])
+        if milliseconds <= 0:
+            return 0.0
+        return int(self._hold(keys=[self._key(desk)], args=[milliseconds])) / 1000
 
 
 class PacedDesk:
@@ -65,7 +72,7 @@ class PacedDesk:
         try:
             return call()
         except RateLimited as exc:
-            self.pace.hold(self.name, exc.retry_after)
+            metrics.rate_limited(self.name, self.pace.hold(self.name, exc.retry_after))
             raise
 
     def find_flagged(self, cursor: str | None, *, gated: bool) -> tuple[list[str], str | None]:

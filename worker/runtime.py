@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from redis import BlockingConnectionPool, Redis
 
+from config import metrics
 from config.logging import configure_logging
 from config.settings import Settings
 from connectors.incode import IncodeClient
@@ -48,6 +49,7 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     redis: Redis[str] = Redis(connection_pool=pool)  # type: ignore[assignment] # decoded by the pool
     timeout, deadline = settings.http_timeout_seconds, settings.http_deadline_seconds
+    metrics.set_enabled(settings.metrics_enabled)
     pace = Pace(redis, settings.key_prefix)  # a desk's Retry-After holds every worker back
     return Runtime(
         settings=settings,

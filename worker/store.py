@@ -13,6 +13,8 @@ Keys (``p`` is the configured prefix):
 - ``p:audit``                 stream: the audit trail (``worker.audit``), bounded by its own
                               retention, appended by the scripts below with each transition
 - ``p:heartbeat:sweep``       when the sweep last ran: beat's heartbeat, read by ``deskgate doctor``
+- ``p:state:<state>``         sorted set per open state (requested, sent, review): the open
+                              verifications in it, by when they entered it (for the metrics)
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -33,10 +35,15 @@ from redis import Redis
 
 from connectors.ticketing import Ticket
 from worker import audit
-from worker.lifecycle import FINAL, State, sources
+from worker.lifecycle import FINAL, OPEN, State, sources
 
-# KEYS: open key, record, due, interview key, audit stream
+# The open states, in the order of their indexes in the transition scripts' KEYS (6, 7, 8).
+INDEXED = (State.REQUESTED, State.SENT, State.REVIEW)
+assert frozenset(INDEXED) == OPEN
+
+# KEYS: open key, record, due, interview key, audit stream, the state's index
 # ARGV: id, due score, adopt (1/0), index interview (1/0), audit max entries, audit head (8),
+#       now ('' if the state is not open), field, value, ...
 #       field, value, ...
 # An adoption (a verification rebuilt from its gate note) never replaces a record or a session
 # mapping that exists: the note may name another ticket's live verification.
@@ -50,16 +57,19 @@ if ARGV[3] == '1' then
   if ARGV[4] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'taken', 'session'} end
 end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 14))
+redis.call('HSET', KEYS[2], unpack(ARGV, 15))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if ARGV[14] ~= '' then redis.call('ZADD', KEYS[6], ARGV[14], ARGV[1]) end
 if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
 return {'new', '', audit(KEYS[5], ARGV[5], KEYS[2], {unpack(ARGV, 6, 13)})}
 """
 )
 
-# KEYS: record, due, open key, interview key, audit stream
+# KEYS: record, due, open key, interview key, audit stream, the open states' indexes (requested,
+#       sent, review)
 # ARGV: to, allowed sources (csv), final (1/0), ttl, id, due score or '', index interview (1/0),
-#       audit max entries, audit head (8), field, value, ...
+#       audit max entries, audit head (8), now, position of to's index in KEYS or '' (to is not
+#       open), field, value, ...
 # Returns {} (no record), {'same', record} (not moved) or {'moved', record, audit entry}.
 _TRANSITION = (
     audit.LUA
@@ -71,8 +81,10 @@ for s in string.gmatch(ARGV[2], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return {'same', redis.call('HGETALL', KEYS[1])} end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 17))
+redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 19))
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
+for i = 6, 8 do redis.call('ZREM', KEYS[i], ARGV[5]) end
+if ARGV[18] ~= '' then redis.call('ZADD', KEYS[tonumber(ARGV[18])], ARGV[17], ARGV[5]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
 if ARGV[3] == '1' then
   if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
@@ -105,7 +117,8 @@ return vid
 # abandoned stays in Redis for ever. Keys that already expire keep their TTL.
 # Its audit event is appended once, the first time (a record already marked abandoned, or gone,
 # appends nothing).
-# KEYS: record, due, open key, interview key, audit stream   ARGV: id, ttl, audit max, head (8)
+# KEYS: record, due, open key, interview key, audit stream, the open states' indexes
+# ARGV: id, ttl, audit max, head (8)
 _ABANDON = (
     audit.LUA
     + """
@@ -116,6 +129,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'abandoned
 end
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
+for i = 6, 8 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if redis.call('GET', KEYS[4]) == ARGV[1] and redis.call('TTL', KEYS[4]) == -1 then
   redis.call('EXPIRE', KEYS[4], ARGV[2])
@@ -259,6 +273,30 @@ class Store:
     def due(self, now: float, limit: int = 500) -> list[str]:
         return list(self.redis.zrangebyscore(self._key("due"), "-inf", now, start=0, num=limit))
 
+    def open_states(
+        self, overdue_before: float
+    ) -> tuple[dict[State, tuple[int, float | None]], int]:
+        """For each open state, how many verifications are in it and when the longest-standing
+        of them entered it (None: none), and how many are due before ``overdue_before``: one
+        round trip of O(log n) reads, cheap enough for every scrape."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in INDEXED:
+            pipe.zcard(self._state_key(state))
+            pipe.zrange(self._state_key(state), 0, 0, withscores=True)
+        pipe.zcount(self._key("due"), "-inf", f"({overdue_before}")
+        replies = pipe.execute()
+        found = {}
+        for i, state in enumerate(INDEXED):
+            count, oldest = replies[2 * i], replies[2 * i + 1]
+            found[state] = (int(count), float(oldest[0][1]) if oldest else None)
+        return found, int(replies[-1])
+
+    def _state_key(self, state: State) -> str:
+        return self._key("state", state.value)
+
+    def _state_keys(self) -> list[str]:
+        return [self._state_key(state) for state in INDEXED]
+
     # -- writing ---------------------------------------------------------------------------
 
     def open(
@@ -327,9 +365,12 @@ class Store:
                 self._key("due"),
                 self._key("iv", interview),
                 self.audit_key,
+                self._state_key(State(record["state"])),
             ],
             args=[vid, resume_at, "1" if adopt else "0", "1" if interview else "0",
-                  self.audit_max_events, *head, *_flat(record)],
+                  self.audit_max_events, *head,
+                  record["updated_at"] if State(record["state"]) in OPEN else "",
+                  *_flat(record)],
         )  # fmt: skip
         if found == "new":
             audit.notify(_pairs(entry[0]))
@@ -366,6 +407,7 @@ class Store:
                 self._key("open", v.desk, v.ticket_id),
                 self._key("iv", interview),
                 self.audit_key,
+                *self._state_keys(),
             ],
             args=[
                 to.value,
@@ -377,6 +419,8 @@ class Store:
                 "1" if index_interview else "0",
                 self.audit_max_events,
                 *audit.head(f"verification.{to.value}", now, code),
+                now,
+                INDEXED.index(to) + 6 if to in OPEN else "",
                 *_flat({"updated_at": now, **changes}),
             ],
         )
@@ -407,6 +451,7 @@ class Store:
                 self._key("open", v.desk, v.ticket_id),
                 self._key("iv", interview),
                 self.audit_key,
+                *self._state_keys(),
             ],
             args=[v.id, self.retention, self.audit_max_events,
                   *audit.head("verification.abandoned", time.time() if now is None else now)],

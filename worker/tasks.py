@@ -17,9 +17,9 @@ from typing import Any
 
 import structlog
 from celery import Task, shared_task
-from celery.exceptions import MaxRetriesExceededError
 from redis.exceptions import RedisError
 
+from config import metrics
 from connectors.http import Fatal, RateLimited, Retriable
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
 from worker.flow import Busy, Flow
@@ -51,15 +51,22 @@ def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
     try:
         flow = _flow(task)
         with flow.bounded():
-            return step(flow)
+            done = step(flow)
+        metrics.task_result(task.name, "done")
+        return done
     except (Retriable, Busy, RedisError) as exc:
-        log.info("will retry", error=str(exc), retries=task.request.retries)
-        try:
-            raise task.retry(countdown=_countdown(exc, task.request.retries), exc=exc)
-        except MaxRetriesExceededError:
+        retries = task.request.retries
+        # Checked here: past max_retries, Celery's retry(exc=...) re-raises ``exc`` (the task
+        # fails) rather than raising MaxRetriesExceededError.
+        if task.max_retries is not None and retries >= task.max_retries:
+            metrics.task_result(task.name, "gave_up")
             log.error("gave up retrying; the sweep will pick this up", error=str(exc))
             return None
+        log.info("will retry", error=str(exc), retries=retries)
+        metrics.task_result(task.name, "retried")
+        raise task.retry(countdown=_countdown(exc, retries), exc=exc) from None
     except Fatal as exc:
+        metrics.task_result(task.name, "refused")
         log.error("outside system refused; not retrying", error=str(exc), status=exc.status)
         return None
 

@@ -64,11 +64,11 @@ def test_ports_asked_for_are_kept_and_the_rest_are_free_ones(tmp_path: Path) -> 
     stack = Stack(StackOptions(redis_url="redis://127.0.0.1:1/0", ports={"web": web}), tmp_path)
     try:
         assert stack.ports["web"] == web
-        assert set(stack.ports) == {"web", *SIMULATORS}
+        assert set(stack.ports) == {"web", "metrics", *SIMULATORS}
         assert len(set(stack.ports.values())) == len(stack.ports)
     finally:
         stack.stop()
-    assert len(set(DEV_PORTS.values())) == len(DEV_PORTS) == len(SIMULATORS) + 1
+    assert len(set(DEV_PORTS.values())) == len(DEV_PORTS) == len(SIMULATORS) + 2
 
 
 def test_dev_banner_names_every_webhook_path_and_simulator(stack: Stack) -> None:

@@ -1,0 +1,359 @@
+"""Every Prometheus metric Deskgate exports, in one place: names, help, labels and buckets.
+
+It lives in ``config/`` (the lowest layer, beside logging) because the connectors, the worker
+and the web app all record into it. Conventions: the ``deskgate_`` prefix, base units (seconds),
+``_total`` on counters, and only bounded label values (desk names from the configuration, kinds,
+reasons, outcomes, route templates, status classes; never a ticket, person or session). Where a
+value comes from outside (a path, a desk name in a URL), it is mapped onto a fixed set first.
+
+Verification counts and the four lifecycle durations come from audit events through
+``observe(event)`` only, so the metrics and the audit trail agree by construction.
+
+``docs/metrics.md`` describes every metric; keep it in step with this module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import REGISTRY
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# A verification spans seconds (flag -> gate) to days (a manual review): default buckets stop at
+# 10 s. 0.25 s .. 7 days.
+LIFECYCLE_BUCKETS = (
+    0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400,
+    259200, 604800,
+)  # fmt: skip
+# One outside call: bounded by http_deadline_seconds (at most 300).
+CALL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+# -- verifications (from audit events, ``observe``) ------------------------------------------
+
+STARTED = Counter(
+    "deskgate_verifications_started_total",
+    "Verifications opened for a flagged ticket (origin push or poll).",
+    ["desk", "reason", "origin"],
+)
+FINISHED = Counter(
+    "deskgate_verifications_finished_total",
+    "Verifications that reached a final outcome (verified, failed, expired, error).",
+    ["desk", "reason", "outcome"],
+)
+REVIEWS = Counter(
+    "deskgate_verification_reviews_total",
+    "Verifications Incode sent to manual review.",
+    ["desk", "reason"],
+)
+ABANDONED = Counter(
+    "deskgate_verifications_abandoned_total",
+    "Verifications dropped without an outcome because their ticket was deleted.",
+    ["desk"],
+)
+RECOVERED = Counter(
+    "deskgate_verifications_recovered_total",
+    "Verifications rebuilt from Deskgate's sealed gate note after Redis lost them.",
+    ["desk"],
+)
+LINK_CAPS = Counter(
+    "deskgate_link_caps_total",
+    "Verifications refused because the requester or the ticket hit a link cap.",
+    ["desk"],
+)
+TICKET_WRITES = Counter(
+    "deskgate_ticket_writes_total",
+    "Deskgate's writes on tickets: the gate, or an outcome (by the state written).",
+    ["desk", "write", "state"],
+)
+FLAG_TO_GATE = Histogram(
+    "deskgate_flag_to_gate_seconds",
+    "From the verification opening (push or poll) to Incode sending the link.",
+    ["desk"],
+    buckets=LIFECYCLE_BUCKETS,
+)
+GATE_TO_RESULT = Histogram(
+    "deskgate_gate_to_result_seconds",
+    "From the link being sent to a result (review or final), by that result.",
+    ["desk", "result"],
+    buckets=LIFECYCLE_BUCKETS,
+)
+RESULT_TO_WRITTEN = Histogram(
+    "deskgate_result_to_written_seconds",
+    "From a result to its outcome written on the ticket, by the state written.",
+    ["desk", "state"],
+    buckets=LIFECYCLE_BUCKETS,
+)
+FLAG_TO_OUTCOME = Histogram(
+    "deskgate_flag_to_outcome_seconds",
+    "From the verification opening to its final outcome written on the ticket.",
+    ["desk", "outcome"],
+    buckets=LIFECYCLE_BUCKETS,
+)
+
+# -- outside calls (connectors/http.py) ------------------------------------------------------
+
+OUTSIDE_REQUESTS = Counter(
+    "deskgate_outside_requests_total",
+    "Calls to outside systems (zendesk, servicenow, incode) by route template and status class.",
+    ["system", "route", "status_class"],
+)
+OUTSIDE_DURATION = Histogram(
+    "deskgate_outside_request_duration_seconds",
+    "How long calls to outside systems took, answered or not.",
+    ["system", "route"],
+    buckets=CALL_BUCKETS,
+)
+
+# -- desk pacing (worker/pace.py) ------------------------------------------------------------
+
+RATE_LIMITED = Counter(
+    "deskgate_desk_rate_limited_total",
+    "Times a desk answered 429 (or 503 with Retry-After).",
+    ["desk"],
+)
+PAUSED_SECONDS = Counter(
+    "deskgate_desk_paused_seconds_total",
+    "Seconds added to a desk's cool-down (every worker holds back that long).",
+    ["desk"],
+)
+
+# -- webhook deliveries (webhooks/) ----------------------------------------------------------
+
+DELIVERIES = Counter(
+    "deskgate_webhook_deliveries_total",
+    "Webhook deliveries by endpoint and result; refusals by reason.",
+    ["endpoint", "result", "reason"],
+)
+
+# -- tasks (worker/tasks.py) -----------------------------------------------------------------
+
+TASKS = Counter(
+    "deskgate_tasks_total",
+    "Celery task runs by result: done, retried, gave_up (retries exhausted), refused (Fatal).",
+    ["task", "result"],
+)
+TASK_NAMES = ("start_verification", "check_result", "poll_desk", "sweep")
+TASK_RESULTS = ("done", "retried", "gave_up", "refused")
+
+# -- read from Redis at scrape time (worker/metrics.py) --------------------------------------
+# Names and help of the gauges the worker's collector builds on each scrape.
+
+OPEN_VERIFICATIONS = (
+    "deskgate_open_verifications",
+    "Open verifications by state (requested, sent, review).",
+)
+OLDEST_OPEN_AGE = (
+    "deskgate_open_verification_oldest_age_seconds",
+    "Age in its state of the oldest open verification, by state (0 when none).",
+)
+OVERDUE = (
+    "deskgate_verifications_overdue",
+    "Open verifications the sweep should have looked at more than five minutes ago.",
+)
+QUEUE_DEPTH = ("deskgate_queue_depth", "Tasks waiting in the Celery queue (LLEN).")
+PAUSE_REMAINING = (
+    "deskgate_desk_pause_remaining_seconds",
+    "Seconds left of a desk's cool-down (0: calls go out).",
+)
+STORE_UP = ("deskgate_store_up", "1 if Redis answered this scrape's reads, else 0.")
+COLLECTED_GAUGES = (OPEN_VERIFICATIONS, OLDEST_OPEN_AGE, OVERDUE, QUEUE_DEPTH, PAUSE_REMAINING)
+
+# -- switch ----------------------------------------------------------------------------------
+
+_enabled = True
+
+
+def set_enabled(enabled: bool) -> None:
+    """Record or not (``metrics_enabled``): off, every helper below returns at once."""
+    global _enabled
+    _enabled = enabled
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def initialise(desks: Iterable[str]) -> None:
+    """Create the label sets alerts rely on at zero, so ``increase()`` sees a first run."""
+    for task in TASK_NAMES:
+        for result in TASK_RESULTS:
+            TASKS.labels(task, result)
+    for desk in desks:
+        RATE_LIMITED.labels(desk)
+        PAUSED_SECONDS.labels(desk)
+        LINK_CAPS.labels(desk)
+        RECOVERED.labels(desk)
+
+
+# -- recording helpers -----------------------------------------------------------------------
+
+
+def status_class(status: int | None) -> str:
+    """``2xx`` .. ``5xx``; ``error`` when no answer came back."""
+    if status is None or not 100 <= status <= 599:
+        return "error"
+    return f"{status // 100}xx"
+
+
+# An id: all digits, three digits or more anywhere, a long hex string, or a long segment.
+# ("v2", "b2b" and "oauth2" stay as they are.)
+_ID_SEGMENT = re.compile(r"^\d+$|\d.*\d.*\d|^[0-9a-fA-F]{16,}$|^.{41,}$")
+MAX_ROUTES = 64  # per system; past it "other": a bug elsewhere never floods the TSDB
+_routes: dict[str, set[str]] = {}
+_routes_lock = threading.Lock()
+
+
+def route_of(system: str, method: str, url: str) -> str:
+    """``GET /api/v2/tickets/{id}.json`` from ``GET /api/v2/tickets/123.json?include=users``:
+    path segments that look like ids (digits, a long hex string, over 40 characters) become
+    ``{id}``, the query goes, and a system never has more than ``MAX_ROUTES`` routes."""
+    path = url.split("?", 1)[0]
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    parts = []
+    for segment in path.split("/"):
+        stem, dot, ext = segment.partition(".")
+        if _ID_SEGMENT.search(stem):
+            segment = "{id}" + (dot + ext if ext.isalpha() and len(ext) <= 5 else "")
+        parts.append(segment)
+    route = f"{method.upper()} {'/'.join(parts)}"
+    with _routes_lock:
+        known = _routes.setdefault(system, set())
+        if route not in known:
+            if len(known) >= MAX_ROUTES:
+                return "other"
+            known.add(route)
+    return route
+
+
+def outside_call(system: str, method: str, url: str, status: int | None, seconds: float) -> None:
+    if not _enabled:
+        return
+    route = route_of(system, method, url)
+    OUTSIDE_REQUESTS.labels(system, route, status_class(status)).inc()
+    OUTSIDE_DURATION.labels(system, route).observe(seconds)
+
+
+def rate_limited(desk: str, added_seconds: float) -> None:
+    if not _enabled:
+        return
+    RATE_LIMITED.labels(desk).inc()
+    if added_seconds > 0:
+        PAUSED_SECONDS.labels(desk).inc(added_seconds)
+
+
+def delivery(endpoint: str, result: str, reason: str = "") -> None:
+    if _enabled:
+        DELIVERIES.labels(endpoint, result, reason).inc()
+
+
+def task_result(task: str, result: str) -> None:
+    if _enabled:
+        TASKS.labels(task.rsplit(".", 1)[-1], result).inc()
+
+
+# -- audit events -> metrics -----------------------------------------------------------------
+
+FINAL_EVENTS = {
+    "verification.verified": "verified",
+    "verification.failed": "failed",
+    "verification.expired": "expired",
+    "verification.error": "error",
+}
+FINAL_STATES = frozenset(FINAL_EVENTS.values())
+_SEEN_EVENTS = 4096  # ids remembered per process, so a redelivered event counts once
+_seen: OrderedDict[str, None] = OrderedDict()
+_seen_lock = threading.Lock()
+
+
+def _time(value: Any) -> float | None:
+    """Epoch seconds from an RFC 3339 time ("...Z"), or None."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _since(event: Mapping[str, Any], start: str) -> float | None:
+    end, begin = _time(event.get("time")), _time(event.get(start))
+    if end is None or begin is None:
+        return None
+    return max(end - begin, 0.0)
+
+
+def _first_time(event_id: str) -> bool:
+    if not event_id:
+        return True
+    with _seen_lock:
+        if event_id in _seen:
+            return False
+        _seen[event_id] = None
+        if len(_seen) > _SEEN_EVENTS:
+            _seen.popitem(last=False)
+        return True
+
+
+def observe(event: Mapping[str, Any]) -> None:
+    """Count one audit event (schema version 1: docs/audit.md): verifications started, finished,
+    reviewed, abandoned and recovered, link caps, ticket writes, and the four durations
+    (flag -> gate, gate -> result, result -> written, flag -> outcome). An event id seen before
+    in this process is not counted again; an unknown event is ignored."""
+    if not _enabled or not _first_time(str(event.get("id") or "")):
+        return
+    kind = str(event.get("event") or "")
+    desk, reason = str(event.get("desk") or ""), str(event.get("reason") or "")
+    if kind == "verification.requested":
+        STARTED.labels(desk, reason, str(event.get("origin") or "")).inc()
+    elif kind == "verification.recovered":
+        RECOVERED.labels(desk).inc()
+    elif kind == "verification.sent":
+        if (took := _since(event, "started_at")) is not None:
+            FLAG_TO_GATE.labels(desk).observe(took)
+    elif kind == "verification.review" or kind in FINAL_EVENTS:
+        result = FINAL_EVENTS.get(kind, "review")
+        if result == "review":
+            REVIEWS.labels(desk, reason).inc()
+        else:
+            FINISHED.labels(desk, reason, result).inc()
+            if result == "error" and event.get("code") == "link_cap":
+                LINK_CAPS.labels(desk).inc()
+        if (took := _since(event, "sent_at")) is not None:
+            GATE_TO_RESULT.labels(desk, result).observe(took)
+    elif kind == "verification.abandoned":
+        ABANDONED.labels(desk).inc()
+    elif kind == "ticket.written":
+        write, state = str(event.get("code") or ""), str(event.get("state") or "")
+        if write not in ("gate", "outcome"):
+            return
+        TICKET_WRITES.labels(desk, write, state).inc()
+        if write != "outcome":
+            return
+        if (took := _since(event, "state_at")) is not None:
+            RESULT_TO_WRITTEN.labels(desk, state).observe(took)
+        if state in FINAL_STATES and (took := _since(event, "started_at")) is not None:
+            FLAG_TO_OUTCOME.labels(desk, state).observe(took)
+
+
+# -- exposition ------------------------------------------------------------------------------
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What ``/metrics`` serves: this process's registry, or, where several processes record
+    (``PROMETHEUS_MULTIPROC_DIR`` set: gunicorn's workers), a fresh registry reading every
+    process's files, built per scrape as prometheus_client requires."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry

@@ -1,0 +1,101 @@
+"""deploy/: the alert rules and the dashboard name only metrics Deskgate exports, the rules load
+in Prometheus's own checker where it is installed, and the compose profile mounts them all."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import Counter, Histogram
+
+from config import metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "deskgate.json"
+NAME = re.compile(r"\b(deskgate_[a-z0-9_]+|up)\b")
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+
+
+def exported() -> set[str]:
+    """Every series name Deskgate serves: its counters and histograms with their suffixes, the
+    gauges the worker reads from Redis, and Prometheus's own ``up``."""
+    names = {"up", metrics.STORE_UP[0], *(name for name, _ in metrics.COLLECTED_GAUGES)}
+    for value in vars(metrics).values():
+        if isinstance(value, Counter | Histogram):
+            for family in value.describe():
+                names.update(family.name + suffix for suffix in SUFFIXES[family.type])
+    return names
+
+
+def rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_the_exported_names_are_what_the_registry_serves() -> None:
+    # A guard on the helper above: it must not accept names the app never serves.
+    assert "deskgate_tasks_total" in exported()
+    assert "deskgate_tasks" not in exported()
+    assert "deskgate_flag_to_gate_seconds_bucket" in exported()
+
+
+def test_every_alert_names_only_exported_metrics_and_says_what_to_do() -> None:
+    known = exported()
+    for rule in rules():
+        used = set(NAME.findall(rule["expr"]))
+        assert used, rule["alert"]
+        assert used <= known, f"{rule['alert']}: {used - known}"
+        for note in ("summary", "description", "runbook"):
+            assert rule["annotations"].get(note), f"{rule['alert']} has no {note}"
+
+
+def test_the_alerts_cover_the_issues_list() -> None:
+    names = {rule["alert"] for rule in rules()}
+    assert {
+        "DeskgateNoGateAfterFlag", "DeskgateDeskPaused", "DeskgateWebhookRefusalsSpiking",
+        "DeskgateVerificationsOverdue", "DeskgateQueueBacklog", "DeskgateWorkerDown",
+        "DeskgateBeatSilent",
+    } <= names  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_the_rules() -> None:
+    done = subprocess.run(
+        ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_dashboard_panel_queries_only_exported_metrics() -> None:
+    known = exported()
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert panels
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used = set(NAME.findall(target["expr"]))
+            assert used and used <= known, f"{panel['title']}: {used - known}"
+
+
+def test_the_monitoring_profile_mounts_what_deploy_holds() -> None:
+    compose = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())
+    for service in ("prometheus", "grafana"):
+        spec = compose["services"][service]
+        assert spec["profiles"] == ["monitoring"]
+        for volume in spec["volumes"]:
+            source = volume.split(":", 1)[0]
+            if source.startswith("./") and not source.endswith("metrics_token"):
+                assert (DEPLOY.parent / source).exists(), source
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert jobs == {"deskgate-web", "deskgate-worker"}
+    # The alerts' job names are the scrape config's.
+    assert all(set(re.findall(r'job="([^"]+)"', r["expr"])) <= jobs for r in rules())

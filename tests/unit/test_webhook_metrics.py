@@ -1,0 +1,91 @@
+"""The web app's metrics: every delivery counted by endpoint and result, label values bounded
+whatever a caller sends, and ``/metrics`` only for a bearer of ``metrics_token``."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import REGISTRY
+from redis import Redis
+
+from connectors.registry import SETTINGS
+from tests.conftest import SECRETS, settings_data
+from tests.unit.test_webhooks import zendesk_headers
+from webhooks.app import create_app
+
+TOKEN = "metrics-token-for-the-tests"
+SECRETS_HEADER = "x-incode-secret"
+
+
+@pytest.fixture
+def client(redis: Redis[str]) -> FlaskClient:
+    return create_app(SETTINGS(**settings_data(metrics_token=TOKEN))).test_client()
+
+
+def deliveries() -> dict[tuple[str, str, str], float]:
+    return {
+        (s.labels["endpoint"], s.labels["result"], s.labels["reason"]): s.value
+        for family in REGISTRY.collect()
+        for s in family.samples
+        if s.name == "deskgate_webhook_deliveries_total"
+    }
+
+
+def change(before: dict[tuple[str, str, str], float]) -> dict[tuple[str, str, str], float]:
+    after = deliveries()
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+
+def test_accepted_duplicate_and_refused_pushes_are_counted_by_result_and_reason(
+    client: FlaskClient,
+) -> None:
+    before = deliveries()
+    body = b'{"ticket_id": "42", "tags": "idv_mfa_reset"}'
+    headers = zendesk_headers(body)
+    assert client.post("/webhooks/zendesk", data=body, headers=headers).status_code == 200
+    assert client.post("/webhooks/zendesk", data=body, headers=headers).status_code == 200
+    bad = zendesk_headers(body, secret="not-the-secret-at-all")
+    assert client.post("/webhooks/zendesk", data=body, headers=bad).status_code == 401
+    incode = {SECRETS_HEADER: SECRETS["incode_webhook"], "Content-Type": "application/json"}
+    assert client.post("/webhooks/incode", data=b"[1]", headers=incode).status_code == 400
+    assert change(before) == {
+        ("zendesk", "accepted", ""): 1,
+        ("zendesk", "duplicate", ""): 1,
+        ("zendesk", "refused", "unauthenticated"): 1,
+        ("incode", "refused", "bad_request"): 1,
+    }
+
+
+def test_made_up_paths_and_kinds_add_no_label_values(client: FlaskClient) -> None:
+    before = deliveries()
+    for _ in range(50):
+        word = secrets.token_hex(8)
+        client.post(f"/webhooks/{word}", data=b"{}")
+        client.post(f"/webhooks/zendesk/{word}", data=b"{}")
+        client.get(f"/{word}")
+    assert change(before) == {("other", "refused", "not_found"): 100}
+
+
+def test_metrics_needs_the_token_and_serves_the_counts(client: FlaskClient) -> None:
+    assert client.get("/metrics").status_code == 401
+    wrong = {"Authorization": "Bearer " + "x" * len(TOKEN)}
+    assert client.get("/metrics", headers=wrong).status_code == 401
+    resp = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code == 200
+    names = {f.name for f in text_string_to_metric_families(resp.get_data(as_text=True))}
+    assert "deskgate_webhook_deliveries" in names  # the parser drops _total
+
+
+def test_without_a_token_metrics_are_off(redis: Redis[str]) -> None:
+    client = create_app(SETTINGS(**settings_data())).test_client()
+    resp = client.get("/metrics")
+    assert resp.status_code == 404
+    assert "metrics_token" in resp.get_json()["reason"]
+
+
+def test_a_short_metrics_token_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="metrics_token"):
+        SETTINGS(**settings_data(metrics_token="short"))
