@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -219,7 +222,8 @@ def run_demo(keep_redis: bool = False) -> int:
         beat=True,
         log_format="json",
     )
-    failures = []
+    failures: list[str] = []
+    since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
     with Stack(options) as stack:
         print(f"  stack up: webhook app {stack.web_url}, logs in {stack.workdir}")
         print(_provisioned(stack))
@@ -246,6 +250,7 @@ def run_demo(keep_redis: bool = False) -> int:
         print(f"tag -> gate note (push):        median {_median([c.gate_ms for c in CASES])}")
         print(f"Incode webhook -> outcome note: median {_median([c.outcome_ms for c in CASES])}")
         print(f"\n{metrics_summary(stack)}")
+        failures += _report(stack, since)
     if embedded is not None:
         embedded.shutdown()
     if failures:
@@ -253,6 +258,29 @@ def run_demo(keep_redis: bool = False) -> int:
         return 1
     print("\nDemo complete: every ticket ended where it should.")
     return 0
+
+
+def _report(stack: Stack, since: str) -> list[str]:
+    """``deskgate report`` over the demo's run, printed; what it counts that the demo did not do
+    (per desk: verifications, and each outcome the script expects) comes back as failures."""
+    shown = stack.command("report", "--since", since)
+    print(f"\n$ deskgate report --since {since}\n{shown.stdout}{shown.stderr}")
+    done = stack.command("report", "--since", since, "--format", "json")
+    if done.returncode != 0:
+        return [f"deskgate report failed: {done.stderr.strip()}"]
+    counted: dict[str, Counter[str]] = {}
+    for group in json.loads(done.stdout)["groups"]:
+        tally = counted.setdefault(group["desk"], Counter())
+        for field in ("verifications", "verified", "failed", "expired", "error"):
+            tally[field] += group[field]
+    failures = []
+    for name, kind in stack.desk_kinds().items():
+        cases = [c for c in CASES if c.desk == kind]
+        expected = Counter({"verifications": len(cases)}) + Counter(c.expect for c in cases)
+        if +counted.get(name, Counter()) != expected:
+            got = dict(counted.get(name, {}))
+            failures.append(f"report for {name}: {got}, expected {dict(expected)}")
+    return failures
 
 
 DEV_PORTS = {

@@ -230,17 +230,21 @@ metrics_host = "{o.host}"
         for name, config in self.app_configs.items():
             self.servers.append(serve_simulator(name, config, o.host, self.ports[name]))
 
+    def command(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """``deskgate <args>`` as an operator runs it: Deskgate's config and environment."""
+        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "worker.cli", *args],
+            env={**self.env, **env}, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
     def setup_command(self, desk: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        """``deskgate setup <desk> ...`` as an operator runs it: Deskgate's config and
-        environment, the desk simulator's admin in ``DESKGATE_ADMIN_*``."""
+        """``deskgate setup <desk> ...`` with the desk simulator's admin in
+        ``DESKGATE_ADMIN_*``."""
         kind = self.desk_kinds()[desk]
         admin = SIMULATORS[kind].admin
         assert admin is not None, f"the {kind} simulator has no admin for `deskgate setup`"
-        env = {**self.env, "DESKGATE_ADMIN_USER": admin[0], "DESKGATE_ADMIN_SECRET": admin[1]}
-        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", "worker.cli", "setup", desk, *flags],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+        admin_env = {"DESKGATE_ADMIN_USER": admin[0], "DESKGATE_ADMIN_SECRET": admin[1]}
+        return self.command("setup", desk, *flags, **admin_env)
 
     def desk_kinds(self) -> dict[str, str]:
         """Each configured desk's kind, from the generated config."""

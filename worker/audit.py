@@ -76,6 +76,26 @@ end
 """
 )
 
+# Why a verification ended in error or expired (the events' ``code``), in words for the report
+# and its readers. docs/audit.md lists the same codes; a test keeps the two in step.
+CODES = {
+    "no_requester": "the ticket has no requester",
+    "no_identity": "the requester's record lacks what names the employee to Incode",
+    "no_destination": "the requester has no e-mail or phone of record to send the link to",
+    "contact_too_new": "the requester's e-mail or phone of record changed too recently",
+    "contact_age_unknown": "the desk cannot tell when the requester's contact changed",
+    "link_cap": "link cap hit: too many links for this requester or ticket within the window",
+    "not_enrolled": "Incode has no enrolled employee for the requester",
+    "refused_by_incode": "Incode refused the request for a link",
+    "incode_unanswered": "Incode did not confirm the request for a link in time",
+    "requester_changed": "the ticket's requester changed after the link went out",
+    "not_gated": "the ticket was solved or closed before it could be put on hold",
+    "ticket_refused": "the helpdesk refused Deskgate's writes",
+    "unrecoverable": "a gate marker Deskgate could not trust (no sealed note of its own)",
+    "link_expired": "no result before the link expired",
+    "review_timeout": "Incode's manual review stayed undecided past the review timeout",
+}
+
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
 _listeners: list[Listener] = []

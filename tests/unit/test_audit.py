@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -382,3 +384,14 @@ def test_a_desk_refusing_for_good_ends_ticket_refused_and_its_note_is_audited(
         ("verification.error", "ticket_refused"),
         ("ticket.written", "outcome"),
     ]
+
+
+def test_the_codes_docs_list_are_the_codes_the_report_can_name() -> None:
+    """docs/audit.md's table of codes and ``audit.CODES`` (the report's words) name the same
+    codes: a code added on one side only would reach a reader unexplained."""
+    table = (
+        (Path(__file__).parents[2] / "docs" / "audit.md").read_text().split("Codes (`code`):")[1]
+    )
+    rows = [line for line in table.split("\n\n")[1].splitlines() if line.startswith("| `")]
+    documented = {code for row in rows for code in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert documented - {"gate", "outcome"} == set(audit.CODES)

@@ -49,7 +49,7 @@ def test_json_is_the_documented_shape() -> None:
     assert zd["time_to_verify"] == {"count": 4, "p50": 120, "p90": 3600}
     assert zd["errors"][0] == {
         "code": "link_cap",
-        "label": "link cap hit: too many links for this requester or ticket within the hour",
+        "label": "link cap hit: too many links for this requester or ticket within the window",
         "count": 1,
     }
     assert data["totals"]["verifications"] == 13
