@@ -190,6 +190,18 @@ class AuditSinkConfig(_Strict):
     def _sink_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
         return _long_secret(value)
 
+    @field_validator("url")
+    @classmethod
+    def _sink_url(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        # The token and the events (who was verified, when) must not cross a network in clear;
+        # credentials go in token/secret, never in the URL, where logs and check-config show it.
+        loopback = value.host in ("127.0.0.1", "localhost", "::1", "[::1]")
+        if value.scheme != "https" and not loopback:
+            raise ValueError("must be https:// (plain http only to a SIEM on this host)")
+        if value.username or value.password or value.query or value.fragment:
+            raise ValueError("must not carry a user, password, query or fragment")
+        return value
+
     @model_validator(mode="after")
     def _credential_for_format(self) -> AuditSinkConfig:
         needed = "token" if self.format == "splunk_hec" else "secret"

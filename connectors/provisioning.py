@@ -9,6 +9,8 @@ in one sentence. Both live with the kind's connector (``connectors/<kind>/setup.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,5 +122,9 @@ class ProvisioningError(Exception):
 
 
 def mask_secret(value: str) -> str:
-    """Enough to tell two secrets apart, never enough to use one."""
-    return f"{value[:4]}... ({len(value)} characters)" if len(value) >= 16 else "(too short)"
+    """Enough to tell two secrets apart, nothing of the secret itself: its length and a short
+    HMAC fingerprint (the same secret always shows the same one)."""
+    if len(value) < 16:
+        return "(too short)"
+    mac = hmac.new(value.encode(), b"deskgate secret fingerprint", hashlib.sha256)
+    return f"{len(value)} characters, fingerprint {mac.hexdigest()[:12]}"

@@ -89,6 +89,9 @@ JOURNAL_FIELDS = {"work_notes": "Work notes", "comments": "Additional comments"}
 REFERENCES: dict[str, dict[str, str]] = {
     "incident": {"caller_id": "sys_user", "assigned_to": "sys_user"},
     "sc_req_item": {"requested_for": "sys_user", "assigned_to": "sys_user"},
+    # A column's type is a reference to the type's record, as on an instance: without
+    # sysparm_exclude_reference_link it reads {"link": ..., "value": "string"}.
+    "sys_dictionary": {"internal_type": "sys_glide_object"},
 }
 DISPLAY_FIELD = {
     "sys_user": "name",

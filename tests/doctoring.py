@@ -71,11 +71,11 @@ def run_doctor(
     stack: Stack,
     env: Mapping[str, str | None] | None = None,
     desk: str | None = None,
-    ping_timeout: float = 1.0,
+    ping_timeout: float = 5.0,
 ) -> Report:
-    """Doctor in this process (a worker on loopback answers in milliseconds, so a short ping
-    wait keeps the table fast), with the stack's configuration changed by ``env`` (None removes
-    a variable), its output taken through the same JSON the command prints."""
+    """Doctor in this process (the ping wait leaves room for a loaded CI machine), with the
+    stack's configuration changed by ``env`` (None removes a variable), its output taken
+    through the same JSON the command prints."""
     values = {**doctor_env(stack), **(env or {})}
     with mock.patch.dict(os.environ):
         for name, value in values.items():

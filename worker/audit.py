@@ -230,6 +230,17 @@ def read(
         start = "(" + batch[-1][0]  # exclusive: after the last one read
 
 
+def csv_cell(value: Any) -> str:
+    """A CSV cell. Text a spreadsheet would run as a formula gets a leading quote: details and
+    ticket ids reach the trail from desks and Incode, and the file is opened by people."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # exact: a number read back is the number written
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write(events: Iterator[Event], out: TextIO, fmt: str) -> int:
     """Write ``events`` as JSON lines or CSV (the schema's fields in order); returns the count."""
     count = 0
@@ -237,7 +248,7 @@ def write(events: Iterator[Event], out: TextIO, fmt: str) -> int:
         writer = csv.writer(out)
         writer.writerow(FIELDS)
         for event in events:
-            writer.writerow(["" if event[f] is None else event[f] for f in FIELDS])
+            writer.writerow([csv_cell(event[f]) for f in FIELDS])
             count += 1
         return count
     if fmt != "jsonl":

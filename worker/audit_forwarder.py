@@ -131,6 +131,11 @@ class Forwarder:
                 log.warning("audit sink failed; will send again", error=str(exc),
                             retry_in_seconds=backoff)  # fmt: skip
                 stop.wait(backoff)
+            except Exception:  # a bug must not end forwarding until the worker restarts
+                backoff = min(max(backoff * 2, FIRST_BACKOFF), self.retry_max)
+                log.exception("audit forwarder step failed; will try again",
+                              retry_in_seconds=backoff)  # fmt: skip
+                stop.wait(backoff)
 
 
 def status(redis: Redis[str], prefix: str, now: float | None = None) -> dict[str, float]:

@@ -78,7 +78,9 @@ def _audit(args: argparse.Namespace) -> int:
         return 2
     events = audit.read(redis, settings.key_prefix, since, until, args.desk)
     if args.output:
-        with open(args.output, "w", newline="", encoding="utf-8") as out:
+        # Who was verified, when, for what: readable by its owner only, like the secrets.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
             count = audit.write(events, out, args.format)
     else:
         count = audit.write(events, sys.stdout, args.format)

@@ -40,21 +40,25 @@ def public_url(settings: Settings) -> str | None:
     return str(settings.public_url).rstrip("/") if settings.public_url else None
 
 
-def desk_checks(name: str, config: DeskConfig, url: str | None, timeout: float) -> list[Check]:
+def desk_checks(
+    name: str, config: DeskConfig, url: str | None, timeout: float, admin: AdminCredential | None
+) -> list[Check]:
     system = f"{config.kind}:{name}"
     doctor = KINDS[config.kind].doctor
     if doctor is None:
         return [Check(system, "desk checks", Status.WARN, NO_DESK_CHECKS)]
-    # The admin, if the environment names one (as for ``deskgate setup``), lets a kind check what
-    # only an admin may read (Zendesk's webhook and its signing secret).
-    admin = AdminCredential.given()
     return doctor(
         DoctorRequest(desk=name, config=config, public_url=url, timeout=timeout, admin=admin)
     )
 
 
 def groups(
-    settings: Settings, redis: Redis[str], desks: list[str], timeout: float, ping_timeout: float
+    settings: Settings,
+    redis: Redis[str],
+    desks: list[str],
+    timeout: float,
+    ping_timeout: float,
+    admin: AdminCredential | None = None,
 ) -> list[tuple[str, Group]]:
     """(system, its checks) in the order they are printed."""
     url = public_url(settings)
@@ -83,7 +87,10 @@ def groups(
     for name in desks:
         config = settings.desks[name]
         found.append(
-            (f"{config.kind}:{name}", functools.partial(desk_checks, name, config, url, timeout))
+            (
+                f"{config.kind}:{name}",
+                functools.partial(desk_checks, name, config, url, timeout, admin),
+            )
         )
     return found
 
@@ -98,7 +105,11 @@ def run(
     desks = [desk] if desk is not None else list(settings.desks)
     timeout = timeout if timeout is not None else settings.http_timeout_seconds
     redis = deploy.redis_client(settings, timeout)
-    todo = groups(settings, redis, desks, timeout, ping_timeout)
+    # A desk's admin (from the environment, as for ``deskgate setup``) lets its kind check what
+    # only an admin may read, such as Zendesk's webhook and signing secret. Only with ``--desk``:
+    # one desk's admin credential is never sent to another desk's host.
+    admin = AdminCredential.given() if desk is not None else None
+    todo = groups(settings, redis, desks, timeout, ping_timeout, admin)
     with redis, ThreadPoolExecutor(max_workers=len(todo)) as pool:
         futures = [(system, pool.submit(group)) for system, group in todo]
         checks: list[Check] = []

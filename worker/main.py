@@ -28,14 +28,19 @@ def _forward_audit(**_: Any) -> None:
     settings = current_settings()
     if settings.audit_sink is None:
         return
-    sink = AuditSink(settings.audit_sink)
+    config = settings.audit_sink
+    sink = AuditSink(config)
+    # Another forwarder claims a batch only once its holder cannot still be backing off or
+    # sending it (a send ends within twice its timeout: connectors/deadline.py).
+    busy = config.retry_max_seconds + 2 * config.timeout_seconds + 10
     _halt.append(
         audit_forwarder.start(
             runtime().redis,
             settings.key_prefix,
             sink.send,
-            batch=settings.audit_sink.batch_size,
-            retry_max=settings.audit_sink.retry_max_seconds,
+            batch=config.batch_size,
+            retry_max=config.retry_max_seconds,
+            claim_idle_ms=int(max(audit_forwarder.CLAIM_IDLE_MS, busy * 1000)),
         )
     )
 

@@ -139,6 +139,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.rotate_secret and not args.dry_run and args.secret_file is args.env_file is None:
+        # The old secret stops working at once: the new one must land where Deskgate reads it.
+        print(
+            "--rotate-secret needs --env-file or --secret-file: the new secret is shown only "
+            "masked, and pushes are refused until Deskgate has it",
+            file=sys.stderr,
+        )
+        return 2
     store = None
     if args.secret_file is not None:
         store = secret_file_writer(args.secret_file)

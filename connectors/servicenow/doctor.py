@@ -45,7 +45,8 @@ class _Doctor:
     def get(self, table: str, query: str, fields: str, limit: int = 1) -> list[dict[str, Any]]:
         response = request(
             self.client, "servicenow", "GET", f"/api/now/table/{table}", describe_error,
-            params={"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": limit},
+            params={"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": limit,
+                    "sysparm_exclude_reference_link": "true"},
         )  # fmt: skip
         rows: list[dict[str, Any]] = json_body("servicenow", response).get("result") or []
         return rows

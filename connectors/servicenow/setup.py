@@ -120,7 +120,9 @@ def _ensure(client: httpx.Client, record: Wanted, dry_run: bool) -> Change:
     rows = _call(
         client, "GET", path,
         params={"sysparm_query": record.query, "sysparm_limit": 1,
-                "sysparm_fields": ",".join(["sys_id", *wanted_values])},
+                "sysparm_fields": ",".join(["sys_id", *wanted_values]),
+                # A reference (a column's internal_type) as its value, not {link, value}.
+                "sysparm_exclude_reference_link": "true"},
     )  # fmt: skip
     if not rows:
         if not dry_run:

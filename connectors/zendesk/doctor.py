@@ -109,7 +109,7 @@ class _Doctor:
             self._check(
                 "webhook exists",
                 False,
-                f"Zendesk refused the admin {admin.user}",
+                f"Zendesk refused the admin {mask_email(admin.user.removesuffix('/token'))}",
                 "give doctor an admin's e-mail and an API token",
             )
             return None

@@ -69,7 +69,15 @@ def test_metrics_audit_trail_and_report_count_the_same(
         WAIT,
         "the three outcome writes in the audit trail",
     )
-    after = scrape(stack.worker_metrics_url)
+    # The worker counts an event just after appending it: wait for the last one to be counted.
+    after = wait_for(
+        lambda: (
+            sum(delta(before, s := scrape(stack.worker_metrics_url),
+                      "deskgate_ticket_writes_total", "write").values()) >= 5 and s
+        ),
+        WAIT,
+        "the worker's metrics to count the last write",
+    )  # fmt: skip
     until = redis_now(stack) + timedelta(milliseconds=1)
     events = list(audit.read(stack.redis, stack.options.key_prefix, since, until))
 

@@ -365,8 +365,9 @@ def test_the_command_writes_the_secret_into_the_env_file_in_place_and_never_prin
         (["setup", "nowhere"], TOKEN, PUBLIC, "no desk 'nowhere'"),
         (["setup", DESK], None, PUBLIC, "DESKGATE_ADMIN_SECRET"),
         (["setup", DESK], TOKEN, None, "public_url"),
+        (["setup", DESK, "--rotate-secret"], TOKEN, PUBLIC, "--rotate-secret needs --env-file"),
     ],
-    ids=["unknown desk", "no admin secret", "no public_url"],
+    ids=["unknown desk", "no admin secret", "no public_url", "rotation with nowhere to put it"],
 )
 def test_the_command_refuses_with_exit_2_and_a_reason(
     configured: Callable[..., Settings],

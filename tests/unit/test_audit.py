@@ -306,10 +306,19 @@ def test_export_as_csv_has_the_schemas_columns_in_order(redis: Redis[str]) -> No
     assert count == 3 and rows[0] == list(audit.FIELDS)
     assert [r[audit.FIELDS.index("ticket")] for r in rows[1:]] == ["0", "1", "2"]
     assert rows[1][audit.FIELDS.index("sent_at")] == ""  # null is an empty cell
+    # A detail Incode or a desk wrote that a spreadsheet would run stays text.
+    hostile = {**{f: "" for f in audit.FIELDS}, "detail": '=HYPERLINK("http://x","y")'}
+    out = io.StringIO()
+    audit.write(iter([hostile]), out, "csv")
+    [_, row] = list(csv.reader(io.StringIO(out.getvalue())))
+    assert row[audit.FIELDS.index("detail")] == '\'=HYPERLINK("http://x","y")'
 
 
 def test_the_export_command_writes_jsonl_and_refuses_bad_input(
-    redis: Redis[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    redis: Redis[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     from tests.conftest import settings_data
 
@@ -323,6 +332,10 @@ def test_the_export_command_writes_jsonl_and_refuses_bad_input(
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert [e["ticket"] for e in lines] == ["0", "2"] and "exported 2" in err
+    written = tmp_path / "trail.csv"
+    assert cli.main([*argv, "--format", "csv", "--output", str(written)]) == 0
+    assert written.stat().st_mode & 0o777 == 0o600 and len(written.read_text().splitlines()) == 5
+    capsys.readouterr()
     assert cli.main([*argv, "--desk", "nope"]) == 2
     assert "no desk 'nope'" in capsys.readouterr().err
     assert cli.main(["audit", "export", "--since", "last tuesday"]) == 2

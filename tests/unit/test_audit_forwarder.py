@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import flask
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -174,6 +175,15 @@ def test_the_sink_settings_name_what_is_missing() -> None:
     ok = SETTINGS(**settings_data(audit_sink={**short, "secret": "s" * 16}))
     assert ok.audit_sink is not None and isinstance(ok.audit_sink.secret, SecretStr)
     assert ok.audit_retention_days == 400
+    for url, why in (
+        ("http://siem.example/in", "must be https"),
+        ("https://user:pw@siem.example/in", "must not carry a user"),
+        ("https://siem.example/in?token=abc", "must not carry a user, password, query"),
+    ):
+        with pytest.raises(ConfigError, match=rf"audit_sink\.url: .*{why}"):
+            load_settings(**settings_data(audit_sink={**short, "secret": "s" * 16, "url": url}))
+    local = {**short, "secret": "s" * 16, "url": "http://127.0.0.1:9000/in"}
+    assert SETTINGS(**settings_data(audit_sink=local)).audit_sink is not None
 
 
 def test_check_config_says_where_the_audit_trail_goes(
@@ -193,3 +203,23 @@ def test_check_config_says_where_the_audit_trail_goes(
     out = capsys.readouterr().out
     assert "forwarded to https://splunk.acme.test:8088 (splunk_hec)" in out
     assert "hec-token" not in out
+
+
+def test_a_redirect_is_not_a_delivery(redis: Redis[str]) -> None:
+    """A SIEM behind an http -> https redirect (or a moved collector) answers 3xx and keeps
+    nothing; httpx does not follow it, so the batch must stay unacknowledged."""
+    app = flask.Flask("moved")
+    app.add_url_rule(
+        "/services/collector/event",
+        view_func=lambda: flask.redirect("https://elsewhere.example/", 301),
+        methods=["POST"],
+    )
+    moved = serve(app)
+    try:
+        lifecycle(redis)
+        forwarder = Forwarder(redis, PREFIX, sink(moved).send, batch=10)
+        with pytest.raises(Retriable, match="HTTP 301"):
+            forwarder.step(block_ms=None)
+        assert audit_forwarder.status(redis, PREFIX)["unsent"] == 3
+    finally:
+        moved.stop()

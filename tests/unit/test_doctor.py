@@ -76,7 +76,7 @@ def test_a_kinds_own_checks_join_the_checklist(monkeypatch: pytest.MonkeyPatch) 
 
     _with_doctor(monkeypatch, "zendesk", zendesk_doctor)
     config = settings.desks["acme_zendesk"]
-    checks = doctor.desk_checks("acme_zendesk", config, doctor.public_url(settings), 5.0)
+    checks = doctor.desk_checks("acme_zendesk", config, doctor.public_url(settings), 5.0, None)
     assert [c.name for c in checks] == ["trigger"]
     [request] = asked
     assert (request.desk, request.public_url) == ("acme_zendesk", "https://deskgate.example.com")
@@ -86,7 +86,7 @@ def test_a_kinds_own_checks_join_the_checklist(monkeypatch: pytest.MonkeyPatch) 
 def test_a_kind_without_checks_is_a_warning_not_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_doctor(monkeypatch, "zendesk", None)
     config = SETTINGS(**settings_data()).desks["acme_zendesk"]
-    [check] = doctor.desk_checks("acme_zendesk", config, None, 5.0)
+    [check] = doctor.desk_checks("acme_zendesk", config, None, 5.0, None)
     assert (check.status, check.detail) == (Status.WARN, doctor.NO_DESK_CHECKS)
 
 
@@ -122,3 +122,25 @@ def test_text_marks_each_check_and_gives_each_failure_its_fix() -> None:
     ]
     assert doctor.exit_status(checks) == 1
     assert doctor.exit_status(checks[::2]) == 0  # warnings do not fail
+
+
+def test_the_admin_from_the_environment_goes_only_to_the_desk_named(
+    monkeypatch: pytest.MonkeyPatch, redis: Redis[str]
+) -> None:
+    """``DESKGATE_ADMIN_*`` is one desk's admin: a doctor run over every desk must not send it
+    to the others' hosts, so only ``--desk`` hands it to that desk's checks."""
+    asked: list[DoctorRequest[Any]] = []
+
+    def recording(request: DoctorRequest[Any]) -> list[Check]:
+        asked.append(request)
+        return []
+
+    _with_doctor(monkeypatch, "zendesk", recording)
+    monkeypatch.setenv("DESKGATE_ADMIN_USER", "admin@acme.test")
+    monkeypatch.setenv("DESKGATE_ADMIN_SECRET", "admin-api-token-0123")
+    settings = SETTINGS(**settings_data())
+    doctor.run(settings, timeout=0.5, ping_timeout=0.2)
+    doctor.run(settings, "acme_zendesk", timeout=0.5, ping_timeout=0.2)
+    everyone, named = asked
+    assert everyone.admin is None
+    assert named.admin is not None and named.admin.user == "admin@acme.test"

@@ -12,6 +12,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.audit import csv_cell
 from worker.report.aggregate import Report, Stats
 from worker.report.labels import error_label
 
@@ -72,17 +73,6 @@ def to_json(report: Report, generated: datetime) -> str:
     return json.dumps(to_dict(report, generated), indent=2) + "\n"
 
 
-def _cell(value: Any) -> str:
-    """A CSV cell. Text that a spreadsheet would run as a formula gets a leading quote (desk
-    names, reasons and codes come from configuration and tickets, not from us)."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)  # exact: a rate read back is the rate written
-    text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _csv_row(desk: str, reason: str, s: Stats) -> list[str]:
     values: list[Any] = [
         desk, reason, s.verifications, s.verified, s.failed, s.expired, s.error, s.abandoned,
@@ -90,7 +80,7 @@ def _csv_row(desk: str, reason: str, s: Stats) -> list[str]:
         s.p90_seconds, s.timed, s.link_caps, s.recoveries,
         ";".join(f"{code}:{n}" for code, n in s.errors),
     ]  # fmt: skip
-    return [_cell(v) for v in values]
+    return [csv_cell(v) for v in values]
 
 
 def to_csv(report: Report) -> str:
