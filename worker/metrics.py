@@ -130,6 +130,13 @@ def _on_init(**_: Any) -> None:
 
 
 def _on_ready(**_: Any) -> None:
+    try:
+        added = runtime().store.index_open_states()
+    except RedisError as exc:  # the gauges undercount until the next start; nothing else needs it
+        log.warning("could not index the open verifications", error=str(exc))
+    else:
+        if added:
+            log.info("open verifications indexed for the metrics", added=added)
     serve(current_settings())
 
 

@@ -291,6 +291,22 @@ class Store:
             found[state] = (int(count), float(oldest[0][1]) if oldest else None)
         return found, int(replies[-1])
 
+    def index_open_states(self) -> int:
+        """Put every open verification in its state's index, unless it is there already: the
+        indexes began with the metrics, and a verification opened before them would otherwise
+        be missing from the open-verification gauges until it moved. Returns how many it added.
+        Cheap: only open verifications are looked at (one ``p:open`` key each)."""
+        added = 0
+        for open_key in self.redis.scan_iter(self._key("open", "*"), count=500):
+            vid = self.redis.get(open_key)
+            if not vid:
+                continue
+            state, since = self.redis.hmget(self._key("v", vid), ["state", "updated_at"])
+            if state in {s.value for s in INDEXED}:
+                score = float(since or 0)
+                added += int(self.redis.zadd(self._state_key(State(state)), {vid: score}, nx=True))
+        return added
+
     def _state_key(self, state: State) -> str:
         return self._key("state", state.value)
 

@@ -160,3 +160,19 @@ def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:
     # A rotated key still reads notes sealed before the rotation.
     rotated = notes.Seal(["the-new-sealing-secret", "note-sealing-secret"])
     assert notes.read_gate(text, rotated, "acme", "42") == record
+
+
+def test_open_verifications_from_before_the_state_indexes_are_indexed_once(store: Store) -> None:
+    """A verification opened by a version without the per-state indexes (the metrics' open
+    gauges) is added to its state's index when a worker starts; one already there keeps its
+    time, and a finished one is left out."""
+    waiting, _ = open_one(store, "1", now=1000.0)
+    sent = store.advance(open_one(store, "2", now=1100.0)[0], State.SENT, 1200.0)
+    done = store.advance(open_one(store, "3")[0], State.ERROR, 1300.0)
+    assert done.state is State.ERROR
+    store.redis.delete(*store._state_keys())  # as a deployment before the indexes left Redis
+    assert store.index_open_states() == 2
+    requested, sent_index = (store._state_key(s) for s in (State.REQUESTED, State.SENT))
+    assert store.redis.zrange(requested, 0, -1, withscores=True) == [(waiting.id, 1000.0)]
+    assert store.redis.zrange(sent_index, 0, -1, withscores=True) == [(sent.id, 1200.0)]
+    assert store.index_open_states() == 0
