@@ -165,7 +165,21 @@ PAUSE_REMAINING = (
     "Seconds left of a desk's cool-down (0: calls go out).",
 )
 STORE_UP = ("deskgate_store_up", "1 if Redis answered this scrape's reads, else 0.")
-COLLECTED_GAUGES = (OPEN_VERIFICATIONS, OLDEST_OPEN_AGE, OVERDUE, QUEUE_DEPTH, PAUSE_REMAINING)
+AUDIT_EVENTS = ("deskgate_audit_events", "Audit events held in Redis (the stream's length).")
+# With [audit_sink] set (worker/audit_forwarder.py's figures, shared by every worker in Redis):
+SINK_LAG = (
+    "deskgate_audit_sink_lag_seconds",
+    "Age of the oldest audit event the SIEM has not acknowledged (0: none waiting).",
+)
+SINK_UNSENT = ("deskgate_audit_sink_unsent_events", "Audit events the SIEM has not acknowledged.")
+COLLECTED_GAUGES = (
+    OPEN_VERIFICATIONS, OLDEST_OPEN_AGE, OVERDUE, QUEUE_DEPTH, PAUSE_REMAINING, AUDIT_EVENTS,
+    SINK_LAG, SINK_UNSENT,
+)  # fmt: skip
+# Counters read from Redis (served with ``_total``).
+SINK_FAILURES = ("deskgate_audit_sink_failures", "Sends of audit events the SIEM did not take.")
+SINK_FORWARDED = ("deskgate_audit_sink_forwarded_events", "Audit events the SIEM acknowledged.")
+COLLECTED_COUNTERS = (SINK_FAILURES, SINK_FORWARDED)
 
 # -- switch ----------------------------------------------------------------------------------
 

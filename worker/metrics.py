@@ -24,13 +24,13 @@ from typing import Any
 import structlog
 from celery import signals
 from prometheus_client import start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from config import metrics
 from config.settings import Settings
-from worker import audit
+from worker import audit, audit_forwarder
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import queue_key
 from worker.pace import Pace
@@ -53,11 +53,12 @@ class StoreCollector(Collector):
         self.current = current
         self.clock = clock
 
-    def describe(self) -> list[GaugeMetricFamily]:
+    def describe(self) -> list[Metric]:
         """The names it serves, without reading Redis: the registry asks when it registers."""
-        return [GaugeMetricFamily(*m) for m in (metrics.STORE_UP, *metrics.COLLECTED_GAUGES)]
+        gauges = [GaugeMetricFamily(*m) for m in (metrics.STORE_UP, *metrics.COLLECTED_GAUGES)]
+        return [*gauges, *(CounterMetricFamily(*m) for m in metrics.COLLECTED_COUNTERS)]
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         rt: Runtime = self.current()
         up = GaugeMetricFamily(*metrics.STORE_UP)
         try:
@@ -71,7 +72,7 @@ class StoreCollector(Collector):
         yield up
         yield from families
 
-    def _read(self, rt: Runtime, now: float) -> list[GaugeMetricFamily]:
+    def _read(self, rt: Runtime, now: float) -> list[Metric]:
         settings: Settings = rt.settings
         states, overdue = rt.store.open_states(now - OVERDUE_AFTER_SECONDS)
         count = GaugeMetricFamily(*metrics.OPEN_VERIFICATIONS, labels=["state"])
@@ -88,7 +89,27 @@ class StoreCollector(Collector):
         paused = GaugeMetricFamily(*metrics.PAUSE_REMAINING, labels=["desk"])
         for desk in settings.desks:
             paused.add_metric([desk], pace.remaining(desk))
-        return [count, oldest, late, depth, paused]
+        events = GaugeMetricFamily(*metrics.AUDIT_EVENTS)
+        events.add_metric([], rt.redis.xlen(audit.stream_key(settings.key_prefix)))
+        return [count, oldest, late, depth, paused, events, *self._sink(rt, now)]
+
+    @staticmethod
+    def _sink(rt: Runtime, now: float) -> list[Metric]:
+        """The SIEM forwarding's lag, backlog and failures; nothing when there is no sink (every
+        event would look unsent)."""
+        if rt.settings.audit_sink is None:
+            return []
+        figures = audit_forwarder.status(rt.redis, rt.settings.key_prefix, now)
+        found: list[Metric] = []
+        for family, value in (
+            (GaugeMetricFamily(*metrics.SINK_LAG), figures["lag_seconds"]),
+            (GaugeMetricFamily(*metrics.SINK_UNSENT), figures["unsent"]),
+            (CounterMetricFamily(*metrics.SINK_FAILURES), figures["failures_total"]),
+            (CounterMetricFamily(*metrics.SINK_FORWARDED), figures["forwarded_total"]),
+        ):
+            family.add_metric([], value)
+            found.append(family)
+        return found
 
 
 _server: Any = None

@@ -27,6 +27,7 @@ def exported() -> set[str]:
     """Every series name Deskgate serves: its counters and histograms with their suffixes, the
     gauges the worker reads from Redis, and Prometheus's own ``up``."""
     names = {"up", metrics.STORE_UP[0], *(name for name, _ in metrics.COLLECTED_GAUGES)}
+    names.update(f"{name}_total" for name, _ in metrics.COLLECTED_COUNTERS)
     for value in vars(metrics).values():
         if isinstance(value, Counter | Histogram):
             for family in value.describe():
@@ -61,7 +62,7 @@ def test_the_alerts_cover_the_issues_list() -> None:
     assert {
         "DeskgateNoGateAfterFlag", "DeskgateDeskPaused", "DeskgateWebhookRefusalsSpiking",
         "DeskgateVerificationsOverdue", "DeskgateQueueBacklog", "DeskgateWorkerDown",
-        "DeskgateBeatSilent",
+        "DeskgateBeatSilent", "DeskgateAuditSinkLagging",
     } <= names  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from connectors.zendesk.connector import ZendeskConnector
 from sandbox import zendesk as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
+from worker import audit_forwarder
 from worker import metrics as worker_metrics
 from worker.lifecycle import State
 from worker.metrics import StoreCollector
@@ -269,6 +270,30 @@ def test_open_verifications_their_oldest_age_the_queue_and_pauses_are_read_at_sc
     assert 29 < got[("deskgate_desk_pause_remaining_seconds", ("acme_zendesk",))] <= 30
     rt.store.abandon(opened[2])
     assert samples(collector)[("deskgate_open_verifications", ("sent",))] == 0
+
+
+def test_the_audit_trail_and_its_forwarding_to_the_siem_are_read_at_scrape(
+    redis: Redis[str],
+) -> None:
+    """The stream's length always; with a SIEM configured, its lag, backlog and failures (the
+    forwarder's own figures), so an alert sees a SIEM that stopped taking events."""
+    rt = FakeRuntime(redis, "dgs")
+    now = 10_000.0
+    rt.store.open(desk="acme_zendesk", ticket_id="1", ticket_display="#1", requester_id="7",
+                  reason="MFA reset", now=now, resume_at=now + 60)  # fmt: skip
+    without = samples(StoreCollector(lambda: rt, lambda: now))
+    assert without[("deskgate_audit_events", ())] == 1
+    assert not any(name.startswith("deskgate_audit_sink") for name, _ in without)
+    sink = {"url": "https://siem.acme.test/in", "format": "json_hmac", "secret": "s" * 16}
+    rt.settings = SETTINGS(**{**settings_data(audit_sink=sink), "key_prefix": "dgs"})
+    redis.hset(audit_forwarder.stats_key("dgs"), mapping={"failures": 3, "forwarded": 0})
+    [(entry_id, _)] = redis.xrange("dgs:audit")
+    later = int(entry_id.split("-")[0]) / 1000 + 42
+    got = samples(StoreCollector(lambda: rt, lambda: later))
+    assert got[("deskgate_audit_sink_unsent_events", ())] == 1
+    assert 41 < got[("deskgate_audit_sink_lag_seconds", ())] <= 42
+    assert got[("deskgate_audit_sink_failures_total", ())] == 3
+    assert got[("deskgate_audit_sink_forwarded_events_total", ())] == 0
 
 
 def test_registering_the_collector_reads_nothing_and_its_names_are_taken() -> None:
