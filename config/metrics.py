@@ -179,7 +179,11 @@ COLLECTED_GAUGES = (
 # Counters read from Redis (served with ``_total``).
 SINK_FAILURES = ("deskgate_audit_sink_failures", "Sends of audit events the SIEM did not take.")
 SINK_FORWARDED = ("deskgate_audit_sink_forwarded_events", "Audit events the SIEM acknowledged.")
-COLLECTED_COUNTERS = (SINK_FAILURES, SINK_FORWARDED)
+SINK_SET_ASIDE = (
+    "deskgate_audit_sink_set_aside_events",
+    "Audit events set aside after the SIEM refused their batch for good (still in the trail).",
+)
+COLLECTED_COUNTERS = (SINK_FAILURES, SINK_FORWARDED, SINK_SET_ASIDE)
 
 # -- switch ----------------------------------------------------------------------------------
 

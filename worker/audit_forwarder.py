@@ -36,6 +36,8 @@ GROUP = "siem"
 CLAIM_IDLE_MS = 60_000  # a batch pending this long belongs to a forwarder that died
 BLOCK_MS = 1000  # how long one read waits for new events
 FIRST_BACKOFF = 1.0
+BATCH_REFUSED = frozenset({400, 413, 422})  # the sink's "this content is wrong"
+REFUSALS = 5  # sends of one batch refused that way before it is set aside
 
 Send = Callable[[Sequence[dict[str, Any]]], None]
 Entries = list[tuple[str, dict[str, str] | None]]
@@ -109,6 +111,9 @@ class Forwarder:
             except ApiError as exc:
                 self.redis.hincrby(self.stats, "failures", 1)
                 self.redis.hset(self.stats, "last_error", str(exc)[:200])
+                if self._refused_for_good(exc, entries[0][0]):
+                    self._set_aside([entry_id for entry_id, _ in entries], exc)
+                    return 0
                 raise
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.redis.pipeline(transaction=False)
@@ -118,6 +123,26 @@ class Forwarder:
             pipe.hincrby(self.stats, "trimmed_unsent", gone)
         pipe.execute()
         return len(events)
+
+    def _refused_for_good(self, exc: ApiError, first: str) -> bool:
+        """The sink said this batch itself is wrong (400, 413, 422: not a credential, a URL or
+        an outage, which fixing the configuration or waiting cures) and has said so
+        ``REFUSALS`` times: sending it again would hold back every event behind it for ever."""
+        if exc.status not in BATCH_REFUSED:
+            return False
+        [pending] = self.redis.xpending_range(self.key, GROUP, min=first, max=first, count=1)
+        return int(pending["times_delivered"]) >= REFUSALS
+
+    def _set_aside(self, ids: list[str], exc: ApiError) -> None:
+        """Stop sending a batch the sink refuses for good. The events stay in the audit trail
+        (``deskgate audit export`` has them); the ids are logged and counted for the operator."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.key, GROUP, *ids)
+        pipe.hincrby(self.stats, "set_aside", len(ids))
+        pipe.hset(self.stats, "last_set_aside", f"{ids[0]}..{ids[-1]}")
+        pipe.execute()
+        log.error("the SIEM refuses these audit events for good; set aside, still in the trail",
+                  first=ids[0], last=ids[-1], count=len(ids), status=exc.status)  # fmt: skip
 
     def run(self, stop: threading.Event) -> None:
         """Forward until ``stop`` is set, backing off while the sink (or Redis) fails."""
@@ -172,6 +197,7 @@ def status(redis: Redis[str], prefix: str, now: float | None = None) -> dict[str
         "failures_total": float(stats.get("failures", 0)),
         "forwarded_total": float(stats.get("forwarded", 0)),
         "trimmed_unsent": float(stats.get("trimmed_unsent", 0)),
+        "set_aside_total": float(stats.get("set_aside", 0)),
         "events": float(redis.xlen(key)),
     }
 

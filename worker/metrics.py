@@ -106,6 +106,7 @@ class StoreCollector(Collector):
             (GaugeMetricFamily(*metrics.SINK_UNSENT), figures["unsent"]),
             (CounterMetricFamily(*metrics.SINK_FAILURES), figures["failures_total"]),
             (CounterMetricFamily(*metrics.SINK_FORWARDED), figures["forwarded_total"]),
+            (CounterMetricFamily(*metrics.SINK_SET_ASIDE), figures["set_aside_total"]),
         ):
             family.add_metric([], value)
             found.append(family)

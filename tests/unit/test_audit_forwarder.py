@@ -16,7 +16,7 @@ from redis import Redis
 
 from config.settings import AuditSinkConfig, ConfigError
 from connectors.audit_sink import AuditSink, signature
-from connectors.http import AuthFailed, Retriable
+from connectors.http import AuthFailed, Fatal, Retriable
 from sandbox import siem
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
@@ -223,3 +223,38 @@ def test_a_redirect_is_not_a_delivery(redis: Redis[str]) -> None:
         assert audit_forwarder.status(redis, PREFIX)["unsent"] == 3
     finally:
         moved.stop()
+
+
+def test_a_batch_the_sink_refuses_for_good_is_set_aside_after_five_tries(
+    redis: Redis[str], intake: Server
+) -> None:
+    """One event a SIEM will never take (HEC 400) must not hold back every event after it: after
+    five refusals its batch is set aside (acknowledged, counted, logged), the events stay in the
+    trail, and the next events go through. A 503 is never set aside, however often."""
+    bad = lifecycle(redis, "41")
+    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=3)
+    fault = {"path_prefix": "/services", "status": 400, "count": 5}
+    httpx.post(f"{intake.url}/_sandbox/faults", json=fault).raise_for_status()
+    for _ in range(audit_forwarder.REFUSALS - 1):
+        with pytest.raises(Fatal):
+            forwarder.step(block_ms=None)
+    assert forwarder.step(block_ms=None) == 0  # the fifth refusal: set aside
+    good = lifecycle(redis, "42")
+    assert forwarder.step(block_ms=None) == 3
+    assert [e["id"] for e in received(intake)] == good
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["set_aside_total"] == 3 and status["unsent"] == 0
+    kept = [f["id"] for _, f in redis.xrange(audit.stream_key(PREFIX))]
+    assert set(bad) <= set(kept)  # still in the audit trail, for export
+
+
+def test_an_outage_is_never_set_aside(redis: Redis[str], intake: Server) -> None:
+    lifecycle(redis)
+    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=3)
+    down(intake, True)
+    for _ in range(audit_forwarder.REFUSALS + 2):
+        with pytest.raises(Retriable):
+            forwarder.step(block_ms=None)
+    assert audit_forwarder.status(redis, PREFIX)["set_aside_total"] == 0
+    down(intake, False)
+    assert forwarder.step(block_ms=None) == 3
