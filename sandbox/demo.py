@@ -303,11 +303,18 @@ def dev_banner(stack: Stack) -> str:
     sims = "\n".join(
         sim.banner(stack.urls[name], stack.app_configs[name]) for name, sim in SIMULATORS.items()
     )
+    commands = stack.write_command_env()
     return f"""  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
 {sims}
 {metrics_banner(stack)}
   logs               {stack.workdir}
-{_provisioned(stack)}"""
+{_provisioned(stack)}
+  deskgate commands against this stack, in another shell:
+    set -a; . {commands}; set +a
+    deskgate doctor
+    deskgate report --since 1h --html report.html
+    deskgate audit export --since 1h
+"""
 
 
 def run_dev(host: str = "127.0.0.1") -> int:

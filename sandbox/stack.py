@@ -246,6 +246,17 @@ metrics_host = "{o.host}"
         admin_env = {"DESKGATE_ADMIN_USER": admin[0], "DESKGATE_ADMIN_SECRET": admin[1]}
         return self.command("setup", desk, *flags, **admin_env)
 
+    def write_command_env(self) -> Path:
+        """An env file with the configuration Deskgate's processes run with (the sandbox's own
+        secrets only), so ``deskgate doctor``, ``report`` and ``audit export`` can be tried by
+        hand against this stack: ``set -a; . <file>; set +a``."""
+        path = self.workdir / "deskgate-commands.env"
+        lines = [f"{k}={v}" for k, v in sorted(self.env.items()) if k.startswith("DESKGATE_")]
+        lines.append(f"REDIS_URL={self.options.redis_url}")
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+        return path
+
     def desk_kinds(self) -> dict[str, str]:
         """Each configured desk's kind, from the generated config."""
         desks = tomllib.loads(self.config_path.read_text()).get("desks", {})

@@ -5,6 +5,10 @@ it, whatever the requester and other agents write on the ticket while it is held
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -94,3 +98,25 @@ def test_a_ticket_flagged_by_the_macro_is_verified_and_pushed_once_whatever_is_w
     settle(stack, 0.5)
     assert pushes() == 1
     assert len(zendesk.notes(ticket)) == 2  # the gate note, the outcome note
+
+
+def test_the_command_env_file_runs_deskgates_commands_against_the_stack(stack: Stack) -> None:
+    """What ``deskgate dev`` tells a person to source: with nothing else from the environment,
+    doctor reaches Redis and Incode with the stack's secrets, and report reads its trail."""
+    values = dict(line.split("=", 1) for line in stack.write_command_env().read_text().splitlines())
+    env = {"PATH": os.environ["PATH"], **values}
+
+    def deskgate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    checked = deskgate("doctor", "--json")
+    assert checked.returncode in (0, 1), checked.stderr
+    status = {(c["system"], c["name"]): c["status"] for c in json.loads(checked.stdout)["checks"]}
+    assert status[("redis", "answers")] == "ok"
+    assert status[("incode", "oauth token")] == "ok"
+    reported = deskgate("report", "--since", "1h", "--format", "json")
+    assert reported.returncode == 0, reported.stderr
+    assert json.loads(reported.stdout)["totals"]["verifications"] >= 0
