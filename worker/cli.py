@@ -80,6 +80,7 @@ def _audit(args: argparse.Namespace) -> int:
     if args.output:
         # Who was verified, when, for what: readable by its owner only, like the secrets.
         fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file that was there keeps its mode through O_CREAT
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
             count = audit.write(events, out, args.format)
     else:

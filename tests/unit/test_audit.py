@@ -333,6 +333,8 @@ def test_the_export_command_writes_jsonl_and_refuses_bad_input(
     lines = [json.loads(line) for line in out.splitlines()]
     assert [e["ticket"] for e in lines] == ["0", "2"] and "exported 2" in err
     written = tmp_path / "trail.csv"
+    written.write_text("an older export\n")
+    written.chmod(0o644)
     assert cli.main([*argv, "--format", "csv", "--output", str(written)]) == 0
     assert written.stat().st_mode & 0o777 == 0o600 and len(written.read_text().splitlines()) == 5
     capsys.readouterr()
