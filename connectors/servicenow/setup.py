@@ -48,8 +48,9 @@ def setup(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
         changes.append(
             Change(
                 "property", SECRET_PROPERTY, Action.MANUAL,
-                f"once the update set is committed, give {SECRET_PROPERTY} (System Properties) "
-                f"the value of {secret_env(req.desk)}; the file leaves it empty",
+                f"once, after the first commit: create the system property {SECRET_PROPERTY} "
+                f"(type password2) with the value of {secret_env(req.desk)}, or run setup with "
+                "--apply; the update set never carries it, so importing it again keeps it",
             )
         )  # fmt: skip
     return changes

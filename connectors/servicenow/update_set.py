@@ -3,9 +3,11 @@ Import Update Set from XML, then Preview and Commit.
 
 The file is an ``<unload>`` holding one ``sys_remote_update_set`` and one ``sys_update_xml`` per
 record, whose ``payload`` is the record's own XML (``<record_update table="...">``), escaped as
-text, as the platform exports it. The secret property goes in with an empty value: a file is
-reviewed, mailed and committed to repositories, so the secret is set by hand afterwards. Every
-sys_id derives from the desk (``records.sys_id_for``), so a re-run writes the same bytes.
+text, as the platform exports it. The secret property is not in it: a file is reviewed, mailed
+and committed to repositories, and an update set promoted or imported again later must not
+overwrite the secret an instance already has (an empty value would stop every push). The secret
+is set once, by hand or with ``--apply``. Every sys_id derives from the desk
+(``records.sys_id_for``), so a re-run writes the same bytes.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _payload(record: Wanted) -> str:
 
 
 def render(desk: str, config: ServiceNowDeskConfig, public_url: str) -> bytes:
-    """The update set for ``desk``; never the secret (its property's value is empty)."""
+    """The update set for ``desk``; never the secret, nor its property (see above)."""
     set_id = sys_id_for("sys_remote_update_set", desk, config.table)
     unload = ET.Element("unload")
     remote = ET.SubElement(unload, "sys_remote_update_set", action="INSERT_OR_UPDATE")
@@ -53,10 +55,7 @@ def render(desk: str, config: ServiceNowDeskConfig, public_url: str) -> bytes:
         ET.SubElement(remote, name).text = value
     for record in wanted(config, public_url):
         if record.secret:
-            record = Wanted(
-                record.table, record.kind, record.name, record.key,
-                {**record.values, "value": ""}, secret=True,
-            )  # fmt: skip
+            continue
         update = ET.SubElement(unload, "sys_update_xml", action="INSERT_OR_UPDATE")
         for name, value in (
             ("action", "INSERT_OR_UPDATE"),

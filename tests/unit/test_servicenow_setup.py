@@ -105,13 +105,12 @@ def test_the_update_set_is_well_formed_deterministic_and_holds_no_secret(server:
     _, rows = parse(first)
     tables = [table for table, _ in rows]
     assert tables.count("sys_dictionary") == 2
-    assert tables.count("sys_properties") == 2
+    assert tables.count("sys_properties") == 1  # the URL; never the secret's property
     assert (tables.count("sys_script"), tables.count("sys_ui_action")) == (1, 1)
     # Two flag values and six status markers, each a choice.
     assert tables.count("sys_choice") == 8
     assert SECRET.encode() not in first
-    secret = next(v for t, v in rows if t == "sys_properties" and v["name"] == SECRET_PROPERTY)
-    assert (secret["type"], secret["value"]) == ("password2", "")
+    assert all(v["name"] != SECRET_PROPERTY for t, v in rows if t == "sys_properties")
     url = next(v for t, v in rows if t == "sys_properties" and v["name"] == URL_PROPERTY)
     assert url["value"] == f"{PUBLIC}/webhooks/servicenow"
     # A desk on another table: its own fields, choices, rule and action; the two properties are
@@ -151,7 +150,7 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert sim.post(f"/sys_remote_update_set/{set_id}/commit").status_code == 400  # unpreviewed
     preview = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]
     assert preview["problems"] == []
-    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 14
+    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 13
     imported = records(sim)
 
     sim.post("/_sandbox/reset").raise_for_status()
@@ -160,16 +159,24 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     secret = next(
         sys_id for sys_id, r in applied["sys_properties"].items() if r["name"] == SECRET_PROPERTY
     )
-    # The same records with the same sys_ids; only the secret differs (empty in the file, set
-    # and fingerprinted by --apply).
+    # The same records with the same sys_ids, but for the secret's property, which only
+    # --apply writes (set and fingerprinted).
     for table in TABLES:
         for sys_id, record in applied[table].items():
             if sys_id != secret:
                 assert imported[table][sys_id] == record, (table, record.get("name"))
-    assert imported["sys_properties"][secret]["value"] == ""
+    assert secret not in imported["sys_properties"]
     assert applied["sys_properties"][secret]["value"] != ""
     assert SECRET not in str(applied)  # read back encrypted, never in clear
     assert sum(len(rows) for rows in applied.values()) == 14
+    # Promoting (importing) the update set again later leaves the instance's secret as it is.
+    again = sim.post(
+        "/sys_upload.do",
+        files={"attachFile": ("deskgate.xml", render("acme_sn", config, PUBLIC), "text/xml")},
+    ).json()["result"]["sys_id"]
+    sim.post(f"/sys_remote_update_set/{again}/preview").raise_for_status()
+    sim.post(f"/sys_remote_update_set/{again}/commit").raise_for_status()
+    assert records(sim)["sys_properties"][secret] == applied["sys_properties"][secret]
 
 
 def test_an_update_set_for_a_missing_table_is_refused_at_commit(
