@@ -7,12 +7,14 @@ import json
 import os
 import signal
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -304,6 +306,9 @@ def dev_banner(stack: Stack) -> str:
         sim.banner(stack.urls[name], stack.app_configs[name]) for name, sim in SIMULATORS.items()
     )
     commands = stack.write_command_env()
+    # The command beside this interpreter (the venv's), so it runs from a shell without the venv.
+    installed = Path(sys.executable).with_name("deskgate")
+    deskgate = str(installed) if installed.exists() else "deskgate"
     return f"""  webhook app        {stack.web_url}   (POST {hooks}; GET /readyz)
 {sims}
 {metrics_banner(stack)}
@@ -311,9 +316,10 @@ def dev_banner(stack: Stack) -> str:
 {_provisioned(stack)}
   deskgate commands against this stack, in another shell:
     set -a; . {commands}; set +a
-    deskgate doctor
-    deskgate report --since 1h --html report.html
-    deskgate audit export --since 1h
+    {deskgate} doctor
+    {deskgate} report --since 1h --html report.html
+    {deskgate} audit export --since 1h
+  (the work folder, with its logs and that file, goes when dev stops)
 """
 
 

@@ -102,6 +102,20 @@ class _Doctor:
             self.add("read sys_user", Status.FAIL, str(exc),
                      "give the integration user read access to sys_user, so Deskgate can find "
                      "the caller's e-mail of record")  # fmt: skip
+        if c.destination_min_age_hours > 0:
+            # How old the caller's contact is comes from sys_audit: unreadable, every
+            # verification would end in error (contact_age_unknown).
+            try:
+                self.get("sys_audit", "tablename=sys_user", "sys_id")
+                self.add("read sys_audit", Status.OK)
+            except ApiError as exc:
+                self.add(
+                    "read sys_audit",
+                    Status.FAIL,
+                    str(exc),
+                    "give the integration user read access to sys_audit (for sys_user), or set "
+                    "destination_min_age_hours = 0 to turn the contact-age check off",
+                )
         return True
 
     # -- what setup installs ----------------------------------------------------------------

@@ -89,7 +89,8 @@ class _Doctor:
             self._warn(
                 "webhook",
                 "not checked: only an admin may read webhooks",
-                "give doctor a Zendesk admin (--admin-user, DESKGATE_ADMIN_SECRET)",
+                f"run `deskgate doctor --desk {self.req.desk}` with a Zendesk admin in "
+                "DESKGATE_ADMIN_USER and DESKGATE_ADMIN_SECRET",
             )
             return None
         name = objects.webhook_name(self.req.desk)
@@ -110,7 +111,8 @@ class _Doctor:
                 "webhook exists",
                 False,
                 f"Zendesk refused the admin {mask_email(admin.user.removesuffix('/token'))}",
-                "give doctor an admin's e-mail and an API token",
+                "set DESKGATE_ADMIN_USER and DESKGATE_ADMIN_SECRET to a Zendesk admin's e-mail "
+                "and an active API token",
             )
             return None
         ok = self._webhook_fields(current, wanted)

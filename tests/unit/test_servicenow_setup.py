@@ -274,9 +274,10 @@ def test_doctor_is_all_ok_after_setup(server: Server, sim: httpx.Client) -> None
     sim.post("/api/now/table/incident", json={"short_description": "x"}).raise_for_status()
     found = checks(config)
     assert failing(found) == {}
-    assert {"credentials", "read incident", "write incident", "read sys_user"} <= set(found)
+    access = {"credentials", "read incident", "write incident", "read sys_user", "read sys_audit"}
+    assert access <= set(found)
     assert f"business rule {RULE_NAME}" in found
-    assert len(found) == 4 + len(wanted(config, PUBLIC))
+    assert len(found) == len(access) + len(wanted(config, PUBLIC))
 
 
 def test_doctor_on_an_empty_instance_names_setup_as_the_fix(
@@ -304,6 +305,7 @@ def test_doctor_names_each_misconfiguration_with_its_fix(server: Server, sim: ht
     ).json()["result"][0]
     sim.delete(f"/api/now/table/sys_choice/{choice['sys_id']}").raise_for_status()
     sim.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_user", "read": False})
+    sim.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_audit", "read": False})
 
     found = failing(checks(config))
     assert set(found) == {
@@ -311,6 +313,7 @@ def test_doctor_names_each_misconfiguration_with_its_fix(server: Server, sim: ht
         f"business rule {RULE_NAME}",
         "choice incident.u_idv_status=review",
         "read sys_user",
+        "read sys_audit",  # contact ages unknowable: every verification would end in error
         "write incident",  # an empty table: nothing to try an update on
     }
     url = found[f"property {URL_PROPERTY}"]
@@ -321,6 +324,7 @@ def test_doctor_names_each_misconfiguration_with_its_fix(server: Server, sim: ht
     assert "active" in found[f"business rule {RULE_NAME}"].fix
     assert found["choice incident.u_idv_status=review"].detail == "missing"
     assert "sys_user" in found["read sys_user"].fix
+    assert "destination_min_age_hours = 0" in found["read sys_audit"].fix
     assert all(c.fix for c in found.values())
 
 
