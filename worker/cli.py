@@ -60,6 +60,10 @@ def _audit(args: argparse.Namespace) -> int:
     settings = load_settings()
     redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
     if args.audit_command == "sink-status":
+        if settings.audit_sink is None:  # every event would look "unsent": say what is so
+            held = redis.xlen(audit.stream_key(settings.key_prefix))
+            print(f"no audit_sink configured: the audit trail ({held} events) is not forwarded")
+            return 0
         for name, value in audit_forwarder.status(redis, settings.key_prefix).items():
             print(f"{name} {value:g}")
         return 0
@@ -176,6 +180,16 @@ def _run_plugin(command: str, plugin: EntryPoint | None, argv: list[str]) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`deskgate audit export | head`): what it wanted, it has. Point
+        # stdout at nothing so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="deskgate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check-config", help="validate the configuration")

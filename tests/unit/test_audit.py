@@ -7,7 +7,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -342,6 +345,9 @@ def test_the_export_command_writes_jsonl_and_refuses_bad_input(
     assert "no desk 'nope'" in capsys.readouterr().err
     assert cli.main(["audit", "export", "--since", "last tuesday"]) == 2
     assert "is not a period" in capsys.readouterr().err
+    # No SIEM configured: sink-status says so (every event would otherwise look "unsent").
+    assert cli.main(["audit", "sink-status"]) == 0
+    assert "no audit_sink configured: the audit trail (4 events)" in capsys.readouterr().out
 
 
 def test_ages_and_dates_parse() -> None:
@@ -410,3 +416,27 @@ def test_the_codes_docs_list_are_the_codes_the_report_can_name() -> None:
     rows = [line for line in table.split("\n\n")[1].splitlines() if line.startswith("| `")]
     documented = {code for row in rows for code in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
     assert documented - {"gate", "outcome"} == set(audit.CODES)
+
+
+def test_an_export_whose_reader_stops_reading_ends_quietly(
+    redis: Redis[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deskgate audit export ... | head`: the pipe closes under a long export; the command ends
+    with 0 instead of a BrokenPipeError traceback."""
+    from tests.conftest import TEST_REDIS_URL
+    from tests.unit.test_settings import example_config
+
+    fill(redis, 3000)
+    example_config(monkeypatch)
+    env = {**os.environ, "REDIS_URL": TEST_REDIS_URL, "DESKGATE_KEY_PREFIX": PREFIX}
+    argv = ["audit", "export", "--since", "2025-12-31", "--until", "2026-12-31"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    ) as command:  # fmt: skip
+        assert command.stdout is not None and command.stderr is not None
+        assert command.stdout.read(100)  # then the reader goes away
+        command.stdout.close()
+        error = command.stderr.read().decode()
+        assert command.wait(timeout=60) == 0, error
+    assert "Traceback" not in error
