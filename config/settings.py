@@ -271,6 +271,11 @@ class Settings(BaseSettings):
         return _long_secret(value)
 
     @property
+    def public_base(self) -> str | None:
+        """``public_url`` without its trailing slash, for joining paths; None when unset."""
+        return _url(self.public_url) if self.public_url else None
+
+    @property
     def note_secrets(self) -> list[str]:
         return [s.get_secret_value() for s in (self.note_secret, self.note_previous_secret) if s]
 

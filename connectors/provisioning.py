@@ -121,10 +121,15 @@ class ProvisioningError(Exception):
     message says why and what to do, never a secret."""
 
 
+def fingerprint(secret: str) -> str:
+    """16 hex characters of HMAC-SHA256(secret, a fixed text): tells two values apart (the same
+    secret always gives the same one) and shows nothing of the secret."""
+    mac = hmac.new(secret.encode(), b"deskgate secret fingerprint", hashlib.sha256)
+    return mac.hexdigest()[:16]
+
+
 def mask_secret(value: str) -> str:
-    """Enough to tell two secrets apart, nothing of the secret itself: its length and a short
-    HMAC fingerprint (the same secret always shows the same one)."""
+    """A secret as setup and doctor show it: its length and its fingerprint."""
     if len(value) < 16:
         return "(too short)"
-    mac = hmac.new(value.encode(), b"deskgate secret fingerprint", hashlib.sha256)
-    return f"{len(value)} characters, fingerprint {mac.hexdigest()[:12]}"
+    return f"{len(value)} characters, fingerprint {fingerprint(value)}"

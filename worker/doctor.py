@@ -36,10 +36,6 @@ NO_DESK_CHECKS = "no checks for this desk kind yet"
 Group = Callable[[], list[Check]]
 
 
-def public_url(settings: Settings) -> str | None:
-    return str(settings.public_url).rstrip("/") if settings.public_url else None
-
-
 def desk_checks(
     name: str, config: DeskConfig, url: str | None, timeout: float, admin: AdminCredential | None
 ) -> list[Check]:
@@ -61,7 +57,7 @@ def groups(
     admin: AdminCredential | None = None,
 ) -> list[tuple[str, Group]]:
     """(system, its checks) in the order they are printed."""
-    url = public_url(settings)
+    url = settings.public_base
     store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
     tolerance = settings.webhook_tolerance_seconds
 

@@ -111,14 +111,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if settings.public_url is None:
+    public_url = settings.public_base
+    if public_url is None:
         print(
             "setup needs public_url (DESKGATE_PUBLIC_URL): where desks and Incode reach "
             "Deskgate's web app",
             file=sys.stderr,
         )
         return 2
-    public_url = str(settings.public_url).rstrip("/")
     if args.target == "incode":
         _print(incode_setup.setup(settings.incode, public_url), dry_run=False)
         return 0

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from connectors.http import ApiError, AuthFailed, json_body, new_client, request
-from connectors.provisioning import Check, DoctorRequest, Status
+from connectors.provisioning import Check, DoctorRequest, Status, fingerprint
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import describe_error
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
@@ -27,7 +27,7 @@ from connectors.servicenow.records import (
     wanted,
     webhook_url,
 )
-from connectors.servicenow.setup import FINGERPRINT, fingerprint, secret_env
+from connectors.servicenow.setup import FINGERPRINT, secret_env
 
 SETUP = "run `deskgate setup {desk} --apply` (or import its update set again)"
 

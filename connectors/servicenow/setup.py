@@ -11,14 +11,12 @@ revealing it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 import httpx
 
 from connectors.http import ApiError, json_body, new_client, request
-from connectors.provisioning import Action, Change, ProvisioningError, SetupRequest
+from connectors.provisioning import Action, Change, ProvisioningError, SetupRequest, fingerprint
 from connectors.servicenow import update_set
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import describe_error
@@ -26,12 +24,6 @@ from connectors.servicenow.records import SECRET_PROPERTY, Wanted, wanted
 
 SYSTEM = "servicenow"
 FINGERPRINT = "Fingerprint: "
-
-
-def fingerprint(secret: str) -> str:
-    """16 hex characters of HMAC-SHA256(secret, a fixed text): tells a value without showing it."""
-    mac = hmac.new(secret.encode(), b"deskgate servicenow property fingerprint", hashlib.sha256)
-    return mac.hexdigest()[:16]
 
 
 def secret_env(desk: str) -> str:

@@ -67,7 +67,7 @@ def test_doctor_passes_on_the_provisioned_desks(stack: Stack, deployed: Settings
         if kind.doctor is None or admin is None:
             continue
         credential = AdminCredential(admin[0], SecretStr(admin[1]))
-        public_url = str(deployed.public_url).rstrip("/")
+        public_url = deployed.public_base
         checks = kind.doctor(DoctorRequest(desk, config, public_url, admin=credential))
         failing = [(c.name, c.status, c.detail, c.fix) for c in checks if c.status is not Status.OK]
         assert checks and not failing, failing

@@ -76,7 +76,7 @@ def test_a_kinds_own_checks_join_the_checklist(monkeypatch: pytest.MonkeyPatch) 
 
     _with_doctor(monkeypatch, "zendesk", zendesk_doctor)
     config = settings.desks["acme_zendesk"]
-    checks = doctor.desk_checks("acme_zendesk", config, doctor.public_url(settings), 5.0, None)
+    checks = doctor.desk_checks("acme_zendesk", config, settings.public_base, 5.0, None)
     assert [c.name for c in checks] == ["trigger"]
     [request] = asked
     assert (request.desk, request.public_url) == ("acme_zendesk", "https://deskgate.example.com")
