@@ -109,8 +109,14 @@ def _reason(response: httpx.Response, describe: Describe) -> str:
 def classify(system: str, response: httpx.Response, describe: Describe) -> None:
     """Raise the typed error for a non-2xx response; return quietly otherwise."""
     status = response.status_code
-    if status < 400:
+    if 200 <= status < 300:
         return
+    if status < 400:
+        # Redirects are not followed (credentials would go wherever they point), so nothing
+        # was done: a desk that did not write, or a SIEM that did not take events, must not
+        # read as success. The base URL is what needs fixing.
+        where = response.headers.get("Location", "elsewhere")
+        raise Fatal(system, f"answered a redirect to {scrub(where)}: check its base URL", status)
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if retry_after is None and status == 429:
         retry_after = _until_reset(response.headers.get("X-RateLimit-Reset"))

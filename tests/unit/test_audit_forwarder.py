@@ -218,7 +218,7 @@ def test_a_redirect_is_not_a_delivery(redis: Redis[str]) -> None:
     try:
         lifecycle(redis)
         forwarder = Forwarder(redis, PREFIX, sink(moved).send, batch=10)
-        with pytest.raises(Retriable, match="HTTP 301"):
+        with pytest.raises(Fatal, match="HTTP 301"):
             forwarder.step(block_ms=None)
         assert audit_forwarder.status(redis, PREFIX)["unsent"] == 3
     finally:

@@ -64,6 +64,15 @@ def test_2xx_passes() -> None:
     classify("incode", httpx.Response(204), describe)
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_success(status: int) -> None:
+    """Redirects are not followed, so nothing was done: a write a desk answered with a redirect
+    must not read as written, and the error names the base URL as the thing to fix."""
+    moved = httpx.Response(status, headers={"Location": "https://other.example/api"})
+    with pytest.raises(Fatal, match=r"redirect to https://other\.example/api: check its base URL"):
+        classify("zendesk", moved, describe)
+
+
 @freeze_time("2026-11-26 12:00:00")
 def test_retry_after_as_http_date_and_capped() -> None:
     assert parse_retry_after("Thu, 26 Nov 2026 12:00:30 GMT") == 30
