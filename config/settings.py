@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -172,6 +173,17 @@ class DeskConfig(_Strict):
         return value
 
 
+class IdpConfig(_Strict):
+    """What every identity provider has, whatever its kind (``connectors/identity_provider.py``).
+    A kind's own config subclasses it and narrows ``kind`` to a ``Literal`` of its name, as a
+    desk kind's does."""
+
+    kind: str
+    # Members of these groups (by the IdP's group name) count as privileged, besides holders of
+    # an admin role.
+    privileged_groups: list[str] = Field(default_factory=list)
+
+
 class AuditSinkConfig(_Strict):
     """Where audit events are forwarded (docs/audit.md, "Forwarding to a SIEM"): a Splunk HTTP
     Event Collector (``token``), or any HTTPS endpoint taking a signed JSON array (``secret``)."""
@@ -264,6 +276,9 @@ class Settings(BaseSettings):
     # Validated as one of the registered kinds' configs in the model ``settings_model`` builds.
     desks: dict[str, DeskConfig] = Field(min_length=1)
     desk_kinds: ClassVar[frozenset[str]] = frozenset()
+    # Identity providers by name (``[idps.<name>]``), each one of the registered IdP kinds.
+    idps: dict[str, IdpConfig] = Field(default_factory=dict)
+    idp_kinds: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("note_secret", "note_previous_secret", "metrics_token")
     @classmethod
@@ -279,12 +294,13 @@ class Settings(BaseSettings):
     def note_secrets(self) -> list[str]:
         return [s.get_secret_value() for s in (self.note_secret, self.note_previous_secret) if s]
 
-    @field_validator("desks")
+    @field_validator("desks", "idps")
     @classmethod
-    def _desk_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _desk_names(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        what = "desk" if info.field_name == "desks" else "IdP"
         for name in value:
             if not DESK_NAME.fullmatch(name):
-                raise ValueError(f"desk name {name!r} must match {DESK_NAME.pattern}")
+                raise ValueError(f"{what} name {name!r} must match {DESK_NAME.pattern}")
         return value
 
     @model_validator(mode="before")
@@ -337,27 +353,42 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def kind_of(desk_config: type[DeskConfig]) -> str:
-    """A desk config class's kind name: the one value its ``kind`` literal allows."""
-    names = get_args(desk_config.model_fields["kind"].annotation)
+def kind_of(config: type[DeskConfig] | type[IdpConfig]) -> str:
+    """A desk's or an IdP's config class's kind name: the one value its ``kind`` literal
+    allows."""
+    names = get_args(config.model_fields["kind"].annotation)
     if len(names) != 1 or not isinstance(names[0], str):
-        raise TypeError(f"{desk_config.__name__}.kind must be a Literal of one name")
+        raise TypeError(f"{config.__name__}.kind must be a Literal of one name")
     return names[0]
 
 
-def settings_model(desk_configs: Sequence[type[DeskConfig]]) -> type[Settings]:
-    """The ``Settings`` model whose desks are each one of ``desk_configs``, told apart by
-    ``kind``; an unknown kind is refused, naming the known ones."""
+def _one_of(configs: Sequence[type[BaseModel]]) -> Any:
+    """One of ``configs``, told apart by ``kind``."""
+    if len(configs) == 1:
+        return configs[0]
+    return Annotated[Union[tuple(configs)], Field(discriminator="kind")]  # noqa: UP007
+
+
+def settings_model(
+    desk_configs: Sequence[type[DeskConfig]], idp_configs: Sequence[type[IdpConfig]] = ()
+) -> type[Settings]:
+    """The ``Settings`` model whose desks are each one of ``desk_configs`` and whose IdPs each
+    one of ``idp_configs``, told apart by ``kind``; an unknown kind is refused, naming the known
+    ones."""
     kinds = frozenset(kind_of(c) for c in desk_configs)
     if not desk_configs or len(kinds) != len(desk_configs):
         raise ValueError("settings need at least one desk kind, each with its own name")
-    one_of: Any = desk_configs[0]
-    if len(desk_configs) > 1:
-        one_of = Annotated[Union[tuple(desk_configs)], Field(discriminator="kind")]  # noqa: UP007
-    model = create_model(
-        "Settings", __base__=Settings, desks=(dict[str, one_of], Field(min_length=1))
-    )
+    idp_kinds = frozenset(kind_of(c) for c in idp_configs)
+    if len(idp_kinds) != len(idp_configs):
+        raise ValueError("each IdP kind needs its own name")
+    desk: Any = _one_of(desk_configs)
+    fields: dict[str, Any] = {"desks": (dict[str, desk], Field(min_length=1))}
+    if idp_configs:
+        idp: Any = _one_of(idp_configs)
+        fields["idps"] = (dict[str, idp], Field(default_factory=dict))
+    model = create_model("Settings", __base__=Settings, **fields)
     model.desk_kinds = kinds
+    model.idp_kinds = idp_kinds
     return model
 
 
@@ -384,7 +415,7 @@ def load_settings(model: type[Settings], **overrides: Any) -> Settings:
     try:
         return model(**overrides)
     except ValidationError as exc:
-        lines = [_describe(e, model.desk_kinds) for e in exc.errors()]
+        lines = [_describe(e, model.desk_kinds | model.idp_kinds) for e in exc.errors()]
         source = f" (file {path})" if path else ""
         raise ConfigError(
             "invalid Deskgate configuration" + source + ":\n" + "\n".join(lines)
