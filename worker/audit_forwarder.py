@@ -301,8 +301,11 @@ class Forwarder:
                 backoff = 0.0
             except (ApiError, RedisError) as exc:
                 backoff = min(max(backoff * 2, FIRST_BACKOFF), self.retry_max)
-                log.warning("audit sink failed; will send again", error=str(exc),
-                            retry_in_seconds=backoff)  # fmt: skip
+                # An outage passes by itself; the SIEM's configuration needs the operator.
+                outage = isinstance(exc, Retriable | RedisError)
+                (log.warning if outage else log.error)(
+                    "audit sink failed; will send again", error=str(exc), retry_in_seconds=backoff
+                )
                 stop.wait(backoff)
             except Exception:  # a bug must not end forwarding until the worker restarts
                 backoff = min(max(backoff * 2, FIRST_BACKOFF), self.retry_max)
