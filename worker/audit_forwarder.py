@@ -128,7 +128,8 @@ class Forwarder:
 
     def step(self, block_ms: int | None = BLOCK_MS) -> int:
         """Send one batch; returns how many events the sink took (0: nothing to send). Raises
-        ``ApiError`` when the sink took none of it: the batch stays pending."""
+        ``ApiError`` when a send fails before the batch is settled: what the sink did not take
+        stays pending."""
         self._group()
         entries = self._next(block_ms)
         if not entries:
@@ -177,11 +178,15 @@ class Forwarder:
         batch was taken (or, alone in its batch, while the probe was taken) is poison; when no
         part was taken, the refusal is the receiver's, whatever its answer says."""
         probe = self._probe()
-        if probe is False or (len(batch) == 1 and probe is None):
+        if probe is False:
             raise Misconfigured(
                 SYSTEM, f"refuses the batch and the last event it took ({exc.reason})", exc.status
             )
         if len(batch) == 1:
+            if probe is None:  # nothing to compare with yet: held until neighbours come
+                raise Misconfigured(
+                    SYSTEM, f"refuses the one event it was sent ({exc.reason})", exc.status
+                )
             return [batch[0][0]]
         refused: list[str] = []
         took = 0

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from config.settings import AuditSinkConfig, ConfigError
-from connectors.audit_sink import AuditSink, signature
+from connectors.audit_sink import AuditSink, ContentRefused, Misconfigured, signature
 from connectors.http import AuthFailed, Fatal, Retriable
 from sandbox import siem
 from sandbox.common import Server, serve
@@ -355,6 +355,39 @@ def test_audit_resend_delivers_the_set_aside_events_once_the_siem_takes_them(
     assert cli.main(["audit", "sink-status"]) == 0
     out = capsys.readouterr().out
     assert "set_aside_waiting 0" in out and "resent_total 2" in out and "refusing:" not in out
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (7, Misconfigured), (10, Misconfigured), (11, Misconfigured), (14, Misconfigured),
+        (5, ContentRefused), (6, ContentRefused), (12, ContentRefused), (13, ContentRefused),
+        (1, AuthFailed), (4, AuthFailed), (9, Retriable),
+    ],
+)  # fmt: skip
+def test_hec_codes_tell_the_receivers_configuration_from_the_content(
+    intake: Server, code: int, error: type[Exception]
+) -> None:
+    refuse(intake, code)
+    event = {"id": "e1", "time": "2026-12-01T10:00:00.000Z"}
+    with pytest.raises(error, match=siem.HEC_CODES[code][1]):
+        sink(intake).send([event])
+
+
+def test_a_generic_endpoints_code_means_nothing_its_400_is_content() -> None:
+    """Only Splunk's table gives ``code`` a meaning: a signed-JSON receiver answering 400 with
+    a "code" 7 of its own is refusing the content, which the forwarder then splits."""
+    app = flask.Flask("generic")
+    app.add_url_rule(
+        "/in", view_func=lambda: (flask.jsonify({"code": 7, "text": "bad"}), 400), methods=["POST"]
+    )
+    server = serve(app)
+    try:
+        config = {"url": f"{server.url}/in", "format": "json_hmac", "secret": siem.SECRET}
+        with pytest.raises(ContentRefused):
+            AuditSink(AuditSinkConfig(**config)).send([{"id": "e1"}])
+    finally:
+        server.stop()
 
 
 def test_an_outage_is_never_set_aside(redis: Redis[str], intake: Server) -> None:
