@@ -383,7 +383,8 @@ def test_a_generic_endpoints_code_means_nothing_its_400_is_content() -> None:
     )
     server = serve(app)
     try:
-        config = {"url": f"{server.url}/in", "format": "json_hmac", "secret": siem.SECRET}
+        config: dict[str, Any] = {"url": f"{server.url}/in", "format": "json_hmac"}
+        config["secret"] = siem.SECRET
         with pytest.raises(ContentRefused):
             AuditSink(AuditSinkConfig(**config)).send([{"id": "e1"}])
     finally:
