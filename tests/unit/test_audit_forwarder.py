@@ -5,6 +5,7 @@ metrics read."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -387,6 +388,35 @@ def test_a_generic_endpoints_code_means_nothing_its_400_is_content() -> None:
         config["secret"] = siem.SECRET
         with pytest.raises(ContentRefused):
             AuditSink(AuditSinkConfig(**config)).send([{"id": "e1"}])
+    finally:
+        server.stop()
+
+
+def test_a_batch_too_large_for_the_receiver_is_split_and_all_of_it_delivered(
+    redis: Redis[str],
+) -> None:
+    """A receiver with a body limit answers 413 to a full batch: the halves fit, so every event
+    arrives and none is set aside."""
+    taken: list[str] = []
+    app = flask.Flask("small")
+
+    def intake() -> tuple[str, int]:
+        body = flask.request.get_data()
+        if len(body) > 4000:
+            return "Content too large", 413
+        taken.extend(e["id"] for e in json.loads(body))
+        return "", 204
+
+    app.add_url_rule("/in", view_func=intake, methods=["POST"])
+    server = serve(app)
+    try:
+        ids = lifecycles(redis, 6)
+        config: dict[str, Any] = {"url": f"{server.url}/in", "format": "json_hmac"}
+        config["secret"] = siem.SECRET
+        send = AuditSink(AuditSinkConfig(**config)).send
+        assert Forwarder(redis, PREFIX, send, batch=18).step(block_ms=None) == 18
+        assert sorted(taken) == sorted(ids)
+        assert audit_forwarder.status(redis, PREFIX)["set_aside_total"] == 0
     finally:
         server.stop()
 
