@@ -172,16 +172,26 @@ SINK_LAG = (
     "Age of the oldest audit event the SIEM has not acknowledged (0: none waiting).",
 )
 SINK_UNSENT = ("deskgate_audit_sink_unsent_events", "Audit events the SIEM has not acknowledged.")
+SINK_REFUSING = (
+    "deskgate_audit_sink_refusing",
+    "1 while the SIEM refuses every batch on grounds of its own configuration (index, channel, "
+    "token, URL), until it takes events again.",
+)
+SINK_SET_ASIDE_WAITING = (
+    "deskgate_audit_sink_set_aside_waiting_events",
+    "Audit events the SIEM refused while it took their neighbours, not yet resent "
+    "(deskgate audit resend).",
+)
 COLLECTED_GAUGES = (
     OPEN_VERIFICATIONS, OLDEST_OPEN_AGE, OVERDUE, QUEUE_DEPTH, PAUSE_REMAINING, AUDIT_EVENTS,
-    SINK_LAG, SINK_UNSENT,
+    SINK_LAG, SINK_UNSENT, SINK_REFUSING, SINK_SET_ASIDE_WAITING,
 )  # fmt: skip
 # Counters read from Redis (served with ``_total``).
 SINK_FAILURES = ("deskgate_audit_sink_failures", "Sends of audit events the SIEM did not take.")
 SINK_FORWARDED = ("deskgate_audit_sink_forwarded_events", "Audit events the SIEM acknowledged.")
 SINK_SET_ASIDE = (
     "deskgate_audit_sink_set_aside_events",
-    "Audit events set aside after the SIEM refused their batch for good (still in the trail).",
+    "Audit events set aside: the SIEM refused each alone while it took their neighbours.",
 )
 COLLECTED_COUNTERS = (SINK_FAILURES, SINK_FORWARDED, SINK_SET_ASIDE)
 

@@ -9,7 +9,9 @@
   refuses a timestamp far from its clock (a replay).
 
 ``send`` raises ``connectors.http``'s typed errors; anything but a 2xx is a failure and the
-batch is sent again later (at-least-once: the event ids tell duplicates apart).
+batch is sent again later (at-least-once: the event ids tell duplicates apart). Two refusals are
+told apart for the forwarder: ``ContentRefused`` (what this batch holds) and ``Misconfigured``
+(the receiver's own set-up: no batch passes until it is fixed).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from config.privacy import scrub
 from config.settings import AuditSinkConfig
-from connectors.http import new_client, request
+from connectors.http import Fatal, new_client, request
 
 SYSTEM = "audit sink"
 HEC_PATH = "/services/collector/event"
@@ -34,6 +37,34 @@ SIGNATURE_HEADER = "X-Deskgate-Signature"
 TIMESTAMP_HEADER = "X-Deskgate-Timestamp"
 SOURCE = "deskgate"
 SOURCETYPE = "deskgate:audit"
+
+
+# Splunk documents a status code in every HEC answer's body ({"text": ..., "code": n}; the table
+# in "Troubleshoot HTTP Event Collector"). These describe the receiver's set-up, not the events:
+# an index the token may not write, indexer acknowledgement turned on for the token (it then
+# wants a channel Deskgate does not send), query-string tokens off. The token's own codes (1-4:
+# disabled, missing, invalid) come with 401/403, which ``classify`` makes ``AuthFailed``.
+HEC_CONFIGURATION = {
+    7: "Incorrect index", 10: "Data channel is missing", 11: "Invalid data channel",
+    14: "ACK is disabled", 16: "Query string authorization is not enabled",
+}  # fmt: skip
+# These are about what was sent: the batch, or one event in it.
+HEC_CONTENT = {
+    5: "No data", 6: "Invalid data format", 12: "Event field is required",
+    13: "Event field cannot be blank", 15: "Error in handling indexed fields",
+}  # fmt: skip
+CONTENT_STATUSES = frozenset({400, 413, 422})  # without a code: "this content is wrong"
+
+
+class ContentRefused(Fatal):
+    """The receiver refuses what this batch holds (an event it cannot parse, a batch too large):
+    another batch may pass. The forwarder splits the batch to find the event (worker/
+    audit_forwarder.py)."""
+
+
+class Misconfigured(Fatal):
+    """The receiver refuses on grounds of its own configuration (HEC's index, channel or token
+    codes): no batch passes until it is fixed there, so nothing is set aside."""
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -48,6 +79,31 @@ def _describe(response: httpx.Response) -> str:
     except ValueError:
         return ""
     return str(body.get("text", ""))[:200] if isinstance(body, dict) else ""
+
+
+def _hec_code(response: httpx.Response) -> int | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _check(response: httpx.Response, hec: bool) -> None:
+    """Tell a refusal of the content from one of the receiver's configuration: HEC's code decides
+    where it gives one (a generic endpoint's codes mean nothing to us), else the status (400,
+    413, 422: content). Other answers are left to ``connectors.http.classify`` (401/403
+    ``AuthFailed``, 404 ``NotFound``, 5xx ``Retriable``...)."""
+    status = response.status_code
+    if status not in CONTENT_STATUSES:
+        return
+    code = _hec_code(response) if hec else None
+    if code in HEC_CONFIGURATION:
+        raise Misconfigured(SYSTEM, f"HEC code {code}: {HEC_CONFIGURATION[code]}", status)
+    known = HEC_CONTENT.get(code) if code is not None else None
+    reason = f"HEC code {code}: {known}" if known else scrub(_describe(response))
+    raise ContentRefused(SYSTEM, reason or "refused the batch's content", status)
 
 
 def _epoch(rfc3339: str) -> float:
@@ -95,9 +151,10 @@ class AuditSink:
         """Deliver ``events`` in one request; raises (``Retriable``, ``Fatal``...) unless 2xx."""
         body, headers = self.body(events, time.time())
         headers["Content-Type"] = "application/json"
+        hec = self.config.format == "splunk_hec"
         request(
-            self.client, SYSTEM, "POST", self.path, _describe, content=body,
-            headers=headers,
+            self.client, SYSTEM, "POST", self.path, _describe,
+            check=lambda response: _check(response, hec), content=body, headers=headers,
         )  # fmt: skip
 
     def close(self) -> None:

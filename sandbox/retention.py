@@ -5,10 +5,10 @@ open work: the ``due`` sorted set, the open states' indexes (``state:*``), the p
 (``cursor:*``), and the record, session index
 and open marker (``v:``, ``iv:``, ``open:``) of a verification still open, that is in an open
 state and still named by its ticket's open marker (an abandoned verification is not open, whatever
-its state says). The audit trail (``audit``, and its forwarder's counters ``audit:sink``) is
-bounded by its own retention and entry cap instead of a TTL. Celery's own keys (its queue lists,
-``_kombu.*``, ``unacked*``) are left to Celery. The end-to-end and fault suites run
-``keys_without_ttl`` after every run.
+its state says). The audit trail (``audit``, its forwarder's counters ``audit:sink`` and the ids
+it set aside ``audit:sink:aside``) is bounded by its own retention and entry cap instead of a
+TTL. Celery's own keys (its queue lists, ``_kombu.*``, ``unacked*``) are left to Celery. The
+end-to-end and fault suites run ``keys_without_ttl`` after every run.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _long_lived(redis: Redis[str], prefix: str, key: str) -> bool:
         return True
     if family == "cursor" or (family == "state" and rest in OPEN):
         return True
-    if family == "audit" and rest in ("", "sink"):
+    if family == "audit" and rest in ("", "sink", "sink:aside"):
         return True
     if family == "v":
         return _open(redis, prefix, rest)

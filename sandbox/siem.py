@@ -5,12 +5,21 @@ signed-JSON endpoint, for Deskgate's audit forwarding (connectors/audit_sink.py)
   concatenated JSON objects, each with an ``event``. Answers as HEC does: ``{"text": "Success",
   "code": 0}``; 401 ``{"text": "Invalid authorization", "code": 3}`` (wrong token) or 401 code 2
   (none); 400 code 6 "Invalid data format" or code 5 "No data"; 503 code 9 "Server is busy".
+  While a code is set with ``PUT /_sandbox/refuse`` ``{"code": 7}`` (``null`` ends it), every
+  authenticated request is answered with that code's status and text from Splunk's table of HEC
+  status codes (``HEC_CODES``: 7 "Incorrect index" and 10 "Data channel is missing" are 400s
+  about the token's set-up, whatever the batch holds). An event whose ``id`` is listed with
+  ``PUT /_sandbox/poison`` ``{"ids": [...]}`` is one HEC cannot take: the batch is answered 400
+  code 6 "Invalid data format" with ``invalid-event-number`` (the event's place in the batch,
+  from 0), and, as HEC processes a batch in order and stops at the first invalid event, the
+  events before it are kept (the sender sees them again when it resends: duplicates).
 - ``POST /events``: a JSON array, ``X-Deskgate-Timestamp`` within ``tolerance_seconds`` and
   ``X-Deskgate-Signature: sha256=<HMAC(secret, timestamp + "." + body)>``; 401 otherwise.
 
 Control API (beside ``sandbox.common``'s calls and faults): ``GET /_sandbox/received`` lists
 what was taken, oldest first (each event with ``via``: "hec" or "json"), ``DELETE`` forgets it;
-``PUT /_sandbox/down`` ``{"down": true}`` answers every intake 503 until ``{"down": false}``.
+``PUT /_sandbox/down`` ``{"down": true}`` answers every intake 503 until ``{"down": false}``;
+``PUT /_sandbox/refuse`` and ``PUT /_sandbox/poison`` as above (HEC only).
 Connection refused is the test stopping the server (``Server.stop``) and serving the same app
 again on the same port.
 """
@@ -35,6 +44,19 @@ TOKEN = "sandbox-hec-token-0123456789"
 SECRET = "sandbox-siem-hmac-secret-0123"
 
 
+# Splunk's table of HEC status codes ("Troubleshoot HTTP Event Collector"): code -> (HTTP status,
+# text). The codes a refusal can carry; 0 (Success) and 17 (healthy) are answers, not refusals.
+HEC_CODES = {
+    1: (403, "Token disabled"), 2: (401, "Token is required"), 3: (401, "Invalid authorization"),
+    4: (403, "Invalid token"), 5: (400, "No data"), 6: (400, "Invalid data format"),
+    7: (400, "Incorrect index"), 8: (500, "Internal server error"), 9: (503, "Server is busy"),
+    10: (400, "Data channel is missing"), 11: (400, "Invalid data channel"),
+    12: (400, "Event field is required"), 13: (400, "Event field cannot be blank"),
+    14: (400, "ACK is disabled"), 15: (400, "Error in handling indexed fields"),
+    16: (400, "Query string authorization is not enabled"),
+}  # fmt: skip
+
+
 @dataclass
 class SiemConfig:
     token: str = TOKEN
@@ -46,11 +68,13 @@ class SiemConfig:
 class Intake:
     received: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False
+    refuse: int | None = None  # a HEC code every request is answered with
+    poison: set[str] = field(default_factory=set)  # event ids HEC cannot take
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _hec(text: str, code: int, status: int) -> Response:
-    resp = jsonify({"text": text, "code": code})
+def _hec(text: str, code: int, status: int, **more: Any) -> Response:
+    resp = jsonify({"text": text, "code": code, **more})
     resp.status_code = status
     return resp
 
@@ -83,6 +107,9 @@ def create_app(config: SiemConfig | None = None) -> Flask:
             return _hec("Token is required", 2, 401)
         if not hmac.compare_digest(auth.removeprefix("Splunk ").encode(), config.token.encode()):
             return _hec("Invalid authorization", 3, 401)
+        if intake.refuse is not None:
+            status, text = HEC_CODES[intake.refuse]
+            return _hec(text, intake.refuse, status)
         raw = request.get_data(as_text=True)
         try:
             objects = _objects(raw)
@@ -92,8 +119,14 @@ def create_app(config: SiemConfig | None = None) -> Flask:
             return _hec("No data", 5, 400)
         if not all(isinstance(o, dict) and isinstance(o.get("event"), dict) for o in objects):
             return _hec("Event field is required", 12, 400)
-        with intake.lock:
-            intake.received.extend({**o["event"], "via": "hec", "hec": o} for o in objects)
+        bad = next(
+            (n for n, o in enumerate(objects) if o["event"].get("id") in intake.poison), None
+        )
+        with intake.lock:  # the events before an invalid one are taken
+            kept = objects if bad is None else objects[:bad]
+            intake.received.extend({**o["event"], "via": "hec", "hec": o} for o in kept)
+        if bad is not None:
+            return _hec("Invalid data format", 6, 400, **{"invalid-event-number": bad})
         return _hec("Success", 0, 200)
 
     @app.post(JSON_PATH)
@@ -128,6 +161,19 @@ def create_app(config: SiemConfig | None = None) -> Flask:
             if request.method == "DELETE":
                 intake.received.clear()
             return jsonify({"events": list(intake.received)})
+
+    @app.put("/_sandbox/refuse")
+    def refuse() -> Response:
+        code = (request.get_json(force=True) or {}).get("code")
+        if code is not None and code not in HEC_CODES:
+            return _hec(f"not a HEC refusal code: {code!r}", 6, 400)
+        intake.refuse = code
+        return jsonify({"refuse": code})
+
+    @app.put("/_sandbox/poison")
+    def poison() -> Response:
+        intake.poison = set((request.get_json(force=True) or {}).get("ids") or ())
+        return jsonify({"poison": sorted(intake.poison)})
 
     @app.put("/_sandbox/down")
     def down() -> Response:

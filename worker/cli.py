@@ -6,6 +6,7 @@ deskgate worker              a Celery worker (thread pool)
 deskgate beat                the scheduler: desk polls and the sweep (run exactly one)
 deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md)
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
+deskgate audit resend        send the events the SIEM refused (set aside) again
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
 deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
@@ -25,12 +26,15 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config.settings import ConfigError
+from config.settings import ConfigError, Settings
 from connectors.registry import load_settings
 from worker import setup_cli
 from worker.report import command as report
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 def _check_config() -> int:
@@ -66,7 +70,13 @@ def _audit(args: argparse.Namespace) -> int:
             return 0
         for name, value in audit_forwarder.status(redis, settings.key_prefix).items():
             print(f"{name} {value:g}")
+        stats = redis.hgetall(audit_forwarder.stats_key(settings.key_prefix))
+        for name in ("refusing", "last_error", "last_set_aside"):
+            if stats.get(name):
+                print(f"{name}: {stats[name]}")
         return 0
+    if args.audit_command == "resend":
+        return _resend(redis, settings)
     try:
         now = datetime.now(UTC)
         since = audit.parse_moment(args.since, now)
@@ -91,6 +101,38 @@ def _audit(args: argparse.Namespace) -> int:
         count = audit.write(events, sys.stdout, args.format)
     print(f"exported {count} audit events", file=sys.stderr)
     return 0
+
+
+def _resend(redis: Redis[str], settings: Settings) -> int:
+    """``deskgate audit resend``: the events set aside, to the SIEM again (docs/audit.md)."""
+    from connectors.audit_sink import AuditSink
+    from connectors.http import ApiError
+    from worker import audit_forwarder
+
+    if settings.audit_sink is None:
+        print("deskgate audit resend: no audit_sink configured", file=sys.stderr)
+        return 2
+    sink = AuditSink(settings.audit_sink)
+    forwarder = audit_forwarder.Forwarder(
+        redis, settings.key_prefix, sink.send, batch=settings.audit_sink.batch_size
+    )
+
+    def progress(done: int, total: int) -> None:
+        print(f"{done} of {total} set-aside events tried", file=sys.stderr)
+
+    try:
+        counts = forwarder.resend(progress)
+    except ApiError as exc:
+        print(f"deskgate audit resend: stopped, the SIEM took none of a batch: {exc}; what "
+              "was sent is done, run it again once the SIEM is fixed", file=sys.stderr)  # fmt: skip
+        return 1
+    finally:
+        sink.close()
+    print(
+        f"resent {counts['resent']}; still refused {counts['refused']} (set aside); "
+        f"no longer in the trail {counts['gone']}"
+    )
+    return 1 if counts["refused"] else 0
 
 
 def _doctor(as_json: bool, desk: str | None) -> int:
@@ -213,6 +255,7 @@ def _main(argv: Sequence[str] | None) -> int:
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--output", help="write to this file (default: standard output)")
     audit.add_parser("sink-status", help="the SIEM forwarding's lag and failures")
+    audit.add_parser("resend", help="send the events the SIEM refused (set aside) again")
     # It parses its own arguments (``deskgate report --help``).
     sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
     doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")

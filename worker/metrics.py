@@ -104,6 +104,8 @@ class StoreCollector(Collector):
         for family, value in (
             (GaugeMetricFamily(*metrics.SINK_LAG), figures["lag_seconds"]),
             (GaugeMetricFamily(*metrics.SINK_UNSENT), figures["unsent"]),
+            (GaugeMetricFamily(*metrics.SINK_REFUSING), figures["refusing"]),
+            (GaugeMetricFamily(*metrics.SINK_SET_ASIDE_WAITING), figures["set_aside_waiting"]),
             (CounterMetricFamily(*metrics.SINK_FAILURES), figures["failures_total"]),
             (CounterMetricFamily(*metrics.SINK_FORWARDED), figures["forwarded_total"]),
             (CounterMetricFamily(*metrics.SINK_SET_ASIDE), figures["set_aside_total"]),

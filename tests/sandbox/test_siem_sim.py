@@ -63,3 +63,27 @@ def test_the_json_endpoint_checks_signature_and_timestamp() -> None:
     assert post(now - 600) == 401  # a replay, outside the window
     assert post(now) == 200
     assert [e["id"] for e in client.get("/_sandbox/received").get_json()["events"]] == ["a"]
+
+
+def test_a_refusal_code_answers_every_batch_as_splunk_documents_it() -> None:
+    client = siem.create_app().test_client()
+    client.put("/_sandbox/refuse", json={"code": 7})
+    resp = client.post(HEC, data='{"event": {"id": "a"}}', headers=AUTH)
+    assert (resp.status_code, resp.get_json()) == (400, {"text": "Incorrect index", "code": 7})
+    client.put("/_sandbox/refuse", json={"code": 10})
+    resp = client.post(HEC, data='{"event": {"id": "a"}}', headers=AUTH)
+    assert (resp.status_code, resp.get_json()["text"]) == (400, "Data channel is missing")
+    assert client.put("/_sandbox/refuse", json={"code": 99}).status_code == 400
+    assert client.post(HEC, data='{"event": {}}', headers={}).status_code == 401  # token first
+    client.put("/_sandbox/refuse", json={"code": None})
+    assert client.post(HEC, data='{"event": {"id": "a"}}', headers=AUTH).status_code == 200
+
+
+def test_a_poison_event_is_refused_with_its_place_and_the_events_before_it_are_kept() -> None:
+    client = siem.create_app().test_client()
+    client.put("/_sandbox/poison", json={"ids": ["b"]})
+    body = "".join(json.dumps({"event": {"id": i}}) for i in "abc")
+    resp = client.post(HEC, data=body, headers=AUTH)
+    assert resp.status_code == 400
+    assert resp.get_json() == {"text": "Invalid data format", "code": 6, "invalid-event-number": 1}
+    assert [e["id"] for e in client.get("/_sandbox/received").get_json()["events"]] == ["a"]

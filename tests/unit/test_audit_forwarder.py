@@ -5,6 +5,7 @@ metrics read."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from config.settings import AuditSinkConfig, ConfigError
-from connectors.audit_sink import AuditSink, signature
+from connectors.audit_sink import AuditSink, ContentRefused, Misconfigured, signature
 from connectors.http import AuthFailed, Fatal, Retriable
 from sandbox import siem
 from sandbox.common import Server, serve
@@ -225,36 +226,209 @@ def test_a_redirect_is_not_a_delivery(redis: Redis[str]) -> None:
         moved.stop()
 
 
-def test_a_batch_the_sink_refuses_for_good_is_set_aside_after_five_tries(
+def refuse(server: Server, code: int | None) -> None:
+    httpx.put(f"{server.url}/_sandbox/refuse", json={"code": code}).raise_for_status()
+
+
+def poison(server: Server, *ids: str) -> None:
+    httpx.put(f"{server.url}/_sandbox/poison", json={"ids": list(ids)}).raise_for_status()
+
+
+def lifecycles(redis: Redis[str], count: int) -> list[str]:
+    """``count`` lifecycles' events (three each), oldest first."""
+    return [entry_id for n in range(count) for entry_id in lifecycle(redis, str(100 + n))]
+
+
+def test_a_siem_refusing_everything_as_incorrect_index_sets_nothing_aside(
     redis: Redis[str], intake: Server
 ) -> None:
-    """One event a SIEM will never take (HEC 400) must not hold back every event after it: after
-    five refusals its batch is set aside (acknowledged, counted, logged), the events stay in the
-    trail, and the next events go through. A 503 is never set aside, however often."""
-    bad = lifecycle(redis, "41")
-    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=3)
-    fault = {"path_prefix": "/services", "status": 400, "count": 5}
-    httpx.post(f"{intake.url}/_sandbox/faults", json=fault).raise_for_status()
-    for _ in range(audit_forwarder.REFUSALS - 1):
-        with pytest.raises(Fatal):
+    """The third review's finding: HEC answers 400 "Incorrect index" (code 7) to every batch
+    once the token may no longer write its index. That is the SIEM's configuration, not the
+    events: nothing is set aside however often it is tried (it used to be after five tries),
+    the figures say it refuses (the alert's gauge), and once fixed every event arrives."""
+    ids = lifecycles(redis, 10)
+    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=10)
+    refuse(intake, 7)
+    for _ in range(8):
+        with pytest.raises(Fatal, match="Incorrect index"):
             forwarder.step(block_ms=None)
-    assert forwarder.step(block_ms=None) == 0  # the fifth refusal: set aside
-    good = lifecycle(redis, "42")
-    assert forwarder.step(block_ms=None) == 3
-    assert [e["id"] for e in received(intake)] == good
     status = audit_forwarder.status(redis, PREFIX)
-    assert status["set_aside_total"] == 3 and status["unsent"] == 0
-    kept = [f["id"] for _, f in redis.xrange(audit.stream_key(PREFIX))]
-    assert set(bad) <= set(kept)  # still in the audit trail, for export
+    assert status["set_aside_total"] == 0 and status["unsent"] == 30
+    assert status["refusing"] == 1 and received(intake) == []
+    refuse(intake, None)
+    while forwarder.step(block_ms=None):
+        pass
+    assert [e["id"] for e in received(intake)] == ids
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["refusing"] == 0 and status["unsent"] == 0 and status["set_aside_total"] == 0
+
+
+def test_a_siem_refusing_every_event_as_content_sets_nothing_aside(
+    redis: Redis[str], intake: Server
+) -> None:
+    """Every event refused alike, even with a content code (HEC 6, "Invalid data format"), is
+    the receiver, not the events: when every part of the split is refused, nothing is set
+    aside. Once the SIEM has taken an event, that event is sent first (a duplicate), and its
+    refusal says so in one request instead of a split."""
+    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=6)
+    lifecycles(redis, 2)
+    refuse(intake, 6)
+    with pytest.raises(Fatal, match="every event"):
+        forwarder.step(block_ms=None)
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["failures_total"] == 11  # the batch, then each half down to the six events
+    assert status["set_aside_total"] == 0 and status["unsent"] == 6 and status["refusing"] == 1
+    refuse(intake, None)
+    assert forwarder.step(block_ms=None) == 6
+    lifecycles(redis, 2)
+    refuse(intake, 6)
+    with pytest.raises(Fatal, match="last event it took"):
+        forwarder.step(block_ms=None)
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["failures_total"] == 13 and status["set_aside_total"] == 0
+    assert status["unsent"] == 6
+
+
+def test_one_poison_event_among_fifty_is_the_only_one_set_aside(
+    redis: Redis[str], intake: Server
+) -> None:
+    """One event HEC cannot take (400 code 6) in a batch of 51: the batch is split until it is
+    alone; it alone is set aside, the 50 around it are delivered (some twice: HEC keeps what
+    came before the invalid event, the same ids), and it stays in the trail."""
+    ids = lifecycles(redis, 17)
+    bad = ids[25]
+    poison(intake, bad)
+    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=100)
+    assert forwarder.step(block_ms=None) == 50
+    assert {e["id"] for e in received(intake)} == set(ids) - {bad}
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["set_aside_total"] == 1 and status["set_aside_waiting"] == 1
+    assert status["unsent"] == 0 and status["refusing"] == 0
+    assert bad in [f["id"] for _, f in redis.xrange(audit.stream_key(PREFIX))]
+
+
+def test_an_event_refused_alone_is_set_aside_only_if_the_last_one_taken_still_passes(
+    redis: Redis[str], intake: Server
+) -> None:
+    """A batch of one has no neighbours: the last event the SIEM took is sent again to tell."""
+    ids = lifecycle(redis)
+    poison(intake, ids[2])
+    fresh = Forwarder(redis, PREFIX, sink(intake).send, batch=1)
+    assert fresh.step(block_ms=None) == 1
+    assert fresh.step(block_ms=None) == 1
+    assert fresh.step(block_ms=None) == 0  # refused, and the second event still passes
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["set_aside_total"] == 1 and status["unsent"] == 0
+    assert [e["id"] for e in received(intake)] == [ids[0], ids[1], ids[1]]
+
+
+def test_audit_resend_delivers_the_set_aside_events_once_the_siem_takes_them(
+    redis: Redis[str],
+    intake: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from connectors.registry import SETTINGS
+    from worker import cli
+
+    ids = lifecycles(redis, 17)
+    bad = [ids[3], ids[40]]
+    poison(intake, *bad)
+    forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=100)
+    assert forwarder.step(block_ms=None) == 49
+    assert audit_forwarder.status(redis, PREFIX)["set_aside_waiting"] == 2
+    config = {"url": intake.url, "token": siem.TOKEN, "timeout_seconds": 2}
+    loaded = SETTINGS(**settings_data(audit_sink=config))
+    monkeypatch.setattr(cli, "load_settings", lambda: loaded)
+    assert cli.main(["audit", "resend"]) == 1  # still refused: nothing lost, still set aside
+    assert "SIEM took none" in capsys.readouterr().err
+    assert audit_forwarder.status(redis, PREFIX)["set_aside_waiting"] == 2
+    poison(intake)  # the SIEM is fixed
+    assert cli.main(["audit", "resend"]) == 0
+    out, err = capsys.readouterr()
+    assert "resent 2; still refused 0" in out and "2 of 2 set-aside events tried" in err
+    assert {e["id"] for e in received(intake)} == set(ids)
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["set_aside_waiting"] == 0 and status["resent_total"] == 2
+    assert status["set_aside_total"] == 2 and status["refusing"] == 0
+    assert cli.main(["audit", "resend"]) == 0  # again: nothing left, nothing sent
+    assert "resent 0" in capsys.readouterr().out
+    assert cli.main(["audit", "sink-status"]) == 0
+    out = capsys.readouterr().out
+    assert "set_aside_waiting 0" in out and "resent_total 2" in out and "refusing:" not in out
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (7, Misconfigured), (10, Misconfigured), (11, Misconfigured), (14, Misconfigured),
+        (5, ContentRefused), (6, ContentRefused), (12, ContentRefused), (13, ContentRefused),
+        (1, AuthFailed), (4, AuthFailed), (9, Retriable),
+    ],
+)  # fmt: skip
+def test_hec_codes_tell_the_receivers_configuration_from_the_content(
+    intake: Server, code: int, error: type[Exception]
+) -> None:
+    refuse(intake, code)
+    event = {"id": "e1", "time": "2026-12-01T10:00:00.000Z"}
+    with pytest.raises(error, match=siem.HEC_CODES[code][1]):
+        sink(intake).send([event])
+
+
+def test_a_generic_endpoints_code_means_nothing_its_400_is_content() -> None:
+    """Only Splunk's table gives ``code`` a meaning: a signed-JSON receiver answering 400 with
+    a "code" 7 of its own is refusing the content, which the forwarder then splits."""
+    app = flask.Flask("generic")
+    app.add_url_rule(
+        "/in", view_func=lambda: (flask.jsonify({"code": 7, "text": "bad"}), 400), methods=["POST"]
+    )
+    server = serve(app)
+    try:
+        config: dict[str, Any] = {"url": f"{server.url}/in", "format": "json_hmac"}
+        config["secret"] = siem.SECRET
+        with pytest.raises(ContentRefused):
+            AuditSink(AuditSinkConfig(**config)).send([{"id": "e1"}])
+    finally:
+        server.stop()
+
+
+def test_a_batch_too_large_for_the_receiver_is_split_and_all_of_it_delivered(
+    redis: Redis[str],
+) -> None:
+    """A receiver with a body limit answers 413 to a full batch: the halves fit, so every event
+    arrives and none is set aside."""
+    taken: list[str] = []
+    app = flask.Flask("small")
+
+    def intake() -> tuple[str, int]:
+        body = flask.request.get_data()
+        if len(body) > 4000:
+            return "Content too large", 413
+        taken.extend(e["id"] for e in json.loads(body))
+        return "", 204
+
+    app.add_url_rule("/in", view_func=intake, methods=["POST"])
+    server = serve(app)
+    try:
+        ids = lifecycles(redis, 6)
+        config: dict[str, Any] = {"url": f"{server.url}/in", "format": "json_hmac"}
+        config["secret"] = siem.SECRET
+        send = AuditSink(AuditSinkConfig(**config)).send
+        assert Forwarder(redis, PREFIX, send, batch=18).step(block_ms=None) == 18
+        assert sorted(taken) == sorted(ids)
+        assert audit_forwarder.status(redis, PREFIX)["set_aside_total"] == 0
+    finally:
+        server.stop()
 
 
 def test_an_outage_is_never_set_aside(redis: Redis[str], intake: Server) -> None:
     lifecycle(redis)
     forwarder = Forwarder(redis, PREFIX, sink(intake).send, batch=3)
     down(intake, True)
-    for _ in range(audit_forwarder.REFUSALS + 2):
+    for _ in range(7):
         with pytest.raises(Retriable):
             forwarder.step(block_ms=None)
-    assert audit_forwarder.status(redis, PREFIX)["set_aside_total"] == 0
+    status = audit_forwarder.status(redis, PREFIX)
+    assert status["set_aside_total"] == 0 and status["refusing"] == 0
     down(intake, False)
     assert forwarder.step(block_ms=None) == 3

@@ -294,6 +294,14 @@ def test_the_audit_trail_and_its_forwarding_to_the_siem_are_read_at_scrape(
     assert 41 < got[("deskgate_audit_sink_lag_seconds", ())] <= 42
     assert got[("deskgate_audit_sink_failures_total", ())] == 3
     assert got[("deskgate_audit_sink_forwarded_events_total", ())] == 0
+    assert got[("deskgate_audit_sink_refusing", ())] == 0
+    assert got[("deskgate_audit_sink_set_aside_waiting_events", ())] == 0
+    # The SIEM refuses on its configuration; one event was set aside for `audit resend`.
+    redis.hset(audit_forwarder.stats_key("dgs"), "refusing", "HEC code 7: Incorrect index")
+    redis.zadd(audit_forwarder.aside_key("dgs"), {entry_id: 1})
+    got = samples(StoreCollector(lambda: rt, lambda: later))
+    assert got[("deskgate_audit_sink_refusing", ())] == 1
+    assert got[("deskgate_audit_sink_set_aside_waiting_events", ())] == 1
 
 
 def test_registering_the_collector_reads_nothing_and_its_names_are_taken() -> None:
