@@ -475,10 +475,13 @@ class ServiceNowState:
         """Split a write into field changes and journal entries; system fields are read-only."""
         changes: Record = {}
         notes: list[tuple[str, str]] = []
+        booleans = self.booleans(table)
         for name, raw in values.items():
             if name in SYSTEM_FIELDS or not isinstance(name, str) or not name:
                 continue
             value = _to_str(raw)
+            if name in booleans:  # the platform takes 1/0 for a boolean and stores true/false
+                value = {"1": "true", "0": "false"}.get(value, value)
             if name in JOURNAL_FIELDS and table != JOURNAL_TABLE:
                 if value.strip():
                     notes.append((name, value))
@@ -576,8 +579,12 @@ class ServiceNowState:
         return values, sent
 
     def _full(self, table: str, record: Mapping[str, str]) -> Record:
-        """The record as a script sees it: every column of the table, empty when unset."""
-        return {**dict.fromkeys(self.known[table], ""), **record}
+        """The record as a script sees it: every column of the table, empty when unset (a
+        boolean column unset is false, its default on the platform)."""
+        full = {**dict.fromkeys(self.known[table], ""), **record}
+        for name in self.booleans(table):
+            full[name] = full.get(name) or "false"
+        return full
 
     def _delivery(self, out: scripts.Outbound) -> Delivery:
         named = scripts.body_fields(out.body)

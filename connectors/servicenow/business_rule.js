@@ -8,6 +8,9 @@
  *   Condition: written by setup from the desk's flag field and trigger values, e.g.
  *              current.active == true && current.u_idv_request.changes() &&
  *              ["mfa_reset", "account_unlock"].indexOf(current.getValue('u_idv_request')) >= 0
+ *              or, for a boolean flag (getValue gives "1"/"0" for a boolean, not "true"):
+ *              current.active == true && current.u_idv_required.changes() &&
+ *              ["1"].indexOf(current.getValue('u_idv_required')) >= 0
  *
  * System properties it reads (setup creates both):
  *   deskgate.webhook_url     <public_url>/webhooks/servicenow
