@@ -11,8 +11,11 @@ What it emulates, and why each piece matters to Deskgate:
   show on the record, so notes must be read back from the journal;
 - Basic auth and ``/oauth_token.do`` (password, refresh_token, client_credentials grants);
 - the metadata ``deskgate setup`` writes (``sys_dictionary``, ``sys_choice``, ``sys_properties``,
-  ``sys_script``, ``sys_ui_action``): admin-only writes (403 for anyone else, as the platform's
-  ACLs), a ``sys_dictionary`` insert adds the column to its table;
+  ``sys_script``, ``sys_ui_action``, the ACL tables): admin-only writes (403 for anyone else, as
+  the platform's ACLs), a ``sys_dictionary`` insert adds the column to its table;
+- write ACLs as records (``sys_security_acl``, its roles in ``sys_security_acl_role``, users'
+  roles in ``sys_user_has_role``): a field ACL the writer fails drops that field from a Table API
+  write, which still answers 200; a table ACL they fail answers 403 (see ``acl_allows``);
 - update set XML import as an admin does it in the UI: ``POST /sys_upload.do`` (the XML as the
   multipart field ``attachFile``) loads it into Retrieved Update Sets, then
   ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``;
@@ -81,6 +84,10 @@ METADATA = (
     "sys_script",
     "sys_ui_action",
     "sys_remote_update_set",
+    "sys_user_role",
+    "sys_user_has_role",
+    "sys_security_acl",
+    "sys_security_acl_role",
 )
 UNAUDITED = (*INSERT_ONLY, *METADATA)
 BOOLEAN_FIELDS = ("active",)  # besides the boolean columns sys_dictionary adds
@@ -92,6 +99,11 @@ REFERENCES: dict[str, dict[str, str]] = {
     # A column's type is a reference to the type's record, as on an instance: without
     # sysparm_exclude_reference_link it reads {"link": ..., "value": "string"}.
     "sys_dictionary": {"internal_type": "sys_glide_object"},
+    "sys_user_has_role": {"user": "sys_user", "role": "sys_user_role"},
+    "sys_security_acl_role": {
+        "sys_security_acl": "sys_security_acl",
+        "sys_user_role": "sys_user_role",
+    },
 }
 DISPLAY_FIELD = {
     "sys_user": "name",
@@ -102,6 +114,8 @@ DISPLAY_FIELD = {
     "sys_properties": "name",
     "sys_script": "name",
     "sys_ui_action": "name",
+    "sys_user_role": "name",
+    "sys_security_acl": "name",
 }
 NUMBER_PREFIX = {
     "incident": "INC",
@@ -158,6 +172,11 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     "sys_ui_action": ("name", "table", "action_name", "script", "condition", "active", "client",
                       "order", "form_button", "form_context_menu", "list_context_menu"),
     "sys_remote_update_set": ("name", "description", "state", "application"),
+    "sys_user_role": ("name", "description"),
+    "sys_user_has_role": ("user", "role", "state"),
+    "sys_security_acl": ("name", "operation", "type", "active", "admin_overrides", "condition",
+                         "script", "description"),
+    "sys_security_acl_role": ("sys_security_acl", "sys_user_role"),
 }  # fmt: skip
 DEFAULTS: dict[str, dict[str, str]] = {
     "incident": {"state": "1", "active": "true", "impact": "3", "urgency": "3", "priority": "3"},
@@ -215,6 +234,16 @@ class ServiceNowSimConfig:
     # The administrator: the only account that may write metadata (``deskgate setup --apply``).
     admin_username: str = "admin"
     admin_password: str = "sandbox-servicenow-admin-password"
+    # The roles each account holds from the start (sys_user_has_role), as an instance's admin
+    # gives them: Deskgate's integration user has the role its field ACLs name.
+    user_roles: tuple[tuple[str, str], ...] = (
+        ("admin", "admin"), ("deskgate.integration", "itil"),
+        ("deskgate.integration", "deskgate"), ("it.agent", "itil"),
+    )  # fmt: skip
+    # Field write ACLs the instance starts with ("<table>.<field>", role): the ones
+    # `deskgate setup` makes for the sandbox desk (found again by name and operation, so setup
+    # creating them too changes nothing). Empty: an instance without them.
+    field_acls: tuple[tuple[str, str], ...] = (("incident.u_idv_status", "deskgate"),)
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
@@ -325,16 +354,85 @@ class ServiceNowState:
                     },
                     "system",
                 )
+        self._seed_accounts()
         if not self.config.seed_history:
             return
         # An instance's history: the administrator's record, edited once, so sys_user has audit
         # rows as on any live instance (Deskgate reads a contact's age from them).
-        admin, _ = self.insert(
-            "sys_user",
-            {"user_name": "admin", "first_name": "System", "last_name": "Administrator"},
-            "system",
-        )
+        admin = next(u for u in self.tables["sys_user"].values() if u["user_name"] == "admin")
         self.update("sys_user", admin["sys_id"], {"title": "System Administrator"}, "system")
+
+    def _seed_accounts(self) -> None:
+        """The accounts, their roles and the field ACLs the instance starts with."""
+        cfg, ids = self.config, dict[str, str]()
+        for user in dict.fromkeys([cfg.admin_username, cfg.username, cfg.agent_username]):
+            ids[user] = self.insert("sys_user", {"user_name": user, "last_name": user},
+                                    "system")[0]["sys_id"]  # fmt: skip
+        roles = {
+            name: self.insert("sys_user_role", {"name": name}, "system")[0]["sys_id"]
+            for name in dict.fromkeys(r for _, r in (*cfg.user_roles, *cfg.field_acls))
+        }
+        for user, role in cfg.user_roles:
+            self.insert("sys_user_has_role", {"user": ids[user], "role": roles[role],
+                                              "state": "active"}, "system")  # fmt: skip
+        for name, role in cfg.field_acls:
+            acl, _ = self.insert(
+                "sys_security_acl",
+                {"name": name, "operation": "write", "type": "record", "active": "true",
+                 "admin_overrides": "true",
+                 "description": "Only Deskgate writes its status field (deskgate setup)"},
+                "system",
+            )  # fmt: skip
+            self.insert("sys_security_acl_role",
+                        {"sys_security_acl": acl["sys_id"], "sys_user_role": roles[role]},
+                        "system")  # fmt: skip
+
+    # -- access control lists ----------------------------------------------------------------
+
+    def roles_of(self, user_name: str) -> set[str]:
+        """The names of the roles a user holds (sys_user_has_role)."""
+        users = {
+            sid for sid, u in self.tables["sys_user"].items() if u.get("user_name") == user_name
+        }
+        held = {r.get("role") for r in self.tables["sys_user_has_role"].values()
+                if r.get("user") in users and r.get("state", "active") == "active"}  # fmt: skip
+        return {r.get("name", "") for sid, r in self.tables["sys_user_role"].items() if sid in held}
+
+    def acl_allows(self, user_name: str, name: str, operation: str) -> bool:
+        """The platform's ACL check for one object (``<table>`` or ``<table>.<field>``): with no
+        active ``record`` ACL for it and the operation, allowed; otherwise the user must pass at
+        least one of them. An ACL is passed by holding any of its roles (none named: anyone), or
+        by an admin where it has admin_overrides. A condition or script is not evaluated here:
+        such an ACL is passed only through admin_overrides (strict)."""
+        acls = [a for a in self.tables["sys_security_acl"].values()
+                if a.get("name") == name and a.get("operation") == operation
+                and a.get("active") == "true" and a.get("type", "record") == "record"]  # fmt: skip
+        if not acls:
+            return True
+        roles = self.roles_of(user_name)
+        for acl in acls:
+            if "admin" in roles and acl.get("admin_overrides") == "true":
+                return True
+            if acl.get("condition", "").strip() or acl.get("script", "").strip():
+                continue
+            needed = {self.tables["sys_user_role"].get(r.get("sys_user_role", ""), {}).get("name")
+                      for r in self.tables["sys_security_acl_role"].values()
+                      if r.get("sys_security_acl") == acl["sys_id"]}  # fmt: skip
+            if not needed or needed & roles:
+                return True
+        return False
+
+    def writable(self, table: str, values: Mapping[str, Any], user_name: str, operation: str
+                 ) -> dict[str, Any]:  # fmt: skip
+        """A Table API write as the ACLs let it through: a table ACL the user fails refuses it
+        (403, the platform's body); a field ACL they fail drops that field, and the rest is
+        written (200): the Table API does not say which field it ignored."""
+        if not self.acl_allows(user_name, table, operation):
+            action = "Insert" if operation == "create" else "Update"
+            why = f"ACL Exception {action} Failed due to security constraints"
+            raise ApiError(403, "Operation Failed", why)
+        return {k: v for k, v in values.items()
+                if self.acl_allows(user_name, f"{table}.{k}", operation)}  # fmt: skip
 
     def _schema(self, table: str) -> tuple[str, ...]:
         system = JOURNAL_SYSTEM_FIELDS if table in INSERT_ONLY else SYSTEM_FIELDS
@@ -995,6 +1093,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
         values = body_object()
         opts = render_options()
         with state.lock:
+            values = state.writable(table, values, g.user, "create")
             record, deliveries = state.insert(table, values, g.user)
             result = state.render(table, record, opts)
         start(deliveries)
@@ -1020,6 +1119,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
                 record = dict(found)
             else:
                 # PUT and PATCH both behave as partial updates on the platform.
+                values = state.writable(table, values, g.user, "write")
                 record, deliveries = state.update(table, sys_id, values, g.user)
             result = state.render(table, record, opts)
         start(deliveries)

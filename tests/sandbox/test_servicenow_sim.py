@@ -625,6 +625,57 @@ def test_metadata_is_written_by_an_admin_only(sn: Sim) -> None:
     assert inc["u_new_column"] == ""  # the dictionary entry made the column
 
 
+AGENT = (CFG.agent_username, CFG.agent_password)
+ADMIN = (CFG.admin_username, CFG.admin_password)
+
+
+def test_a_field_write_acl_drops_the_field_and_still_answers_200(sn: Sim) -> None:
+    # The instance's field ACL incident.u_idv_status (write) needs the deskgate role.
+    inc = sn.create("incident", short_description="before", u_idv_status="")
+    path = f"/api/now/table/incident/{inc['sys_id']}"
+    tried = sn.api.patch(path, json={"u_idv_status": "verified", "short_description": "after"},
+                         auth=AGENT)  # fmt: skip
+    assert tried.status_code == 200  # the platform does not say it ignored a field
+    assert (tried.json()["result"]["short_description"], tried.json()["result"]["u_idv_status"]) \
+        == ("after", "")  # fmt: skip
+    assert sn.api.patch(path, json={"u_idv_status": "pending"}).json()["result"][
+        "u_idv_status"] == "pending"  # fmt: skip
+    overridden = sn.api.patch(path, json={"u_idv_status": "error"}, auth=ADMIN)
+    assert overridden.json()["result"]["u_idv_status"] == "error"  # admin_overrides
+    acl = sn.query("sys_security_acl", sysparm_query="name=incident.u_idv_status")[0]
+    assert (acl["operation"], acl["type"], acl["active"]) == ("write", "record", "true")
+    [link] = sn.query("sys_security_acl_role", sysparm_exclude_reference_link="true",
+                      sysparm_query=f"sys_security_acl={acl['sys_id']}")  # fmt: skip
+    [role] = sn.query("sys_user_role", sysparm_query=f"sys_id={link['sys_user_role']}")
+    assert role["name"] == "deskgate"
+
+
+def test_a_table_write_acl_refuses_with_403_and_servicenow_s_body(sn: Sim) -> None:
+    inc = sn.create("incident")
+    [role] = sn.query("sys_user_role", sysparm_query="name=deskgate")
+    acl = sn.api.post("/api/now/table/sys_security_acl", auth=ADMIN, json={
+        "name": "incident", "operation": "write", "type": "record", "active": True,
+        "admin_overrides": True}).json()["result"]  # fmt: skip
+    sn.api.post(
+        "/api/now/table/sys_security_acl_role",
+        auth=ADMIN,
+        json={"sys_security_acl": acl["sys_id"], "sys_user_role": role["sys_id"]},
+    ).raise_for_status()
+    path = f"/api/now/table/incident/{inc['sys_id']}"
+    refused = sn.api.patch(path, json={"short_description": "x"}, auth=AGENT)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": {"message": "Operation Failed",
+                  "detail": "ACL Exception Update Failed due to security constraints"},
+        "status": "failure",
+    }  # fmt: skip
+    assert sn.api.patch(path, json={"short_description": "x"}).status_code == 200  # deskgate
+    # An ACL with a script the simulator does not run is passed by no one but an admin.
+    sn.api.patch(f"/api/now/table/sys_security_acl/{acl['sys_id']}", auth=ADMIN,
+                 json={"script": "answer = true;"}).raise_for_status()  # fmt: skip
+    assert sn.api.patch(path, json={"short_description": "y"}).status_code == 403
+
+
 # -- controls -------------------------------------------------------------------------------
 
 
