@@ -36,6 +36,7 @@ AUDITED_FOR = 600.0
 # The sys_user field behind each of the requester's fields Deskgate may rely on.
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
+JOURNAL_FIELDS = ("work_notes", "comments")  # written as journal entries, never on the record
 
 
 def describe_error(response: httpx.Response) -> str:
@@ -264,7 +265,18 @@ class ServiceNowConnector:
         return self._patch(ticket, fields)
 
     def _patch(self, ticket: Ticket, fields: dict[str, str]) -> Ticket:
-        row = self._call(
-            "PATCH", f"{self.path}/{ticket.id}", params=self._read_params(), json=fields
-        )
+        """One PATCH, believed only as far as the record it returns shows it: a field a write
+        ACL denies Deskgate's user is dropped from the write with a 200 all the same (journal
+        fields never show on the record, so they cannot be compared)."""
+        written = [f for f in fields if f not in JOURNAL_FIELDS]
+        params = {**self._read_params(), "sysparm_fields": ",".join([self.fields, *written])}
+        row = self._call("PATCH", f"{self.path}/{ticket.id}", params=params, json=fields)
+        dropped = sorted(f for f in written if str(row.get(f, "")) != fields[f])
+        if dropped:
+            raise Fatal(
+                SYSTEM,
+                f"ServiceNow answered 200 but did not keep {', '.join(dropped)}: a write ACL "
+                "(or a business rule) denies them to Deskgate's user; give that user the role "
+                "the field's write ACL needs",
+            )
         return self._ticket(row)
