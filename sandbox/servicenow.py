@@ -338,6 +338,9 @@ class ServiceNowState:
         self.script_log: list[dict[str, str]] = []  # gs.info/gs.error and script errors
         self.update_set_files: dict[str, bytes] = {}  # loaded update sets, by their sys_id
         self.denied_reads: set[tuple[str, str]] = set()  # (user, table) the ACLs refuse to read
+        # (table, sys_id) -> an agent's edit made just before Deskgate's next write of that
+        # record, after Deskgate's re-read: the race the Table API cannot refuse.
+        self.edit_before_write: dict[tuple[str, str], dict[str, Any]] = {}
         self.frozen_now: str | None = None
         for (table, element), choices in CHOICES.items():
             for seq, (value, label) in enumerate(choices, start=1):
@@ -1119,6 +1122,11 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
                 record = dict(found)
             else:
                 # PUT and PATCH both behave as partial updates on the platform.
+                edit = state.edit_before_write.pop((table, sys_id), None)
+                if edit is not None and g.user == config.username:
+                    state.update(table, sys_id, edit, config.agent_username)
+                elif edit is not None:
+                    state.edit_before_write[(table, sys_id)] = edit
                 values = state.writable(table, values, g.user, "write")
                 record, deliveries = state.update(table, sys_id, values, g.user)
             result = state.render(table, record, opts)
@@ -1191,6 +1199,15 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
             )  # fmt: skip
         start(deliveries)
         return jsonify({"record": record})
+
+    @app.put(f"{CONTROL_PREFIX}edit_before_write/<table>/<sys_id>")
+    def edit_before_write(table: str, sys_id: str) -> Response:
+        """An agent's edit (the body: field values) that lands on the record just before
+        Deskgate's next write of it, after Deskgate's re-read (a change of caller, say)."""
+        edit = request.get_json(force=True) or {}
+        with state.lock:
+            state.edit_before_write[(table, sys_id)] = dict(edit)
+        return jsonify({"armed": edit})
 
     @app.put(f"{CONTROL_PREFIX}acl")
     def acl() -> Response:

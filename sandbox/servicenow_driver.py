@@ -124,6 +124,14 @@ class ServiceNowDriver:
         caller = self._user(name, email)
         self.api.patch(f"/{self.table}/{ticket_id}", json={"caller_id": caller}).raise_for_status()
 
+    def change_requester_before_next_write(self, ticket_id: str, name: str, email: str) -> None:
+        """An agent changes the caller between Deskgate's re-read and its next write (the Table
+        API has no conditional write to refuse it)."""
+        caller = self._user(name, email)
+        self.sim.put(
+            f"/_sandbox/edit_before_write/{self.table}/{ticket_id}", json={"caller_id": caller}
+        ).raise_for_status()
+
     def tamper(
         self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
     ) -> None:
