@@ -54,6 +54,7 @@ from werkzeug.exceptions import HTTPException
 from connectors.provisioning import AdminCredential, Change, SetupRequest
 from connectors.servicenow import update_set
 from connectors.servicenow.config import ServiceNowDeskConfig
+from connectors.servicenow.connector import no_audit
 from connectors.servicenow.setup import setup
 from sandbox import servicenow_query as snq
 from sandbox import servicenow_scripts as scripts
@@ -164,7 +165,8 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     AUDIT_TABLE: ("tablename", "documentkey", "fieldname", "oldvalue", "newvalue", "user"),
     "sys_choice": ("name", "element", "value", "label", "sequence", "language", "inactive"),
     "sys_dictionary": ("name", "element", "column_label", "internal_type", "max_length",
-                       "choice", "active", "read_only", "reference", "default_value"),
+                       "choice", "active", "read_only", "reference", "default_value",
+                       "attributes"),
     "sys_properties": ("name", "value", "type", "description", "is_private", "suffix"),
     "sys_script": ("name", "collection", "when", "order", "active", "advanced",
                    "action_insert", "action_update", "action_delete", "action_query",
@@ -244,6 +246,9 @@ class ServiceNowSimConfig:
     # `deskgate setup` makes for the sandbox desk (found again by name and operation, so setup
     # creating them too changes nothing). Empty: an instance without them.
     field_acls: tuple[tuple[str, str], ...] = (("incident.u_idv_status", "deskgate"),)
+    # sys_user fields excluded from auditing (the dictionary attribute no_audit=true): their
+    # changes leave no sys_audit row, so a phone set a minute ago looks as old as the user.
+    unaudited_user_fields: tuple[str, ...] = ()
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
@@ -358,6 +363,19 @@ class ServiceNowState:
                     "system",
                 )
         self._seed_accounts()
+        for column in BASE_SCHEMA["sys_user"]:  # sys_user's columns, as its dictionary lists them
+            no_audit = column in self.config.unaudited_user_fields
+            self.insert(
+                "sys_dictionary",
+                {
+                    "name": "sys_user",
+                    "element": column,
+                    "internal_type": "string",
+                    "active": "true",
+                    "attributes": "no_audit=true" if no_audit else "",
+                },
+                "system",
+            )
         if not self.config.seed_history:
             return
         # An instance's history: the administrator's record, edited once, so sys_user has audit
@@ -560,6 +578,8 @@ class ServiceNowState:
             self._add_journal(table, sys_id, element, text, user)
         if table not in UNAUDITED:
             for name, value in changed.items():
+                if self.no_audit(table, name):
+                    continue
                 self.insert(
                     AUDIT_TABLE,
                     {"tablename": table, "documentkey": sys_id, "fieldname": name,
@@ -623,6 +643,14 @@ class ServiceNowState:
         """A field's dictionary entry adds its column to the table (the platform alters it)."""
         if table == "sys_dictionary" and record.get("name") in self.tables:
             self.known[record["name"]].add(record.get("element", ""))
+
+    def no_audit(self, table: str, element: str) -> bool:
+        """The field's dictionary attributes exclude it from auditing (``no_audit=true``)."""
+        return any(
+            d.get("name") == table and d.get("element") == element
+            and no_audit(d.get("attributes", ""))
+            for d in self.tables["sys_dictionary"].values()
+        )  # fmt: skip
 
     def property(self, name: str) -> str | None:
         """gs.getProperty: a property's value (a password2 one decrypted), None if absent."""

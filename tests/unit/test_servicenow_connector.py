@@ -344,3 +344,45 @@ def test_a_contacts_age_needs_an_audited_user_table() -> None:
     finally:
         api.close()
         fresh.stop()
+
+
+def test_a_field_excluded_from_auditing_has_no_age() -> None:
+    """sys_user is audited, but mobile_phone carries no_audit=true: a phone set a minute ago
+    leaves no audit row, so its age cannot be told (no link), while e-mail's still can."""
+    fresh = serve(sim.create_app(sim.ServiceNowSimConfig(unaudited_user_fields=("mobile_phone",))))
+    api = httpx.Client(base_url=fresh.url, auth=(SIM.username, SIM.password), timeout=10)
+    try:
+        desk = ServiceNowConnector("sn", desk_config(fresh), 5)
+        ticket = desk.get_ticket(incident(api))
+        assert ticket is not None and ticket.requester is not None
+        caller = ticket.requester
+        api.patch(f"/api/now/table/sys_user/{caller.id}", json={"mobile_phone": "+15550100"})
+        assert desk.changed_at(caller, "phone") is None
+        assert desk.changed_at(caller, "email") == caller.created_at  # audited, unchanged
+        audited = api.get(
+            "/api/now/table/sys_audit", params={"sysparm_query": "fieldname=mobile_phone"}
+        ).json()["result"]
+        assert audited == []  # the simulator writes no audit row for such a field
+    finally:
+        api.close()
+        fresh.stop()
+
+
+def test_without_the_dictionary_a_field_needs_its_own_audit_rows(
+    server: Server, api: httpx.Client
+) -> None:
+    """Where sys_dictionary cannot be read, the table's audit rows are not enough: only an audit
+    row for that very field shows it is audited."""
+    api.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_dictionary",
+                                   "read": False}).raise_for_status()  # fmt: skip
+    try:
+        desk = ServiceNowConnector("sn", desk_config(server), 5)
+        ticket = desk.get_ticket(incident(api))
+        assert ticket is not None and ticket.requester is not None
+        caller = ticket.requester
+        assert desk.changed_at(caller, "external_id") is None  # no employee_number audit row
+        api.patch(f"/api/now/table/sys_user/{caller.id}", json={"employee_number": "E8"})
+        assert desk.changed_at(caller, "external_id") is not None
+    finally:
+        api.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_dictionary",
+                                       "read": True}).raise_for_status()  # fmt: skip
