@@ -249,6 +249,10 @@ class ServiceNowSimConfig:
     # sys_user fields excluded from auditing (the dictionary attribute no_audit=true): their
     # changes leave no sys_audit row, so a phone set a minute ago looks as old as the user.
     unaudited_user_fields: tuple[str, ...] = ()
+    # How long after its business rule ran a script's RESTMessageV2.executeAsync() request is
+    # sent: the platform queues it (the ECC queue) and a worker sends it later, so a push is
+    # signed when the rule ran and arrives this much later (0: at once, as on an idle instance).
+    execute_async_delay_seconds: float = 0.0
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
@@ -535,6 +539,8 @@ class ServiceNowState:
         if table not in INSERT_ONLY:
             record.update(sys_updated_on=now, sys_updated_by=user, sys_mod_count="0")
         record.update(DEFAULTS.get(table, {}))
+        # A boolean column added through the dictionary is false until set (its default).
+        record.update(dict.fromkeys(self.added_booleans(table), "false"))
         if table in self.config.tables:
             record.setdefault("active", "true")
             record["opened_at"] = now
@@ -659,11 +665,14 @@ class ServiceNowState:
                 return prop.get("value", "")
         return None
 
-    def booleans(self, table: str) -> list[str]:
-        return [*BOOLEAN_FIELDS, *(
+    def added_booleans(self, table: str) -> list[str]:
+        return [
             d.get("element", "") for d in self.tables["sys_dictionary"].values()
             if d.get("name") == table and d.get("internal_type") == "boolean"
-        )]  # fmt: skip
+        ]  # fmt: skip
+
+    def booleans(self, table: str) -> list[str]:
+        return [*BOOLEAN_FIELDS, *self.added_booleans(table)]
 
     def _host(self, user: str) -> scripts.Host:
         def log(level: str, message: str) -> None:
@@ -824,6 +833,7 @@ class ServiceNowState:
         """Thread-safe; runs in a background thread like ``RESTMessageV2.executeAsync()``."""
         body = delivery.body.encode()
         headers = {"User-Agent": "ServiceNow/1.0", **delivery.headers}
+        time.sleep(self.config.execute_async_delay_seconds)
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
             status: int | None = None
             error: str | None = None

@@ -16,8 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, Response, request
+from pydantic import SecretStr
 
+from connectors.provisioning import AdminCredential, SetupRequest
+from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.push import verify_push
+from connectors.servicenow.setup import setup
 from connectors.ticketing import PushAuth
 from sandbox.common import Server, serve
 from sandbox.options import StackOptions, Wiring
@@ -579,6 +583,59 @@ def test_the_shipped_business_rule_fires_once_with_a_signature_deskgate_accepts(
     second = sn.create("incident", **{flag: value})
     wait_for(lambda: len(rec.received) == 3)
     assert json.loads(rec.received[-1][1])["number"] == second["number"]
+
+
+def test_the_default_boolean_flag_pushes_when_an_agent_sets_it(
+    sn: Sim, receiver: tuple[Receiver, str]
+) -> None:
+    """The default desk: a boolean u_idv_required with triggers {"true": ...}. In a script its
+    value reads "1", so the condition setup writes must compare with that."""
+    rec, url = receiver
+    with rec.lock:
+        rec.received.clear()
+    config = ServiceNowDeskConfig.model_validate(
+        {"kind": "servicenow", "base_url": sn.url, "username": CFG.username,
+         "password": CFG.password, "webhook_secret": CFG.webhook_secret}
+    )  # fmt: skip
+    admin = AdminCredential(CFG.admin_username, SecretStr(CFG.admin_password))
+    setup(SetupRequest(desk="acme_sn", config=config, public_url=url, admin=admin))
+    inc = sn.create("incident", short_description="Reset MFA")
+    assert inc[FLAG] == "false"  # a boolean column
+    agent = (CFG.agent_username, CFG.agent_password)
+    sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={FLAG: True}, auth=agent)
+    wait_for(lambda: len(rec.received) == 1)
+    assert json.loads(rec.received[0][1])["sys_id"] == inc["sys_id"]
+    sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={FLAG: False}, auth=agent)
+    time.sleep(0.3)
+    assert len(rec.received) == 1  # cleared: no push
+
+
+def test_execute_async_sends_later_than_the_rule_signed() -> None:
+    """executeAsync() is queued: the push carries the time the rule ran, not the time it is
+    sent (why Deskgate's window must cover the instance's queue delay)."""
+    delayed = ServiceNowSimConfig(execute_async_delay_seconds=1.5)
+    srv = serve(create_app(delayed))
+    arrived: list[tuple[float, str]] = []
+    app = Flask("late")
+
+    @app.post("/webhooks/servicenow")
+    def hook() -> Response:
+        arrived.append((time.time(), request.headers["X-Deskgate-Timestamp"]))
+        return Response(status=200)
+
+    target = serve(app)
+    try:
+        with httpx.Client(base_url=srv.url, auth=(CFG.username, CFG.password)) as api:
+            sim = Sim(srv.url, api)
+            provision(Wiring(srv.url, f"{target.url}/webhooks",
+                             StackOptions(redis_url="redis://unused")), delayed)  # fmt: skip
+            sim.create("incident", **{FLAG_FIELD: next(iter(TRIGGERS))})
+            wait_for(lambda: len(arrived) == 1)
+        at, signed = arrived[0]
+        assert at - int(signed) >= 1.5
+    finally:
+        srv.stop()
+        target.stop()
 
 
 def test_an_inactive_rule_or_an_unset_secret_pushes_nothing(
