@@ -135,11 +135,13 @@ class ServiceNowDriver:
     def tamper(
         self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
     ) -> None:
-        """What an agent can do in one update: set Deskgate's status field and the flag, and
-        add a work note in any words (as themselves: the Table API stamps the author)."""
+        """What someone who may write Deskgate's status field can do in one update: set it and
+        the flag, and add a work note in any words (as themselves: the Table API stamps the
+        author). The instance's write ACL keeps that field from agents, so this is an admin
+        (admin_overrides), or Deskgate's own user."""
         sim = self.config
         who = (sim.username, sim.password) if as_deskgate else (
-            sim.agent_username, sim.agent_password)  # fmt: skip
+            sim.admin_username, sim.admin_password)  # fmt: skip
         values = {
             "work_notes": note,
             "u_idv_status": marker,

@@ -4,10 +4,12 @@ shows only in what that write returns."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from sandbox.servicenow_driver import ServiceNowDriver
 from sandbox.stack import Stack, wait_for
+from worker.dispatch import POLL_DESK
 
 pytestmark = pytest.mark.e2e
 WAIT = 20.0
@@ -35,3 +37,44 @@ def test_a_caller_changed_just_before_the_outcome_write_is_overturned_at_once(
     _gate, verified, overturned = desk.notes(ticket)
     assert "Identity VERIFIED" in verified  # written for a record whose caller had just changed
     assert "requester changed" in overturned and "not applied" in overturned
+
+
+def pushed_without_a_poll(stack: Stack, desk: ServiceNowDriver, ticket: str) -> None:
+    """The gate note comes from a push the installed rule sent and Deskgate accepted; no poll
+    ran meanwhile (the stack runs no beat, and no test asked for one)."""
+    polls = stack.received(POLL_DESK)
+    wait_for(lambda: desk.notes(ticket), WAIT, "the gate note")
+    deliveries = stack.sim["servicenow"].get("/_sandbox/webhook_deliveries").json()["deliveries"]
+    assert [d["status"] for d in deliveries if d["sys_id"] == ticket] == ["delivered"]
+    assert stack.received(POLL_DESK) == polls
+
+
+def test_a_choice_flag_and_the_ui_action_push_with_no_poll(stack: Stack, employee: str) -> None:
+    desk = servicenow(stack)
+    flagged = desk.create_ticket("Cho Ice", employee, "Reset my MFA")
+    desk.flag(flagged)  # an agent sets the choice field u_idv_request
+    pushed_without_a_poll(stack, desk, flagged)
+    second = f"ui.{employee}"
+    stack.enrol(second)
+    clicked = desk.create_ticket("Ui Action", second, "Unlock my account")
+    desk.click_verify(clicked)
+    pushed_without_a_poll(stack, desk, clicked)
+
+
+def test_an_agent_cannot_set_deskgates_status_field(stack: Stack) -> None:
+    """The write ACL `deskgate setup` leaves on the status field: an agent's write of it is
+    ignored (200, the other fields written); Deskgate's own user writes it."""
+    desk = servicenow(stack)
+    ticket = desk.create_ticket("Ann Agent", None, "anything")
+    sim = stack.app_configs["servicenow"]
+    api = httpx.Client(base_url=f"{stack.sim['servicenow'].base_url}/api/now/table", timeout=10)
+    with api:
+        agent = (sim.agent_username, sim.agent_password)
+        forged = {"u_idv_status": "verified", "short_description": "edited"}
+        tried = api.patch(f"/incident/{ticket}", auth=agent, json=forged)
+        assert tried.status_code == 200
+        record = desk.raw(ticket)["record"]
+        assert (record["short_description"], record.get("u_idv_status", "")) == ("edited", "")
+        mine = api.patch(f"/incident/{ticket}", auth=(sim.username, sim.password),
+                         json={"u_idv_status": "error"})  # fmt: skip
+        assert mine.json()["result"]["u_idv_status"] == "error"
