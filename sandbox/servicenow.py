@@ -11,8 +11,11 @@ What it emulates, and why each piece matters to Deskgate:
   show on the record, so notes must be read back from the journal;
 - Basic auth and ``/oauth_token.do`` (password, refresh_token, client_credentials grants);
 - the metadata ``deskgate setup`` writes (``sys_dictionary``, ``sys_choice``, ``sys_properties``,
-  ``sys_script``, ``sys_ui_action``): admin-only writes (403 for anyone else, as the platform's
-  ACLs), a ``sys_dictionary`` insert adds the column to its table;
+  ``sys_script``, ``sys_ui_action``, the ACL tables): admin-only writes (403 for anyone else, as
+  the platform's ACLs), a ``sys_dictionary`` insert adds the column to its table;
+- write ACLs as records (``sys_security_acl``, its roles in ``sys_security_acl_role``, users'
+  roles in ``sys_user_has_role``): a field ACL the writer fails drops that field from a Table API
+  write, which still answers 200; a table ACL they fail answers 403 (see ``acl_allows``);
 - update set XML import as an admin does it in the UI: ``POST /sys_upload.do`` (the XML as the
   multipart field ``attachFile``) loads it into Retrieved Update Sets, then
   ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``;
@@ -51,6 +54,7 @@ from werkzeug.exceptions import HTTPException
 from connectors.provisioning import AdminCredential, Change, SetupRequest
 from connectors.servicenow import update_set
 from connectors.servicenow.config import ServiceNowDeskConfig
+from connectors.servicenow.connector import no_audit
 from connectors.servicenow.setup import setup
 from sandbox import servicenow_query as snq
 from sandbox import servicenow_scripts as scripts
@@ -81,6 +85,10 @@ METADATA = (
     "sys_script",
     "sys_ui_action",
     "sys_remote_update_set",
+    "sys_user_role",
+    "sys_user_has_role",
+    "sys_security_acl",
+    "sys_security_acl_role",
 )
 UNAUDITED = (*INSERT_ONLY, *METADATA)
 BOOLEAN_FIELDS = ("active",)  # besides the boolean columns sys_dictionary adds
@@ -92,6 +100,11 @@ REFERENCES: dict[str, dict[str, str]] = {
     # A column's type is a reference to the type's record, as on an instance: without
     # sysparm_exclude_reference_link it reads {"link": ..., "value": "string"}.
     "sys_dictionary": {"internal_type": "sys_glide_object"},
+    "sys_user_has_role": {"user": "sys_user", "role": "sys_user_role"},
+    "sys_security_acl_role": {
+        "sys_security_acl": "sys_security_acl",
+        "sys_user_role": "sys_user_role",
+    },
 }
 DISPLAY_FIELD = {
     "sys_user": "name",
@@ -102,6 +115,8 @@ DISPLAY_FIELD = {
     "sys_properties": "name",
     "sys_script": "name",
     "sys_ui_action": "name",
+    "sys_user_role": "name",
+    "sys_security_acl": "name",
 }
 NUMBER_PREFIX = {
     "incident": "INC",
@@ -150,7 +165,8 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     AUDIT_TABLE: ("tablename", "documentkey", "fieldname", "oldvalue", "newvalue", "user"),
     "sys_choice": ("name", "element", "value", "label", "sequence", "language", "inactive"),
     "sys_dictionary": ("name", "element", "column_label", "internal_type", "max_length",
-                       "choice", "active", "read_only", "reference", "default_value"),
+                       "choice", "active", "read_only", "reference", "default_value",
+                       "attributes"),
     "sys_properties": ("name", "value", "type", "description", "is_private", "suffix"),
     "sys_script": ("name", "collection", "when", "order", "active", "advanced",
                    "action_insert", "action_update", "action_delete", "action_query",
@@ -158,6 +174,11 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     "sys_ui_action": ("name", "table", "action_name", "script", "condition", "active", "client",
                       "order", "form_button", "form_context_menu", "list_context_menu"),
     "sys_remote_update_set": ("name", "description", "state", "application"),
+    "sys_user_role": ("name", "description"),
+    "sys_user_has_role": ("user", "role", "state"),
+    "sys_security_acl": ("name", "operation", "type", "active", "admin_overrides", "condition",
+                         "script", "description"),
+    "sys_security_acl_role": ("sys_security_acl", "sys_user_role"),
 }  # fmt: skip
 DEFAULTS: dict[str, dict[str, str]] = {
     "incident": {"state": "1", "active": "true", "impact": "3", "urgency": "3", "priority": "3"},
@@ -215,6 +236,23 @@ class ServiceNowSimConfig:
     # The administrator: the only account that may write metadata (``deskgate setup --apply``).
     admin_username: str = "admin"
     admin_password: str = "sandbox-servicenow-admin-password"
+    # The roles each account holds from the start (sys_user_has_role), as an instance's admin
+    # gives them: Deskgate's integration user has the role its field ACLs name.
+    user_roles: tuple[tuple[str, str], ...] = (
+        ("admin", "admin"), ("deskgate.integration", "itil"),
+        ("deskgate.integration", "deskgate"), ("it.agent", "itil"),
+    )  # fmt: skip
+    # Field write ACLs the instance starts with ("<table>.<field>", role): the ones
+    # `deskgate setup` makes for the sandbox desk (found again by name and operation, so setup
+    # creating them too changes nothing). Empty: an instance without them.
+    field_acls: tuple[tuple[str, str], ...] = (("incident.u_idv_status", "deskgate"),)
+    # sys_user fields excluded from auditing (the dictionary attribute no_audit=true): their
+    # changes leave no sys_audit row, so a phone set a minute ago looks as old as the user.
+    unaudited_user_fields: tuple[str, ...] = ()
+    # How long after its business rule ran a script's RESTMessageV2.executeAsync() request is
+    # sent: the platform queues it (the ECC queue) and a worker sends it later, so a push is
+    # signed when the rule ran and arrives this much later (0: at once, as on an idle instance).
+    execute_async_delay_seconds: float = 0.0
     oauth_client_id: str = "sandbox-sn-client"
     oauth_client_secret: str = "sandbox-sn-client-secret"
     client_credentials_enabled: bool = True
@@ -309,6 +347,9 @@ class ServiceNowState:
         self.script_log: list[dict[str, str]] = []  # gs.info/gs.error and script errors
         self.update_set_files: dict[str, bytes] = {}  # loaded update sets, by their sys_id
         self.denied_reads: set[tuple[str, str]] = set()  # (user, table) the ACLs refuse to read
+        # (table, sys_id) -> an agent's edit made just before Deskgate's next write of that
+        # record, after Deskgate's re-read: the race the Table API cannot refuse.
+        self.edit_before_write: dict[tuple[str, str], dict[str, Any]] = {}
         self.frozen_now: str | None = None
         for (table, element), choices in CHOICES.items():
             for seq, (value, label) in enumerate(choices, start=1):
@@ -325,16 +366,98 @@ class ServiceNowState:
                     },
                     "system",
                 )
+        self._seed_accounts()
+        for column in BASE_SCHEMA["sys_user"]:  # sys_user's columns, as its dictionary lists them
+            no_audit = column in self.config.unaudited_user_fields
+            self.insert(
+                "sys_dictionary",
+                {
+                    "name": "sys_user",
+                    "element": column,
+                    "internal_type": "string",
+                    "active": "true",
+                    "attributes": "no_audit=true" if no_audit else "",
+                },
+                "system",
+            )
         if not self.config.seed_history:
             return
         # An instance's history: the administrator's record, edited once, so sys_user has audit
         # rows as on any live instance (Deskgate reads a contact's age from them).
-        admin, _ = self.insert(
-            "sys_user",
-            {"user_name": "admin", "first_name": "System", "last_name": "Administrator"},
-            "system",
-        )
+        admin = next(u for u in self.tables["sys_user"].values() if u["user_name"] == "admin")
         self.update("sys_user", admin["sys_id"], {"title": "System Administrator"}, "system")
+
+    def _seed_accounts(self) -> None:
+        """The accounts, their roles and the field ACLs the instance starts with."""
+        cfg, ids = self.config, dict[str, str]()
+        for user in dict.fromkeys([cfg.admin_username, cfg.username, cfg.agent_username]):
+            ids[user] = self.insert("sys_user", {"user_name": user, "last_name": user},
+                                    "system")[0]["sys_id"]  # fmt: skip
+        roles = {
+            name: self.insert("sys_user_role", {"name": name}, "system")[0]["sys_id"]
+            for name in dict.fromkeys(r for _, r in (*cfg.user_roles, *cfg.field_acls))
+        }
+        for user, role in cfg.user_roles:
+            self.insert("sys_user_has_role", {"user": ids[user], "role": roles[role],
+                                              "state": "active"}, "system")  # fmt: skip
+        for name, role in cfg.field_acls:
+            acl, _ = self.insert(
+                "sys_security_acl",
+                {"name": name, "operation": "write", "type": "record", "active": "true",
+                 "admin_overrides": "true",
+                 "description": "Only Deskgate writes its status field (deskgate setup)"},
+                "system",
+            )  # fmt: skip
+            self.insert("sys_security_acl_role",
+                        {"sys_security_acl": acl["sys_id"], "sys_user_role": roles[role]},
+                        "system")  # fmt: skip
+
+    # -- access control lists ----------------------------------------------------------------
+
+    def roles_of(self, user_name: str) -> set[str]:
+        """The names of the roles a user holds (sys_user_has_role)."""
+        users = {
+            sid for sid, u in self.tables["sys_user"].items() if u.get("user_name") == user_name
+        }
+        held = {r.get("role") for r in self.tables["sys_user_has_role"].values()
+                if r.get("user") in users and r.get("state", "active") == "active"}  # fmt: skip
+        return {r.get("name", "") for sid, r in self.tables["sys_user_role"].items() if sid in held}
+
+    def acl_allows(self, user_name: str, name: str, operation: str) -> bool:
+        """The platform's ACL check for one object (``<table>`` or ``<table>.<field>``): with no
+        active ``record`` ACL for it and the operation, allowed; otherwise the user must pass at
+        least one of them. An ACL is passed by holding any of its roles (none named: anyone), or
+        by an admin where it has admin_overrides. A condition or script is not evaluated here:
+        such an ACL is passed only through admin_overrides (strict)."""
+        acls = [a for a in self.tables["sys_security_acl"].values()
+                if a.get("name") == name and a.get("operation") == operation
+                and a.get("active") == "true" and a.get("type", "record") == "record"]  # fmt: skip
+        if not acls:
+            return True
+        roles = self.roles_of(user_name)
+        for acl in acls:
+            if "admin" in roles and acl.get("admin_overrides") == "true":
+                return True
+            if acl.get("condition", "").strip() or acl.get("script", "").strip():
+                continue
+            needed = {self.tables["sys_user_role"].get(r.get("sys_user_role", ""), {}).get("name")
+                      for r in self.tables["sys_security_acl_role"].values()
+                      if r.get("sys_security_acl") == acl["sys_id"]}  # fmt: skip
+            if not needed or needed & roles:
+                return True
+        return False
+
+    def writable(self, table: str, values: Mapping[str, Any], user_name: str, operation: str
+                 ) -> dict[str, Any]:  # fmt: skip
+        """A Table API write as the ACLs let it through: a table ACL the user fails refuses it
+        (403, the platform's body); a field ACL they fail drops that field, and the rest is
+        written (200): the Table API does not say which field it ignored."""
+        if not self.acl_allows(user_name, table, operation):
+            action = "Insert" if operation == "create" else "Update"
+            why = f"ACL Exception {action} Failed due to security constraints"
+            raise ApiError(403, "Operation Failed", why)
+        return {k: v for k, v in values.items()
+                if self.acl_allows(user_name, f"{table}.{k}", operation)}  # fmt: skip
 
     def _schema(self, table: str) -> tuple[str, ...]:
         system = JOURNAL_SYSTEM_FIELDS if table in INSERT_ONLY else SYSTEM_FIELDS
@@ -416,6 +539,8 @@ class ServiceNowState:
         if table not in INSERT_ONLY:
             record.update(sys_updated_on=now, sys_updated_by=user, sys_mod_count="0")
         record.update(DEFAULTS.get(table, {}))
+        # A boolean column added through the dictionary is false until set (its default).
+        record.update(dict.fromkeys(self.added_booleans(table), "false"))
         if table in self.config.tables:
             record.setdefault("active", "true")
             record["opened_at"] = now
@@ -459,6 +584,8 @@ class ServiceNowState:
             self._add_journal(table, sys_id, element, text, user)
         if table not in UNAUDITED:
             for name, value in changed.items():
+                if self.no_audit(table, name):
+                    continue
                 self.insert(
                     AUDIT_TABLE,
                     {"tablename": table, "documentkey": sys_id, "fieldname": name,
@@ -475,10 +602,13 @@ class ServiceNowState:
         """Split a write into field changes and journal entries; system fields are read-only."""
         changes: Record = {}
         notes: list[tuple[str, str]] = []
+        booleans = self.booleans(table)
         for name, raw in values.items():
             if name in SYSTEM_FIELDS or not isinstance(name, str) or not name:
                 continue
             value = _to_str(raw)
+            if name in booleans:  # the platform takes 1/0 for a boolean and stores true/false
+                value = {"1": "true", "0": "false"}.get(value, value)
             if name in JOURNAL_FIELDS and table != JOURNAL_TABLE:
                 if value.strip():
                     notes.append((name, value))
@@ -520,6 +650,14 @@ class ServiceNowState:
         if table == "sys_dictionary" and record.get("name") in self.tables:
             self.known[record["name"]].add(record.get("element", ""))
 
+    def no_audit(self, table: str, element: str) -> bool:
+        """The field's dictionary attributes exclude it from auditing (``no_audit=true``)."""
+        return any(
+            d.get("name") == table and d.get("element") == element
+            and no_audit(d.get("attributes", ""))
+            for d in self.tables["sys_dictionary"].values()
+        )  # fmt: skip
+
     def property(self, name: str) -> str | None:
         """gs.getProperty: a property's value (a password2 one decrypted), None if absent."""
         for prop in self.tables["sys_properties"].values():
@@ -527,11 +665,14 @@ class ServiceNowState:
                 return prop.get("value", "")
         return None
 
-    def booleans(self, table: str) -> list[str]:
-        return [*BOOLEAN_FIELDS, *(
+    def added_booleans(self, table: str) -> list[str]:
+        return [
             d.get("element", "") for d in self.tables["sys_dictionary"].values()
             if d.get("name") == table and d.get("internal_type") == "boolean"
-        )]  # fmt: skip
+        ]  # fmt: skip
+
+    def booleans(self, table: str) -> list[str]:
+        return [*BOOLEAN_FIELDS, *self.added_booleans(table)]
 
     def _host(self, user: str) -> scripts.Host:
         def log(level: str, message: str) -> None:
@@ -576,8 +717,12 @@ class ServiceNowState:
         return values, sent
 
     def _full(self, table: str, record: Mapping[str, str]) -> Record:
-        """The record as a script sees it: every column of the table, empty when unset."""
-        return {**dict.fromkeys(self.known[table], ""), **record}
+        """The record as a script sees it: every column of the table, empty when unset (a
+        boolean column unset is false, its default on the platform)."""
+        full = {**dict.fromkeys(self.known[table], ""), **record}
+        for name in self.booleans(table):
+            full[name] = full.get(name) or "false"
+        return full
 
     def _delivery(self, out: scripts.Outbound) -> Delivery:
         named = scripts.body_fields(out.body)
@@ -688,6 +833,7 @@ class ServiceNowState:
         """Thread-safe; runs in a background thread like ``RESTMessageV2.executeAsync()``."""
         body = delivery.body.encode()
         headers = {"User-Agent": "ServiceNow/1.0", **delivery.headers}
+        time.sleep(self.config.execute_async_delay_seconds)
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
             status: int | None = None
             error: str | None = None
@@ -988,6 +1134,7 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
         values = body_object()
         opts = render_options()
         with state.lock:
+            values = state.writable(table, values, g.user, "create")
             record, deliveries = state.insert(table, values, g.user)
             result = state.render(table, record, opts)
         start(deliveries)
@@ -1013,6 +1160,12 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
                 record = dict(found)
             else:
                 # PUT and PATCH both behave as partial updates on the platform.
+                edit = state.edit_before_write.pop((table, sys_id), None)
+                if edit is not None and g.user == config.username:
+                    state.update(table, sys_id, edit, config.agent_username)
+                elif edit is not None:
+                    state.edit_before_write[(table, sys_id)] = edit
+                values = state.writable(table, values, g.user, "write")
                 record, deliveries = state.update(table, sys_id, values, g.user)
             result = state.render(table, record, opts)
         start(deliveries)
@@ -1084,6 +1237,15 @@ def create_app(config: ServiceNowSimConfig) -> flask.Flask:
             )  # fmt: skip
         start(deliveries)
         return jsonify({"record": record})
+
+    @app.put(f"{CONTROL_PREFIX}edit_before_write/<table>/<sys_id>")
+    def edit_before_write(table: str, sys_id: str) -> Response:
+        """An agent's edit (the body: field values) that lands on the record just before
+        Deskgate's next write of it, after Deskgate's re-read (a change of caller, say)."""
+        edit = request.get_json(force=True) or {}
+        with state.lock:
+            state.edit_before_write[(table, sys_id)] = dict(edit)
+        return jsonify({"armed": edit})
 
     @app.put(f"{CONTROL_PREFIX}acl")
     def acl() -> Response:

@@ -124,14 +124,24 @@ class ServiceNowDriver:
         caller = self._user(name, email)
         self.api.patch(f"/{self.table}/{ticket_id}", json={"caller_id": caller}).raise_for_status()
 
+    def change_requester_before_next_write(self, ticket_id: str, name: str, email: str) -> None:
+        """An agent changes the caller between Deskgate's re-read and its next write (the Table
+        API has no conditional write to refuse it)."""
+        caller = self._user(name, email)
+        self.sim.put(
+            f"/_sandbox/edit_before_write/{self.table}/{ticket_id}", json={"caller_id": caller}
+        ).raise_for_status()
+
     def tamper(
         self, ticket_id: str, note: str, *, marker: str = "pending", as_deskgate: bool = False
     ) -> None:
-        """What an agent can do in one update: set Deskgate's status field and the flag, and
-        add a work note in any words (as themselves: the Table API stamps the author)."""
+        """What someone who may write Deskgate's status field can do in one update: set it and
+        the flag, and add a work note in any words (as themselves: the Table API stamps the
+        author). The instance's write ACL keeps that field from agents, so this is an admin
+        (admin_overrides), or Deskgate's own user."""
         sim = self.config
         who = (sim.username, sim.password) if as_deskgate else (
-            sim.agent_username, sim.agent_password)  # fmt: skip
+            sim.admin_username, sim.admin_password)  # fmt: skip
         values = {
             "work_notes": note,
             "u_idv_status": marker,

@@ -1,13 +1,20 @@
 /*
  * Shims of the Glide APIs Deskgate's business rule and UI action call, for the ServiceNow
- * simulator's ES5 engine (Duktape, through dukpy). Written from ServiceNow's API reference:
+ * simulator's ES5 engine (Duktape, through dukpy). Written from ServiceNow's server-side API
+ * reference (GlideRecord, GlideElement, GlideSystem, ...), each behaviour as documented there:
  *
- * - GlideRecord (`current`, `previous`): fields are GlideElement objects (current.state), and
- *   getValue(name) (null when empty), setValue(name, value), getUniqueValue(), getTableName(),
- *   isNewRecord(), update() (saves the record: honoured for UI actions).
- * - GlideElement: toString() the value; changes() (differs from previous; on insert, has any
- *   value), changesTo(v), changesFrom(v), nil(), getValue(), setValue(v). Boolean fields
- *   compare with true/false (`current.active == true`), as the platform's Java interop allows.
+ * - GlideRecord (`current`, `previous`): fields are GlideElement objects (current.state).
+ *   getValue(name) returns the stored value as a string, and null for an empty field; a boolean
+ *   field comes back as "1" or "0", not "true"/"false" (GlideRecord.getValue). setValue(name,
+ *   value), getUniqueValue(), getTableName(), isNewRecord(), update() (saves the record: honoured
+ *   for UI actions).
+ * - GlideElement: toString() is the value as text, "true"/"false" for a boolean
+ *   (GlideElement.toString); a boolean element compares with true/false
+ *   (`current.active == true`), as the platform's Java interop does. changes(): the value
+ *   differs from `previous` (on insert: the field has a value) (GlideElement.changes);
+ *   changesTo(v) / changesFrom(v): changes() and the new / old value equals v
+ *   (GlideElement.changesTo, changesFrom); nil(): the value is null or empty
+ *   (GlideElement.nil). getValue(), setValue(v).
  * - gs: getProperty(name, default), generateGUID(), getUserName(), info/warn/error/debug/log.
  * - GlideDateTime: now; getNumericValue() (ms since the epoch), getValue() (UTC, yyyy-MM-dd
  *   HH:mm:ss).
@@ -19,7 +26,8 @@
  *   getHeader, haveError, getErrorMessage) and executeAsync() (sent after the transaction).
  *
  * The Python side (sandbox/servicenow_scripts.py) answers `call_python(name, ...)` and passes
- * `dukpy.record`, `dukpy.previous`, `dukpy.table`, `dukpy.booleans`, `dukpy.user`.
+ * `dukpy.record`, `dukpy.previous`, `dukpy.table`, `dukpy.booleans`, `dukpy.user`. Values are
+ * stored as the Table API shows them ("true"/"false" for booleans).
  */
 var __dg = { saved: false };
 
@@ -27,13 +35,17 @@ function GlideElement(record, name) {
     this._record = record;
     this._name = name;
 }
-GlideElement.prototype.getValue = function () { return this._record._values[this._name]; };
+GlideElement.prototype._boolean = function () {
+    return this._record._booleans.indexOf(this._name) >= 0;
+};
+GlideElement.prototype.getValue = function () { return this._record.getValue(this._name); };
 GlideElement.prototype.setValue = function (v) { this._record.setValue(this._name, v); };
-GlideElement.prototype.toString = function () { return String(this.getValue() || ''); };
+GlideElement.prototype.toString = function () {
+    var v = this._record._values[this._name];
+    return v === undefined || v === null ? '' : String(v);
+};
 GlideElement.prototype.valueOf = function () {
-    var v = this.toString();
-    if (this._record._booleans.indexOf(this._name) >= 0) { return v === 'true'; }
-    return v;
+    return this._boolean() ? this.toString() === 'true' : this.toString();
 };
 GlideElement.prototype.getDisplayValue = GlideElement.prototype.toString;
 GlideElement.prototype.nil = function () { return this.toString() === ''; };
@@ -61,10 +73,16 @@ function GlideRecordShim(table, values, previous, booleans) {
 }
 GlideRecordShim.prototype.getValue = function (name) {
     var v = this._values[name];
-    return v === undefined || v === '' ? null : String(v);
+    if (v === undefined || v === null || v === '') { return null; }
+    if (this._booleans.indexOf(name) >= 0) { return String(v) === 'true' ? '1' : '0'; }
+    return String(v);
 };
 GlideRecordShim.prototype.setValue = function (name, value) {
-    this._values[name] = value === null || value === undefined ? '' : String(value);
+    var v = value === null || value === undefined ? '' : String(value);
+    if (this._booleans.indexOf(name) >= 0 && v !== '') {  // stored as the Table API shows it
+        v = v === 'true' || v === '1' ? 'true' : 'false';
+    }
+    this._values[name] = v;
     if (!(this[name] instanceof GlideElement)) { this[name] = new GlideElement(this, name); }
 };
 GlideRecordShim.prototype.getUniqueValue = function () { return this.getValue('sys_id'); };

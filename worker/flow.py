@@ -464,13 +464,23 @@ class Flow:
             if not t.writable:
                 log.warning("ticket closed; outcome not written", state=v.state.value)
                 return t
-            written = desk.record(t, v.state, notes.outcome(v), release=v.state != State.REVIEW)
-            self.store.written(v, "outcome", self.clock())
-            log.info("outcome written", state=v.state.value)
+            written = self._record_outcome(desk, v, t)
+            # A desk without conditional writes (ServiceNow) takes a requester changed between
+            # its re-read and this write: only the written ticket shows it. Overturned at once.
+            overturned = self._same_requester(v, written)
+            if overturned.state != v.state:
+                v = overturned
+                written = self._record_outcome(desk, v, written)
             return written
 
         ticket = self._write(desk, ticket, write, unread=unread)
         return v, ticket
+
+    def _record_outcome(self, desk: Desk, v: Verification, ticket: Ticket) -> Ticket:
+        written = desk.record(ticket, v.state, notes.outcome(v), release=v.state != State.REVIEW)
+        self.store.written(v, "outcome", self.clock())
+        log.info("outcome written", state=v.state.value)
+        return written
 
     def _same_requester(self, v: Verification, ticket: Ticket) -> Verification:
         """Incode's result speaks for the person the link went to: if an agent has since put

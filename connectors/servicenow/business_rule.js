@@ -8,6 +8,9 @@
  *   Condition: written by setup from the desk's flag field and trigger values, e.g.
  *              current.active == true && current.u_idv_request.changes() &&
  *              ["mfa_reset", "account_unlock"].indexOf(current.getValue('u_idv_request')) >= 0
+ *              or, for a boolean flag (getValue gives "1"/"0" for a boolean, not "true"):
+ *              current.active == true && current.u_idv_required.changes() &&
+ *              ["1"].indexOf(current.getValue('u_idv_required')) >= 0
  *
  * System properties it reads (setup creates both):
  *   deskgate.webhook_url     <public_url>/webhooks/servicenow
@@ -17,6 +20,9 @@
  *   X-Deskgate-Timestamp: unix seconds
  *   X-Deskgate-Signature: "v1=" + base64(HMAC-SHA256(secret, timestamp + "." + body))
  * Deskgate refuses a timestamp more than 5 minutes off its clock, so the instance's clock matters.
+ * The rule signs when it runs and executeAsync() sends when the instance's queue gets to it
+ * (normally seconds): that delay must stay inside the window; a later push is refused and the
+ * poller finds the record. Not an async rule: those get no `previous`, so no changes().
  *
  * The push carries ids only; Deskgate reads the record (and its caller) through the Table API.
  * If the push is lost, Deskgate's poller finds the record anyway (poll_interval_seconds).

@@ -31,11 +31,12 @@ SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 PAGE = 100
 PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
 PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
-# How long "sys_user is audited" (an audit row was seen) is believed before it is asked again.
+# How long "this sys_user field is audited" is believed before it is asked again.
 AUDITED_FOR = 600.0
 # The sys_user field behind each of the requester's fields Deskgate may rely on.
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
+JOURNAL_FIELDS = ("work_notes", "comments")  # written as journal entries, never on the record
 
 
 def describe_error(response: httpx.Response) -> str:
@@ -46,6 +47,13 @@ def describe_error(response: httpx.Response) -> str:
         detail = error.get("detail")
         return f"{error.get('message', '')}" + (f": {detail}" if detail else "")
     return str(body.get("error_description") or error or "")
+
+
+def no_audit(attributes: str) -> bool:
+    """A dictionary entry's ``attributes`` (``key=value`` pairs, comma-separated) exclude the
+    field from auditing: ``no_audit=true``."""
+    pairs = (part.partition("=") for part in attributes.split(","))
+    return any(k.strip() == "no_audit" and v.strip().lower() == "true" for k, _, v in pairs)
 
 
 def _instant(value: Any) -> float | None:
@@ -70,7 +78,7 @@ class ServiceNowConnector:
             headers={"Content-Type": "application/json"},
         )
         self.path = f"/api/now/table/{config.table}"
-        self._audited_until = 0.0  # until when sys_user is known to be audited
+        self._audited_until: dict[str, float] = {}  # sys_user field -> known audited until
         who = config.requester_field
         self.fields = ",".join(
             [
@@ -192,24 +200,52 @@ class ServiceNowConnector:
 
     def changed_at(self, person: Person, field: str) -> float | None:
         """The newest ``sys_audit`` entry for that field of the user. With none, the user's
-        creation time, but only where ``sys_user`` is audited at all (some audit row exists):
-        otherwise an unaudited table and an unchanged field look alike, and the age cannot be
-        told. No read on ``sys_audit`` (or rows hidden by ACLs): cannot be told."""
+        creation time, but only where the field is audited (``field_audited``): otherwise an
+        unaudited field and an unchanged one look alike, and the age cannot be told. No read on
+        ``sys_audit`` (or rows hidden by ACLs): cannot be told."""
         column = USER_FIELDS.get(field) or field.removeprefix("user_field:")
-        if column not in PERSON_FIELDS:
+        if column not in PERSON_FIELDS or not self.field_audited(column):
             return None
         mine = self._audit(f"tablename=sys_user^documentkey={person.id}^fieldname={column}")
         if mine is None:
             return None
         hit = [r for r in mine if (r.get("fieldname"), r.get("documentkey")) == (column, person.id)]
         if hit:
-            self._audited_until = time.monotonic() + AUDITED_FOR
             return _instant(hit[0].get("sys_created_on"))
-        if time.monotonic() >= self._audited_until:  # learnt again at most every AUDITED_FOR s
-            if not self._audit("tablename=sys_user"):
-                return None
-            self._audited_until = time.monotonic() + AUDITED_FOR
         return person.created_at
+
+    def field_audited(self, column: str) -> bool:
+        """Whether a change of ``sys_user.<column>`` leaves a ``sys_audit`` row. Auditing is
+        decided per table and per field: a field whose dictionary attributes say
+        ``no_audit=true`` is never audited, even in an audited table. Where the dictionary entry
+        is readable and does not exclude it, the table must be audited (some sys_user audit row
+        exists); where it is not readable, an audit row for that very field must exist. Believed
+        for AUDITED_FOR seconds once seen; "cannot tell" is False."""
+        if time.monotonic() < self._audited_until.get(column, 0.0):
+            return True
+        attributes = self._attributes("sys_user", column)
+        if attributes is not None and no_audit(attributes):
+            return False
+        evidence = "tablename=sys_user" if attributes is not None else (
+            f"tablename=sys_user^fieldname={column}")  # fmt: skip
+        if not self._audit(evidence):
+            return False
+        self._audited_until[column] = time.monotonic() + AUDITED_FOR
+        return True
+
+    def _attributes(self, table: str, element: str) -> str | None:
+        """The field's dictionary ``attributes``, or None where its entry cannot be read."""
+        try:
+            rows = self._call(
+                "GET",
+                "/api/now/table/sys_dictionary",
+                params={"sysparm_query": f"name={table}^element={element}",
+                        "sysparm_fields": "name,element,attributes", "sysparm_limit": 1},
+            )  # fmt: skip
+        except Fatal:
+            return None
+        found = [r for r in rows if (r.get("name"), r.get("element")) == (table, element)]
+        return str(found[0].get("attributes") or "") if found else None
 
     def _audit(self, query: str) -> list[dict[str, Any]] | None:
         """The newest ``sys_audit`` row matching ``query`` (as a list), or None if unreadable."""
@@ -264,7 +300,18 @@ class ServiceNowConnector:
         return self._patch(ticket, fields)
 
     def _patch(self, ticket: Ticket, fields: dict[str, str]) -> Ticket:
-        row = self._call(
-            "PATCH", f"{self.path}/{ticket.id}", params=self._read_params(), json=fields
-        )
+        """One PATCH, believed only as far as the record it returns shows it: a field a write
+        ACL denies Deskgate's user is dropped from the write with a 200 all the same (journal
+        fields never show on the record, so they cannot be compared)."""
+        written = [f for f in fields if f not in JOURNAL_FIELDS]
+        params = {**self._read_params(), "sysparm_fields": ",".join([self.fields, *written])}
+        row = self._call("PATCH", f"{self.path}/{ticket.id}", params=params, json=fields)
+        dropped = sorted(f for f in written if str(row.get(f, "")) != fields[f])
+        if dropped:
+            raise Fatal(
+                SYSTEM,
+                f"ServiceNow answered 200 but did not keep {', '.join(dropped)}: a write ACL "
+                "(or a business rule) denies them to Deskgate's user; give that user the role "
+                "the field's write ACL needs",
+            )
         return self._ticket(row)

@@ -16,7 +16,7 @@ import httpx
 from connectors.http import ApiError, AuthFailed, json_body, new_client, request
 from connectors.provisioning import Check, DoctorRequest, Status, fingerprint
 from connectors.servicenow.config import ServiceNowDeskConfig
-from connectors.servicenow.connector import describe_error
+from connectors.servicenow.connector import describe_error, no_audit
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
 from connectors.servicenow.records import (
     SECRET_PROPERTY,
@@ -117,6 +117,34 @@ class _Doctor:
                     "destination_min_age_hours = 0 to turn the contact-age check off",
                 )
         return True
+
+    def contact_audit(self) -> None:
+        """A contact's age is read from sys_audit field by field: a contact field the dictionary
+        excludes from auditing (no_audit=true) leaves no row when it changes, so every link to
+        it is refused (its age cannot be told)."""
+        if self.req.config.destination_min_age_hours <= 0:
+            return
+        for column in ("email", "mobile_phone"):
+            name = f"audit sys_user.{column}"
+            try:
+                rows = self.get("sys_dictionary", f"name=sys_user^element={column}",
+                                "name,element,attributes")  # fmt: skip
+            except ApiError as exc:
+                rows, why = [], str(exc)
+            else:
+                why = "no dictionary entry visible"
+            if not rows:
+                self.add(name, Status.WARN, f"cannot read its dictionary entry ({why})",
+                         "grant the integration user read on sys_dictionary, so Deskgate can "
+                         "tell whether the field is audited")  # fmt: skip
+            elif no_audit(str(rows[0].get("attributes") or "")):
+                self.add(name, Status.FAIL,
+                         "excluded from auditing (no_audit=true): its age cannot be told, so "
+                         "no link goes to it",
+                         f"remove no_audit=true from sys_user.{column}'s dictionary attributes, "
+                         "or set destination_min_age_hours = 0")  # fmt: skip
+            else:
+                self.add(name, Status.OK)
 
     # -- what setup installs ----------------------------------------------------------------
 
@@ -231,6 +259,7 @@ def doctor(req: DoctorRequest[ServiceNowDeskConfig]) -> list[Check]:
         checks = _Doctor(req, client)
         try:
             if checks.access():
+                checks.contact_audit()
                 checks.installed()
         except ApiError as exc:
             checks.add("ServiceNow", Status.FAIL, str(exc), "check base_url and that it answers")

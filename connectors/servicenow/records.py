@@ -71,10 +71,19 @@ def flag_is_boolean(config: ServiceNowDeskConfig) -> bool:
     return set(config.triggers) == {"true"}
 
 
+def script_values(config: ServiceNowDeskConfig) -> list[str]:
+    """The trigger values as ``GlideRecord.getValue`` returns them in a script: a boolean
+    field reads "1"/"0" there (ServiceNow's GlideRecord API reference, getValue), while the
+    config, the Table API and encoded queries say "true"/"false"."""
+    if flag_is_boolean(config):
+        return ["1"]
+    return list(config.triggers)
+
+
 def rule_condition(config: ServiceNowDeskConfig) -> str:
     """The business rule's condition: an active record whose flag field changed to a trigger."""
     flag = config.flag_field  # a plain identifier (the config's pattern)
-    values = json.dumps(list(config.triggers))  # a JavaScript array, whatever the values hold
+    values = json.dumps(script_values(config))  # a JavaScript array, whatever the values hold
     return (
         f"current.active == true && current.{flag}.changes() && "
         f"{values}.indexOf(current.getValue('{flag}')) >= 0"

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
+from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.push import sign, verify_push
-from connectors.servicenow.records import business_rule_script
+from connectors.servicenow.records import business_rule_script, rule_condition
 from connectors.ticketing import PushAuth
 from sandbox.common import Server, serve
 from sandbox.servicenow import ServiceNowSimConfig, create_app
@@ -198,3 +199,81 @@ def test_a_before_rule_changes_the_record_it_saves() -> None:
             assert kept["short_description"] == "mine"
     finally:
         srv.stop()
+
+
+BOOLEANS = {**RECORD, "u_bool": "true"}
+
+
+def evaluate_booleans(expression: str, record: dict[str, str]) -> Any:
+    outcome = run(
+        f"current.setValue('result', JSON.stringify({expression}));",
+        host=host(), table="incident", record=record, previous=None,
+        booleans=["active", "u_bool"],
+    )  # fmt: skip
+    return json.loads(outcome.values["result"])
+
+
+def test_get_value_of_a_boolean_is_1_or_0_and_null_when_empty() -> None:
+    # GlideRecord.getValue: a boolean reads "1"/"0"; an empty field is null.
+    assert evaluate_booleans("current.getValue('u_bool')", BOOLEANS) == "1"
+    assert evaluate_booleans("current.getValue('u_bool')", {**BOOLEANS, "u_bool": "false"}) == "0"
+    assert evaluate_booleans("current.getValue('u_bool')", {**BOOLEANS, "u_bool": ""}) is None
+    assert evaluate_booleans("current.getValue('u_flag')", BOOLEANS) is None
+    assert evaluate_booleans("current.getValue('x')", BOOLEANS) == "1"  # a string "1" stays
+
+
+def test_a_boolean_element_compares_and_prints_as_the_platform() -> None:
+    # GlideElement: `current.active == true` holds for an active record; toString true/false.
+    off = {**BOOLEANS, "active": "false", "u_bool": "false"}
+    assert evaluate_booleans("[current.active == true, current.u_bool == true]", BOOLEANS) == [
+        True,
+        True,
+    ]
+    assert evaluate_booleans("[current.active == true, current.active == false]", off) == [
+        False,
+        True,
+    ]
+    assert evaluate_booleans("[current.active.toString(), current.u_bool + '']", off) == [
+        "false",
+        "false",
+    ]
+    assert evaluate_booleans("current.u_bool.nil()", off) is False  # false is a value, not nil
+
+
+def test_changes_to_a_boolean_and_set_value_store_it_as_the_platform() -> None:
+    before, after = {**BOOLEANS, "u_bool": "false"}, BOOLEANS
+    outcome = run(
+        "current.setValue('r', JSON.stringify([current.u_bool.changesTo(true), "
+        "current.u_bool.changesFrom(false), current.u_bool.changesTo(false)]));"
+        "current.setValue('u_bool', 0);",
+        host=host(), table="incident", record=after, previous=before,
+        booleans=["active", "u_bool"],
+    )  # fmt: skip
+    assert json.loads(outcome.values["r"]) == [True, True, False]
+    assert outcome.values["u_bool"] == "false"  # setValue(0) on a boolean stores false
+
+
+@pytest.mark.parametrize(
+    ("triggers", "flag_value", "fires"),
+    [
+        ({"true": "identity verification"}, "true", True),  # the default: a boolean flag
+        ({"true": "identity verification"}, "false", False),
+        ({"mfa_reset": "MFA reset", "account_unlock": "account unlock"}, "mfa_reset", True),
+        ({"mfa_reset": "MFA reset", "account_unlock": "account unlock"}, "other", False),
+    ],
+)
+def test_the_rule_condition_setup_writes_fires_on_the_flag(
+    triggers: dict[str, str], flag_value: str, fires: bool
+) -> None:
+    config = ServiceNowDeskConfig.model_validate(
+        {"kind": "servicenow", "base_url": "https://acme.service-now.com", "username": "u",
+         "password": "p", "flag_field": "u_flag", "triggers": triggers}
+    )  # fmt: skip
+    boolean = triggers == {"true": "identity verification"}
+    before = {**RECORD, "u_flag": "false" if boolean else ""}
+    outcome = run(
+        "", host=host(), table="incident", record={**RECORD, "u_flag": flag_value},
+        previous=before, booleans=["active", "u_flag"] if boolean else ["active"],
+        condition=rule_condition(config),
+    )  # fmt: skip
+    assert outcome.ran is fires

@@ -16,8 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, Response, request
+from pydantic import SecretStr
 
+from connectors.provisioning import AdminCredential, SetupRequest
+from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.push import verify_push
+from connectors.servicenow.setup import setup
 from connectors.ticketing import PushAuth
 from sandbox.common import Server, serve
 from sandbox.options import StackOptions, Wiring
@@ -581,6 +585,59 @@ def test_the_shipped_business_rule_fires_once_with_a_signature_deskgate_accepts(
     assert json.loads(rec.received[-1][1])["number"] == second["number"]
 
 
+def test_the_default_boolean_flag_pushes_when_an_agent_sets_it(
+    sn: Sim, receiver: tuple[Receiver, str]
+) -> None:
+    """The default desk: a boolean u_idv_required with triggers {"true": ...}. In a script its
+    value reads "1", so the condition setup writes must compare with that."""
+    rec, url = receiver
+    with rec.lock:
+        rec.received.clear()
+    config = ServiceNowDeskConfig.model_validate(
+        {"kind": "servicenow", "base_url": sn.url, "username": CFG.username,
+         "password": CFG.password, "webhook_secret": CFG.webhook_secret}
+    )  # fmt: skip
+    admin = AdminCredential(CFG.admin_username, SecretStr(CFG.admin_password))
+    setup(SetupRequest(desk="acme_sn", config=config, public_url=url, admin=admin))
+    inc = sn.create("incident", short_description="Reset MFA")
+    assert inc[FLAG] == "false"  # a boolean column
+    agent = (CFG.agent_username, CFG.agent_password)
+    sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={FLAG: True}, auth=agent)
+    wait_for(lambda: len(rec.received) == 1)
+    assert json.loads(rec.received[0][1])["sys_id"] == inc["sys_id"]
+    sn.api.patch(f"/api/now/table/incident/{inc['sys_id']}", json={FLAG: False}, auth=agent)
+    time.sleep(0.3)
+    assert len(rec.received) == 1  # cleared: no push
+
+
+def test_execute_async_sends_later_than_the_rule_signed() -> None:
+    """executeAsync() is queued: the push carries the time the rule ran, not the time it is
+    sent (why Deskgate's window must cover the instance's queue delay)."""
+    delayed = ServiceNowSimConfig(execute_async_delay_seconds=1.5)
+    srv = serve(create_app(delayed))
+    arrived: list[tuple[float, str]] = []
+    app = Flask("late")
+
+    @app.post("/webhooks/servicenow")
+    def hook() -> Response:
+        arrived.append((time.time(), request.headers["X-Deskgate-Timestamp"]))
+        return Response(status=200)
+
+    target = serve(app)
+    try:
+        with httpx.Client(base_url=srv.url, auth=(CFG.username, CFG.password)) as api:
+            sim = Sim(srv.url, api)
+            provision(Wiring(srv.url, f"{target.url}/webhooks",
+                             StackOptions(redis_url="redis://unused")), delayed)  # fmt: skip
+            sim.create("incident", **{FLAG_FIELD: next(iter(TRIGGERS))})
+            wait_for(lambda: len(arrived) == 1)
+        at, signed = arrived[0]
+        assert at - int(signed) >= 1.5
+    finally:
+        srv.stop()
+        target.stop()
+
+
 def test_an_inactive_rule_or_an_unset_secret_pushes_nothing(
     sn: Sim, receiver: tuple[Receiver, str]
 ) -> None:
@@ -623,6 +680,57 @@ def test_metadata_is_written_by_an_admin_only(sn: Sim) -> None:
     assert added.status_code == 201
     inc = sn.create("incident")
     assert inc["u_new_column"] == ""  # the dictionary entry made the column
+
+
+AGENT = (CFG.agent_username, CFG.agent_password)
+ADMIN = (CFG.admin_username, CFG.admin_password)
+
+
+def test_a_field_write_acl_drops_the_field_and_still_answers_200(sn: Sim) -> None:
+    # The instance's field ACL incident.u_idv_status (write) needs the deskgate role.
+    inc = sn.create("incident", short_description="before", u_idv_status="")
+    path = f"/api/now/table/incident/{inc['sys_id']}"
+    tried = sn.api.patch(path, json={"u_idv_status": "verified", "short_description": "after"},
+                         auth=AGENT)  # fmt: skip
+    assert tried.status_code == 200  # the platform does not say it ignored a field
+    assert (tried.json()["result"]["short_description"], tried.json()["result"]["u_idv_status"]) \
+        == ("after", "")  # fmt: skip
+    assert sn.api.patch(path, json={"u_idv_status": "pending"}).json()["result"][
+        "u_idv_status"] == "pending"  # fmt: skip
+    overridden = sn.api.patch(path, json={"u_idv_status": "error"}, auth=ADMIN)
+    assert overridden.json()["result"]["u_idv_status"] == "error"  # admin_overrides
+    acl = sn.query("sys_security_acl", sysparm_query="name=incident.u_idv_status")[0]
+    assert (acl["operation"], acl["type"], acl["active"]) == ("write", "record", "true")
+    [link] = sn.query("sys_security_acl_role", sysparm_exclude_reference_link="true",
+                      sysparm_query=f"sys_security_acl={acl['sys_id']}")  # fmt: skip
+    [role] = sn.query("sys_user_role", sysparm_query=f"sys_id={link['sys_user_role']}")
+    assert role["name"] == "deskgate"
+
+
+def test_a_table_write_acl_refuses_with_403_and_servicenow_s_body(sn: Sim) -> None:
+    inc = sn.create("incident")
+    [role] = sn.query("sys_user_role", sysparm_query="name=deskgate")
+    acl = sn.api.post("/api/now/table/sys_security_acl", auth=ADMIN, json={
+        "name": "incident", "operation": "write", "type": "record", "active": True,
+        "admin_overrides": True}).json()["result"]  # fmt: skip
+    sn.api.post(
+        "/api/now/table/sys_security_acl_role",
+        auth=ADMIN,
+        json={"sys_security_acl": acl["sys_id"], "sys_user_role": role["sys_id"]},
+    ).raise_for_status()
+    path = f"/api/now/table/incident/{inc['sys_id']}"
+    refused = sn.api.patch(path, json={"short_description": "x"}, auth=AGENT)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": {"message": "Operation Failed",
+                  "detail": "ACL Exception Update Failed due to security constraints"},
+        "status": "failure",
+    }  # fmt: skip
+    assert sn.api.patch(path, json={"short_description": "x"}).status_code == 200  # deskgate
+    # An ACL with a script the simulator does not run is passed by no one but an admin.
+    sn.api.patch(f"/api/now/table/sys_security_acl/{acl['sys_id']}", auth=ADMIN,
+                 json={"script": "answer = true;"}).raise_for_status()  # fmt: skip
+    assert sn.api.patch(path, json={"short_description": "y"}).status_code == 403
 
 
 # -- controls -------------------------------------------------------------------------------

@@ -378,6 +378,30 @@ def test_a_result_for_a_requester_replaced_since_the_link_is_not_applied(w: Worl
     assert "requester changed after the link was sent" in w.note()
 
 
+def test_a_requester_changed_inside_the_outcome_write_is_overturned_at_once(w: World) -> None:
+    """A desk without conditional writes (ServiceNow) takes an agent's change of requester made
+    between its re-read and Deskgate's write: only the ticket the write returns shows it."""
+    vid = started(w)
+    record = w.desk.record
+
+    def caller_changed_meanwhile(
+        ticket: Ticket, marker: str, note: str, *, release: bool
+    ) -> Ticket:
+        written = record(ticket, marker, note, release=release)
+        if marker == "verified":  # the write landed on a ticket whose requester just changed
+            written = replace(written, requester_id="u99")
+            w.desk.tickets[ticket.id] = written
+        return written
+
+    w.desk.record = caller_changed_meanwhile  # type: ignore[method-assign]
+    w.incode.decision = "verified"
+    w.flow.check(vid, "SESSION_SUCCEEDED")
+    assert w.desk.tickets["42"].marker == "error"
+    assert "requester changed after the link was sent" in w.note()
+    v = w.store.get(vid)
+    assert v is not None and v.state == State.ERROR
+
+
 def test_no_result_by_the_links_expiry_ends_as_expired(w: World) -> None:
     vid = started(w)
     w.advance(29 * 60)

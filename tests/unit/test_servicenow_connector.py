@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.http import Conflict, NotFound, RateLimited
+from connectors.http import AuthFailed, Conflict, Fatal, NotFound, RateLimited
 from connectors.registry import SETTINGS
 from connectors.servicenow import connector as servicenow
 from connectors.servicenow.config import ServiceNowDeskConfig
@@ -97,6 +97,29 @@ def test_gate_then_release_in_one_patch_each(server: Server, api: httpx.Client) 
     assert raw["record"]["hold_reason"] == ""
     notes = [j["value"] for j in raw["journal"] if j["element"] == "work_notes"]
     assert notes == ["gate note — Deskgate", "outcome — Deskgate"]
+
+
+def test_a_status_field_an_acl_drops_is_not_believed_written(
+    server: Server, api: httpx.Client
+) -> None:
+    """The instance's write ACL on the status field needs the deskgate role: without it the
+    Table API ignores the field and answers 200. Deskgate reads the answer and refuses it."""
+    sys_id = incident(api, u_idv_required="true")
+    admin = (SIM.admin_username, SIM.admin_password)
+    [grant] = api.get(
+        "/api/now/table/sys_user_has_role",
+        params={"sysparm_query": f"user.user_name={SIM.username}^role.name=deskgate"},
+    ).json()["result"]
+    api.delete(f"/api/now/table/sys_user_has_role/{grant['sys_id']}", auth=admin).raise_for_status()
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(sys_id)
+    assert ticket is not None
+    with pytest.raises(Fatal, match="did not keep u_idv_status") as refused:
+        desk.gate(ticket, "gate note")
+    assert not isinstance(refused.value, AuthFailed | Conflict)
+    raw = api.get(f"/_sandbox/records/incident/{sys_id}").json()
+    assert (raw["record"]["state"], raw["record"].get("u_idv_status", "")) == ("3", "")
+    assert [j["value"] for j in raw["journal"]] == ["gate note"]  # the note itself was kept
 
 
 def test_release_leaves_a_state_an_agent_changed(server: Server, api: httpx.Client) -> None:
@@ -321,3 +344,45 @@ def test_a_contacts_age_needs_an_audited_user_table() -> None:
     finally:
         api.close()
         fresh.stop()
+
+
+def test_a_field_excluded_from_auditing_has_no_age() -> None:
+    """sys_user is audited, but mobile_phone carries no_audit=true: a phone set a minute ago
+    leaves no audit row, so its age cannot be told (no link), while e-mail's still can."""
+    fresh = serve(sim.create_app(sim.ServiceNowSimConfig(unaudited_user_fields=("mobile_phone",))))
+    api = httpx.Client(base_url=fresh.url, auth=(SIM.username, SIM.password), timeout=10)
+    try:
+        desk = ServiceNowConnector("sn", desk_config(fresh), 5)
+        ticket = desk.get_ticket(incident(api))
+        assert ticket is not None and ticket.requester is not None
+        caller = ticket.requester
+        api.patch(f"/api/now/table/sys_user/{caller.id}", json={"mobile_phone": "+15550100"})
+        assert desk.changed_at(caller, "phone") is None
+        assert desk.changed_at(caller, "email") == caller.created_at  # audited, unchanged
+        audited = api.get(
+            "/api/now/table/sys_audit", params={"sysparm_query": "fieldname=mobile_phone"}
+        ).json()["result"]
+        assert audited == []  # the simulator writes no audit row for such a field
+    finally:
+        api.close()
+        fresh.stop()
+
+
+def test_without_the_dictionary_a_field_needs_its_own_audit_rows(
+    server: Server, api: httpx.Client
+) -> None:
+    """Where sys_dictionary cannot be read, the table's audit rows are not enough: only an audit
+    row for that very field shows it is audited."""
+    api.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_dictionary",
+                                   "read": False}).raise_for_status()  # fmt: skip
+    try:
+        desk = ServiceNowConnector("sn", desk_config(server), 5)
+        ticket = desk.get_ticket(incident(api))
+        assert ticket is not None and ticket.requester is not None
+        caller = ticket.requester
+        assert desk.changed_at(caller, "external_id") is None  # no employee_number audit row
+        api.patch(f"/api/now/table/sys_user/{caller.id}", json={"employee_number": "E8"})
+        assert desk.changed_at(caller, "external_id") is not None
+    finally:
+        api.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_dictionary",
+                                       "read": True}).raise_for_status()  # fmt: skip

@@ -274,10 +274,28 @@ def test_doctor_is_all_ok_after_setup(server: Server, sim: httpx.Client) -> None
     sim.post("/api/now/table/incident", json={"short_description": "x"}).raise_for_status()
     found = checks(config)
     assert failing(found) == {}
-    access = {"credentials", "read incident", "write incident", "read sys_user", "read sys_audit"}
+    access = {"credentials", "read incident", "write incident", "read sys_user", "read sys_audit",
+              "audit sys_user.email", "audit sys_user.mobile_phone"}  # fmt: skip
     assert access <= set(found)
     assert f"business rule {RULE_NAME}" in found
     assert len(found) == len(access) + len(wanted(config, PUBLIC))
+
+
+def test_doctor_names_a_contact_field_excluded_from_auditing(
+    server: Server, sim: httpx.Client
+) -> None:
+    [entry] = sim.get(
+        "/api/now/table/sys_dictionary",
+        params={"sysparm_query": "name=sys_user^element=mobile_phone"},
+    ).json()["result"]
+    sim.patch(f"/api/now/table/sys_dictionary/{entry['sys_id']}",
+              json={"attributes": "no_audit=true"}).raise_for_status()  # fmt: skip
+    found = checks(desk(server))
+    phone = found["audit sys_user.mobile_phone"]
+    assert (phone.status, found["audit sys_user.email"].status) == ("fail", "ok")
+    assert "no_audit=true" in phone.detail and "no_audit=true" in phone.fix
+    off = checks(desk(server, destination_min_age_hours=0))
+    assert "audit sys_user.mobile_phone" not in off  # no contact-age check, nothing to say
 
 
 def test_doctor_on_an_empty_instance_names_setup_as_the_fix(
