@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from config.privacy import mask_destination
+from config.settings import CLOCK_MARGIN_SECONDS as CLOCK_MARGIN
 from config.settings import DeskConfig
 from connectors.deadline import deadline
 from connectors.http import (
@@ -42,7 +43,7 @@ from worker.dispatch import Dispatcher
 from worker.identity import Identity, Unverifiable, identity_of
 from worker.lifecycle import FINAL, State
 from worker.runtime import Runtime
-from worker.store import Verification
+from worker.store import SessionTaken, Verification
 
 log = structlog.get_logger("deskgate.flow")
 
@@ -54,10 +55,14 @@ MAX_BACKOFF = 3600.0
 # after Incode's backend took it): asking again could send a second link. 503 and 429 say
 # "not now" and are asked again.
 AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
-CLOCK_MARGIN = 5.0  # between workers' clocks, and between a deadline and the socket giving up
 
 DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
 RESULTS = frozenset(DECISIONS.values())  # what Incode decided, for the requester it was sent to
+SESSION_REUSED = (
+    "Incode answered the request for a link with a session it had already handed out for "
+    "another verification, so no result of that session is applied here. The employee may "
+    "still receive a link; flag the ticket again to send a new one"
+)
 
 
 class Busy(Exception):
@@ -73,11 +78,12 @@ class Flow:
         self.caps = LinkCap(rt.store.redis, rt.store.prefix)
         # A lock outlives the task time limit, so only a crashed holder's lock runs out; the
         # sweep resumes a vanished worker's step once it has.
-        self.lock_seconds = rt.settings.task_time_limit_seconds + 30
+        self.lock_seconds = rt.settings.task_lock_seconds
         self.resume_after = self.lock_seconds + 30
         self.seal = notes.Seal(rt.settings.note_secrets)
         # A request for a link may be in flight this long after it was started: no other
-        # worker asks Incode again for the same verification before then.
+        # worker asks Incode again for the same ticket before then. Settings refuse a deadline
+        # whose window would outlast the lock.
         self.ask_window = rt.settings.http_deadline_seconds + CLOCK_MARGIN
 
     def bounded(self) -> Any:
@@ -98,6 +104,9 @@ class Flow:
             log.info("ticket gone; nothing to verify")
             return
         v = self.store.open_for(desk_name, ticket.id)
+        if v is not None and v.state in FINAL and not v.unwritten:
+            self.store.release(v)  # its outcome is on the ticket (we died before letting go)
+            v = None
         if v is None:
             if ticket.reason is None:
                 log.info("ticket not flagged; nothing to do")
@@ -268,14 +277,17 @@ class Flow:
                 self.store.written(v, "outcome", self.clock())
         except (Fatal, Conflict, Retriable) as again:
             log.error("the error note could not be written either", error=str(again))
+        self.store.release(v)  # given up: the ticket is free for a new flag
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
         config = self.rt.settings.desks[v.desk]
         now = self.clock()
-        if v.asking_since and now < v.asking_since + self.ask_window:
-            # An earlier request for this link may still be on its way: asking again now could
-            # send the employee a second one. Look again once it has certainly ended.
-            self.store.schedule(v.id, v.asking_since + self.ask_window)
+        asking_since = self.store.asking_since(v.desk, v.ticket_id)
+        if asking_since and now < asking_since + self.ask_window:
+            # An earlier request for a link for this ticket (this verification's, or one that
+            # ended since) may still be on its way: asking again now could send the employee a
+            # second one. Look again once it has certainly ended.
+            self.store.schedule(v.id, asking_since + self.ask_window)
             log.info("an earlier request for a link may still be in flight; not asking again")
             return v
         try:
@@ -326,25 +338,35 @@ class Flow:
             destination = "the employee's contact enrolled with Incode"
         else:
             destination = mask_destination(config.channel, who.destination)
-        sent = self.store.advance(
-            v,
-            State.SENT,
-            now,
-            interview_id=session.interview_id,
-            channel=config.channel,
-            destination=destination,
-            expires_at=expires,
-            sent_at=now,
-            due=now + self.resume_after,  # the gate write comes next; resume it if we die here
-            index_interview=True,
-        )
-        log.info("verification sent", session=session.interview_id, channel=config.channel)
+        try:
+            sent = self.store.advance(
+                v,
+                State.SENT,
+                now,
+                interview_id=session.interview_id,
+                channel=config.channel,
+                destination=destination,
+                expires_at=expires,
+                sent_at=now,
+                due=now + self.resume_after,  # the gate write comes next; resume it if we die
+                index_interview=True,
+            )
+        except SessionTaken:
+            log.error("incode handed out a session it had handed out before",
+                      session=session.interview_id)  # fmt: skip
+            sent = self._fail(v, now, SESSION_REUSED, "session_reused")
+        else:
+            log.info("verification sent", session=session.interview_id, channel=config.channel)
+        # Answered and recorded: nothing is in flight. (Not before it is recorded: a worker that
+        # died in between must leave the mark, or the retry would ask for a second link.)
+        self.store.clear_asking(v.desk, v.ticket_id)
         return sent
 
     def _ask_incode(self, v: Verification, who: Identity, config: DeskConfig, now: float) -> Any:
-        # The mark is durable: a worker that takes over this verification (lock expired, or this
-        # one crashed) sees that a request may be in flight until the deadline below has passed.
-        self.store.update(v.id, asking_since=self.clock())  # now: the desk reads took time
+        # The mark is durable and per ticket: a worker that takes over this verification (lock
+        # expired, or this one crashed), or a later verification of the same ticket, sees that a
+        # request may be in flight until the deadline below has passed.
+        self.store.mark_asking(v.desk, v.ticket_id, self.clock(), self.ask_window)
         try:
             with deadline(self.ask_window - CLOCK_MARGIN):
                 return self.rt.incode.request_new(
@@ -358,10 +380,10 @@ class Flow:
         except Retriable as exc:
             if exc.status in AMBIGUOUS_STATUSES:  # a gateway's or server's failure: Incode's
                 raise Unanswered(exc.system, exc.reason, exc.status) from None  # may have acted
-            self.store.update(v.id, asking_since=0)  # never reached, or told to wait: not sent
+            self.store.clear_asking(v.desk, v.ticket_id)  # never reached, or told to wait
             raise
         except ApiError:  # Incode answered with a refusal: nothing is in flight
-            self.store.update(v.id, asking_since=0)
+            self.store.clear_asking(v.desk, v.ticket_id)
             raise
 
     def _check_destination_age(
@@ -447,6 +469,7 @@ class Flow:
         self.store.update(v.id, written=v.state.value, ticket=v.remember(ticket))
         if v.state in FINAL:
             self.store.unschedule(v.id)
+            self.store.release(v)  # the outcome is on the ticket: a new flag may start anew
 
     def _write_outcome(
         self, desk: Desk, v: Verification, ticket: Ticket, *, unread: bool
