@@ -141,7 +141,7 @@ class World:
         """The last verification of the ticket the audit trail names (its display id: #id)."""
         events = self.store.redis.xrange(self.store.audit_key)
         return next(
-            e["verification"] for _, e in reversed(events) if e["ticket"] == f"#{ticket_id}"
+            str(e["verification"]) for _, e in reversed(events) if e["ticket"] == f"#{ticket_id}"
         )
 
 
