@@ -35,7 +35,7 @@ from connectors.http import (
     Retriable,
     Unanswered,
 )
-from connectors.incode import EmployeeNotFound
+from connectors.incode import EmployeeNotFound, has_result
 from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
 from worker import notes
 from worker.caps import LinkCap, LinkCapReached
@@ -58,6 +58,11 @@ AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 
 DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
 RESULTS = frozenset(DECISIONS.values())  # what Incode decided, for the requester it was sent to
+SESSION_OVER = (
+    "Incode's session for this link already had a result when Deskgate first read it, right "
+    "after asking for the link: that result is older than this request and is not applied. "
+    "Flag the ticket again to send a new link"
+)
 SESSION_REUSED = (
     "Incode answered the request for a link with a session it had already handed out for "
     "another verification, so no result of that session is applied here. The employee may "
@@ -244,6 +249,7 @@ class Flow:
             return
         if v.state == State.REQUESTED:
             v = self._request(desk, v, ticket)
+        v = self._fresh(v)
         try:
             self._sync(desk, v, ticket, unread=unread)
         except NotFound:
@@ -386,6 +392,25 @@ class Flow:
             self.store.clear_asking(v.desk, v.ticket_id)
             raise
 
+    def _fresh(self, v: Verification) -> Verification:
+        """A result counts only if it came after the request for the link. Incode's score and
+        onboarding status carry no time at which a session finished, so the session is read once
+        as soon as it is recorded, before the gate: one that already has a result (Incode handed
+        out an old session again) ended before this request, and the verification ends in error.
+        Looked at until that read succeeds, never again after (a real result may follow)."""
+        if v.state != State.SENT or v.gated or v.fresh:
+            return v
+        if not has_result(self.rt.incode.onboarding_status(v.interview_id)):
+            self.store.update(v.id, fresh=True)
+            return replace(v, fresh=True)
+        log.error("incode's session already had a result when it was handed out",
+                  session=v.interview_id)  # fmt: skip
+        now = self.clock()
+        return self.store.advance(
+            v, State.ERROR, now, detail=SESSION_OVER, due=now + self.resume_after,
+            code="session_over",
+        )  # fmt: skip
+
     def _check_destination_age(
         self, desk: Desk, person: Person | None, config: DeskConfig, now: float
     ) -> None:
@@ -437,7 +462,7 @@ class Flow:
 
     def _sync(self, desk: Desk, v: Verification, ticket: Ticket, *, unread: bool = False) -> None:
         """Make the ticket show ``v``: the gate note once, then the outcome once."""
-        if v.interview_id and not v.gated:
+        if v.interview_id and not v.gated and v.state != State.ERROR:  # an error is only noted
             if ticket.marker != "pending":
                 # Only a ticket still open is put on hold: one an agent solved or closed since
                 # (seen on the re-read after a 409) is left as the agent left it.
@@ -583,6 +608,7 @@ class Flow:
             if ticket is None:
                 self._ticket_gone(v)
                 return
+            v = self._fresh(v)  # before any result is read (a step that died before its gate)
             if v.state in (State.SENT, State.REVIEW):
                 v = self._confirm(v, hint, self.clock() if now is None else now)
             try:

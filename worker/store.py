@@ -176,6 +176,7 @@ class Verification:
     result: str = ""  # Incode's result as read: overall status, manual review decision
     detail: str = ""  # why: the checks that did not pass, or the error an agent must fix
     gated: bool = False  # the gate note is on the ticket
+    fresh: bool = False  # Incode's session had no result yet when first read after it was sent
     written: str = ""  # the last state whose outcome is on the ticket
     ticket: str = ""  # the ticket as Deskgate's last write left it (``remember``)
     refusals: int = 0  # how often the desk refused a write for good (backs the retries off)
@@ -195,7 +196,7 @@ class Verification:
                 values[f.name] = float(value or 0)
             elif f.name == "refusals":
                 values[f.name] = int(value or 0)
-            elif f.name == "gated":
+            elif f.name in ("gated", "fresh"):
                 values[f.name] = value == "1"
             else:
                 values[f.name] = value

@@ -95,12 +95,18 @@ class ScriptedIncode:
     asked: list[dict[str, Any]] = field(default_factory=list)
     fail_with: Exception | None = None
     hand_out: str | None = None  # the interviewId of the next answers (default: a new one each)
+    status: str = "UNKNOWN"  # the onboarding status every session reads as
+    status_reads: int = 0
 
     def request_new(self, **request: Any) -> Session:
         self.asked.append(request)
         if self.fail_with is not None:
             raise self.fail_with
         return Session(self.hand_out or f"{len(self.asked):024x}", "https://link.invalid")
+
+    def onboarding_status(self, interview_id: str) -> str | None:
+        self.status_reads += 1
+        return self.status
 
     def confirm(self, interview_id: str) -> Result:
         return Result(self.decision, "UNKNOWN", None, ())  # type: ignore[arg-type]
@@ -298,6 +304,38 @@ def test_a_session_incode_hands_out_a_second_time_is_refused_and_its_pass_never_
     assert refused is not None and refused.interview_id == "" and refused.state == State.ERROR
     codes = [e["code"] for _, e in w.store.redis.xrange(w.store.audit_key) if e["ticket"] == "#2"]
     assert "session_reused" in codes
+
+
+def test_a_session_that_already_has_a_result_when_handed_out_is_never_applied(w: World) -> None:
+    """Incode hands out a session Deskgate has no record of (its index expired, say) that
+    finished long ago: its old pass must not verify this ticket."""
+    w.desk.add("42")
+    w.incode.status, w.incode.decision = "ONBOARDING_FINISHED", "verified"
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "error"
+    assert "already had a result when Deskgate first read it" in w.note()
+    assert len(w.desk.notes["42"]) == 1  # no gate: the ticket was never held for it
+    v = w.store.get(w.desk_verification("42"))
+    assert v is not None and v.state == State.ERROR
+    w.flow.check(v.id, "SESSION_SUCCEEDED")  # its webhook changes nothing
+    assert w.desk.tickets["42"].marker == "error" and len(w.desk.notes["42"]) == 1
+
+
+def test_a_session_is_read_for_an_old_result_once_before_the_gate_and_never_again(
+    w: World,
+) -> None:
+    w.desk.refuse_gate = Retriable("zendesk", "HTTP 503", 503)
+    w.desk.add("42")
+    with pytest.raises(Retriable):
+        w.flow.start(DESK, "42")
+    w.desk.refuse_gate = None
+    w.incode.status = "ONBOARDING_FINISHED"  # the employee finished meanwhile: a real result
+    w.incode.decision = "verified"
+    v = w.store.get(w.desk_verification("42"))
+    assert v is not None
+    w.flow.check(v.id, "SESSION_SUCCEEDED")
+    assert w.desk.tickets["42"].marker == "verified"
+    assert w.incode.status_reads == 1
 
 
 def test_incodes_own_error_text_stays_out_of_the_note(w: World) -> None:
