@@ -108,10 +108,7 @@ class Flow:
         if ticket is None:
             log.info("ticket gone; nothing to verify")
             return
-        v = self.store.open_for(desk_name, ticket.id)
-        if v is not None and v.state in FINAL and not v.unwritten:
-            self.store.release(v)  # its outcome is on the ticket (we died before letting go)
-            v = None
+        v = self._owner(desk_name, ticket.id)
         if v is None:
             if ticket.reason is None:
                 log.info("ticket not flagged; nothing to do")
@@ -141,6 +138,16 @@ class Flow:
                 log.info("another worker is advancing this verification")
                 return
             self._advance(desk, v.id, ticket)
+
+    def _owner(self, desk_name: str, ticket_id: str) -> Verification | None:
+        """The verification that owns the ticket: an open one, or one that ended and whose note
+        is not on the ticket yet (no new request until it is). One whose note is there but that
+        still holds the ticket (its step died before letting go) lets go now."""
+        v = self.store.open_for(desk_name, ticket_id)
+        if v is not None and v.state in FINAL and not v.unwritten:
+            self.store.release(v)
+            return None
+        return v
 
     def _adopt(self, desk_name: str, desk: Desk, ticket: Ticket, origin: str) -> None:
         """The ticket is gated but Redis has no open verification for it (Redis lost data, or
@@ -661,7 +668,7 @@ class Flow:
         flagged, cursor = desk.find_flagged(self.store.cursor(scan), gated=recover)
         self.store.set_cursor(scan, cursor)
         # Tickets with an open verification are in hand; the rest are new, or lost by Redis.
-        found = [t for t in flagged if self.store.open_for(desk_name, t) is None]
+        found = [t for t in flagged if self._owner(desk_name, t) is None]
         for ticket_id in found:
             self.dispatch.start_verification(desk_name, ticket_id, "poll")
         if found:

@@ -285,6 +285,21 @@ def test_a_new_verification_waits_out_the_request_an_ended_one_may_still_have_in
     assert len(w.incode.asked) == 2 and w.desk.tickets["42"].marker == "pending"
 
 
+def test_a_ticket_whose_last_note_is_written_is_free_even_if_its_step_died_before_letting_go(
+    w: World,
+) -> None:
+    vid = started(w)
+    w.incode.decision = "failed"
+    w.flow.check(vid, "SESSION_FAILED")
+    failed = w.store.get(vid)
+    assert failed is not None and w.desk.tickets["42"].marker == "failed"
+    w.store.redis.set(w.store._key("open", DESK, "42"), vid)  # the hold, as a crash leaves it
+    w.desk.tickets["42"] = replace(w.desk.tickets["42"], reason="MFA reset")  # flagged again
+    assert w.flow.poll(DESK) == 1  # the poller hands it out
+    w.flow.start(DESK, "42")
+    assert len(w.incode.asked) == 2 and w.desk.tickets["42"].marker == "pending"
+
+
 def test_a_session_incode_hands_out_a_second_time_is_refused_and_its_pass_never_applied(
     w: World,
 ) -> None:
