@@ -44,6 +44,13 @@ DESK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 Channel = Literal["EMAIL", "SMS"]
 
 
+# A task's lock on its verification outlives the task's time limit by this much, so only a
+# crashed holder's lock runs out; and this much is left between a deadline and what it guards
+# (workers' clocks differ, a socket gives up a moment late).
+TASK_LOCK_GRACE_SECONDS = 30
+CLOCK_MARGIN_SECONDS = 5.0
+
+
 class ConfigError(Exception):
     """A configuration that cannot work; the message names every offending field."""
 
@@ -286,6 +293,11 @@ class Settings(BaseSettings):
         return _long_secret(value)
 
     @property
+    def task_lock_seconds(self) -> int:
+        """How long a task holds its verification's lock (``worker.flow``)."""
+        return self.task_time_limit_seconds + TASK_LOCK_GRACE_SECONDS
+
+    @property
     def public_base(self) -> str | None:
         """``public_url`` without its trailing slash, for joining paths; None when unset."""
         return _url(self.public_url) if self.public_url else None
@@ -321,6 +333,21 @@ class Settings(BaseSettings):
                     f"retention_days must cover desk {name!r}'s link validity plus its "
                     f"review_timeout_hours ({needed / 86400:.1f} days)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _calls_end_inside_the_task_lock(self) -> Settings:
+        # A request for a link may be in flight until its deadline (plus a margin); that window
+        # must close before the task's lock runs out (less a margin), or another worker could
+        # take the verification over while the first request may still be answered.
+        most = self.task_lock_seconds - 2 * CLOCK_MARGIN_SECONDS
+        if self.http_deadline_seconds > most:
+            raise ValueError(
+                f"http_deadline_seconds ({self.http_deadline_seconds:g}) must be at most "
+                f"task_time_limit_seconds + {most - self.task_time_limit_seconds:g} "
+                f"({most:g} with task_time_limit_seconds = {self.task_time_limit_seconds}): "
+                "every outside call must end inside the task's lock"
+            )
         return self
 
     @model_validator(mode="after")

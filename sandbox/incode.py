@@ -9,6 +9,11 @@ The employee's side of a session (opening the link, ID + selfie capture) is driv
 control API: ``POST /_sandbox/sessions/<interviewId>/complete`` sets the outcome, the score and
 delivers the session webhook synchronously, so tests are deterministic.
 
+``PUT /_sandbox/reuse_session`` with ``{"interviewId": ...}`` makes the next request-new answer
+with that existing session (its link and whatever result it already has) instead of a new one.
+Incode documents nothing about interviewIds being unique or handed out again, so a client must
+not assume either; this fault lets a test show Deskgate refuses a session it has seen before.
+
 Webhooks carry the static secret header, or, in OAuth webhook mode (the
 ``webhook_oauth_*`` config fields, or ``PUT /_sandbox/webhook`` with ``oauth_url``,
 ``oauth_client_id``, ``oauth_client_secret``), a bearer token fetched from the receiver's token
@@ -272,6 +277,7 @@ class IncodeSim:
         self.access_tokens: dict[str, float] = {}  # token -> expires at (epoch seconds)
         self.executive_tokens: dict[str, float] = {}
         self.sessions: dict[str, Session] = {}  # insertion order = creation order
+        self.reuse_next: str | None = None  # the session the next request-new hands out again
         self.employees: dict[str, str] = {}  # lower-cased loginHint -> as enrolled
         self.identities: dict[str, str] = {}  # lower-cased loginHint -> identityId
         self.webhook = WebhookTarget(None, "", None)
@@ -286,6 +292,7 @@ class IncodeSim:
 
     def _reset_locked(self) -> None:
         self.sessions.clear()
+        self.reuse_next = None
         self.identities.clear()
         self.employees = {hint.lower(): hint for hint in sorted(self.config.employees)}
         self.webhook = WebhookTarget(
@@ -463,6 +470,9 @@ class IncodeSim:
         with self.lock:
             if login_hint.strip().lower() not in self.employees:
                 raise OmniError(400, EMPLOYEE_NOT_FOUND_MESSAGE, status=EMPLOYEE_NOT_FOUND)
+            if self.reuse_next is not None:  # the fault: an old session, as it stands
+                reused, self.reuse_next = self.sessions[self.reuse_next], None
+                return _json({"interviewId": reused.interview_id, "url": reused.url})
             self.sessions[interview_id] = Session(
                 interview_id=interview_id,
                 login_hint=login_hint,
@@ -666,6 +676,15 @@ class IncodeSim:
             deliveries.extend(self._send(session, target, event, payload))
         return _json({"interviewId": interview_id, "deliveries": deliveries})
 
+    def reuse_session(self) -> Response:
+        interview_id = self._control_body().get("interviewId")
+        if not isinstance(interview_id, str):
+            raise OmniError(400, "interviewId is required")
+        with self.lock:
+            self._session(interview_id)  # 404 for a session that does not exist
+            self.reuse_next = interview_id
+        return _json({"interviewId": interview_id})
+
     def list_sessions(self) -> Response:
         hint = request.args.get("loginHint")
         with self.lock:
@@ -755,6 +774,9 @@ def create_app(config: IncodeSimConfig) -> Flask:
     app.add_url_rule("/omni/get/score", "score", sim.score)
 
     app.add_url_rule("/_sandbox/sessions", "sandbox_sessions", sim.list_sessions)
+    app.add_url_rule(
+        "/_sandbox/reuse_session", "sandbox_reuse_session", sim.reuse_session, methods=["PUT"]
+    )
     app.add_url_rule(
         "/_sandbox/sessions/<interview_id>/complete",
         "sandbox_complete",

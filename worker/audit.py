@@ -94,6 +94,8 @@ CODES = {
     "unrecoverable": "a gate marker Deskgate could not trust (no sealed note of its own)",
     "link_expired": "no result before the link expired",
     "review_timeout": "Incode's manual review stayed undecided past the review timeout",
+    "session_reused": "Incode handed out a session already recorded for another verification",
+    "session_over": "Incode handed out a session that already had a result",
 }
 
 Event = dict[str, Any]

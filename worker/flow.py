@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from config.privacy import mask_destination
+from config.settings import CLOCK_MARGIN_SECONDS as CLOCK_MARGIN
 from config.settings import DeskConfig
 from connectors.deadline import deadline
 from connectors.http import (
@@ -34,7 +35,7 @@ from connectors.http import (
     Retriable,
     Unanswered,
 )
-from connectors.incode import EmployeeNotFound
+from connectors.incode import EmployeeNotFound, has_result
 from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
 from worker import notes
 from worker.caps import LinkCap, LinkCapReached
@@ -42,7 +43,7 @@ from worker.dispatch import Dispatcher
 from worker.identity import Identity, Unverifiable, identity_of
 from worker.lifecycle import FINAL, State
 from worker.runtime import Runtime
-from worker.store import Verification
+from worker.store import SessionTaken, Verification
 
 log = structlog.get_logger("deskgate.flow")
 
@@ -54,10 +55,19 @@ MAX_BACKOFF = 3600.0
 # after Incode's backend took it): asking again could send a second link. 503 and 429 say
 # "not now" and are asked again.
 AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
-CLOCK_MARGIN = 5.0  # between workers' clocks, and between a deadline and the socket giving up
 
 DECISIONS = {"verified": State.VERIFIED, "failed": State.FAILED, "review": State.REVIEW}
 RESULTS = frozenset(DECISIONS.values())  # what Incode decided, for the requester it was sent to
+SESSION_OVER = (
+    "Incode's session for this link already had a result when Deskgate first read it, right "
+    "after asking for the link: that result is older than this request and is not applied. "
+    "Flag the ticket again to send a new link"
+)
+SESSION_REUSED = (
+    "Incode answered the request for a link with a session it had already handed out for "
+    "another verification, so no result of that session is applied here. The employee may "
+    "still receive a link; flag the ticket again to send a new one"
+)
 
 
 class Busy(Exception):
@@ -73,11 +83,12 @@ class Flow:
         self.caps = LinkCap(rt.store.redis, rt.store.prefix)
         # A lock outlives the task time limit, so only a crashed holder's lock runs out; the
         # sweep resumes a vanished worker's step once it has.
-        self.lock_seconds = rt.settings.task_time_limit_seconds + 30
+        self.lock_seconds = rt.settings.task_lock_seconds
         self.resume_after = self.lock_seconds + 30
         self.seal = notes.Seal(rt.settings.note_secrets)
         # A request for a link may be in flight this long after it was started: no other
-        # worker asks Incode again for the same verification before then.
+        # worker asks Incode again for the same ticket before then. Settings refuse a deadline
+        # whose window would outlast the lock.
         self.ask_window = rt.settings.http_deadline_seconds + CLOCK_MARGIN
 
     def bounded(self) -> Any:
@@ -97,7 +108,7 @@ class Flow:
         if ticket is None:
             log.info("ticket gone; nothing to verify")
             return
-        v = self.store.open_for(desk_name, ticket.id)
+        v = self._owner(desk_name, ticket.id)
         if v is None:
             if ticket.reason is None:
                 log.info("ticket not flagged; nothing to do")
@@ -127,6 +138,16 @@ class Flow:
                 log.info("another worker is advancing this verification")
                 return
             self._advance(desk, v.id, ticket)
+
+    def _owner(self, desk_name: str, ticket_id: str) -> Verification | None:
+        """The verification that owns the ticket: an open one, or one that ended and whose note
+        is not on the ticket yet (no new request until it is). One whose note is there but that
+        still holds the ticket (its step died before letting go) lets go now."""
+        v = self.store.open_for(desk_name, ticket_id)
+        if v is not None and v.state in FINAL and not v.unwritten:
+            self.store.release(v)
+            return None
+        return v
 
     def _adopt(self, desk_name: str, desk: Desk, ticket: Ticket, origin: str) -> None:
         """The ticket is gated but Redis has no open verification for it (Redis lost data, or
@@ -235,6 +256,7 @@ class Flow:
             return
         if v.state == State.REQUESTED:
             v = self._request(desk, v, ticket)
+        v = self._fresh(v)
         try:
             self._sync(desk, v, ticket, unread=unread)
         except NotFound:
@@ -268,14 +290,17 @@ class Flow:
                 self.store.written(v, "outcome", self.clock())
         except (Fatal, Conflict, Retriable) as again:
             log.error("the error note could not be written either", error=str(again))
+        self.store.release(v)  # given up: the ticket is free for a new flag
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
         config = self.rt.settings.desks[v.desk]
         now = self.clock()
-        if v.asking_since and now < v.asking_since + self.ask_window:
-            # An earlier request for this link may still be on its way: asking again now could
-            # send the employee a second one. Look again once it has certainly ended.
-            self.store.schedule(v.id, v.asking_since + self.ask_window)
+        asking_since = self.store.asking_since(v.desk, v.ticket_id)
+        if asking_since and now < asking_since + self.ask_window:
+            # An earlier request for a link for this ticket (this verification's, or one that
+            # ended since) may still be on its way: asking again now could send the employee a
+            # second one. Look again once it has certainly ended.
+            self.store.schedule(v.id, asking_since + self.ask_window)
             log.info("an earlier request for a link may still be in flight; not asking again")
             return v
         try:
@@ -326,25 +351,35 @@ class Flow:
             destination = "the employee's contact enrolled with Incode"
         else:
             destination = mask_destination(config.channel, who.destination)
-        sent = self.store.advance(
-            v,
-            State.SENT,
-            now,
-            interview_id=session.interview_id,
-            channel=config.channel,
-            destination=destination,
-            expires_at=expires,
-            sent_at=now,
-            due=now + self.resume_after,  # the gate write comes next; resume it if we die here
-            index_interview=True,
-        )
-        log.info("verification sent", session=session.interview_id, channel=config.channel)
+        try:
+            sent = self.store.advance(
+                v,
+                State.SENT,
+                now,
+                interview_id=session.interview_id,
+                channel=config.channel,
+                destination=destination,
+                expires_at=expires,
+                sent_at=now,
+                due=now + self.resume_after,  # the gate write comes next; resume it if we die
+                index_interview=True,
+            )
+        except SessionTaken:
+            log.error("incode handed out a session it had handed out before",
+                      session=session.interview_id)  # fmt: skip
+            sent = self._fail(v, now, SESSION_REUSED, "session_reused")
+        else:
+            log.info("verification sent", session=session.interview_id, channel=config.channel)
+        # Answered and recorded: nothing is in flight. (Not before it is recorded: a worker that
+        # died in between must leave the mark, or the retry would ask for a second link.)
+        self.store.clear_asking(v.desk, v.ticket_id)
         return sent
 
     def _ask_incode(self, v: Verification, who: Identity, config: DeskConfig, now: float) -> Any:
-        # The mark is durable: a worker that takes over this verification (lock expired, or this
-        # one crashed) sees that a request may be in flight until the deadline below has passed.
-        self.store.update(v.id, asking_since=self.clock())  # now: the desk reads took time
+        # The mark is durable and per ticket: a worker that takes over this verification (lock
+        # expired, or this one crashed), or a later verification of the same ticket, sees that a
+        # request may be in flight until the deadline below has passed.
+        self.store.mark_asking(v.desk, v.ticket_id, self.clock(), self.ask_window)
         try:
             with deadline(self.ask_window - CLOCK_MARGIN):
                 return self.rt.incode.request_new(
@@ -358,11 +393,30 @@ class Flow:
         except Retriable as exc:
             if exc.status in AMBIGUOUS_STATUSES:  # a gateway's or server's failure: Incode's
                 raise Unanswered(exc.system, exc.reason, exc.status) from None  # may have acted
-            self.store.update(v.id, asking_since=0)  # never reached, or told to wait: not sent
+            self.store.clear_asking(v.desk, v.ticket_id)  # never reached, or told to wait
             raise
         except ApiError:  # Incode answered with a refusal: nothing is in flight
-            self.store.update(v.id, asking_since=0)
+            self.store.clear_asking(v.desk, v.ticket_id)
             raise
+
+    def _fresh(self, v: Verification) -> Verification:
+        """A result counts only if it came after the request for the link. Incode's score and
+        onboarding status carry no time at which a session finished, so the session is read once
+        as soon as it is recorded, before the gate: one that already has a result (Incode handed
+        out an old session again) ended before this request, and the verification ends in error.
+        Looked at until that read succeeds, never again after (a real result may follow)."""
+        if v.state != State.SENT or v.gated or v.fresh:
+            return v
+        if not has_result(self.rt.incode.onboarding_status(v.interview_id)):
+            self.store.update(v.id, fresh=True)
+            return replace(v, fresh=True)
+        log.error("incode's session already had a result when it was handed out",
+                  session=v.interview_id)  # fmt: skip
+        now = self.clock()
+        return self.store.advance(
+            v, State.ERROR, now, detail=SESSION_OVER, due=now + self.resume_after,
+            code="session_over",
+        )  # fmt: skip
 
     def _check_destination_age(
         self, desk: Desk, person: Person | None, config: DeskConfig, now: float
@@ -415,7 +469,7 @@ class Flow:
 
     def _sync(self, desk: Desk, v: Verification, ticket: Ticket, *, unread: bool = False) -> None:
         """Make the ticket show ``v``: the gate note once, then the outcome once."""
-        if v.interview_id and not v.gated:
+        if v.interview_id and not v.gated and v.state != State.ERROR:  # an error is only noted
             if ticket.marker != "pending":
                 # Only a ticket still open is put on hold: one an agent solved or closed since
                 # (seen on the re-read after a 409) is left as the agent left it.
@@ -447,6 +501,7 @@ class Flow:
         self.store.update(v.id, written=v.state.value, ticket=v.remember(ticket))
         if v.state in FINAL:
             self.store.unschedule(v.id)
+            self.store.release(v)  # the outcome is on the ticket: a new flag may start anew
 
     def _write_outcome(
         self, desk: Desk, v: Verification, ticket: Ticket, *, unread: bool
@@ -570,6 +625,7 @@ class Flow:
             if ticket is None:
                 self._ticket_gone(v)
                 return
+            v = self._fresh(v)  # before any result is read (a step that died before its gate)
             if v.state in (State.SENT, State.REVIEW):
                 v = self._confirm(v, hint, self.clock() if now is None else now)
             try:
@@ -622,7 +678,7 @@ class Flow:
         flagged, cursor = desk.find_flagged(self.store.cursor(scan), gated=recover)
         self.store.set_cursor(scan, cursor)
         # Tickets with an open verification are in hand; the rest are new, or lost by Redis.
-        found = [t for t in flagged if self.store.open_for(desk_name, t) is None]
+        found = [t for t in flagged if self._owner(desk_name, t) is None]
         for ticket_id in found:
             self.dispatch.start_verification(desk_name, ticket_id, "poll")
         if found:

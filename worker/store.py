@@ -3,7 +3,11 @@
 Keys (``p`` is the configured prefix):
 
 - ``p:v:<id>``               hash: the verification (see ``Verification``)
-- ``p:open:<desk>:<ticket>``  the open verification of a ticket: at most one, set atomically
+- ``p:open:<desk>:<ticket>``  the verification that owns a ticket: at most one, set atomically;
+                              kept after it ends until its outcome is on the ticket (``release``)
+- ``p:asking:<desk>:<ticket>`` when Incode was last asked for a link for the ticket: a request
+                              may be in flight until the ask window after it has passed; it
+                              outlives the verification that asked, and expires with the window
 - ``p:iv:<interviewId>``      Incode session -> verification
 - ``p:due``                   sorted set: when the sweep must next look at a verification
                               (resume a stalled step, reconcile, expire, finish a ticket write)
@@ -24,6 +28,7 @@ Finished verifications expire after the retention period, so Redis stays bounded
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from collections.abc import Iterator
@@ -70,7 +75,11 @@ return {'new', '', audit(KEYS[5], ARGV[5], KEYS[2], {unpack(ARGV, 6, 13)})}
 # ARGV: to, allowed sources (csv), final (1/0), ttl, id, due score or '', index interview (1/0),
 #       audit max entries, audit head (8), now, position of to's index in KEYS or '' (to is not
 #       open), field, value, ...
-# Returns {} (no record), {'same', record} (not moved) or {'moved', record, audit entry}.
+# Returns {} (no record), {'same', record} (not moved), {'taken'} (the interview key names
+# another verification: Incode handed out a session it had handed out before; nothing changed)
+# or {'moved', record, audit entry}.
+# A final state keeps the ticket's open key (with the retention TTL): the verification owns the
+# ticket until its outcome is written there (``release``), so no second request starts meanwhile.
 _TRANSITION = (
     audit.LUA
     + """
@@ -81,13 +90,17 @@ for s in string.gmatch(ARGV[2], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return {'same', redis.call('HGETALL', KEYS[1])} end
+if ARGV[7] == '1' then
+  local owner = redis.call('GET', KEYS[4])
+  if owner and owner ~= ARGV[5] then return {'taken'} end
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 19))
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
 for i = 6, 8 do redis.call('ZREM', KEYS[i], ARGV[5]) end
 if ARGV[18] ~= '' then redis.call('ZADD', KEYS[tonumber(ARGV[18])], ARGV[17], ARGV[5]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
 if ARGV[3] == '1' then
-  if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+  if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
@@ -96,7 +109,8 @@ return {'moved', redis.call('HGETALL', KEYS[1]), entry}
 """
 )
 
-_UNLOCK = """
+# A lock, or a ticket's open key, deleted only by its holder. KEYS: the key  ARGV: its value
+_DELETE_IF_HELD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -139,6 +153,11 @@ return entry
 )
 
 
+class SessionTaken(Exception):
+    """Incode answered a request for a link with a session already mapped to another
+    verification: its result belongs to that one, never to this one."""
+
+
 @dataclass(frozen=True)
 class Verification:
     id: str
@@ -157,9 +176,9 @@ class Verification:
     result: str = ""  # Incode's result as read: overall status, manual review decision
     detail: str = ""  # why: the checks that did not pass, or the error an agent must fix
     gated: bool = False  # the gate note is on the ticket
+    fresh: bool = False  # Incode's session had no result yet when first read after it was sent
     written: str = ""  # the last state whose outcome is on the ticket
     ticket: str = ""  # the ticket as Deskgate's last write left it (``remember``)
-    asking_since: float = 0.0  # when Incode was last asked for a link (a call may be in flight)
     refusals: int = 0  # how often the desk refused a write for good (backs the retries off)
     origin: str = ""  # how it started: "push", "poll" or "recovery" (the audit trail's)
     sent_at: float = 0.0  # when Incode sent the link
@@ -173,11 +192,11 @@ class Verification:
             value = raw[f.name]
             if f.name == "state":
                 values[f.name] = State(value)
-            elif f.name in ("created_at", "updated_at", "expires_at", "asking_since", "sent_at"):
+            elif f.name in ("created_at", "updated_at", "expires_at", "sent_at"):
                 values[f.name] = float(value or 0)
             elif f.name == "refusals":
                 values[f.name] = int(value or 0)
-            elif f.name == "gated":
+            elif f.name in ("gated", "fresh"):
                 values[f.name] = value == "1"
             else:
                 values[f.name] = value
@@ -253,7 +272,7 @@ class Store:
         self.audit_key = audit.stream_key(prefix)
         self._open = redis.register_script(_OPEN)
         self._transition = redis.register_script(_TRANSITION)
-        self._unlock = redis.register_script(_UNLOCK)
+        self._delete_if_held = redis.register_script(_DELETE_IF_HELD)
         self._session = redis.register_script(_SESSION)
         self._abandon = redis.register_script(_ABANDON)
 
@@ -409,7 +428,10 @@ class Store:
         is gone. A move appends its audit event (``code``: why, for errors) in the same step.
 
         ``overturn`` replaces ``v``'s state whatever the lifecycle allows, if it is still
-        ``v.state``: only for a result found not to apply before it is written."""
+        ``v.state``: only for a result found not to apply before it is written.
+
+        ``index_interview`` maps the session to ``v`` in the same step, and raises
+        ``SessionTaken`` (nothing changed) if it already names another verification."""
         interview = str(
             changes.get("interview_id")
             or v.interview_id
@@ -442,9 +464,31 @@ class Store:
         )
         if not result:
             return v
+        if result[0] == "taken":
+            raise SessionTaken(interview)
         if result[0] == "moved":
             audit.notify(_pairs(result[2]))
         return Verification.from_hash(_pairs(result[1]))
+
+    def release(self, v: Verification) -> None:
+        """The ticket is free for a new verification: ``v`` ended and its outcome is on the ticket
+        (or was given up). Only ``v``'s own hold is let go."""
+        self._delete_if_held(keys=[self._key("open", v.desk, v.ticket_id)], args=[v.id])
+
+    def mark_asking(self, desk: str, ticket_id: str, at: float, window: float) -> None:
+        """Incode is being asked for a link for the ticket at ``at``; the mark lasts ``window``."""
+        key = self._key("asking", desk, ticket_id)
+        self.redis.set(key, repr(at), ex=max(1, math.ceil(window)))
+
+    def clear_asking(self, desk: str, ticket_id: str) -> None:
+        """The request certainly sent nothing (refused, or never reached Incode)."""
+        self.redis.delete(self._key("asking", desk, ticket_id))
+
+    def asking_since(self, desk: str, ticket_id: str) -> float:
+        """When Incode was last asked for a link for the ticket, if a request may still be in
+        flight; 0 if none may be."""
+        value = self.redis.get(self._key("asking", desk, ticket_id))
+        return float(value) if value else 0.0
 
     def update(self, vid: str, **changes: Any) -> None:
         self.redis.hset(self._key("v", vid), mapping=_strings(changes))  # type: ignore[arg-type]
@@ -509,7 +553,7 @@ class Store:
             yield held
         finally:
             if held:
-                self._unlock(keys=[key], args=[token])
+                self._delete_if_held(keys=[key], args=[token])
 
     def cursor(self, desk: str) -> str | None:
         """Where a desk's interrupted poll resumes (None: from the start)."""

@@ -2,7 +2,7 @@
 (Incode's session webhooks)."""
 
 from connectors.incode.client import EmployeeNotFound, IncodeClient, Session
-from connectors.incode.results import Decision, Result, findings, interpret
+from connectors.incode.results import Decision, Result, findings, has_result, interpret
 
 __all__ = [
     "Decision",
@@ -11,5 +11,6 @@ __all__ = [
     "Result",
     "Session",
     "findings",
+    "has_result",
     "interpret",
 ]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 Decision = Literal["verified", "failed", "review", "pending"]
 FINISHED = frozenset({"ONBOARDING_FINISHED", "POST_PROCESSING_FINISHED"})
+DECIDED = frozenset({"MANUAL_REVIEW_APPROVED", "MANUAL_REVIEW_REJECTED"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ def findings(score: dict[str, Any]) -> tuple[str, ...]:
     # A module's own overall adds nothing when one of its checks is already named.
     named = [f for f in found if not any(o.startswith(f.split(":")[0] + ".") for o in found)]
     return tuple(dict.fromkeys(named))
+
+
+def has_result(onboarding_status: str | None) -> bool:
+    """The onboarding status says the session is over (finished, or a reviewer decided): its
+    result exists. Incode documents no time at which that happened."""
+    return onboarding_status in FINISHED | DECIDED
 
 
 def interpret(score: dict[str, Any], onboarding_status: str | None) -> Result:

@@ -192,7 +192,12 @@ def test_calls_per_lifecycle(stack: Stack, desk: DeskDriver, employee: str) -> N
     incode = stack.calls("incode")
     # Tokens are cached per worker process, so a warm worker asks for none.
     assert incode.get("POST /oauth2/token", 0) + incode.get("POST /executive/log-in", 0) == 0
-    assert incode == {"POST /omni/b2b/onboarding/request-new": 1, "GET /omni/get/score": 1}
+    # The onboarding status once before the gate: a session handed out with a result is refused.
+    assert incode == {
+        "POST /omni/b2b/onboarding/request-new": 1,
+        "GET /omni/get/onboarding/status": 1,
+        "GET /omni/get/score": 1,
+    }
     if desk.system == "zendesk":
         # The trigger `deskgate setup` wrote is false from the gate write on (Zendesk runs every
         # trigger on every update): one push per lifecycle; a tag-only one pushed on the gate too.

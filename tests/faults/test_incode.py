@@ -1,11 +1,13 @@
 """Scenario 4: Incode misbehaves. 5xx and timeouts on request-new and on result reads, its tokens
 expire mid-run, webhooks never come (the sweep's reconciliation must find the result), come out
-of order or before Deskgate has recorded the session, and the same webhook comes ten times.
-Tickets of both desks share the faults: Incode does not know which desk asked."""
+of order or before Deskgate has recorded the session, and the same webhook comes ten times; a
+request-new cut off whose error note the desk refuses once; Incode handing out an old session
+again. Tickets of both desks share the faults: Incode does not know which desk asked."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -177,12 +179,16 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
         wait_markers(case.desk, [case.ticket], "pending", WAIT)
 
     # Early: Incode has made the session and the employee finishes before request-new's answer
-    # reaches Deskgate, so the webhook names a session Deskgate does not know yet.
+    # reaches Deskgate, so the webhook names a session Deskgate does not know yet. A session
+    # that already has a result when Deskgate first reads it cannot be told from an old one
+    # handed out again (Incode gives no completion time): it is never applied, and the ticket
+    # says so. (No one finishes Incode's capture inside one request's round trip.)
     stack.fault("incode", REQUEST_NEW, status=0, delay=2.0, stage="after")
-    early = flagged(stack, servicenow, e, "verified")
+    early = replace(flagged(stack, servicenow, e, "error"), gated=False)
     [session] = wait_for(lambda: stack.sessions(e), WAIT, "the early session")
     stack.complete(session["interviewId"], "pass")
-    wait_markers(servicenow, [early.ticket], "pending", WAIT)
+    wait_markers(servicenow, [early.ticket], "error", WAIT)
+    assert "already had a result" in servicenow.notes(early.ticket)[-1]
 
     # Never: the results are in at Incode, and no webhook says so.
     stack.complete(session_of(zendesk, never_pass.ticket), "pass", webhook="none")
@@ -201,8 +207,8 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
     wait_markers(zendesk, [reordered.ticket], "verified", WAIT)
     wait_markers(servicenow, [tenfold.ticket], "verified", WAIT)
     quiet(stack)
-    waiting = [case.desk.view(case.ticket).marker for case in (never_pass, never_fail, early)]
-    assert waiting == ["pending"] * 3  # no webhook, no news: yet
+    waiting = [case.desk.view(case.ticket).marker for case in (never_pass, never_fail)]
+    assert waiting == ["pending"] * 2  # no webhook, no news: yet
     sweep_later(stack)  # reconciliation asks Incode, whatever the webhooks did
     tally = check(stack, [never_pass, never_fail, reordered, tenfold, early])
 
@@ -211,7 +217,7 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
         for r in stack.logged("web", "incode webhook for an unknown session")
         if r.get("session") == session["interviewId"]
     ]
-    assert len(unknown) == 1  # answered 2xx and logged; reconciliation found the result
+    assert len(unknown) == 1  # answered 2xx and logged
     dupes = len(stack.logged("web", "incode webhook duplicate")) - duplicates
     assert dupes == 9
     calls = incode_calls(stack, since)
@@ -227,10 +233,72 @@ def webhook_faults(stack: Stack, people: People) -> dict[str, Any]:
     }
 
 
+def lost_error_note(stack: Stack, people: People) -> dict[str, Any]:
+    """Request-new is cut off (no answer within the client's timeout, though Incode sends the
+    link), so the verification ends in error; the desk answers the error note's write with one
+    503. The retried task must write that note, not start a new verification and ask again."""
+    [employee] = people(1)
+    desk = stack.driver("zendesk")
+    [ticket] = open_flagged(desk, [employee], announce=False)
+    stack.fault("incode", REQUEST_NEW, status=0, delay=TIMEOUT_STALL)
+    stack.fault("zendesk", f"/api/v2/tickets/{ticket}", status=503, method="PUT")
+    since = time.time()
+    start(stack, desk, [ticket])
+    tally = check(stack, [Case(desk, ticket, employee, "error", gated=False)])
+    assert stack.pending_faults("zendesk") == []  # the first error note was refused
+    assert "did not confirm the request for a link" in desk.notes(ticket)[-1]
+    assert len(stack.sessions(employee)) == 1  # the cut-off request's link, and no other
+    assert count(incode_calls(stack, since), f"POST {REQUEST_NEW}") == 1
+    return tally.counts()
+
+
+def reused_session(stack: Stack, people: People) -> dict[str, Any]:
+    """Incode answers request-new with a session it handed out before, which already passed:
+    once while Deskgate still indexes it, once after its index is gone (retention). Neither
+    pass verifies the new ticket; each gets an error note, and Incode sent no new link."""
+    first, second, third = people(3)
+    desk = stack.driver("zendesk")
+    old = flagged(stack, desk, first, "verified")
+    wait_markers(desk, [old.ticket], "pending", WAIT)
+    session = session_of(desk, old.ticket)
+    stack.complete(session, "pass")
+    cases = [old]
+    for employee, forget in ((second, False), (third, True)):
+        check(stack, cases)
+        if forget:  # the session index expired with the old verification's retention
+            stack.redis.delete(f"{stack.options.key_prefix}:iv:{session}")
+        resp = stack.sim["incode"].put("/_sandbox/reuse_session", json={"interviewId": session})
+        resp.raise_for_status()
+        [ticket] = open_flagged(desk, [employee])
+        cases.append(Case(desk, ticket, employee, "error", gated=False))
+    tally = check(stack, cases)
+    reused, expired = (desk.notes(c.ticket)[-1] for c in cases[1:])
+    assert "a session it had already handed out" in reused
+    assert "already had a result" in expired
+    assert stack.sessions(second) == stack.sessions(third) == []
+    return tally.counts()
+
+
+def test_given_a_call_deadline_longer_than_the_task_lock_then_deskgate_refuses_to_start(
+    stack: Stack,
+) -> None:
+    """The other way to a second link (a request outliving its task's lock) cannot be set up:
+    start-up refuses the settings pair, naming both fields."""
+    done = stack.command(
+        "check-config",
+        DESKGATE_TASK_TIME_LIMIT_SECONDS="10",
+        DESKGATE_HTTP_DEADLINE_SECONDS="300",
+    )
+    assert done.returncode != 0
+    assert "http_deadline_seconds (300)" in done.stderr
+    assert "task_time_limit_seconds" in done.stderr
+
+
 def test_given_incode_faults_then_every_ticket_ends_correct_with_the_links_allowed(
     stack: Stack, people: People, observe: Observe
 ) -> None:
-    for phase in (request_and_read_faults, webhook_faults, trickled_request_new):
+    phases = (request_and_read_faults, webhook_faults, lost_error_note, reused_session)
+    for phase in (*phases, trickled_request_new):
         began = time.monotonic()
         counts = phase(stack, people)
         observe(**{phase.__name__: {**counts, "seconds": round(time.monotonic() - began, 1)}})

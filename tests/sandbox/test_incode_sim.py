@@ -763,3 +763,17 @@ def test_rate_limit_and_call_counts(sim: httpx.Client) -> None:
 
 def test_unknown_route_has_omni_error_shape(sim: httpx.Client) -> None:
     assert_omni_error(sim.get("/omni/nope", headers=OMNI), 404)
+
+
+def test_reuse_session_hands_out_an_existing_session_once_as_it_stands(sim: httpx.Client) -> None:
+    old = new_session(sim)
+    headers = executive(sim)
+    sim.post(f"/_sandbox/sessions/{old}/complete", json={"outcome": "pass", "webhook": "none"})
+    assert sim.put("/_sandbox/reuse_session", json={"interviewId": "0" * 24}).status_code == 404
+    assert sim.put("/_sandbox/reuse_session", json={}).status_code == 400
+    sim.put("/_sandbox/reuse_session", json={"interviewId": old}).raise_for_status()
+    assert new_session(sim, "E12345") == old  # whoever asks
+    status = sim.get("/omni/get/onboarding/status", params={"id": old}, headers=headers).json()
+    assert status == {"onboardingStatus": "ONBOARDING_FINISHED"}  # its old result stands
+    assert new_session(sim) != old  # once only
+    assert len(sim.get("/_sandbox/sessions").json()["sessions"]) == 2

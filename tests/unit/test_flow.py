@@ -94,12 +94,19 @@ class ScriptedIncode:
     decision: str = "pending"
     asked: list[dict[str, Any]] = field(default_factory=list)
     fail_with: Exception | None = None
+    hand_out: str | None = None  # the interviewId of the next answers (default: a new one each)
+    status: str = "UNKNOWN"  # the onboarding status every session reads as
+    status_reads: int = 0
 
     def request_new(self, **request: Any) -> Session:
         self.asked.append(request)
         if self.fail_with is not None:
             raise self.fail_with
-        return Session(f"{len(self.asked):024x}", "https://link.invalid")
+        return Session(self.hand_out or f"{len(self.asked):024x}", "https://link.invalid")
+
+    def onboarding_status(self, interview_id: str) -> str | None:
+        self.status_reads += 1
+        return self.status
 
     def confirm(self, interview_id: str) -> Result:
         return Result(self.decision, "UNKNOWN", None, ())  # type: ignore[arg-type]
@@ -135,6 +142,13 @@ class World:
 
     def note(self, ticket_id: str = "42") -> str:
         return self.desk.notes[ticket_id][-1][1]
+
+    def desk_verification(self, ticket_id: str) -> str:
+        """The last verification of the ticket the audit trail names (its display id: #id)."""
+        events = self.store.redis.xrange(self.store.audit_key)
+        return next(
+            str(e["verification"]) for _, e in reversed(events) if e["ticket"] == f"#{ticket_id}"
+        )
 
 
 def world(redis: Redis[str], **desk_config: Any) -> World:
@@ -213,7 +227,7 @@ def test_no_second_request_while_an_earlier_one_may_be_in_flight(w: World) -> No
     w.desk.add("42")
     v, _ = w.store.open(desk=DESK, ticket_id="42", ticket_display="#42", requester_id="u42",
                         reason="MFA reset", now=START, resume_at=START)  # fmt: skip
-    w.store.update(v.id, asking_since=START - 1)  # another worker asked a second ago
+    w.store.mark_asking(DESK, "42", START - 1, w.flow.ask_window)  # another worker asked
     w.flow.start(DESK, "42")
     assert w.incode.asked == []
     assert w.store.due(START + w.flow.ask_window) == [v.id]  # looked at again after the window
@@ -232,6 +246,111 @@ def test_an_unanswered_request_is_never_repeated(w: World) -> None:
     w.advance(HOUR)
     w.flow.start(DESK, "42")  # flagged again: that is a new verification, a new link
     assert len(w.incode.asked) == 1  # the trigger is consumed: nothing starts by itself
+
+
+def test_an_error_note_the_desk_did_not_take_is_retried_without_a_second_link(w: World) -> None:
+    """Request-new cut off (the verification ends in error), then the error note's write meets
+    one 503: the retried task must finish that verification, not open a new one and ask again."""
+    w.desk.add("42")
+    w.incode.fail_with = Unanswered("incode", "the call's overall deadline passed")
+    w.desk.refuse = Retriable("zendesk", "HTTP 503", 503)
+    with pytest.raises(Retriable):
+        w.flow.start(DESK, "42")
+    w.incode.fail_with = w.desk.refuse = None
+    w.flow.start(DESK, "42")  # the task's retry: the ticket is still flagged and unmarked
+    assert len(w.incode.asked) == 1
+    assert w.desk.tickets["42"].marker == "error"
+    assert "did not confirm the request for a link" in w.note()
+    assert w.store.open_for(DESK, "42") is None  # its note is written: the ticket is free
+
+
+def test_a_new_verification_waits_out_the_request_an_ended_one_may_still_have_in_flight(
+    w: World,
+) -> None:
+    """The 'asking since' mark belongs to the ticket: an agent flagging again right after the
+    error note must not get a second link while the unanswered request may still be answered."""
+    w.desk.add("42")
+    w.incode.fail_with = Unanswered("incode", "the call's overall deadline passed")
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "error"
+    w.incode.fail_with = None
+    w.desk.tickets["42"] = replace(w.desk.tickets["42"], reason="MFA reset")  # flagged again
+    w.flow.start(DESK, "42")
+    assert len(w.incode.asked) == 1
+    v = w.store.open_for(DESK, "42")
+    assert v is not None and v.state == State.REQUESTED
+    assert w.store.due(START + w.flow.ask_window) == [v.id]
+    w.advance(w.flow.ask_window)
+    w.flow.check(v.id, "sweep")
+    assert len(w.incode.asked) == 2 and w.desk.tickets["42"].marker == "pending"
+
+
+def test_a_ticket_whose_last_note_is_written_is_free_even_if_its_step_died_before_letting_go(
+    w: World,
+) -> None:
+    vid = started(w)
+    w.incode.decision = "failed"
+    w.flow.check(vid, "SESSION_FAILED")
+    failed = w.store.get(vid)
+    assert failed is not None and w.desk.tickets["42"].marker == "failed"
+    w.store.redis.set(w.store._key("open", DESK, "42"), vid)  # the hold, as a crash leaves it
+    w.desk.tickets["42"] = replace(w.desk.tickets["42"], reason="MFA reset")  # flagged again
+    assert w.flow.poll(DESK) == 1  # the poller hands it out
+    w.flow.start(DESK, "42")
+    assert len(w.incode.asked) == 2 and w.desk.tickets["42"].marker == "pending"
+
+
+def test_a_session_incode_hands_out_a_second_time_is_refused_and_its_pass_never_applied(
+    w: World,
+) -> None:
+    first = started(w, "1")
+    w.incode.decision = "verified"
+    w.flow.check(first, "SESSION_SUCCEEDED")
+    old = w.store.get(first)
+    assert old is not None and w.desk.tickets["1"].marker == "verified"
+    w.incode.hand_out = old.interview_id  # Incode answers the next request with that session
+    w.desk.add("2")
+    w.flow.start(DESK, "2")
+    assert w.desk.tickets["2"].marker == "error"
+    assert "a session it had already handed out" in w.note("2")
+    assert not any(n.startswith("Identity VERIFIED") for _, n in w.desk.notes["2"])
+    assert w.store.session(old.interview_id) == first  # the session stays the first one's
+    refused = w.store.get(w.desk_verification("2"))
+    assert refused is not None and refused.interview_id == "" and refused.state == State.ERROR
+    codes = [e["code"] for _, e in w.store.redis.xrange(w.store.audit_key) if e["ticket"] == "#2"]
+    assert "session_reused" in codes
+
+
+def test_a_session_that_already_has_a_result_when_handed_out_is_never_applied(w: World) -> None:
+    """Incode hands out a session Deskgate has no record of (its index expired, say) that
+    finished long ago: its old pass must not verify this ticket."""
+    w.desk.add("42")
+    w.incode.status, w.incode.decision = "ONBOARDING_FINISHED", "verified"
+    w.flow.start(DESK, "42")
+    assert w.desk.tickets["42"].marker == "error"
+    assert "already had a result when Deskgate first read it" in w.note()
+    assert len(w.desk.notes["42"]) == 1  # no gate: the ticket was never held for it
+    v = w.store.get(w.desk_verification("42"))
+    assert v is not None and v.state == State.ERROR
+    w.flow.check(v.id, "SESSION_SUCCEEDED")  # its webhook changes nothing
+    assert w.desk.tickets["42"].marker == "error" and len(w.desk.notes["42"]) == 1
+
+
+def test_a_session_is_read_for_an_old_result_once_before_the_gate_and_never_again(
+    w: World,
+) -> None:
+    w.desk.refuse_gate = Retriable("zendesk", "HTTP 503", 503)
+    w.desk.add("42")
+    with pytest.raises(Retriable):
+        w.flow.start(DESK, "42")
+    w.desk.refuse_gate = None
+    w.incode.status = "ONBOARDING_FINISHED"  # the employee finished meanwhile: a real result
+    w.incode.decision = "verified"
+    v = w.store.get(w.desk_verification("42"))
+    assert v is not None
+    w.flow.check(v.id, "SESSION_SUCCEEDED")
+    assert w.desk.tickets["42"].marker == "verified"
+    assert w.incode.status_reads == 1
 
 
 def test_incodes_own_error_text_stays_out_of_the_note(w: World) -> None:

@@ -235,3 +235,15 @@ def test_retention_must_outlive_what_recovery_would_still_believe() -> None:
         load_settings(**data)
     data["desks"]["acme_zendesk"]["review_timeout_hours"] = 48
     assert load_settings(**data).retention_days == 3
+
+
+def test_a_call_deadline_that_cannot_end_inside_the_task_lock_is_refused_naming_both() -> None:
+    """A 300 s call under a 10 s task limit (a 40 s lock) outlives the lock: another worker could
+    take the verification over while a request for a link may still be answered."""
+    data = settings_data(task_time_limit_seconds=10, http_deadline_seconds=300)
+    with pytest.raises(ConfigError) as err:
+        load_settings(**data)
+    assert "http_deadline_seconds (300)" in str(err.value)
+    assert "task_time_limit_seconds + 20 (30 with task_time_limit_seconds = 10)" in str(err.value)
+    data.update(http_deadline_seconds=30)  # the longest call that still ends inside the lock
+    assert load_settings(**data).task_lock_seconds == 40

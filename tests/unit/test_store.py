@@ -7,7 +7,7 @@ import pytest
 from redis import Redis
 
 from worker.lifecycle import FINAL, OPEN, TRANSITIONS, State, sources
-from worker.store import Store, Verification
+from worker.store import SessionTaken, Store, Verification
 
 RETENTION = 3600
 
@@ -59,20 +59,57 @@ def test_transitions_happen_once_and_only_along_the_table(store: Store) -> None:
     assert store.due(1300) == [v.id]
 
 
-def test_a_final_state_frees_the_ticket_and_starts_retention(
+def test_a_final_state_keeps_the_ticket_until_released_and_starts_retention(
     store: Store, redis: Redis[str]
 ) -> None:
     v, _ = open_one(store)
     store.advance(v, State.SENT, 1001, interview_id="iv1", index_interview=True)
     assert store.advance(v, State.FAILED, 1002, detail="liveness: FAIL", due=1200).state == "failed"
-    assert store.open_for("acme", "42") is None
     failed = store.get(v.id)
     assert failed is not None and failed.detail == "liveness: FAIL" and failed.unwritten
-    assert 0 < redis.ttl(f"dgtest:v:{v.id}") <= RETENTION
-    assert 0 < redis.ttl("dgtest:iv:iv1") <= RETENTION
+    # Its outcome is not on the ticket yet: it still owns the ticket, so no second one starts.
+    assert store.open_for("acme", "42") == failed
+    assert not open_one(store, now=1500)[1]
+    for key in (f"dgtest:v:{v.id}", "dgtest:iv:iv1", "dgtest:open:acme:42"):
+        assert 0 < redis.ttl(key) <= RETENTION
     assert store.advance(failed, State.VERIFIED, 1003) == failed  # failed is final
-    # The ticket may now get a new verification.
+    store.release(failed)  # the outcome is written: the ticket may get a new verification
+    assert store.open_for("acme", "42") is None
     assert open_one(store, now=2000)[1]
+
+
+def test_release_lets_go_only_of_the_verifications_own_hold(store: Store) -> None:
+    old, _ = open_one(store)
+    store.release(old)
+    new, created = open_one(store, now=2000)
+    assert created
+    store.release(old)  # a late release by the old one
+    assert store.open_for("acme", "42") == new
+
+
+def test_a_session_mapped_to_another_verification_is_refused_in_the_same_step(
+    store: Store,
+) -> None:
+    """Incode handing out an interviewId a second time: the second verification never takes
+    it, and nothing of it changes (still requested, the session still the first one's)."""
+    first, _ = open_one(store, ticket="1")
+    second, _ = open_one(store, ticket="2")
+    store.advance(first, State.SENT, 1001, interview_id="iv-same", index_interview=True)
+    with pytest.raises(SessionTaken):
+        store.advance(second, State.SENT, 1002, interview_id="iv-same", index_interview=True)
+    assert store.session("iv-same") == first.id
+    unchanged = store.get(second.id)
+    assert unchanged is not None and unchanged.state == State.REQUESTED
+    assert unchanged.interview_id == ""
+
+
+def test_the_asking_mark_belongs_to_the_ticket_and_expires(store: Store, redis: Redis[str]) -> None:
+    store.mark_asking("acme", "42", 1000.5, 35.0)
+    assert store.asking_since("acme", "42") == 1000.5
+    assert store.asking_since("acme", "43") == 0.0
+    assert 0 < redis.ttl("dgtest:asking:acme:42") <= 35
+    store.clear_asking("acme", "42")
+    assert store.asking_since("acme", "42") == 0.0
 
 
 def test_review_then_final(store: Store) -> None:
