@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+CHANGELOG = (ROOT / "CHANGELOG.md").read_text()
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+) \\$")
 
 
@@ -104,3 +105,19 @@ def test_make_sbom_lists_every_locked_package_with_its_version_and_hashes(tmp_pa
     for name, (version, purl, hashes) in listed.items():
         assert purl == f"pkg:pypi/{name}@{version}"
         assert hashes and all(h["alg"] == "SHA-256" for h in hashes)
+
+
+def test_pyprojects_version_is_the_newest_release_in_the_changelog() -> None:
+    """The version lives in pyproject.toml; a release renames the changelog's "Unreleased"
+    section to it (CHANGELOG.md, "Versions")."""
+    releases = re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", CHANGELOG, re.M)
+    assert releases, "CHANGELOG.md lists no release"
+    assert PYPROJECT["project"]["version"] == releases[0]
+    assert CHANGELOG.index("## [Unreleased]") < CHANGELOG.index(f"## [{releases[0]}]")
+
+
+def test_the_license_file_is_the_one_pyproject_names() -> None:
+    assert PYPROJECT["project"]["license"] == "Apache-2.0"
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
