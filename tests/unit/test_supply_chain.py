@@ -88,7 +88,8 @@ def test_the_image_and_make_install_install_only_from_the_locks() -> None:
 def test_make_sbom_lists_every_locked_package_with_its_version_and_hashes(tmp_path: Path) -> None:
     out = tmp_path / "sbom.json"
     subprocess.run(
-        ["make", "--no-print-directory", "-s", "sbom", f"SBOM={out}",
+        # -o install: this venv as it is (a test never reinstalls it)
+        ["make", "--no-print-directory", "-s", "-o", "install", "sbom", f"SBOM={out}",
          f"VENV={Path(sys.executable).parent.parent}"],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
     )  # fmt: skip
