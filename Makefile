@@ -3,15 +3,43 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: install test lint fmt unit e2e faults bench demo dev clean
+.PHONY: install lock lock-upgrade sbom audit test lint fmt unit e2e faults bench demo dev clean
 
-$(BIN)/deskgate: pyproject.toml
+# Only what requirements/dev.txt pins, each file checked against its hash, nothing resolved afresh;
+# then Deskgate itself, built by the locked hatchling (no build isolation: nothing unlocked).
+$(BIN)/deskgate: pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
 install: $(BIN)/deskgate
+
+# Re-resolves both locks from pyproject.toml against the public index alone: this machine's pip
+# config and local wheel folders are left out, so the hashes are the index's. `make lock` keeps
+# every pin pyproject still allows (after a dependency edit); `make lock-upgrade` takes the newest
+# versions its ranges allow. Commit both files; docs/operations.md, "Dependencies".
+LOCK = env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	--build-deps-for wheel --build-deps-for editable $(LOCK_UPGRADE)
+lock: install
+	$(LOCK) -o requirements/runtime.txt pyproject.toml
+	$(LOCK) --extra dev -c requirements/runtime.txt -o requirements/dev.txt pyproject.toml
+	$(MAKE) install
+
+lock-upgrade:
+	$(MAKE) lock LOCK_UPGRADE=--upgrade
+
+# A CycloneDX (JSON) bill of materials of what the image installs: the runtime lock.
+SBOM ?= sbom.cdx.json
+sbom: install
+	$(BIN)/cyclonedx-py requirements --pyproject pyproject.toml --output-format JSON \
+		--output-reproducible --output-file $(SBOM) requirements/runtime.txt
+
+# pip-audit over the locks; skipped, saying so, where no vulnerability service answers.
+audit: install
+	BIN=$(BIN) .ci/audit
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,7 +3,8 @@
 The TOML file is named by ``DESKGATE_CONFIG`` (see ``config/example.toml``). Every field can also be
 set from the environment as ``DESKGATE_<PATH>`` with ``__`` between levels, e.g.
 ``DESKGATE_INCODE__CLIENT_SECRET`` or ``DESKGATE_DESKS__<DESK>__WEBHOOK_SECRET``; the environment
-wins over the file. Secrets are ``SecretStr`` so they never print.
+wins over the file. Secrets are ``SecretStr`` so they never print. Each secret can instead be read
+from a file named by the same variable plus ``_FILE`` (``SecretFiles``).
 
 This module knows what every desk has (``DeskConfig``) but no desk kind: each kind's connector
 package declares its own config class, and ``settings_model`` builds the ``Settings`` model for a
@@ -16,7 +17,8 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union, get_args
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AliasChoices,
@@ -40,6 +42,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "DESKGATE_"
 CONFIG_PATH_ENV = "DESKGATE_CONFIG"
+FILE_SUFFIX = "_FILE"
 DESK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 Channel = Literal["EMAIL", "SMS"]
 
@@ -374,10 +377,90 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = os.environ.get(CONFIG_PATH_ENV)
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, SecretFiles(settings_cls, env_settings)
+        ]  # fmt: skip
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
         return tuple(sources)
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Secrets from files: ``DESKGATE_<PATH>_FILE`` names a file whose content, without its
+    trailing newline, is the secret ``DESKGATE_<PATH>`` would give (container platforms mount
+    secrets as files, and a file keeps them out of the process listing and ``docker inspect``).
+
+    Only secret settings (``SecretStr``) are read this way. Setting the variable and its file,
+    naming anything but a secret, and a file that cannot be read or is empty all stop start-up
+    with a ``ConfigError`` naming the variable; the file's content is never shown.
+
+    It wraps the environment's source, which reads ``DESKGATE_DESKS__ACME__API_TOKEN_FILE`` as a
+    field ``api_token_file`` of the desk (unknown, so refused): the file's value takes its place.
+    """
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], environment: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self.environment = environment
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.environment()
+        given = {name.upper() for name in os.environ}
+        for name, path in sorted(os.environ.items()):
+            upper = name.upper()
+            if not (upper.startswith(ENV_PREFIX) and upper.endswith(FILE_SUFFIX)):
+                continue
+            variable = upper.removesuffix(FILE_SUFFIX)
+            parts = variable.removeprefix(ENV_PREFIX).lower().split("__")
+            leaves = _leaves(self.settings_cls, parts)
+            if not leaves:
+                continue  # not a setting (as the environment's source ignores DESKGATE_OTHER)
+            if SecretStr not in leaves:
+                raise ConfigError(
+                    f"{name}: {variable} is not a secret; only secrets are read from files"
+                )
+            if variable in given:
+                raise ConfigError(f"{variable} and {name} are both set: set one of them")
+            *parents, leaf = parts
+            node = data
+            for part in parents:
+                node = node.setdefault(part, {})
+            node.pop(leaf + FILE_SUFFIX.lower(), None)
+            node[leaf] = _read_secret(name, path)
+        return data
+
+
+def _read_secret(variable: str, path: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{variable}={path}: cannot read the file ({reason})") from None
+    if not value:
+        raise ConfigError(f"{variable}={path}: the file is empty")
+    return value
+
+
+def _leaves(annotation: Any, parts: list[str]) -> list[Any]:
+    """The types a settings path (desk names included) can end at: through nested models, dicts
+    (a key: a desk's name) and unions (the desk kinds, optional fields). Empty: no such setting."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _leaves(get_args(annotation)[0], parts)
+    if origin in (Union, UnionType):
+        return [leaf for arg in get_args(annotation) for leaf in _leaves(arg, parts)]
+    if not parts:
+        return [annotation]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(parts[0])
+        return [] if field is None else _leaves(field.annotation, parts[1:])
+    if origin is dict:
+        return _leaves(get_args(annotation)[1], parts[1:])
+    return []
 
 
 def kind_of(config: type[DeskConfig] | type[IdpConfig]) -> str:
@@ -423,13 +506,17 @@ def _env_name(loc: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
 
 
-def _describe(error: Any, kinds: frozenset[str]) -> str:
+def _describe(error: Any, model: type[Settings]) -> str:
     # pydantic puts the union member's tag (the kind) in the path; the user never wrote it.
-    loc = tuple(p for p in error["loc"] if p not in kinds)
+    loc = tuple(p for p in error["loc"] if p not in model.desk_kinds | model.idp_kinds)
     where = ".".join(str(p) for p in loc) or "(top level)"
-    hint = (
-        f" (set it in the config file or as {_env_name(loc)})" if error["type"] == "missing" else ""
-    )
+    hint = ""
+    if error["type"] == "missing":
+        variable = _env_name(loc)
+        secret = SecretStr in _leaves(model, [str(p) for p in loc])
+        hint = f" (set it in the config file or as {variable}" + (
+            f", or {variable}{FILE_SUFFIX} naming a file that holds it)" if secret else ")"
+        )
     return f"  {where}: {error['msg']}{hint}"
 
 
@@ -442,7 +529,7 @@ def load_settings(model: type[Settings], **overrides: Any) -> Settings:
     try:
         return model(**overrides)
     except ValidationError as exc:
-        lines = [_describe(e, model.desk_kinds | model.idp_kinds) for e in exc.errors()]
+        lines = [_describe(e, model) for e in exc.errors()]
         source = f" (file {path})" if path else ""
         raise ConfigError(
             "invalid Deskgate configuration" + source + ":\n" + "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import httpx
+from httpx._utils import get_environment_proxies  # httpx's reading of *_PROXY (tested)
 
 from config import metrics
 from config.privacy import scrub
@@ -153,15 +154,36 @@ def new_client(
         max_keepalive_connections=max_connections,
         keepalive_expiry=30,
     )
+
+    def transport(proxy: str | None = None) -> DeadlineTransport:
+        # retries: connect errors only (nothing was sent); the rest is ours. The TLS settings
+        # (SSL_CERT_FILE, SSL_CERT_DIR) are httpx's defaults, so a proxied call verifies alike.
+        return DeadlineTransport(deadline, retries=2, limits=limits, proxy=proxy)
+
     return httpx.Client(
         base_url=base_url,
         auth=auth,
         headers={"Accept": "application/json", "User-Agent": "deskgate/0.1", **(headers or {})},
         timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
         limits=limits,
-        # retries: connect errors only (nothing was sent); the rest is ours
-        transport=DeadlineTransport(deadline, retries=2, limits=limits),
+        transport=transport(),
+        mounts=proxy_mounts(transport),
     )
+
+
+def proxy_mounts(
+    transport: Callable[[str], httpx.BaseTransport],
+) -> dict[str, httpx.BaseTransport | None]:
+    """The outbound proxies the environment names (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``, in either case), each behind a transport built by ``transport``.
+
+    httpx reads these only for a client without a transport of its own, and Deskgate's clients
+    all have one (the deadlines), so the same reading is made here: httpx's own, which follows
+    curl's rules. ``None`` sends a ``NO_PROXY`` host direct, through the client's transport."""
+    return {
+        pattern: None if proxy is None else transport(proxy)
+        for pattern, proxy in get_environment_proxies().items()
+    }
 
 
 def request(

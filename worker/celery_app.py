@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings
+from worker.beat import LOOP_SECONDS, lock_key
 from worker.dispatch import POLL_DESK, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
@@ -42,6 +43,10 @@ def make_celery(settings: Settings) -> Celery:
         task_soft_time_limit=settings.task_time_limit_seconds * 3 // 4,
         task_time_limit=settings.task_time_limit_seconds,
         timezone="UTC",
+        # One beat schedules, whatever runs (worker/beat.py); it wakes often enough to renew it.
+        beat_scheduler="worker.beat:SingleBeat",
+        beat_max_loop_interval=LOOP_SECONDS,
+        deskgate_beat_lock=lock_key(settings.key_prefix),
         beat_schedule={
             **{
                 f"poll-{name}": {

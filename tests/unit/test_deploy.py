@@ -15,6 +15,8 @@ import yaml
 from prometheus_client import Counter, Histogram
 
 from config import metrics
+from connectors.registry import SETTINGS
+from worker.beat import HEARTBEAT_SUFFIX
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
@@ -100,3 +102,48 @@ def test_the_monitoring_profile_mounts_what_deploy_holds() -> None:
     assert jobs == {"deskgate-web", "deskgate-worker"}
     # The alerts' job names are the scrape config's.
     assert all(set(re.findall(r'job="([^"]+)"', r["expr"])) <= jobs for r in rules())
+
+
+def compose_services() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load((DEPLOY.parent / "docker-compose.yml").read_text())[
+        "services"
+    ]
+    return services
+
+
+def seconds(duration: str) -> float:
+    """A compose duration: ``150s``, ``2m30s``."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_a_stopping_worker_finishes_its_longest_task_before_it_is_killed() -> None:
+    """Celery's warm shutdown (SIGTERM) finishes what the worker holds; the grace outlasts a
+    task's time limit, so no outside call (a request-new) is cut midway by a deploy."""
+    fields = SETTINGS.model_fields
+    worker = compose_services()["worker"]
+    assert worker["stop_signal"] == "SIGTERM"
+    grace = seconds(worker["stop_grace_period"])
+    assert grace > fields["task_time_limit_seconds"].default + 10
+    assert grace > fields["http_deadline_seconds"].default * 2
+
+
+def test_web_worker_and_beat_each_have_a_health_check() -> None:
+    services = compose_services()
+    for role in ("web", "worker", "beat"):
+        assert services[role]["healthcheck"]["test"], role
+    assert "inspect ping" in " ".join(services["worker"]["healthcheck"]["test"])
+    # Beat's check reads the heartbeat file its scheduler touches beside its schedule file.
+    schedule = services["beat"]["command"][services["beat"]["command"].index("--schedule") + 1]
+    assert f"'{schedule}{HEARTBEAT_SUFFIX}'" in " ".join(services["beat"]["healthcheck"]["test"])
+
+
+def test_the_image_runs_as_a_numeric_non_root_user_on_a_base_chosen_by_argument() -> None:
+    """Kubernetes' runAsNonRoot can check a UID, never a name."""
+    lines = (DEPLOY.parent / "Dockerfile").read_text().splitlines()
+    (user,) = [line for line in lines if line.startswith("USER ")]
+    match = re.fullmatch(r"USER (\d+):(\d+)", user)
+    assert match and int(match[1]) != 0 and int(match[2]) != 0
+    assert "FROM ${BASE_IMAGE}" in lines

@@ -28,7 +28,10 @@ def test_given_a_missing_secret_then_the_error_names_the_field_and_its_variable(
     with pytest.raises(ConfigError) as err:
         load_settings(**data)
     assert "desks.acme_zendesk.api_token" in str(err.value)
-    assert "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN" in str(err.value)
+    assert (
+        "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN, or DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN_FILE"
+        in str(err.value)
+    )
 
 
 @pytest.mark.parametrize(
@@ -247,3 +250,99 @@ def test_a_call_deadline_that_cannot_end_inside_the_task_lock_is_refused_naming_
     assert "task_time_limit_seconds + 20 (30 with task_time_limit_seconds = 10)" in str(err.value)
     data.update(http_deadline_seconds=30)  # the longest call that still ends inside the lock
     assert load_settings(**data).task_lock_seconds == 40
+
+
+SECRET_VARIABLES = [
+    "DESKGATE_INCODE__CLIENT_SECRET",
+    "DESKGATE_INCODE__API_KEY",
+    "DESKGATE_INCODE__EXECUTIVE_PASSWORD",
+    "DESKGATE_INCODE__WEBHOOK_SECRET",
+    "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN",
+    "DESKGATE_DESKS__ACME_SERVICENOW__PASSWORD",
+    "DESKGATE_NOTE_SECRET",
+]
+
+
+def secret_file(tmp_path: Path, content: str) -> Path:
+    path = tmp_path / "secret"
+    path.write_text(content)
+    return path
+
+
+def test_every_secret_can_come_from_a_file_its_trailing_newline_stripped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As container platforms mount them: DESKGATE_<PATH>_FILE names the file."""
+    example_config(monkeypatch)
+    for at, variable in enumerate(SECRET_VARIABLES):
+        monkeypatch.delenv(variable)
+        path = tmp_path / f"secret-{at}"
+        path.write_text(f"{variable.lower()}-from-a-file\n")
+        monkeypatch.setenv(f"{variable}_FILE", str(path))
+    monkeypatch.setenv("DESKGATE_METRICS_TOKEN_FILE", str(secret_file(tmp_path, "m" * 16 + "\r\n")))
+    settings = load_settings()
+    zendesk, servicenow = settings.desks["acme_zendesk"], settings.desks["acme_servicenow"]
+    read = {
+        "DESKGATE_INCODE__CLIENT_SECRET": settings.incode.client_secret,
+        "DESKGATE_INCODE__API_KEY": settings.incode.api_key,
+        "DESKGATE_INCODE__EXECUTIVE_PASSWORD": settings.incode.executive_password,
+        "DESKGATE_INCODE__WEBHOOK_SECRET": settings.incode.webhook_secret,
+        "DESKGATE_DESKS__ACME_ZENDESK__API_TOKEN": getattr(zendesk, "api_token", None),
+        "DESKGATE_DESKS__ACME_SERVICENOW__PASSWORD": getattr(servicenow, "password", None),
+        "DESKGATE_NOTE_SECRET": settings.note_secret,
+    }
+    assert {
+        variable: secret.get_secret_value() if secret else None for variable, secret in read.items()
+    } == {variable: f"{variable.lower()}-from-a-file" for variable in SECRET_VARIABLES}
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "m" * 16
+
+
+def test_a_secret_given_both_directly_and_as_a_file_stops_start_up_naming_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example_config(monkeypatch)
+    path = secret_file(tmp_path, "another-long-secret")
+    monkeypatch.setenv("DESKGATE_INCODE__API_KEY_FILE", str(path))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "DESKGATE_INCODE__API_KEY and DESKGATE_INCODE__API_KEY_FILE" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"), [(None, "cannot read the file"), ("\n", "the file is empty")]
+)
+def test_a_secret_file_missing_or_empty_stops_start_up_naming_the_variable(
+    content: str | None, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example_config(monkeypatch)
+    monkeypatch.delenv("DESKGATE_NOTE_SECRET")
+    path = tmp_path / "note-secret"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("DESKGATE_NOTE_SECRET_FILE", str(path))
+    with pytest.raises(ConfigError, match=f"DESKGATE_NOTE_SECRET_FILE={path}: {said}"):
+        load_settings()
+    assert cli.main(["check-config"]) != 0
+
+
+def test_a_short_secret_from_a_file_is_refused_like_one_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example_config(monkeypatch)
+    monkeypatch.delenv("DESKGATE_INCODE__WEBHOOK_SECRET")
+    path = secret_file(tmp_path, "tiny-secret\n")
+    monkeypatch.setenv("DESKGATE_INCODE__WEBHOOK_SECRET_FILE", str(path))
+    with pytest.raises(ConfigError, match=r"incode\.webhook_secret: .*at least 16") as err:
+        load_settings()
+    assert "tiny-secret" not in str(err.value)
+
+
+def test_only_secrets_are_read_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting that is no secret belongs in the config file."""
+    example_config(monkeypatch)
+    monkeypatch.setenv("DESKGATE_DESKS__ACME_ZENDESK__EMAIL_FILE", str(secret_file(tmp_path, "a")))
+    with pytest.raises(
+        ConfigError, match=r"DESKGATE_DESKS__ACME_ZENDESK__EMAIL_FILE: .* not a secret"
+    ):
+        load_settings()
