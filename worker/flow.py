@@ -79,7 +79,9 @@ class Flow:
         self.store = rt.store
         self.dispatch = dispatcher
         self.clock = clock
-        self.caps = LinkCap(rt.store.redis, rt.store.prefix)
+        self.caps = LinkCap(
+            rt.store.redis, rt.store.prefix, Pseudonyms(rt.settings.note_secrets, "requester")
+        )
         self.first_seen = FirstSeen(
             rt.store.redis, rt.store.prefix, Pseudonyms(rt.settings.note_secrets, "first seen")
         )
@@ -295,13 +297,17 @@ class Flow:
             who = identity_of(requester, config)
             self._check_ages(desk, requester, config, now)
             # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
-            # verification reuses its place.
+            # verification reuses its place. The audit trail carries whom it counted (keyed).
+            whom = who.destination or who.login_hint
+            key = self.caps.requester_key(config.channel, whom)
+            if key != v.requester_key:
+                self.store.update(v.id, requester_key=key)
             self.caps.take(
                 verification=v.id,
                 desk=v.desk,
                 ticket_id=v.ticket_id,
                 channel=config.channel,
-                destination=who.destination or who.login_hint,
+                destination=whom,
                 config=config,
                 now=now,
             )
@@ -309,7 +315,7 @@ class Flow:
         except Unverifiable as exc:
             return self._fail(v, now, str(exc), exc.code)
         except LinkCapReached as exc:
-            return self._fail(v, now, str(exc), "link_cap")
+            return self._fail(v, now, str(exc), exc.code)
         except EmployeeNotFound:
             source = field_name(config.login_hint).replace("_", " ")
             return self._fail(

@@ -165,6 +165,7 @@ class Verification:
     refusals: int = 0  # how often the desk refused a write for good (backs the retries off)
     origin: str = ""  # how it started: "push", "poll" or "recovery" (the audit trail's)
     sent_at: float = 0.0  # when Incode sent the link
+    requester_key: str = ""  # who the link goes to, as a keyed hash (``LinkCap.requester_key``)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
