@@ -61,6 +61,7 @@ def test_pass_verifies_and_reopens(stack: Stack, desk: DeskDriver, employee: str
     wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
     _gate, outcome = desk.notes(ticket)
     assert "Identity VERIFIED (Incode result: OK)" in outcome
+    assert "never to the caller on the line" in outcome
     view = desk.view(ticket)
     assert (view.held, view.flagged) == (False, False)  # released; the trigger is consumed
 

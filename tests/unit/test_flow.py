@@ -276,6 +276,21 @@ def test_destination_incode_checks_the_age_of_what_names_the_employee(redis: Red
     assert "external id (which names the employee to Incode) was added or changed" in w.note()
 
 
+def test_the_verified_note_says_what_was_proven_and_where_the_work_may_go(w: World) -> None:
+    """A pass proves the employee of record did the check at their contact of record, not that
+    the caller on the line is them: the reset goes to that contact only."""
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    note = w.note()
+    assert note.startswith("Identity VERIFIED")
+    assert "the employee of record completed Incode's identity check through the link sent " \
+        "to j***@acme.test" in note  # fmt: skip
+    assert "Deliver the MFA reset only through that employee's contact of record, never to " \
+        "the caller on the line" in note  # fmt: skip
+    assert "proceed" not in note and "jane@acme.test" not in note
+
+
 # -- one request for a link at a time ------------------------------------------------------
 
 
