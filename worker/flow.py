@@ -295,13 +295,15 @@ class Flow:
         try:
             requester = desk.get_requester(ticket)
             who = identity_of(requester, config)
-            self._check_ages(desk, requester, config, now)
-            # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
-            # verification reuses its place. The audit trail carries whom it counted (keyed).
+            # From here on the audit trail names whom the link is for (a keyed hash), so a SIEM
+            # can group refusals and cap hits by person.
             whom = who.destination or who.login_hint
             key = self.caps.requester_key(config.channel, whom)
             if key != v.requester_key:
                 self.store.update(v.id, requester_key=key)
+            self._check_ages(desk, requester, config, now)
+            # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
+            # verification reuses its place.
             self.caps.take(
                 verification=v.id,
                 desk=v.desk,
