@@ -407,7 +407,7 @@ class Flow:
                 changed = self.first_seen.since(desk.name, person.id, field, value, now)
                 seen = (
                     f"was first seen by Deskgate at {notes.when(changed)} (the desk keeps no "
-                    "record of when it changed)"
+                    "record of its changes that Deskgate can read)"
                 )
             if now - changed < min_age:
                 too_new.append(f"the requester's {what} {seen}")
@@ -417,8 +417,8 @@ class Flow:
             raise Unverifiable(
                 "contact_too_new",
                 f"{'; '.join(too_new)}: less than {hours:g} hours ago, so no link is sent. "
-                "Confirm the change with the employee through a channel you trust; flag the "
-                f"ticket again after {notes.when(ready)}",
+                "Confirm any recent change with the employee through a channel you trust; flag "
+                f"the ticket again after {notes.when(ready)}",
             )
 
     def _fail(self, v: Verification, now: float, why: str, code: str) -> Verification:
