@@ -66,9 +66,11 @@ RECOVERED = Counter(
 )
 LINK_CAPS = Counter(
     "deskgate_link_caps_total",
-    "Verifications refused because the requester or the ticket hit a link cap.",
-    ["desk"],
+    "Verifications refused because the requester or the ticket hit a link cap, by the cap's "
+    "window (short: link_cap_window_minutes; long: link_cap_long_window_hours).",
+    ["desk", "window"],
 )
+LINK_CAP_WINDOWS = {"link_cap": "short", "link_cap_long": "long"}  # audit code -> window
 TICKET_WRITES = Counter(
     "deskgate_ticket_writes_total",
     "Deskgate's writes on tickets: the gate, or an outcome (by the state written).",
@@ -218,7 +220,8 @@ def initialise(desks: Iterable[str]) -> None:
     for desk in desks:
         RATE_LIMITED.labels(desk)
         PAUSED_SECONDS.labels(desk)
-        LINK_CAPS.labels(desk)
+        for window in LINK_CAP_WINDOWS.values():
+            LINK_CAPS.labels(desk, window)
         RECOVERED.labels(desk)
 
 
@@ -354,8 +357,8 @@ def observe(event: Mapping[str, Any]) -> None:
             REVIEWS.labels(desk, reason).inc()
         else:
             FINISHED.labels(desk, reason, result).inc()
-            if result == "error" and event.get("code") == "link_cap":
-                LINK_CAPS.labels(desk).inc()
+            if result == "error" and (window := LINK_CAP_WINDOWS.get(str(event.get("code")))):
+                LINK_CAPS.labels(desk, window).inc()
         if (took := _since(event, "sent_at")) is not None:
             GATE_TO_RESULT.labels(desk, result).observe(took)
     elif kind == "verification.abandoned":

@@ -148,6 +148,10 @@ class DeskConfig(_Strict):
     max_links_per_requester: int = Field(default=3, ge=1, le=100)
     max_links_per_ticket: int = Field(default=3, ge=1, le=100)
     link_cap_window_minutes: int = Field(default=60, ge=1, le=10080)
+    # And at most this many per requester in a long window, so a slow flood (3 an hour, every
+    # hour) is capped too. The window must be longer than the short one, the cap no lower.
+    max_links_per_requester_long: int = Field(default=5, ge=1, le=1000)
+    link_cap_long_window_hours: int = Field(default=24, ge=1, le=168)
     # A result under manual review for longer than this ends as expired (Incode's reviewers may
     # never decide); a gate note older than the link's expiry plus this is never recovered.
     review_timeout_hours: float = Field(default=72, gt=0, le=720)
@@ -173,6 +177,19 @@ class DeskConfig(_Strict):
         if value in ("email", "external_id") or re.fullmatch(r"user_field:[A-Za-z0-9_.]+", value):
             return value
         raise ValueError("must be 'email', 'external_id' or 'user_field:<key>'")
+
+    @model_validator(mode="after")
+    def _long_cap_is_longer(self) -> DeskConfig:
+        if self.link_cap_long_window_hours * 60 <= self.link_cap_window_minutes:
+            raise ValueError(
+                "link_cap_long_window_hours must be longer than link_cap_window_minutes"
+            )
+        if self.max_links_per_requester_long < self.max_links_per_requester:
+            raise ValueError(
+                "max_links_per_requester_long must be at least max_links_per_requester (the "
+                "short window's cap would never be reached)"
+            )
+        return self
 
     @field_validator("triggers")
     @classmethod

@@ -32,7 +32,7 @@ SCHEMA = 1
 FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
-    "started_at", "sent_at", "state_at",
+    "started_at", "sent_at", "state_at", "requester_key",
 )  # fmt: skip
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
@@ -50,6 +50,7 @@ RECORD_FIELDS = (
     ("started_at", "created_at"),
     ("sent_at", "sent_at"),
     ("state_at", "updated_at"),
+    ("requester_key", "requester_key"),
 )
 FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
 TIMES = ("time", "started_at", "sent_at", "state_at")
@@ -82,9 +83,10 @@ CODES = {
     "no_requester": "the ticket has no requester",
     "no_identity": "the requester's record lacks what names the employee to Incode",
     "no_destination": "the requester has no e-mail or phone of record to send the link to",
-    "contact_too_new": "the requester's e-mail or phone of record changed too recently",
-    "contact_age_unknown": "the desk cannot tell when the requester's contact changed",
+    "contact_too_new": "the requester's login hint, e-mail or phone of record changed too recently",
+    "contact_age_unknown": "the desk could not tell when the requester's contact changed",
     "link_cap": "link cap hit: too many links for this requester or ticket within the window",
+    "link_cap_long": "link cap hit: too many links for this requester within the long window",
     "not_enrolled": "Incode has no enrolled employee for the requester",
     "refused_by_incode": "Incode refused the request for a link",
     "incode_unanswered": "Incode did not confirm the request for a link in time",

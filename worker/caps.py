@@ -1,11 +1,14 @@
-"""A cap on verification links: at most N per requester and per ticket in a sliding window, so
-neither a person re-flagging a ticket nor a loop between automations can flood an employee.
+"""Caps on verification links, so neither a person re-flagging a ticket nor a loop between
+automations can flood an employee: at most N per requester and per ticket in a short sliding
+window (``link_cap_window_minutes``), and at most M per requester in a long one
+(``link_cap_long_window_hours``), so a slow flood that stays under the short cap is capped too.
 
 Keys (``p`` is the store's prefix), sorted sets of verification ids scored by when Incode was
 asked:
 
-- ``p:cap:who:<sha256>``          the requester, as the destination the link goes to (hashed:
-                                  no address in Redis keys), shared by every desk
+- ``p:cap:who:<requester key>``    the requester, as the destination the link goes to (a keyed
+                                   hash: no address in Redis keys), shared by every desk and by
+                                   both windows
 - ``p:cap:ticket:<desk>:<ticket>`` the ticket
 
 Counting and checking are one Lua script, so concurrent requests cannot both take the last
@@ -15,7 +18,6 @@ second place.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,55 +25,90 @@ from datetime import UTC, datetime
 from redis import Redis
 
 from config.settings import DeskConfig
+from worker.pseudonym import Pseudonyms
 
 # The longest window a desk may configure; older entries can never count, so they are pruned.
 MAX_WINDOW_SECONDS = 10080 * 60
 
 # KEYS: requester set, ticket set
-# ARGV: now, window start (exclusive), prune before, member, ttl, requester limit, ticket limit
-# Returns {1} when counted (or counted before), else {0, binding scope index, its entry's score}.
+# ARGV: now, prune before, member, the two keys' TTLs, then per cap: its key (1 or 2), its
+# window (s), its limit
+# Returns {1} when counted (or counted before), else {0, binding cap's index, its entry's score}.
 _TAKE = """
-for i = 1, 2 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[3]) end
-if redis.call('ZSCORE', KEYS[2], ARGV[4]) then return {1} end
-local start = '(' .. ARGV[2]
-local over, oldest = 0, nil
-for i = 1, 2 do
-  local limit = tonumber(ARGV[5 + i])
-  local n = redis.call('ZCOUNT', KEYS[i], start, '+inf')
+for i = 1, 2 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[2]) end
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return {1} end
+local now = tonumber(ARGV[1])
+local over, score, free = 0, nil, nil
+for c = 1, (#ARGV - 5) / 3 do
+  local key = KEYS[tonumber(ARGV[3 + 3 * c])]
+  local window, limit = tonumber(ARGV[4 + 3 * c]), tonumber(ARGV[5 + 3 * c])
+  local start = '(' .. (now - window)
+  local n = redis.call('ZCOUNT', key, start, '+inf')
   if n >= limit then
-    -- a place frees when the entry that puts us at the limit leaves the window; with both caps
-    -- reached, the later of the two is when a link may go out
-    local entry = redis.call('ZRANGEBYSCORE', KEYS[i], start, '+inf', 'WITHSCORES', 'LIMIT',
+    -- a place frees when the entry that puts us at the limit leaves the window; with several
+    -- caps reached, the latest of them is when a link may go out
+    local entry = redis.call('ZRANGEBYSCORE', key, start, '+inf', 'WITHSCORES', 'LIMIT',
                              n - limit, 1)
-    if oldest == nil or tonumber(entry[2]) > tonumber(oldest) then over, oldest = i, entry[2] end
+    if free == nil or tonumber(entry[2]) + window > free then
+      over, score, free = c, entry[2], tonumber(entry[2]) + window
+    end
   end
 end
-if over > 0 then return {0, over, oldest} end
+if over > 0 then return {0, over, score} end
 for i = 1, 2 do
-  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[4])
+  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[3])
   -- keys are shared by desks with different windows: only ever lengthen their life
-  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[5]) then redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+  local ttl = ARGV[3 + i]
+  if redis.call('TTL', KEYS[i]) < tonumber(ttl) then redis.call('EXPIRE', KEYS[i], ttl) end
 end
 return {1}
 """
 
-_SCOPES = {1: "requester", 2: "ticket"}
+
+_KEYS = ("requester", "ticket")  # the script's KEYS, in order
+
+
+@dataclass(frozen=True)
+class Cap:
+    scope: str  # "requester" or "ticket"
+    window: str  # "short" or "long": the metric's label and the audit code's
+    window_minutes: int
+    limit: int
+
+
+def caps_of(config: DeskConfig) -> tuple[Cap, ...]:
+    return (
+        Cap("requester", "short", config.link_cap_window_minutes, config.max_links_per_requester),
+        Cap("ticket", "short", config.link_cap_window_minutes, config.max_links_per_ticket),
+        Cap(
+            "requester",
+            "long",
+            config.link_cap_long_window_hours * 60,
+            config.max_links_per_requester_long,
+        ),
+    )
 
 
 class LinkCapReached(Exception):
     """Too many links already; the message tells an agent the cap and when to try again."""
 
-    def __init__(self, scope: str, limit: int, window_minutes: int, retry_at: float) -> None:
-        self.scope = scope
-        self.limit = limit
-        self.window_minutes = window_minutes
+    def __init__(self, cap: Cap, retry_at: float) -> None:
+        self.scope = cap.scope
+        self.window = cap.window
+        self.limit = cap.limit
+        self.window_minutes = cap.window_minutes
         self.retry_at = retry_at
         when = datetime.fromtimestamp(retry_at, UTC).strftime("%H:%M UTC on %Y-%m-%d")
-        whom = "this requester" if scope == "requester" else "this ticket"
+        whom = "this requester" if cap.scope == "requester" else "this ticket"
         super().__init__(
-            f"the cap of {limit} verification links for {whom} in {_span(window_minutes)} is "
-            f"reached; flag the ticket again after {when}"
+            f"the cap of {cap.limit} verification links for {whom} in "
+            f"{_span(cap.window_minutes)} is reached; flag the ticket again after {when}"
         )
+
+    @property
+    def code(self) -> str:
+        """The audit code: ``link_cap`` (the short window) or ``link_cap_long``."""
+        return "link_cap" if self.window == "short" else "link_cap_long"
 
 
 def _span(minutes: int) -> str:
@@ -81,18 +118,20 @@ def _span(minutes: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def requester_key(channel: str, destination: str) -> str:
-    """One employee is one key however the address is written (case, phone punctuation)."""
-    value = destination.strip().lower()
-    if channel == "SMS":
-        value = re.sub(r"[^\d+]", "", value)
-    return hashlib.sha256(f"{channel}:{value}".encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class LinkCap:
     redis: Redis[str]
     prefix: str
+    hashes: Pseudonyms
+
+    def requester_key(self, channel: str, destination: str) -> str:
+        """One employee is one key however the address is written (case, phone punctuation).
+        Keyed, so neither Redis nor the audit trail (which carries it, for a SIEM to group cap
+        hits by person) gives an address or number away."""
+        value = destination.strip().lower()
+        if channel == "SMS":
+            value = re.sub(r"[^\d+]", "", value)
+        return self.hashes.of(channel, value)
 
     def take(
         self,
@@ -106,29 +145,20 @@ class LinkCap:
         now: float,
     ) -> None:
         """Count a link for ``verification``, or raise ``LinkCapReached`` counting nothing."""
-        window = config.link_cap_window_minutes * 60
+        caps = caps_of(config)
+        ttls = [max(c.window_minutes * 60 for c in caps if c.scope == s) for s in _KEYS]
+        args: list[str | int | float] = [now, now - MAX_WINDOW_SECONDS, verification, *ttls]
+        for cap in caps:
+            args += [_KEYS.index(cap.scope) + 1, cap.window_minutes * 60, cap.limit]
         script = self.redis.register_script(_TAKE)
         result = script(
             keys=[
-                f"{self.prefix}:cap:who:{requester_key(channel, destination)}",
+                f"{self.prefix}:cap:who:{self.requester_key(channel, destination)}",
                 f"{self.prefix}:cap:ticket:{desk}:{ticket_id}",
             ],
-            args=[
-                now,
-                now - window,
-                now - MAX_WINDOW_SECONDS,
-                verification,
-                window,
-                config.max_links_per_requester,
-                config.max_links_per_ticket,
-            ],
+            args=args,
         )
         if int(result[0]):
             return
-        scope = _SCOPES[int(result[1])]
-        limit = (
-            config.max_links_per_requester if scope == "requester" else config.max_links_per_ticket
-        )
-        raise LinkCapReached(
-            scope, limit, config.link_cap_window_minutes, float(result[2]) + window
-        )
+        cap = caps[int(result[1]) - 1]
+        raise LinkCapReached(cap, float(result[2]) + cap.window_minutes * 60)

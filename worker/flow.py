@@ -40,8 +40,17 @@ from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
 from worker import notes
 from worker.caps import LinkCap, LinkCapReached
 from worker.dispatch import Dispatcher
-from worker.identity import Identity, Unverifiable, identity_of
+from worker.first_seen import FirstSeen
+from worker.identity import (
+    Identity,
+    Unverifiable,
+    deciding_fields,
+    field_name,
+    identity_of,
+    value_of,
+)
 from worker.lifecycle import FINAL, State
+from worker.pseudonym import Pseudonyms
 from worker.runtime import Runtime
 from worker.store import SessionTaken, Verification
 
@@ -80,7 +89,12 @@ class Flow:
         self.store = rt.store
         self.dispatch = dispatcher
         self.clock = clock
-        self.caps = LinkCap(rt.store.redis, rt.store.prefix)
+        self.caps = LinkCap(
+            rt.store.redis, rt.store.prefix, Pseudonyms(rt.settings.note_secrets, "requester")
+        )
+        self.first_seen = FirstSeen(
+            rt.store.redis, rt.store.prefix, Pseudonyms(rt.settings.note_secrets, "first seen")
+        )
         # A lock outlives the task time limit, so only a crashed holder's lock runs out; the
         # sweep resumes a vanished worker's step once it has.
         self.lock_seconds = rt.settings.task_lock_seconds
@@ -306,7 +320,13 @@ class Flow:
         try:
             requester = desk.get_requester(ticket)
             who = identity_of(requester, config)
-            self._check_destination_age(desk, requester, config, now)
+            # From here on the audit trail names whom the link is for (a keyed hash), so a SIEM
+            # can group refusals and cap hits by person.
+            whom = who.destination or who.login_hint
+            key = self.caps.requester_key(config.channel, whom)
+            if key != v.requester_key:
+                self.store.update(v.id, requester_key=key)
+            self._check_ages(desk, requester, config, now)
             # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
             # verification reuses its place.
             self.caps.take(
@@ -314,7 +334,7 @@ class Flow:
                 desk=v.desk,
                 ticket_id=v.ticket_id,
                 channel=config.channel,
-                destination=who.destination or who.login_hint,
+                destination=whom,
                 config=config,
                 now=now,
             )
@@ -322,9 +342,9 @@ class Flow:
         except Unverifiable as exc:
             return self._fail(v, now, str(exc), exc.code)
         except LinkCapReached as exc:
-            return self._fail(v, now, str(exc), "link_cap")
+            return self._fail(v, now, str(exc), exc.code)
         except EmployeeNotFound:
-            source = config.login_hint.replace("user_field:", "user field ").replace("_", " ")
+            source = field_name(config.login_hint).replace("_", " ")
             return self._fail(
                 v,
                 now,
@@ -418,43 +438,41 @@ class Flow:
             code="session_over",
         )  # fmt: skip
 
-    def _check_destination_age(
+    def _check_ages(
         self, desk: Desk, person: Person | None, config: DeskConfig, now: float
     ) -> None:
-        """A contact added or changed recently may be the caller's, typed in "on their word":
-        the link is not sent until what decides where it goes is ``destination_min_age_hours``
-        old. That is the e-mail or phone the link is sent to; with ``destination = "incode"``,
-        the field that names the employee to Incode (Incode sends to that employee's contact)."""
+        """A field added or changed recently may be the caller's, typed in "on their word": no
+        link is sent until every field that decides the outcome (``deciding_fields``: the login
+        hint, and the e-mail or phone the link goes to) is ``destination_min_age_hours`` old.
+        A field whose changes the desk does not record is dated by Deskgate's own first-seen
+        ledger (``worker.first_seen``)."""
         min_age = config.destination_min_age_hours * 3600
         if min_age <= 0 or person is None:
             return
-        if config.destination == "incode":
-            field = config.login_hint
-            what = field.replace("user_field:", "user field ").replace("_", " ")
-            if field == "email":
-                what = "e-mail address"
-            what += ", which names the employee to Incode,"
-            fallback = "use a field whose changes the desk records"
-        else:
-            field = "email" if config.channel == "EMAIL" else "phone"
-            what = "e-mail address" if field == "email" else "phone number"
-            fallback = "ask the security team to set this desk's destination to Incode's records"
-        changed = desk.changed_at(person, field)
-        if changed is None:
-            raise Unverifiable(
-                "contact_age_unknown",
-                f"Deskgate cannot tell when the requester's {what} was added or last changed "
-                f"(the desk keeps no record of it that Deskgate can read), so no link is sent. "
-                f"Confirm it with the employee through a channel you trust, or {fallback}",
-            )
-        if now - changed < min_age:
+        too_new: list[str] = []
+        ready = now
+        for field, role in deciding_fields(config).items():
+            what = f"{field_name(field)} ({role})"
+            changed = desk.changed_at(person, field)
+            if changed is not None:
+                seen = f"was added or changed at {notes.when(changed)}"
+            else:
+                value = value_of(person, field) or ""
+                changed = self.first_seen.since(desk.name, person.id, field, value, now)
+                seen = (
+                    f"was first seen by Deskgate at {notes.when(changed)} (the desk keeps no "
+                    "record of its changes that Deskgate can read)"
+                )
+            if now - changed < min_age:
+                too_new.append(f"the requester's {what} {seen}")
+                ready = max(ready, changed + min_age)
+        if too_new:
             hours = config.destination_min_age_hours
             raise Unverifiable(
                 "contact_too_new",
-                f"the requester's {what} was added or changed at {notes.when(changed)}, less "
-                f"than {hours:g} hours ago, so no link is sent. Confirm the change with the "
-                f"employee through a channel you trust; flag the ticket again after "
-                f"{notes.when(changed + min_age)}",
+                f"{'; '.join(too_new)}: less than {hours:g} hours ago, so no link is sent. "
+                "Confirm any recent change with the employee through a channel you trust; flag "
+                f"the ticket again after {notes.when(ready)}",
             )
 
     def _fail(self, v: Verification, now: float, why: str, code: str) -> Verification:

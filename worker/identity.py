@@ -24,32 +24,65 @@ class Identity:
     destination: str  # email for EMAIL, phone for SMS; "" when Incode delivers to its own record
 
 
+def field_name(field: str) -> str:
+    """A requester field as agents read it: "e-mail address", "external id", "user field
+    employee_id"."""
+    if field in ("email", "phone"):
+        return "e-mail address" if field == "email" else "phone number"
+    if field == "external_id":
+        return "external id"
+    return field.replace("user_field:", "user field ")
+
+
+def value_of(person: Person, field: str) -> str | None:
+    """The requester's ``field`` (``email``, ``phone``, ``external_id``, ``user_field:<key>``)."""
+    if field == "email":
+        return person.email
+    if field == "phone":
+        return person.phone
+    if field == "external_id":
+        return person.external_id
+    return person.fields.get(field.removeprefix("user_field:"))
+
+
+def destination_field(desk: DeskConfig) -> str:
+    return "email" if desk.channel == "EMAIL" else "phone"
+
+
+def deciding_fields(desk: DeskConfig) -> dict[str, str]:
+    """The requester's fields that decide whose identity is proven and who gets the link, each
+    with its role: the login hint (whose Incode enrolment is matched) and, with ``destination =
+    "desk"``, the e-mail or phone the link is sent to. Changing either "on the caller's word"
+    changes the outcome, so both must be old enough."""
+    roles = {desk.login_hint: "which names the employee to Incode"}
+    if desk.destination == "desk":
+        field = destination_field(desk)
+        roles[field] = (
+            f"{roles[field]} and receives the link"
+            if field in roles
+            else ("which receives the link")
+        )
+    return roles
+
+
 def identity_of(person: Person | None, desk: DeskConfig) -> Identity:
     if person is None:
         raise Unverifiable(
             "no_requester", "the ticket has no requester whose identity could be verified"
         )
-    source = desk.login_hint
-    if source == "email":
-        hint = person.email
-    elif source == "external_id":
-        hint = person.external_id
-    else:
-        hint = person.fields.get(source.removeprefix("user_field:"))
+    hint = value_of(person, desk.login_hint)
     if not hint:
-        what = source.replace("user_field:", "user field ")
         raise Unverifiable(
             "no_identity",
-            f"the requester's record has no {what.replace('_', ' ')}, which identifies the "
-            "employee to Incode; add it to the requester's profile",
+            f"the requester's record has no {field_name(desk.login_hint).replace('_', ' ')}, "
+            "which identifies the employee to Incode; add it to the requester's profile",
         )
     if desk.destination == "incode":
         return Identity(login_hint=hint.strip(), destination="")
-    if desk.channel == "EMAIL":
-        destination, what = person.email, "email address"
-    else:
-        destination, what = person.phone, "phone number"
+    field = destination_field(desk)
+    destination = value_of(person, field)
     if not destination:
+        what = "email address" if field == "email" else "phone number"
         raise Unverifiable(
             "no_destination",
             f"the requester's record has no {what} to send the {desk.channel} link to; "

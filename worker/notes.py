@@ -134,9 +134,13 @@ def outcome(v: Verification) -> str:
     checks = v.detail
     if v.state == State.VERIFIED:
         how = f" (Incode result: {v.result})" if v.result else ""
+        # What is proven is that the employee of record passed, at their contact of record; not
+        # that the caller on the line is that employee. So the work goes to that contact only.
         text = (
-            f"Identity VERIFIED{how}: Incode confirmed the requester's identity.\n"
-            f"You may proceed with the {v.reason}."
+            f"Identity VERIFIED{how}: the employee of record completed Incode's identity check "
+            f"through the link sent to {v.destination}.\n"
+            f"Deliver the {v.reason} only through that employee's contact of record, never to "
+            "the caller on the line or to a contact the caller gives."
         )
     elif v.state == State.FAILED:
         text = (

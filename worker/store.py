@@ -19,6 +19,8 @@ Keys (``p`` is the configured prefix):
 - ``p:heartbeat:sweep``       when the sweep last ran: beat's heartbeat, read by ``deskgate doctor``
 - ``p:state:<state>``         sorted set per open state (requested, sent, review): the open
                               verifications in it, by when they entered it (for the metrics)
+- ``p:firstseen:<hash>``      when Deskgate first saw a requester's field value
+                              (``worker.first_seen``)
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -182,6 +184,7 @@ class Verification:
     refusals: int = 0  # how often the desk refused a write for good (backs the retries off)
     origin: str = ""  # how it started: "push", "poll" or "recovery" (the audit trail's)
     sent_at: float = 0.0  # when Incode sent the link
+    requester_key: str = ""  # who the link goes to, as a keyed hash (``LinkCap.requester_key``)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:

@@ -103,8 +103,8 @@ class _Doctor:
                      "give the integration user read access to sys_user, so Deskgate can find "
                      "the caller's e-mail of record")  # fmt: skip
         if c.destination_min_age_hours > 0:
-            # How old the caller's contact is comes from sys_audit: unreadable, every
-            # verification would end in error (contact_age_unknown).
+            # How old the caller's contact is comes from sys_audit: unreadable, every field
+            # counts from when Deskgate first saw it (a caller's first link waits the full age).
             try:
                 self.get("sys_audit", "tablename=sys_user", "sys_id")
                 self.add("read sys_audit", Status.OK)

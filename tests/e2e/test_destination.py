@@ -25,7 +25,8 @@ def test_a_contact_changed_just_now_gets_no_link(
     wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the error note")
     settle(stack)
     [note] = desk.notes(ticket)
-    assert "e-mail address was added or changed at" in note
+    what = "e-mail address (which names the employee to Incode and receives the link)"
+    assert f"{what} was added or changed at" in note
     assert "less than 72 hours ago" in note and "flag the ticket again after" in note
     assert caller not in note and employee not in note
     assert stack.sessions(caller) == [] and stack.sessions(employee) == []

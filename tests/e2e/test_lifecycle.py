@@ -61,6 +61,7 @@ def test_pass_verifies_and_reopens(stack: Stack, desk: DeskDriver, employee: str
     wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
     _gate, outcome = desk.notes(ticket)
     assert "Identity VERIFIED (Incode result: OK)" in outcome
+    assert "never to the caller on the line" in outcome
     view = desk.view(ticket)
     assert (view.held, view.flagged) == (False, False)  # released; the trigger is consumed
 
@@ -106,7 +107,7 @@ def test_unknown_employee_gets_a_note_and_no_gate(stack: Stack, desk: DeskDriver
     desk.flag(ticket)
     wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the error marker")
     [note] = desk.notes(ticket)
-    assert "Incode has no enrolled employee matching the requester's email" in note
+    assert "Incode has no enrolled employee matching the requester's e-mail address" in note
     view = desk.view(ticket)
     assert not view.held and not view.flagged
     assert stack.sessions("mallory@acme.test") == []
@@ -117,7 +118,7 @@ def test_requester_without_email_is_not_sent_to_incode(stack: Stack, desk: DeskD
     ticket = desk.create_ticket("Walk-in Caller", None, "reset MFA please")
     desk.flag(ticket)
     wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the error marker")
-    assert "has no email" in desk.notes(ticket)[0]
+    assert "has no e-mail address" in desk.notes(ticket)[0]
     settle(stack, 0.2)
     assert stack.calls("incode").get("POST /omni/b2b/onboarding/request-new", 0) == before
 

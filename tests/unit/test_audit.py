@@ -5,6 +5,7 @@ personal data, and the streaming export (``deskgate audit export``)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -23,7 +24,6 @@ from redis import Redis
 
 from tests.unit.test_flow import DESK, HOUR, START, World, started, world
 from worker import audit, cli
-from worker.caps import LinkCap
 from worker.lifecycle import State
 from worker.store import Store
 
@@ -166,7 +166,6 @@ def test_a_contact_too_new_ends_in_error_with_its_code(w: World) -> None:
 
 def test_a_link_cap_ends_in_error_with_code_link_cap(redis: Redis[str]) -> None:
     w = world(redis, max_links_per_ticket=1)
-    LinkCap(redis, w.store.prefix)  # the same keys the flow uses
     vid = started(w)
     w.incode.decision = "failed"
     w.flow.check(vid, "webhook")
@@ -176,6 +175,30 @@ def test_a_link_cap_ends_in_error_with_code_link_cap(redis: Redis[str]) -> None:
     w.flow.start(DESK, "42")  # flagged again within the window: over the cap
     codes = [e["code"] for e in events(redis) if e["event"] == "verification.error"]
     assert codes == ["link_cap"]
+
+
+def test_every_cap_hit_is_an_audit_event_with_its_window_and_a_keyed_requester(
+    redis: Redis[str],
+) -> None:
+    """The metric cannot name the person; each cap hit's event carries a keyed hash of whom the
+    cap counted, the same on every ticket and requester record of that inbox, so a SIEM can
+    group repeated hits on one person without seeing the address."""
+    w = world(redis)
+    for ticket in ("1", "2", "3", "4"):  # the fourth in the hour: the short window's cap
+        w.desk.add(ticket)
+        w.flow.start(DESK, ticket)
+    w.advance(HOUR + 1)
+    for ticket in ("5", "6", "7"):  # the sixth in the day: the long window's cap
+        w.desk.add(ticket)
+        w.flow.start(DESK, ticket)
+    got = events(redis)
+    caps = [(e["ticket"], e["code"]) for e in got if e["event"] == "verification.error"]
+    assert caps == [("#4", "link_cap"), ("#7", "link_cap_long")]
+    keys = {e["requester_key"] for e in got if e["event"] != "verification.requested"}
+    [key] = keys  # seven requester records, one inbox
+    assert re.fullmatch(r"[0-9a-f]{32}", key)
+    assert key not in hashlib.sha256(b"EMAIL:jane@acme.test").hexdigest()  # keyed, not plain
+    assert "jane" not in json.dumps(got)
 
 
 def test_an_expired_link_says_so(w: World) -> None:

@@ -147,3 +147,60 @@ def test_the_image_runs_as_a_numeric_non_root_user_on_a_base_chosen_by_argument(
     match = re.fullmatch(r"USER (\d+):(\d+)", user)
     assert match and int(match[1]) != 0 and int(match[2]) != 0
     assert "FROM ${BASE_IMAGE}" in lines
+
+
+def test_the_link_cap_alert_names_no_one_and_says_where_to_find_who() -> None:
+    """The metric has no person in it; the runbook says where the person is named."""
+    assert metrics.LINK_CAPS._labelnames == ("desk", "window")
+    [rule] = [r for r in rules() if r["alert"] == "DeskgateLinkCapsRepeated"]
+    assert "requester_key" in rule["annotations"]["runbook"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_fires_the_link_cap_alert_on_repeated_hits_per_desk(tmp_path: Path) -> None:
+    """Desk a: one long-window hit; b: two short-window hits in the hour; c: three. The alert
+    fires for a and c, not for b."""
+    [rule] = [r for r in rules() if r["alert"] == "DeskgateLinkCapsRepeated"]
+
+    def fired(desk: str, hits: str) -> dict[str, Any]:
+        notes = {
+            name: text.replace("{{ $labels.desk }}", desk).replace("{{ $value | humanize }}", hits)
+            for name, text in rule["annotations"].items()
+        }
+        return {"exp_labels": {"desk": desk, "severity": "warn"}, "exp_annotations": notes}
+
+    series = {  # a sample every 15 s: 30 minutes of nothing, then the hits 10 minutes apart
+        ("a", "long"): "0x120 1x240",
+        ("b", "short"): "0x120 1x40 2x200",
+        ("c", "short"): "0x120 1x40 2x40 3x160",
+    }
+    inputs = [
+        {"series": f'deskgate_link_caps_total{{desk="{d}", window="{w}"}}', "values": values}
+        for (d, w), values in series.items()
+    ]
+    spec = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "7s",  # rules run off the scrapes' beat
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {"eval_time": "29m", "alertname": rule["alert"], "exp_alerts": []},
+                    {
+                        # Not aligned with the scrapes: increase() extrapolates, and b's two
+                        # hits read 2.004 (a threshold of 2 would fire for it).
+                        "eval_time": "60m5s",
+                        "alertname": rule["alert"],
+                        "exp_alerts": [fired("a", "1.001"), fired("c", "3.004")],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "link_caps_test.yml"
+    path.write_text(yaml.safe_dump(spec))
+    done = subprocess.run(
+        ["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

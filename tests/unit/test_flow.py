@@ -33,6 +33,7 @@ class MemoryDesk:
     people: dict[str, Person] = field(default_factory=dict)
     notes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (author, text)
     changed: float | None = START - 30 * 24 * HOUR  # when any field of a person last changed
+    changed_fields: dict[str, float | None] = field(default_factory=dict)  # overrides, by field
     asked_about: list[str] = field(default_factory=list)  # which fields' age was asked
     refuse: Exception | None = None  # raised by every write while set
     refuse_gate: Exception | None = None  # raised by the gate write only
@@ -60,7 +61,7 @@ class MemoryDesk:
 
     def changed_at(self, person: Person, field: str) -> float | None:
         self.asked_about.append(field)
-        return self.changed
+        return self.changed_fields.get(field, self.changed)
 
     def _write(self, ticket: Ticket, note: str, **change: Any) -> Ticket:
         current = self.tickets.get(ticket.id)
@@ -189,12 +190,81 @@ def test_a_contact_changed_recently_gets_no_link_and_the_note_says_until_when(w:
     assert "jane@acme.test" not in note
 
 
-def test_a_contact_whose_age_the_desk_cannot_tell_gets_no_link(w: World) -> None:
+def reflag(w: World, ticket_id: str = "42") -> None:
+    """The agent flags the ticket again (the earlier outcome consumed the flag)."""
+    w.desk.tickets[ticket_id] = replace(w.desk.tickets[ticket_id], reason="MFA reset")
+    w.flow.start(DESK, ticket_id)
+
+
+def test_a_field_the_desk_cannot_date_is_dated_from_when_deskgate_first_saw_it(w: World) -> None:
+    """The first time Deskgate sees a value it cannot know its age: the clock starts then."""
     w.desk.add("42")
     w.desk.changed = None
     w.flow.start(DESK, "42")
     assert w.incode.asked == []
-    assert "cannot tell when the requester's e-mail address" in w.note()
+    note = w.note()
+    assert "e-mail address (which names the employee to Incode and receives the link) was " \
+        "first seen by Deskgate at" in note  # fmt: skip
+    assert "flag the ticket again after 08:00 UTC on 2027-01-18" in note  # START + 72 h
+    assert "jane@acme.test" not in note
+    w.advance(71 * HOUR)
+    reflag(w)
+    assert w.incode.asked == [] and "first seen by Deskgate at" in w.note()
+    w.advance(1 * HOUR)
+    reflag(w)
+    assert len(w.incode.asked) == 1  # 72 hours after Deskgate first saw it
+
+
+def test_a_login_hint_changed_recently_gets_no_link_though_the_destination_is_old(
+    redis: Redis[str],
+) -> None:
+    """A caller's long-standing profile with the victim's employee number added to it: the link
+    would go to the caller's old address, and Incode would match the victim's enrolment."""
+    w = world(redis, login_hint="external_id")
+    w.desk.add("42", email="caller@acme.test")
+    w.desk.people["u42"] = replace(w.desk.people["u42"], external_id="E-1001")
+    w.desk.changed_fields["external_id"] = START - 2 * HOUR
+    w.flow.start(DESK, "42")
+    assert w.incode.asked == []
+    assert w.desk.asked_about == ["external_id", "email"]
+    note = w.note()
+    assert "external id (which names the employee to Incode) was added or changed at" in note
+    assert "flag the ticket again after 06:00 UTC on 2027-01-18" in note  # changed + 72 h
+    assert "E-1001" not in note and "caller@acme.test" not in note
+
+
+def test_a_login_hint_the_desk_cannot_date_waits_for_the_first_seen_ledger(
+    redis: Redis[str],
+) -> None:
+    """With the link going to the desk's contact, a user field (no history in Zendesk) must still
+    be old enough, by Deskgate's own ledger; a changed value restarts the clock."""
+    w = world(redis, login_hint="user_field:employee_id")
+    w.desk.add("42")
+    w.desk.people["u42"] = replace(w.desk.people["u42"], fields={"employee_id": "1001"})
+    w.desk.changed_fields["user_field:employee_id"] = None
+    w.flow.start(DESK, "42")
+    assert w.incode.asked == []
+    assert "user field employee_id (which names the employee to Incode) was first seen" in w.note()
+    w.advance(72 * HOUR)
+    w.desk.people["u42"] = replace(w.desk.people["u42"], fields={"employee_id": "2002"})
+    reflag(w)
+    assert w.incode.asked == []  # another value: its clock starts now
+    w.advance(72 * HOUR)
+    reflag(w)
+    [asked] = w.incode.asked
+    assert asked["login_hint"] == "2002"
+
+
+def test_both_deciding_fields_too_new_are_named_with_the_later_time(redis: Redis[str]) -> None:
+    w = world(redis, login_hint="external_id")
+    w.desk.add("42")
+    w.desk.people["u42"] = replace(w.desk.people["u42"], external_id="E-1001")
+    w.desk.changed_fields.update(external_id=START - 2 * HOUR, email=START - 1 * HOUR)
+    w.flow.start(DESK, "42")
+    note = w.note()
+    assert "external id (which names the employee to Incode) was added" in note
+    assert "e-mail address (which receives the link) was added" in note
+    assert "flag the ticket again after 07:00 UTC on 2027-01-18" in note  # the later of the two
 
 
 def test_destination_incode_sends_only_the_login_hint_and_the_channel(redis: Redis[str]) -> None:
@@ -217,7 +287,22 @@ def test_destination_incode_checks_the_age_of_what_names_the_employee(redis: Red
     w.flow.start(DESK, "42")
     assert w.incode.asked == []
     assert w.desk.asked_about == ["external_id"]
-    assert "external id, which names the employee to Incode, was added or changed" in w.note()
+    assert "external id (which names the employee to Incode) was added or changed" in w.note()
+
+
+def test_the_verified_note_says_what_was_proven_and_where_the_work_may_go(w: World) -> None:
+    """A pass proves the employee of record did the check at their contact of record, not that
+    the caller on the line is them: the reset goes to that contact only."""
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    note = w.note()
+    assert note.startswith("Identity VERIFIED")
+    assert "the employee of record completed Incode's identity check through the link sent " \
+        "to j***@acme.test" in note  # fmt: skip
+    assert "Deliver the MFA reset only through that employee's contact of record, never to " \
+        "the caller on the line" in note  # fmt: skip
+    assert "proceed" not in note and "jane@acme.test" not in note
 
 
 # -- one request for a link at a time ------------------------------------------------------

@@ -42,7 +42,7 @@ def test_sms_goes_to_the_phone_of_record() -> None:
     ("person", "change", "message"),
     [
         (None, {}, "no requester"),
-        (Person(id="1", email=None), {}, "no email"),
+        (Person(id="1", email=None), {}, "no e-mail address"),
         (Person(id="1", email="a@b.co"), {"login_hint": "external_id"}, "no external id"),
         (Person(id="1", email="a@b.co"), {"channel": "SMS"}, "no phone number"),
         (PERSON, {"login_hint": "user_field:badge"}, "no user field badge"),

@@ -3,21 +3,25 @@ sliding window, counted atomically, a verification counted once."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from redis import Redis
 
 from connectors.zendesk.config import ZendeskDeskConfig
-from worker.caps import LinkCap, LinkCapReached, requester_key
+from worker.caps import LinkCap, LinkCapReached
+from worker.pseudonym import Pseudonyms
 
 WINDOW = 3600.0
+DAY = 24 * WINDOW
 
 
 @pytest.fixture
 def cap(redis: Redis[str]) -> LinkCap:
-    return LinkCap(redis, "dgtest")
+    return LinkCap(redis, "dgtest", Pseudonyms(["a-note-secret-of-16+"], "requester"))
 
 
 def desk(**caps: int) -> ZendeskDeskConfig:
@@ -49,10 +53,55 @@ def take(cap: LinkCap, vid: str, *, ticket: str = "1", to: str = "jane@acme.test
     )
 
 
-def test_defaults_allow_three_links_an_hour() -> None:
+def test_defaults_allow_three_links_an_hour_and_five_a_day() -> None:
     config = desk()
     assert (config.max_links_per_requester, config.max_links_per_ticket) == (3, 3)
     assert config.link_cap_window_minutes == 60
+    assert (config.max_links_per_requester_long, config.link_cap_long_window_hours) == (5, 24)
+
+
+@pytest.mark.parametrize(
+    ("caps", "named"),
+    [
+        ({"link_cap_long_window_hours": 1}, "link_cap_long_window_hours must be longer"),
+        ({"link_cap_window_minutes": 1440}, "link_cap_long_window_hours must be longer"),
+        ({"max_links_per_requester_long": 2}, "max_links_per_requester_long must be at least"),
+        ({"link_cap_long_window_hours": 169}, "link_cap_long_window_hours"),
+        ({"max_links_per_requester_long": 0}, "max_links_per_requester_long"),
+    ],
+)
+def test_a_long_window_cap_that_means_nothing_stops_start_up_naming_it(
+    caps: dict[str, int], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        desk(**caps)
+
+
+def test_given_the_long_window_cap_then_a_slow_flood_is_refused_until_a_day_has_passed(
+    cap: LinkCap,
+) -> None:
+    """Three links an hour stay under the short cap; the sixth within a day does not."""
+    config = desk()
+    for n, at in enumerate((1000, 1100, 1200, 1000 + WINDOW + 1, 1000 + 2 * WINDOW)):
+        take(cap, f"v{n}", ticket=str(n), now=at, config=config)
+    with pytest.raises(LinkCapReached) as refused:
+        take(cap, "v9", ticket="9", now=1000 + 3 * WINDOW, config=config)
+    assert (refused.value.scope, refused.value.window, refused.value.code) == (
+        "requester", "long", "link_cap_long",
+    )  # fmt: skip
+    assert refused.value.retry_at == 1000 + DAY  # when the day's first link leaves the window
+    assert "cap of 5 verification links for this requester in 24 hours" in str(refused.value)
+    take(cap, "v10", ticket="10", now=1000 + DAY + 1, config=config)
+
+
+def test_the_requesters_key_lives_as_long_as_the_long_window(
+    cap: LinkCap, redis: Redis[str]
+) -> None:
+    take(cap, "v1", config=desk())
+    assert (
+        WINDOW < redis.ttl(f"dgtest:cap:who:{cap.requester_key('EMAIL', 'jane@acme.test')}") <= DAY
+    )
+    assert 0 < redis.ttl("dgtest:cap:ticket:acme:1") <= WINDOW
 
 
 def test_given_the_ticket_cap_when_one_more_is_asked_then_refused_with_when_to_retry(
@@ -63,6 +112,7 @@ def test_given_the_ticket_cap_when_one_more_is_asked_then_refused_with_when_to_r
     with pytest.raises(LinkCapReached) as refused:
         take(cap, "v3", now=1200)
     assert refused.value.scope == "ticket" and refused.value.limit == 2
+    assert (refused.value.window, refused.value.code) == ("short", "link_cap")
     assert refused.value.retry_at == 1000 + WINDOW  # when the oldest link leaves the window
     assert "cap of 2 verification links for this ticket in 1 hour" in str(refused.value)
     assert "flag the ticket again after 01:16 UTC on 1970-01-01" in str(refused.value)
@@ -94,10 +144,23 @@ def test_given_the_requester_cap_then_other_tickets_for_the_same_person_are_refu
     take(cap, "v11", ticket="9", to="sam@acme.test", now=1010)
 
 
-def test_phone_numbers_are_one_requester_however_they_are_written() -> None:
-    assert requester_key("SMS", "+1 (415) 555-0100") == requester_key("SMS", "+14155550100")
-    assert requester_key("SMS", "+14155550100") != requester_key("EMAIL", "+14155550100")
-    assert "jane" not in requester_key("EMAIL", "jane@acme.test")  # no address in Redis keys
+def test_phone_numbers_are_one_requester_however_they_are_written(cap: LinkCap) -> None:
+    key = cap.requester_key
+    assert key("SMS", "+1 (415) 555-0100") == key("SMS", "+14155550100")
+    assert key("SMS", "+14155550100") != key("EMAIL", "+14155550100")
+    assert "jane" not in key("EMAIL", "jane@acme.test")  # no address in Redis keys
+
+
+def test_the_requester_key_is_keyed_so_a_guessed_number_cannot_be_checked(
+    redis: Redis[str],
+) -> None:
+    """A plain SHA-256 of a phone number is reversed by hashing every number; the key is an HMAC
+    under a secret, so it differs from it, and from one under another secret."""
+    mine = LinkCap(redis, "p", Pseudonyms(["a-note-secret-of-16+"], "requester"))
+    theirs = LinkCap(redis, "p", Pseudonyms(["other-note-secret-16"], "requester"))
+    plain = hashlib.sha256(b"SMS:+14155550100").hexdigest()
+    assert mine.requester_key("SMS", "+14155550100") not in plain
+    assert mine.requester_key("SMS", "+14155550100") != theirs.requester_key("SMS", "+14155550100")
 
 
 def test_a_verification_asking_again_is_counted_once(cap: LinkCap, redis: Redis[str]) -> None:
@@ -105,7 +168,7 @@ def test_a_verification_asking_again_is_counted_once(cap: LinkCap, redis: Redis[
         take(cap, "v1")
     take(cap, "v2")
     assert redis.zcard("dgtest:cap:ticket:acme:1") == 2
-    assert redis.zcard(f"dgtest:cap:who:{requester_key('EMAIL', 'jane@acme.test')}") == 2
+    assert redis.zcard(f"dgtest:cap:who:{cap.requester_key('EMAIL', 'jane@acme.test')}") == 2
 
 
 def test_keys_expire_after_the_window(cap: LinkCap, redis: Redis[str]) -> None:
@@ -117,7 +180,9 @@ def test_a_lowered_cap_waits_until_enough_links_leave_the_window(cap: LinkCap) -
     loose = desk(max_links_per_ticket=3, max_links_per_requester=3)
     for n, at in enumerate((1000, 1100, 1200)):
         take(cap, f"v{n}", now=at, config=loose)
-    tight = desk(max_links_per_ticket=1, max_links_per_requester=10)
+    tight = desk(
+        max_links_per_ticket=1, max_links_per_requester=10, max_links_per_requester_long=10
+    )
     with pytest.raises(LinkCapReached) as refused:
         take(cap, "v9", now=1300, config=tight)
     assert refused.value.retry_at == 1200 + WINDOW  # only then is fewer than one in the window

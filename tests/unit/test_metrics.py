@@ -99,14 +99,18 @@ def test_a_lifecycle_of_events_counts_once_and_times_each_span() -> None:
 
 
 def test_a_link_cap_is_an_error_outcome_and_a_cap_and_has_no_gate_to_result() -> None:
-    caps = Delta("deskgate_link_caps_total", desk="m_desk")
+    caps = Delta("deskgate_link_caps_total", desk="m_desk", window="short")
+    long_caps = Delta("deskgate_link_caps_total", desk="m_desk", window="long")
     errors = Delta("deskgate_verifications_finished_total", desk="m_desk", reason="mfa_reset",
                    outcome="error")  # fmt: skip
     results = Delta("deskgate_gate_to_result_seconds_count", desk="m_desk", result="error")
     metrics.observe(event("verification.error", state="error", outcome="error", code="link_cap"))
     metrics.observe(event("verification.error", state="error", outcome="error", code="no_identity"))
-    assert caps.change == 1
-    assert errors.change == 2
+    metrics.observe(
+        event("verification.error", state="error", outcome="error", code="link_cap_long")
+    )
+    assert caps.change == 1 and long_caps.change == 1
+    assert errors.change == 3
     assert results.change == 0  # never sent: no sent_at
 
 

@@ -89,6 +89,12 @@ def test_redelivered_events_count_once() -> None:
     assert (t.verifications, t.verified, t.error, t.link_caps, t.timed) == (2, 1, 1, 1, 1)
 
 
+def test_a_long_window_cap_counts_as_a_link_cap() -> None:
+    events = trail([Lifecycle("error:link_cap_long", at(2)), Lifecycle("error:link_cap", at(3))])
+    t = build(events, SINCE, UNTIL).totals
+    assert (t.error, t.link_caps) == (2, 2)
+
+
 def test_one_desk() -> None:
     report = report_of(hand_checked(), desk="acme_servicenow")
     assert report.totals.verifications == 3

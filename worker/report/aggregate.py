@@ -16,7 +16,7 @@ Definitions (docs/report.md says the same for readers):
 - time to verify = the verified event's time - ``started_at`` of the request (when Deskgate
   opened it, on a push or a poll). Verifications known only from a recovery are left out: their
   ``started_at`` is when Redis's copy was rebuilt, not when the ticket was flagged.
-- link caps = errors with code ``link_cap``; recoveries = verifications with a
+- link caps = errors with code ``link_cap`` or ``link_cap_long``; recoveries = verifications with a
   ``verification.recovered`` event.
 
 - abandoned = the ticket was deleted before an outcome; open = no outcome yet.
@@ -41,7 +41,7 @@ OUTCOMES = ("verified", "failed", "expired", "error")
 # How a verification stands at the end of the report: a final outcome, abandoned (its ticket was
 # deleted: no outcome will come) or still open.
 DAY_KEYS = (*OUTCOMES, "abandoned", "open")
-LINK_CAP = "link_cap"
+LINK_CAPS = frozenset({"link_cap", "link_cap_long"})
 REQUESTED, RECOVERED = "verification.requested", "verification.recovered"
 REVIEW, ABANDONED = "verification.review", "verification.abandoned"
 _FINAL = {f"verification.{o}": o for o in OUTCOMES}
@@ -238,7 +238,7 @@ class _Tally:
         self.counts["recoveries"] += v.recovered
         if v.outcome == "error":
             self.errors[v.code or "unknown"] += 1
-            self.counts["link_caps"] += v.code == LINK_CAP
+            self.counts["link_caps"] += v.code in LINK_CAPS
         if v.verified_at is not None and v.started is not None:
             # Milliseconds, as the events' times carry: no float noise in JSON and CSV.
             self.durations.append(round(max(v.verified_at - v.started, 0.0), 3))
