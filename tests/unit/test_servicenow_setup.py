@@ -23,7 +23,13 @@ from connectors.provisioning import (
 from connectors.servicenow import KIND
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.doctor import doctor
-from connectors.servicenow.records import RULE_NAME, SECRET_PROPERTY, URL_PROPERTY, wanted
+from connectors.servicenow.records import (
+    RULE_NAME,
+    SECRET_PROPERTY,
+    URL_PROPERTY,
+    Wanted,
+    wanted,
+)
 from connectors.servicenow.setup import setup
 from connectors.servicenow.update_set import parse, render
 from sandbox.common import Server, serve
@@ -33,7 +39,9 @@ SIM = ServiceNowSimConfig()
 PUBLIC = "https://deskgate.acme.test"
 SECRET = "a-push-secret-of-some-length"
 ADMIN = AdminCredential(SIM.admin_username, SecretStr(SIM.admin_password))
-TABLES = ("sys_dictionary", "sys_choice", "sys_properties", "sys_script", "sys_ui_action")
+TABLES = ("sys_dictionary", "sys_choice", "sys_properties", "sys_script", "sys_ui_action",
+          "sys_user_role", "sys_security_acl", "sys_security_acl_role")  # fmt: skip
+UNLOADED = "2026-01-02 03:04:05"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +96,11 @@ def checks(config: ServiceNowDeskConfig, public_url: str | None = PUBLIC) -> dic
     return {c.name: c for c in found}
 
 
+def checked(config: ServiceNowDeskConfig) -> list[Wanted]:
+    """What doctor checks a line each for (an ACL's roles are checked with the ACL)."""
+    return [w for w in wanted(config, PUBLIC) if w.table != "sys_security_acl_role"]
+
+
 def failing(found: dict[str, Check]) -> dict[str, Check]:
     return {name: c for name, c in found.items() if c.status != "ok"}
 
@@ -95,29 +108,81 @@ def failing(found: dict[str, Check]) -> dict[str, Check]:
 # -- the update set ---------------------------------------------------------------------------
 
 
-def test_the_update_set_is_well_formed_deterministic_and_holds_no_secret(server: Server) -> None:
+def payload_ids(data: bytes) -> set[str]:
+    """The sys_ids of the records an update set's payloads carry."""
+    return {
+        body.findtext("sys_id") or "" for update in parse(data)[1] for body in update.payload
+    } - {""}
+
+
+def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
+    server: Server,
+) -> None:
     config = desk(server)
-    first, again = render("acme_sn", config, PUBLIC), render("acme_sn", config, PUBLIC)
-    assert first == again
+    first = render("acme_sn", config, PUBLIC, UNLOADED)
+    assert first == render("acme_sn", config, PUBLIC, UNLOADED)
     root = ET.fromstring(first)  # noqa: S314 (our own output)
-    assert root.tag == "unload"
+    assert (root.tag, root.get("unload_date")) == ("unload", UNLOADED)
     assert root.find("sys_remote_update_set/name").text == "Deskgate (acme_sn)"  # type: ignore[union-attr]
-    _, rows = parse(first)
-    tables = [table for table, _ in rows]
-    assert tables.count("sys_dictionary") == 2
-    assert tables.count("sys_properties") == 1  # the URL; never the secret's property
-    assert (tables.count("sys_script"), tables.count("sys_ui_action")) == (1, 1)
-    # Two flag values and six status markers, each a choice.
-    assert tables.count("sys_choice") == 8
+    for xml in root.iter("sys_update_xml"):
+        assert (xml.findtext("application"), xml.findtext("update_domain")) == ("global", "global")
+    _, updates = parse(first)
+    by_name = {u.name: u for u in updates}
+    # A field: one dictionary update named by what it coalesces on, its label apart.
+    field = by_name["sys_dictionary_incident_u_idv_request"]
+    body = field.payload[0]
+    assert (field.type, body.tag, body.get("table"), body.get("element")) == (
+        "Dictionary", "sys_dictionary", "incident", "u_idv_request"
+    )  # fmt: skip
+    label = by_name["sys_documentation_incident_u_idv_request_en"].payload[0]
+    assert (label.tag, label.get("table"), label.get("element"), label.get("language")) == (
+        "sys_documentation", "incident", "u_idv_request", "en"
+    )  # fmt: skip
+    assert label.get("label") == "Identity verification request"
+    # A field's choices: one update holding the whole set.
+    for element, values in (
+        ("u_idv_request", ["mfa_reset", "account_unlock"]),
+        ("u_idv_status", ["pending", "verified", "failed", "review", "expired", "error"]),
+    ):
+        choices = by_name[f"sys_choice_incident_{element}"].payload[0]
+        assert (choices.get("table"), choices.get("field")) == ("incident", element)
+        assert [c.tag for c in choices].count("sys_choice_set") == 1
+        assert [c.findtext("value") for c in choices if c.tag == "sys_choice"] == values
+    assert len(updates) == 12  # role, 2 x (field, label, choices), 2 ACLs, URL, rule, action
+    assert not [u.name for u in updates if u.type in ("Dictionary", "Field Label", "Choice list")
+                and any(i in u.name for i in payload_ids(first))]  # fmt: skip
+    # A property belongs to no table; the secret's property is never in the file.
+    [prop] = [u for u in updates if u.type == "System Property"]
+    assert prop.table == ""
+    assert prop.payload[0].findtext("name") == URL_PROPERTY
+    assert prop.payload[0].findtext("value") == f"{PUBLIC}/webhooks/servicenow"
     assert SECRET.encode() not in first
-    assert all(v["name"] != SECRET_PROPERTY for t, v in rows if t == "sys_properties")
-    url = next(v for t, v in rows if t == "sys_properties" and v["name"] == URL_PROPERTY)
-    assert url["value"] == f"{PUBLIC}/webhooks/servicenow"
-    # A desk on another table: its own fields, choices, rule and action; the two properties are
-    # the instance's, shared by every desk on it.
-    other = render("other_sn", desk(server, table="sc_req_item"), PUBLIC)
-    shared = {v["sys_id"] for _, v in rows} & {v["sys_id"] for _, v in parse(other)[1]}
-    assert shared == {v["sys_id"] for t, v in rows if t == "sys_properties"}
+    # The UI action: a form button on a saved record, for the roles that may ask.
+    [action] = [u.payload[0] for u in updates if u.type == "UI Action"]
+    assert {k: action.findtext(k) for k in ("form_action", "show_insert", "show_update")} == {
+        "form_action": "true", "show_insert": "false", "show_update": "true"
+    }  # fmt: skip
+    assert action.findtext("roles") == "itil"
+    # The ACLs, each with its roles; a stock role by name, the one setup makes by its sys_id.
+    acls = {
+        u.payload[0].findtext("name"): {
+            r.find("sys_user_role").get("name"): r.findtext("sys_user_role")  # type: ignore[union-attr]
+            for r in u.payload if r.tag == "sys_security_acl_role"
+        }
+        for u in updates if u.type == "Access Control"
+    }  # fmt: skip
+    assert set(acls) == {"incident.u_idv_status", "incident.u_idv_request"}
+    assert set(acls["incident.u_idv_status"]) == {"deskgate"}
+    assert set(acls["incident.u_idv_request"]) == {"itil", "deskgate"}
+    assert acls["incident.u_idv_request"]["itil"] == ""
+    assert acls["incident.u_idv_status"]["deskgate"] in payload_ids(first)
+    assert b"sys_user_has_role" not in first  # update sets carry no user's roles
+    # A desk on another table: its own fields, choices, ACLs, rule and action; the properties
+    # and the role are the instance's, shared by every desk on it.
+    other = render("other_sn", desk(server, table="sc_req_item"), PUBLIC, UNLOADED)
+    shared = {u.payload[0].findtext("sys_id") for u in updates
+              if u.type in ("System Property", "Role")}  # fmt: skip
+    assert payload_ids(first) & payload_ids(other) == shared
 
 
 def test_setup_writes_the_file_once_and_names_the_manual_secret_step(
@@ -150,7 +215,7 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert sim.post(f"/sys_remote_update_set/{set_id}/commit").status_code == 400  # unpreviewed
     preview = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]
     assert preview["problems"] == []
-    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 13
+    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 12
     imported = records(sim)
 
     sim.post("/_sandbox/reset").raise_for_status()
@@ -168,7 +233,8 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert secret not in imported["sys_properties"]
     assert applied["sys_properties"][secret]["value"] != ""
     assert SECRET not in str(applied)  # read back encrypted, never in clear
-    assert sum(len(rows) for rows in applied.values()) == 14
+    # Every record but the integration user's role, which is no metadata.
+    assert sum(len(rows) for rows in applied.values()) == len(wanted(config, PUBLIC)) - 1
     # Promoting (importing) the update set again later leaves the instance's secret as it is.
     again = sim.post(
         "/sys_upload.do",
@@ -187,7 +253,10 @@ def test_an_update_set_for_a_missing_table_is_refused_at_commit(
         "result"
     ]["sys_id"]
     problems = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]["problems"]
-    assert "sys_dictionary: no table 'u_no_such_table'" in problems
+    assert (
+        "sys_dictionary_u_no_such_table_u_idv_request: no table 'u_no_such_table' on this "
+        "instance" in problems
+    )
     refused = sim.post(f"/sys_remote_update_set/{set_id}/commit")
     assert refused.status_code == 400
     assert sim.get("/api/now/table/sys_script").json()["result"] == []  # nothing half-applied
@@ -247,7 +316,7 @@ def test_apply_needs_an_admin_and_refuses_the_integration_user(
     with pytest.raises(ProvisioningError, match="must not be Deskgate's integration user"):
         setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=integration))
     agent = AdminCredential(SIM.agent_username, SecretStr(SIM.agent_password))  # not an admin
-    with pytest.raises(ProvisioningError, match=r"refused POST /api/now/table/sys_dictionary.*403"):
+    with pytest.raises(ProvisioningError, match=r"refused POST /api/now/table/sys_user_role.*403"):
         setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=agent))
 
 
@@ -277,7 +346,7 @@ def test_doctor_is_all_ok_after_setup(server: Server, sim: httpx.Client) -> None
     access = {"credentials", "read incident", "write incident", "read sys_user", "read sys_audit"}
     assert access <= set(found)
     assert f"business rule {RULE_NAME}" in found
-    assert len(found) == len(access) + len(wanted(config, PUBLIC))
+    assert len(found) == len(access) + len(checked(config))
 
 
 def test_doctor_on_an_empty_instance_names_setup_as_the_fix(
@@ -286,7 +355,8 @@ def test_doctor_on_an_empty_instance_names_setup_as_the_fix(
     found = failing(checks(desk(server)))
     assert found["write incident"].status == "warn"  # no record to try on
     missing = [c for c in found.values() if c.detail == "missing"]
-    assert len(missing) == len(wanted(desk(server), PUBLIC))
+    assert len(missing) == len(checked(desk(server))) - 1  # all but the user's role
+    assert "does not hold the deskgate role" in found[f"user role {SIM.username}: deskgate"].detail
     assert all("deskgate setup acme_sn --apply" in c.fix for c in missing)
 
 
