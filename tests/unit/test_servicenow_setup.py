@@ -26,6 +26,7 @@ from connectors.servicenow.doctor import doctor
 from connectors.servicenow.records import (
     RULE_NAME,
     SECRET_PROPERTY,
+    UI_ACTION_NAME,
     URL_PROPERTY,
     Wanted,
     wanted,
@@ -34,6 +35,8 @@ from connectors.servicenow.setup import setup
 from connectors.servicenow.update_set import parse, render
 from sandbox.common import Server, serve
 from sandbox.servicenow import ServiceNowSimConfig, create_app
+from tests.conftest import settings_data
+from worker import cli
 
 SIM = ServiceNowSimConfig()
 PUBLIC = "https://deskgate.acme.test"
@@ -434,3 +437,172 @@ def test_the_docs_point_at_the_shipped_scripts_instead_of_a_copy() -> None:
     shipped = (root / "connectors" / "servicenow" / "business_rule.js").read_text()
     rule = next(w for w in wanted(desk_at("http://x"), PUBLIC) if w.table == "sys_script")
     assert rule.values["script"] == shipped
+
+
+# -- the protected fields -------------------------------------------------------------------
+
+
+def acl_roles(sim: httpx.Client, name: str) -> set[str]:
+    [acl] = sim.get(
+        "/api/now/table/sys_security_acl", params={"sysparm_query": f"name={name}"}
+    ).json()["result"]
+    rows = sim.get(
+        "/api/now/table/sys_security_acl_role",
+        params={"sysparm_query": f"sys_security_acl={acl['sys_id']}",
+                "sysparm_fields": "sys_user_role.name"},
+    ).json()["result"]  # fmt: skip
+    return {r["sys_user_role.name"] for r in rows}
+
+
+def one(sim: httpx.Client, table: str, query: str) -> dict[str, Any]:
+    [row] = sim.get(
+        f"/api/now/table/{table}",
+        params={"sysparm_query": query, "sysparm_exclude_reference_link": "true"},
+    ).json()["result"]
+    return dict(row)
+
+
+def test_apply_protects_the_status_and_flag_fields_and_limits_the_ui_action(
+    server: Server, sim: httpx.Client
+) -> None:
+    config = desk(server, verification_roles=["itil", "sn_request_write"])
+    sim.post("/api/now/table/sys_user_role", json={"name": "sn_request_write"})
+    setup(request(config))
+    status = one(sim, "sys_security_acl", "name=incident.u_idv_status")
+    assert (status["operation"], status["type"], status["active"]) == ("write", "record", "true")
+    assert status["admin_overrides"] == "true"
+    assert acl_roles(sim, "incident.u_idv_status") == {"deskgate"}
+    # Deskgate's own user sets the flag back after an outcome, so it passes that ACL too.
+    assert acl_roles(sim, "incident.u_idv_request") == {"itil", "sn_request_write", "deskgate"}
+    assert one(sim, "sys_ui_action", "action_name=deskgate_request_verification")["roles"] == (
+        "itil,sn_request_write"
+    )
+    role = one(sim, "sys_user_role", "name=deskgate")
+    user = one(sim, "sys_user", f"user_name={SIM.username}")
+    one(sim, "sys_user_has_role", f"user={user['sys_id']}^role={role['sys_id']}")
+    # A role the instance lacks is named, not guessed.
+    with pytest.raises(ProvisioningError, match=r"no sys_user_role 'x_nobody'.*verification_roles"):
+        setup(request(desk(server, verification_roles=["x_nobody"])))
+
+
+def test_apply_prints_the_manual_step_when_it_cannot_grant_the_role(
+    server: Server, sim: httpx.Client
+) -> None:
+    changes = setup(request(desk(server, username="someone.else")))
+    [manual] = [c for c in changes if c.kind == "user role"]
+    assert manual.action == Action.MANUAL
+    assert "grant the role deskgate to Deskgate's integration user someone.else" in manual.detail
+
+
+def test_setup_keeps_and_reports_what_an_admin_tightened_and_repairs_what_breaks_deskgate(
+    server: Server, sim: httpx.Client
+) -> None:
+    config = desk(server)
+    setup(request(config))
+    field = one(sim, "sys_dictionary", "name=incident^element=u_idv_status")
+    sim.patch(f"/api/now/table/sys_dictionary/{field['sys_id']}", json={"read_only": "true"})
+    action = one(sim, "sys_ui_action", "action_name=deskgate_request_verification")
+    narrower = action["condition"] + " && gs.hasRole('itil_admin')"
+    sim.patch(
+        f"/api/now/table/sys_ui_action/{action['sys_id']}",
+        json={"condition": narrower, "roles": "itil_admin"},
+    ).raise_for_status()
+    flag_acl = one(sim, "sys_security_acl", "name=incident.u_idv_request")
+    admin_role = one(sim, "sys_user_role", "name=admin")
+    sim.post(
+        "/api/now/table/sys_security_acl_role",
+        json={"sys_security_acl": flag_acl["sys_id"], "sys_user_role": admin_role["sys_id"]},
+    ).raise_for_status()
+    # And two things that would break Deskgate: the status ACL off, the UI action's roles gone.
+    status_acl = one(sim, "sys_security_acl", "name=incident.u_idv_status")
+    sim.patch(f"/api/now/table/sys_security_acl/{status_acl['sys_id']}", json={"active": "false"})
+
+    first, second = setup(request(config)), setup(request(config))
+    for run in (first, second):
+        by_name = {c.name: c for c in run}
+        assert "kept the admin's read_only" in by_name["incident.u_idv_status"].detail
+        assert "kept the admin's condition, roles" in by_name[UI_ACTION_NAME].detail
+        assert "extra roles: admin" in by_name["write incident.u_idv_request"].detail
+    repaired = {c.name: c.detail for c in first if c.action == Action.UPDATE}
+    assert repaired == {"write incident.u_idv_status": "fields: active"}
+    assert {c.action for c in second} == {Action.UNCHANGED}
+    assert one(sim, "sys_dictionary", f"sys_id={field['sys_id']}")["read_only"] == "true"
+    kept = one(sim, "sys_ui_action", f"sys_id={action['sys_id']}")
+    assert (kept["condition"], kept["roles"]) == (narrower, "itil_admin")
+    assert acl_roles(sim, "incident.u_idv_request") == {"itil", "deskgate", "admin"}
+    assert one(sim, "sys_security_acl", f"sys_id={status_acl['sys_id']}")["active"] == "true"
+    # A condition that no longer holds Deskgate's own is replaced (it could show the button
+    # while a verification is open).
+    sim.patch(
+        f"/api/now/table/sys_ui_action/{action['sys_id']}", json={"condition": "true"}
+    ).raise_for_status()
+    [fixed] = [c for c in setup(request(config)) if c.name == UI_ACTION_NAME]
+    assert fixed.action == Action.UPDATE and "fields: condition" in fixed.detail
+
+
+def test_doctor_names_a_weakened_protection_with_its_fix(server: Server, sim: httpx.Client) -> None:
+    config = desk(server)
+    setup(request(config))
+    sim.post("/api/now/table/incident", json={"short_description": "x"}).raise_for_status()
+    grant = one(sim, "sys_user_has_role", "role.name=deskgate")
+    sim.delete(f"/api/now/table/sys_user_has_role/{grant['sys_id']}").raise_for_status()
+    status_acl = one(sim, "sys_security_acl", "name=incident.u_idv_status")
+    itil = one(sim, "sys_user_role", "name=itil")
+    sim.post(
+        "/api/now/table/sys_security_acl_role",
+        json={"sys_security_acl": status_acl["sys_id"], "sys_user_role": itil["sys_id"]},
+    ).raise_for_status()
+    flag_acl = one(sim, "sys_security_acl", "name=incident.u_idv_request")
+    sim.patch(f"/api/now/table/sys_security_acl/{flag_acl['sys_id']}", json={"active": "false"})
+    action = one(sim, "sys_ui_action", "action_name=deskgate_request_verification")
+    sim.patch(f"/api/now/table/sys_ui_action/{action['sys_id']}", json={"roles": ""})
+
+    found = failing(checks(config))
+    assert {name: c.status for name, c in found.items()} == {
+        f"user role {SIM.username}: deskgate": "fail",
+        "ACL write incident.u_idv_status": "warn",
+        "ACL write incident.u_idv_request": "fail",
+        f"UI action {UI_ACTION_NAME}": "fail",
+    }
+    assert (
+        f"grant {SIM.username} the role deskgate"
+        in found[f"user role {SIM.username}: deskgate"].fix
+    )
+    assert "itil may also write the status" in found["ACL write incident.u_idv_status"].detail
+    assert "inactive" in found["ACL write incident.u_idv_request"].detail
+    assert "set its roles to itil" in found[f"UI action {UI_ACTION_NAME}"].fix
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_the_command_writes_the_update_set_without_an_admin(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = settings_data()
+    incode = data["incode"]
+    lines = [f'public_url = "{PUBLIC}"', "[incode]"] + [
+        f'{key} = "{incode[key]}"'
+        for key in ("api_url", "auth_url", "integration_reference", "client_id", "executive_email")
+    ]
+    lines += ["[desks.acme_sn]", 'kind = "servicenow"', f'base_url = "{server.url}"',
+              f'username = "{SIM.username}"']  # fmt: skip
+    (tmp_path / "deskgate.toml").write_text("\n".join(lines) + "\n")
+    env = {
+        "DESKGATE_CONFIG": str(tmp_path / "deskgate.toml"),
+        "DESKGATE_NOTE_SECRET": data["note_secret"],
+        "DESKGATE_INCODE__CLIENT_SECRET": incode["client_secret"],
+        "DESKGATE_INCODE__API_KEY": incode["api_key"],
+        "DESKGATE_INCODE__EXECUTIVE_PASSWORD": incode["executive_password"],
+        "DESKGATE_INCODE__WEBHOOK_SECRET": incode["webhook_secret"],
+        "DESKGATE_DESKS__ACME_SN__PASSWORD": SIM.password,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DESKGATE_ADMIN_USER", raising=False)
+    monkeypatch.delenv("DESKGATE_ADMIN_SECRET", raising=False)
+    path = tmp_path / "deskgate.xml"
+    assert cli.main(["setup", "acme_sn", "--update-set", str(path)]) == 0
+    assert parse(path.read_bytes())[0]["name"] == "Deskgate (acme_sn)"
+    # Applying it talks to the instance: that still needs the admin.
+    assert cli.main(["setup", "acme_sn", "--update-set", str(path), "--apply"]) == 2
