@@ -11,11 +11,14 @@ What it emulates, and why each piece matters to Deskgate:
   show on the record, so notes must be read back from the journal;
 - Basic auth and ``/oauth_token.do`` (password, refresh_token, client_credentials grants);
 - the metadata ``deskgate setup`` writes (``sys_dictionary``, ``sys_choice``, ``sys_properties``,
-  ``sys_script``, ``sys_ui_action``): admin-only writes (403 for anyone else, as the platform's
-  ACLs), a ``sys_dictionary`` insert adds the column to its table;
+  ``sys_script``, ``sys_ui_action``, roles and ACLs): admin-only writes (403 for anyone else, as
+  the platform's ACLs), a ``sys_dictionary`` insert adds the column to its table;
 - update set XML import as an admin does it in the UI: ``POST /sys_upload.do`` (the XML as the
   multipart field ``attachFile``) loads it into Retrieved Update Sets, then
-  ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``;
+  ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``, each update through its
+  record type's handler (``servicenow_updates``);
+- the stock roles ``admin``, ``itil`` and ``security_admin``, and the integration user's
+  ``sys_user`` record (setup grants it the ``deskgate`` role);
 - server-side scripts: the active business rules of a table run on insert and update (``when``,
   ``action_insert``/``action_update``, ``filter_condition``, ``condition``, ``order``) and a UI
   action's script runs when ``/_sandbox/ui_action`` "clicks" it, in an ES5 engine with Glide shims
