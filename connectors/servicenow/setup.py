@@ -27,6 +27,7 @@ from connectors.servicenow.records import (
     DESKGATE_ROLE,
     SECRET_PROPERTY,
     Wanted,
+    integration_user_role,
     sys_id_for,
     wanted,
 )
@@ -59,6 +60,8 @@ def setup(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
                 "--apply; the update set never carries it, so importing it again keeps it",
             )
         )  # fmt: skip
+        role = integration_user_role(req.config)
+        changes.append(Change(role.kind, role.name, Action.MANUAL, _user_role_step(role)))
     return changes
 
 

@@ -194,7 +194,8 @@ def test_setup_writes_the_file_once_and_names_the_manual_secret_step(
     path = tmp_path / "deskgate.xml"
     config = desk(server)
     dry = setup(request(config, apply=False, update_set=path, dry_run=True))
-    assert [c.action for c in dry] == [Action.WRITE, Action.MANUAL]
+    assert [c.action for c in dry] == [Action.WRITE, Action.MANUAL, Action.MANUAL]
+    assert f"grant the role deskgate to Deskgate's integration user {SIM.username}" in dry[2].detail
     assert not path.exists()
     first = setup(request(config, apply=False, update_set=path))
     assert first[0].action == Action.WRITE
