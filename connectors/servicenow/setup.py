@@ -123,7 +123,8 @@ def _call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
         response = request(client, SYSTEM, method, url, describe_error, **kwargs)
     except ApiError as exc:
         path = url.split("?")[0]
-        hint = f" ({ELEVATE})" if method != "GET" and path.split("/")[-1] in ACL_TABLES else ""
+        table = path.removeprefix("/api/now/table/").split("/")[0]
+        hint = f" ({ELEVATE})" if method != "GET" and table in ACL_TABLES else ""
         raise ProvisioningError(f"ServiceNow refused {method} {path}: {exc}{hint}") from None
     return json_body(SYSTEM, response).get("result")
 
