@@ -61,6 +61,11 @@ def sys_id_for(table: str, *key: str) -> str:
     return hashlib.sha256("\x1f".join(("deskgate", table, *key)).encode()).hexdigest()[:32]
 
 
+def sys_id_for_name(table: str, field: str, value: str) -> str:
+    """The sys_id of a record setup makes whose natural key is ``field=value`` alone."""
+    return sys_id_for(table, f"{field}={value}")
+
+
 @dataclass(frozen=True)
 class Wanted:
     """One record setup makes exist: ``key`` finds it, ``values`` is what it must hold."""

@@ -28,7 +28,7 @@ from connectors.servicenow.records import (
     SECRET_PROPERTY,
     Wanted,
     integration_user_role,
-    sys_id_for,
+    sys_id_for_name,
     wanted,
 )
 
@@ -130,6 +130,8 @@ def _call(client: httpx.Client, method: str, url: str, **kwargs: Any) -> Any:
 
 
 def _lookup(client: httpx.Client, table: str, field: str, value: str) -> str | None:
+    if "^" in value:  # would end the encoded query's condition and start another
+        raise ProvisioningError(f"{table}.{field} {value!r}: a name with '^' cannot be looked up")
     rows = _call(client, "GET", f"/api/now/table/{table}",
                  params={"sysparm_query": f"{field}={value}", "sysparm_fields": "sys_id",
                          "sysparm_limit": 1})  # fmt: skip
@@ -149,11 +151,6 @@ def _resolved(
             return values, f"{table} {values[name]!r}"
         values[name] = found
     return values, ""
-
-
-def sys_id_for_name(table: str, field: str, value: str) -> str:
-    """The sys_id setup gives a record it makes that is named ``field=value``."""
-    return sys_id_for(table, f"{field}={value}")
 
 
 def _user_role_step(record: Wanted) -> str:

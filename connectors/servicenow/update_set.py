@@ -36,7 +36,7 @@ from itertools import groupby
 from xml.etree import ElementTree as ET
 
 from connectors.servicenow.config import ServiceNowDeskConfig
-from connectors.servicenow.records import Wanted, sys_id_for, wanted
+from connectors.servicenow.records import Wanted, sys_id_for, sys_id_for_name, wanted
 
 UNLOAD_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 # What the platform calls each update in an update set's "Type" column.
@@ -95,7 +95,7 @@ def _acl_role(parent: ET.Element, record: Wanted, made: set[str]) -> None:
     ET.SubElement(body, "sys_security_acl").text = record.values["sys_security_acl"]
     # A role setup makes has the sys_id setup gives it; a stock one is found by its name.
     ref = ET.SubElement(body, "sys_user_role", display_value=role, name=role)
-    ref.text = sys_id_for("sys_user_role", f"name={role}") if role in made else ""
+    ref.text = sys_id_for_name("sys_user_role", "name", role) if role in made else ""
 
 
 def _updates(records: list[Wanted]) -> Iterator[tuple[str, str, str, str, ET.Element]]:
