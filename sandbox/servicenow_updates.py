@@ -154,9 +154,10 @@ class _Plan:
         if len(sets) != 1:
             self.problem(update, "a choice list update must hold exactly one sys_choice_set")
             return
-        field_of: Callable[[Record], bool] = lambda r: (  # noqa: E731
-            (r.get("name"), r.get("element")) == (table, element)
-        )
+
+        def field_of(record: Record) -> bool:
+            return (record.get("name"), record.get("element")) == (table, element)
+
         self.removals.append(("sys_choice", field_of))
         self.writes.append(Write("sys_choice_set", {**sets[0], "name": table,
                                                     "element": element}, field_of))  # fmt: skip
