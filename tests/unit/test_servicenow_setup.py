@@ -24,6 +24,7 @@ from connectors.servicenow import KIND
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.doctor import doctor
 from connectors.servicenow.records import (
+    DESKGATE_ROLE,
     RULE_NAME,
     SECRET_PROPERTY,
     UI_ACTION_NAME,
@@ -58,7 +59,22 @@ def server() -> Iterator[Server]:
 def sim(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, auth=(SIM.admin_username, SIM.admin_password)) as c:
         c.post("/_sandbox/reset").raise_for_status()
+        before_setup(c)
         yield c
+
+
+def before_setup(sim: httpx.Client) -> None:
+    """An instance as setup first finds it: stock roles and users, but none of Deskgate's own
+    role, its grants or field ACLs (a simulator may start with them, as if set up already)."""
+    for table, query in (
+        ("sys_security_acl_role", ""),
+        ("sys_security_acl", ""),
+        ("sys_user_has_role", f"role.name={DESKGATE_ROLE}"),
+        ("sys_user_role", f"name={DESKGATE_ROLE}"),
+    ):
+        rows = sim.get(f"/api/now/table/{table}", params={"sysparm_query": query}).json()
+        for row in rows["result"]:
+            sim.delete(f"/api/now/table/{table}/{row['sys_id']}").raise_for_status()
 
 
 def desk(server: Server, **overrides: Any) -> ServiceNowDeskConfig:
