@@ -239,6 +239,7 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     imported = records(sim)
 
     sim.post("/_sandbox/reset").raise_for_status()
+    before_setup(sim)
     setup(request(config))
     applied = records(sim)
     secret = next(
