@@ -18,7 +18,10 @@ What it emulates, and why each piece matters to Deskgate:
   write, which still answers 200; a table ACL they fail answers 403 (see ``acl_allows``);
 - update set XML import as an admin does it in the UI: ``POST /sys_upload.do`` (the XML as the
   multipart field ``attachFile``) loads it into Retrieved Update Sets, then
-  ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``;
+  ``POST /sys_remote_update_set/<sys_id>/preview`` and ``.../commit``, each update through its
+  record type's handler (``servicenow_updates``);
+- the stock roles ``admin``, ``itil`` and ``security_admin``, and the integration user's
+  ``sys_user`` record (setup grants it the ``deskgate`` role);
 - server-side scripts: the active business rules of a table run on insert and update (``when``,
   ``action_insert``/``action_update``, ``filter_condition``, ``condition``, ``order``) and a UI
   action's script runs when ``/_sandbox/ui_action`` "clicks" it, in an ES5 engine with Glide shims
@@ -58,6 +61,7 @@ from connectors.servicenow.connector import no_audit
 from connectors.servicenow.setup import setup
 from sandbox import servicenow_query as snq
 from sandbox import servicenow_scripts as scripts
+from sandbox import servicenow_updates as updates
 from sandbox.common import CONTROL_PREFIX, Controls, WebhookClient, on_stop
 from sandbox.options import Wiring
 from sandbox.servicenow_driver import DESK, FLAG_FIELD, TRIGGERS, ServiceNowDriver
@@ -85,6 +89,8 @@ METADATA = (
     "sys_script",
     "sys_ui_action",
     "sys_remote_update_set",
+    "sys_documentation",
+    "sys_choice_set",
     "sys_user_role",
     "sys_user_has_role",
     "sys_security_acl",
@@ -172,8 +178,11 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
                    "action_insert", "action_update", "action_delete", "action_query",
                    "filter_condition", "condition", "script", "description"),
     "sys_ui_action": ("name", "table", "action_name", "script", "condition", "active", "client",
-                      "order", "form_button", "form_context_menu", "list_context_menu"),
+                      "order", "form_button", "form_action", "form_context_menu",
+                      "list_context_menu", "show_insert", "show_update", "roles"),
     "sys_remote_update_set": ("name", "description", "state", "application"),
+    "sys_documentation": ("name", "element", "label", "language"),
+    "sys_choice_set": ("name", "element"),
     "sys_user_role": ("name", "description"),
     "sys_user_has_role": ("user", "role", "state"),
     "sys_security_acl": ("name", "operation", "type", "active", "admin_overrides", "condition",
@@ -791,37 +800,25 @@ class ServiceNowState:
         return remote
 
     def preview_update_set(self, set_id: str) -> list[str]:
-        """Preview: the problems committing would meet (a table that does not exist)."""
-        problems = self._problems(set_id)
+        """Preview: the problems committing would meet (``servicenow_updates``)."""
+        problems = updates.problems(self, self._updates(set_id))
         self.tables["sys_remote_update_set"][set_id]["state"] = "previewed"
         return problems
 
-    def _problems(self, set_id: str) -> list[str]:
-        _, records = update_set.parse(self._update_set_file(set_id))
-        problems = [f"{table}: no such table" for table, _ in records if table not in self.tables]
-        problems += [
-            f"sys_dictionary: no table {values.get('name')!r}"
-            for table, values in records
-            if table == "sys_dictionary" and values.get("name") not in self.tables
-        ]
-        return problems
-
     def commit_update_set(self, set_id: str, user: str) -> int:
-        """Commit: each record inserted or updated by its sys_id, in the file's order."""
+        """Commit: each update through its record type's handler, in the file's order."""
         remote = self.tables["sys_remote_update_set"].get(set_id)
         if remote is None or remote.get("state") != "previewed":
             raise ApiError(400, "Preview the update set first", "only a previewed set commits")
-        problems = self._problems(set_id)
-        if problems:
-            raise ApiError(400, "The preview found problems", "; ".join(problems))
-        _, records = update_set.parse(self._update_set_file(set_id))
-        for table, values in records:
-            if values.get("sys_id") in self.tables[table]:
-                self.update(table, values["sys_id"], values, user)
-            else:
-                self.insert(table, values, user)
+        try:
+            count = updates.commit(self, self._updates(set_id), user)
+        except ValueError as exc:
+            raise ApiError(400, "The preview found problems", str(exc)) from None
         remote["state"] = "committed"
-        return len(records)
+        return count
+
+    def _updates(self, set_id: str) -> list[update_set.Update]:
+        return update_set.parse(self._update_set_file(set_id))[1]
 
     def _update_set_file(self, set_id: str) -> bytes:
         data = self.update_set_files.get(set_id)

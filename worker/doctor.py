@@ -28,6 +28,7 @@ from connectors.incode.doctor import check_incode
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status
 from connectors.registry import KINDS
 from worker import deployment_checks as deploy
+from worker import push_check
 from worker.store import Store
 
 MARKS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗"}
@@ -80,6 +81,12 @@ def groups(
         ("clock", clocks),
         ("incode", lambda: check_incode(settings.incode, timeout)),
     ]
+
+    def pushes(name: str) -> list[Check]:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        refused = push_check.refused_pushes(url, token, "servicenow", timeout)
+        return [push_check.push_check(redis, settings.key_prefix, name, push_check.now(), refused)]
+
     for name in desks:
         config = settings.desks[name]
         found.append(
@@ -88,6 +95,8 @@ def groups(
                 functools.partial(desk_checks, name, config, url, timeout, admin),
             )
         )
+        if config.kind == "servicenow" and config.webhook_secret is not None:
+            found.append((f"{config.kind}:{name}", functools.partial(pushes, name)))
     return found
 
 

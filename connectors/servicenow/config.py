@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from config.settings import DeskConfig
+
+# A ServiceNow role's name (``itil``, ``sn_incident_write``, ``x_acme_app.requester``).
+RoleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$")]
 
 
 class ServiceNowDeskConfig(DeskConfig):
@@ -41,6 +44,9 @@ class ServiceNowDeskConfig(DeskConfig):
     inactive_states: frozenset[str] = frozenset({"6", "7", "8"})  # resolved, closed, canceled
     closed_states: frozenset[str] = frozenset({"7", "8"})
     triggers: dict[str, str] = Field(default={"true": "identity verification"}, min_length=1)
+    # The roles that may ask for a verification: setup limits the UI action and a write ACL on
+    # the flag field to them (``records.py``). Anyone else can neither click nor set the flag.
+    verification_roles: list[RoleName] = Field(default=["itil"], min_length=1)
 
     @model_validator(mode="after")
     def _credentials(self) -> ServiceNowDeskConfig:

@@ -1,6 +1,8 @@
 """``deskgate doctor`` for a ServiceNow desk: with Deskgate's everyday credentials, can it do
 what it does (read and write the table, read callers), and is what ``setup`` installs there and
-as shipped (fields, choices, both properties, the business rule, the UI action)?
+as shipped (fields, choices, both properties, the business rule, the UI action), and are the
+fields protected (the status field's write ACL passes only the deskgate role, which the
+integration user holds; the flag field's and the UI action's only the roles that may ask)?
 
 Every failure names its fix in one sentence. The secret property is never read in clear (the
 platform stores password2 values encrypted): it must be non-empty, and the fingerprint setup wrote
@@ -19,6 +21,7 @@ from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import describe_error, no_audit
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
 from connectors.servicenow.records import (
+    DESKGATE_ROLE,
     SECRET_PROPERTY,
     URL_PROPERTY,
     Wanted,
@@ -167,12 +170,27 @@ class _Doctor:
         expected_secret = (
             req.config.webhook_secret.get_secret_value() if req.config.webhook_secret else ""
         )
-        for record in wanted(req.config, req.public_url or "", ""):
+        records = wanted(req.config, req.public_url or "", "")
+        for record in records:
+            if record.table == "sys_security_acl_role":
+                continue  # checked with its ACL
+            if record.table == "sys_user_has_role":
+                self.user_role(record)
+                continue
             row = self.find(record, ",".join(["sys_id", *record.values]))
             if row is None:
                 continue
             name = f"{record.kind} {record.name}"
-            if record.table == "sys_properties" and record.secret:
+            if record.table == "sys_security_acl":
+                roles = {r.values["sys_user_role"] for r in records
+                         if r.values.get("sys_security_acl") == record.sys_id}  # fmt: skip
+                self.acl(name, row, roles)
+            elif record.table == "sys_ui_action" and not str(row.get("roles", "")):
+                self.add(name, Status.FAIL, "no roles: anyone who can open the record may ask "
+                         "for a verification",
+                         f"set its roles to {', '.join(self.req.config.verification_roles)}, "
+                         f"or {self.fix_setup}")  # fmt: skip
+            elif record.table == "sys_properties" and record.secret:
                 self.secret(name, row, expected_secret)
             elif record.table == "sys_properties":
                 self.url(name, row)
@@ -182,6 +200,57 @@ class _Doctor:
                 self.add(name, Status.FAIL, "inactive", f"activate it, or {self.fix_setup}")
             else:
                 self.add(name, Status.OK)
+
+    def acl(self, name: str, row: dict[str, Any], wanted_roles: set[str]) -> None:
+        """A write ACL must be active and pass the roles setup gave it. On the status field
+        any other role is a way round Deskgate's status (roles in an ACL are alternatives)."""
+        if str(row.get("active")) != "true":
+            self.add(name, Status.FAIL, "inactive: anyone who can write the record writes the "
+                     "field", f"activate it, or {self.fix_setup}")  # fmt: skip
+            return
+        try:
+            rows = self.get("sys_security_acl_role", f"sys_security_acl={row['sys_id']}",
+                            "sys_user_role.name", limit=100)  # fmt: skip
+        except ApiError as exc:
+            self.add(name, Status.WARN, f"cannot read its roles: {exc}",
+                     "run doctor with a user who may read sys_security_acl_role")  # fmt: skip
+            return
+        roles = {str(r.get("sys_user_role.name", "")) for r in rows} - {""}
+        missing, extra = sorted(wanted_roles - roles), sorted(roles - wanted_roles)
+        status_acl = wanted_roles == {DESKGATE_ROLE}
+        fix = self.fix_setup
+        if not roles:
+            want = ", ".join(sorted(wanted_roles))
+            self.add(name, Status.FAIL, "no roles: anyone passes it", f"give it {want}, or {fix}")
+        elif status_acl and DESKGATE_ROLE in missing:
+            detail = f"the {DESKGATE_ROLE} role is not on it: Deskgate cannot write the status"
+            self.add(name, Status.FAIL, detail, f"add the role {DESKGATE_ROLE}, or {fix}")
+        elif status_acl and extra:
+            detail = f"the roles {', '.join(extra)} may also write the status Deskgate trusts"
+            self.add(name, Status.WARN, detail, "remove those roles from it unless they must")
+        elif missing:
+            detail = f"without the roles {', '.join(missing)}: they cannot set the flag"
+            self.add(name, Status.WARN, detail, f"add them, or {fix}")
+        else:
+            self.add(name, Status.OK, "roles: " + ", ".join(sorted(roles)))
+
+    def user_role(self, record: Wanted) -> None:
+        user = record.values["user"]
+        name = f"{record.kind} {record.name}"
+        query = f"user.user_name={user}^role.name={DESKGATE_ROLE}"
+        try:
+            rows = self.get("sys_user_has_role", query, "sys_id")
+        except ApiError as exc:
+            self.add(name, Status.WARN, f"cannot read sys_user_has_role: {exc}",
+                     "run doctor with a user who may read users' roles")  # fmt: skip
+            return
+        if rows:
+            self.add(name, Status.OK)
+        else:
+            self.add(name, Status.FAIL, f"{user} does not hold the {DESKGATE_ROLE} role: "
+                     "the status field's ACL refuses its writes",
+                     f"grant {user} the role {DESKGATE_ROLE} (User Administration > Users), "
+                     f"or {self.fix_setup}")  # fmt: skip
 
     def url(self, name: str, row: dict[str, Any]) -> None:
         if self.req.public_url is None:

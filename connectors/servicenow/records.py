@@ -3,15 +3,27 @@
 
 Each record is found by its natural key (a table's field by ``name`` + ``element``, a choice by
 table, field and value, a property by ``name``, the business rule by table + name, the UI action
-by table + ``action_name``) and carries a sys_id derived from that key, so the same desk always
-yields the same records and the same file.
+by table + ``action_name``, an ACL by ``name`` + ``operation`` + ``type``, a role by ``name``) and
+carries a sys_id derived from that key, so the same desk always yields the same records and the
+same file.
+
+Setup owns only what Deskgate needs: a field in ``kept`` is written when the record is made and
+afterwards only when it is empty (an admin may relabel a field, make the status field read-only
+on forms, narrow the UI action's roles, turn an ACL's admin override off); a field in
+``narrowable`` stands while it still holds Deskgate's value (an admin may add ``&& ...`` to the
+UI action's condition). Setup reports such differences and never reverts them.
+
+The fields Deskgate trusts are protected: a write ACL on the status field passes only the
+``deskgate`` role (which Deskgate's integration user must hold), a write ACL on the flag field
+and the UI action pass only the desk's ``verification_roles``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 
 from connectors.servicenow.config import ServiceNowDeskConfig
@@ -23,6 +35,8 @@ RULE_NAME = "Deskgate identity verification push"
 UI_ACTION_NAME = "Request identity verification"
 UI_ACTION_ID = "deskgate_request_verification"
 WEBHOOK_ROUTE = "/webhooks/servicenow"
+# The role whose holders may write the status field: Deskgate's integration user, nobody else.
+DESKGATE_ROLE = "deskgate"
 STATUS_LABELS = {
     "pending": "Pending",
     "verified": "Verified",
@@ -47,6 +61,11 @@ def sys_id_for(table: str, *key: str) -> str:
     return hashlib.sha256("\x1f".join(("deskgate", table, *key)).encode()).hexdigest()[:32]
 
 
+def sys_id_for_name(table: str, field: str, value: str) -> str:
+    """The sys_id of a record setup makes whose natural key is ``field=value`` alone."""
+    return sys_id_for(table, f"{field}={value}")
+
+
 @dataclass(frozen=True)
 class Wanted:
     """One record setup makes exist: ``key`` finds it, ``values`` is what it must hold."""
@@ -57,6 +76,12 @@ class Wanted:
     key: dict[str, str]
     values: dict[str, str]  # includes the key
     secret: bool = False  # the value is never written to a file or printed
+    kept: frozenset[str] = frozenset()  # the admin's value stands unless empty (module doc)
+    narrowable: frozenset[str] = frozenset()  # the admin's value stands while it holds ours
+    # Reference fields whose value here is the referenced record's name, not its sys_id:
+    # field -> (table, the field that names it), e.g. a role by ``sys_user_role.name``.
+    refs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    in_update_set: bool = True  # False: users' roles, which update sets never carry
 
     @property
     def sys_id(self) -> str:
@@ -65,6 +90,17 @@ class Wanted:
     @property
     def query(self) -> str:
         return "^".join(f"{k}={v}" for k, v in sorted(self.key.items()))
+
+    def judge(self, name: str, found: str) -> str:
+        """``ok`` (as wanted), ``kept`` (the admin's own value, which stands) or ``repair``."""
+        want = self.values[name]
+        if found == want:
+            return "ok"
+        if name in self.kept and found:
+            return "kept"
+        if name in self.narrowable and want in found:
+            return "kept"
+        return "repair"
 
 
 def flag_is_boolean(config: ServiceNowDeskConfig) -> bool:
@@ -103,6 +139,11 @@ def webhook_url(public_url: str) -> str:
     return public_url.rstrip("/") + WEBHOOK_ROUTE
 
 
+def roles_text(roles: list[str]) -> str:
+    """A role list as a UI action's ``roles`` holds it: names, comma-separated."""
+    return ",".join(roles)
+
+
 def _field(table: str, element: str, label: str, boolean: bool) -> Wanted:
     values = {
         "name": table,
@@ -115,7 +156,52 @@ def _field(table: str, element: str, label: str, boolean: bool) -> Wanted:
         "read_only": "false",
     }
     key = {"name": table, "element": element}
-    return Wanted("sys_dictionary", "field", f"{table}.{element}", key, values)
+    kept = frozenset({"column_label", "read_only"})
+    return Wanted("sys_dictionary", "field", f"{table}.{element}", key, values, kept=kept)
+
+
+def _role(name: str, description: str) -> Wanted:
+    key = {"name": name}
+    return Wanted("sys_user_role", "role", name, key, {**key, "description": description},
+                  kept=frozenset({"description"}))  # fmt: skip
+
+
+def write_acl_key(table: str, element: str) -> dict[str, str]:
+    return {"name": f"{table}.{element}", "operation": "write", "type": "record"}
+
+
+def _write_acl(table: str, element: str, roles: list[str], why: str) -> list[Wanted]:
+    """A field's write ACL and its roles (one ``sys_security_acl_role`` each). An admin passes
+    it anyway (``admin_overrides``): an admin can grant themselves any role, so refusing them
+    protects nothing and only stands in the way of a repair."""
+    key = write_acl_key(table, element)
+    acl = Wanted(
+        "sys_security_acl", "ACL", f"write {table}.{element}", key,
+        {**key, "active": "true", "admin_overrides": "true", "description": why},
+        kept=frozenset({"admin_overrides", "description"}),
+    )  # fmt: skip
+    return [acl] + [
+        Wanted(
+            "sys_security_acl_role",
+            "ACL role",
+            f"write {table}.{element}: {role}",
+            {"sys_security_acl": acl.sys_id, "sys_user_role": role},
+            {"sys_security_acl": acl.sys_id, "sys_user_role": role},
+            refs={"sys_user_role": ("sys_user_role", "name")},
+        )
+        for role in roles
+    ]
+
+
+def integration_user_role(config: ServiceNowDeskConfig) -> Wanted:
+    """Deskgate's integration user holds the deskgate role (not in an update set: users and
+    their roles are data, which update sets never carry)."""
+    key = {"user": config.note_author, "role": DESKGATE_ROLE}
+    return Wanted(
+        "sys_user_has_role", "user role", f"{config.note_author}: {DESKGATE_ROLE}", key, dict(key),
+        refs={"user": ("sys_user", "user_name"), "role": ("sys_user_role", "name")},
+        in_update_set=False,
+    )  # fmt: skip
 
 
 def _choice(table: str, element: str, value: str, label: str, sequence: int) -> Wanted:
@@ -131,7 +217,9 @@ def wanted(config: ServiceNowDeskConfig, public_url: str, secret: str = "") -> l
     (only ``--apply`` passes it; the update set leaves it empty)."""
     table, flag, status = config.table, config.flag_field, config.status_field
     boolean = flag_is_boolean(config)
-    out = [_field(table, flag, "Identity verification request", boolean)]
+    out = [_role(DESKGATE_ROLE, "Writes the identity verification status: Deskgate's "
+                 "integration user only. Installed by `deskgate setup`.")]  # fmt: skip
+    out.append(_field(table, flag, "Identity verification request", boolean))
     if not boolean:
         out += [
             _choice(table, flag, value, reason, i * 100)
@@ -142,6 +230,16 @@ def wanted(config: ServiceNowDeskConfig, public_url: str, secret: str = "") -> l
         _choice(table, status, marker, STATUS_LABELS[marker], i * 100)
         for i, marker in enumerate(MARKERS, start=1)
     ]
+    out += _write_acl(
+        table, status, [DESKGATE_ROLE],
+        "Only Deskgate writes the identity verification status. Installed by `deskgate setup`.",
+    )  # fmt: skip
+    # Deskgate's own user too: it sets the flag back to consumed_value after an outcome.
+    out += _write_acl(
+        table, flag, list(dict.fromkeys([*config.verification_roles, DESKGATE_ROLE])),
+        "Only these roles may ask for an identity verification. Installed by `deskgate setup`.",
+    )  # fmt: skip
+    out.append(integration_user_role(config))
     out.append(
         Wanted(
             "sys_properties", "property", URL_PROPERTY, {"name": URL_PROPERTY},
@@ -174,12 +272,16 @@ def wanted(config: ServiceNowDeskConfig, public_url: str, secret: str = "") -> l
             "sys_ui_action", "UI action", UI_ACTION_NAME,
             {"table": table, "action_name": UI_ACTION_ID},
             {"table": table, "action_name": UI_ACTION_ID, "name": UI_ACTION_NAME,
-             "active": "true", "client": "false", "form_button": "true",
+             "active": "true", "client": "false", "form_button": "true", "form_action": "true",
              "form_context_menu": "false", "list_context_menu": "false", "order": "100",
+             # On a saved record only: the push names the record, which must exist.
+             "show_insert": "false", "show_update": "true",
+             "roles": roles_text(list(config.verification_roles)),
              # Not while a verification is open: the flag would be set for nothing.
              "condition": f"current.active == true && current.getValue('{status}') != 'pending'"
              f" && current.getValue('{status}') != 'review'",
              "script": ui_action_script(config)},
+            kept=frozenset({"roles"}), narrowable=frozenset({"condition"}),
         )
     )  # fmt: skip
     return out

@@ -23,17 +23,29 @@ from connectors.provisioning import (
 from connectors.servicenow import KIND
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.doctor import doctor
-from connectors.servicenow.records import RULE_NAME, SECRET_PROPERTY, URL_PROPERTY, wanted
+from connectors.servicenow.records import (
+    DESKGATE_ROLE,
+    RULE_NAME,
+    SECRET_PROPERTY,
+    UI_ACTION_NAME,
+    URL_PROPERTY,
+    Wanted,
+    wanted,
+)
 from connectors.servicenow.setup import setup
 from connectors.servicenow.update_set import parse, render
 from sandbox.common import Server, serve
 from sandbox.servicenow import ServiceNowSimConfig, create_app
+from tests.conftest import settings_data
+from worker import cli
 
 SIM = ServiceNowSimConfig()
 PUBLIC = "https://deskgate.acme.test"
 SECRET = "a-push-secret-of-some-length"
 ADMIN = AdminCredential(SIM.admin_username, SecretStr(SIM.admin_password))
-TABLES = ("sys_dictionary", "sys_choice", "sys_properties", "sys_script", "sys_ui_action")
+TABLES = ("sys_dictionary", "sys_choice", "sys_properties", "sys_script", "sys_ui_action",
+          "sys_user_role", "sys_security_acl", "sys_security_acl_role")  # fmt: skip
+UNLOADED = "2026-01-02 03:04:05"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +59,22 @@ def server() -> Iterator[Server]:
 def sim(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, auth=(SIM.admin_username, SIM.admin_password)) as c:
         c.post("/_sandbox/reset").raise_for_status()
+        before_setup(c)
         yield c
+
+
+def before_setup(sim: httpx.Client) -> None:
+    """An instance as setup first finds it: stock roles and users, but none of Deskgate's own
+    role, its grants or field ACLs (a simulator may start with them, as if set up already)."""
+    for table, query in (
+        ("sys_security_acl_role", ""),
+        ("sys_security_acl", ""),
+        ("sys_user_has_role", f"role.name={DESKGATE_ROLE}"),
+        ("sys_user_role", f"name={DESKGATE_ROLE}"),
+    ):
+        rows = sim.get(f"/api/now/table/{table}", params={"sysparm_query": query}).json()
+        for row in rows["result"]:
+            sim.delete(f"/api/now/table/{table}/{row['sys_id']}").raise_for_status()
 
 
 def desk(server: Server, **overrides: Any) -> ServiceNowDeskConfig:
@@ -88,6 +115,11 @@ def checks(config: ServiceNowDeskConfig, public_url: str | None = PUBLIC) -> dic
     return {c.name: c for c in found}
 
 
+def checked(config: ServiceNowDeskConfig) -> list[Wanted]:
+    """What doctor checks a line each for (an ACL's roles are checked with the ACL)."""
+    return [w for w in wanted(config, PUBLIC) if w.table != "sys_security_acl_role"]
+
+
 def failing(found: dict[str, Check]) -> dict[str, Check]:
     return {name: c for name, c in found.items() if c.status != "ok"}
 
@@ -95,29 +127,81 @@ def failing(found: dict[str, Check]) -> dict[str, Check]:
 # -- the update set ---------------------------------------------------------------------------
 
 
-def test_the_update_set_is_well_formed_deterministic_and_holds_no_secret(server: Server) -> None:
+def payload_ids(data: bytes) -> set[str]:
+    """The sys_ids of the records an update set's payloads carry."""
+    return {
+        body.findtext("sys_id") or "" for update in parse(data)[1] for body in update.payload
+    } - {""}
+
+
+def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
+    server: Server,
+) -> None:
     config = desk(server)
-    first, again = render("acme_sn", config, PUBLIC), render("acme_sn", config, PUBLIC)
-    assert first == again
+    first = render("acme_sn", config, PUBLIC, UNLOADED)
+    assert first == render("acme_sn", config, PUBLIC, UNLOADED)
     root = ET.fromstring(first)  # noqa: S314 (our own output)
-    assert root.tag == "unload"
+    assert (root.tag, root.get("unload_date")) == ("unload", UNLOADED)
     assert root.find("sys_remote_update_set/name").text == "Deskgate (acme_sn)"  # type: ignore[union-attr]
-    _, rows = parse(first)
-    tables = [table for table, _ in rows]
-    assert tables.count("sys_dictionary") == 2
-    assert tables.count("sys_properties") == 1  # the URL; never the secret's property
-    assert (tables.count("sys_script"), tables.count("sys_ui_action")) == (1, 1)
-    # Two flag values and six status markers, each a choice.
-    assert tables.count("sys_choice") == 8
+    for xml in root.iter("sys_update_xml"):
+        assert (xml.findtext("application"), xml.findtext("update_domain")) == ("global", "global")
+    _, updates = parse(first)
+    by_name = {u.name: u for u in updates}
+    # A field: one dictionary update named by what it coalesces on, its label apart.
+    field = by_name["sys_dictionary_incident_u_idv_request"]
+    body = field.payload[0]
+    assert (field.type, body.tag, body.get("table"), body.get("element")) == (
+        "Dictionary", "sys_dictionary", "incident", "u_idv_request"
+    )  # fmt: skip
+    label = by_name["sys_documentation_incident_u_idv_request_en"].payload[0]
+    assert (label.tag, label.get("table"), label.get("element"), label.get("language")) == (
+        "sys_documentation", "incident", "u_idv_request", "en"
+    )  # fmt: skip
+    assert label.get("label") == "Identity verification request"
+    # A field's choices: one update holding the whole set.
+    for element, values in (
+        ("u_idv_request", ["mfa_reset", "account_unlock"]),
+        ("u_idv_status", ["pending", "verified", "failed", "review", "expired", "error"]),
+    ):
+        choices = by_name[f"sys_choice_incident_{element}"].payload[0]
+        assert (choices.get("table"), choices.get("field")) == ("incident", element)
+        assert [c.tag for c in choices].count("sys_choice_set") == 1
+        assert [c.findtext("value") for c in choices if c.tag == "sys_choice"] == values
+    assert len(updates) == 12  # role, 2 x (field, label, choices), 2 ACLs, URL, rule, action
+    assert not [u.name for u in updates if u.type in ("Dictionary", "Field Label", "Choice list")
+                and any(i in u.name for i in payload_ids(first))]  # fmt: skip
+    # A property belongs to no table; the secret's property is never in the file.
+    [prop] = [u for u in updates if u.type == "System Property"]
+    assert prop.table == ""
+    assert prop.payload[0].findtext("name") == URL_PROPERTY
+    assert prop.payload[0].findtext("value") == f"{PUBLIC}/webhooks/servicenow"
     assert SECRET.encode() not in first
-    assert all(v["name"] != SECRET_PROPERTY for t, v in rows if t == "sys_properties")
-    url = next(v for t, v in rows if t == "sys_properties" and v["name"] == URL_PROPERTY)
-    assert url["value"] == f"{PUBLIC}/webhooks/servicenow"
-    # A desk on another table: its own fields, choices, rule and action; the two properties are
-    # the instance's, shared by every desk on it.
-    other = render("other_sn", desk(server, table="sc_req_item"), PUBLIC)
-    shared = {v["sys_id"] for _, v in rows} & {v["sys_id"] for _, v in parse(other)[1]}
-    assert shared == {v["sys_id"] for t, v in rows if t == "sys_properties"}
+    # The UI action: a form button on a saved record, for the roles that may ask.
+    [action] = [u.payload[0] for u in updates if u.type == "UI Action"]
+    assert {k: action.findtext(k) for k in ("form_action", "show_insert", "show_update")} == {
+        "form_action": "true", "show_insert": "false", "show_update": "true"
+    }  # fmt: skip
+    assert action.findtext("roles") == "itil"
+    # The ACLs, each with its roles; a stock role by name, the one setup makes by its sys_id.
+    acls = {
+        u.payload[0].findtext("name"): {
+            r.find("sys_user_role").get("name"): r.findtext("sys_user_role")  # type: ignore[union-attr]
+            for r in u.payload if r.tag == "sys_security_acl_role"
+        }
+        for u in updates if u.type == "Access Control"
+    }  # fmt: skip
+    assert set(acls) == {"incident.u_idv_status", "incident.u_idv_request"}
+    assert set(acls["incident.u_idv_status"]) == {"deskgate"}
+    assert set(acls["incident.u_idv_request"]) == {"itil", "deskgate"}
+    assert acls["incident.u_idv_request"]["itil"] == ""
+    assert acls["incident.u_idv_status"]["deskgate"] in payload_ids(first)
+    assert b"sys_user_has_role" not in first  # update sets carry no user's roles
+    # A desk on another table: its own fields, choices, ACLs, rule and action; the properties
+    # and the role are the instance's, shared by every desk on it.
+    other = render("other_sn", desk(server, table="sc_req_item"), PUBLIC, UNLOADED)
+    shared = {u.payload[0].findtext("sys_id") for u in updates
+              if u.type in ("System Property", "Role")}  # fmt: skip
+    assert payload_ids(first) & payload_ids(other) == shared
 
 
 def test_setup_writes_the_file_once_and_names_the_manual_secret_step(
@@ -126,7 +210,8 @@ def test_setup_writes_the_file_once_and_names_the_manual_secret_step(
     path = tmp_path / "deskgate.xml"
     config = desk(server)
     dry = setup(request(config, apply=False, update_set=path, dry_run=True))
-    assert [c.action for c in dry] == [Action.WRITE, Action.MANUAL]
+    assert [c.action for c in dry] == [Action.WRITE, Action.MANUAL, Action.MANUAL]
+    assert f"grant the role deskgate to Deskgate's integration user {SIM.username}" in dry[2].detail
     assert not path.exists()
     first = setup(request(config, apply=False, update_set=path))
     assert first[0].action == Action.WRITE
@@ -150,10 +235,11 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert sim.post(f"/sys_remote_update_set/{set_id}/commit").status_code == 400  # unpreviewed
     preview = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]
     assert preview["problems"] == []
-    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 13
+    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 12
     imported = records(sim)
 
     sim.post("/_sandbox/reset").raise_for_status()
+    before_setup(sim)
     setup(request(config))
     applied = records(sim)
     secret = next(
@@ -168,7 +254,8 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert secret not in imported["sys_properties"]
     assert applied["sys_properties"][secret]["value"] != ""
     assert SECRET not in str(applied)  # read back encrypted, never in clear
-    assert sum(len(rows) for rows in applied.values()) == 14
+    # Every record but the integration user's role, which is no metadata.
+    assert sum(len(rows) for rows in applied.values()) == len(wanted(config, PUBLIC)) - 1
     # Promoting (importing) the update set again later leaves the instance's secret as it is.
     again = sim.post(
         "/sys_upload.do",
@@ -187,7 +274,10 @@ def test_an_update_set_for_a_missing_table_is_refused_at_commit(
         "result"
     ]["sys_id"]
     problems = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]["problems"]
-    assert "sys_dictionary: no table 'u_no_such_table'" in problems
+    assert (
+        "sys_dictionary_u_no_such_table_u_idv_request: no table 'u_no_such_table' on this "
+        "instance" in problems
+    )
     refused = sim.post(f"/sys_remote_update_set/{set_id}/commit")
     assert refused.status_code == 400
     assert sim.get("/api/now/table/sys_script").json()["result"] == []  # nothing half-applied
@@ -247,7 +337,7 @@ def test_apply_needs_an_admin_and_refuses_the_integration_user(
     with pytest.raises(ProvisioningError, match="must not be Deskgate's integration user"):
         setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=integration))
     agent = AdminCredential(SIM.agent_username, SecretStr(SIM.agent_password))  # not an admin
-    with pytest.raises(ProvisioningError, match=r"refused POST /api/now/table/sys_dictionary.*403"):
+    with pytest.raises(ProvisioningError, match=r"refused POST /api/now/table/sys_user_role.*403"):
         setup(SetupRequest(desk="acme_sn", config=config, public_url=PUBLIC, admin=agent))
 
 
@@ -278,7 +368,7 @@ def test_doctor_is_all_ok_after_setup(server: Server, sim: httpx.Client) -> None
               "audit sys_user.email", "audit sys_user.mobile_phone"}  # fmt: skip
     assert access <= set(found)
     assert f"business rule {RULE_NAME}" in found
-    assert len(found) == len(access) + len(wanted(config, PUBLIC))
+    assert len(found) == len(access) + len(checked(config))
 
 
 def test_doctor_names_a_contact_field_excluded_from_auditing(
@@ -304,7 +394,8 @@ def test_doctor_on_an_empty_instance_names_setup_as_the_fix(
     found = failing(checks(desk(server)))
     assert found["write incident"].status == "warn"  # no record to try on
     missing = [c for c in found.values() if c.detail == "missing"]
-    assert len(missing) == len(wanted(desk(server), PUBLIC))
+    assert len(missing) == len(checked(desk(server))) - 1  # all but the user's role
+    assert "does not hold the deskgate role" in found[f"user role {SIM.username}: deskgate"].detail
     assert all("deskgate setup acme_sn --apply" in c.fix for c in missing)
 
 
@@ -382,3 +473,172 @@ def test_the_docs_point_at_the_shipped_scripts_instead_of_a_copy() -> None:
     shipped = (root / "connectors" / "servicenow" / "business_rule.js").read_text()
     rule = next(w for w in wanted(desk_at("http://x"), PUBLIC) if w.table == "sys_script")
     assert rule.values["script"] == shipped
+
+
+# -- the protected fields -------------------------------------------------------------------
+
+
+def acl_roles(sim: httpx.Client, name: str) -> set[str]:
+    [acl] = sim.get(
+        "/api/now/table/sys_security_acl", params={"sysparm_query": f"name={name}"}
+    ).json()["result"]
+    rows = sim.get(
+        "/api/now/table/sys_security_acl_role",
+        params={"sysparm_query": f"sys_security_acl={acl['sys_id']}",
+                "sysparm_fields": "sys_user_role.name"},
+    ).json()["result"]  # fmt: skip
+    return {r["sys_user_role.name"] for r in rows}
+
+
+def one(sim: httpx.Client, table: str, query: str) -> dict[str, Any]:
+    [row] = sim.get(
+        f"/api/now/table/{table}",
+        params={"sysparm_query": query, "sysparm_exclude_reference_link": "true"},
+    ).json()["result"]
+    return dict(row)
+
+
+def test_apply_protects_the_status_and_flag_fields_and_limits_the_ui_action(
+    server: Server, sim: httpx.Client
+) -> None:
+    config = desk(server, verification_roles=["itil", "sn_request_write"])
+    sim.post("/api/now/table/sys_user_role", json={"name": "sn_request_write"})
+    setup(request(config))
+    status = one(sim, "sys_security_acl", "name=incident.u_idv_status")
+    assert (status["operation"], status["type"], status["active"]) == ("write", "record", "true")
+    assert status["admin_overrides"] == "true"
+    assert acl_roles(sim, "incident.u_idv_status") == {"deskgate"}
+    # Deskgate's own user sets the flag back after an outcome, so it passes that ACL too.
+    assert acl_roles(sim, "incident.u_idv_request") == {"itil", "sn_request_write", "deskgate"}
+    assert one(sim, "sys_ui_action", "action_name=deskgate_request_verification")["roles"] == (
+        "itil,sn_request_write"
+    )
+    role = one(sim, "sys_user_role", "name=deskgate")
+    user = one(sim, "sys_user", f"user_name={SIM.username}")
+    one(sim, "sys_user_has_role", f"user={user['sys_id']}^role={role['sys_id']}")
+    # A role the instance lacks is named, not guessed.
+    with pytest.raises(ProvisioningError, match=r"no sys_user_role 'x_nobody'.*verification_roles"):
+        setup(request(desk(server, verification_roles=["x_nobody"])))
+
+
+def test_apply_prints_the_manual_step_when_it_cannot_grant_the_role(
+    server: Server, sim: httpx.Client
+) -> None:
+    changes = setup(request(desk(server, username="someone.else")))
+    [manual] = [c for c in changes if c.kind == "user role"]
+    assert manual.action == Action.MANUAL
+    assert "grant the role deskgate to Deskgate's integration user someone.else" in manual.detail
+
+
+def test_setup_keeps_and_reports_what_an_admin_tightened_and_repairs_what_breaks_deskgate(
+    server: Server, sim: httpx.Client
+) -> None:
+    config = desk(server)
+    setup(request(config))
+    field = one(sim, "sys_dictionary", "name=incident^element=u_idv_status")
+    sim.patch(f"/api/now/table/sys_dictionary/{field['sys_id']}", json={"read_only": "true"})
+    action = one(sim, "sys_ui_action", "action_name=deskgate_request_verification")
+    narrower = action["condition"] + " && gs.hasRole('itil_admin')"
+    sim.patch(
+        f"/api/now/table/sys_ui_action/{action['sys_id']}",
+        json={"condition": narrower, "roles": "itil_admin"},
+    ).raise_for_status()
+    flag_acl = one(sim, "sys_security_acl", "name=incident.u_idv_request")
+    admin_role = one(sim, "sys_user_role", "name=admin")
+    sim.post(
+        "/api/now/table/sys_security_acl_role",
+        json={"sys_security_acl": flag_acl["sys_id"], "sys_user_role": admin_role["sys_id"]},
+    ).raise_for_status()
+    # And two things that would break Deskgate: the status ACL off, the UI action's roles gone.
+    status_acl = one(sim, "sys_security_acl", "name=incident.u_idv_status")
+    sim.patch(f"/api/now/table/sys_security_acl/{status_acl['sys_id']}", json={"active": "false"})
+
+    first, second = setup(request(config)), setup(request(config))
+    for run in (first, second):
+        by_name = {c.name: c for c in run}
+        assert "kept the admin's read_only" in by_name["incident.u_idv_status"].detail
+        assert "kept the admin's condition, roles" in by_name[UI_ACTION_NAME].detail
+        assert "extra roles: admin" in by_name["write incident.u_idv_request"].detail
+    repaired = {c.name: c.detail for c in first if c.action == Action.UPDATE}
+    assert repaired == {"write incident.u_idv_status": "fields: active"}
+    assert {c.action for c in second} == {Action.UNCHANGED}
+    assert one(sim, "sys_dictionary", f"sys_id={field['sys_id']}")["read_only"] == "true"
+    kept = one(sim, "sys_ui_action", f"sys_id={action['sys_id']}")
+    assert (kept["condition"], kept["roles"]) == (narrower, "itil_admin")
+    assert acl_roles(sim, "incident.u_idv_request") == {"itil", "deskgate", "admin"}
+    assert one(sim, "sys_security_acl", f"sys_id={status_acl['sys_id']}")["active"] == "true"
+    # A condition that no longer holds Deskgate's own is replaced (it could show the button
+    # while a verification is open).
+    sim.patch(
+        f"/api/now/table/sys_ui_action/{action['sys_id']}", json={"condition": "true"}
+    ).raise_for_status()
+    [fixed] = [c for c in setup(request(config)) if c.name == UI_ACTION_NAME]
+    assert fixed.action == Action.UPDATE and "fields: condition" in fixed.detail
+
+
+def test_doctor_names_a_weakened_protection_with_its_fix(server: Server, sim: httpx.Client) -> None:
+    config = desk(server)
+    setup(request(config))
+    sim.post("/api/now/table/incident", json={"short_description": "x"}).raise_for_status()
+    grant = one(sim, "sys_user_has_role", "role.name=deskgate")
+    sim.delete(f"/api/now/table/sys_user_has_role/{grant['sys_id']}").raise_for_status()
+    status_acl = one(sim, "sys_security_acl", "name=incident.u_idv_status")
+    itil = one(sim, "sys_user_role", "name=itil")
+    sim.post(
+        "/api/now/table/sys_security_acl_role",
+        json={"sys_security_acl": status_acl["sys_id"], "sys_user_role": itil["sys_id"]},
+    ).raise_for_status()
+    flag_acl = one(sim, "sys_security_acl", "name=incident.u_idv_request")
+    sim.patch(f"/api/now/table/sys_security_acl/{flag_acl['sys_id']}", json={"active": "false"})
+    action = one(sim, "sys_ui_action", "action_name=deskgate_request_verification")
+    sim.patch(f"/api/now/table/sys_ui_action/{action['sys_id']}", json={"roles": ""})
+
+    found = failing(checks(config))
+    assert {name: c.status for name, c in found.items()} == {
+        f"user role {SIM.username}: deskgate": "fail",
+        "ACL write incident.u_idv_status": "warn",
+        "ACL write incident.u_idv_request": "fail",
+        f"UI action {UI_ACTION_NAME}": "fail",
+    }
+    assert (
+        f"grant {SIM.username} the role deskgate"
+        in found[f"user role {SIM.username}: deskgate"].fix
+    )
+    assert "itil may also write the status" in found["ACL write incident.u_idv_status"].detail
+    assert "inactive" in found["ACL write incident.u_idv_request"].detail
+    assert "set its roles to itil" in found[f"UI action {UI_ACTION_NAME}"].fix
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_the_command_writes_the_update_set_without_an_admin(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = settings_data()
+    incode = data["incode"]
+    lines = [f'public_url = "{PUBLIC}"', "[incode]"] + [
+        f'{key} = "{incode[key]}"'
+        for key in ("api_url", "auth_url", "integration_reference", "client_id", "executive_email")
+    ]
+    lines += ["[desks.acme_sn]", 'kind = "servicenow"', f'base_url = "{server.url}"',
+              f'username = "{SIM.username}"']  # fmt: skip
+    (tmp_path / "deskgate.toml").write_text("\n".join(lines) + "\n")
+    env = {
+        "DESKGATE_CONFIG": str(tmp_path / "deskgate.toml"),
+        "DESKGATE_NOTE_SECRET": data["note_secret"],
+        "DESKGATE_INCODE__CLIENT_SECRET": incode["client_secret"],
+        "DESKGATE_INCODE__API_KEY": incode["api_key"],
+        "DESKGATE_INCODE__EXECUTIVE_PASSWORD": incode["executive_password"],
+        "DESKGATE_INCODE__WEBHOOK_SECRET": incode["webhook_secret"],
+        "DESKGATE_DESKS__ACME_SN__PASSWORD": SIM.password,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DESKGATE_ADMIN_USER", raising=False)
+    monkeypatch.delenv("DESKGATE_ADMIN_SECRET", raising=False)
+    path = tmp_path / "deskgate.xml"
+    assert cli.main(["setup", "acme_sn", "--update-set", str(path)]) == 0
+    assert parse(path.read_bytes())[0]["name"] == "Deskgate (acme_sn)"
+    # Applying it talks to the instance: that still needs the admin.
+    assert cli.main(["setup", "acme_sn", "--update-set", str(path), "--apply"]) == 2
