@@ -44,7 +44,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -246,15 +246,14 @@ class ServiceNowSimConfig:
     admin_username: str = "admin"
     admin_password: str = "sandbox-servicenow-admin-password"
     # The roles each account holds from the start (sys_user_has_role), as an instance's admin
-    # gives them: Deskgate's integration user has the role its field ACLs name.
+    # gives them before Deskgate is set up: `deskgate setup --apply` creates the `deskgate`
+    # role, grants it to the integration user and makes the field ACLs.
     user_roles: tuple[tuple[str, str], ...] = (
-        ("admin", "admin"), ("deskgate.integration", "itil"),
-        ("deskgate.integration", "deskgate"), ("it.agent", "itil"),
+        ("admin", "admin"), ("deskgate.integration", "itil"), ("it.agent", "itil"),
     )  # fmt: skip
-    # Field write ACLs the instance starts with ("<table>.<field>", role): the ones
-    # `deskgate setup` makes for the sandbox desk (found again by name and operation, so setup
-    # creating them too changes nothing). Empty: an instance without them.
-    field_acls: tuple[tuple[str, str], ...] = (("incident.u_idv_status", "deskgate"),)
+    # Field write ACLs the instance starts with ("<table>.<field>", role), for tests of the
+    # platform's enforcement alone. Empty (a fresh instance): setup makes Deskgate's.
+    field_acls: tuple[tuple[str, str], ...] = ()
     # sys_user fields excluded from auditing (the dictionary attribute no_audit=true): their
     # changes leave no sys_audit row, so a phone set a minute ago looks as old as the user.
     unaudited_user_fields: tuple[str, ...] = ()
@@ -270,6 +269,17 @@ class ServiceNowSimConfig:
     # rule's secret property to it (the simulator itself signs nothing).
     webhook_secret: str = "sandbox-servicenow-signing-secret"
     tables: tuple[str, ...] = ("incident", "sc_req_item")
+
+
+def set_up(config: ServiceNowSimConfig) -> ServiceNowSimConfig:
+    """``config`` as an instance on which ``deskgate setup`` already ran, for tests of the
+    platform's enforcement alone: the integration user holds ``deskgate`` and the status field
+    has its write ACL."""
+    return replace(
+        config,
+        user_roles=(*config.user_roles, (config.username, "deskgate")),
+        field_acls=(*config.field_acls, ("incident.u_idv_status", "deskgate")),
+    )
 
 
 class ApiError(Exception):

@@ -25,10 +25,10 @@ from connectors.servicenow.setup import setup
 from connectors.ticketing import PushAuth
 from sandbox.common import Server, serve
 from sandbox.options import StackOptions, Wiring
-from sandbox.servicenow import ServiceNowSimConfig, create_app, provision
+from sandbox.servicenow import ServiceNowSimConfig, create_app, provision, set_up
 from sandbox.servicenow_driver import FLAG_FIELD, TRIGGERS
 
-CFG = ServiceNowSimConfig()
+CFG = set_up(ServiceNowSimConfig())  # its ACL tests need what setup makes
 FLAG = "u_idv_required"  # a custom field, as a desk adds one
 ENVELOPE_401 = {
     "error": {

@@ -21,12 +21,12 @@ from sandbox import servicenow as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
 
-SIM = sim.ServiceNowSimConfig()
+SIM = sim.set_up(sim.ServiceNowSimConfig())  # as `deskgate setup` leaves it
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    running = serve(sim.create_app(sim.ServiceNowSimConfig()))
+    running = serve(sim.create_app(SIM))
     yield running
     running.stop()
 
