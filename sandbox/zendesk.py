@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -1368,6 +1369,74 @@ def _page_number(name: str, default: int) -> int:
     return value
 
 
+class Paging(StrEnum):
+    """How a listing endpoint pages, as its page in Zendesk's reference says ("Pagination"):
+    cursor pagination when the request has ``page[size]``; otherwise offset pagination
+    (``page``/``per_page``) or, where the endpoint documents "no pagination", every item."""
+
+    CURSOR_OR_OFFSET = "cursor or offset"
+    CURSOR_OR_ALL = "cursor or none"
+    OFFSET_ONLY = "offset only"
+
+
+def _paged(key: str, items: list[dict[str, Any]], paging: str) -> Response:
+    """One page of ``items`` under ``key``, shaped as Zendesk's pagination guide shows: cursor
+    pages carry ``meta.has_more``/``after_cursor`` and ``links.next`` (``page[size]`` at most
+    100), offset pages ``next_page``/``previous_page``/``count`` (``per_page`` 100 by default and
+    at most). A ``page[size]`` on an offset-only endpoint (the trigger and macro searches) is
+    refused, as Zendesk refuses a page that is not an integer."""
+    path = f"{_base()}{request.path}"
+    if "page[size]" in request.args and paging != Paging.OFFSET_ONLY:
+        size = min(_page_number("page[size]", MAX_PER_PAGE), MAX_PER_PAGE)
+        start = _cursor(request.args.get("page[after]"))
+        page, more = items[start : start + size], start + size < len(items)
+        after = _encode_cursor(start + size) if page else None
+        query = {k: v for k, v in request.args.items() if k not in ("page[after]", "page[before]")}
+        links = {
+            "next": f"{path}?{urlencode({**query, 'page[after]': after})}" if more else None,
+            "prev": None,
+        }
+        meta = {"has_more": more, "after_cursor": after, "before_cursor": None}
+        return _json({key: page, "meta": meta, "links": links})
+    if request.args.get("page", "").startswith("{") or "page[size]" in request.args:
+        raise ApiError(400, "InvalidPaginationParameter", "page must be an integer")
+    if paging == Paging.CURSOR_OR_ALL and "page" not in request.args:
+        return _json({key: items, "next_page": None, "previous_page": None, "count": len(items)})
+    number = _page_number("page", 1)
+    per_page = min(_page_number("per_page", MAX_PER_PAGE), MAX_PER_PAGE)
+    start, end = (number - 1) * per_page, number * per_page
+    query = {k: v for k, v in request.args.items() if k != "page"}
+
+    def page_url(n: int) -> str:
+        return f"{path}?{urlencode({**query, 'page': n})}"
+
+    return _json(
+        {
+            key: items[start:end],
+            "next_page": page_url(number + 1) if end < len(items) else None,
+            "previous_page": page_url(number - 1) if number > 1 else None,
+            "count": len(items),
+        }
+    )
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _cursor(raw: str | None) -> int:
+    """A ``page[after]`` this simulator handed out (opaque to clients, as Zendesk's are)."""
+    if raw is None:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(raw.encode()))["o"]
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "InvalidPaginationParameter", "page[after] is invalid") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise ApiError(400, "InvalidPaginationParameter", "page[after] is invalid")
+    return offset
+
+
 def _answered_at(call: Call) -> float:
     return call.at
 
@@ -1465,8 +1534,7 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
     def list_trigger_categories() -> Response:
         with state.lock:
             found = account.list_categories()
-        links = {"prev": None, "next": None}
-        return _json({"trigger_categories": found, "meta": {"has_more": False}, "links": links})
+        return _paged("trigger_categories", found, Paging.CURSOR_OR_OFFSET)
 
     @app.post("/api/v2/trigger_categories")
     def create_trigger_category() -> Response:
@@ -1477,23 +1545,19 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
 
     # -- triggers --
 
-    def _listed(found: list[dict[str, Any]]) -> Response:
-        return _json(
-            {"triggers": found, "next_page": None, "previous_page": None, "count": len(found)}
-        )
-
     @app.get("/api/v2/triggers")
     def list_triggers() -> Response:
         active = request.args.get("active")
         flag = None if active is None else active.lower() == "true"
-        return _listed(state.list_triggers(_base(), flag, request.args.get("category_id")))
+        found = state.list_triggers(_base(), flag, request.args.get("category_id"))
+        return _paged("triggers", found, Paging.CURSOR_OR_OFFSET)
 
     @app.get("/api/v2/triggers/search")
     def search_triggers() -> Response:
         query = request.args.get("query", "")
         if not query.strip():
             raise ApiError(400, "InvalidParameter", "query is required")
-        return _listed(state.search_triggers(query, _base()))
+        return _paged("triggers", state.search_triggers(query, _base()), Paging.OFFSET_ONLY)
 
     @app.post("/api/v2/triggers")
     def create_trigger() -> Response:
@@ -1518,15 +1582,11 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
 
     # -- macros --
 
-    def _macros(found: list[dict[str, Any]]) -> Response:
-        return _json(
-            {"macros": found, "next_page": None, "previous_page": None, "count": len(found)}
-        )
-
     @app.get("/api/v2/macros")
     def list_macros() -> Response:
         with state.lock:
-            return _macros(account.list_macros())
+            found = account.list_macros()
+        return _paged("macros", found, Paging.CURSOR_OR_OFFSET)
 
     @app.get("/api/v2/macros/search")
     def search_macros() -> Response:
@@ -1534,7 +1594,8 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
         if not query.strip():
             raise ApiError(400, "InvalidParameter", "query is required")
         with state.lock:
-            return _macros(account.list_macros(query))
+            found = account.list_macros(query)
+        return _paged("macros", found, Paging.OFFSET_ONLY)
 
     @app.post("/api/v2/macros")
     def create_macro() -> Response:

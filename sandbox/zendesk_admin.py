@@ -8,6 +8,10 @@ secrets, trigger categories, macros and the ticket statuses, as ``deskgate setup
   (``GET``/``POST .../signing_secret``; ``POST`` resets it, the old one signs nothing any more).
   Errors are JSON:API bodies (``{"errors": [...]}``), as on Zendesk's newer endpoints.
 - Trigger categories (``/api/v2/trigger_categories``): ids are strings.
+- Listings page as Zendesk's reference documents each one (``sandbox/zendesk.py``, ``_paged``):
+  categories, triggers, macros and automations by cursor (``page[size]``, at most 100) or offset
+  (``page``/``per_page``, 100 by default and at most); the trigger and macro searches by offset
+  only; ticket fields by cursor, or all of them when no ``page[size]`` is given.
 - Macros (``/api/v2/macros``): ``current_tags`` (adds), ``remove_tags``, ``status`` and
   ``comment_value`` actions; ``GET /tickets/{id}/macros/{id}/apply`` answers what the ticket would
   become without saving it.

@@ -157,7 +157,7 @@ class _Doctor:
 
     def trigger(self, api: httpx.Client, webhook_id: str | None) -> None:
         title = objects.trigger_title(self.req.desk)
-        found = setup.find_trigger(api, title)
+        found = setup.find_trigger(api, self.config, title)
         if not self._check(
             "trigger exists",
             found is not None,
@@ -181,7 +181,7 @@ class _Doctor:
     def macros(self, api: httpx.Client) -> None:
         for tag, reason in self.config.triggers.items():
             wanted = objects.macro(tag, reason)
-            found = setup.find_macro(api, wanted["title"])
+            found = setup.find_macro(api, self.config, wanted["title"])
             if found is None or not objects.same_macro(found, wanted):
                 self._warn(
                     f"macro {wanted['title']!r}",

@@ -423,3 +423,68 @@ def _all_webhooks(admin_api: httpx.Client) -> list[dict[str, Any]]:
         page = admin_api.get(page["links"]["next"]).json()
         found += page["webhooks"]
     return found
+
+
+def test_setup_and_doctor_read_every_page_of_categories_triggers_and_macros(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """An account with more categories, look-alike triggers and look-alike macros than one page
+    holds (100): each of Deskgate's objects sits on a second page, and a second run must find
+    them there instead of making a second "Deskgate" category, trigger or macro."""
+    hook = {"name": "Other", "status": "active", "endpoint": "https://other.example.test/hook",
+            "http_method": "POST", "request_format": "json",
+            "subscriptions": ["conditional_ticket_events"]}  # fmt: skip
+    other = admin_api.post("/webhooks", json={"webhook": hook}).json()["webhook"]["id"]
+    for i in range(100):
+        category = {"trigger_category": {"name": f"Team {i}", "position": i}}
+        admin_api.post("/trigger_categories", json=category).raise_for_status()
+        new = {"field": "status", "operator": "is", "value": "new"}
+        push = {"field": "notification_webhook", "value": [other, "{}"]}
+        trigger = {"title": f"{objects.trigger_title(DESK)} (old {i})",
+                   "conditions": {"all": [new]}, "actions": [push]}  # fmt: skip
+        admin_api.post("/triggers", json={"trigger": trigger}).raise_for_status()
+        for reason in TRIGGERS.values():
+            macro = {"title": f"{objects.macro_title(reason)} (old {i})",
+                     "actions": [{"field": "current_tags", "value": "other"}]}  # fmt: skip
+            admin_api.post("/macros", json={"macro": macro}).raise_for_status()
+    stored: dict[str, str] = {}  # the "Other" webhook took the simulator's first secret
+    run_setup(desk(sim, webhook_secret=None), store_secret=stored.setdefault)
+    config = desk(sim, webhook_secret=stored[objects.secret_env(DESK)])
+    again = run_setup(config)
+    assert set(actions(again).values()) == {Action.UNCHANGED}
+    assert failures(run_doctor(config)) == {}
+    names = [c["name"] for c in _every(admin_api, "/trigger_categories", "trigger_categories")]
+    assert names.count("Deskgate") == 1 and len(names) == 101
+    titles = [t["title"] for t in _every(admin_api, "/triggers", "triggers")]
+    assert titles.count(objects.trigger_title(DESK)) == 1
+    macros = [m["title"] for m in _every(admin_api, "/macros", "macros")]
+    assert all(macros.count(objects.macro_title(r)) == 1 for r in TRIGGERS.values())
+
+
+def test_the_simulator_pages_listings_as_zendesk_documents(admin_api: httpx.Client) -> None:
+    for i in range(150):
+        body = {"trigger_category": {"name": f"Team {i}", "position": i}}
+        admin_api.post("/trigger_categories", json=body).raise_for_status()
+    # Offset pagination by default: 100 a page, then next_page.
+    first = admin_api.get("/trigger_categories").json()
+    assert len(first["trigger_categories"]) == 100 and first["count"] == 150
+    second = admin_api.get(first["next_page"]).json()
+    assert len(second["trigger_categories"]) == 50 and second["next_page"] is None
+    # Cursor pagination with page[size], capped at 100.
+    page = admin_api.get("/trigger_categories", params={"page[size]": "500"}).json()
+    assert len(page["trigger_categories"]) == 100 and page["meta"]["has_more"]
+    rest = admin_api.get(page["links"]["next"]).json()
+    assert rest["trigger_categories"][0]["name"] == "Team 100"
+    assert not rest["meta"]["has_more"] and rest["links"]["next"] is None
+    # The searches page by offset only: a cursor is refused.
+    refused = admin_api.get("/macros/search", params={"query": "x", "page[size]": "10"})
+    assert refused.status_code == 400
+
+
+def _every(admin_api: httpx.Client, path: str, key: str) -> list[dict[str, Any]]:
+    page = admin_api.get(path).json()
+    found: list[dict[str, Any]] = page[key]
+    while page["next_page"]:
+        page = admin_api.get(page["next_page"]).json()
+        found += page[key]
+    return found
