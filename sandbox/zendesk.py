@@ -804,24 +804,52 @@ class ZendeskState:
 
     def _trigger_jobs(self, ticket: Ticket, changed: bool) -> list[WebhookJob]:
         """Zendesk's trigger run after a create or an update: every active trigger whose
-        conditions hold now fires, whatever fired before. An update that changed nothing
-        (no audit event) is no update, and runs nothing."""
+        conditions hold now fires, whatever fired before. A trigger that changes the ticket's
+        tags starts the run again from the top, each trigger firing at most once per update
+        (the tag change joins the update's audit). An update that changed nothing (no audit
+        event) is no update, and runs nothing."""
         if not changed or not self.triggers_enabled:
             return []
-        jobs = []
-        for trigger in self.triggers:
-            if not trigger["active"] or not triggers.conditions_hold(
-                trigger["conditions"], ticket.status, ticket.tags
-            ):
-                continue
-            for action in trigger["actions"]:
-                webhook_id, template = action["value"]
-                target = self.account.delivery_target(webhook_id)
-                if target is None:
-                    continue  # deleted or deactivated since: Zendesk sends nothing
-                body = triggers.render_body(template, ticket.id)
-                jobs.append(self._webhook_job(target, webhook_id, ticket.id, body, trigger["id"]))
+        jobs: list[WebhookJob] = []
+        fired: set[int] = set()
+        again = True
+        while again:
+            again = False
+            for trigger in self.triggers:
+                if trigger["id"] in fired or not trigger["active"]:
+                    continue
+                if not triggers.conditions_hold(trigger["conditions"], _facts(ticket)):
+                    continue
+                fired.add(trigger["id"])
+                again = self._fire(trigger, ticket, jobs)
+                if again:
+                    break
         return jobs
+
+    def _fire(self, trigger: dict[str, Any], ticket: Ticket, jobs: list[WebhookJob]) -> bool:
+        """One trigger's actions; True when they changed the ticket."""
+        tags = list(ticket.tags)
+        for action in trigger["actions"]:
+            if action["field"] in triggers.TAG_ACTIONS:
+                tags = triggers.apply_tag_action(action, tags)
+                continue
+            webhook_id, template = action["value"]
+            target = self.account.delivery_target(webhook_id)
+            if target is None:
+                continue  # deleted or deactivated since: Zendesk sends nothing
+            body = triggers.render_body(template, ticket.id)
+            jobs.append(self._webhook_job(target, webhook_id, ticket.id, body, trigger["id"]))
+        events = self._set_tags(ticket, tags)
+        if events and ticket.audits:
+            for event in events:
+                event["id"] = self._next_event
+                event["via"] = {
+                    "channel": "rule",
+                    "source": {"rel": "trigger", "id": trigger["id"]},
+                }
+                self._next_event += 1
+            ticket.audits[-1]["events"] += events
+        return bool(events)
 
     def _webhook_job(
         self, target: tuple[str, str], webhook_id: str, ticket_id: int, body: bytes, trigger_id: int
@@ -1367,6 +1395,27 @@ def _page_number(name: str, default: int) -> int:
     if value < 1:
         raise ApiError(400, "InvalidPaginationParameter", f"{name} must be positive")
     return value
+
+
+VIA_API = "5"  # Zendesk's via id of a ticket made through the API ("Web service")
+
+
+def _facts(ticket: Ticket) -> dict[str, Any]:
+    """What a trigger condition reads of ``ticket`` (``zendesk_triggers.conditions_hold``)."""
+    return {
+        "status": ticket.status,
+        "tags": ticket.tags,
+        "group_id": None,
+        "brand_id": None,
+        "organization_id": None,
+        "assignee_id": ticket.assignee_id,
+        "requester_id": ticket.requester_id,
+        "via_id": VIA_API,
+        "comment": ticket.comments[-1].body if ticket.comments else ticket.description,
+        "subject": ticket.subject,
+        "description": ticket.description,
+        **{f"custom_fields_{k}": v for k, v in ticket.custom_fields.items()},
+    }
 
 
 class Paging(StrEnum):

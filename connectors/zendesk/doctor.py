@@ -168,15 +168,23 @@ class _Doctor:
             return
         assert found is not None
         problems = objects.trigger_problems(found, self.config, webhook_id)
-        fix = f"{self.rerun}: it writes the whole trigger back"
+        fix = f"{self.rerun}: it repairs the trigger and keeps an admin's added conditions"
         for name in (
             "active",
             "fires on the trigger tags",
             "cannot re-fire on Deskgate's writes",
             "notifies Deskgate's webhook",
+            "leaves tags and status alone",
         ):
             label = "trigger is active" if name == "active" else f"trigger {name}"
             self._check(label, name not in problems, problems.get(name, str(found["id"])), fix)
+        _, kept, _ = objects.reconcile_trigger(found, self.config, webhook_id or "")
+        if kept:
+            self._check(
+                "trigger restrictions an admin added",
+                True,
+                f"{'; '.join(kept)}: flags it does not push wait for the poller",
+            )
 
     def macros(self, api: httpx.Client) -> None:
         for tag, reason in self.config.triggers.items():

@@ -2,7 +2,9 @@
 category, the trigger, one macro per trigger reason, and a look at the On-hold status.
 
 Each object is found by its name (``objects.py``), created if missing and updated only where it
-differs, so a second run changes nothing. The trigger is written whole on every update, as
+differs, so a second run changes nothing. Setup never weakens what an admin hardened: on an
+existing trigger it repairs only what Deskgate needs and keeps, and reports, every condition an
+admin added (``objects.reconcile_trigger``); the trigger is still written whole on an update, as
 Zendesk replaces its conditions and actions together. With ``dry_run`` nothing is written and
 the same lines say what would be. The signing secret is read back from the webhook and, when it
 is not the configured one, written only where the operator said (``store_secret``); it is never
@@ -229,15 +231,21 @@ class _Setup:
                 title_id = ""
             self._say("trigger", title, Action.CREATE, f"{title_id}{_summary(self.config)}")
             return
-        if objects.same_trigger(current, wanted):
-            self._say("trigger", title, Action.UNCHANGED, str(current["id"]))
+        # Repair what Deskgate needs; keep (and say) what an admin added to narrow it.
+        repaired, kept, dropped = objects.reconcile_trigger(current, self.config, webhook_id)
+        notes = [f"kept the admin's stricter {'; '.join(kept)}"] if kept else []
+        notes += [f"removed {'; '.join(dropped)} (would undo the flag or the gate)"] * bool(dropped)
+        if objects.same_trigger(current, repaired):
+            self._say("trigger", title, Action.UNCHANGED, "; ".join([str(current["id"]), *notes]))
             return
         why = objects.trigger_problems(current, self.config, webhook_id)
         detail = "; ".join(why.values()) or "its definition differs from Deskgate's"
         if not self.req.dry_run:
-            # The whole definition: Zendesk empties whichever of conditions/actions is left out.
-            call(self.api, "PUT", f"/triggers/{current['id']}", json={"trigger": wanted})
-        self._say("trigger", title, Action.UPDATE, f"{current['id']}: {detail}")
+            # Conditions and actions together: Zendesk empties whichever is left out.
+            call(self.api, "PUT", f"/triggers/{current['id']}", json={"trigger": repaired})
+        self._say(
+            "trigger", title, Action.UPDATE, "; ".join([f"{current['id']}: {detail}", *notes])
+        )
 
     def macro(self, tag: str, reason: str) -> None:
         wanted = objects.macro(tag, reason)

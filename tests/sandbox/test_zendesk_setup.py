@@ -220,7 +220,7 @@ def _agent_restricted(admin_api: httpx.Client, control: httpx.Client) -> None:
          ("webhook", Action.UPDATE)),
         (_secret_reset, "signing secret is the configured one", "--env-file",
          ("signing secret", Action.WRITE)),
-        (_trigger_off, "trigger is active", "writes the whole trigger back",
+        (_trigger_off, "trigger is active", "repairs the trigger",
          ("trigger", Action.UPDATE)),
         (_hold_off, "gate status", 'gate_status = "pending"', ("status", Action.MANUAL)),
         (_agent_restricted, "API user may edit the desk's tickets", "access to all tickets",
@@ -488,3 +488,61 @@ def _every(admin_api: httpx.Client, path: str, key: str) -> list[dict[str, Any]]
         page = admin_api.get(page["next_page"]).json()
         found += page[key]
     return found
+
+
+def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_repairs_it(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """An admin narrows Deskgate's trigger (a group and a brand, one more excluded tag, an
+    earlier status): every later run keeps all of it and says so. When the same admin also
+    breaks it (the open-marker exclusion gone, an action removing the flag), setup repairs
+    that and still keeps the restrictions."""
+    config = desk(sim)
+    run_setup(config)
+    trigger = trigger_of(admin_api)
+    group = {"field": "group_id", "operator": "is", "value": "360001"}
+    brand = {"field": "brand_id", "operator": "is_not", "value": "42"}
+    every = [dict(c) for c in trigger["conditions"]["all"]]
+    for c in every:
+        if c["operator"] == "not_includes":
+            c["value"] += " vip_hold"
+        if c["field"] == "status":
+            c["value"] = "hold"
+    hardened = {"all": [*every, group], "any": [brand]}
+    edit = {"trigger": {"conditions": hardened, "actions": trigger["actions"]}}
+    admin_api.put(f"/triggers/{trigger['id']}", json=edit).raise_for_status()
+
+    for _ in range(2):
+        [line] = [c for c in run_setup(config) if c.kind == "trigger"]
+        assert line.action is Action.UNCHANGED
+        for kept in ("group_id is 360001", "brand_id is_not 42", "vip_hold", "less than hold"):
+            assert kept in line.detail
+    after = trigger_of(admin_api)
+    assert group in after["conditions"]["all"] and after["conditions"]["any"] == [brand]
+    assert {"field": "status", "operator": "less_than", "value": "hold"} in after["conditions"][
+        "all"
+    ]
+    checks = run_doctor(config)
+    assert failures(checks) == {}
+    [restricted] = [c for c in checks if c.name == "trigger restrictions an admin added"]
+    assert "group_id is 360001" in restricted.detail and "poller" in restricted.detail
+
+    weakened = [c for c in after["conditions"]["all"] if c["operator"] != "not_includes"]
+    unflag = {"field": "remove_tags", "value": "idv_mfa_reset"}
+    edit = {"trigger": {"conditions": {"all": weakened, "any": [brand]},
+                        "actions": [*after["actions"], unflag]}}  # fmt: skip
+    admin_api.put(f"/triggers/{trigger['id']}", json=edit).raise_for_status()
+    assert set(failures(run_doctor(config))) == {
+        "trigger cannot re-fire on Deskgate's writes",
+        "trigger leaves tags and status alone",
+    }
+    [line] = [c for c in run_setup(config) if c.kind == "trigger"]
+    assert line.action is Action.UPDATE
+    assert (
+        "removed remove_tags idv_mfa_reset" in line.detail and "group_id is 360001" in line.detail
+    )
+    repaired = trigger_of(admin_api)
+    assert group in repaired["conditions"]["all"] and repaired["conditions"]["any"] == [brand]
+    assert unflag not in repaired["actions"]
+    assert failures(run_doctor(config)) == {}
+    assert [c.action for c in run_setup(config) if c.kind == "trigger"] == [Action.UNCHANGED]
