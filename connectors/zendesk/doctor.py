@@ -190,7 +190,8 @@ class _Doctor:
         for tag, reason in self.config.triggers.items():
             wanted = objects.macro(tag, reason)
             found = setup.find_macro(api, self.config, wanted["title"])
-            if found is None or not objects.same_macro(found, wanted):
+            repaired = objects.reconcile_macro(found, tag, reason)[0] if found else wanted
+            if found is None or not objects.same_macro(found, repaired):
                 self._warn(
                     f"macro {wanted['title']!r}",
                     f"missing or changed: agents add the tag {tag} by hand",

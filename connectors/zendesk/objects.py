@@ -197,7 +197,40 @@ def describe(item: dict[str, Any]) -> str:
 
 
 def same_macro(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    return bool(found.get("active")) and found.get("actions") == wanted["actions"]
+    def actions(m: dict[str, Any]) -> list[str]:
+        return sorted(str((a.get("field"), a.get("value"))) for a in m.get("actions") or [])
+
+    return bool(found.get("active")) and actions(found) == actions(wanted)
+
+
+def reconcile_macro(
+    found: dict[str, Any], tag: str, reason: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The macro setup writes back over ``found``: active, with Deskgate's tag action, and an
+    admin's other actions and access restriction kept (they change what else the macro does or
+    who may use it, never whether it flags); an action removing the tag is dropped. Returns the
+    definition, what was kept and what was dropped."""
+    ours = macro(tag, reason)["actions"][0]
+    actions, kept, dropped = [ours], [], []
+    for a in found.get("actions") or []:
+        if a == ours:
+            continue
+        if a.get("field") == "remove_tags" and tag in str(a.get("value", "")).split():
+            dropped.append(describe(a))
+        else:
+            actions.append(dict(a))
+            kept.append(f"action {describe(a)}")
+    if found.get("restriction"):
+        kept.append(f"restricted to {describe_restriction(found['restriction'])}")
+    definition = {"title": found.get("title"), "active": True, "actions": actions}
+    return definition, kept, dropped
+
+
+def describe_restriction(restriction: Any) -> str:
+    if not isinstance(restriction, dict):
+        return str(restriction)
+    ids = restriction.get("ids") or [restriction.get("id")]
+    return f"{restriction.get('type', '?')} {' '.join(str(i) for i in ids)}"
 
 
 def trigger_problems(

@@ -255,12 +255,17 @@ class _Setup:
             if not self.req.dry_run:
                 call(self.api, "POST", "/macros", json={"macro": wanted})
             self._say("macro", title, Action.CREATE, f"adds the tag {tag}")
-        elif objects.same_macro(current, wanted):
-            self._say("macro", title, Action.UNCHANGED, str(current["id"]))
-        else:
-            if not self.req.dry_run:
-                call(self.api, "PUT", f"/macros/{current['id']}", json={"macro": wanted})
-            self._say("macro", title, Action.UPDATE, f"{current['id']}: adds the tag {tag}")
+            return
+        repaired, kept, dropped = objects.reconcile_macro(current, tag, reason)
+        notes = [f"kept the admin's {'; '.join(kept)}"] if kept else []
+        notes += [f"removed {'; '.join(dropped)} (would undo the flag)"] * bool(dropped)
+        if objects.same_macro(current, repaired):
+            self._say("macro", title, Action.UNCHANGED, "; ".join([str(current["id"]), *notes]))
+            return
+        if not self.req.dry_run:
+            call(self.api, "PUT", f"/macros/{current['id']}", json={"macro": repaired})
+        detail = "; ".join([f"{current['id']}: adds the tag {tag}", *notes])
+        self._say("macro", title, Action.UPDATE, detail)
 
     def gate_status(self) -> None:
         uses_hold = "hold" in (self.config.gate_status, self.config.release_status)

@@ -546,3 +546,31 @@ def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_re
     assert unflag not in repaired["actions"]
     assert failures(run_doctor(config)) == {}
     assert [c.action for c in run_setup(config) if c.kind == "trigger"] == [Action.UNCHANGED]
+
+
+def test_setup_keeps_an_admins_additions_to_a_macro_and_drops_only_an_unflag(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    config = desk(sim)
+    run_setup(config)
+    title = objects.macro_title("MFA reset")
+    [macro] = admin_api.get("/macros/search", params={"query": title}).json()["macros"]
+    note = {"field": "comment_value", "value": "Verifying your identity."}
+    restriction = {"type": "Group", "id": 360001, "ids": [360001]}
+    edit = {"macro": {"actions": [*macro["actions"], note], "restriction": restriction}}
+    admin_api.put(f"/macros/{macro['id']}", json=edit).raise_for_status()
+
+    [line] = [c for c in run_setup(config) if c.name == title]
+    assert line.action is Action.UNCHANGED
+    assert "comment_value" in line.detail and "Group 360001" in line.detail
+    assert not [c for c in run_doctor(config) if c.status is not Status.OK]
+
+    unflag = {"field": "remove_tags", "value": "idv_mfa_reset"}
+    edit = {"macro": {"actions": [note, unflag]}}
+    admin_api.put(f"/macros/{macro['id']}", json=edit).raise_for_status()
+    assert f"macro {title!r}" in failures(run_doctor(config))
+    [line] = [c for c in run_setup(config) if c.name == title]
+    assert line.action is Action.UPDATE and "removed remove_tags idv_mfa_reset" in line.detail
+    after = admin_api.get(f"/macros/{macro['id']}").json()["macro"]
+    assert after["actions"] == [{"field": "current_tags", "value": "idv_mfa_reset"}, note]
+    assert after["restriction"] == restriction
