@@ -1675,6 +1675,34 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
         result["result"]["ticket"]["url"] = f"{_base()}/api/v2/tickets/{ticket_id}.json"
         return _json(result)
 
+    # -- ticket fields and automations --
+
+    @app.get("/api/v2/ticket_fields")
+    def list_ticket_fields() -> Response:
+        with state.lock:
+            found = account.list_fields(end_user=g.role == "end-user")
+        return _paged("ticket_fields", found, Paging.CURSOR_OR_ALL)
+
+    @app.post("/api/v2/ticket_fields")
+    def create_ticket_field() -> Response:
+        _admin_only()
+        raw = _read_json("ticket_field")
+        with state.lock:
+            return _json({"ticket_field": account.create_field(raw)}, 201)
+
+    @app.get("/api/v2/automations")
+    def list_automations() -> Response:
+        with state.lock:
+            found = account.list_automations()
+        return _paged("automations", found, Paging.CURSOR_OR_OFFSET)
+
+    @app.post("/api/v2/automations")
+    def create_automation() -> Response:
+        _admin_only()
+        raw = _read_json("automation")
+        with state.lock:
+            return _json({"automation": account.create_automation(raw)}, 201)
+
     # -- statuses --
 
     @app.get("/api/v2/custom_statuses")

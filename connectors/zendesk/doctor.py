@@ -15,7 +15,7 @@ from config.privacy import mask_email
 from connectors.http import ApiError, AuthFailed, new_client
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status, mask_secret
 from connectors.secret_check import matches_any
-from connectors.zendesk import objects, setup
+from connectors.zendesk import objects, self_flag, setup
 from connectors.zendesk.config import ZendeskDeskConfig
 
 RERUN = "run `deskgate setup {desk}`"
@@ -49,6 +49,7 @@ class _Doctor:
             webhook_id = self.webhook()
             self.trigger(api, webhook_id)
             self.macros(api)
+            self.self_flagging(api)
         return self.checks
 
     def credentials(self, api: httpx.Client) -> bool:
@@ -199,6 +200,24 @@ class _Doctor:
                 )
             else:
                 self._check(f"macro {wanted['title']!r}", True, f"adds {tag}")
+
+    def self_flagging(self, api: httpx.Client) -> None:
+        """Warn where a caller could put a trigger tag on their own ticket (``self_flag.py``)."""
+        flags = set(self.config.triggers)
+        fields = setup.listed(api, self.config, "/ticket_fields", "ticket_fields", **setup.CURSOR)
+        found = self_flag.flagging_fields(fields, flags)
+        for kind, path in (("trigger", "/triggers"), ("automation", "/automations")):
+            rules = setup.listed(api, self.config, path, path.strip("/"), **setup.CURSOR)
+            found += self_flag.flagging_rules(kind, rules, flags, fields)
+        for f in found:
+            self._warn(f"{f.what} lets callers flag themselves", f.detail, f.fix)
+        if not found:
+            self._check(
+                "callers cannot flag themselves",
+                True,
+                "no field end users edit and no trigger or automation on their input adds a "
+                "trigger tag",
+            )
 
 
 def doctor(req: DoctorRequest[ZendeskDeskConfig]) -> list[Check]:

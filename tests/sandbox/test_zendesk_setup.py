@@ -574,3 +574,64 @@ def test_setup_keeps_an_admins_additions_to_a_macro_and_drops_only_an_unflag(
     after = admin_api.get(f"/macros/{macro['id']}").json()["macro"]
     assert after["actions"] == [{"field": "current_tags", "value": "idv_mfa_reset"}, note]
     assert after["restriction"] == restriction
+
+
+def test_doctor_warns_where_callers_can_flag_their_own_ticket(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """End-user-editable fields that set a trigger tag, and triggers or automations adding one
+    on what the requester wrote or chose, are warned about with the fix; the same objects on
+    what only agents decide are not."""
+    config = desk(sim)
+    run_setup(config)
+
+    def field(**body: Any) -> dict[str, Any]:
+        made = admin_api.post("/ticket_fields", json={"ticket_field": body})
+        made.raise_for_status()
+        return dict(made.json()["ticket_field"])
+
+    def rule(kind: str, title: str, conditions: list[dict[str, str]], tags: str) -> None:
+        body = {"title": title, "conditions": {"all": conditions, "any": []},
+                "actions": [{"field": "current_tags" if kind == "trigger" else "set_tags",
+                             "value": tags}]}  # fmt: skip
+        admin_api.post(f"/{kind}s", json={kind: body}).raise_for_status()
+
+    options = [{"name": "MFA reset", "value": "idv_mfa_reset"}, {"name": "Other", "value": "x"}]
+    portal = {"visible_in_portal": True, "editable_in_portal": True}
+    reason = field(type="tagger", title="Reason", custom_field_options=options, **portal)
+    field(type="checkbox", title="Unlock (agents)", tag="idv_account_unlock")
+    field(type="checkbox", title="VIP", tag="vip", **portal)
+    rule("trigger", "Auto MFA", [{"field": "comment_includes_word", "operator": "includes",
+                                  "value": "mfa"}], "idv_mfa_reset")  # fmt: skip
+    rule("trigger", "Reason to tag", [{"field": f"custom_fields_{reason['id']}", "operator": "is",
+                                       "value": "x"}], "idv_account_unlock")  # fmt: skip
+    rule("trigger", "Security group", [{"field": "group_id", "operator": "is",
+                                        "value": "360001"}], "idv_mfa_reset")  # fmt: skip
+    later = {"field": "hours_since_created", "operator": "greater_than", "value": "1"}
+    by_mail = {"field": "via_id", "operator": "is", "value": "4"}
+    rule("automation", "Mail unlock", [later, by_mail], "idv_account_unlock")
+    rule("automation", "Stale VIP", [later], "idv_account_unlock")
+
+    warned = failures(run_doctor(config))
+    assert {name.split(" (")[0] for name in warned} == {
+        "ticket field 'Reason'", "trigger 'Auto MFA'", "trigger 'Reason to tag'",
+        "automation 'Mail unlock'",
+    }  # fmt: skip
+    assert all(c.status is Status.WARN and c.fix for c in warned.values())
+    [by_field] = [c for n, c in warned.items() if n.startswith("ticket field")]
+    assert "idv_mfa_reset" in by_field.detail and "Permissions" in by_field.fix
+    [by_text] = [c for n, c in warned.items() if "Auto MFA" in n]
+    assert "comment_includes_word" in by_text.detail
+
+    # The simulator runs such a trigger as Zendesk does: the caller's words flag the ticket.
+    ticket = {"subject": "help", "comment": {"body": "please reset my MFA"},
+              "requester": {"name": "Eve", "email": "eve@example.test"}}  # fmt: skip
+    made = admin_api.post("/tickets", json={"ticket": ticket}).json()["ticket"]
+    assert "idv_mfa_reset" in made["tags"]
+
+
+def test_doctor_finds_no_self_flagging_on_a_clean_account(sim: Server) -> None:
+    config = desk(sim)
+    run_setup(config)
+    [line] = [c for c in run_doctor(config) if c.name == "callers cannot flag themselves"]
+    assert line.status is Status.OK
