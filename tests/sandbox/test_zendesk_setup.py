@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from flask import Flask, request
 from pydantic import SecretStr
 
 from config.settings import Settings
+from connectors.http import Fatal
 from connectors.provisioning import (
     Action,
     AdminCredential,
@@ -28,7 +30,7 @@ from connectors.registry import SETTINGS
 from connectors.zendesk import objects
 from connectors.zendesk.config import ZendeskDeskConfig
 from connectors.zendesk.doctor import doctor
-from connectors.zendesk.setup import setup
+from connectors.zendesk.setup import client, listed, setup
 from sandbox.common import Server, serve
 from sandbox.zendesk import ZendeskSimConfig, create_app
 from tests.conftest import settings_data
@@ -479,6 +481,16 @@ def test_the_simulator_pages_listings_as_zendesk_documents(admin_api: httpx.Clie
     # The searches page by offset only: a cursor is refused.
     refused = admin_api.get("/macros/search", params={"query": "x", "page[size]": "10"})
     assert refused.status_code == 400
+    # Ticket fields: every one without page[size] (system fields first), by cursor with it.
+    fields = admin_api.get("/ticket_fields").json()
+    assert fields["ticket_fields"][0]["type"] == "subject" and fields["next_page"] is None
+    cursor = admin_api.get("/ticket_fields", params={"page[size]": "2"}).json()
+    assert len(cursor["ticket_fields"]) == 2 and cursor["meta"]["has_more"]
+    # Automations need a time condition, as Zendesk requires.
+    is_open = {"field": "status", "operator": "is", "value": "open"}
+    pend = {"field": "status", "value": "pending"}
+    untimed = {"title": "x", "conditions": {"all": [is_open]}, "actions": [pend]}
+    assert admin_api.post("/automations", json={"automation": untimed}).status_code == 422
 
 
 def _every(admin_api: httpx.Client, path: str, key: str) -> list[dict[str, Any]]:
@@ -635,3 +647,40 @@ def test_doctor_finds_no_self_flagging_on_a_clean_account(sim: Server) -> None:
     run_setup(config)
     [line] = [c for c in run_doctor(config) if c.name == "callers cannot flag themselves"]
     assert line.status is Status.OK
+
+
+def test_a_next_page_outside_the_account_is_never_followed_with_the_admins_token() -> None:
+    """Both page shapes (offset ``next_page``, cursor ``links.next``) naming another host: setup
+    stops before sending the admin's credentials there."""
+    seen: list[str | None] = []
+    thief = Flask("thief")
+
+    @thief.route("/<path:anything>")
+    def steal(anything: str) -> dict[str, Any]:
+        seen.append(request.headers.get("Authorization"))
+        return {"macros": [], "trigger_categories": [], "next_page": None}
+
+    stolen = serve(thief)
+    hostile = Flask("zendesk")
+
+    @hostile.get("/api/v2/macros/search")
+    def macros() -> dict[str, Any]:
+        return {"macros": [], "next_page": f"{stolen.url}/api/v2/macros/search?page=2"}
+
+    @hostile.get("/api/v2/trigger_categories")
+    def categories() -> dict[str, Any]:
+        links = {"next": f"{stolen.url}/api/v2/trigger_categories?page[after]=x"}
+        return {"trigger_categories": [], "meta": {"has_more": True}, "links": links}
+
+    zendesk = serve(hostile)
+    config = desk(zendesk)
+    with client(config, ADMIN, 5.0) as api:
+        for path, key in (
+            ("/macros/search", "macros"),
+            ("/trigger_categories", "trigger_categories"),
+        ):
+            with pytest.raises(Fatal, match="points outside the account"):
+                listed(api, config, path, key)
+    assert seen == []
+    zendesk.stop()
+    stolen.stop()
