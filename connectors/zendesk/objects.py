@@ -153,9 +153,10 @@ def reconcile_trigger(
             excluded |= set(words.split()) - markers
             continue
         if field == "status" and operator == "less_than":
-            status = words if words in BELOW_SOLVED else "solved"
+            if words in BELOW_SOLVED:  # the strictest of them, if several
+                status = min(status, words, key=BELOW_SOLVED.index)
             continue
-        every.append(_condition(str(field), str(operator), words))
+        every.append(dict(c))  # as Zendesk gave it
         kept.append(describe(c))
     if excluded:
         kept.append(f"also excludes the tags {' '.join(sorted(excluded))}")
@@ -169,10 +170,9 @@ def reconcile_trigger(
     below["value"] = status
     actions, dropped = [push(webhook_id)], []
     for a in found.get("actions") or []:
+        value = a.get("value")
         if a.get("field") == NOTIFY and (
-            not isinstance(a.get("value"), list)
-            or a["value"][0] == webhook_id
-            or "{{ticket.id}}" in str(a["value"][1:])
+            not isinstance(value, list) or value[:1] == [webhook_id] or value[1:] == [PUSH_BODY]
         ):
             continue  # Deskgate's push (maybe to an older webhook of its): the one above
         if a.get("field") in UNSAFE_ACTIONS:
