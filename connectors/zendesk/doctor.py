@@ -204,11 +204,22 @@ class _Doctor:
     def self_flagging(self, api: httpx.Client) -> None:
         """Warn where a caller could put a trigger tag on their own ticket (``self_flag.py``)."""
         flags = set(self.config.triggers)
-        fields = setup.listed(api, self.config, "/ticket_fields", "ticket_fields", **setup.CURSOR)
-        found = self_flag.flagging_fields(fields, flags)
-        for kind, path in (("trigger", "/triggers"), ("automation", "/automations")):
-            rules = setup.listed(api, self.config, path, path.strip("/"), **setup.CURSOR)
-            found += self_flag.flagging_rules(kind, rules, flags, fields)
+        try:
+            fields = setup.listed(
+                api, self.config, "/ticket_fields", "ticket_fields", **setup.CURSOR
+            )
+            found = self_flag.flagging_fields(fields, flags)
+            for kind, path in (("trigger", "/triggers"), ("automation", "/automations")):
+                rules = setup.listed(api, self.config, path, path.strip("/"), **setup.CURSOR)
+                found += self_flag.flagging_rules(kind, rules, flags, fields)
+        except ApiError as exc:
+            self._warn(
+                "callers cannot flag themselves",
+                f"not checked: {exc}",
+                "give Deskgate's API user an agent role that may read ticket fields, triggers "
+                "and automations",
+            )
+            return
         for f in found:
             self._warn(f"{f.what} lets callers flag themselves", f.detail, f.fix)
         if not found:
