@@ -135,8 +135,8 @@ def reconcile_trigger(
     fewer tickets (flags it misses wait for the poller). Returns the definition, the admin's
     additions kept, and what was dropped because it would break Deskgate.
 
-    Deskgate's own conditions are recognised by what they test: a tag condition naming a
-    trigger tag (rewritten to name exactly the trigger tags), an exclusion naming an open marker
+    Deskgate's own conditions are recognised by what they test: the tag condition naming the
+    trigger tags (rewritten to name exactly them), an exclusion naming an open marker
     (every marker added, the admin's extra tags kept), a "status less than" condition (solved,
     unless the admin chose an earlier status)."""
     triggers, markers = set(config.triggers), set(open_markers(config))
@@ -145,9 +145,20 @@ def reconcile_trigger(
     kept: list[str] = []
     excluded: set[str] = set()
     status = "solved"
+    flagged = [
+        c
+        for c in conditions.get("all") or []
+        if c.get("field") == "current_tags"
+        and c.get("operator") == "includes"
+        and triggers & set(str(c.get("value", "")).split())
+    ]
+    # Deskgate's tag condition: the one naming every trigger tag, else the nearest (repaired);
+    # another naming some of them is an admin's narrowing.
+    ours = next((c for c in flagged if triggers <= set(str(c["value"]).split())), None)
+    ours = ours or (flagged[0] if flagged else None)
     for c in conditions.get("all") or []:
         field, operator, words = c.get("field"), c.get("operator"), str(c.get("value", ""))
-        if field == "current_tags" and operator == "includes" and triggers & set(words.split()):
+        if c is ours:
             continue
         if field == "current_tags" and operator == "not_includes" and markers & set(words.split()):
             excluded |= set(words.split()) - markers

@@ -520,17 +520,20 @@ def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_re
             c["value"] += " vip_hold"
         if c["field"] == "status":
             c["value"] = "hold"
-    hardened = {"all": [*every, group], "any": [brand]}
+    only_mfa = {"field": "current_tags", "operator": "includes", "value": "idv_mfa_reset"}
+    hardened = {"all": [*every, group, only_mfa], "any": [brand]}
     edit = {"trigger": {"conditions": hardened, "actions": trigger["actions"]}}
     admin_api.put(f"/triggers/{trigger['id']}", json=edit).raise_for_status()
 
     for _ in range(2):
         [line] = [c for c in run_setup(config) if c.kind == "trigger"]
         assert line.action is Action.UNCHANGED
-        for kept in ("group_id is 360001", "brand_id is_not 42", "vip_hold", "less than hold"):
+        for kept in ("group_id is 360001", "brand_id is_not 42", "vip_hold", "less than hold",
+                     "current_tags includes idv_mfa_reset"):  # fmt: skip
             assert kept in line.detail
     after = trigger_of(admin_api)
     assert group in after["conditions"]["all"] and after["conditions"]["any"] == [brand]
+    assert only_mfa in after["conditions"]["all"]
     assert {"field": "status", "operator": "less_than", "value": "hold"} in after["conditions"][
         "all"
     ]
