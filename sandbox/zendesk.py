@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -803,24 +804,52 @@ class ZendeskState:
 
     def _trigger_jobs(self, ticket: Ticket, changed: bool) -> list[WebhookJob]:
         """Zendesk's trigger run after a create or an update: every active trigger whose
-        conditions hold now fires, whatever fired before. An update that changed nothing
-        (no audit event) is no update, and runs nothing."""
+        conditions hold now fires, whatever fired before. A trigger that changes the ticket's
+        tags starts the run again from the top, each trigger firing at most once per update
+        (the tag change joins the update's audit). An update that changed nothing (no audit
+        event) is no update, and runs nothing."""
         if not changed or not self.triggers_enabled:
             return []
-        jobs = []
-        for trigger in self.triggers:
-            if not trigger["active"] or not triggers.conditions_hold(
-                trigger["conditions"], ticket.status, ticket.tags
-            ):
-                continue
-            for action in trigger["actions"]:
-                webhook_id, template = action["value"]
-                target = self.account.delivery_target(webhook_id)
-                if target is None:
-                    continue  # deleted or deactivated since: Zendesk sends nothing
-                body = triggers.render_body(template, ticket.id)
-                jobs.append(self._webhook_job(target, webhook_id, ticket.id, body, trigger["id"]))
+        jobs: list[WebhookJob] = []
+        fired: set[int] = set()
+        again = True
+        while again:
+            again = False
+            for trigger in self.triggers:
+                if trigger["id"] in fired or not trigger["active"]:
+                    continue
+                if not triggers.conditions_hold(trigger["conditions"], _facts(ticket)):
+                    continue
+                fired.add(trigger["id"])
+                again = self._fire(trigger, ticket, jobs)
+                if again:
+                    break
         return jobs
+
+    def _fire(self, trigger: dict[str, Any], ticket: Ticket, jobs: list[WebhookJob]) -> bool:
+        """One trigger's actions; True when they changed the ticket."""
+        tags = list(ticket.tags)
+        for action in trigger["actions"]:
+            if action["field"] in triggers.TAG_ACTIONS:
+                tags = triggers.apply_tag_action(action, tags)
+                continue
+            webhook_id, template = action["value"]
+            target = self.account.delivery_target(webhook_id)
+            if target is None:
+                continue  # deleted or deactivated since: Zendesk sends nothing
+            body = triggers.render_body(template, ticket.id)
+            jobs.append(self._webhook_job(target, webhook_id, ticket.id, body, trigger["id"]))
+        events = self._set_tags(ticket, tags)
+        if events and ticket.audits:
+            for event in events:
+                event["id"] = self._next_event
+                event["via"] = {
+                    "channel": "rule",
+                    "source": {"rel": "trigger", "id": trigger["id"]},
+                }
+                self._next_event += 1
+            ticket.audits[-1]["events"] += events
+        return bool(events)
 
     def _webhook_job(
         self, target: tuple[str, str], webhook_id: str, ticket_id: int, body: bytes, trigger_id: int
@@ -1368,6 +1397,95 @@ def _page_number(name: str, default: int) -> int:
     return value
 
 
+VIA_API = "5"  # Zendesk's via id of a ticket made through the API ("Web service")
+
+
+def _facts(ticket: Ticket) -> dict[str, Any]:
+    """What a trigger condition reads of ``ticket`` (``zendesk_triggers.conditions_hold``)."""
+    return {
+        "status": ticket.status,
+        "tags": ticket.tags,
+        "group_id": None,
+        "brand_id": None,
+        "organization_id": None,
+        "assignee_id": ticket.assignee_id,
+        "requester_id": ticket.requester_id,
+        "via_id": VIA_API,
+        "comment": ticket.comments[-1].body if ticket.comments else ticket.description,
+        "subject": ticket.subject,
+        "description": ticket.description,
+        **{f"custom_fields_{k}": v for k, v in ticket.custom_fields.items()},
+    }
+
+
+class Paging(StrEnum):
+    """How a listing endpoint pages, as its page in Zendesk's reference says ("Pagination"):
+    cursor pagination when the request has ``page[size]``; otherwise offset pagination
+    (``page``/``per_page``) or, where the endpoint documents "no pagination", every item."""
+
+    CURSOR_OR_OFFSET = "cursor or offset"
+    CURSOR_OR_ALL = "cursor or none"
+    OFFSET_ONLY = "offset only"
+
+
+def _paged(key: str, items: list[dict[str, Any]], paging: str) -> Response:
+    """One page of ``items`` under ``key``, shaped as Zendesk's pagination guide shows: cursor
+    pages carry ``meta.has_more``/``after_cursor`` and ``links.next`` (``page[size]`` at most
+    100), offset pages ``next_page``/``previous_page``/``count`` (``per_page`` 100 by default and
+    at most). A ``page[size]`` on an offset-only endpoint (the trigger and macro searches) is
+    refused, as Zendesk refuses a page that is not an integer."""
+    path = f"{_base()}{request.path}"
+    if "page[size]" in request.args and paging != Paging.OFFSET_ONLY:
+        size = min(_page_number("page[size]", MAX_PER_PAGE), MAX_PER_PAGE)
+        start = _cursor(request.args.get("page[after]"))
+        page, more = items[start : start + size], start + size < len(items)
+        after = _encode_cursor(start + size) if page else None
+        query = {k: v for k, v in request.args.items() if k not in ("page[after]", "page[before]")}
+        links = {
+            "next": f"{path}?{urlencode({**query, 'page[after]': after})}" if more else None,
+            "prev": None,
+        }
+        meta = {"has_more": more, "after_cursor": after, "before_cursor": None}
+        return _json({key: page, "meta": meta, "links": links})
+    if request.args.get("page", "").startswith("{") or "page[size]" in request.args:
+        raise ApiError(400, "InvalidPaginationParameter", "page must be an integer")
+    if paging == Paging.CURSOR_OR_ALL and "page" not in request.args:
+        return _json({key: items, "next_page": None, "previous_page": None, "count": len(items)})
+    number = _page_number("page", 1)
+    per_page = min(_page_number("per_page", MAX_PER_PAGE), MAX_PER_PAGE)
+    start, end = (number - 1) * per_page, number * per_page
+    query = {k: v for k, v in request.args.items() if k != "page"}
+
+    def page_url(n: int) -> str:
+        return f"{path}?{urlencode({**query, 'page': n})}"
+
+    return _json(
+        {
+            key: items[start:end],
+            "next_page": page_url(number + 1) if end < len(items) else None,
+            "previous_page": page_url(number - 1) if number > 1 else None,
+            "count": len(items),
+        }
+    )
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _cursor(raw: str | None) -> int:
+    """A ``page[after]`` this simulator handed out (opaque to clients, as Zendesk's are)."""
+    if raw is None:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(raw.encode()))["o"]
+    except (ValueError, KeyError, TypeError):
+        raise ApiError(400, "InvalidPaginationParameter", "page[after] is invalid") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise ApiError(400, "InvalidPaginationParameter", "page[after] is invalid")
+    return offset
+
+
 def _answered_at(call: Call) -> float:
     return call.at
 
@@ -1465,8 +1583,7 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
     def list_trigger_categories() -> Response:
         with state.lock:
             found = account.list_categories()
-        links = {"prev": None, "next": None}
-        return _json({"trigger_categories": found, "meta": {"has_more": False}, "links": links})
+        return _paged("trigger_categories", found, Paging.CURSOR_OR_OFFSET)
 
     @app.post("/api/v2/trigger_categories")
     def create_trigger_category() -> Response:
@@ -1477,23 +1594,19 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
 
     # -- triggers --
 
-    def _listed(found: list[dict[str, Any]]) -> Response:
-        return _json(
-            {"triggers": found, "next_page": None, "previous_page": None, "count": len(found)}
-        )
-
     @app.get("/api/v2/triggers")
     def list_triggers() -> Response:
         active = request.args.get("active")
         flag = None if active is None else active.lower() == "true"
-        return _listed(state.list_triggers(_base(), flag, request.args.get("category_id")))
+        found = state.list_triggers(_base(), flag, request.args.get("category_id"))
+        return _paged("triggers", found, Paging.CURSOR_OR_OFFSET)
 
     @app.get("/api/v2/triggers/search")
     def search_triggers() -> Response:
         query = request.args.get("query", "")
         if not query.strip():
             raise ApiError(400, "InvalidParameter", "query is required")
-        return _listed(state.search_triggers(query, _base()))
+        return _paged("triggers", state.search_triggers(query, _base()), Paging.OFFSET_ONLY)
 
     @app.post("/api/v2/triggers")
     def create_trigger() -> Response:
@@ -1518,15 +1631,11 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
 
     # -- macros --
 
-    def _macros(found: list[dict[str, Any]]) -> Response:
-        return _json(
-            {"macros": found, "next_page": None, "previous_page": None, "count": len(found)}
-        )
-
     @app.get("/api/v2/macros")
     def list_macros() -> Response:
         with state.lock:
-            return _macros(account.list_macros())
+            found = account.list_macros()
+        return _paged("macros", found, Paging.CURSOR_OR_OFFSET)
 
     @app.get("/api/v2/macros/search")
     def search_macros() -> Response:
@@ -1534,7 +1643,8 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
         if not query.strip():
             raise ApiError(400, "InvalidParameter", "query is required")
         with state.lock:
-            return _macros(account.list_macros(query))
+            found = account.list_macros(query)
+        return _paged("macros", found, Paging.OFFSET_ONLY)
 
     @app.post("/api/v2/macros")
     def create_macro() -> Response:
@@ -1564,6 +1674,34 @@ def install_admin_routes(app: Flask, state: ZendeskState) -> None:
         result["result"]["ticket"]["id"] = ticket_id
         result["result"]["ticket"]["url"] = f"{_base()}/api/v2/tickets/{ticket_id}.json"
         return _json(result)
+
+    # -- ticket fields and automations --
+
+    @app.get("/api/v2/ticket_fields")
+    def list_ticket_fields() -> Response:
+        with state.lock:
+            found = account.list_fields(end_user=g.role == "end-user")
+        return _paged("ticket_fields", found, Paging.CURSOR_OR_ALL)
+
+    @app.post("/api/v2/ticket_fields")
+    def create_ticket_field() -> Response:
+        _admin_only()
+        raw = _read_json("ticket_field")
+        with state.lock:
+            return _json({"ticket_field": account.create_field(raw)}, 201)
+
+    @app.get("/api/v2/automations")
+    def list_automations() -> Response:
+        with state.lock:
+            found = account.list_automations()
+        return _paged("automations", found, Paging.CURSOR_OR_OFFSET)
+
+    @app.post("/api/v2/automations")
+    def create_automation() -> Response:
+        _admin_only()
+        raw = _read_json("automation")
+        with state.lock:
+            return _json({"automation": account.create_automation(raw)}, 201)
 
     # -- statuses --
 

@@ -8,9 +8,21 @@ secrets, trigger categories, macros and the ticket statuses, as ``deskgate setup
   (``GET``/``POST .../signing_secret``; ``POST`` resets it, the old one signs nothing any more).
   Errors are JSON:API bodies (``{"errors": [...]}``), as on Zendesk's newer endpoints.
 - Trigger categories (``/api/v2/trigger_categories``): ids are strings.
+- Listings page as Zendesk's reference documents each one (``sandbox/zendesk.py``, ``_paged``):
+  categories, triggers, macros and automations by cursor (``page[size]``, at most 100) or offset
+  (``page``/``per_page``, 100 by default and at most); the trigger and macro searches by offset
+  only; ticket fields by cursor, or all of them when no ``page[size]`` is given.
 - Macros (``/api/v2/macros``): ``current_tags`` (adds), ``remove_tags``, ``status`` and
   ``comment_value`` actions; ``GET /tickets/{id}/macros/{id}/apply`` answers what the ticket would
   become without saving it.
+- Ticket fields (``/api/v2/ticket_fields``): the system fields every account has, then custom
+  ones an admin makes. ``editable_in_portal`` says end users may set the field on the Help
+  Center's request form; a ``tagger``/``multiselect`` option's ``value``, and a ``checkbox``'s
+  ``tag``, is the tag Zendesk puts on the ticket when it is chosen (Zendesk's ticket fields
+  reference). Anyone may list them; only an admin may make one.
+- Automations (``/api/v2/automations``): stored and listed in Zendesk's shape, never run (Zendesk
+  runs them hourly on time-based conditions; nothing in the sandbox waits that long). As Zendesk
+  requires, each has a time-based condition (``hours_since_*``) and at least one action.
 - Statuses (``GET /api/v2/custom_statuses``): one system status per category; the ``hold`` one
   is active only when an admin enabled On-hold (the sandbox's account has it on;
   ``PUT /_sandbox/account {"hold_enabled": false}`` turns it off).
@@ -50,6 +62,20 @@ STATUS_CATEGORIES = ("new", "open", "pending", "hold", "solved")
 FIRST_CATEGORY_ID = 6_130_869_158_001
 FIRST_MACRO_ID = 360_100_001
 FIRST_STATUS_ID = 8_000_001
+FIRST_FIELD_ID = 360_200_001
+FIRST_AUTOMATION_ID = 360_300_001
+FIELD_TYPES = ("text", "textarea", "checkbox", "date", "integer", "decimal", "regexp",
+               "partialcreditcard", "multiselect", "tagger", "lookup")  # fmt: skip
+# The system fields (type, title, editable by end users), as every account lists them first.
+SYSTEM_FIELDS = (
+    ("subject", "Subject", True),
+    ("description", "Description", True),
+    ("status", "Status", False),
+    ("tickettype", "Type", False),
+    ("priority", "Priority", False),
+    ("group", "Group", False),
+    ("assignee", "Assignee", False),
+)
 
 
 class AdminError(Exception):
@@ -108,6 +134,15 @@ class ZendeskAccount:
         self.macros: dict[int, dict[str, Any]] = {}
         self._next_category = FIRST_CATEGORY_ID
         self._next_macro = FIRST_MACRO_ID
+        self.fields: list[dict[str, Any]] = [
+            {"id": FIRST_FIELD_ID + i, "type": kind, "title": title, "active": True,
+             "required": False, "visible_in_portal": True, "editable_in_portal": editable,
+             "removable": False, "tag": None, "position": i}
+            for i, (kind, title, editable) in enumerate(SYSTEM_FIELDS)
+        ]  # fmt: skip
+        self._next_field = FIRST_FIELD_ID + len(SYSTEM_FIELDS)
+        self.automations: list[dict[str, Any]] = []
+        self._next_automation = FIRST_AUTOMATION_ID
         self._secret_given = False
 
     # -- webhooks ---------------------------------------------------------------------------
@@ -309,6 +344,88 @@ class ZendeskAccount:
         if comment is not None:
             result["comment"] = comment
         return {"result": result}
+
+    # -- ticket fields ----------------------------------------------------------------------
+
+    def create_field(self, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise record_invalid("ticket_field", "Ticket field: is invalid")
+        kind, title = raw.get("type"), raw.get("title")
+        if kind not in FIELD_TYPES:
+            raise record_invalid("type", f"Type: must be one of {', '.join(FIELD_TYPES)}")
+        if not isinstance(title, str) or not title.strip():
+            raise record_invalid("title", "Title: cannot be blank")
+        field: dict[str, Any] = {
+            "id": self._next_field,
+            "type": kind,
+            "title": title,
+            "active": bool(raw.get("active", True)),
+            "required": bool(raw.get("required", False)),
+            "visible_in_portal": bool(raw.get("visible_in_portal", False)),
+            "editable_in_portal": bool(raw.get("editable_in_portal", False)),
+            "removable": True,
+            "tag": raw.get("tag") if kind == "checkbox" else None,
+            "position": len(self.fields),
+        }
+        if kind in ("tagger", "multiselect"):
+            field["custom_field_options"] = self._options(raw.get("custom_field_options"))
+        self._next_field += 1
+        self.fields.append(field)
+        return copy.deepcopy(field)
+
+    def _options(self, raw: Any) -> list[dict[str, Any]]:
+        if not isinstance(raw, list) or not raw:
+            raise record_invalid("custom_field_options", "Field options: cannot be blank")
+        options = []
+        for i, item in enumerate(raw):
+            name = item.get("name") if isinstance(item, dict) else None
+            value = item.get("value") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not isinstance(value, str) or not value.strip():
+                raise record_invalid("custom_field_options", "Field options: need name and value")
+            options.append({"id": self._next_field * 100 + i, "name": name, "value": value})
+        return options
+
+    def list_fields(self, end_user: bool) -> list[dict[str, Any]]:
+        """Every field; an end user sees only those visible in the Help Center."""
+        return [copy.deepcopy(f) for f in self.fields if f["visible_in_portal"] or not end_user]
+
+    # -- automations --------------------------------------------------------------------------
+
+    def create_automation(self, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict) or not isinstance(raw.get("title"), str):
+            raise record_invalid("title", "Title: cannot be blank")
+        conditions = raw.get("conditions")
+        every = conditions.get("all") if isinstance(conditions, dict) else None
+        some = conditions.get("any", []) if isinstance(conditions, dict) else None
+        items = (every or []) + (some or []) if isinstance(every, list) else []
+        if not all(
+            isinstance(c, dict) and {"field", "operator", "value"} <= c.keys() for c in items
+        ):
+            raise record_invalid("conditions", "Conditions: each needs field, operator, value")
+        if not any(str(c["field"]).startswith("hours_since_") for c in items):
+            raise record_invalid("conditions", "Conditions: an automation needs a time condition")
+        actions = raw.get("actions")
+        if not isinstance(actions, list) or not actions:
+            raise record_invalid("actions", "Actions: an automation needs at least one")
+        if not all(isinstance(a, dict) and {"field", "value"} <= a.keys() for a in actions):
+            raise record_invalid("actions", "Actions: each needs field and value")
+        now = _now()
+        automation = {
+            "id": self._next_automation,
+            "title": raw["title"],
+            "active": bool(raw.get("active", True)),
+            "conditions": {"all": copy.deepcopy(every), "any": copy.deepcopy(some or [])},
+            "actions": copy.deepcopy(actions),
+            "position": len(self.automations) + 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._next_automation += 1
+        self.automations.append(automation)
+        return copy.deepcopy(automation)
+
+    def list_automations(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.automations)
 
     # -- statuses ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from config.privacy import mask_email
 from connectors.http import ApiError, AuthFailed, new_client
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status, mask_secret
 from connectors.secret_check import matches_any
-from connectors.zendesk import objects, setup
+from connectors.zendesk import objects, self_flag, setup
 from connectors.zendesk.config import ZendeskDeskConfig
 
 RERUN = "run `deskgate setup {desk}`"
@@ -49,6 +49,7 @@ class _Doctor:
             webhook_id = self.webhook()
             self.trigger(api, webhook_id)
             self.macros(api)
+            self.self_flagging(api)
         return self.checks
 
     def credentials(self, api: httpx.Client) -> bool:
@@ -157,7 +158,7 @@ class _Doctor:
 
     def trigger(self, api: httpx.Client, webhook_id: str | None) -> None:
         title = objects.trigger_title(self.req.desk)
-        found = setup.find_trigger(api, title)
+        found = setup.find_trigger(api, self.config, title)
         if not self._check(
             "trigger exists",
             found is not None,
@@ -168,21 +169,30 @@ class _Doctor:
             return
         assert found is not None
         problems = objects.trigger_problems(found, self.config, webhook_id)
-        fix = f"{self.rerun}: it writes the whole trigger back"
+        fix = f"{self.rerun}: it repairs the trigger and keeps an admin's added conditions"
         for name in (
             "active",
             "fires on the trigger tags",
             "cannot re-fire on Deskgate's writes",
             "notifies Deskgate's webhook",
+            "leaves tags and status alone",
         ):
             label = "trigger is active" if name == "active" else f"trigger {name}"
             self._check(label, name not in problems, problems.get(name, str(found["id"])), fix)
+        _, kept, _ = objects.reconcile_trigger(found, self.config, webhook_id or "")
+        if kept:
+            self._check(
+                "trigger restrictions an admin added",
+                True,
+                f"{'; '.join(kept)}: flags it does not push wait for the poller",
+            )
 
     def macros(self, api: httpx.Client) -> None:
         for tag, reason in self.config.triggers.items():
             wanted = objects.macro(tag, reason)
-            found = setup.find_macro(api, wanted["title"])
-            if found is None or not objects.same_macro(found, wanted):
+            found = setup.find_macro(api, self.config, wanted["title"])
+            repaired = objects.reconcile_macro(found, tag, reason)[0] if found else wanted
+            if found is None or not objects.same_macro(found, repaired):
                 self._warn(
                     f"macro {wanted['title']!r}",
                     f"missing or changed: agents add the tag {tag} by hand",
@@ -190,6 +200,35 @@ class _Doctor:
                 )
             else:
                 self._check(f"macro {wanted['title']!r}", True, f"adds {tag}")
+
+    def self_flagging(self, api: httpx.Client) -> None:
+        """Warn where a caller could put a trigger tag on their own ticket (``self_flag.py``)."""
+        flags = set(self.config.triggers)
+        try:
+            fields = setup.listed(
+                api, self.config, "/ticket_fields", "ticket_fields", **setup.CURSOR
+            )
+            found = self_flag.flagging_fields(fields, flags)
+            for kind, path in (("trigger", "/triggers"), ("automation", "/automations")):
+                rules = setup.listed(api, self.config, path, path.strip("/"), **setup.CURSOR)
+                found += self_flag.flagging_rules(kind, rules, flags, fields)
+        except ApiError as exc:
+            self._warn(
+                "callers cannot flag themselves",
+                f"not checked: {exc}",
+                "give Deskgate's API user an agent role that may read ticket fields, triggers "
+                "and automations",
+            )
+            return
+        for f in found:
+            self._warn(f"{f.what} lets callers flag themselves", f.detail, f.fix)
+        if not found:
+            self._check(
+                "callers cannot flag themselves",
+                True,
+                "no field end users edit and no trigger or automation on their input adds a "
+                "trigger tag",
+            )
 
 
 def doctor(req: DoctorRequest[ZendeskDeskConfig]) -> list[Check]:

@@ -69,16 +69,22 @@ def trigger(
         "active": True,
         "description": "Asks Deskgate to verify the requester once per flag (`deskgate setup`).",
         "category_id": category_id,
-        "conditions": {
-            "all": [
-                _condition("current_tags", "includes", " ".join(sorted(config.triggers))),
-                _condition("current_tags", "not_includes", " ".join(open_markers(config))),
-                _condition("status", "less_than", "solved"),
-            ],
-            "any": [],
-        },
-        "actions": [{"field": NOTIFY, "value": [webhook_id, PUSH_BODY]}],
+        "conditions": {"all": required_conditions(config), "any": []},
+        "actions": [push(webhook_id)],
     }
+
+
+def required_conditions(config: ZendeskDeskConfig) -> list[dict[str, str]]:
+    """What makes the trigger fire once per flag (the module's docstring)."""
+    return [
+        _condition("current_tags", "includes", " ".join(sorted(config.triggers))),
+        _condition("current_tags", "not_includes", " ".join(open_markers(config))),
+        _condition("status", "less_than", "solved"),
+    ]
+
+
+def push(webhook_id: str) -> dict[str, Any]:
+    return {"field": NOTIFY, "value": [webhook_id, PUSH_BODY]}
 
 
 def macro(tag: str, reason: str) -> dict[str, Any]:
@@ -96,7 +102,8 @@ def _condition(field: str, operator: str, value: str) -> dict[str, str]:
 
 
 def same_trigger(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Does the trigger Zendesk holds do what ``wanted`` does (tag order aside)?"""
+    """Does the trigger Zendesk holds do what ``wanted`` does (order of tags and conditions
+    aside)?"""
 
     def shape(t: dict[str, Any]) -> tuple[Any, ...]:
         conditions = t.get("conditions") or {}
@@ -107,14 +114,134 @@ def same_trigger(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
             )
             for group in ("all", "any")
         )
-        actions = [(a.get("field"), a.get("value")) for a in t.get("actions") or []]
-        return t.get("active"), str(t.get("category_id")), groups, str(actions)
+        actions = sorted(str((a.get("field"), a.get("value"))) for a in t.get("actions") or [])
+        return t.get("active"), groups, actions
 
     return shape(found) == shape(wanted)
 
 
+# Statuses a "status less than" condition may name and still let a flag on an open ticket push:
+# "solved" is Deskgate's; an earlier one is an admin's stricter choice (kept, reported).
+BELOW_SOLVED = ("new", "open", "pending", "hold", "solved")
+# Actions that would undo the flag or the gate the moment the trigger fires: never kept.
+UNSAFE_ACTIONS = ("current_tags", "remove_tags", "set_tags", "status")
+
+
+def reconcile_trigger(
+    found: dict[str, Any], config: ZendeskDeskConfig, webhook_id: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The trigger setup writes back over ``found``: what Deskgate needs, repaired, and every
+    condition an admin added kept, since an added condition can only make the trigger fire on
+    fewer tickets (flags it misses wait for the poller). Returns the definition, the admin's
+    additions kept, and what was dropped because it would break Deskgate.
+
+    Deskgate's own conditions are recognised by what they test: the tag condition naming the
+    trigger tags (rewritten to name exactly them), an exclusion naming an open marker
+    (every marker added, the admin's extra tags kept), a "status less than" condition (solved,
+    unless the admin chose an earlier status)."""
+    triggers, markers = set(config.triggers), set(open_markers(config))
+    conditions = found.get("conditions") or {}
+    every: list[dict[str, str]] = []
+    kept: list[str] = []
+    excluded: set[str] = set()
+    status = "solved"
+    flagged = [
+        c
+        for c in conditions.get("all") or []
+        if c.get("field") == "current_tags"
+        and c.get("operator") == "includes"
+        and triggers & set(str(c.get("value", "")).split())
+    ]
+    # Deskgate's tag condition: the one naming every trigger tag, else the nearest (repaired);
+    # another naming some of them is an admin's narrowing.
+    ours = next((c for c in flagged if triggers <= set(str(c["value"]).split())), None)
+    ours = ours or (flagged[0] if flagged else None)
+    for c in conditions.get("all") or []:
+        field, operator, words = c.get("field"), c.get("operator"), str(c.get("value", ""))
+        if c is ours:
+            continue
+        if field == "current_tags" and operator == "not_includes" and markers & set(words.split()):
+            excluded |= set(words.split()) - markers
+            continue
+        if field == "status" and operator == "less_than":
+            if words in BELOW_SOLVED:  # the strictest of them, if several
+                status = min(status, words, key=BELOW_SOLVED.index)
+            continue
+        every.append(dict(c))  # as Zendesk gave it
+        kept.append(describe(c))
+    if excluded:
+        kept.append(f"also excludes the tags {' '.join(sorted(excluded))}")
+    if status != "solved":
+        kept.append(f"status less than {status}")
+    some = [dict(c) for c in conditions.get("any") or []]
+    if some:
+        kept.append("any of: " + "; ".join(describe(c) for c in some))
+    includes, not_includes, below = required_conditions(config)
+    not_includes["value"] = " ".join(sorted(markers | excluded))
+    below["value"] = status
+    actions, dropped = [push(webhook_id)], []
+    for a in found.get("actions") or []:
+        value = a.get("value")
+        if a.get("field") == NOTIFY and (
+            not isinstance(value, list) or value[:1] == [webhook_id] or value[1:] == [PUSH_BODY]
+        ):
+            continue  # Deskgate's push (maybe to an older webhook of its): the one above
+        if a.get("field") in UNSAFE_ACTIONS:
+            dropped.append(describe(a))
+        else:
+            actions.append(dict(a))
+            kept.append(f"action {describe(a)}")
+    definition = {
+        "title": found.get("title"),
+        "active": True,
+        "conditions": {"all": [includes, not_includes, below, *every], "any": some},
+        "actions": actions,
+    }
+    return definition, kept, dropped
+
+
+def describe(item: dict[str, Any]) -> str:
+    """A condition or action as one short phrase (``group_id is 123``)."""
+    value = item.get("value")
+    shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return " ".join(str(p) for p in (item.get("field"), item.get("operator"), shown) if p)
+
+
 def same_macro(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    return bool(found.get("active")) and found.get("actions") == wanted["actions"]
+    def actions(m: dict[str, Any]) -> list[str]:
+        return sorted(str((a.get("field"), a.get("value"))) for a in m.get("actions") or [])
+
+    return bool(found.get("active")) and actions(found) == actions(wanted)
+
+
+def reconcile_macro(
+    found: dict[str, Any], tag: str, reason: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The macro setup writes back over ``found``: active, with Deskgate's tag action, and an
+    admin's other actions and access restriction kept (they change what else the macro does or
+    who may use it, never whether it flags); an action removing the tag is dropped. Returns the
+    definition, what was kept and what was dropped."""
+    ours = macro(tag, reason)["actions"][0]
+    actions, kept, dropped = [ours], [], []
+    for a in found.get("actions") or []:
+        if a == ours:
+            continue
+        if a.get("field") == "remove_tags" and tag in str(a.get("value", "")).split():
+            dropped.append(describe(a))
+        else:
+            actions.append(dict(a))
+            kept.append(f"action {describe(a)}")
+    if found.get("restriction"):
+        kept.append(f"restricted to {describe_restriction(found['restriction'])}")
+    definition = {"title": found.get("title"), "active": True, "actions": actions}
+    return definition, kept, dropped
+
+
+def describe_restriction(restriction: Any) -> str:
+    if not isinstance(restriction, dict):
+        return str(restriction)
+    ids = restriction.get("ids") or [restriction.get("id")]
+    return f"{restriction.get('type', '?')} {' '.join(str(i) for i in ids)}"
 
 
 def trigger_problems(
@@ -125,7 +252,6 @@ def trigger_problems(
     ``webhook_id`` None: the webhook could not be read, so only the body is checked."""
     conditions = found.get("conditions") or {}
     every = conditions.get("all") or []
-    some = conditions.get("any") or []
 
     def values(field: str, operator: str) -> set[str]:
         return {
@@ -139,14 +265,10 @@ def trigger_problems(
     if not found.get("active"):
         problems["active"] = "the trigger is inactive: flagged tickets wait for the poller"
     missing = sorted(set(config.triggers) - values("current_tags", "includes"))
-    if missing or some:
-        problems["fires on the trigger tags"] = (
-            f"it does not fire on {', '.join(missing)}"
-            if missing
-            else "it has 'any' conditions Deskgate's set-up does not use"
-        )
+    if missing:
+        problems["fires on the trigger tags"] = f"it does not fire on {', '.join(missing)}"
     unguarded = sorted(set(open_markers(config)) - values("current_tags", "not_includes"))
-    below_solved = values("status", "less_than") & {"solved", "closed"}
+    below_solved = values("status", "less_than") & set(BELOW_SOLVED)
     if unguarded or not below_solved:
         why = (
             f"no 'tags contain none of {' '.join(unguarded)}' condition"
@@ -169,5 +291,10 @@ def trigger_problems(
         problems["notifies Deskgate's webhook"] = (
             'its action must be one "Notify by webhook" to Deskgate\'s webhook with body '
             f"{PUSH_BODY}"
+        )
+    unsafe = [describe(a) for a in actions if a.get("field") in UNSAFE_ACTIONS]
+    if unsafe:
+        problems["leaves tags and status alone"] = (
+            f"its actions {'; '.join(unsafe)} could undo the flag or the gate as it fires"
         )
     return problems

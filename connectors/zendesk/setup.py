@@ -2,7 +2,9 @@
 category, the trigger, one macro per trigger reason, and a look at the On-hold status.
 
 Each object is found by its name (``objects.py``), created if missing and updated only where it
-differs, so a second run changes nothing. The trigger is written whole on every update, as
+differs, so a second run changes nothing. Setup never weakens what an admin hardened: on an
+existing trigger it repairs only what Deskgate needs and keeps, and reports, every condition an
+admin added (``objects.reconcile_trigger``); the trigger is still written whole on an update, as
 Zendesk replaces its conditions and actions together. With ``dry_run`` nothing is written and
 the same lines say what would be. The signing secret is read back from the webhook and, when it
 is not the configured one, written only where the operator said (``store_secret``); it is never
@@ -12,11 +14,10 @@ shown in full.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from connectors.http import json_body, new_client, request, same_origin
+from connectors.http import Fatal, json_body, new_client, request, same_origin
 from connectors.provisioning import (
     ROTATE_SECRET,
     Action,
@@ -32,7 +33,8 @@ from connectors.zendesk.config import ZendeskDeskConfig
 from connectors.zendesk.connector import describe_error
 
 SYSTEM = "zendesk"
-WEBHOOK_PAGES = 20  # 100 a page: far more webhooks than an account is allowed
+MAX_PAGES = 100  # of 100 each: far more objects of one kind than an account holds
+CURSOR = {"page[size]": "100"}  # cursor pagination, where an endpoint offers it (recommended)
 NEW = "(the new webhook)"  # the webhook id a dry run cannot know yet
 
 
@@ -52,30 +54,50 @@ def call(api: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, 
     return {} if response.status_code == 204 else json_body(SYSTEM, response)
 
 
+def listed(
+    api: httpx.Client, config: ZendeskDeskConfig, path: str, key: str, **params: str
+) -> list[dict[str, Any]]:
+    """Every ``key`` item of a Zendesk listing, page after page, as the account pages it: cursor
+    pages (``meta.has_more``, ``links.next``) or offset pages (``next_page``), whichever the
+    endpoint answers with. A next link is followed only on the account's own origin (it carries
+    the admin's credentials), and only for ``MAX_PAGES``."""
+    found: list[dict[str, Any]] = []
+    url, query = path, params or None
+    for _ in range(MAX_PAGES):
+        page = call(api, "GET", url, params=query)
+        found += page.get(key) or []
+        if "meta" in page:
+            more = (page.get("meta") or {}).get("has_more")
+            next_url = (page.get("links") or {}).get("next") if more else None
+        else:
+            next_url = page.get("next_page")
+        if not next_url:
+            return found
+        if not same_origin(str(next_url), config.base):
+            raise Fatal(SYSTEM, f"Zendesk's next page of {key} points outside the account")
+        url, query = str(next_url), None
+    raise Fatal(SYSTEM, f"Zendesk's {key} did not end within {MAX_PAGES} pages")
+
+
 def find_webhooks(api: httpx.Client, config: ZendeskDeskConfig, name: str) -> list[dict[str, Any]]:
     """The account's webhooks named exactly ``name`` (names are not unique on Zendesk)."""
-    found: list[dict[str, Any]] = []
-    url = f"/webhooks?filter%5Bname_contains%5D={quote(name)}"
-    for _ in range(WEBHOOK_PAGES):
-        page = call(api, "GET", url)
-        found += [w for w in page.get("webhooks", []) if w.get("name") == name]
-        next_url = (page.get("links") or {}).get("next")
-        if not (page.get("meta") or {}).get("has_more") or not next_url:
-            break
-        if not same_origin(str(next_url), config.base):
-            raise ProvisioningError("Zendesk's next page of webhooks points outside the account")
-        url = str(next_url)
-    return found
+    found = listed(api, config, "/webhooks", "webhooks", **{"filter[name_contains]": name})
+    return [w for w in found if w.get("name") == name]
 
 
-def find_trigger(api: httpx.Client, title: str) -> dict[str, Any] | None:
-    page = call(api, "GET", "/triggers/search", params={"query": title})
-    return next((t for t in page.get("triggers", []) if t.get("title") == title), None)
+def find_trigger(api: httpx.Client, config: ZendeskDeskConfig, title: str) -> dict[str, Any] | None:
+    # The search matches titles loosely and pages by offset only (Zendesk's reference).
+    found = listed(api, config, "/triggers/search", "triggers", query=title)
+    return next((t for t in found if t.get("title") == title), None)
 
 
-def find_macro(api: httpx.Client, title: str) -> dict[str, Any] | None:
-    page = call(api, "GET", "/macros/search", params={"query": title})
-    return next((m for m in page.get("macros", []) if m.get("title") == title), None)
+def find_macro(api: httpx.Client, config: ZendeskDeskConfig, title: str) -> dict[str, Any] | None:
+    found = listed(api, config, "/macros/search", "macros", query=title)
+    return next((m for m in found if m.get("title") == title), None)
+
+
+def categories(api: httpx.Client, config: ZendeskDeskConfig) -> list[dict[str, Any]]:
+    return listed(api, config, "/trigger_categories", "trigger_categories", **CURSOR)
 
 
 def hold_enabled(api: httpx.Client) -> bool:
@@ -183,7 +205,7 @@ class _Setup:
             )
 
     def category(self) -> str:
-        found = call(self.api, "GET", "/trigger_categories").get("trigger_categories", [])
+        found = categories(self.api, self.config)
         current = next((c for c in found if c.get("name") == objects.CATEGORY), None)
         if current is not None:
             self._say("trigger category", objects.CATEGORY, Action.UNCHANGED, str(current["id"]))
@@ -200,7 +222,7 @@ class _Setup:
     def trigger(self, webhook_id: str, category_id: str) -> None:
         wanted = objects.trigger(self.req.desk, self.config, webhook_id, category_id)
         title = wanted["title"]
-        current = find_trigger(self.api, title)
+        current = find_trigger(self.api, self.config, title)
         if current is None:
             if not self.req.dry_run:
                 made = call(self.api, "POST", "/triggers", json={"trigger": wanted})["trigger"]
@@ -209,30 +231,41 @@ class _Setup:
                 title_id = ""
             self._say("trigger", title, Action.CREATE, f"{title_id}{_summary(self.config)}")
             return
-        if objects.same_trigger(current, wanted):
-            self._say("trigger", title, Action.UNCHANGED, str(current["id"]))
+        # Repair what Deskgate needs; keep (and say) what an admin added to narrow it.
+        repaired, kept, dropped = objects.reconcile_trigger(current, self.config, webhook_id)
+        notes = [f"kept the admin's stricter {'; '.join(kept)}"] if kept else []
+        notes += [f"removed {'; '.join(dropped)} (would undo the flag or the gate)"] * bool(dropped)
+        if objects.same_trigger(current, repaired):
+            self._say("trigger", title, Action.UNCHANGED, "; ".join([str(current["id"]), *notes]))
             return
         why = objects.trigger_problems(current, self.config, webhook_id)
         detail = "; ".join(why.values()) or "its definition differs from Deskgate's"
         if not self.req.dry_run:
-            # The whole definition: Zendesk empties whichever of conditions/actions is left out.
-            call(self.api, "PUT", f"/triggers/{current['id']}", json={"trigger": wanted})
-        self._say("trigger", title, Action.UPDATE, f"{current['id']}: {detail}")
+            # Conditions and actions together: Zendesk empties whichever is left out.
+            call(self.api, "PUT", f"/triggers/{current['id']}", json={"trigger": repaired})
+        self._say(
+            "trigger", title, Action.UPDATE, "; ".join([f"{current['id']}: {detail}", *notes])
+        )
 
     def macro(self, tag: str, reason: str) -> None:
         wanted = objects.macro(tag, reason)
         title = wanted["title"]
-        current = find_macro(self.api, title)
+        current = find_macro(self.api, self.config, title)
         if current is None:
             if not self.req.dry_run:
                 call(self.api, "POST", "/macros", json={"macro": wanted})
             self._say("macro", title, Action.CREATE, f"adds the tag {tag}")
-        elif objects.same_macro(current, wanted):
-            self._say("macro", title, Action.UNCHANGED, str(current["id"]))
-        else:
-            if not self.req.dry_run:
-                call(self.api, "PUT", f"/macros/{current['id']}", json={"macro": wanted})
-            self._say("macro", title, Action.UPDATE, f"{current['id']}: adds the tag {tag}")
+            return
+        repaired, kept, dropped = objects.reconcile_macro(current, tag, reason)
+        notes = [f"kept the admin's {'; '.join(kept)}"] if kept else []
+        notes += [f"removed {'; '.join(dropped)} (would undo the flag)"] * bool(dropped)
+        if objects.same_macro(current, repaired):
+            self._say("macro", title, Action.UNCHANGED, "; ".join([str(current["id"]), *notes]))
+            return
+        if not self.req.dry_run:
+            call(self.api, "PUT", f"/macros/{current['id']}", json={"macro": repaired})
+        detail = "; ".join([f"{current['id']}: adds the tag {tag}", *notes])
+        self._say("macro", title, Action.UPDATE, detail)
 
     def gate_status(self) -> None:
         uses_hold = "hold" in (self.config.gate_status, self.config.release_status)

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from flask import Flask, request
 from pydantic import SecretStr
 
 from config.settings import Settings
+from connectors.http import Fatal
 from connectors.provisioning import (
     Action,
     AdminCredential,
@@ -28,7 +30,7 @@ from connectors.registry import SETTINGS
 from connectors.zendesk import objects
 from connectors.zendesk.config import ZendeskDeskConfig
 from connectors.zendesk.doctor import doctor
-from connectors.zendesk.setup import setup
+from connectors.zendesk.setup import client, listed, setup
 from sandbox.common import Server, serve
 from sandbox.zendesk import ZendeskSimConfig, create_app
 from tests.conftest import settings_data
@@ -220,7 +222,7 @@ def _agent_restricted(admin_api: httpx.Client, control: httpx.Client) -> None:
          ("webhook", Action.UPDATE)),
         (_secret_reset, "signing secret is the configured one", "--env-file",
          ("signing secret", Action.WRITE)),
-        (_trigger_off, "trigger is active", "writes the whole trigger back",
+        (_trigger_off, "trigger is active", "repairs the trigger",
          ("trigger", Action.UPDATE)),
         (_hold_off, "gate status", 'gate_status = "pending"', ("status", Action.MANUAL)),
         (_agent_restricted, "API user may edit the desk's tickets", "access to all tickets",
@@ -423,3 +425,265 @@ def _all_webhooks(admin_api: httpx.Client) -> list[dict[str, Any]]:
         page = admin_api.get(page["links"]["next"]).json()
         found += page["webhooks"]
     return found
+
+
+def test_setup_and_doctor_read_every_page_of_categories_triggers_and_macros(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """An account with more categories, look-alike triggers and look-alike macros than one page
+    holds (100): each of Deskgate's objects sits on a second page, and a second run must find
+    them there instead of making a second "Deskgate" category, trigger or macro."""
+    hook = {"name": "Other", "status": "active", "endpoint": "https://other.example.test/hook",
+            "http_method": "POST", "request_format": "json",
+            "subscriptions": ["conditional_ticket_events"]}  # fmt: skip
+    other = admin_api.post("/webhooks", json={"webhook": hook}).json()["webhook"]["id"]
+    for i in range(100):
+        category = {"trigger_category": {"name": f"Team {i}", "position": i}}
+        admin_api.post("/trigger_categories", json=category).raise_for_status()
+        new = {"field": "status", "operator": "is", "value": "new"}
+        push = {"field": "notification_webhook", "value": [other, "{}"]}
+        trigger = {"title": f"{objects.trigger_title(DESK)} (old {i})",
+                   "conditions": {"all": [new]}, "actions": [push]}  # fmt: skip
+        admin_api.post("/triggers", json={"trigger": trigger}).raise_for_status()
+        for reason in TRIGGERS.values():
+            macro = {"title": f"{objects.macro_title(reason)} (old {i})",
+                     "actions": [{"field": "current_tags", "value": "other"}]}  # fmt: skip
+            admin_api.post("/macros", json={"macro": macro}).raise_for_status()
+    stored: dict[str, str] = {}  # the "Other" webhook took the simulator's first secret
+    run_setup(desk(sim, webhook_secret=None), store_secret=stored.setdefault)
+    config = desk(sim, webhook_secret=stored[objects.secret_env(DESK)])
+    again = run_setup(config)
+    assert set(actions(again).values()) == {Action.UNCHANGED}
+    assert failures(run_doctor(config)) == {}
+    names = [c["name"] for c in _every(admin_api, "/trigger_categories", "trigger_categories")]
+    assert names.count("Deskgate") == 1 and len(names) == 101
+    titles = [t["title"] for t in _every(admin_api, "/triggers", "triggers")]
+    assert titles.count(objects.trigger_title(DESK)) == 1
+    macros = [m["title"] for m in _every(admin_api, "/macros", "macros")]
+    assert all(macros.count(objects.macro_title(r)) == 1 for r in TRIGGERS.values())
+
+
+def test_the_simulator_pages_listings_as_zendesk_documents(admin_api: httpx.Client) -> None:
+    for i in range(150):
+        body = {"trigger_category": {"name": f"Team {i}", "position": i}}
+        admin_api.post("/trigger_categories", json=body).raise_for_status()
+    # Offset pagination by default: 100 a page, then next_page.
+    first = admin_api.get("/trigger_categories").json()
+    assert len(first["trigger_categories"]) == 100 and first["count"] == 150
+    second = admin_api.get(first["next_page"]).json()
+    assert len(second["trigger_categories"]) == 50 and second["next_page"] is None
+    # Cursor pagination with page[size], capped at 100.
+    page = admin_api.get("/trigger_categories", params={"page[size]": "500"}).json()
+    assert len(page["trigger_categories"]) == 100 and page["meta"]["has_more"]
+    rest = admin_api.get(page["links"]["next"]).json()
+    assert rest["trigger_categories"][0]["name"] == "Team 100"
+    assert not rest["meta"]["has_more"] and rest["links"]["next"] is None
+    # The searches page by offset only: a cursor is refused.
+    refused = admin_api.get("/macros/search", params={"query": "x", "page[size]": "10"})
+    assert refused.status_code == 400
+    # Ticket fields: every one without page[size] (system fields first), by cursor with it.
+    fields = admin_api.get("/ticket_fields").json()
+    assert fields["ticket_fields"][0]["type"] == "subject" and fields["next_page"] is None
+    cursor = admin_api.get("/ticket_fields", params={"page[size]": "2"}).json()
+    assert len(cursor["ticket_fields"]) == 2 and cursor["meta"]["has_more"]
+    # Automations need a time condition, as Zendesk requires.
+    is_open = {"field": "status", "operator": "is", "value": "open"}
+    pend = {"field": "status", "value": "pending"}
+    untimed = {"title": "x", "conditions": {"all": [is_open]}, "actions": [pend]}
+    assert admin_api.post("/automations", json={"automation": untimed}).status_code == 422
+
+
+def _every(admin_api: httpx.Client, path: str, key: str) -> list[dict[str, Any]]:
+    page = admin_api.get(path).json()
+    found: list[dict[str, Any]] = page[key]
+    while page["next_page"]:
+        page = admin_api.get(page["next_page"]).json()
+        found += page[key]
+    return found
+
+
+def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_repairs_it(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """An admin narrows Deskgate's trigger (a group and a brand, one more excluded tag, an
+    earlier status): every later run keeps all of it and says so. When the same admin also
+    breaks it (the open-marker exclusion gone, an action removing the flag), setup repairs
+    that and still keeps the restrictions."""
+    config = desk(sim)
+    run_setup(config)
+    trigger = trigger_of(admin_api)
+    group = {"field": "group_id", "operator": "is", "value": "360001"}
+    brand = {"field": "brand_id", "operator": "is_not", "value": "42"}
+    every = [dict(c) for c in trigger["conditions"]["all"]]
+    for c in every:
+        if c["operator"] == "not_includes":
+            c["value"] += " vip_hold"
+        if c["field"] == "status":
+            c["value"] = "hold"
+    only_mfa = {"field": "current_tags", "operator": "includes", "value": "idv_mfa_reset"}
+    hardened = {"all": [*every, group, only_mfa], "any": [brand]}
+    edit = {"trigger": {"conditions": hardened, "actions": trigger["actions"]}}
+    admin_api.put(f"/triggers/{trigger['id']}", json=edit).raise_for_status()
+
+    for _ in range(2):
+        [line] = [c for c in run_setup(config) if c.kind == "trigger"]
+        assert line.action is Action.UNCHANGED
+        for kept in ("group_id is 360001", "brand_id is_not 42", "vip_hold", "less than hold",
+                     "current_tags includes idv_mfa_reset"):  # fmt: skip
+            assert kept in line.detail
+    after = trigger_of(admin_api)
+    assert group in after["conditions"]["all"] and after["conditions"]["any"] == [brand]
+    assert only_mfa in after["conditions"]["all"]
+    assert {"field": "status", "operator": "less_than", "value": "hold"} in after["conditions"][
+        "all"
+    ]
+    checks = run_doctor(config)
+    assert failures(checks) == {}
+    [restricted] = [c for c in checks if c.name == "trigger restrictions an admin added"]
+    assert "group_id is 360001" in restricted.detail and "poller" in restricted.detail
+
+    weakened = [c for c in after["conditions"]["all"] if c["operator"] != "not_includes"]
+    unflag = {"field": "remove_tags", "value": "idv_mfa_reset"}
+    edit = {"trigger": {"conditions": {"all": weakened, "any": [brand]},
+                        "actions": [*after["actions"], unflag]}}  # fmt: skip
+    admin_api.put(f"/triggers/{trigger['id']}", json=edit).raise_for_status()
+    assert set(failures(run_doctor(config))) == {
+        "trigger cannot re-fire on Deskgate's writes",
+        "trigger leaves tags and status alone",
+    }
+    [line] = [c for c in run_setup(config) if c.kind == "trigger"]
+    assert line.action is Action.UPDATE
+    assert (
+        "removed remove_tags idv_mfa_reset" in line.detail and "group_id is 360001" in line.detail
+    )
+    repaired = trigger_of(admin_api)
+    assert group in repaired["conditions"]["all"] and repaired["conditions"]["any"] == [brand]
+    assert unflag not in repaired["actions"]
+    assert failures(run_doctor(config)) == {}
+    assert [c.action for c in run_setup(config) if c.kind == "trigger"] == [Action.UNCHANGED]
+
+
+def test_setup_keeps_an_admins_additions_to_a_macro_and_drops_only_an_unflag(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    config = desk(sim)
+    run_setup(config)
+    title = objects.macro_title("MFA reset")
+    [macro] = admin_api.get("/macros/search", params={"query": title}).json()["macros"]
+    note = {"field": "comment_value", "value": "Verifying your identity."}
+    restriction = {"type": "Group", "id": 360001, "ids": [360001]}
+    edit = {"macro": {"actions": [*macro["actions"], note], "restriction": restriction}}
+    admin_api.put(f"/macros/{macro['id']}", json=edit).raise_for_status()
+
+    [line] = [c for c in run_setup(config) if c.name == title]
+    assert line.action is Action.UNCHANGED
+    assert "comment_value" in line.detail and "Group 360001" in line.detail
+    assert not [c for c in run_doctor(config) if c.status is not Status.OK]
+
+    unflag = {"field": "remove_tags", "value": "idv_mfa_reset"}
+    edit = {"macro": {"actions": [note, unflag]}}
+    admin_api.put(f"/macros/{macro['id']}", json=edit).raise_for_status()
+    assert f"macro {title!r}" in failures(run_doctor(config))
+    [line] = [c for c in run_setup(config) if c.name == title]
+    assert line.action is Action.UPDATE and "removed remove_tags idv_mfa_reset" in line.detail
+    after = admin_api.get(f"/macros/{macro['id']}").json()["macro"]
+    assert after["actions"] == [{"field": "current_tags", "value": "idv_mfa_reset"}, note]
+    assert after["restriction"] == restriction
+
+
+def test_doctor_warns_where_callers_can_flag_their_own_ticket(
+    sim: Server, admin_api: httpx.Client
+) -> None:
+    """End-user-editable fields that set a trigger tag, and triggers or automations adding one
+    on what the requester wrote or chose, are warned about with the fix; the same objects on
+    what only agents decide are not."""
+    config = desk(sim)
+    run_setup(config)
+
+    def field(**body: Any) -> dict[str, Any]:
+        made = admin_api.post("/ticket_fields", json={"ticket_field": body})
+        made.raise_for_status()
+        return dict(made.json()["ticket_field"])
+
+    def rule(kind: str, title: str, conditions: list[dict[str, str]], tags: str) -> None:
+        body = {"title": title, "conditions": {"all": conditions, "any": []},
+                "actions": [{"field": "current_tags" if kind == "trigger" else "set_tags",
+                             "value": tags}]}  # fmt: skip
+        admin_api.post(f"/{kind}s", json={kind: body}).raise_for_status()
+
+    options = [{"name": "MFA reset", "value": "idv_mfa_reset"}, {"name": "Other", "value": "x"}]
+    portal = {"visible_in_portal": True, "editable_in_portal": True}
+    reason = field(type="tagger", title="Reason", custom_field_options=options, **portal)
+    field(type="checkbox", title="Unlock (agents)", tag="idv_account_unlock")
+    field(type="checkbox", title="VIP", tag="vip", **portal)
+    rule("trigger", "Auto MFA", [{"field": "comment_includes_word", "operator": "includes",
+                                  "value": "mfa"}], "idv_mfa_reset")  # fmt: skip
+    rule("trigger", "Reason to tag", [{"field": f"custom_fields_{reason['id']}", "operator": "is",
+                                       "value": "x"}], "idv_account_unlock")  # fmt: skip
+    rule("trigger", "Security group", [{"field": "group_id", "operator": "is",
+                                        "value": "360001"}], "idv_mfa_reset")  # fmt: skip
+    later = {"field": "hours_since_created", "operator": "greater_than", "value": "1"}
+    by_mail = {"field": "via_id", "operator": "is", "value": "4"}
+    rule("automation", "Mail unlock", [later, by_mail], "idv_account_unlock")
+    rule("automation", "Stale VIP", [later], "idv_account_unlock")
+
+    warned = failures(run_doctor(config))
+    assert {name.split(" (")[0] for name in warned} == {
+        "ticket field 'Reason'", "trigger 'Auto MFA'", "trigger 'Reason to tag'",
+        "automation 'Mail unlock'",
+    }  # fmt: skip
+    assert all(c.status is Status.WARN and c.fix for c in warned.values())
+    [by_field] = [c for n, c in warned.items() if n.startswith("ticket field")]
+    assert "idv_mfa_reset" in by_field.detail and "Permissions" in by_field.fix
+    [by_text] = [c for n, c in warned.items() if "Auto MFA" in n]
+    assert "comment_includes_word" in by_text.detail
+
+    # The simulator runs such a trigger as Zendesk does: the caller's words flag the ticket.
+    ticket = {"subject": "help", "comment": {"body": "please reset my MFA"},
+              "requester": {"name": "Eve", "email": "eve@example.test"}}  # fmt: skip
+    made = admin_api.post("/tickets", json={"ticket": ticket}).json()["ticket"]
+    assert "idv_mfa_reset" in made["tags"]
+
+
+def test_doctor_finds_no_self_flagging_on_a_clean_account(sim: Server) -> None:
+    config = desk(sim)
+    run_setup(config)
+    [line] = [c for c in run_doctor(config) if c.name == "callers cannot flag themselves"]
+    assert line.status is Status.OK
+
+
+def test_a_next_page_outside_the_account_is_never_followed_with_the_admins_token() -> None:
+    """Both page shapes (offset ``next_page``, cursor ``links.next``) naming another host: setup
+    stops before sending the admin's credentials there."""
+    seen: list[str | None] = []
+    thief = Flask("thief")
+
+    @thief.route("/<path:anything>")
+    def steal(anything: str) -> dict[str, Any]:
+        seen.append(request.headers.get("Authorization"))
+        return {"macros": [], "trigger_categories": [], "next_page": None}
+
+    stolen = serve(thief)
+    hostile = Flask("zendesk")
+
+    @hostile.get("/api/v2/macros/search")
+    def macros() -> dict[str, Any]:
+        return {"macros": [], "next_page": f"{stolen.url}/api/v2/macros/search?page=2"}
+
+    @hostile.get("/api/v2/trigger_categories")
+    def categories() -> dict[str, Any]:
+        links = {"next": f"{stolen.url}/api/v2/trigger_categories?page[after]=x"}
+        return {"trigger_categories": [], "meta": {"has_more": True}, "links": links}
+
+    zendesk = serve(hostile)
+    config = desk(zendesk)
+    with client(config, ADMIN, 5.0) as api:
+        for path, key in (
+            ("/macros/search", "macros"),
+            ("/trigger_categories", "trigger_categories"),
+        ):
+            with pytest.raises(Fatal, match="points outside the account"):
+                listed(api, config, path, key)
+    assert seen == []
+    zendesk.stop()
+    stolen.stop()

@@ -665,7 +665,7 @@ def test_trigger_conditions_read_as_zendesk_reads_them(
         group: [{"field": f, "operator": o, "value": v} for f, o, v in items]
         for group, items in conditions.items()
     }
-    assert conditions_hold(shaped, status, tags) is holds
+    assert conditions_hold(shaped, {"status": status, "tags": tags}) is holds
 
 
 def test_triggers_api_creates_lists_replaces_and_validates(
