@@ -459,7 +459,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             return user
         tokens = request.args.get("oauthTokens") == "true"
         record("user.session.clear", user, "Clear user sessions", revokeOauthTokens=str(tokens))
-        return Response(status=204)
+        return Response(status=204, content_type=None)
 
     _controls(app, org, find, target)
     return app

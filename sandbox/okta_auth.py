@@ -115,6 +115,10 @@ def caller(issued: Issued, api_token: str, all_scopes: frozenset[str]) -> Caller
     """The request's caller, or None when its credentials are missing or wrong."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
+    if header.startswith("SSWS") and not value:
+        # Okta's own Python SDK (3.x) sends "SSWS<token>", without the space its documentation
+        # shows; an SDK Okta ships must work against Okta, so Okta takes both.
+        scheme, value = "SSWS", header.removeprefix("SSWS")
     if scheme == "SSWS" and value and hmac.compare_digest(value.encode(), api_token.encode()):
         return Caller("token", None, all_scopes)
     if scheme == "Bearer" and value:
