@@ -93,6 +93,7 @@ class OktaSimConfig:
     app_name: str = "Deskgate"
     jwk: dict[str, Any] = field(default_factory=public_jwk)  # the app's registered public key
     granted_scopes: frozenset[str] = SCOPES
+    require_dpop: bool = False  # the app's "Require DPoP header in token requests"
     log_delay_seconds: float = 0.0
     rate_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     # The admin who created the API token (the actor of SSWS calls), and the console admin.
@@ -302,6 +303,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             client_id=config.client_id,
             public_jwk=config.jwk,
             granted=config.granted_scopes,
+            require_dpop=config.require_dpop,
         )
 
     # -- reads --------------------------------------------------------------------------

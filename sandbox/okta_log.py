@@ -198,7 +198,8 @@ def _value(event: dict[str, Any], path: str) -> str | None:
 
 
 def _encode(cursor: tuple[float, int]) -> str:
-    return base64.urlsafe_b64encode(f"{cursor[0]:.6f}:{cursor[1]}".encode()).decode().rstrip("=")
+    # repr: the exact float, so the event the cursor names is never served again
+    return base64.urlsafe_b64encode(f"{cursor[0]!r}:{cursor[1]}".encode()).decode().rstrip("=")
 
 
 def _decode(after: str) -> tuple[float, int]:

@@ -45,7 +45,8 @@ USER_AGENT = "deskgate/0.1 (identity verification gate; okta)"
 # activated.
 INACTIVE = frozenset({"DEPROVISIONED", "SUSPENDED", "STAGED"})
 RETENTION_SECONDS = 90 * 86400  # the System Log keeps 90 days
-SEARCH_PAGES = 5  # more than a page of matches is already ambiguous; this bounds a bad search
+SEARCH_LIMIT = 200  # Okta's largest page of users
+SEARCH_PAGES = 5  # a second match already ends the search; this bounds a misbehaving one
 LOG_PAGES = 10  # per read_log call; the cursor carries on from there
 LOG_LIMIT = 1000  # Okta's largest System Log page
 # Okta's codes for "not possible for this user now": unlock not allowed (AD-sourced), not in
@@ -164,7 +165,7 @@ class OktaConnector:
         deactivated users: the caller re-reads by id); more than one is ambiguous."""
         ids: list[str] = []
         url: str | None = "/api/v1/users"
-        params: dict[str, Any] | None = {"search": expression, "limit": 200}
+        params: dict[str, Any] | None = {"search": expression, "limit": SEARCH_LIMIT}
         for _ in range(SEARCH_PAGES):
             if url is None:
                 break

@@ -19,6 +19,10 @@ FIX_APP = (
     "assign it an admin role (Admin roles tab)"
 )
 FIX_TOKEN = "create the API token as an admin whose role allows {scope}"  # noqa: S105 (a text)
+FIX_DPOP = (
+    "in the API Services app's General tab, turn off 'Require Demonstrating Proof of Possession "
+    "(DPoP) header in token requests' (Deskgate signs a client assertion, not DPoP proofs)"
+)
 
 
 def doctor(name: str, config: OktaIdpConfig) -> list[Check]:
@@ -31,9 +35,8 @@ def doctor(name: str, config: OktaIdpConfig) -> list[Check]:
         try:
             detail = read()
         except AuthFailed as exc:
-            checks.append(
-                Check(system, what, Status.FAIL, scrub(exc.reason), fix.format(scope=scope))
-            )
+            todo = FIX_DPOP if "dpop" in exc.reason.lower() else fix.format(scope=scope)
+            checks.append(Check(system, what, Status.FAIL, scrub(exc.reason), todo))
             return False
         except ApiError as exc:
             reason = f"no usable answer from {config.base}: {scrub(exc.reason)}"

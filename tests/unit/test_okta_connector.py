@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from connectors.http import AuthFailed, Fatal, RateLimited
 from connectors.identity_provider import Action
+from connectors.okta import connector as okta_connector
 from connectors.okta.config import OktaIdpConfig
 from connectors.okta.connector import OktaConnector, rate_limit_wait
 from connectors.okta.doctor import doctor
@@ -276,6 +277,29 @@ def test_an_assertion_is_used_once(server: Server, api: httpx.Client) -> None:
     again = api.post("/oauth2/v1/token", data=form)
     assert again.status_code == 401 and again.json()["error"] == "invalid_client"
     assert "already been used" in again.json()["error_description"]
+
+
+def test_an_app_that_requires_dpop_is_named_by_doctor(api: httpx.Client) -> None:
+    dpop = serve(sim.create_app(sim.OktaSimConfig(require_dpop=True)))
+    try:
+        checks = doctor("okta", idp_config(dpop, **oauth(dpop)))
+    finally:
+        dpop.stop()
+    assert [(c.name, c.status) for c in checks] == [("oauth token", Status.FAIL)]
+    assert "invalid_dpop_proof" in checks[0].detail and "turn off" in checks[0].fix
+
+
+def test_read_log_follows_full_pages_within_one_read(
+    server: Server, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(okta_connector, "LOG_LIMIT", 2)
+    okta = OktaConnector("okta", idp_config(server, api_token=SIM.api_token), 5)
+    _, cursor = okta.read_log(None)
+    uids = [make_user(api, f"p{n}@acme.test") for n in range(5)]
+    got, cursor = okta.read_log(cursor)
+    again, _ = okta.read_log(cursor)
+    okta.close()
+    assert [e.target_id for e in got] == uids and again == []
 
 
 def test_an_assertion_signed_by_another_key_is_refused(server: Server, api: httpx.Client) -> None:
