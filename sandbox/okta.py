@@ -27,6 +27,8 @@ What it models, and where from:
 Strict where the documentation is silent: the status a lifecycle call refuses answers
 ``E0000038`` (403), resetting the factors of a user with none is refused (``E0000001``).
 
+Its pieces: ``okta_org.py`` (the config, users, buckets, answer shapes), ``okta_auth.py``
+(credentials), ``okta_log.py`` (the System Log), ``okta_controls.py`` (the control API).
 Control API (beside ``sandbox.common``'s): ``POST /_sandbox/users`` creates a user (``login``,
 ``email``, ``mobilePhone``, ``status``, ``roles``, ``groups``, ``factors``, ``provider``,
 ``created`` epoch seconds; logged as ``user.lifecycle.create`` then); ``PATCH
@@ -41,157 +43,36 @@ event, persisted or not), ``GET /_sandbox/emails``, ``PUT /_sandbox/settings``
 
 from __future__ import annotations
 
-import hashlib
-import math
 import re
 import secrets
-import string
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, Response, g, jsonify, request
 
+from sandbox import okta_controls
 from sandbox.common import CONTROL_PREFIX, Controls
 from sandbox.okta_auth import Caller, Issued, caller, insufficient_scope, issue_token
-from sandbox.okta_log import LogQueryError, SystemLog, iso
+from sandbox.okta_log import LogQueryError, SystemLog
+from sandbox.okta_org import (
+    KEY_ID,
+    PRIVATE_KEY_PEM,
+    SCOPES,
+    Buckets,
+    OktaSimConfig,
+    Org,
+    admin_actor,
+    bucket_of,
+    fault_response,
+    log_error,
+    okta_error,
+    set_status,
+    user_json,
+)
 from sandbox.options import Wiring
 from sandbox.simulator import Simulator
 
-SCOPES = frozenset({"okta.users.read", "okta.users.manage", "okta.roles.read", "okta.logs.read"})
-# The sandbox app's key pair, derived from a fixed seed so every process (the stack, a benchmark's
-# simulator process) agrees on it without a private key in the repository. Sandbox only.
-_KEY = ec.derive_private_key(
-    int.from_bytes(hashlib.sha256(b"deskgate sandbox okta app").digest(), "big"), ec.SECP256R1()
-)
-PRIVATE_KEY_PEM = _KEY.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-).decode()
-KEY_ID = "sandbox-key-1"
-# Okta's per-minute rate limits (Workforce Identity): GET one user, other user reads, writes to
-# a user (the lifecycle bucket is undocumented: Okta's "POST/PUT/DELETE /api/v1/users/{id}"
-# figure), the System Log.
-DEFAULT_RATE_LIMITS = {"user": 2000, "users": 1200, "user_write": 600, "logs": 120}
-BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"
-
-
-def public_jwk() -> dict[str, Any]:
-    jwk = jwt.algorithms.ECAlgorithm.to_jwk(_KEY.public_key(), as_dict=True)
-    return {**jwk, "kid": KEY_ID, "use": "sig", "alg": "ES256"}
-
-
-@dataclass
-class OktaSimConfig:
-    api_token: str = "sandbox-okta-api-token-0123456789"  # the sandbox's own
-    client_id: str = "0oasandboxdeskgate01"
-    app_name: str = "Deskgate"
-    jwk: dict[str, Any] = field(default_factory=public_jwk)  # the app's registered public key
-    granted_scopes: frozenset[str] = SCOPES
-    require_dpop: bool = False  # the app's "Require DPoP header in token requests"
-    log_delay_seconds: float = 0.0
-    rate_limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
-    # The admin who created the API token (the actor of SSWS calls), and the console admin.
-    token_admin: str = "it.admin@acme.test"
-    console_admin: str = "helpdesk.lead@acme.test"
-
-
-ERRORS = {
-    "E0000001": (400, "Api validation failed: {0}"),
-    "E0000006": (403, "You do not have permission to perform the requested action"),
-    "E0000007": (404, "Not found: Resource not found: {0} (User)"),
-    "E0000011": (401, "Invalid token provided"),
-    "E0000032": (403, "Unlock is not allowed for this user."),
-    "E0000038": (403, "This operation is not allowed in the user's current status."),
-    "E0000047": (429, "API call exceeded rate limit due to too many requests."),
-}
-
-
-def okta_error(code: str, detail: str = "", causes: tuple[str, ...] = ()) -> Response:
-    status, summary = ERRORS[code]
-    resp = jsonify(
-        {
-            "errorCode": code,
-            "errorSummary": summary.replace("{0}", detail),
-            "errorLink": code,
-            "errorId": "oae" + secrets.token_urlsafe(16),
-            "errorCauses": [{"errorSummary": c} for c in causes],
-        }
-    )
-    resp.status_code = status
-    return resp
-
-
-def _id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(17))
-
-
-@dataclass
-class Buckets:
-    """Okta's rate limits: a fixed one-minute window per bucket, resetting on the minute."""
-
-    limits: dict[str, int]
-    used: dict[tuple[str, int], int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self, bucket: str) -> tuple[int, int, int]:
-        """(limit, remaining after this call or -1 when spent, reset epoch seconds)."""
-        now = time.time()
-        minute = math.floor(now / 60)
-        limit = self.limits.get(bucket, DEFAULT_RATE_LIMITS.get(bucket, 1200))
-        with self.lock:
-            used = self.used.get((bucket, minute), 0)
-            if used >= limit:
-                return limit, -1, (minute + 1) * 60
-            self.used[(bucket, minute)] = used + 1
-        return limit, limit - used - 1, (minute + 1) * 60
-
-
-def _bucket(method: str, path: str) -> str:
-    if path.startswith("/api/v1/logs"):
-        return "logs"
-    if method != "GET":
-        return "user_write"
-    return "user" if path.count("/") == 4 else "users"  # /api/v1/users/{id}
-
-
-@dataclass
-class Org:
-    config: OktaSimConfig
-    log: SystemLog
-    buckets: Buckets
-    users: dict[str, dict[str, Any]] = field(default_factory=dict)
-    emails: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _user_json(org_url: str, user: dict[str, Any]) -> dict[str, Any]:
-    """A user as Okta answers it: the public fields, and ``_links`` for what its status allows."""
-    base = f"{org_url}/api/v1/users/{user['id']}"
-    status = user["status"]
-    ops: list[str] = []
-    if status in ("ACTIVE", "PASSWORD_EXPIRED", "RECOVERY", "LOCKED_OUT"):
-        ops += ["resetPassword", "resetFactors", "expirePassword", "suspend", "deactivate"]
-    if status == "LOCKED_OUT":
-        ops.append("unlock")
-    if status == "SUSPENDED":
-        ops += ["unsuspend", "deactivate"]
-    if status == "DEPROVISIONED":
-        ops += ["activate", "delete"]
-    path = {"resetFactors": "reset_factors", "resetPassword": "reset_password"}
-    links = {
-        op: {"href": f"{base}/lifecycle/{path.get(op, op.lower())}", "method": "POST"} for op in ops
-    }
-    links["self"] = {"href": base}
-    return {
-        **{k: v for k, v in user.items() if not k.startswith("_")},
-        "_links": links,
-    }
+__all__ = ["KEY_ID", "PRIVATE_KEY_PEM", "SCOPES", "SIMULATOR", "OktaSimConfig", "create_app"]
 
 
 def create_app(config: OktaSimConfig | None = None) -> Flask:
@@ -200,8 +81,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
     org = Org(config, SystemLog(config.log_delay_seconds), Buckets(dict(config.rate_limits)))
     issued = Issued()
     app.extensions["okta_org"] = org
-    controls = Controls("okta", lambda status, text: _fault(status, text))
-    controls.install(app)
+    Controls("okta", fault_response).install(app)
 
     def org_url() -> str:
         return request.host_url.rstrip("/")
@@ -219,7 +99,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             and "chunked" not in headers.get("Transfer-Encoding", "")
         ):
             return Response("Length Required", status=411, mimetype="text/plain")
-        limit, remaining, reset = org.buckets.take(_bucket(request.method, request.path))
+        limit, remaining, reset = org.buckets.take(bucket_of(request.method, request.path))
         g.okta_rate = (limit, max(remaining, 0), reset)
         if remaining < 0:
             return okta_error("E0000047")
@@ -259,28 +139,9 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             }
             client = {"id": who.client_id, "userAgent": agent, "ipAddress": ip}
             return app_actor, client, tx
-        admin = _admin(config.token_admin)
+        admin = admin_actor(config.token_admin)
         tx["detail"] = {"requestApiTokenId": "00Tsandboxtoken000001"}
         return admin, {"id": None, "userAgent": agent, "ipAddress": ip}, tx
-
-    def find(id_or_login: str) -> dict[str, Any] | None:
-        with org.lock:
-            if id_or_login in org.users:
-                return org.users[id_or_login]
-            wanted = id_or_login.lower()
-            return next(
-                (u for u in org.users.values() if u["profile"]["login"].lower() == wanted), None
-            )
-
-    def target(user: dict[str, Any]) -> dict[str, Any]:
-        name = f"{user['profile'].get('firstName', '')} {user['profile'].get('lastName', '')}"
-        return {
-            "id": user["id"],
-            "type": "User",
-            "alternateId": user["profile"]["login"],
-            "displayName": name.strip(),
-            "detailEntry": None,
-        }
 
     def record(event_type: str, user: dict[str, Any], message: str, **debug: Any) -> None:
         who, client, tx = actor()
@@ -288,7 +149,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             event_type,
             who,
             client,
-            target(user),
+            org.target(user),
             message=message,
             request_id=g.okta_request_id,
             transaction=tx,
@@ -312,10 +173,10 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
     def get_user(id_or_login: str) -> Response:
         if (refused := need("okta.users.read")) is not None:
             return refused
-        user = find(id_or_login)
+        user = org.find(id_or_login)
         if user is None:
             return okta_error("E0000007", id_or_login)
-        return jsonify(_user_json(org_url(), user))
+        return jsonify(user_json(org_url(), user))
 
     @app.get("/api/v1/users")
     def search_users() -> Response:
@@ -335,7 +196,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             )
         found = [u for u in found if u["id"] > after]
         page = found[:limit]
-        resp = jsonify([_user_json(org_url(), u) for u in page])
+        resp = jsonify([user_json(org_url(), u) for u in page])
         self_url = f"{org_url()}{request.full_path.rstrip('?')}"
         links = [f'<{self_url}>; rel="self"']
         if len(found) > limit:
@@ -362,7 +223,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
     def _listing(user_id: str, scope: str, key: str) -> Response:
         if (refused := need(scope)) is not None:
             return refused
-        user = find(user_id)
+        user = org.find(user_id)
         if user is None:
             return okta_error("E0000007", user_id)
         return jsonify(user[key])
@@ -374,7 +235,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
         try:
             events, after = org.log.query(dict(request.args.items()))
         except LogQueryError as exc:
-            return okta_error("E0000001", str(exc)) if exc.code == "E0000001" else _since(exc)
+            return okta_error("E0000001", str(exc)) if exc.code == "E0000001" else log_error(exc)
         except ValueError:
             return okta_error("E0000001", "since/until must be ISO 8601")
         resp = jsonify(events)
@@ -391,7 +252,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
     def acting(user_id: str) -> dict[str, Any] | Response:
         if (refused := need("okta.users.manage")) is not None:
             return refused
-        user = find(user_id)
+        user = org.find(user_id)
         return okta_error("E0000007", user_id) if user is None else user
 
     @app.post("/api/v1/users/<user_id>/lifecycle/unlock")
@@ -403,7 +264,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
             return okta_error("E0000032")  # the lockout lives in the directory
         if user["status"] != "LOCKED_OUT":
             return okta_error("E0000038")
-        _set_status(user, "ACTIVE")
+        set_status(user, "ACTIVE")
         record("user.account.unlock_by_admin", user, "Unlock user account by admin")
         return jsonify({})
 
@@ -432,7 +293,7 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
         if user["status"] in ("DEPROVISIONED", "SUSPENDED", "STAGED", "PROVISIONED"):
             return okta_error("E0000038")
         revoke = request.args.get("revokeSessions") == "true"
-        _set_status(user, "RECOVERY")
+        set_status(user, "RECOVERY")
         record(
             "user.account.reset_password",
             user,
@@ -463,23 +324,8 @@ def create_app(config: OktaSimConfig | None = None) -> Flask:
         record("user.session.clear", user, "Clear user sessions", revokeOauthTokens=str(tokens))
         return Response(status=204, content_type=None)
 
-    _controls(app, org, find, target)
+    okta_controls.install(app, org)
     return app
-
-
-def _admin(login: str) -> dict[str, Any]:
-    return {
-        "id": "00u" + hashlib.sha256(login.encode()).hexdigest()[:17],
-        "type": "User",
-        "alternateId": login,
-        "displayName": login.split("@")[0],
-        "detailEntry": None,
-    }
-
-
-def _set_status(user: dict[str, Any], status: str) -> None:
-    user["status"] = status
-    user["statusChanged"] = user["lastUpdated"] = iso(time.time())
 
 
 def _search(text: str) -> list[tuple[str, str]]:
@@ -500,248 +346,6 @@ def _matches(user: dict[str, Any], conditions: list[tuple[str, str]]) -> bool:
         if not isinstance(value, str) or value.lower() != want.lower():
             return False
     return True
-
-
-def _since(exc: LogQueryError) -> Response:
-    resp = jsonify(
-        {
-            "errorCode": exc.code,
-            "errorSummary": str(exc),
-            "errorLink": exc.code,
-            "errorId": "oae" + secrets.token_urlsafe(16),
-            "errorCauses": [],
-        }
-    )
-    resp.status_code = 400
-    return resp
-
-
-def _fault(status: int, text: str) -> Response:
-    """An injected fault (``sandbox.common``) in Okta's error shape."""
-    if status == 429:
-        return okta_error("E0000047")
-    resp = jsonify(
-        {
-            "errorCode": "E0000009" if status >= 500 else "E0000001",
-            "errorSummary": text,
-            "errorLink": "E0000009",
-            "errorId": "oae" + secrets.token_urlsafe(16),
-            "errorCauses": [],
-        }
-    )
-    resp.status_code = status
-    return resp
-
-
-def _controls(
-    app: Flask,
-    org: Org,
-    find: Callable[[str], dict[str, Any] | None],
-    target: Callable[[dict[str, Any]], dict[str, Any]],
-) -> None:
-    config = org.config
-
-    def people_record(
-        event_type: str, user: dict[str, Any], who: dict[str, Any], message: str, **more: Any
-    ) -> None:
-        agent = {"rawUserAgent": BROWSER, "os": "Mac OS X", "browser": "SAFARI"}
-        at = more.pop("at", None)
-        org.log.record(
-            event_type,
-            who,
-            {"id": None, "userAgent": agent, "ipAddress": "203.0.113.7"},
-            target(user),
-            message=message,
-            request_id=secrets.token_urlsafe(20)[:27],
-            transaction={"type": "WEB", "id": secrets.token_urlsafe(12), "detail": {}},
-            debug=more,
-            at=at,
-        )
-
-    def self_actor(user: dict[str, Any]) -> dict[str, Any]:
-        return {**target(user), "type": "User"}
-
-    @app.post(f"{CONTROL_PREFIX}users")
-    def create_user() -> Response:
-        body = request.get_json(force=True)
-        created = float(body.get("created", time.time()))
-        login = body["login"]
-        profile = {
-            "login": login,
-            "email": body.get("email", login),
-            "firstName": body.get("firstName", login.split("@")[0].split(".")[0].title()),
-            "lastName": body.get("lastName", "Employee"),
-            "mobilePhone": body.get("mobilePhone"),
-            "secondEmail": None,
-        }
-        provider = body.get("provider", "OKTA")
-        user = {
-            "id": _id("00u"),
-            "status": body.get("status", "ACTIVE"),
-            "created": iso(created),
-            "activated": iso(created),
-            "statusChanged": iso(created),
-            "lastLogin": None,
-            "lastUpdated": iso(created),
-            "passwordChanged": iso(created),
-            "type": {"id": "oty" + "sandboxdefault0001"},
-            "profile": profile,
-            "credentials": {
-                "password": {},
-                "provider": {
-                    "type": provider,
-                    "name": "OKTA" if provider == "OKTA" else "acme.test",
-                },
-            },
-            "_roles": [
-                {
-                    "id": _id("ra1"),
-                    "label": role.replace("_", " ").title(),
-                    "type": role,
-                    "status": "ACTIVE",
-                    "created": iso(created),
-                    "lastUpdated": iso(created),
-                    "assignmentType": "USER",
-                }
-                for role in body.get("roles", [])
-            ],
-            "_groups": [
-                {
-                    "id": _id("00g"),
-                    "created": iso(created),
-                    "lastUpdated": iso(created),
-                    "lastMembershipUpdated": iso(created),
-                    "objectClass": ["okta:user_group"],
-                    "type": "OKTA_GROUP",
-                    "profile": {"name": name, "description": None},
-                }
-                for name in ["Everyone", *body.get("groups", [])]
-            ],
-            "_factors": [_factor(kind, created) for kind in body.get("factors", ["push"])],
-        }
-        with org.lock:
-            org.users[user["id"]] = user
-        people_record(
-            "user.lifecycle.create", user, _admin(config.console_admin), "Create okta user",
-            at=created,
-        )  # fmt: skip
-        return jsonify(_user_json(request.host_url.rstrip("/"), user))
-
-    @app.patch(f"{CONTROL_PREFIX}users/<user_id>")
-    def change_profile(user_id: str) -> Response:
-        user = find(user_id)
-        if user is None:
-            return okta_error("E0000007", user_id)
-        body = request.get_json(force=True)
-        at = float(body.pop("at", time.time()))
-        with org.lock:
-            user["profile"].update(body)
-            user["lastUpdated"] = iso(at)
-        people_record(
-            "user.account.update_profile", user, _admin(config.console_admin),
-            "Update user profile for Okta", changedAttributes=",".join(body), at=at,
-        )  # fmt: skip
-        return jsonify(_user_json(request.host_url.rstrip("/"), user))
-
-    @app.post(f"{CONTROL_PREFIX}users/<user_id>/lock")
-    def lock(user_id: str) -> Response:
-        user = find(user_id)
-        if user is None:
-            return okta_error("E0000007", user_id)
-        _set_status(user, "LOCKED_OUT")
-        people_record("user.account.lock", user, self_actor(user), "Max sign in attempts exceeded")
-        return jsonify({"status": user["status"]})
-
-    @app.post(f"{CONTROL_PREFIX}console")
-    def console() -> Response:
-        body = request.get_json(force=True)
-        user = find(body["user"])
-        if user is None:
-            return okta_error("E0000007", body["user"])
-        admin = _admin(body.get("admin", config.console_admin))
-        action = body["action"]
-        if action == "unlock":
-            _set_status(user, "ACTIVE")
-            people_record("user.account.unlock_by_admin", user, admin, "Unlock user account")
-        elif action == "reset_password":
-            _set_status(user, "RECOVERY")
-            people_record(
-                "user.account.reset_password", user, admin, "Reset password",
-                is_self_initiated="false",
-            )  # fmt: skip
-        elif action == "reset_factors":
-            user["_factors"] = []
-            people_record("user.mfa.factor.reset_all", user, admin, "Reset all factors for user")
-        elif action == "clear_sessions":
-            people_record("user.session.clear", user, admin, "Clear user sessions")
-        else:
-            return okta_error("E0000001", f"unknown console action {action}")
-        return jsonify({"done": action})
-
-    @app.post(f"{CONTROL_PREFIX}users/<user_id>/self_service")
-    def self_service(user_id: str) -> Response:
-        user = find(user_id)
-        if user is None:
-            return okta_error("E0000007", user_id)
-        action = request.get_json(force=True)["action"]
-        if action == "reset_password":
-            people_record(
-                "user.account.reset_password", user, self_actor(user), "Self-service reset",
-                is_self_initiated="true",
-            )  # fmt: skip
-        elif action == "unlock":
-            _set_status(user, "ACTIVE")
-            people_record("user.account.unlock", user, self_actor(user), "User account unlocked")
-        else:
-            return okta_error("E0000001", f"unknown self-service action {action}")
-        return jsonify({"done": action})
-
-    @app.get(f"{CONTROL_PREFIX}log")
-    def all_events() -> Response:
-        return jsonify({"events": org.log.everything()})
-
-    @app.get(f"{CONTROL_PREFIX}emails")
-    def emails() -> Response:
-        with org.lock:
-            return jsonify({"emails": list(org.emails)})
-
-    @app.put(f"{CONTROL_PREFIX}settings")
-    def settings() -> Response:
-        body = request.get_json(force=True)
-        if "log_delay_seconds" in body:
-            org.log.delay = float(body["log_delay_seconds"])
-        if "rate_limits" in body:
-            with org.buckets.lock:
-                org.buckets.limits.update({k: int(v) for k, v in body["rate_limits"].items()})
-                org.buckets.used.clear()
-        return jsonify({"ok": True})
-
-    @app.post(f"{CONTROL_PREFIX}reset")
-    def reset() -> Response:
-        with org.lock:
-            org.users.clear()
-            org.emails.clear()
-        with org.log.lock:
-            org.log.events.clear()
-        org.log.delay = config.log_delay_seconds
-        with org.buckets.lock:
-            org.buckets.limits = dict(config.rate_limits)
-            org.buckets.used.clear()
-        return jsonify({"ok": True})
-
-
-def _factor(kind: str, created: float) -> dict[str, Any]:
-    provider = {"push": "OKTA", "sms": "OKTA", "token:software:totp": "GOOGLE"}.get(kind, "OKTA")
-    return {
-        "id": _id("opf" if kind == "push" else "mbl" if kind == "sms" else "uft"),
-        "factorType": kind,
-        "provider": provider,
-        "vendorName": provider,
-        "status": "ACTIVE",
-        "created": iso(created),
-        "lastUpdated": iso(created),
-        "profile": {},
-    }
 
 
 # -- the sandbox's wiring (sandbox/registry.py) ----------------------------------------------
