@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from connectors.http import AuthFailed, Fatal, RateLimited
+from connectors.http import AuthFailed, Fatal, RateLimited, Retriable
 from connectors.identity_provider import Action
 from connectors.okta import connector as okta_connector
 from connectors.okta.config import OktaIdpConfig
@@ -221,8 +221,25 @@ def test_refusals_are_typed_by_error_code(okta: OktaConnector, api: httpx.Client
     assert not isinstance(not_locked.value, AuthFailed)  # a 403 that is no permission problem
     with pytest.raises(Fatal, match="E0000032"):
         okta.perform(ad_user, "unlock")  # the lockout lives in Active Directory
-    with pytest.raises(Fatal, match="E0000001"):
-        okta.perform(user, "reset_mfa")  # nothing to reset
+    api.put("/_sandbox/settings", json={"rate_limits": {"user_write": 0}})
+    with pytest.raises(RateLimited):
+        okta.perform(user, "reset_mfa")  # a refusal that is not "nothing to reset" still raises
+
+
+def test_reset_mfa_retried_after_its_sessions_call_failed_ends_the_sessions(
+    okta: OktaConnector, api: httpx.Client
+) -> None:
+    uid = make_user(api, factors=["push"])
+    user = okta.find_user("id", uid)
+    assert user is not None
+    fault = {"path_prefix": f"/api/v1/users/{uid}/sessions", "status": 503, "method": "DELETE"}
+    api.post("/_sandbox/faults", json=fault).raise_for_status()
+    with pytest.raises(Retriable):
+        okta.perform(user, "reset_mfa")  # factors reset; the sessions call failed
+    done = okta.perform(user, "reset_mfa")  # the retry: nothing left to reset, sessions end
+    kinds = [e["eventType"] for e in events(api)]
+    assert kinds.count("user.mfa.factor.reset_all") == 1 and kinds.count("user.session.clear") == 1
+    assert done.request_id and "factors were removed" in done.expect
 
 
 def test_a_missing_scope_is_auth_failed_naming_it(server: Server, api: httpx.Client) -> None:
