@@ -452,3 +452,15 @@ def test_doctor_proves_each_read_and_the_granted_scopes(server: Server, api: htt
     calls = api.get("/_sandbox/calls").json()["calls"]
     assert {c["method"] for c in calls} <= {"GET", "POST"}  # POST: the token only
     assert all(c["path"] == "/oauth2/v1/token" for c in calls if c["method"] == "POST")
+
+
+def test_a_next_link_on_another_host_is_not_followed(server: Server) -> None:
+    okta = OktaConnector("okta", idp_config(server, api_token=SIM.api_token), 5)
+    elsewhere = '<https://okta.evil.test/api/v1/logs?after=x>; rel="next"'
+    try:
+        with pytest.raises(Fatal, match="away from the Okta org"):
+            okta._next(httpx.Response(200, headers={"Link": elsewhere}))
+        with pytest.raises(Fatal, match="not an Okta System Log cursor"):
+            okta.read_log("https://okta.evil.test/api/v1/logs?after=x")
+    finally:
+        okta.close()
