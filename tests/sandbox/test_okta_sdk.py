@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import freezegun
 import httpx
 import jwt
 import pytest
@@ -21,6 +22,11 @@ from okta.pagination import PaginationHelper
 
 from sandbox import okta as sim
 from sandbox.common import Server, serve
+
+# freezegun walks every loaded module's attributes when it freezes time; the SDK's models
+# package imports its (pydantic) models lazily on attribute access, which then fails on the
+# frozen datetime and leaves time frozen for every later test. Its modules hold no clock.
+freezegun.configure(extend_ignore_list=["okta"])
 
 # The SDK signs its client assertion with RSA only (RS256), so this app registers an RSA key.
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
