@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox import incode, servicenow, zendesk
+from sandbox import entra, incode, servicenow, zendesk
 from sandbox.simulator import Simulator
 
 SIMULATORS: dict[str, Simulator[Any]] = {
@@ -16,6 +16,7 @@ SIMULATORS: dict[str, Simulator[Any]] = {
         zendesk.SIMULATOR,
         servicenow.SIMULATOR,
         incode.SIMULATOR,
+        entra.SIMULATOR,
     )
 }
 # The desk kinds the sandbox can drive (the simulators with a driver), in registry order.
