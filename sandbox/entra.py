@@ -751,7 +751,9 @@ def create_app(config: EntraSimConfig | None = None) -> Flask:
         if order[0] != "activityDateTime" or order[1:] not in ([], ["asc"], ["desc"]):
             raise GraphError(400, "BadRequest", "Only activityDateTime may order the list.")
         rows = [e for e in directory.visible_audits(time.time()) if keep(e)]
-        rows.sort(key=lambda e: (e["activityDateTime"], e["id"]), reverse=order[1:] != ["asc"])
+        # Newest first unless ordered; an $orderby without a direction is ascending (OData).
+        newest_first = "$orderby" not in request.args or order[1:] == ["desc"]
+        rows.sort(key=lambda e: (e["activityDateTime"], e["id"]), reverse=newest_first)
         return _page(rows, "auditLogs/directoryAudits", limit=1000)
 
     # -- control API -------------------------------------------------------------------------
