@@ -39,7 +39,11 @@ CONTACTS: dict[ContactField, str] = {
     "email": "mail",
     "phone": "mobilePhone",
 }
-USER_KEY = re.compile(r"[A-Za-z0-9._@'+-]{1,256}")
+# An Entra object id. Graph also takes a UPN in the path, but a path reaches metrics' route
+# labels and logs, where an address must not: users are searched by UPN, read by id.
+OBJECT_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 MAX_PAGES = 20  # per read; the audit log's next read goes on from where this one stopped
 AUDIT_PAGE = 500
 
@@ -121,7 +125,7 @@ class EntraConnector:
         return self._by_id(str(rows[0]["id"])) if rows else None
 
     def _by_id(self, user_id: str) -> IdpUser | None:
-        if not USER_KEY.fullmatch(user_id):  # an object id or a UPN, nothing that bends the path
+        if not OBJECT_ID.fullmatch(user_id):  # nothing else reaches the path
             return None
         try:
             row = self._get(f"/v1.0/users/{user_id}", **{"$select": USER_FIELDS})

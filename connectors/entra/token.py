@@ -63,7 +63,9 @@ class GraphAuth(httpx.Auth):
     """A bearer token on every Graph request: fetched when missing or near expiry, and once
     more on a 401 (revoked or expired early), then the request is sent again once."""
 
-    def __init__(self, system: str, config: EntraIdpConfig, timeout: float, deadline: float):
+    def __init__(
+        self, system: str, config: EntraIdpConfig, timeout: float, deadline: float
+    ) -> None:
         self.system = system
         self.config = config
         base = str(config.login_url).rstrip("/")

@@ -113,6 +113,9 @@ def test_a_user_is_found_by_mail_or_login_and_read_again_by_id(
     assert idp.find_user("email", "nobody@acme.test") is None
     assert idp.find_user("id", str(uuid.uuid4())) is None
     assert idp.find_user("id", "../users?$top=1") is None  # never bends the path
+    calls = api.get("/_sandbox/calls").json()["calls"]
+    assert idp.find_user("id", "jane.doe@acme.test") is None  # an address never goes in a path
+    assert len(api.get("/_sandbox/calls").json()["calls"]) == len(calls)
     assert idp.find_user("email", "o'brien@acme.test") is None  # a quote stays a literal
 
 
