@@ -42,6 +42,9 @@ What it models, and where each behaviour comes from (Microsoft's documentation u
   the user's self-service), is logged with the documented activity name and shows up only
   ``audit_delay_seconds`` later (Microsoft quoted 2 minutes p95, 5 minutes p99).
 
+Modules: ``entra_directory`` (users, methods, the audit log), ``entra_token`` (the token
+endpoint), ``entra_throttle``, ``entra_control`` (the control API).
+
 Control API (beside ``sandbox.common``'s calls, faults and latency):
 ``POST /_sandbox/users`` creates a user (``upn``, ``displayName``, ``mail``, ``mobilePhone``,
 ``enabled``, ``created_days_ago``, ``management_restricted``, ``roles``, ``groups``,
@@ -60,15 +63,9 @@ sets an app's ``permissions`` or ``certificates``; ``PUT /_sandbox/throttle`` ``
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
-import math
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,32 +73,28 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from flask import Flask, Response, g, jsonify, request
 
+from sandbox import entra_control
 from sandbox.common import CONTROL_PREFIX, Controls
 from sandbox.entra_directory import (
-    AUDIT_PROPERTY,
     DEFAULT_USER_PROPERTIES,
     METHOD_TYPES,
-    PASSWORD_METHOD_ID,
-    PHONE_IDS,
     ROLES,
     USER_PROPERTIES,
-    Actor,
     Directory,
-    Method,
+    GraphError,
     User,
     iso,
     new_id,
 )
+from sandbox.entra_throttle import BUDGETS, Budget, Throttle
+from sandbox.entra_token import GRAPH_SCOPE, App, Tokens, b64url, unb64url
 from sandbox.options import Wiring
 from sandbox.simulator import Simulator
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+__all__ = ["GRAPH_SCOPE", "SIMULATOR", "EntraSimConfig", "create_app"]
+
 # What Deskgate's app is granted in the sandbox: the least privileged permission of each call.
 DESKGATE_PERMISSIONS = frozenset(
     {
@@ -119,29 +112,7 @@ READ_METHODS = ("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.R
 WRITE_METHODS = ("UserAuthenticationMethod.ReadWrite.All",)
 REVOKE = ("User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All")
 READ_AUDITS = ("AuditLog.Read.All",)
-# Throttle budgets (requests, seconds) per app and tenant: Graph's identity-and-access limits
-# for a small tenant (3,500 resource units per 10 s; 3,000 writes per 150 s) and the reports
-# API's 5 requests per 10 s.
-BUDGETS: dict[str, tuple[int, float] | None] = {
-    "requests": (3500, 10.0),
-    "writes": (3000, 150.0),
-    "reports": (5, 10.0),
-}
-
-
-@dataclass
-class App:
-    """An app registration and its service principal in the tenant."""
-
-    client_id: str
-    name: str
-    secret: str | None
-    permissions: frozenset[str]
-    certificates: dict[str, str] = field(default_factory=dict)  # SHA-1 thumbprint hex -> PEM
-    service_principal_id: str = field(default_factory=new_id)
-
-    def actor(self) -> Actor:
-        return Actor(self.client_id, self.name, self.service_principal_id)
+DENIED = "Insufficient privileges to complete the operation."
 
 
 @dataclass
@@ -155,90 +126,18 @@ class EntraSimConfig:
     audit_delay_seconds: float = 120.0
     page_size: int = 100  # Graph's default page for users; tests make it small
     token_ttl_seconds: int = 3599
-    budgets: dict[str, tuple[int, float] | None] = field(default_factory=lambda: dict(BUDGETS))
-    employees: frozenset[str] = frozenset()  # UPNs (= mail) seeded with a phone and the app
+    budgets: dict[str, Budget] = field(default_factory=lambda: dict(BUDGETS))
+    employees: frozenset[str] = frozenset()  # UPNs (= mail) seeded with two methods
     user_age_days: float = 30.0
-
-
-class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def graph_error(status: int, code: str, message: str) -> Response:
     request_id = g.get("request_id") or new_id()
-    resp = jsonify(
-        {
-            "error": {
-                "code": code,
-                "message": message,
-                "innerError": {
-                    "date": iso(time.time()).split(".")[0],
-                    "request-id": request_id,
-                    "client-request-id": g.get("client_request_id") or request_id,
-                },
-            }
-        }
-    )
+    inner = {"date": iso(time.time()).split(".")[0], "request-id": request_id,
+             "client-request-id": g.get("client_request_id") or request_id}  # fmt: skip
+    resp = jsonify({"error": {"code": code, "message": message, "innerError": inner}})
     resp.status_code = status
     return resp
-
-
-def aadsts(status: int, error: str, code: int, description: str) -> Response:
-    trace, correlation = new_id(), new_id()
-    resp = jsonify(
-        {
-            "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} "
-            f"Correlation ID: {correlation} Timestamp: {iso(time.time())}",
-            "error_codes": [code],
-            "timestamp": iso(time.time()).replace("T", " ").rstrip("Z") + "Z",
-            "trace_id": trace,
-            "correlation_id": correlation,
-        }
-    )
-    resp.status_code = status
-    return resp
-
-
-class Throttle:
-    """Sliding windows per (bucket, app)."""
-
-    def __init__(self, budgets: dict[str, tuple[int, float] | None]) -> None:
-        self.budgets = dict(budgets)
-        self.seen: dict[tuple[str, str], deque[float]] = {}
-        self.lock = threading.Lock()
-
-    def take(self, buckets: list[str], app: str) -> tuple[str, int] | float:
-        """The bucket over budget and the seconds to wait, or the highest share used (0..1)."""
-        now, used = time.monotonic(), 0.0
-        with self.lock:
-            for bucket in buckets:
-                budget = self.budgets.get(bucket)
-                if budget is None:
-                    continue
-                limit, window = budget
-                seen = self.seen.setdefault((bucket, app), deque())
-                while seen and seen[0] <= now - window:
-                    seen.popleft()
-                if len(seen) >= limit:
-                    return bucket, max(1, math.ceil(seen[0] + window - now))
-            for bucket in buckets:
-                budget = self.budgets.get(bucket)
-                if budget is not None:
-                    seen = self.seen[(bucket, app)]
-                    seen.append(now)
-                    used = max(used, len(seen) / budget[0])
-        return used
 
 
 def _literal(text: str) -> str:
@@ -255,6 +154,7 @@ AUDIT_CLAUSES = {
         rf"|loggedByService|correlationId) eq {STRING}$"
     ),
 }
+Entry = dict[str, Any]
 
 
 def _instant(text: str) -> float:
@@ -263,7 +163,11 @@ def _instant(text: str) -> float:
     return at + (float(f"0.{fraction}") if fraction else 0.0)
 
 
-Entry = dict[str, Any]
+def _dig(entry: Entry, path: list[str]) -> Any:
+    value: Any = entry
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _clause(clause: str) -> Callable[[Entry], bool]:
@@ -287,32 +191,41 @@ def _audit_filter(text: str) -> Callable[[Entry], bool]:
     return lambda entry: all(t(entry) for t in tests)
 
 
-def _dig(entry: dict[str, Any], path: list[str]) -> Any:
-    value: Any = entry
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def _name_id(name: str) -> str:
+    """A stable GUID-shaped id for a named object (a group, a role assignment)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-8{digest[17:20]}-{digest[20:32]}"
+
+
+def _select(resource: dict[str, Any]) -> dict[str, Any]:
+    wanted = request.args.get("$select")
+    names = [n.strip() for n in wanted.split(",")] if wanted else list(DEFAULT_USER_PROPERTIES)
+    for name in names:
+        if name not in USER_PROPERTIES:
+            raise GraphError(400, "BadRequest", "Parsing OData Select and Expand failed: Could "
+                             f"not find a property named '{name[:40]}' on type "
+                             "'microsoft.graph.user'.")  # fmt: skip
+    return {n: resource[n] for n in names}
+
+
+def _context(what: str) -> str:
+    return f"{request.host_url}v1.0/$metadata#{what}"
 
 
 def create_app(config: EntraSimConfig | None = None) -> Flask:
     config = config or EntraSimConfig()
     app = Flask("sandbox-entra")
     directory = Directory(config.audit_delay_seconds)
-    apps = {
-        config.client_id: App(
-            config.client_id,
-            config.app_name,
-            config.client_secret,
-            config.permissions,
-            dict(config.certificates),
-        )
-    }
-    signing_key = new_id().encode()  # signs the access tokens this tenant issues
+    certificates = {k.lower(): v for k, v in config.certificates.items()}
+    deskgate = App(config.client_id, config.app_name, config.client_secret, config.permissions,
+                   certificates)  # fmt: skip
+    tokens = Tokens(config.tenant_id, {config.client_id: deskgate}, config.token_ttl_seconds)
     throttle = Throttle(config.budgets)
     app.extensions["entra_directory"] = directory
     Controls("entra", lambda status, text: graph_error(status, "TooManyRequests", text)).install(
         app
     )
+    entra_control.install(app, directory, tokens, throttle, config.user_age_days)
 
     @app.errorhandler(GraphError)
     def _graph_error(exc: GraphError) -> Response:
@@ -326,204 +239,48 @@ def create_app(config: EntraSimConfig | None = None) -> Flask:
             response.headers["client-request-id"] = g.get("client_request_id") or request_id
         return response
 
-    # -- the token endpoint -----------------------------------------------------------------
-
     @app.post("/<tenant>/oauth2/v2.0/token")
     def token(tenant: str) -> Response:
-        form = request.form
-        if tenant != config.tenant_id:
-            return aadsts(400, "invalid_request", 90002, f"Tenant '{tenant[:40]}' not found.")
-        if form.get("grant_type") != "client_credentials":
-            return aadsts(
-                400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
-            )
-        registered = apps.get(form.get("client_id", ""))
-        if registered is None:
-            return aadsts(
-                400,
-                "unauthorized_client",
-                700016,
-                "Application with identifier was not found in the directory.",
-            )
-        if form.get("scope") != GRAPH_SCOPE:
-            return aadsts(
-                400,
-                "invalid_scope",
-                70011,
-                "The provided value for the input parameter 'scope' is not valid.",
-            )
-        secret, assertion = form.get("client_secret"), form.get("client_assertion")
-        if secret is not None and assertion is not None:
-            # Sending both is not documented; strict: refused.
-            return aadsts(
-                400, "invalid_request", 90015, "Only one client credential may be presented."
-            )
-        if assertion is not None:
-            refused = _check_assertion(registered, tenant, assertion, form)
-            if refused is not None:
-                return refused
-        elif secret is None:
-            return aadsts(
-                400,
-                "invalid_client",
-                7000218,
-                "The request body must contain the "
-                "following parameter: 'client_assertion' or 'client_secret'.",
-            )
-        elif not registered.secret or not hmac.compare_digest(
-            secret.encode(), registered.secret.encode()
-        ):
-            return aadsts(401, "invalid_client", 7000215, "Invalid client secret provided.")
-        now = int(time.time())
-        claims = {
-            "aud": "https://graph.microsoft.com",
-            "iss": f"https://sts.windows.net/{tenant}/",
-            "iat": now,
-            "nbf": now,
-            "exp": now + config.token_ttl_seconds,
-            "appid": registered.client_id,
-            "oid": registered.service_principal_id,
-            "tid": tenant,
-            "idtyp": "app",
-            "roles": sorted(registered.permissions),
-        }
-        head = _b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
-        body = _b64url(json.dumps(claims).encode())
-        mac = hmac.new(signing_key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-        resp = jsonify(
-            {
-                "token_type": "Bearer",
-                "expires_in": config.token_ttl_seconds,
-                "ext_expires_in": config.token_ttl_seconds,
-                "access_token": f"{head}.{body}.{_b64url(mac)}",
-            }
+        return tokens.issue(tenant, request.form, f"{request.host_url}{tenant}/oauth2/v2.0/token")
+
+    def _throttled(caller: App, write: bool, reports: bool) -> Response | float:
+        buckets = ["requests", *(["writes"] if write else []), *(["reports"] if reports else [])]
+        taken = throttle.take(buckets, caller.client_id)
+        if not isinstance(taken, tuple):
+            return taken
+        bucket, wait = taken
+        resp = graph_error(429, "TooManyRequests", "Too many requests.")
+        resp.headers["Retry-After"] = str(wait)
+        scope = "ReadWrite" if write else "Read"
+        resp.headers["x-ms-throttle-scope"] = (
+            f"Tenant_Application/{scope}/{caller.client_id}/{config.tenant_id}"
         )
-        resp.headers["Cache-Control"] = "no-store, no-cache"
+        resp.headers["x-ms-throttle-information"] = (
+            "WriteLimitExceeded" if bucket == "writes" else "ResourceUnitLimitExceeded"
+        )
         return resp
-
-    def _check_assertion(
-        registered: App, tenant: str, assertion: str, form: Any
-    ) -> Response | None:
-        if form.get("client_assertion_type") != ASSERTION_TYPE:
-            return aadsts(400, "invalid_request", 700010, "Invalid client assertion type.")
-        try:
-            head_b64, body_b64, sig_b64 = assertion.split(".")
-            header = json.loads(_unb64url(head_b64))
-            claims = json.loads(_unb64url(body_b64))
-            thumbprint = _unb64url(header["x5t"]).hex()
-            pem = registered.certificates[thumbprint]
-        except (ValueError, KeyError, TypeError):
-            return aadsts(
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature "
-                "validation: no registered certificate matches its x5t.",
-            )
-        key = serialization.load_pem_public_key(pem.encode())
-        try:
-            if header.get("alg") != "RS256" or not isinstance(key, rsa.RSAPublicKey):
-                raise InvalidSignature
-            key.verify(
-                _unb64url(sig_b64),
-                f"{head_b64}.{body_b64}".encode(),
-                padding.PKCS1v15(),
-                hashes.SHA256(),
-            )
-        except InvalidSignature:
-            return aadsts(
-                401, "invalid_client", 700027, "Client assertion contains an invalid signature."
-            )
-        audience = f"{request.host_url}{tenant}/oauth2/v2.0/token"
-        if claims.get("iss") != registered.client_id or claims.get("sub") != registered.client_id:
-            return aadsts(
-                401,
-                "invalid_client",
-                700021,
-                "Client assertion application identifier doesn't match 'client_id' parameter.",
-            )
-        if claims.get("aud") != audience:
-            return aadsts(
-                401,
-                "invalid_client",
-                700027,
-                "Client assertion audience claim does not match the token endpoint.",
-            )
-        now = time.time()
-        if not (float(claims.get("nbf", now)) - 300 <= now < float(claims.get("exp", 0))):
-            return aadsts(
-                401,
-                "invalid_client",
-                700024,
-                "Client assertion is not within its valid time range.",
-            )
-        return None
-
-    # -- Graph: authentication, permissions, throttling -------------------------------------
-
-    def _caller() -> App:
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:]:
-            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty.")
-        try:
-            head, body, sig = auth[7:].split(".")
-            mac = hmac.new(signing_key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-            claims = json.loads(_unb64url(body))
-            valid = hmac.compare_digest(_unb64url(sig), mac)
-        except (ValueError, TypeError):
-            valid = False
-        if not valid:
-            raise GraphError(
-                401,
-                "InvalidAuthenticationToken",
-                "Access token validation failure. Invalid signature.",
-            )
-        if claims["exp"] <= time.time():
-            raise GraphError(
-                401,
-                "InvalidAuthenticationToken",
-                "Lifetime validation failed, the token is expired.",
-            )
-        caller = apps.get(claims["appid"])
-        if caller is None:
-            raise GraphError(401, "InvalidAuthenticationToken", "Unknown application.")
-        g.roles = frozenset(claims.get("roles") or ())
-        return caller
 
     def graph(
         permissions: tuple[str, ...], *, reports: bool = False
     ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+        """A Graph call: its ids, the caller's token, the throttle, then the permission."""
+
         def wrap(view: Callable[..., Response]) -> Callable[..., Response]:
             @wraps(view)
             def run(**kwargs: Any) -> Response:
                 g.request_id = new_id()
                 g.client_request_id = request.headers.get("client-request-id") or g.request_id
-                caller = _caller()
+                caller, roles = tokens.caller(request.headers.get("Authorization", ""))
                 write = request.method in ("POST", "PATCH", "PUT", "DELETE")
-                buckets = ["requests", *(["writes"] if write else []), *(["reports"] * reports)]
-                taken = throttle.take(buckets, caller.client_id)
-                if isinstance(taken, tuple):
-                    bucket, wait = taken
-                    resp = graph_error(429, "TooManyRequests", "Too many requests.")
-                    resp.headers["Retry-After"] = str(wait)
-                    scope = "ReadWrite" if write else "Read"
-                    resp.headers["x-ms-throttle-scope"] = (
-                        f"Tenant_Application/{scope}/{caller.client_id}/{config.tenant_id}"
-                    )
-                    resp.headers["x-ms-throttle-information"] = (
-                        "WriteLimitExceeded" if bucket == "writes" else "ResourceUnitLimitExceeded"
-                    )
-                    return resp
-                if not g.roles & set(permissions):
-                    raise GraphError(
-                        403,
-                        "Authorization_RequestDenied",
-                        "Insufficient privileges to complete the operation.",
-                    )
+                taken = _throttled(caller, write, reports)
+                if isinstance(taken, Response):
+                    return taken
+                if not roles & set(permissions):
+                    raise GraphError(403, "Authorization_RequestDenied", DENIED)
                 g.caller = caller
                 resp = view(**kwargs)
                 resp.headers["x-ms-resource-unit"] = "1"
-                if taken >= 0.8:
+                if taken >= 0.8:  # the header shows only past 80 % of a budget
                     resp.headers["x-ms-throttle-limit-percentage"] = f"{taken:.1f}"
                 return resp
 
@@ -534,64 +291,38 @@ def create_app(config: EntraSimConfig | None = None) -> Flask:
     def _user(key: str) -> User:
         user = directory.find(key)
         if user is None:
-            raise GraphError(
-                404,
-                "Request_ResourceNotFound",
-                f"Resource '{key[:60]}' does not "
-                "exist or one of its queried reference-property objects are not "
-                "present.",
-            )
+            raise GraphError(404, "Request_ResourceNotFound", f"Resource '{key[:60]}' does not "
+                             "exist or one of its queried reference-property objects are not "
+                             "present.")  # fmt: skip
         return user
 
-    def _select(resource: dict[str, Any]) -> dict[str, Any]:
-        wanted = request.args.get("$select")
-        names = [n.strip() for n in wanted.split(",")] if wanted else list(DEFAULT_USER_PROPERTIES)
-        for name in names:
-            if name not in USER_PROPERTIES:
-                raise GraphError(
-                    400,
-                    "BadRequest",
-                    "Parsing OData Select and Expand failed: "
-                    f"Could not find a property named '{name[:40]}' on type "
-                    "'microsoft.graph.user'.",
-                )
-        return {n: resource[n] for n in names}
+    def _writable(user: User) -> None:
+        if user.management_restricted:  # tenant-wide app permissions do not reach into it
+            raise GraphError(403, "Authorization_RequestDenied", DENIED)
 
-    def _page(items: list[dict[str, Any]], context: str, limit: int = 999) -> Response:
+    def _page(items: list[Entry], context: str, limit: int = 999) -> Response:
         try:
             top = int(request.args.get("$top") or config.page_size)
-            start = int(_unb64url(request.args.get("$skiptoken", "")) or 0)
+            start = int(unb64url(request.args.get("$skiptoken", "")) or 0)
         except ValueError:
             raise GraphError(400, "BadRequest", "Invalid $top or $skiptoken.") from None
         if not 1 <= top <= limit:
             raise GraphError(400, "BadRequest", f"Invalid page size specified: '{top}'.")
-        body: dict[str, Any] = {
-            "@odata.context": f"{request.host_url}v1.0/$metadata#{context}",
-            "value": items[start : start + top],
-        }
+        body: dict[str, Any] = {"@odata.context": _context(context),
+                                "value": items[start : start + top]}  # fmt: skip
         if start + top < len(items):
             args = {k: v for k, v in request.args.items() if k != "$skiptoken"}
-            args["$skiptoken"] = _b64url(str(start + top).encode())
+            args["$skiptoken"] = b64url(str(start + top).encode())
             body["@odata.nextLink"] = f"{request.base_url}?{urlencode(args)}"
         return jsonify(body)
 
-    def _writable(user: User) -> None:
-        if user.management_restricted:  # tenant-wide app permissions do not reach into it
-            raise GraphError(
-                403,
-                "Authorization_RequestDenied",
-                "Insufficient privileges to complete the operation.",
-            )
-
-    # -- Graph: users, roles, groups ---------------------------------------------------------
+    # -- users, roles, groups ----------------------------------------------------------------
 
     @app.get("/v1.0/users/<key>")
     @graph(READ_USERS)
     def get_user(key: str) -> Response:
-        body = _select(_user(key).resource())
-        return jsonify(
-            {"@odata.context": f"{request.host_url}v1.0/$metadata#users/$entity", **body}
-        )
+        return jsonify({"@odata.context": _context("users/$entity"),
+                        **_select(_user(key).resource())})  # fmt: skip
 
     @app.get("/v1.0/users")
     @graph(READ_USERS)
@@ -601,86 +332,57 @@ def create_app(config: EntraSimConfig | None = None) -> Flask:
         if text is not None:
             m = USER_FILTER.match(text.strip())
             if m is None:
-                raise GraphError(
-                    400,
-                    "Request_UnsupportedQuery",
-                    "Unsupported or invalid query filter clause specified.",
-                )
-            prop, value = {"mail": "mail", "userPrincipalName": "upn", "id": "id"}[m[1]], m[2]
-            value = _literal(value).lower()  # directory strings compare case-insensitively
-            found = [u for u in found if (getattr(u, prop) or "").lower() == value]
+                unsupported = "Unsupported or invalid query filter clause specified."
+                raise GraphError(400, "Request_UnsupportedQuery", unsupported)
+            attr = {"mail": "mail", "userPrincipalName": "upn", "id": "id"}[m[1]]
+            value = _literal(m[2]).lower()  # directory strings compare case-insensitively
+            found = [u for u in found if (getattr(u, attr) or "").lower() == value]
         return _page([_select(u.resource()) for u in found], "users")
 
     @app.get("/v1.0/users/<key>/memberOf")
     @graph(READ_USERS)
     def member_of(key: str) -> Response:
         user = _user(key)
-        groups: list[dict[str, Any]] = [
-            {
-                "@odata.type": "#microsoft.graph.group",
-                "id": _name_id(name),
-                "displayName": name,
-                "securityEnabled": True,
-                "mailEnabled": False,
-            }
+        groups: list[Entry] = [
+            {"@odata.type": "#microsoft.graph.group", "id": _name_id(name), "displayName": name,
+             "securityEnabled": True, "mailEnabled": False}
             for name in user.groups
-        ]
+        ]  # fmt: skip
         roles = [
-            {
-                "@odata.type": "#microsoft.graph.directoryRole",
-                "id": _name_id(f"role:{r}"),
-                "displayName": r,
-                "roleTemplateId": ROLES[r],
-            }
+            {"@odata.type": "#microsoft.graph.directoryRole", "id": _name_id(f"role:{r}"),
+             "displayName": r, "roleTemplateId": ROLES[r]}
             for r in user.roles
-        ]
+        ]  # fmt: skip
         return _page(groups + roles, "directoryObjects")
 
     @app.get("/v1.0/roleManagement/directory/roleAssignments")
     @graph(READ_ROLES)
     def role_assignments() -> Response:
-        text = request.args.get("$filter", "")
-        m = re.fullmatch(rf"principalId eq {STRING}", text.strip())
+        m = re.fullmatch(rf"principalId eq {STRING}", request.args.get("$filter", "").strip())
         if m is None:  # the directory provider answers only filtered lists
-            raise GraphError(
-                400, "BadRequest", "A filter on principalId or roleDefinitionId is required."
-            )
-        user = directory.find(_literal(m[1]))
+            raise GraphError(400, "BadRequest", "A filter on principalId is required.")
         expand = request.args.get("$expand")
         if expand not in (None, "roleDefinition"):
             raise GraphError(400, "BadRequest", f"Unsupported $expand: {expand[:40]}")
-        rows = []
+        user = directory.find(_literal(m[1]))
+        rows: list[Entry] = []
         for role in user.roles if user else ():
-            row: dict[str, Any] = {
-                "id": _name_id(f"{user.id if user else ''}:{role}"),
-                "principalId": user.id if user else "",
-                "roleDefinitionId": ROLES[role],
-                "directoryScopeId": "/",
-            }
+            row: Entry = {"id": _name_id(f"{m[1]}:{role}"), "principalId": m[1],
+                          "roleDefinitionId": ROLES[role], "directoryScopeId": "/"}  # fmt: skip
             if expand:
-                row["roleDefinition"] = {
-                    "id": ROLES[role],
-                    "displayName": role,
-                    "templateId": ROLES[role],
-                    "isBuiltIn": True,
-                }
+                row["roleDefinition"] = {"id": ROLES[role], "displayName": role,
+                                         "templateId": ROLES[role], "isBuiltIn": True}  # fmt: skip
             rows.append(row)
         return _page(rows, "roleManagement/directory/roleAssignments")
 
-    # -- Graph: authentication methods and sessions ------------------------------------------
+    # -- authentication methods and sessions -------------------------------------------------
 
     @app.get("/v1.0/users/<key>/authentication/methods")
     @graph(READ_METHODS)
     def list_methods(key: str) -> Response:
         user = _user(key)
-        body = [m.resource() for m in user.methods]
-        return jsonify(
-            {
-                "@odata.context": f"{request.host_url}v1.0/$metadata#users('{user.id}')"
-                "/authentication/methods",
-                "value": body,
-            }
-        )
+        return jsonify({"@odata.context": _context(f"users('{user.id}')/authentication/methods"),
+                        "value": [m.resource() for m in user.methods]})  # fmt: skip
 
     @app.delete("/v1.0/users/<key>/authentication/<segment>/<method_id>")
     @graph(WRITE_METHODS)
@@ -688,60 +390,26 @@ def create_app(config: EntraSimConfig | None = None) -> Flask:
         user = _user(key)
         kind = segment.removesuffix("Methods")
         if not segment.endswith("Methods") or kind not in METHOD_TYPES:
-            raise GraphError(
-                400, "badRequest", f"Resource not found for the segment '{segment[:40]}'."
-            )
-        if kind == "password":
-            raise GraphError(400, "badRequest", "The password method cannot be deleted.")
-        _writable(user)
-        _remove_method(user, kind, method_id, g.caller.actor())
+            raise GraphError(400, "badRequest", f"Resource not found for the segment "
+                             f"'{segment[:40]}'.")  # fmt: skip
+        if kind != "password":
+            _writable(user)
+        directory.remove_method(user, kind, method_id, g.caller.actor())
         return Response(status=204)
-
-    def _remove_method(user: User, kind: str, method_id: str, actor: Actor) -> None:
-        with directory.lock:
-            method = user.method(method_id)
-            if method is None or method.type != kind:
-                raise GraphError(404, "itemNotFound", "The requested method was not found.")
-            others = [m for m in user.methods if m.type != "password" and m.id != method_id]
-            if method_id == user.default_method and others:
-                raise GraphError(
-                    400,
-                    "badRequest",
-                    "Cannot delete default method with other "
-                    "methods configured. Delete other methods first or change "
-                    "the default method.",
-                )
-            user.methods.remove(method)
-            if method_id == user.default_method:
-                user.default_method = None
-        who = "User" if actor.user is user else "Admin"
-        directory.log(
-            actor,
-            f"{who} deleted security info",
-            "Authentication Methods",
-            user,
-            reason=f"{who} deleted {METHOD_TYPES[kind]} method for user",
-        )
 
     @app.post("/v1.0/users/<key>/revokeSignInSessions")
     @graph(REVOKE)
     def revoke(key: str) -> Response:
         user = _user(key)
         _writable(user)
-        old = iso(user.sessions_valid_from or user.created)
-        user.sessions_valid_from = time.time()
-        directory.log(
-            g.caller.actor(),
-            "Update StsRefreshTokenValidFrom Timestamp",
-            "Core Directory",
-            user,
-            changed=[("StsRefreshTokensValidFrom", [old], [iso(user.sessions_valid_from)])],
-        )
-        return jsonify(
-            {"@odata.context": f"{request.host_url}v1.0/$metadata#Edm.Boolean", "value": True}
-        )
+        old, user.sessions_valid_from = user.sessions_valid_from or user.created, time.time()
+        directory.log(g.caller.actor(), "Update StsRefreshTokenValidFrom Timestamp",
+                      "Core Directory", user,
+                      changed=[("StsRefreshTokensValidFrom", [iso(old)],
+                                [iso(user.sessions_valid_from)])])  # fmt: skip
+        return jsonify({"@odata.context": _context("Edm.Boolean"), "value": True})
 
-    # -- Graph: the audit log ----------------------------------------------------------------
+    # -- the audit log -----------------------------------------------------------------------
 
     @app.get("/v1.0/auditLogs/directoryAudits")
     @graph(READ_AUDITS, reports=True)
@@ -756,204 +424,12 @@ def create_app(config: EntraSimConfig | None = None) -> Flask:
         rows.sort(key=lambda e: (e["activityDateTime"], e["id"]), reverse=newest_first)
         return _page(rows, "auditLogs/directoryAudits", limit=1000)
 
-    # -- control API -------------------------------------------------------------------------
-
-    def _seed(body: dict[str, Any]) -> User:
-        upn = str(body["upn"])
-        created = time.time() - float(body.get("created_days_ago", config.user_age_days)) * 86400
-        user = User(
-            id=str(body.get("id") or new_id()),
-            upn=upn,
-            display_name=str(body.get("displayName") or upn.split("@")[0]),
-            mail=body.get("mail", upn),
-            mobile=body.get("mobilePhone"),
-            enabled=bool(body.get("enabled", True)),
-            created=created,
-            management_restricted=bool(body.get("management_restricted", False)),
-            roles=[r for r in body.get("roles", []) if r in ROLES],
-            groups=list(body.get("groups", [])),
-        )
-        user.methods.append(Method("password", PASSWORD_METHOD_ID, created=created))
-        for spec in body.get("methods", []):
-            method = _new_method(dict(spec), created)
-            user.methods.append(method)
-            if spec.get("default"):
-                user.default_method = method.id
-        with directory.lock:
-            directory.users[user.id] = user
-        return user
-
-    def _new_method(spec: dict[str, Any], created: float | None = None) -> Method:
-        kind = str(spec.pop("type"))
-        spec.pop("default", None)
-        if kind not in METHOD_TYPES or kind == "password":
-            raise GraphError(400, "badRequest", f"unknown method type {kind!r}")
-        method_id = PHONE_IDS[spec.setdefault("phoneType", "mobile")] if kind == "phone" else None
-        return Method(kind, method_id or new_id(), spec, created or time.time())
-
-    def _internal(user: User) -> dict[str, Any]:
-        return {
-            **user.resource(),
-            "methods": [m.resource() for m in user.methods],
-            "default_method": user.default_method,
-            "roles": user.roles,
-            "groups": user.groups,
-        }
-
-    def _admin(body: dict[str, Any]) -> Actor:
-        upn = body.get("admin")
-        if not upn:  # HR provisioning (an app), when no admin is named
-            return Actor("f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b", "HR provisioning", new_id())
-        admin = directory.find(str(upn))
-        if admin is None:
-            raise GraphError(404, "Request_ResourceNotFound", "no such admin")
-        return Actor(user=admin)
-
-    @app.route(f"{CONTROL_PREFIX}users", methods=["POST"])
-    def create_user() -> Response:
-        return jsonify(_internal(_seed(request.get_json(force=True))))
-
-    @app.route(f"{CONTROL_PREFIX}users/<key>", methods=["GET", "PATCH"])
-    def control_user(key: str) -> Response:
-        user = _user(key)
-        if request.method == "PATCH":
-            body = request.get_json(force=True)
-            actor, changed = _admin(body), []
-            with directory.lock:
-                for prop, attr in (
-                    ("mail", "mail"),
-                    ("mobilePhone", "mobile"),
-                    ("userPrincipalName", "upn"),
-                ):
-                    if prop in body and body[prop] != getattr(user, attr):
-                        old = getattr(user, attr)
-                        setattr(user, attr, body[prop])
-                        changed.append(
-                            (
-                                AUDIT_PROPERTY[prop],
-                                [old] if old else [],
-                                [body[prop]] if body[prop] else [],
-                            )
-                        )
-                if "accountEnabled" in body and bool(body["accountEnabled"]) != user.enabled:
-                    user.enabled = bool(body["accountEnabled"])
-                    changed.append(("AccountEnabled", [not user.enabled], [user.enabled]))
-            if changed:
-                directory.log(actor, "Update user", "Core Directory", user, changed=changed)
-        return jsonify(_internal(user))
-
-    @app.post(f"{CONTROL_PREFIX}portal")
-    def portal() -> Response:
-        body = request.get_json(force=True)
-        actor, user, action = _admin(body), _user(str(body["user"])), body["action"]
-        if action == "delete_method":
-            method = user.method(str(body["method"]))
-            if method is None:
-                raise GraphError(404, "itemNotFound", "The requested method was not found.")
-            _remove_method(user, method.type, method.id, actor)
-        elif action == "create_tap":  # one TAP per user: a new one replaces the old
-            user.methods = [m for m in user.methods if m.type != "temporaryAccessPass"]
-            user.methods.append(
-                _new_method(
-                    {"type": "temporaryAccessPass", "lifetimeInMinutes": 60, "isUsableOnce": True}
-                )
-            )
-            directory.log(
-                actor,
-                "Admin registered security info",
-                "Authentication Methods",
-                user,
-                reason="Admin registered temporary access pass method for user",
-            )
-        elif action == "reset_password":
-            directory.log(actor, "Reset user password", "Core Directory", user)
-        else:
-            raise GraphError(400, "badRequest", f"unknown portal action {action!r}")
-        return jsonify(_internal(user))
-
-    @app.post(f"{CONTROL_PREFIX}self_service")
-    def self_service() -> Response:
-        body = request.get_json(force=True)
-        user, action = _user(str(body["user"])), body["action"]
-        actor = Actor(user=user)
-        if action == "reset_password":
-            directory.log(
-                actor, "Reset password (self-service)", "Self-service Password Management", user
-            )
-        elif action == "register_method":
-            method = _new_method(dict(body["method"]))
-            user.methods.append(method)
-            directory.log(
-                actor,
-                "User registered security info",
-                "Authentication Methods",
-                user,
-                reason=f"User registered {METHOD_TYPES[method.type]} method",
-            )
-        else:
-            raise GraphError(400, "badRequest", f"unknown self-service action {action!r}")
-        return jsonify(_internal(user))
-
-    @app.get(f"{CONTROL_PREFIX}audits")
-    def all_audits() -> Response:
-        with directory.lock:
-            rows = [{"visible_at": at, **entry} for at, entry in directory.audits]
-        return jsonify({"audits": rows})
-
-    @app.put(f"{CONTROL_PREFIX}apps/<client_id>")
-    def set_app(client_id: str) -> Response:
-        body = request.get_json(force=True)
-        registered = apps.setdefault(
-            client_id,
-            App(client_id, str(body.get("name", client_id)), body.get("secret"), frozenset()),
-        )
-        if "permissions" in body:
-            registered.permissions = frozenset(body["permissions"])
-        if "certificates" in body:
-            registered.certificates = dict(body["certificates"])
-        return jsonify({"client_id": client_id, "permissions": sorted(registered.permissions)})
-
-    @app.put(f"{CONTROL_PREFIX}throttle")
-    def set_throttle() -> Response:
-        body = request.get_json(force=True)
-        budget = body.get("requests")
-        with throttle.lock:
-            throttle.budgets[str(body["bucket"])] = (
-                None if budget is None else (int(budget), float(body["per_seconds"]))
-            )
-            throttle.seen.clear()
-        return jsonify({"budgets": throttle.budgets})
-
-    @app.put(f"{CONTROL_PREFIX}audit_delay")
-    def set_audit_delay() -> Response:
-        directory.audit_delay = float(request.get_json(force=True)["seconds"])
-        return jsonify({"seconds": directory.audit_delay})
-
-    @app.post(f"{CONTROL_PREFIX}reset")
-    def reset() -> Response:
-        with directory.lock:
-            directory.users.clear()
-            directory.audits.clear()
-        return jsonify({"ok": True})
-
     for upn in sorted(config.employees):
-        _seed(
-            {
-                "upn": upn,
-                "mobilePhone": "+1 2065550100",
-                "methods": [
-                    {"type": "microsoftAuthenticator", "displayName": "Phone", "default": True},
-                    {"type": "phone", "phoneNumber": "+1 2065550100"},
-                ],
-            }
-        )
+        directory.add({"upn": upn, "mobilePhone": "+1 2065550100", "methods": [
+            {"type": "microsoftAuthenticator", "displayName": "Phone", "default": True},
+            {"type": "phone", "phoneNumber": "+1 2065550100"},
+        ]}, config.user_age_days)  # fmt: skip
     return app
-
-
-def _name_id(name: str) -> str:
-    """A stable GUID-shaped id for a named object (a group, a role assignment)."""
-    digest = hashlib.sha256(name.encode()).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-8{digest[17:20]}-{digest[20:32]}"
 
 
 # -- how the sandbox runs it ---------------------------------------------------------------

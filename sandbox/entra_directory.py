@@ -3,7 +3,8 @@ the audit log (``directoryAudits``) every change is written to, visible only aft
 
 Shapes follow Microsoft Graph v1.0's resources (user, unifiedRoleAssignment, group,
 directoryRole, the ``*AuthenticationMethod`` types, directoryAudit). ``sandbox/entra.py`` serves
-them; nothing here knows HTTP.
+them; nothing here knows Flask. A refusal is a ``GraphError``: the status and code Graph
+answers with.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ USER_PROPERTIES = frozenset(
 AUDIT_PROPERTY = {"mail": "Mail", "mobilePhone": "Mobile", "userPrincipalName": "UserPrincipalName"}
 
 
+class GraphError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 def iso(at: float) -> str:
     """Graph's DateTimeOffset in UTC, as directoryAudit and user carry it."""
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -85,6 +92,16 @@ def iso(at: float) -> str:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def new_method(spec: dict[str, Any], created: float | None = None) -> Method:
+    """A method from ``{"type", ...detail}``; a phone's id is fixed by its ``phoneType``."""
+    detail = {k: v for k, v in spec.items() if k not in ("type", "default")}
+    kind = str(spec.get("type"))
+    if kind not in METHOD_TYPES or kind == "password":
+        raise GraphError(400, "badRequest", f"unknown method type {kind[:40]!r}")
+    method_id = PHONE_IDS[detail.setdefault("phoneType", "mobile")] if kind == "phone" else None
+    return Method(kind, method_id or new_id(), detail, created or time.time())
 
 
 @dataclass
@@ -195,6 +212,52 @@ class Directory:
             if key in self.users:
                 return self.users[key]
             return next((u for u in self.users.values() if u.upn.lower() == key.lower()), None)
+
+    def add(self, body: dict[str, Any], default_age_days: float) -> User:
+        """A user as the control API describes one (``sandbox/entra.py``'s docstring)."""
+        upn = str(body["upn"])
+        age = float(body.get("created_days_ago", default_age_days))
+        created = time.time() - age * 86400
+        user = User(
+            id=str(body.get("id") or new_id()), upn=upn,
+            display_name=str(body.get("displayName") or upn.split("@")[0]),
+            mail=body.get("mail", upn), mobile=body.get("mobilePhone"),
+            enabled=bool(body.get("enabled", True)), created=created,
+            management_restricted=bool(body.get("management_restricted", False)),
+            roles=[r for r in body.get("roles", []) if r in ROLES],
+            groups=[str(g) for g in body.get("groups", [])],
+        )  # fmt: skip
+        user.methods.append(Method("password", PASSWORD_METHOD_ID, created=created))
+        for spec in body.get("methods", []):
+            method = new_method(spec, created)
+            user.methods.append(method)
+            if spec.get("default"):
+                user.default_method = method.id
+        with self.lock:
+            self.users[user.id] = user
+        return user
+
+    def remove_method(self, user: User, kind: str, method_id: str, actor: Actor) -> None:
+        """Delete a method and log it. The default one cannot go while others exist
+        (phoneAuthenticationMethod delete: "Cannot delete default method with other methods
+        configured"); the password method cannot go at all."""
+        if kind == "password":
+            raise GraphError(400, "badRequest", "The password method cannot be deleted.")
+        with self.lock:
+            method = user.method(method_id)
+            if method is None or method.type != kind:
+                raise GraphError(404, "itemNotFound", "The requested method was not found.")
+            others = [m for m in user.methods if m.type != "password" and m.id != method_id]
+            if method_id == user.default_method and others:
+                raise GraphError(400, "badRequest", "Cannot delete default method with other "
+                                 "methods configured. Delete other methods first or change the "
+                                 "default method.")  # fmt: skip
+            user.methods.remove(method)
+            if method_id == user.default_method:
+                user.default_method = None
+        who = "User" if actor.user is user else "Admin"
+        self.log(actor, f"{who} deleted security info", "Authentication Methods", user,
+                 reason=f"{who} deleted {METHOD_TYPES[kind]} method for user")  # fmt: skip
 
     def visible_audits(self, now: float) -> list[dict[str, Any]]:
         with self.lock:
