@@ -231,6 +231,19 @@ def test_a_missing_permission_or_a_restricted_user_is_auth_failed(
     idp.close()
 
 
+def test_a_token_graph_rejects_is_fetched_again_once(
+    idp: EntraConnector, api: httpx.Client
+) -> None:
+    person(api)
+    found(idp)  # a token is cached
+    api.post("/_sandbox/faults", json={"path_prefix": "/v1.0/users", "status": 401})
+    api.delete("/_sandbox/calls")
+    assert found(idp).login == "jane.doe@acme.test"
+    counts = api.get("/_sandbox/calls").json()["counts"]
+    assert counts["POST /<tenant>/oauth2/v2.0/token"] == 1
+    assert counts["GET /v1.0/users"] == 2  # refused once, sent again with the new token
+
+
 def test_a_refused_credential_names_the_aadsts_code(server: Server, api: httpx.Client) -> None:
     idp = EntraConnector("e", idp_config(server, client_secret="not-the-secret-at-all"), 5)
     with pytest.raises(AuthFailed, match="invalid_client \\(AADSTS7000215\\)"):
