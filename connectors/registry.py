@@ -8,7 +8,7 @@ from typing import Any
 
 from config import settings
 from config.settings import DeskConfig, IdpConfig, Settings
-from connectors import okta, servicenow, zendesk
+from connectors import entra, okta, servicenow, zendesk
 from connectors.desk_kind import DeskKind
 from connectors.identity_provider import IdentityProvider
 from connectors.idp_kind import IdpKind
@@ -22,7 +22,7 @@ KINDS: dict[str, DeskKind[Any]] = {
     )
 }
 
-_IDPS: tuple[IdpKind[Any], ...] = (okta.KIND,)
+_IDPS: tuple[IdpKind[Any], ...] = (okta.KIND, entra.KIND)
 IDP_KINDS: dict[str, IdpKind[Any]] = {kind.name: kind for kind in _IDPS}
 
 SETTINGS: type[Settings] = settings.settings_model(

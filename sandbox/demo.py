@@ -301,7 +301,8 @@ def _provisioned(stack: Stack) -> str:
 
 def dev_banner(stack: Stack) -> str:
     """Where each part of the dev stack answers, and the credentials to call it with."""
-    hooks = ", ".join(f"/webhooks/{name}" for name in SIMULATORS)
+    # The systems that push to Deskgate: the desks and Incode (an IdP is only read).
+    hooks = ", ".join(f"/webhooks/{name}" for name in (*DESKS, "incode"))
     sims = "\n".join(
         sim.banner(stack.urls[name], stack.app_configs[name]) for name, sim in SIMULATORS.items()
     )

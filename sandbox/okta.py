@@ -356,7 +356,7 @@ def _app_config(wiring: Wiring) -> OktaSimConfig:
 
 
 def _config_text(wiring: Wiring) -> str:
-    return f"""[idps.sandbox_okta]
+    return f"""[idps.acme_okta]
 kind = "okta"
 base_url = "{wiring.url}"
 """
@@ -375,7 +375,7 @@ SIMULATOR = Simulator(
     config_text=_config_text,
     # An API token: a PEM's lines would not fit the stack's one-line env files. The connector's
     # OAuth mode is tested against this simulator in tests/unit/test_okta_connector.py.
-    secrets={"DESKGATE_IDPS__SANDBOX_OKTA__API_TOKEN": OktaSimConfig.api_token},
+    secrets={"DESKGATE_IDPS__ACME_OKTA__API_TOKEN": OktaSimConfig.api_token},
     dev_port=8106,
     banner=_banner,
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox import incode, okta, servicenow, zendesk
+from sandbox import entra, incode, okta, servicenow, zendesk
 from sandbox.simulator import Simulator
 
 SIMULATORS: dict[str, Simulator[Any]] = {
@@ -17,6 +17,7 @@ SIMULATORS: dict[str, Simulator[Any]] = {
         servicenow.SIMULATOR,
         incode.SIMULATOR,
         okta.SIMULATOR,
+        entra.SIMULATOR,
     )
 }
 # The desk kinds the sandbox can drive (the simulators with a driver), in registry order.

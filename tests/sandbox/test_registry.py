@@ -74,8 +74,10 @@ def test_ports_asked_for_are_kept_and_the_rest_are_free_ones(tmp_path: Path) -> 
 def test_dev_banner_names_every_webhook_path_and_simulator(stack: Stack) -> None:
     banner = dev_banner(stack)
     for name in SIMULATORS:
-        assert f"/webhooks/{name}" in banner
         assert stack.urls[name] in banner
+    for name in (*DESKS, "incode"):
+        assert f"/webhooks/{name}" in banner
+    assert "/webhooks/entra" not in banner  # an IdP pushes nothing
     assert stack.web_url in banner
 
 
