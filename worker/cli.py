@@ -20,6 +20,7 @@ the sandbox, and the wheel and the production image do not contain it.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from config import files
 from config.settings import ConfigError
 from connectors.registry import load_settings
 from worker import setup_cli
@@ -82,10 +84,15 @@ def _audit(args: argparse.Namespace) -> int:
         return 2
     events = audit.read(redis, settings.key_prefix, since, until, args.desk)
     if args.output:
-        # Who was verified, when, for what: readable by its owner only, like the secrets.
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # a file that was there keeps its mode through O_CREAT
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+        # Who was verified, when, for what: readable by its owner only, like the secrets; never
+        # through a link someone planted where the file goes (config/files.py).
+        try:
+            handle = files.open_output(args.output, files.PRIVATE)
+        except OSError as exc:
+            why = f"--output: cannot write {args.output}: {exc.strerror}"
+            print(f"deskgate audit export: {why}", file=sys.stderr)
+            return 2
+        with io.TextIOWrapper(handle, encoding="utf-8", newline="") as out:
             count = audit.write(events, out, args.format)
     else:
         count = audit.write(events, sys.stdout, args.format)

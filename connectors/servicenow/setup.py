@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from config import files
 from connectors.http import ApiError, json_body, new_client, request
 from connectors.provisioning import Action, Change, ProvisioningError, SetupRequest, fingerprint
 from connectors.servicenow import update_set
@@ -53,11 +54,11 @@ def _write_update_set(req: SetupRequest[ServiceNowDeskConfig]) -> Change:
     assert path is not None
     data = update_set.render(req.desk, req.config, req.public_url)
     name = str(path)
-    if path.is_file() and path.read_bytes() == data:
+    if path.is_file() and not path.is_symlink() and path.read_bytes() == data:
         return Change("update set", name, Action.UNCHANGED)
     detail = "import it: System Update Sets > Retrieved Update Sets > Import Update Set from XML"
     if not req.dry_run:
-        path.write_bytes(data)
+        files.write_output(path, data)  # never through a planted symbolic link
     return Change("update set", name, Action.WRITE, detail)
 
 
