@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config.privacy import display_url
 from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS, SIMULATORS
 from sandbox.stack import METRICS_TOKEN, Stack, StackOptions, free_port, wait_for
@@ -36,15 +37,15 @@ def _redis_or_embedded() -> tuple[str, str, Any]:
     url = os.environ.get("REDIS_URL", DEFAULT_REDIS)
     try:
         Redis.from_url(url, socket_connect_timeout=1).ping()
-        return url, f"Redis at {url.split('@')[-1]}", None
+        return url, f"Redis at {display_url(url)}", None
     except (RedisError, OSError):
         pass
     try:
         from fakeredis import TcpFakeServer
     except ImportError:
         raise SystemExit(
-            f"No Redis answers at {url}, and the embedded fallback needs the demo extra: "
-            "pip install 'deskgate[demo]'"
+            f"No Redis answers at {display_url(url)}, and the embedded fallback needs the demo "
+            "extra: pip install 'deskgate[demo]'"
         ) from None
     port = free_port()
     server = TcpFakeServer(("127.0.0.1", port), server_type="redis")

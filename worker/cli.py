@@ -29,6 +29,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from config import files
+from config.privacy import display_url
 from config.settings import ConfigError
 from connectors.registry import load_settings
 from worker import setup_cli
@@ -38,15 +39,17 @@ from worker.report import command as report
 def _check_config() -> int:
     settings = load_settings()
     print("configuration ok")
-    print(f"  redis: {settings.redis_url.split('@')[-1]}")
-    print(f"  incode: {settings.incode.api_base}")
+    # Every URL rebuilt from its parts: no user-info, no query (``?password=``), no fragment.
+    print(f"  redis: {display_url(settings.redis_url)}")
+    print(f"  incode: {display_url(settings.incode.api_base)}")
     for name, desk in settings.desks.items():
         # "Set" is what turns push on (an empty secret no longer loads): not the value's truth.
         push = "push+poll" if desk.webhook_secret is not None else "poll only"
         triggers = ", ".join(desk.triggers)
-        print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
+        where = display_url(desk.base)
+        print(f"  desk {name}: {desk.kind} {where} ({push}; triggers: {triggers})")
     sink = settings.audit_sink
-    forward = f"forwarded to {sink.base} ({sink.format})" if sink else "not forwarded"
+    forward = f"forwarded to {display_url(sink.base)} ({sink.format})" if sink else "not forwarded"
     print(
         f"  audit trail: {settings.audit_retention_days} days, at most "
         f"{settings.audit_max_events} events; {forward}"

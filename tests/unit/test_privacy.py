@@ -14,7 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.logging import configure_logging
-from config.privacy import mask_destination, mask_email, mask_phone, scrub
+from config.privacy import (
+    display_url,
+    mask_destination,
+    mask_email,
+    mask_phone,
+    scrub,
+    url_credentials,
+)
 
 
 def test_masks_keep_only_what_an_agent_needs_to_recognise() -> None:
@@ -217,3 +224,21 @@ def test_library_warnings_are_scrubbed(stdlib_log: io.StringIO) -> None:
     [line] = lines(stdlib_log)
     assert line["logger"] == "py.warnings" and "s***@acme.test" in line["event"]
     assert "sam.lee" not in stdlib_log.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@redis.internal:6380/2?password=q", "redis://redis.internal:6380/2"),
+        ("rediss://user:pw@[::1]:6379/0#frag", "rediss://[::1]:6379/0"),
+        ("https://acme.zendesk.com", "https://acme.zendesk.com"),
+        (
+            "https://a:b@siem.acme.test/services/collector?token=x",
+            "https://siem.acme.test/services/collector",
+        ),
+        ("redis://host:notaport/0", "(an unreadable URL)"),
+    ],
+)
+def test_a_url_is_shown_from_its_parts_only(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+    assert url_credentials("redis://u:pw@h/0?password=q&db=1") == ["pw", "u", "q"]

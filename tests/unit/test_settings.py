@@ -235,3 +235,17 @@ def test_retention_must_outlive_what_recovery_would_still_believe() -> None:
         load_settings(**data)
     data["desks"]["acme_zendesk"]["review_timeout_hours"] = 48
     assert load_settings(**data).retention_days == 3
+
+
+def test_check_config_shows_a_redis_url_without_a_password_in_its_query(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """redis-py reads ``?password=``; check-config printed everything after the "@"."""
+    example_config(monkeypatch)
+    monkeypatch.setenv(
+        "DESKGATE_REDIS_URL", "redis://:in-userinfo@redis.internal:6380/2?password=in-query"
+    )
+    assert cli.main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "in-query" not in out and "in-userinfo" not in out
+    assert "  redis: redis://redis.internal:6380/2\n" in out
