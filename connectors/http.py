@@ -9,8 +9,9 @@ classified once here (5xx, 429, timeouts retriable; other 4xx fatal). Nothing he
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -137,6 +138,56 @@ def classify(system: str, response: httpx.Response, describe: Describe) -> None:
 DEFAULT_DEADLINE = 30.0
 
 
+class SlotTransport(httpx.BaseTransport):
+    """At most ``slots`` calls inside ``transport``'s connection pool at once; the rest wait
+    here, on a semaphore, until a call's response is closed.
+
+    httpcore's pool scans every queued request against every connection, under one lock, each
+    time a call starts or ends: with more threads than connections (128 worker threads, 50
+    connections, and calls that take 150-300 ms, so many are in flight at once) that bookkeeping
+    cost more CPU than the calls themselves (3.4 against 1.0-1.5 ms a call, docs/performance.md),
+    and the worker's CPU per verification grew with the vendors' latency."""
+
+    def __init__(self, transport: httpx.BaseTransport, slots: int) -> None:
+        self._transport = transport
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        wait = request.extensions.get("timeout", {}).get("pool")
+        if not self._slots.acquire(timeout=wait):
+            raise httpx.PoolTimeout("every connection stayed busy", request=request)
+        try:
+            response = self._transport.handle_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _SlotHeld(response.stream, self._slots)
+        return response
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class _SlotHeld(httpx.SyncByteStream):
+    """A response body that gives its slot back when closed (once: httpx may close twice)."""
+
+    def __init__(self, stream: httpx.SyncByteStream, slots: threading.BoundedSemaphore) -> None:
+        self._stream = stream
+        self._slots: threading.BoundedSemaphore | None = slots
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            slots, self._slots = self._slots, None
+            if slots is not None:
+                slots.release()
+
+
 def new_client(
     base_url: str,
     timeout: float,
@@ -160,7 +211,9 @@ def new_client(
         timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
         limits=limits,
         # retries: connect errors only (nothing was sent); the rest is ours
-        transport=DeadlineTransport(deadline, retries=2, limits=limits),
+        transport=SlotTransport(
+            DeadlineTransport(deadline, retries=2, limits=limits), max_connections
+        ),
     )
 
 
