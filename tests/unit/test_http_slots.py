@@ -13,7 +13,7 @@ import httpcore
 import pytest
 from flask import Flask
 
-from connectors.http import Retriable, new_client, request
+from connectors.http import Retriable, SlotTransport, new_client, request
 from sandbox.common import Server, serve
 
 SLOTS = 4
@@ -37,33 +37,38 @@ def describe(_: object) -> str:
     return ""
 
 
+@pytest.mark.parametrize("slots", [SLOTS, 20])
 def test_calls_beyond_the_pools_size_never_queue_inside_httpcore(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, monkeypatch: pytest.MonkeyPatch, slots: int
 ) -> None:
     queued: list[int] = []
+    pooled: list[int] = []
     assign = httpcore.ConnectionPool._assign_requests_to_connections
 
     def counting(pool: httpcore.ConnectionPool) -> Any:
         closing = assign(pool)
         queued.append(sum(1 for r in pool._requests if r.is_queued()))
+        pooled.append(len(pool.connections))
         return closing
 
     monkeypatch.setattr(httpcore.ConnectionPool, "_assign_requests_to_connections", counting)
-    client = new_client(server.url, timeout=5.0, max_connections=SLOTS)
+    client = new_client(server.url, timeout=5.0, max_connections=slots)
     answers: list[int] = []
 
     def calls() -> None:
         for _ in range(5):
             answers.append(request(client, "sim", "GET", "/slow", describe).status_code)
 
-    threads = [threading.Thread(target=calls) for _ in range(4 * SLOTS)]
+    threads = [threading.Thread(target=calls) for _ in range(4 * slots)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     client.close()
-    assert answers == [200] * 20 * SLOTS  # every slot came back: nothing waits for ever
+    assert answers == [200] * 20 * slots  # every slot came back: nothing waits for ever
     assert queued and max(queued) == 0
+    # Each pool's scans stay short however many connections the client has.
+    assert max(pooled) <= SlotTransport.SHARD
 
 
 def test_a_call_that_finds_every_connection_busy_for_its_pool_timeout_is_not_sent(
