@@ -7,6 +7,7 @@ Standard-library logging (Celery's "Retry in 5s: ..." and task tracebacks, kombu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -14,21 +15,37 @@ from typing import Any, Literal
 
 import structlog
 
-from config.privacy import scrub
+from config.privacy import display_url, scrub
 
 # Values under these keys never reach the output, whatever they hold.
 _SECRET_KEYS = ("secret", "password", "token", "authorization", "api_key", "url", "link")
+# Deskgate's own operational values, which an operator must be able to read and which hold
+# nobody's data, exempted by name only (the patterns stay strict for everything else):
+# an address Deskgate itself serves on, shown from its parts (no user-info, no query);
+_OPERATIONAL_URL_KEYS = frozenset({"metrics_url"})
+# library records whose arguments are Deskgate's own: (logger, message template). Celery's
+# "celery@host ready." names the worker node (Celery's name@host, not anyone's address).
+_OPERATIONAL_RECORDS = frozenset({("celery.apps.worker", "%s ready.")})
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # A standard-library record: ProcessorFormatter passes it and its arguments (pass_foreign_args).
+    record = event.get("_record")
+    args = event.pop("positional_args", ()) if event.get("_from_structlog") is False else ()
     for key, value in list(event.items()):
         event[key] = _clean(str(key), value)
+    if isinstance(record, logging.LogRecord) and (record.name, record.msg) in _OPERATIONAL_RECORDS:
+        # Not the arguments that template takes: it stays scrubbed.
+        with contextlib.suppress(TypeError, ValueError):
+            event["event"] = record.msg % args
     return event
 
 
 def _clean(key: str, value: Any) -> Any:
     """``value`` as it may be logged under ``key``: secrets dropped, personal data masked, in
     nested lists and mappings too."""
+    if key in _OPERATIONAL_URL_KEYS and isinstance(value, str):
+        return display_url(value)
     if any(part in key.lower() for part in _SECRET_KEYS):
         return "[redacted]"
     if isinstance(value, str):
@@ -78,6 +95,7 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            pass_foreign_args=True,  # for redact's operational records; it takes them off
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

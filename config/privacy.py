@@ -7,6 +7,7 @@ more than that.
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, urlsplit
 
 # The local part is anything an address may hold up to the "@" (RFC 6531 allows any Unicode
 # letter, and combining marks must not split it), so no part of it survives; "*" is left out so
@@ -73,3 +74,34 @@ def _mask_national(match: re.Match[str]) -> str:
     if len(re.sub(r"\D", "", found)) not in _NATIONAL_DIGITS:
         return found  # a short group of digits with a leading 0: a code, a date, a version
     return mask_phone(found)
+
+
+# Query parameters a client library reads credentials from (redis-py takes ``?password=``).
+_CREDENTIAL_PARAMS = ("password", "username", "user", "token", "secret", "key")
+
+
+def display_url(url: str) -> str:
+    """A URL as it may be printed or logged: rebuilt from its scheme, host, port and path (a
+    Redis URL's database), so neither its user-info nor its query (``?password=``) nor its
+    fragment can show. The one way Deskgate shows a URL it was configured with."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def url_credentials(url: str) -> list[str]:
+    """The secrets a URL carries (its password, credential query parameters): what must be cut
+    from any text a client library wrote about it."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password or "", parts.username or ""]
+    except ValueError:
+        return []
+    found += [v for k, v in parse_qsl(parts.query) if k.lower() in _CREDENTIAL_PARAMS]
+    return [value for value in found if value]

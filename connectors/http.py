@@ -9,8 +9,10 @@ classified once here (5xx, 429, timeouts retriable; other 4xx fatal). Nothing he
 from __future__ import annotations
 
 import email.utils
+import itertools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
@@ -138,6 +140,84 @@ def classify(system: str, response: httpx.Response, describe: Describe) -> None:
 DEFAULT_DEADLINE = 30.0
 
 
+class SlotTransport(httpx.BaseTransport):
+    """Calls spread over a few small connection pools (shards), each taking at most as many
+    calls as it has connections; a call waits here, on its shard's semaphore, until a response
+    is closed, never in httpcore's pool queue.
+
+    httpcore's pool does its bookkeeping under one lock at each call's start and end, scanning
+    every queued request against every connection and, for each idle connection, all the
+    connections again: with 128 worker threads, 50 connections and calls of 150-300 ms (so many
+    in flight at once) that cost more CPU than the calls themselves, and the worker's CPU per
+    verification grew with the vendors' latency (docs/performance.md). Small shards keep each
+    scan and each lock's queue short; a thread tries its own shard first, then any with a free
+    connection, then waits for its own."""
+
+    SHARD = 8  # connections per shard at most
+
+    def __init__(self, connections: int, make: Callable[[httpx.Limits], httpx.BaseTransport]):
+        count = -(-connections // self.SHARD)  # shards, each with SHARD connections or fewer
+        sizes = [connections // count + (i < connections % count) for i in range(count)]
+        self._shards = [(make(_limits(n)), threading.BoundedSemaphore(n)) for n in sizes]
+        self._homes = itertools.count()
+        self._home = threading.local()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        transport, slots = self._acquire(request)
+        try:
+            response = transport.handle_request(request)
+        except BaseException:
+            slots.release()
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _SlotHeld(response.stream, slots)
+        return response
+
+    def _acquire(
+        self, request: httpx.Request
+    ) -> tuple[httpx.BaseTransport, threading.BoundedSemaphore]:
+        home = getattr(self._home, "shard", None)
+        if home is None:
+            home = self._home.shard = next(self._homes) % len(self._shards)
+        for i in range(len(self._shards)):
+            transport, slots = self._shards[(home + i) % len(self._shards)]
+            if slots.acquire(blocking=False):
+                return transport, slots
+        transport, slots = self._shards[home]
+        if not slots.acquire(timeout=request.extensions.get("timeout", {}).get("pool")):
+            raise httpx.PoolTimeout("every connection stayed busy", request=request)
+        return transport, slots
+
+    def close(self) -> None:
+        for transport, _ in self._shards:
+            transport.close()
+
+
+def _limits(connections: int) -> httpx.Limits:
+    return httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30
+    )
+
+
+class _SlotHeld(httpx.SyncByteStream):
+    """A response body that gives its slot back when closed (once: httpx may close twice)."""
+
+    def __init__(self, stream: httpx.SyncByteStream, slots: threading.BoundedSemaphore) -> None:
+        self._stream = stream
+        self._slots: threading.BoundedSemaphore | None = slots
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            slots, self._slots = self._slots, None
+            if slots is not None:
+                slots.release()
+
+
 def new_client(
     base_url: str,
     timeout: float,
@@ -149,23 +229,23 @@ def new_client(
 ) -> httpx.Client:
     """One pooled client per outside system per process, with every timeout explicit: each
     connect, read and write within ``timeout``, each whole call within ``deadline``."""
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30,
-    )
+    tls = httpx.create_ssl_context()  # one for every shard and route: each costs milliseconds
 
-    def transport(proxy: str | None = None) -> DeadlineTransport:
-        # retries: connect errors only (nothing was sent); the rest is ours. The TLS settings
-        # (SSL_CERT_FILE, SSL_CERT_DIR) are httpx's defaults, so a proxied call verifies alike.
-        return DeadlineTransport(deadline, retries=2, limits=limits, proxy=proxy)
+    def transport(proxy: str | None = None) -> httpx.BaseTransport:
+        # retries: connect errors only (nothing was sent); the rest is ours. The TLS context is
+        # httpx's default (SSL_CERT_FILE, SSL_CERT_DIR), so a proxied call verifies alike.
+        return SlotTransport(
+            max_connections,
+            lambda limits: DeadlineTransport(
+                deadline, verify=tls, retries=2, limits=limits, proxy=proxy
+            ),
+        )
 
     return httpx.Client(
         base_url=base_url,
         auth=auth,
         headers={"Accept": "application/json", "User-Agent": "deskgate/0.1", **(headers or {})},
         timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
-        limits=limits,
         transport=transport(),
         mounts=proxy_mounts(transport),
     )

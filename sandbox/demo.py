@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.exceptions import RedisError
 
+from config.privacy import display_url
 from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS, SIMULATORS
 from sandbox.stack import METRICS_TOKEN, Stack, StackOptions, free_port, wait_for
@@ -36,15 +37,15 @@ def _redis_or_embedded() -> tuple[str, str, Any]:
     url = os.environ.get("REDIS_URL", DEFAULT_REDIS)
     try:
         Redis.from_url(url, socket_connect_timeout=1).ping()
-        return url, f"Redis at {url.split('@')[-1]}", None
+        return url, f"Redis at {display_url(url)}", None
     except (RedisError, OSError):
         pass
     try:
         from fakeredis import TcpFakeServer
     except ImportError:
         raise SystemExit(
-            f"No Redis answers at {url}, and the embedded fallback needs the demo extra: "
-            "pip install 'deskgate[demo]'"
+            f"No Redis answers at {display_url(url)}, and the embedded fallback needs the demo "
+            "extra: pip install 'deskgate[demo]'"
         ) from None
     port = free_port()
     server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
@@ -53,7 +54,8 @@ def _redis_or_embedded() -> tuple[str, str, Any]:
 
 
 def _clear(url: str, prefix: str, queue: str) -> None:
-    """Forget what an earlier demo left, and only that."""
+    """Forget what an earlier run of the demo (or dev) left: its own keys (``prefix:*``) and its
+    queue, never the rest of the database, which may be someone else's."""
     redis: Redis[str] = Redis.from_url(url, decode_responses=True)
     keys: list[str] = [*redis.scan_iter(f"{prefix}:*"), queue]
     if keys:
@@ -324,14 +326,19 @@ def dev_banner(stack: Stack) -> str:
 """
 
 
-def run_dev(host: str = "127.0.0.1") -> int:
+def run_dev(host: str = "127.0.0.1", keep_redis: bool = False) -> int:
     url, which, embedded = _redis_or_embedded()
+    prefix, queue = "dev", "deskgate-dev"
+    if not keep_redis:
+        # The simulators start empty: what an earlier run recorded under the same ticket ids
+        # would stand in for this run's tickets (ticket 1's verification, already gated).
+        _clear(url, prefix, queue)
     options = StackOptions(
         redis_url=url,
         ports=DEV_PORTS,
         host=host,
-        key_prefix="dev",
-        queue="deskgate-dev",
+        key_prefix=prefix,
+        queue=queue,
         employees=DEV_EMPLOYEES,
         poll_interval_seconds=15,
         beat=True,
@@ -356,7 +363,7 @@ def demo_command(argv: list[str]) -> int:
         prog="deskgate demo", description="Run the whole flow on the sandbox and print timelines."
     )
     parser.add_argument(
-        "--keep-redis", action="store_true", help="do not flush the demo's Redis db"
+        "--keep-redis", action="store_true", help="keep what an earlier demo left in Redis"
     )
     args = parser.parse_args(argv)
     return run_demo(keep_redis=args.keep_redis)
@@ -367,5 +374,8 @@ def dev_command(argv: list[str]) -> int:
         prog="deskgate dev", description="Run the sandbox and Deskgate until interrupted."
     )
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--keep-redis", action="store_true", help="keep what an earlier dev run left in Redis"
+    )
     args = parser.parse_args(argv)
-    return run_dev(host=args.host)
+    return run_dev(host=args.host, keep_redis=args.keep_redis)

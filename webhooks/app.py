@@ -21,6 +21,7 @@ from webhooks.deadline import BodyDeadline
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
 from webhooks.metrics import DeliveryMetrics, metrics_page
+from webhooks.metrics import initialise as initialise_metrics
 from webhooks.oauth import incode_oauth
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import RedisDispatcher, queue_key
@@ -33,6 +34,7 @@ log = structlog.get_logger("deskgate.webhooks")
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or current_settings()
     metrics.set_enabled(settings.metrics_enabled)
+    initialise_metrics()
     app = Flask("deskgate")
     # Werkzeug answers 413 for larger bodies before any handler reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes

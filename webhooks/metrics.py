@@ -46,6 +46,9 @@ REFUSALS = {
     503: "unavailable",
 }
 
+# What views mark (``mark``): a 2xx that is not an acceptance.
+MARKS = ("duplicate", "ignored", "unknown_session")
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -61,6 +64,23 @@ def result_of(status: int, marked: str | None) -> tuple[str, str]:
     if status in REFUSALS:
         return "refused", REFUSALS[status]
     return ("refused", "other") if status < 500 else ("error", "server_error")
+
+
+def outcomes() -> list[tuple[str, str]]:
+    """Every (result, reason) ``result_of`` can answer."""
+    refusals = [("refused", reason) for reason in (*REFUSALS.values(), "other")]
+    return [("accepted", ""), *((m, "") for m in MARKS), *refusals, ("error", "server_error")]
+
+
+def initialise() -> None:
+    """Create every delivery series at 0 (each endpoint, each outcome), so dashboards and
+    ``absent()`` alerts see them from start-up, not from the first delivery. Each gunicorn worker
+    runs it (``create_app``), into its own file; a scrape adds them up."""
+    if not metrics.enabled():
+        return
+    for endpoint in (*ENDPOINTS.values(), "other"):
+        for result, reason in outcomes():
+            metrics.DELIVERIES.labels(endpoint, result, reason)
 
 
 class DeliveryMetrics:

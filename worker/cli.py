@@ -21,6 +21,7 @@ the sandbox, and the wheel and the production image do not contain it.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,8 @@ from datetime import UTC, datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from config import files
+from config.privacy import display_url
 from config.settings import ConfigError, Settings
 from connectors.registry import load_settings
 from worker import setup_cli
@@ -40,15 +43,17 @@ if TYPE_CHECKING:
 def _check_config() -> int:
     settings = load_settings()
     print("configuration ok")
-    print(f"  redis: {settings.redis_url.split('@')[-1]}")
-    print(f"  incode: {settings.incode.api_base}")
+    # Every URL rebuilt from its parts: no user-info, no query (``?password=``), no fragment.
+    print(f"  redis: {display_url(settings.redis_url)}")
+    print(f"  incode: {display_url(settings.incode.api_base)}")
     for name, desk in settings.desks.items():
         # "Set" is what turns push on (an empty secret no longer loads): not the value's truth.
         push = "push+poll" if desk.webhook_secret is not None else "poll only"
         triggers = ", ".join(desk.triggers)
-        print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
+        where = display_url(desk.base)
+        print(f"  desk {name}: {desk.kind} {where} ({push}; triggers: {triggers})")
     sink = settings.audit_sink
-    forward = f"forwarded to {sink.base} ({sink.format})" if sink else "not forwarded"
+    forward = f"forwarded to {display_url(sink.base)} ({sink.format})" if sink else "not forwarded"
     print(
         f"  audit trail: {settings.audit_retention_days} days, at most "
         f"{settings.audit_max_events} events; {forward}"
@@ -92,10 +97,15 @@ def _audit(args: argparse.Namespace) -> int:
         return 2
     events = audit.read(redis, settings.key_prefix, since, until, args.desk)
     if args.output:
-        # Who was verified, when, for what: readable by its owner only, like the secrets.
-        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # a file that was there keeps its mode through O_CREAT
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+        # Who was verified, when, for what: readable by its owner only, like the secrets; never
+        # through a link someone planted where the file goes (config/files.py).
+        try:
+            handle = files.open_output(args.output, files.PRIVATE)
+        except OSError as exc:
+            why = f"--output: cannot write {args.output}: {exc.strerror}"
+            print(f"deskgate audit export: {why}", file=sys.stderr)
+            return 2
+        with io.TextIOWrapper(handle, encoding="utf-8", newline="") as out:
             count = audit.write(events, out, args.format)
     else:
         count = audit.write(events, sys.stdout, args.format)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import httpx
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from config.privacy import scrub
+from config.privacy import display_url, scrub, url_credentials
 from config.settings import Settings
 from connectors.provisioning import Check, Status
 from worker.celery_app import make_celery
@@ -45,15 +44,12 @@ FIX_PERSISTENCE = (
 FIX_REDIS = "check redis_url (DESKGATE_REDIS_URL) and that Redis runs and this host can reach it"
 
 
-def where(redis_url: str) -> str:
-    """Host, port and database of a Redis URL: never its password."""
-    return redis_url.split("@")[-1].split("://")[-1]
-
-
 def _said(exc: Exception, redis_url: str) -> str:
-    """An error's text, without the Redis password a client library may have put in it."""
-    text, password = scrub(str(exc)), urlsplit(redis_url).password
-    return text.replace(password, "***") if password else text
+    """An error's text, without the Redis credentials a client library may have put in it."""
+    text = scrub(str(exc))
+    for secret in url_credentials(redis_url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def redis_client(settings: Settings, timeout: float) -> Redis[str]:
@@ -69,9 +65,9 @@ def redis_checks(redis: Redis[str], url: str) -> list[Check]:
     try:
         version = redis.info("server").get("redis_version", "?")
     except RedisError as exc:
-        detail = f"{where(url)}: {_said(exc, url)}"
+        detail = f"{display_url(url)}: {_said(exc, url)}"
         return [Check("redis", "answers", Status.FAIL, detail, FIX_REDIS)]
-    checks = [Check("redis", "answers", Status.OK, f"Redis {version} at {where(url)}")]
+    checks = [Check("redis", "answers", Status.OK, f"Redis {version} at {display_url(url)}")]
     try:
         appendonly = redis.config_get("appendonly").get("appendonly", "no")
         save = redis.config_get("save").get("save", "")
@@ -184,18 +180,21 @@ def web_check(public_url: str | None, timeout: float) -> Check:
             "Deskgate's web app",
         )
     url = f"{public_url}/readyz"
-    fix = f"start `deskgate web` and route {public_url} to it (proxy, load balancer, DNS)"
+    shown = display_url(url)
+    route = display_url(public_url)
+    fix = f"start `deskgate web` and route {route} to it (proxy, load balancer, DNS)"
     try:
         response = httpx.get(url, timeout=timeout, follow_redirects=False)
     except httpx.HTTPError as exc:
-        return Check("web", "readyz", Status.FAIL, f"{url}: no answer ({type(exc).__name__})", fix)
+        detail = f"{shown}: no answer ({type(exc).__name__})"
+        return Check("web", "readyz", Status.FAIL, detail, fix)
     if response.status_code != 200:
         reason = scrub(response.text[:200])
-        detail = f"{url} answered {response.status_code}: {reason}"
+        detail = f"{shown} answered {response.status_code}: {reason}"
         if response.status_code == 503:
             fix = "the web app runs but cannot reach Redis: check its redis_url"
         return Check("web", "readyz", Status.FAIL, detail, fix)
-    return Check("web", "readyz", Status.OK, f"{url} answers 200")
+    return Check("web", "readyz", Status.OK, f"{shown} answers 200")
 
 
 # -- clocks -----------------------------------------------------------------------------------

@@ -123,6 +123,18 @@ class Flow:
             log.info("ticket gone; nothing to verify")
             return
         v = self._owner(desk_name, ticket.id)
+        if v is not None and v.state not in FINAL and v.gated and ticket.marker not in OPEN_MARKERS:
+            # Flagged again, and the ticket no longer shows the gate Deskgate wrote (an agent
+            # took the marker off, or the desk is not the one the record is from): one request,
+            # one link, so nothing new starts; say so rather than end in silence.
+            log.warning(
+                "ticket flagged but its open verification's gate is gone from it: no new link "
+                "until that verification ends",
+                verification=v.id,
+                state=v.state.value,
+                marker=ticket.marker or "none",
+                same_requester=ticket.requester_id == v.requester_id,
+            )
         if v is None:
             if ticket.reason is None:
                 log.info("ticket not flagged; nothing to do")

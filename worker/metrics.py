@@ -139,7 +139,8 @@ def serve(settings: Settings) -> bool:
         return False
     registry.register(StoreCollector())
     log.info(
-        "metrics served", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        "metrics served",
+        metrics_url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
     )
     return True
 

@@ -5,18 +5,20 @@ The admin credential is never Deskgate's everyday API user and never needs to be
 line: ``--admin-user`` (or ``DESKGATE_ADMIN_USER``) names the admin, ``DESKGATE_ADMIN_SECRET``
 (or the file ``--admin-secret-file``) holds its password or API token. A secret setup obtains (a
 webhook's signing secret) is written only where the operator says: ``--secret-file`` (the value
-alone) or ``--env-file`` (the one ``NAME=value`` line, updated in place); both end up mode 0600.
+alone) or ``--env-file`` (the one ``NAME=value`` line, updated in place). Through a symbolic link,
+the file it points to is replaced (the service reads that one), keeping its group and its owner
+and group permissions; a new file is mode 0600 (``config/files.py``). ``--update-set`` is an
+output: a symbolic link there is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from config import files
 from config.settings import ConfigError
 from connectors.http import ApiError
 from connectors.incode import setup as incode_setup
@@ -58,24 +60,14 @@ def _admin(args: argparse.Namespace) -> AdminCredential | None:
     return AdminCredential.given(args.admin_user, args.admin_secret_file)
 
 
-def _private_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, readable by its owner only, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _written(path: Path, target: Path) -> str:
+    return str(path) if target == path.absolute() else f"{path} -> {target}"
 
 
 def secret_file_writer(path: Path) -> Any:
     def store(name: str, value: str) -> str:
-        _private_write(path, value + "\n")
-        return f"{path} (the value of {name})"
+        target = files.replace_target(path, value + "\n")
+        return f"{_written(path, target)} (the value of {name})"
 
     return store
 
@@ -90,8 +82,7 @@ def env_file_writer(path: Path) -> Any:
             lines = [text for i, text in enumerate(lines) if i not in found[1:]]
         else:
             lines.append(line)
-        _private_write(path, "\n".join(lines) + "\n")
-        return str(path)
+        return _written(path, files.replace_target(path, "\n".join(lines) + "\n"))
 
     return store
 
@@ -169,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         changes = kind.setup(request)
     except (ProvisioningError, ApiError) as exc:
         print(f"setup {args.target}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file it was told to write (config/files.py says why)
+        print(f"setup {args.target}: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
     _print(changes, args.dry_run)
     if any(c.kind == "signing secret" for c in changes):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from config.privacy import mask_email, scrub
+from config.privacy import display_url, mask_email, scrub
 from config.settings import IncodeConfig
 from connectors.http import ApiError, AuthFailed, Retriable
 from connectors.incode.client import IncodeClient
@@ -33,21 +33,22 @@ FIX_API_KEY = "set DESKGATE_INCODE__API_KEY to the API key of this Incode enviro
 
 def check_incode(config: IncodeConfig, timeout: float) -> list[Check]:
     client = IncodeClient(config, timeout, deadline=timeout * 2)
+    auth_at, api_at = display_url(config.auth_base), display_url(config.api_base)
     try:
         return [
             _obtain(
                 OAUTH,
                 client.fresh_bearer,
-                f"client {config.client_id} at {config.auth_base}",
+                f"client {config.client_id} at {auth_at}",
                 lambda reason: FIX_CLIENT,
-                f"check incode.auth_url ({config.auth_base}) and that this host can reach it",
+                f"check incode.auth_url ({auth_at}) and that this host can reach it",
             ),
             _obtain(
                 EXECUTIVE,
                 client.fresh_executive_token,
-                f"user {mask_email(config.executive_email)} at {config.api_base}",
+                f"user {mask_email(config.executive_email)} at {api_at}",
                 lambda reason: FIX_API_KEY if "api-key" in reason.lower() else FIX_EXECUTIVE,
-                f"check incode.api_url ({config.api_base}) and that this host can reach it",
+                f"check incode.api_url ({api_at}) and that this host can reach it",
             ),
         ]
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from config import files
 from connectors.http import ApiError, json_body, new_client, request
 from connectors.provisioning import Action, Change, ProvisioningError, SetupRequest, fingerprint
 from connectors.servicenow import update_set
@@ -68,7 +69,7 @@ def setup(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
 def _write_update_set(req: SetupRequest[ServiceNowDeskConfig]) -> Change:
     path = req.update_set
     assert path is not None
-    old = path.read_bytes() if path.is_file() else b""
+    old = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
     # The same records under the file's own date are the same file: it is left as it is.
     same = update_set.render(req.desk, req.config, req.public_url, update_set.unload_date(old))
     name = str(path)
@@ -79,7 +80,8 @@ def _write_update_set(req: SetupRequest[ServiceNowDeskConfig]) -> Change:
         "Sets > Retrieved Update Sets > Import Update Set from XML, then Preview and Commit"
     )
     if not req.dry_run:
-        path.write_bytes(update_set.render(req.desk, req.config, req.public_url))
+        # never through a planted symbolic link
+        files.write_output(path, update_set.render(req.desk, req.config, req.public_url))
     return Change("update set", name, Action.WRITE, detail)
 
 

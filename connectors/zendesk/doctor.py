@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from config.privacy import mask_email
+from config.privacy import display_url, mask_email
 from connectors.http import ApiError, AuthFailed, new_client
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status, mask_secret
 from connectors.secret_check import matches_any
@@ -236,5 +236,7 @@ def doctor(req: DoctorRequest[ZendeskDeskConfig]) -> list[Check]:
     try:
         return doc.run()
     except ApiError as exc:
-        doc._check("Zendesk answers", False, str(exc), f"check base_url ({req.config.base})")
+        doc._check(
+            "Zendesk answers", False, str(exc), f"check base_url ({display_url(req.config.base)})"
+        )
         return doc.checks

@@ -15,7 +15,7 @@ from connectors.provisioning import Check, DoctorRequest, Status
 from connectors.registry import SETTINGS
 from tests.conftest import settings_data
 from worker import doctor
-from worker.deployment_checks import beat_check, clock_check
+from worker.deployment_checks import beat_check, clock_check, redis_checks
 from worker.store import Store
 
 NOW = 1_800_000_000.0
@@ -144,3 +144,13 @@ def test_the_admin_from_the_environment_goes_only_to_the_desk_named(
     everyone, named = asked
     assert everyone.admin is None
     assert named.admin is not None and named.admin.user == "admin@acme.test"
+
+
+def test_doctor_shows_a_redis_url_without_its_credentials_even_in_a_clients_error() -> None:
+    """The password in the query (redis-py reads ``?password=``) was printed with the host."""
+    url = "redis://user:in-userinfo@127.0.0.1:1/3?password=in-query&socket_timeout=1"
+    unreachable: Redis[str] = Redis.from_url(url, decode_responses=True, socket_connect_timeout=0.5)
+    [answers] = redis_checks(unreachable, url)
+    shown = f"{answers.detail} {answers.fix}"
+    assert answers.status == Status.FAIL and "redis://127.0.0.1:1/3" in answers.detail
+    assert "in-query" not in shown and "in-userinfo" not in shown and "user:" not in shown

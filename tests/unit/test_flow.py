@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from structlog.testing import capture_logs
 
 from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Retriable, Unanswered
 from connectors.incode import Result, Session
@@ -656,3 +657,19 @@ def test_each_sweep_records_beats_heartbeat_at_the_real_time(w: World, redis: Re
     w.flow.sweep(now=START + 10 * HOUR)  # a sweep told another time still ran now
     assert w.store.last_sweep() == START
     assert 0 < redis.ttl("dgtest:heartbeat:sweep") <= 86400  # no key without a TTL
+
+
+def test_a_flagged_ticket_without_the_gate_of_its_open_verification_is_logged_not_ignored(
+    w: World,
+) -> None:
+    """Ticket 1 of a second ``deskgate dev`` run (or a ticket whose gate marker an agent took
+    off) met an open, gated verification and the request ended at once, without a word."""
+    vid = started(w)
+    gated = w.desk.tickets["42"]
+    w.desk.tickets["42"] = replace(gated, marker=None, status="open", requester_id="u-other")
+    with capture_logs() as logged:
+        w.flow.start(DESK, "42")
+    assert len(w.incode.asked) == 1  # still one request, one link
+    [line] = [e for e in logged if e["log_level"] == "warning"]
+    assert "gate is gone" in line["event"] and line["verification"] == vid
+    assert line["marker"] == "none" and line["same_requester"] is False

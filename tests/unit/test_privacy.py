@@ -14,7 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.logging import configure_logging
-from config.privacy import mask_destination, mask_email, mask_phone, scrub
+from config.privacy import (
+    display_url,
+    mask_destination,
+    mask_email,
+    mask_phone,
+    scrub,
+    url_credentials,
+)
 
 
 def test_masks_keep_only_what_an_agent_needs_to_recognise() -> None:
@@ -217,3 +224,40 @@ def test_library_warnings_are_scrubbed(stdlib_log: io.StringIO) -> None:
     [line] = lines(stdlib_log)
     assert line["logger"] == "py.warnings" and "s***@acme.test" in line["event"]
     assert "sam.lee" not in stdlib_log.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@redis.internal:6380/2?password=q", "redis://redis.internal:6380/2"),
+        ("rediss://user:pw@[::1]:6379/0#frag", "rediss://[::1]:6379/0"),
+        ("https://acme.zendesk.com", "https://acme.zendesk.com"),
+        (
+            "https://a:b@siem.acme.test/services/collector?token=x",
+            "https://siem.acme.test/services/collector",
+        ),
+        ("redis://host:notaport/0", "(an unreadable URL)"),
+    ],
+)
+def test_a_url_is_shown_from_its_parts_only(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+    assert url_credentials("redis://u:pw@h/0?password=q&db=1") == ["pw", "u", "q"]
+
+
+def test_deskgates_own_operational_values_stay_readable(stdlib_log: io.StringIO) -> None:
+    """The worker logged ``d***@vm ready.`` and ``metrics served url=[redacted]``: an operator
+    could read neither its node's name nor where its metrics are."""
+    logging.getLogger("celery.apps.worker").info("%s ready.", "deskgate@vm")
+    # The same words from anywhere else, or another template, are still masked.
+    logging.getLogger("celery.other").info("%s ready.", "jane.doe@acme.test")
+    logging.getLogger("celery.apps.worker").info("%s left.", "jane.doe@acme.test")
+    structlog.get_logger("t").info(
+        "metrics served",
+        metrics_url="http://:pw@127.0.0.1:8100/metrics?token=t",
+        url="https://verify.example/v/abc",
+    )
+    ready, other, left, served = lines(stdlib_log)
+    assert ready["event"] == "deskgate@vm ready."
+    assert other["event"] == "j***@acme.test ready." and left["event"] == "j***@acme.test left."
+    assert served["metrics_url"] == "http://127.0.0.1:8100/metrics"
+    assert served["url"] == "[redacted]"

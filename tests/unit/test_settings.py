@@ -346,3 +346,17 @@ def test_only_secrets_are_read_from_files(tmp_path: Path, monkeypatch: pytest.Mo
         ConfigError, match=r"DESKGATE_DESKS__ACME_ZENDESK__EMAIL_FILE: .* not a secret"
     ):
         load_settings()
+
+
+def test_check_config_shows_a_redis_url_without_a_password_in_its_query(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """redis-py reads ``?password=``; check-config printed everything after the "@"."""
+    example_config(monkeypatch)
+    monkeypatch.setenv(
+        "DESKGATE_REDIS_URL", "redis://:in-userinfo@redis.internal:6380/2?password=in-query"
+    )
+    assert cli.main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "in-query" not in out and "in-userinfo" not in out
+    assert "  redis: redis://redis.internal:6380/2\n" in out

@@ -4,6 +4,8 @@ whatever a caller sends, and ``/metrics`` only for a bearer of ``metrics_token``
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 
 import pytest
 from flask.testing import FlaskClient
@@ -15,6 +17,7 @@ from connectors.registry import SETTINGS
 from tests.conftest import SECRETS, settings_data
 from tests.unit.test_webhooks import zendesk_headers
 from webhooks.app import create_app
+from webhooks.metrics import outcomes
 
 TOKEN = "metrics-token-for-the-tests"
 SECRETS_HEADER = "x-incode-secret"
@@ -89,3 +92,35 @@ def test_without_a_token_metrics_are_off(redis: Redis[str]) -> None:
 def test_a_short_metrics_token_is_refused_at_start_up() -> None:
     with pytest.raises(ValueError, match="metrics_token"):
         SETTINGS(**settings_data(metrics_token="short"))
+
+
+# A process of its own: this one's registry already holds what earlier tests recorded.
+FRESH_APP_SCRAPE = f"""
+from connectors.registry import SETTINGS
+from tests.conftest import settings_data
+from webhooks.app import create_app
+from webhooks.metrics import outcomes
+
+client = create_app(SETTINGS(**settings_data(metrics_token={TOKEN!r}))).test_client()
+page = client.get("/metrics", headers={{"Authorization": "Bearer {TOKEN}"}})
+assert page.status_code == 200, page.status_code
+print(page.get_data(as_text=True))
+"""
+
+
+def test_every_endpoint_and_outcome_is_served_at_zero_before_the_first_delivery() -> None:
+    """Dashboards and ``absent()`` alerts saw no deliveries series until the first one came."""
+    run = subprocess.run(
+        [sys.executable, "-c", FRESH_APP_SCRAPE], capture_output=True, text=True, check=True
+    )
+    served = {
+        (s.labels["endpoint"], s.labels["result"], s.labels["reason"]): s.value
+        for family in text_string_to_metric_families(run.stdout)
+        for s in family.samples
+        if s.name == "deskgate_webhook_deliveries_total"
+    }
+    endpoints = ("zendesk", "servicenow", "incode", "incode_token", "other")
+    for endpoint in endpoints:
+        for result, reason in (("accepted", ""), ("duplicate", ""), ("refused", "unauthenticated")):
+            assert served[(endpoint, result, reason)] == 0
+    assert len(served) == len(endpoints) * len(outcomes()) and set(served.values()) == {0}

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from config import files
 from worker.audit import parse_moment
 from worker.report.aggregate import build
 from worker.report.formats import stamp, to_csv, to_json, to_table
@@ -90,13 +91,13 @@ def run(
     until = _moment(parser, "--until", args.until, now, end_of_day=True) if args.until else now
     if since >= until:
         parser.error(f"--since ({stamp(since)}) must be before --until ({stamp(until)})")
-    with ExitStack() as files:
+    with ExitStack() as opened:
         if args.events:
             try:
                 handle = (
                     sys.stdin
                     if args.events == "-"
-                    else files.enter_context(open(args.events, encoding="utf-8"))
+                    else opened.enter_context(open(args.events, encoding="utf-8"))
                 )
             except OSError as exc:
                 parser.error(f"--events: cannot read {args.events}: {exc.strerror}")
@@ -118,7 +119,7 @@ def run(
         out.write(to_table(report, now))
     if args.html:
         try:
-            args.html.write_text(to_html(report, now), encoding="utf-8")
+            files.write_output(args.html, to_html(report, now))
         except OSError as exc:
             why = f"--html: cannot write {args.html}: {exc.strerror}"
             print(f"deskgate report: {why}", file=sys.stderr)
