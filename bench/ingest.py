@@ -51,7 +51,7 @@ from bench.loadgen import (
 from sandbox import incode, zendesk
 from sandbox.stack import Child, free_port, wait_until
 from worker.lifecycle import State
-from worker.store import Verification
+from worker.lifecycle.store import Verification
 
 TARGET_RATIO = 0.5
 TARGET_RATE = 500.0

@@ -1,6 +1,6 @@
-"""Benchmark: ``deskgate report`` over a large audit trail: how fast ``worker.report.build`` reads
-events and how much memory it keeps (tracemalloc's peak, the events themselves streamed from a
-generator so only what the aggregation keeps is counted).
+"""Benchmark: ``deskgate report`` over a large audit trail: how fast
+``worker.commands.report.build`` reads events and how much memory it keeps (tracemalloc's peak,
+the events themselves streamed from a generator so only what the aggregation keeps is counted).
 
 A year of one large desk: ``--verifications`` lifecycles (default 100,000) over 365 days, each
 requested -> sent -> verified (80%), failed, expired or error, plus its two ticket writes: about
@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.harness import now_utc, table, write_section
-from worker.report import build
+from worker.commands.report import build
 
 SINCE = datetime(2025, 11, 28, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=365)

@@ -115,7 +115,7 @@ OUTSIDE_DURATION = Histogram(
     buckets=CALL_BUCKETS,
 )
 
-# -- desk pacing (worker/pace.py) ------------------------------------------------------------
+# -- desk pacing (worker/lifecycle/pace.py) -------------------------------------------------
 
 RATE_LIMITED = Counter(
     "deskgate_desk_rate_limited_total",
@@ -168,7 +168,7 @@ PAUSE_REMAINING = (
 )
 STORE_UP = ("deskgate_store_up", "1 if Redis answered this scrape's reads, else 0.")
 AUDIT_EVENTS = ("deskgate_audit_events", "Audit events held in Redis (the stream's length).")
-# With [audit_sink] set (worker/audit_forwarder.py's figures, shared by every worker in Redis):
+# With [audit_sink] set (worker/audit/forwarder.py's figures, shared by every worker in Redis):
 SINK_LAG = (
     "deskgate_audit_sink_lag_seconds",
     "Age of the oldest audit event the SIEM has not acknowledged (0: none waiting).",

@@ -314,7 +314,7 @@ class Settings(BaseSettings):
 
     @property
     def task_lock_seconds(self) -> int:
-        """How long a task holds its verification's lock (``worker.flow``)."""
+        """How long a task holds its verification's lock (``worker.lifecycle.flow``)."""
         return self.task_time_limit_seconds + TASK_LOCK_GRACE_SECONDS
 
     @property

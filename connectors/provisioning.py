@@ -4,7 +4,7 @@ A kind's ``setup`` finds each object it needs by name, creates it if missing and
 where it differs, and says so per object (``Change``); with ``dry_run`` it says the same without
 writing. A kind's ``doctor`` reads the desk and reports ``Check`` lines, each failure with the fix
 in one sentence. Both live with the kind's connector (``connectors/<kind>/setup.py``,
-``connectors/<kind>/doctor.py``); ``worker/cli.py`` only prints what they return.
+``connectors/<kind>/doctor.py``); ``worker/commands/cli.py`` only prints what they return.
 """
 
 from __future__ import annotations

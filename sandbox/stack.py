@@ -36,7 +36,7 @@ from sandbox.common import Server, pooled_client, serve
 from sandbox.driver import DeskDriver
 from sandbox.options import Running, StackOptions, Wiring
 from sandbox.registry import DESKS, SIMULATORS
-from worker.cli import gunicorn_args
+from worker.commands.cli import gunicorn_args
 
 __all__ = [
     "METRICS_TOKEN", "SECRETS", "Child", "Stack", "StackOptions", "free_port", "wait_for",
@@ -233,7 +233,7 @@ metrics_host = "{o.host}"
     def command(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         """``deskgate <args>`` as an operator runs it: Deskgate's config and environment."""
         return subprocess.run(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "worker.commands.cli", *args],
             env={**self.env, **env}, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 

@@ -95,7 +95,7 @@ def sent_verification(redis: Redis[str], settings: Settings, interview_id: str =
     """Record a verification of ticket 42 whose link went out as Incode session ``interview_id``;
     returns its id."""
     from worker.lifecycle import State
-    from worker.store import Store
+    from worker.lifecycle.store import Store
 
     store = Store(redis, settings.key_prefix, 3600)
     v, _ = store.open(

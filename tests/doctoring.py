@@ -30,7 +30,7 @@ from config.privacy import scrub
 from connectors.provisioning import Status
 from connectors.registry import load_settings
 from sandbox.stack import SECRETS, Stack
-from worker import doctor
+from worker.commands import doctor
 
 Inject = Callable[[Stack], contextlib.AbstractContextManager[None]]
 

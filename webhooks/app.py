@@ -25,8 +25,8 @@ from webhooks.metrics import initialise as initialise_metrics
 from webhooks.oauth import incode_oauth
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import RedisDispatcher, queue_key
+from worker.lifecycle.store import Store
 from worker.runtime import current_settings
-from worker.store import Store
 
 log = structlog.get_logger("deskgate.webhooks")
 

@@ -1,4 +1,4 @@
-"""gunicorn settings for the webhook app (``worker.cli.gunicorn_args`` passes
+"""gunicorn settings for the webhook app (``worker.commands.cli.gunicorn_args`` passes
 ``--config python:webhooks.gunicorn_conf``): Prometheus's multiprocess mode.
 
 Loaded in gunicorn's master before any worker forks and before anything imports

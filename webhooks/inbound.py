@@ -23,7 +23,7 @@ from connectors.ticketing import PushAuth
 from webhooks import oauth
 from webhooks.metrics import mark
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, RedisDispatcher
-from worker.store import Store
+from worker.lifecycle.store import Store
 
 log = structlog.get_logger("deskgate.webhooks")
 inbound = Blueprint("inbound", __name__)

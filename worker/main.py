@@ -11,10 +11,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from connectors.audit_sink import AuditSink
-from worker import (
-    audit_forwarder,
-    metrics,  # noqa: F401 - connects the metrics server to the worker's signals
-)
+from worker.audit import forwarder as audit_forwarder
 from worker.celery_app import make_celery
 from worker.runtime import current_settings, runtime
 
@@ -24,7 +21,7 @@ _halt: list[Callable[[], None]] = []
 
 @worker_ready.connect
 def _forward_audit(**_: Any) -> None:
-    """With ``audit_sink`` set, each worker forwards the audit trail (worker/audit_forwarder.py)."""
+    """With ``audit_sink`` set, each worker forwards the audit trail (worker/audit/forwarder.py)."""
     settings = current_settings()
     if settings.audit_sink is None:
         return

@@ -30,12 +30,13 @@ from redis.exceptions import RedisError
 
 from config import metrics
 from config.settings import Settings
-from worker import audit, audit_forwarder
+from worker import audit
+from worker.audit import forwarder as audit_forwarder
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import queue_key
-from worker.pace import Pace
+from worker.lifecycle.pace import Pace
+from worker.lifecycle.store import INDEXED
 from worker.runtime import Runtime, current_settings, runtime
-from worker.store import INDEXED
 
 log = structlog.get_logger("deskgate.metrics")
 

@@ -17,8 +17,8 @@ from config.settings import Settings
 from connectors.incode import IncodeClient
 from connectors.registry import build_desk, load_settings
 from connectors.ticketing import Desk
-from worker.pace import Pace, PacedDesk
-from worker.store import Store
+from worker.lifecycle.pace import Pace, PacedDesk
+from worker.lifecycle.store import Store
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from config import metrics
 from connectors.http import Fatal, RateLimited, Retriable
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
-from worker.flow import Busy, Flow
+from worker.lifecycle.flow import Busy, Flow
 from worker.runtime import runtime
 
 log = structlog.get_logger("deskgate.task")

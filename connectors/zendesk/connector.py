@@ -138,7 +138,7 @@ class ZendeskConnector:
 
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:
         # Zendesk lets an API caller set a comment's author, so authorship is a first filter
-        # only: the seal on a gate note is what recovery trusts (worker/notes.py).
+        # only: the seal on a gate note is what recovery trusts (worker/lifecycle/notes.py).
         me = self._my_id()
         found: list[str] = []
         url: str = f"/tickets/{ticket.id}/comments.json"

@@ -14,7 +14,7 @@ from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS
 from sandbox.retention import keys_without_ttl
 from sandbox.stack import Stack, StackOptions, wait_for
-from worker.store import Store
+from worker.lifecycle.store import Store
 
 E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
 _people = itertools.count(1)

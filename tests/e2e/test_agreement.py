@@ -14,7 +14,7 @@ from sandbox.stack import Stack, wait_for
 from tests.e2e.test_lifecycle import WAIT, flagged_ticket
 from tests.e2e.test_metrics import Samples, scrape
 from worker import audit
-from worker.report.aggregate import build
+from worker.commands.report.aggregate import build
 
 pytestmark = pytest.mark.e2e
 

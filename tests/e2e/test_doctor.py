@@ -25,7 +25,7 @@ from sandbox.registry import DESKS
 from sandbox.stack import Stack, free_port, wait_for
 from tests.doctoring import Inject, Misconfig, assert_names, doctor_env, redis_config, run_doctor
 from tests.e2e.conftest import E2E_REDIS_URL
-from worker.store import Store
+from worker.lifecycle.store import Store
 
 pytestmark = pytest.mark.e2e
 MINE = ("redis", "worker", "beat", "web", "clock", "incode")
@@ -182,7 +182,7 @@ def test_desk_option_limits_the_desks(doctor_stack: Stack) -> None:
 
 def _command(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "doctor", *args],
+        [sys.executable, "-m", "worker.commands.cli", "doctor", *args],
         env={**doctor_env(stack), **env},
         capture_output=True,
         text=True,

@@ -17,8 +17,8 @@ from PIL import Image
 
 from tests import chromium
 from tests.audit_events import SINCE, UNTIL, demo_lifecycles, hand_checked, trail
-from worker.report import build
-from worker.report.page import to_html
+from worker.commands.report import build
+from worker.commands.report.page import to_html
 
 pytestmark = pytest.mark.e2e
 GENERATED = datetime(2026, 11, 28, 19, 3, 14, tzinfo=UTC)

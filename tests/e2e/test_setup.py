@@ -108,7 +108,7 @@ def test_the_command_env_file_runs_deskgates_commands_against_the_stack(stack: S
 
     def deskgate(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "worker.commands.cli", *args],
             env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 

@@ -19,7 +19,8 @@ from sandbox.common import Server, serve
 from sandbox.stack import Stack, free_port, wait_for
 from tests.faults.conftest import Observe, People
 from tests.faults.lifecycles import Case, check, open_flagged, session_of, wait_markers
-from worker import audit, audit_forwarder
+from worker import audit
+from worker.audit import forwarder as audit_forwarder
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import main
+from worker.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_ONLY = ("sandbox", "bench", "tests")
@@ -32,7 +32,7 @@ def test_the_wheel_and_the_image_leave_the_sandbox_out_but_declare_its_commands(
         entry_points = next(
             archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")
         )
-    assert "worker/cli.py" in names
+    assert "worker/commands/cli.py" in names
     assert not [n for n in names if n.split("/")[0] in SOURCE_ONLY]
     assert "[deskgate.commands]" in entry_points
     assert "demo = sandbox.demo:demo_command" in entry_points
@@ -50,7 +50,7 @@ def test_demo_without_the_sandbox_says_how_to_get_it() -> None:
     """As from the wheel: the entry point is declared, its module is not there."""
     code = (
         "import sys; sys.modules['sandbox'] = None\n"
-        "from worker.cli import main; raise SystemExit(main(['demo']))"
+        "from worker.commands.cli import main; raise SystemExit(main(['demo']))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT

@@ -34,7 +34,7 @@ from connectors.zendesk.setup import client, listed, setup
 from sandbox.common import Server, serve
 from sandbox.zendesk import ZendeskSimConfig, create_app
 from tests.conftest import settings_data
-from worker import cli
+from worker.commands import cli
 
 TOKEN = ZendeskSimConfig.api_token
 ADMIN = AdminCredential("admin@acme.test", SecretStr(TOKEN))

@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from tests.unit.test_flow import DESK, HOUR, START, World, started, world
-from worker import audit, cli
+from worker import audit
+from worker.commands import cli
 from worker.lifecycle import State
-from worker.store import Store
+from worker.lifecycle.store import Store
 
 PREFIX = "dgtest"
 
@@ -410,7 +411,7 @@ def test_a_desk_refusing_for_good_ends_ticket_refused_and_its_note_is_audited(
     redis: Redis[str],
 ) -> None:
     from connectors.http import Fatal
-    from worker.flow import REFUSALS
+    from worker.lifecycle.flow import REFUSALS
 
     w = world(redis, link_validity_minutes=7 * 24 * 60)
     w.desk.add("42")
@@ -454,7 +455,7 @@ def test_an_export_whose_reader_stops_reading_ends_quietly(
     env = {**os.environ, "REDIS_URL": TEST_REDIS_URL, "DESKGATE_KEY_PREFIX": PREFIX}
     argv = ["audit", "export", "--since", "2025-12-31", "--until", "2026-12-31"]
     with subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", *argv],
+        [sys.executable, "-m", "worker.commands.cli", *argv],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     ) as command:  # fmt: skip
         assert command.stdout is not None and command.stderr is not None

@@ -21,10 +21,11 @@ from connectors.http import AuthFailed, Fatal, Retriable
 from sandbox import siem
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
-from worker import audit, audit_forwarder
-from worker.audit_forwarder import Forwarder
+from worker import audit
+from worker.audit import forwarder as audit_forwarder
+from worker.audit.forwarder import Forwarder
 from worker.lifecycle import State
-from worker.store import Store
+from worker.lifecycle.store import Store
 
 PREFIX = "dgtest"
 
@@ -191,7 +192,7 @@ def test_check_config_says_where_the_audit_trail_goes(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.unit.test_settings import example_config
-    from worker import cli
+    from worker.commands import cli
 
     example_config(monkeypatch)
     assert cli.main(["check-config"]) == 0
@@ -331,7 +332,7 @@ def test_audit_resend_delivers_the_set_aside_events_once_the_siem_takes_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from connectors.registry import SETTINGS
-    from worker import cli
+    from worker.commands import cli
 
     ids = lifecycles(redis, 17)
     bad = [ids[3], ids[40]]

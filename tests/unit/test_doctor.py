@@ -14,9 +14,9 @@ from connectors import registry
 from connectors.provisioning import Check, DoctorRequest, Status
 from connectors.registry import SETTINGS
 from tests.conftest import settings_data
-from worker import doctor
-from worker.deployment_checks import beat_check, clock_check, redis_checks
-from worker.store import Store
+from worker.commands import doctor
+from worker.commands.deployment_checks import beat_check, clock_check, redis_checks
+from worker.lifecycle.store import Store
 
 NOW = 1_800_000_000.0
 

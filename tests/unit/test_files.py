@@ -15,8 +15,8 @@ from connectors.provisioning import AdminCredential, SetupRequest
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.setup import setup
 from tests.unit.test_report_command import NOW, export
-from worker import setup_cli
-from worker.report.command import run as report
+from worker.commands import setup_cli
+from worker.commands.report.command import run as report
 
 
 @pytest.fixture
@@ -65,7 +65,8 @@ def test_audit_export_refuses_a_planted_link(
 ) -> None:
     from connectors.registry import SETTINGS
     from tests.conftest import settings_data
-    from worker import audit, cli
+    from worker import audit
+    from worker.commands import cli
 
     loaded = SETTINGS(**settings_data())
     monkeypatch.setattr(cli, "load_settings", lambda: loaded)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from redis import Redis
 
-from worker.first_seen import LEDGER_DAYS, FirstSeen
-from worker.pseudonym import Pseudonyms
+from worker.lifecycle.first_seen import LEDGER_DAYS, FirstSeen
+from worker.lifecycle.pseudonym import Pseudonyms
 
 OLD, NEW = "previous-note-secret-0123456789", "current-note-secret-0123456789"
 

@@ -15,10 +15,10 @@ from connectors.incode import Result, Session
 from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import OPEN_MARKERS, Person, Ticket
 from tests.conftest import settings_data
-from worker.flow import REFUSALS, Flow
 from worker.lifecycle import State
+from worker.lifecycle.flow import REFUSALS, Flow
+from worker.lifecycle.store import Store
 from worker.runtime import Runtime
-from worker.store import Store
 
 DESK = "acme_zendesk"
 HOUR = 3600.0

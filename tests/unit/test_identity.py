@@ -7,7 +7,7 @@ import pytest
 from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import Person
 from tests.conftest import settings_data
-from worker.identity import Unverifiable, identity_of
+from worker.lifecycle.identity import Unverifiable, identity_of
 
 PERSON = Person(
     id="7",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-from worker.idp_ledger import IdpLedger, LedgerEntry
+from worker.idp.ledger import IdpLedger, LedgerEntry
 
 
 def entry(at: float, **fields: str) -> LedgerEntry:

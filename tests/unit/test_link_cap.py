@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from redis import Redis
 
 from connectors.zendesk.config import ZendeskDeskConfig
-from worker.caps import LinkCap, LinkCapReached
-from worker.pseudonym import Pseudonyms
+from worker.lifecycle.caps import LinkCap, LinkCapReached
+from worker.lifecycle.pseudonym import Pseudonyms
 
 WINDOW = 3600.0
 DAY = 24 * WINDOW

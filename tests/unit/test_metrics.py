@@ -23,12 +23,12 @@ from connectors.zendesk.connector import ZendeskConnector
 from sandbox import zendesk as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
-from worker import audit_forwarder
 from worker import metrics as worker_metrics
+from worker.audit import forwarder as audit_forwarder
 from worker.lifecycle import State
+from worker.lifecycle.pace import Pace, PacedDesk
+from worker.lifecycle.store import Store
 from worker.metrics import StoreCollector
-from worker.pace import Pace, PacedDesk
-from worker.store import Store
 
 _ids = itertools.count(1)
 

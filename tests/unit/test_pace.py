@@ -9,7 +9,7 @@ from redis import Redis
 
 from connectors.http import RateLimited
 from connectors.ticketing import Person, Ticket
-from worker.pace import Pace, PacedDesk
+from worker.lifecycle.pace import Pace, PacedDesk
 
 TICKET = Ticket("1", "#1", "7", "MFA reset", None, True, True, "open", "v1")
 

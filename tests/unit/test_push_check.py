@@ -17,7 +17,7 @@ from sandbox.common import Server, serve
 from tests.conftest import settings_data
 from webhooks.app import create_app
 from worker import audit
-from worker.push_check import push_check, refused_pushes
+from worker.commands.push_check import push_check, refused_pushes
 
 TOKEN = "metrics-token-for-the-tests"
 PREFIX = "dgtest"

@@ -23,8 +23,8 @@ from tests.audit_events import (
     outcome_of,
     trail,
 )
-from worker.report import build
-from worker.report.aggregate import DAY_KEYS, OUTCOMES, Report, Stats, percentile
+from worker.commands.report import build
+from worker.commands.report.aggregate import DAY_KEYS, OUTCOMES, Report, Stats, percentile
 
 
 def report_of(lifecycles: list[Lifecycle], desk: str | None = None) -> Report:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.audit_events import hand_checked, trail
-from worker import cli
 from worker.audit import parse_moment
-from worker.report.command import FOLLOW, run
+from worker.commands import cli
+from worker.commands.report.command import FOLLOW, run
 
 NOW = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
 

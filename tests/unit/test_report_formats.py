@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 from typing import Any
 
 from tests.audit_events import SINCE, UNTIL, Lifecycle, at, hand_checked, trail
-from worker.report import build
-from worker.report.aggregate import Report
-from worker.report.formats import ALL, CSV_COLUMNS, to_csv, to_dict, to_json, to_table
-from worker.report.page import CSP, to_html
+from worker.commands.report import build
+from worker.commands.report.aggregate import Report
+from worker.commands.report.formats import ALL, CSV_COLUMNS, to_csv, to_dict, to_json, to_table
+from worker.commands.report.page import CSP, to_html
 
 GENERATED = datetime(2026, 11, 28, 19, 3, 14, tzinfo=UTC)
 HOSTILE_DESK = "<script>alert('desk')</script>"

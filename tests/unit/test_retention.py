@@ -8,7 +8,7 @@ from redis import Redis
 
 from sandbox.retention import keys_without_ttl
 from worker.lifecycle import State
-from worker.store import Store, Verification
+from worker.lifecycle.store import Store, Verification
 
 PREFIX = "dgtest"
 RETENTION = 3600

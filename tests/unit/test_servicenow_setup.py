@@ -37,7 +37,7 @@ from connectors.servicenow.update_set import parse, render
 from sandbox.common import Server, serve
 from sandbox.servicenow import ServiceNowSimConfig, create_app
 from tests.conftest import settings_data
-from worker import cli
+from worker.commands import cli
 
 SIM = ServiceNowSimConfig()
 PUBLIC = "https://deskgate.acme.test"

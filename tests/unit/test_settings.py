@@ -10,7 +10,7 @@ from config.settings import ConfigError
 from connectors.registry import load_settings
 from connectors.zendesk.config import ZendeskDeskConfig
 from tests.conftest import settings_data
-from worker import cli
+from worker.commands import cli
 
 
 def test_given_a_complete_config_then_it_loads(tmp_path: Path) -> None:

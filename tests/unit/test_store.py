@@ -7,7 +7,7 @@ import pytest
 from redis import Redis
 
 from worker.lifecycle import FINAL, OPEN, TRANSITIONS, State, sources
-from worker.store import SessionTaken, Store, Verification
+from worker.lifecycle.store import SessionTaken, Store, Verification
 
 RETENTION = 3600
 
@@ -173,7 +173,7 @@ def test_session_finds_the_verification_and_takes_no_dedupe_key(
 def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:
     """What the recovery after a Redis loss relies on: the gate note names everything needed,
     and only a note sealed with Deskgate's secret for this very ticket is believed."""
-    from worker import notes
+    from worker.lifecycle import notes
 
     seal = notes.Seal(["note-sealing-secret"])
     v, _ = open_one(store)

@@ -9,7 +9,7 @@ from redis import Redis
 
 from connectors.ticketing import Person, Ticket
 from worker.lifecycle import State
-from worker.store import Store, Verification
+from worker.lifecycle.store import Store, Verification
 
 V = Verification(
     id="v1", desk="acme", ticket_id="42", ticket_display="#42", requester_id="7",

@@ -1,14 +1,14 @@
 """The audit trail: one event for every transition of a verification and every ticket write.
 
 Events live in one Redis stream (``<prefix>:audit``), appended by the same Lua script that makes
-the transition (``worker.store``), so no transition is recorded without its event and no event
-without its transition. A stream entry holds flat strings: the event's own fields (``id``,
+the transition (``worker.lifecycle.store``), so no transition is recorded without its event and
+no event without its transition. A stream entry holds flat strings: the event's own fields (``id``,
 ``event``, ``time``, ``code``) and the verification's, copied from its record when the event is
 written; ``event_of`` turns one into the documented schema (docs/audit.md). Retention is the
 stream's own (``audit_retention_days``, ``audit_max_events``), independent of the records'.
 
 In-process listeners (``listen``) see each event once it is recorded (the metrics hook); the
-SIEM forwarder (``worker.audit_forwarder``) reads the stream itself.
+SIEM forwarder (``worker.audit.forwarder``) reads the stream itself.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
 TIMES = ("time", "started_at", "sent_at", "state_at")
 
 # Lua: ``audit(stream, maxlen, record key, head)`` appends one entry: ``head`` (the event's own
-# field/value pairs) then the record's fields as they stand now. Scripts in worker/store.py
-# start with this. The hard bound (MAXLEN ~) keeps Redis memory bounded whatever happens.
+# field/value pairs) then the record's fields as they stand now. Scripts in
+# worker/lifecycle/store.py start with this. The hard bound (MAXLEN ~) keeps Redis memory
+# bounded whatever happens.
 LUA = (
     "local RECORD_FIELDS = {"
     + ", ".join(f"{{'{event}', '{record}'}}" for event, record in RECORD_FIELDS)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker.pseudonym import Pseudonyms
+from worker.lifecycle.pseudonym import Pseudonyms
 
 LEDGER_DAYS = 400
 

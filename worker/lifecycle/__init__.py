@@ -5,7 +5,7 @@ failed | expired)`` (expired: no decision within the review timeout); ``requeste
 the ticket cannot be verified at all. One exception: a result
 (verified, failed, review) not yet written is overturned to error when the write finds that the
 ticket's requester changed after the link went out. Everything that moves a verification goes
-through ``worker.store``, which applies these rules atomically in Redis.
+through ``worker.lifecycle.store``, which applies these rules atomically in Redis.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from connectors.secret_check import matches_any
 from worker.lifecycle import State
-from worker.store import Verification
+from worker.lifecycle.store import Verification
 
 SIGN_OFF = "— Deskgate"
 VERIFICATION_LINE = "Deskgate verification:"

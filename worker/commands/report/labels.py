@@ -14,7 +14,7 @@ STANDING = {
     "open": "still waiting: the link is out or a person at Incode is reviewing it",
 }
 
-# The audit trail's codes, in words (worker/audit.py); an unknown code is shown as it is.
+# The audit trail's codes, in words (worker/audit/__init__.py); an unknown code is shown as it is.
 ERROR_CODES = {**CODES, "unknown": "no code recorded"}
 
 

@@ -37,11 +37,11 @@ from connectors.http import (
 )
 from connectors.incode import EmployeeNotFound, has_result
 from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
-from worker import notes
-from worker.caps import LinkCap, LinkCapReached
 from worker.dispatch import Dispatcher
-from worker.first_seen import FirstSeen
-from worker.identity import (
+from worker.lifecycle import FINAL, State, notes
+from worker.lifecycle.caps import LinkCap, LinkCapReached
+from worker.lifecycle.first_seen import FirstSeen
+from worker.lifecycle.identity import (
     Identity,
     Unverifiable,
     deciding_fields,
@@ -49,10 +49,9 @@ from worker.identity import (
     identity_of,
     value_of,
 )
-from worker.lifecycle import FINAL, State
-from worker.pseudonym import Pseudonyms
+from worker.lifecycle.pseudonym import Pseudonyms
+from worker.lifecycle.store import SessionTaken, Verification
 from worker.runtime import Runtime
-from worker.store import SessionTaken, Verification
 
 log = structlog.get_logger("deskgate.flow")
 
@@ -457,7 +456,7 @@ class Flow:
         link is sent until every field that decides the outcome (``deciding_fields``: the login
         hint, and the e-mail or phone the link goes to) is ``destination_min_age_hours`` old.
         A field whose changes the desk does not record is dated by Deskgate's own first-seen
-        ledger (``worker.first_seen``)."""
+        ledger (``worker.lifecycle.first_seen``)."""
         min_age = config.destination_min_age_hours * 3600
         if min_age <= 0 or person is None:
             return

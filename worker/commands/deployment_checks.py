@@ -26,7 +26,7 @@ from config.privacy import display_url, scrub, url_credentials
 from config.settings import Settings
 from connectors.provisioning import Check, Status
 from worker.celery_app import make_celery
-from worker.store import Store
+from worker.lifecycle.store import Store
 
 PING_TIMEOUT = 3.0  # seconds a worker has to answer
 BEAT_INTERVALS = 3  # the sweep may be this many intervals late before beat counts as silent

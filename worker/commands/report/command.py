@@ -20,9 +20,9 @@ from typing import Any, TextIO
 
 from config import files
 from worker.audit import parse_moment
-from worker.report.aggregate import build
-from worker.report.formats import stamp, to_csv, to_json, to_table
-from worker.report.page import to_html
+from worker.commands.report.aggregate import build
+from worker.commands.report.formats import stamp, to_csv, to_json, to_table
+from worker.commands.report.page import to_html
 
 # read_events(since, until, desk): the audit events recorded in [since, until), oldest first,
 # on one desk or (None) all.

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from redis import Redis
 
 from config.settings import DeskConfig
-from worker.pseudonym import Pseudonyms
+from worker.lifecycle.pseudonym import Pseudonyms
 
 # The longest window a desk may configure; older entries can never count, so they are pruned.
 MAX_WINDOW_SECONDS = 10080 * 60

@@ -33,8 +33,8 @@ from config import files
 from config.privacy import display_url
 from config.settings import ConfigError, Settings
 from connectors.registry import load_settings
-from worker import setup_cli
-from worker.report import command as report
+from worker.commands import setup_cli
+from worker.commands.report import command as report
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -64,7 +64,8 @@ def _check_config() -> int:
 def _audit(args: argparse.Namespace) -> int:
     from redis import Redis
 
-    from worker import audit, audit_forwarder
+    from worker import audit
+    from worker.audit import forwarder as audit_forwarder
 
     settings = load_settings()
     redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
@@ -117,7 +118,7 @@ def _resend(redis: Redis[str], settings: Settings) -> int:
     """``deskgate audit resend``: the events set aside, to the SIEM again (docs/audit.md)."""
     from connectors.audit_sink import AuditSink
     from connectors.http import ApiError
-    from worker import audit_forwarder
+    from worker.audit import forwarder as audit_forwarder
 
     if settings.audit_sink is None:
         print("deskgate audit resend: no audit_sink configured", file=sys.stderr)
@@ -146,7 +147,7 @@ def _resend(redis: Redis[str], settings: Settings) -> int:
 
 
 def _doctor(as_json: bool, desk: str | None) -> int:
-    from worker import doctor  # its checks import Celery and every kind: only when it runs
+    from worker.commands import doctor  # its checks import Celery and every kind: only when it runs
 
     settings = load_settings()
     if desk is not None and desk not in settings.desks:

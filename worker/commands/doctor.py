@@ -27,9 +27,9 @@ from config.settings import DeskConfig, Settings
 from connectors.incode.doctor import check_incode
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status
 from connectors.registry import KINDS
-from worker import deployment_checks as deploy
-from worker import push_check
-from worker.store import Store
+from worker.commands import deployment_checks as deploy
+from worker.commands import push_check
+from worker.lifecycle.store import Store
 
 MARKS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗"}
 NO_DESK_CHECKS = "no checks for this desk kind yet"

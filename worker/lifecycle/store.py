@@ -20,7 +20,7 @@ Keys (``p`` is the configured prefix):
 - ``p:state:<state>``         sorted set per open state (requested, sent, review): the open
                               verifications in it, by when they entered it (for the metrics)
 - ``p:firstseen:<hash>``      when Deskgate first saw a requester's field value
-                              (``worker.first_seen``)
+                              (``worker.lifecycle.first_seen``)
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.

@@ -1,4 +1,4 @@
-"""The report as JSON, CSV and a terminal table (the HTML page is in ``worker.report.page``).
+"""The report as JSON, CSV and a terminal table (the HTML page: ``worker.commands.report.page``).
 
 The JSON shape is documented in docs/report.md; ``to_json`` and ``to_csv`` carry the same numbers.
 """
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.audit import csv_cell
-from worker.report.aggregate import Report, Stats
-from worker.report.labels import error_label
+from worker.commands.report.aggregate import Report, Stats
+from worker.commands.report.labels import error_label
 
 ALL = "(all)"  # the desk and reason of the totals row in CSV and in the table
 CSV_COLUMNS = (

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from html import escape
 
-from worker.report.aggregate import DAY_KEYS, Bucket, Day
+from worker.commands.report.aggregate import DAY_KEYS, Bucket, Day
 
 # The Okabe-Ito palette: told apart with the common colour-vision deficiencies.
 COLOURS = {

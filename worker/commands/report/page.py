@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from worker.report import charts
-from worker.report.aggregate import DAY_KEYS, Report, Stats
-from worker.report.formats import duration, percent, stamp
-from worker.report.labels import STANDING, error_label
+from worker.commands.report import charts
+from worker.commands.report.aggregate import DAY_KEYS, Report, Stats
+from worker.commands.report.formats import duration, percent, stamp
+from worker.commands.report.labels import STANDING, error_label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 

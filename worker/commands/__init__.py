@@ -1,0 +1,1 @@
+"""The `deskgate` command and its subcommands: check-config, setup, doctor, report, audit."""
