@@ -27,6 +27,7 @@ from config.privacy import scrub
 from config.settings import Settings
 from connectors.provisioning import Check, Status
 from worker.celery_app import make_celery
+from worker.redis_client import connect
 from worker.store import Store
 
 PING_TIMEOUT = 3.0  # seconds a worker has to answer
@@ -57,9 +58,8 @@ def _said(exc: Exception, redis_url: str) -> str:
 
 
 def redis_client(settings: Settings, timeout: float) -> Redis[str]:
-    return Redis.from_url(
+    return connect(
         settings.redis_url,
-        decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )
