@@ -102,7 +102,7 @@ class SentinelSet:
         for sentinel in self.sentinels:
             try:
                 with sentinel.client() as client:
-                    _, port = client.sentinel_get_master_addr_by_name(MASTER)
+                    _, port = client.sentinel_get_master_addr_by_name(MASTER)  # type: ignore[no-untyped-call]
                     return int(port)
             except RedisError:
                 continue
@@ -112,10 +112,10 @@ class SentinelSet:
         """Every sentinel knows the replica and the other sentinels: a failover can happen."""
         for sentinel in self.sentinels:
             with sentinel.client() as client:
-                state = client.sentinel_master(MASTER)
+                state = client.sentinel_master(MASTER)  # type: ignore[no-untyped-call]
                 if state["num-slaves"] < 1 or state["num-other-sentinels"] < 2:
                     return False
-                replicas = client.sentinel_slaves(MASTER)
+                replicas = client.sentinel_slaves(MASTER)  # type: ignore[no-untyped-call]
                 if not any(r["master-link-status"] == "ok" for r in replicas):
                     return False
         return True

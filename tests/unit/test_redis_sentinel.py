@@ -49,7 +49,7 @@ def test_the_store_and_the_broker_follow_the_primary_through_a_failover(
         wait_for(partial(attempt, store.set, "dg:after", "1"), 30, "a write through the sentinels")
         app.send_task(SWEEP, args=[2.0])
         with nodes.replica.client() as direct:
-            direct.select(2)  # type: ignore[no-untyped-call]
+            direct.select(2)
             assert direct.get("dg:before") == "1"  # replicated before the failover
             assert direct.get("dg:after") == "1"
             assert direct.llen("dg-sentinel") == 2  # both tasks, queued on the primary of its day
