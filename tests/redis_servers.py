@@ -39,7 +39,8 @@ class RedisProcess:
         self.client_options = client_options
         home = workdir / str(self.port)  # each its own files (append-only, sentinel config)
         home.mkdir()
-        where = [f"port {self.port}", "bind 127.0.0.1", f"dir {home}"]
+        self.log = home / "redis.log"
+        where = [f"port {self.port}", "bind 127.0.0.1", f"dir {home}", f"logfile {self.log}"]
         if sentinel:  # a sentinel rewrites its config file as it learns: it needs one
             (home / "sentinel.conf").write_text("\n".join([*where, *args]) + "\n")
             command = [binary, str(home / "sentinel.conf"), "--sentinel"]
@@ -67,7 +68,8 @@ class RedisProcess:
 
     def answers(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"redis-server on {self.port} exited ({self.proc.returncode})")
+            said = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"redis-server on {self.port} exited:\n{said[-2000:]}")
         try:
             with self.client() as client:
                 return bool(client.ping())
