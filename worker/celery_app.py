@@ -14,6 +14,7 @@ from celery import Celery
 
 from config.redis_url import broker
 from config.settings import Settings
+from worker import sentinel_broker
 from worker.dispatch import POLL_DESK, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
@@ -33,6 +34,8 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         task_ignore_result=True,  # state lives in the lifecycle store, not in results
         result_backend=None,
+        # Through Sentinel: kombu's transport, mended to survive a failover (its module says how).
+        broker_transport=sentinel_broker.TRANSPORT if sentinel_options else None,
         broker_transport_options={**TRANSPORT_OPTIONS, **sentinel_options},
         result_backend_transport_options=dict(TRANSPORT_OPTIONS),
         visibility_timeout=VISIBILITY_TIMEOUT,
