@@ -57,9 +57,16 @@ class RedisProcess:
                 str(home),
                 "--save",
                 "",
+                "--logfile",
+                str(self.log),
                 *args,
             ]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        self.command = command
+        self.start()
+
+    def start(self) -> None:
+        """Start it (again, after ``stop`` or ``kill``: same port, same files)."""
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
         wait_for(self.answers, 10, f"redis-server on {self.port} to answer")
 
     def client(self) -> Redis[str]:
