@@ -4,12 +4,14 @@ store read the same setting, and a bad one stops start-up naming the field."""
 from __future__ import annotations
 
 import pytest
+from kombu.transport import redis as kombu_redis
 from redis.sentinel import SentinelConnectionPool
 
 from config.redis_url import SentinelTarget, broker, check
 from config.settings import ConfigError
 from connectors.registry import load_settings
 from tests.conftest import settings_data
+from worker import sentinel_broker
 from worker.celery_app import make_celery
 from worker.redis_client import BlockingSentinelPool, connect
 
@@ -79,7 +81,9 @@ def test_the_celery_broker_and_the_store_both_go_through_the_sentinels() -> None
         assert app.conf.broker_transport_options["master_name"] == "dg"
         assert app.conf.broker_transport_options["visibility_timeout"] == 3600
         with app.connection_for_write() as connection:
-            assert connection.transport_cls == "sentinel"
+            # kombu's Sentinel transport, as mended in worker/sentinel_broker.py
+            assert connection.transport_cls == sentinel_broker.TRANSPORT
+            assert issubclass(type(connection.transport), kombu_redis.SentinelTransport)
             assert [alt.split("@")[-1] for alt in connection.alt] == ["s1:26379/3", "s2:26380/3"]
     finally:
         app.close()
