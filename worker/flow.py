@@ -713,6 +713,7 @@ def _until_recorded(write: Callable[[], T]) -> T:
     only in this task until it is recorded. Failing here would leave the retry no choice but to
     ask Incode again; a Sentinel failover or a managed service's takes seconds (a demoted
     primary answers READONLY meanwhile)."""
+    said = False
     while True:
         try:
             return write()
@@ -720,5 +721,8 @@ def _until_recorded(write: Callable[[], T]) -> T:
             remaining = left()
             if remaining is None or remaining < RECORD_RETRY_SECONDS + CLOCK_MARGIN:
                 raise
-            log.warning("redis unavailable; recording incode's new session again", error=str(exc))
+            if not said:  # once, not every half second
+                log.warning("redis unavailable; recording incode's new session again until "
+                            "it answers", error=str(exc))  # fmt: skip
+                said = True
             time.sleep(RECORD_RETRY_SECONDS)
