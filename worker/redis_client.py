@@ -27,7 +27,8 @@ def connect(url: str, *, blocking: bool = False, **options: Any) -> Redis[str]:
     if target is None:
         pool_class = BlockingConnectionPool if blocking else ConnectionPool
         pool = pool_class.from_url(url, decode_responses=True, **options)
-        client: Redis[str] = Redis(connection_pool=pool)  # type: ignore[assignment] # decoded
+        # from_pool: closing the client closes its pool too, as Redis.from_url's would.
+        client: Redis[str] = Redis.from_pool(pool)  # type: ignore[attr-defined] # stubs predate it
         return client
     sentinels = Sentinel(
         target.sentinels,
