@@ -40,6 +40,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.redis_url import check as check_redis_url
+
 ENV_PREFIX = "DESKGATE_"
 CONFIG_PATH_ENV = "DESKGATE_CONFIG"
 FILE_SUFFIX = "_FILE"
@@ -306,6 +308,12 @@ class Settings(BaseSettings):
     # Identity providers by name (``[idps.<name>]``), each one of the registered IdP kinds.
     idps: dict[str, IdpConfig] = Field(default_factory=dict)
     idp_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_form(cls, value: str) -> str:
+        check_redis_url(value)  # a ValueError names the field and says what is wrong
+        return value
 
     @field_validator("note_secret", "note_previous_secret", "metrics_token")
     @classmethod

@@ -37,6 +37,12 @@ def deadline(seconds: float) -> Iterator[None]:
         yield
 
 
+def left() -> float | None:
+    """Seconds left until this thread's deadline (None: no deadline in force)."""
+    at = _current()
+    return None if at is None else at - time.monotonic()
+
+
 @contextmanager
 def _until(at: float) -> Iterator[None]:
     previous = _current()

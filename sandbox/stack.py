@@ -31,12 +31,14 @@ import httpx
 from celery import Celery
 from redis import Redis
 
+from config.redis_url import broker
 from connectors.registry import KINDS
 from sandbox.common import Server, pooled_client, serve
 from sandbox.driver import DeskDriver
 from sandbox.options import Running, StackOptions, Wiring
 from sandbox.registry import DESKS, SIMULATORS
 from worker.commands.cli import gunicorn_args
+from worker.redis_client import connect
 
 __all__ = [
     "METRICS_TOKEN", "SECRETS", "Child", "Stack", "StackOptions", "free_port", "wait_for",
@@ -147,13 +149,17 @@ class Stack:
         self.app_configs = {
             name: sim.app_config(self.wiring[name]) for name, sim in SIMULATORS.items()
         }
-        self.redis: Redis[str] = Redis.from_url(options.redis_url, decode_responses=True)
+        self.redis: Redis[str] = connect(options.redis_url)  # any form, Sentinel too
         self.config_path = self.workdir / "deskgate.toml"
         self.web_metrics_dir = self.workdir / "web-metrics"
         self.env = self._env()
-        self.producer = Celery("deskgate-sandbox", broker=options.redis_url)
+        broker_url, sentinel_options = broker(options.redis_url)
+        self.producer = Celery("deskgate-sandbox", broker=broker_url)
         self.producer.conf.update(
-            task_serializer="json", accept_content=["json"], task_default_queue=options.queue
+            task_serializer="json",
+            accept_content=["json"],
+            task_default_queue=options.queue,
+            broker_transport_options=sentinel_options,
         )
         self.sim = {
             name: pooled_client(base_url=self.urls[name], timeout=sim.client_timeout)

@@ -26,6 +26,7 @@ from webhooks.oauth import incode_oauth
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import RedisDispatcher, queue_key
 from worker.lifecycle.store import Store
+from worker.redis_client import connect
 from worker.runtime import current_settings
 
 log = structlog.get_logger("deskgate.webhooks")
@@ -38,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask("deskgate")
     # Werkzeug answers 413 for larger bodies before any handler reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
-    redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5)
+    redis: Redis[str] = connect(settings.redis_url, socket_timeout=5)
     store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
     # Enqueue with one LPUSH on the store's client rather than Celery's send_task, whose Redis
     # transport builds a client per publish (worker/dispatch.py): the enqueue was half a request.

@@ -12,7 +12,9 @@ from typing import Any
 
 from celery import Celery
 
+from config.redis_url import broker
 from config.settings import Settings
+from worker import sentinel_broker
 from worker.beat import LOOP_SECONDS, lock_key
 from worker.dispatch import POLL_DESK, SWEEP
 
@@ -24,7 +26,8 @@ TRANSPORT_OPTIONS: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT}
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("deskgate", broker=settings.redis_url, include=["worker.tasks"])
+    broker_url, sentinel_options = broker(settings.redis_url)
+    app = Celery("deskgate", broker=broker_url, include=["worker.tasks"])
     app.conf.update(
         task_default_queue=settings.queue,
         task_serializer="json",
@@ -32,7 +35,9 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         task_ignore_result=True,  # state lives in the lifecycle store, not in results
         result_backend=None,
-        broker_transport_options=dict(TRANSPORT_OPTIONS),
+        # Through Sentinel: kombu's transport, mended to survive a failover (its module says how).
+        broker_transport=sentinel_broker.TRANSPORT if sentinel_options else None,
+        broker_transport_options={**TRANSPORT_OPTIONS, **sentinel_options},
         result_backend_transport_options=dict(TRANSPORT_OPTIONS),
         visibility_timeout=VISIBILITY_TIMEOUT,
         broker_connection_retry_on_startup=True,

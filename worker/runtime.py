@@ -9,7 +9,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 
 from config import metrics
 from config.logging import configure_logging
@@ -19,6 +19,7 @@ from connectors.registry import build_desk, load_settings
 from connectors.ticketing import Desk
 from worker.lifecycle.pace import Pace, PacedDesk
 from worker.lifecycle.store import Store
+from worker.redis_client import connect
 
 
 @functools.cache
@@ -40,14 +41,9 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     # Threads wait for a free connection instead of failing (redis-py raises past its cap).
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=10,
-        max_connections=512,
-        timeout=20,
+    redis = connect(
+        settings.redis_url, blocking=True, socket_timeout=10, max_connections=512, timeout=20
     )
-    redis: Redis[str] = Redis(connection_pool=pool)  # type: ignore[assignment] # decoded by the pool
     timeout, deadline = settings.http_timeout_seconds, settings.http_deadline_seconds
     metrics.set_enabled(settings.metrics_enabled)
     pace = Pace(redis, settings.key_prefix)  # a desk's Retry-After holds every worker back

@@ -22,6 +22,7 @@ from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS
 from sandbox.retention import keys_without_ttl
 from sandbox.stack import Stack, StackOptions
+from worker.redis_client import connect
 
 FAULTS_REDIS_URL = os.environ.get("DESKGATE_FAULTS_REDIS_URL", "redis://127.0.0.1:6379/11")
 KEY_PREFIX = "dgfaults"
@@ -56,7 +57,7 @@ def stack(
 def assert_every_key_expires(options: StackOptions) -> None:
     """After a scenario's stack stopped: no key it left may live for ever (the whole database
     is the run's, so Celery's keys are seen too, and spared)."""
-    redis: Redis[str] = Redis.from_url(options.redis_url, decode_responses=True)
+    redis: Redis[str] = connect(options.redis_url)  # Sentinel too
     try:
         forever = keys_without_ttl(redis, options.key_prefix, [options.queue], match="*")
     finally:

@@ -3,11 +3,16 @@ lifecycle store on a real Redis and an injected clock, so hours pass in a test."
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from structlog.testing import capture_logs
 
 from connectors.http import AuthFailed, Conflict, Fatal, NotFound, Retriable, Unanswered
@@ -15,6 +20,7 @@ from connectors.incode import Result, Session
 from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import OPEN_MARKERS, Person, Ticket
 from tests.conftest import settings_data
+from tests.redis_servers import RedisProcess
 from worker.lifecycle import State
 from worker.lifecycle.flow import REFUSALS, Flow
 from worker.lifecycle.store import Store
@@ -99,11 +105,14 @@ class ScriptedIncode:
     hand_out: str | None = None  # the interviewId of the next answers (default: a new one each)
     status: str = "UNKNOWN"  # the onboarding status every session reads as
     status_reads: int = 0
+    after_asked: Callable[[], None] | None = None  # what happens once Incode has acted
 
     def request_new(self, **request: Any) -> Session:
         self.asked.append(request)
         if self.fail_with is not None:
             raise self.fail_with
+        if self.after_asked is not None:
+            self.after_asked()
         return Session(self.hand_out or f"{len(self.asked):024x}", "https://link.invalid")
 
     def onboarding_status(self, interview_id: str) -> str | None:
@@ -673,3 +682,38 @@ def test_a_flagged_ticket_without_the_gate_of_its_open_verification_is_logged_no
     [line] = [e for e in logged if e["log_level"] == "warning"]
     assert "gate is gone" in line["event"] and line["verification"] == vid
     assert line["marker"] == "none" and line["same_requester"] is False
+
+
+def test_a_session_answered_while_redis_is_away_is_recorded_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    # A failover (or a restart) right after Incode created the session: its id lives only in
+    # the task, so the task waits for Redis rather than fail and have its retry ask again.
+    server = RedisProcess(tmp_path, ["--appendonly", "yes", "--appendfsync", "always"])
+    outage: list[threading.Timer] = []
+
+    def redis_goes_away() -> None:
+        server.stop()
+        outage.append(threading.Timer(1.5, server.start))
+        outage[0].start()
+
+    # redis-py's own retries ride out a few seconds (10 tries, at most 1 s apart); a failover
+    # with Sentinel's defaults takes 30 s or more. One quick try stands for them here.
+    redis: Redis[str] = Redis(
+        "127.0.0.1", server.port, decode_responses=True, retry=Retry(NoBackoff(), 1)
+    )
+    try:
+        w = world(redis)
+        w.incode.after_asked = redis_goes_away
+        w.desk.add("42")
+        with w.flow.bounded():
+            w.flow.start(DESK, "42")
+        assert len(w.incode.asked) == 1
+        v = w.store.open_for(DESK, "42")
+        assert v is not None and v.state == State.SENT and v.interview_id == f"{1:024x}"
+        assert w.desk.tickets["42"].marker == "pending"
+    finally:
+        for timer in outage:
+            timer.join()
+        redis.close()
+        server.stop()

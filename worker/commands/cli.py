@@ -62,13 +62,13 @@ def _check_config() -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from redis import Redis
 
     from worker import audit
     from worker.audit import forwarder as audit_forwarder
+    from worker.redis_client import connect
 
     settings = load_settings()
-    redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis: Redis[str] = connect(settings.redis_url)
     if args.audit_command == "sink-status":
         if settings.audit_sink is None:  # every event would look "unsent": say what is so
             held = redis.xlen(audit.stream_key(settings.key_prefix))
@@ -190,14 +190,14 @@ def _exec(args: list[str]) -> int:
 
 def _audit_events() -> report.EventSource:
     """The audit trail's reader for ``deskgate report``: the configured Redis's stream."""
-    from redis import Redis
 
     from worker import audit
+    from worker.redis_client import connect
 
     def read(since: datetime, until: datetime, desk: str | None) -> Iterator[Mapping[str, Any]]:
         # Loaded here, not before: ``--events FILE`` reports on an export with no config at all.
         settings = load_settings()
-        redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
+        redis: Redis[str] = connect(settings.redis_url)
         return audit.read(redis, settings.key_prefix, since, until, desk)
 
     return read

@@ -27,6 +27,7 @@ from config.settings import Settings
 from connectors.provisioning import Check, Status
 from worker.celery_app import make_celery
 from worker.lifecycle.store import Store
+from worker.redis_client import connect
 
 PING_TIMEOUT = 3.0  # seconds a worker has to answer
 BEAT_INTERVALS = 3  # the sweep may be this many intervals late before beat counts as silent
@@ -53,9 +54,8 @@ def _said(exc: Exception, redis_url: str) -> str:
 
 
 def redis_client(settings: Settings, timeout: float) -> Redis[str]:
-    return Redis.from_url(
+    return connect(
         settings.redis_url,
-        decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
     )

@@ -16,16 +16,20 @@ changed it since; the requester check runs on every version of the ticket the wr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.privacy import mask_destination
 from config.settings import CLOCK_MARGIN_SECONDS as CLOCK_MARGIN
 from config.settings import DeskConfig
-from connectors.deadline import deadline
+from connectors.deadline import deadline, left
 from connectors.http import (
     ApiError,
     AuthFailed,
@@ -54,9 +58,11 @@ from worker.lifecycle.store import SessionTaken, Verification
 from worker.runtime import Runtime
 
 log = structlog.get_logger("deskgate.flow")
+T = TypeVar("T")
 
 WRITE_ATTEMPTS = 3  # re-read and write again after this many 409s at most
 SWEEP_LEASE = 60  # a due verification handed to a task is not handed out again for this long
+RECORD_RETRY_SECONDS = 0.5  # between tries of recording a new session while Redis is away
 REFUSALS = 5  # a desk that refuses a ticket's write this many times (not for auth) is given up
 MAX_BACKOFF = 3600.0
 # A request-new answered with one of these may have been acted on (a server or gateway failed
@@ -383,17 +389,19 @@ class Flow:
         else:
             destination = mask_destination(config.channel, who.destination)
         try:
-            sent = self.store.advance(
-                v,
-                State.SENT,
-                now,
-                interview_id=session.interview_id,
-                channel=config.channel,
-                destination=destination,
-                expires_at=expires,
-                sent_at=now,
-                due=now + self.resume_after,  # the gate write comes next; resume it if we die
-                index_interview=True,
+            sent = _until_recorded(
+                lambda: self.store.advance(
+                    v,
+                    State.SENT,
+                    now,
+                    interview_id=session.interview_id,
+                    channel=config.channel,
+                    destination=destination,
+                    expires_at=expires,
+                    sent_at=now,
+                    due=now + self.resume_after,  # the gate write comes next; resume it if we die
+                    index_interview=True,
+                )
             )
         except SessionTaken:
             log.error("incode handed out a session it had handed out before",
@@ -725,3 +733,25 @@ class Flow:
             log.info("sweep handed out due verifications", count=len(due))
         self.store.trim_audit(now)
         return len(due)
+
+
+def _until_recorded(write: Callable[[], T]) -> T:
+    """``write`` (idempotent), tried again while Redis cannot be reached, until the task's deadline.
+
+    For the one write whose loss costs a second link: the session Incode has just created lives
+    only in this task until it is recorded. Failing here would leave the retry no choice but to
+    ask Incode again; a Sentinel failover or a managed service's takes seconds (a demoted
+    primary answers READONLY meanwhile)."""
+    said = False
+    while True:
+        try:
+            return write()
+        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError) as exc:
+            remaining = left()
+            if remaining is None or remaining < RECORD_RETRY_SECONDS + CLOCK_MARGIN:
+                raise
+            if not said:  # once, not every half second
+                log.warning("redis unavailable; recording incode's new session again until "
+                            "it answers", error=str(exc))  # fmt: skip
+                said = True
+            time.sleep(RECORD_RETRY_SECONDS)
