@@ -25,6 +25,7 @@ import structlog
 from redis import Redis
 
 from config.privacy import scrub
+from worker import audit_chain
 
 log = structlog.get_logger("deskgate.audit")
 
@@ -32,7 +33,7 @@ SCHEMA = 1
 FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
-    "started_at", "sent_at", "state_at", "requester_key",
+    "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "prev", "mac",
 )  # fmt: skip
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
@@ -51,30 +52,19 @@ RECORD_FIELDS = (
     ("sent_at", "sent_at"),
     ("state_at", "updated_at"),
     ("requester_key", "requester_key"),
+    ("flagged_by", "flagged_by"),
 )
 FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
 TIMES = ("time", "started_at", "sent_at", "state_at")
 
-# Lua: ``audit(stream, maxlen, record key, head)`` appends one entry: ``head`` (the event's own
-# field/value pairs) then the record's fields as they stand now. Scripts in worker/store.py
-# start with this. The hard bound (MAXLEN ~) keeps Redis memory bounded whatever happens.
+# Lua: the record fields an entry copies, and the chain's ``audit_ready`` / ``audit_append``
+# (``worker.audit_chain``): scripts in worker/store.py start with this. The hard bound
+# (MAXLEN ~) keeps Redis memory bounded whatever happens.
 LUA = (
     "local RECORD_FIELDS = {"
     + ", ".join(f"{{'{event}', '{record}'}}" for event, record in RECORD_FIELDS)
     + "}\n"
-    + """
-local function audit(stream, maxlen, record, head)
-  local entry = {}
-  for i = 1, #head do entry[i] = head[i] end
-  for _, pair in ipairs(RECORD_FIELDS) do
-    local value = redis.call('HGET', record, pair[2])
-    entry[#entry + 1] = pair[1]
-    entry[#entry + 1] = value or ''
-  end
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
-  return entry
-end
-"""
+    + audit_chain.LUA
 )
 
 # Why a verification ended in error or expired (the events' ``code``), in words for the report

@@ -7,6 +7,7 @@ deskgate beat                the scheduler: desk polls and the sweep (run exactl
 deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md)
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
 deskgate audit resend        send the events the SIEM refused (set aside) again
+deskgate audit verify        check the audit trail's hash chain; names its first broken link
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
 deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
@@ -77,6 +78,10 @@ def _audit(args: argparse.Namespace) -> int:
         return 0
     if args.audit_command == "resend":
         return _resend(redis, settings)
+    if args.audit_command == "verify":
+        from worker import audit_verify
+
+        return audit_verify.run(redis, settings, args.since)
     try:
         now = datetime.now(UTC)
         since = audit.parse_moment(args.since, now)
@@ -256,6 +261,8 @@ def _main(argv: Sequence[str] | None) -> int:
     export.add_argument("--output", help="write to this file (default: standard output)")
     audit.add_parser("sink-status", help="the SIEM forwarding's lag and failures")
     audit.add_parser("resend", help="send the events the SIEM refused (set aside) again")
+    verify = audit.add_parser("verify", help="check the trail's hash chain (docs/audit.md)")
+    verify.add_argument("--since", help="only from this time on (default: the trail's start)")
     # It parses its own arguments (``deskgate report --help``).
     sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
     doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")

@@ -28,6 +28,7 @@ from connectors.incode.doctor import check_incode
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status
 from connectors.registry import KINDS
 from worker import deployment_checks as deploy
+from worker.audit_chain import Chain
 from worker.store import Store
 
 MARKS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗"}
@@ -58,7 +59,9 @@ def groups(
 ) -> list[tuple[str, Group]]:
     """(system, its checks) in the order they are printed."""
     url = settings.public_base
-    store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
+    store = Store(
+        redis, settings.key_prefix, settings.retention_days * 86400, chain=Chain.of(settings)
+    )
     tolerance = settings.webhook_tolerance_seconds
 
     def clocks() -> list[Check]:

@@ -17,6 +17,7 @@ from config.settings import Settings
 from connectors.incode import IncodeClient
 from connectors.registry import build_desk, load_settings
 from connectors.ticketing import Desk
+from worker.audit_chain import Chain
 from worker.pace import Pace, PacedDesk
 from worker.store import Store
 
@@ -58,6 +59,7 @@ def build_runtime(settings: Settings) -> Runtime:
             redis,
             settings.key_prefix,
             settings.retention_days * 86400,
+            chain=Chain.of(settings),
             audit_max_events=settings.audit_max_events,
             audit_retention_seconds=settings.audit_retention_days * 86400,
         ),

@@ -23,6 +23,7 @@ import pytest
 from connectors.provisioning import Status
 from sandbox.registry import DESKS
 from sandbox.stack import Stack, free_port, wait_for
+from tests.conftest import TEST_CHAIN
 from tests.doctoring import Inject, Misconfig, assert_names, doctor_env, redis_config, run_doctor
 from tests.e2e.conftest import E2E_REDIS_URL
 from worker.store import Store
@@ -78,7 +79,7 @@ def _worker_stopped(stack: Stack) -> Iterator[None]:
 
 
 def _heartbeat(stack: Stack) -> Store:
-    return Store(stack.redis, stack.options.key_prefix, 3600)
+    return Store(stack.redis, stack.options.key_prefix, 3600, chain=TEST_CHAIN)
 
 
 @contextlib.contextmanager

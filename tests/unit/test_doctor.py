@@ -13,7 +13,7 @@ from redis import Redis
 from connectors import registry
 from connectors.provisioning import Check, DoctorRequest, Status
 from connectors.registry import SETTINGS
-from tests.conftest import settings_data
+from tests.conftest import TEST_CHAIN, settings_data
 from worker import doctor
 from worker.deployment_checks import beat_check, clock_check
 from worker.store import Store
@@ -29,13 +29,13 @@ NOW = 1_800_000_000.0
 def test_beat_is_silent_past_three_sweeps_and_never_under_a_minute(
     redis: Redis[str], age: float, interval: int, status: Status
 ) -> None:
-    store = Store(redis, "dgtest", 3600)
+    store = Store(redis, "dgtest", 3600, chain=TEST_CHAIN)
     store.record_sweep(NOW - age)
     assert beat_check(store, interval, NOW).status == status
 
 
 def test_beat_that_never_swept_is_silent(redis: Redis[str]) -> None:
-    check = beat_check(Store(redis, "dgtest", 3600), 30, NOW)
+    check = beat_check(Store(redis, "dgtest", 3600, chain=TEST_CHAIN), 30, NOW)
     assert check.status == Status.FAIL and "`deskgate beat`" in check.fix
 
 

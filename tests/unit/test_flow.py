@@ -14,6 +14,7 @@ from connectors.incode import Result, Session
 from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import OPEN_MARKERS, Person, Ticket
 from tests.conftest import settings_data
+from worker.audit_chain import Chain
 from worker.flow import REFUSALS, Flow
 from worker.lifecycle import State
 from worker.runtime import Runtime
@@ -156,7 +157,7 @@ def world(redis: Redis[str], **desk_config: Any) -> World:
     data = settings_data()
     data["desks"]["acme_zendesk"].update(desk_config)
     settings = Settings(**data)
-    store = Store(redis, settings.key_prefix, 3600)
+    store = Store(redis, settings.key_prefix, 3600, chain=Chain.of(settings))
     desk, incode, queue, clock = MemoryDesk(), ScriptedIncode(), Queue(), [START]
     rt = Runtime(settings, redis, store, incode, {DESK: desk}, 0)  # type: ignore[arg-type]
     flow = Flow(rt, queue, lambda: clock[0])  # type: ignore[arg-type]
