@@ -182,19 +182,29 @@ def _exec(args: list[str]) -> int:
     return 0  # not reached
 
 
-def _audit_events() -> report.EventSource:
-    """The audit trail's reader for ``deskgate report``: the configured Redis's stream."""
+def _audit_trail() -> tuple[report.EventSource, report.TrailCheck]:
+    """The audit trail's reader for ``deskgate report`` (the configured Redis's stream), and
+    whether the chain of what it read verified."""
     from redis import Redis
 
-    from worker import audit
+    from worker import audit, audit_verify
+    from worker.audit_chain import Chain, Verifier
+
+    checked: list[Verifier] = []
 
     def read(since: datetime, until: datetime, desk: str | None) -> Iterator[Mapping[str, Any]]:
         # Loaded here, not before: ``--events FILE`` reports on an export with no config at all.
         settings = load_settings()
         redis: Redis[str] = Redis.from_url(settings.redis_url, decode_responses=True)
-        return audit.read(redis, settings.key_prefix, since, until, desk)
+        checked.append(Verifier(Chain.of(settings), from_start=False))
+        return audit.read(redis, settings.key_prefix, since, until, desk, verifier=checked[0])
 
-    return read
+    def check() -> tuple[bool, str]:
+        verifier = checked[0]
+        verifier.finish(verifier.at_head)  # the tail is ``deskgate audit verify``'s to check
+        return verifier.broken is None, audit_verify.describe(verifier)
+
+    return read, check
 
 
 PLUGINS = "deskgate.commands"  # entry point group: name -> callable(argv) -> exit status
@@ -281,7 +291,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run_plugin(args.command, plugins.get(args.command), rest)
     try:
         if args.command == "report":
-            return report.run(rest, _audit_events())
+            read_events, check_trail = _audit_trail()
+            return report.run(rest, read_events, check_trail=check_trail)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.command == "check-config":

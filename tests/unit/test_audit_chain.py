@@ -5,8 +5,11 @@ sealed before a key rotation still verify; ``deskgate audit verify`` says so and
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +209,35 @@ def test_the_verify_command_names_the_first_broken_link(
     assert f"missing predecessor at event {following['id']}" in capsys.readouterr().out
     assert cli.main(["audit", "verify", "--since", "yesterday"]) == 2
     assert "--since" in capsys.readouterr().err
+
+
+def test_the_report_says_when_the_trail_it_read_does_not_verify(
+    redis: Redis[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from connectors.registry import SETTINGS
+
+    loaded = SETTINGS(**settings_data())
+    monkeypatch.setattr(cli, "load_settings", lambda: loaded)
+    store = Store(redis, loaded.key_prefix, 3600, chain=Chain.of(loaded))
+    for n in range(3):
+        lifecycle(store, str(n), now=time.time())
+    page = tmp_path / "report.html"
+    argv = ["report", "--since", "1h", "--html", str(page)]
+    assert cli.main([*argv, "--format", "json"]) == 0
+    trail_of = json.loads(capsys.readouterr().out)["trail"]
+    assert trail_of["verified"] is True and "verifies: 12 events" in trail_of["detail"]
+    assert 'class="broken"' not in page.read_text()
+
+    stream = audit.stream_key(loaded.key_prefix)
+    redis.xdel(stream, redis.xrange(stream)[6][0])  # the second verification's outcome, gone
+    assert cli.main([*argv, "--format", "json"]) == 0
+    trail_of = json.loads(capsys.readouterr().out)["trail"]
+    assert trail_of["verified"] is False and "missing predecessor" in trail_of["detail"]
+    assert '<div class="broken" role="alert">The audit trail does NOT verify' in page.read_text()
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[3].startswith("WARNING: the audit trail does NOT verify")
+    assert "WARNING" in err

@@ -141,6 +141,10 @@ class Report:
     days: tuple[Day, ...]
     histogram: tuple[Bucket, ...]
     skipped: int  # events that were not schema-1 audit events (wrong version, missing fields)
+    # Whether the audit trail read verified (its hash chain): None when it could not be checked
+    # (an export read from a file); ``trail`` says what was found either way.
+    trail_verified: bool | None = None
+    trail: str = ""
 
 
 def _ratio(part: int, whole: int) -> float | None:
