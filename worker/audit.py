@@ -33,8 +33,11 @@ SCHEMA = 1
 FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
-    "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "prev", "mac",
+    "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "actor", "prev", "mac",
 )  # fmt: skip
+# Events about Deskgate itself, not a verification: who changed what it runs with (``actor``:
+# the operating-system user who ran the command).
+ADMIN_EVENTS = frozenset({"setup.applied", "secret.rotated"})
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
     ("desk", "desk"),

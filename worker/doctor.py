@@ -80,6 +80,7 @@ def groups(
         ("worker", lambda: [deploy.worker_check(settings, ping_timeout)]),
         ("beat", lambda: [deploy.beat_check(store, settings.sweep_interval_seconds, time.time())]),
         ("web", lambda: [deploy.web_check(url, timeout)]),
+        ("audit", lambda: [deploy.audit_sink_check(settings)]),
         ("clock", clocks),
         ("incode", lambda: check_incode(settings.incode, timeout)),
     ]

@@ -380,9 +380,11 @@ class Store:
         now: float,
         resume_at: float,
         origin: str = "poll",
+        flagged_by: str = "",
     ) -> tuple[Verification, bool]:
         """Record a new verification unless the ticket has an open one; says which it returns.
-        ``origin``: what announced the ticket ("push" or "poll"), for the audit trail."""
+        ``origin``: what announced the ticket ("push" or "poll"), ``flagged_by``: who flagged it
+        by the desk's record (``Desk.flagged_by``), both for the audit trail."""
         record = {
             "id": secrets.token_hex(12),
             "desk": desk,
@@ -394,6 +396,7 @@ class Store:
             "created_at": now,
             "updated_at": now,
             "origin": origin,
+            "flagged_by": flagged_by,
         }
         head = audit.head("verification.requested", now)
         found, existing = self._insert(record, resume_at, head, adopt=False)
@@ -586,6 +589,15 @@ class Store:
             state_at=repr(state_at),
             detail=f"{'gate' if code == 'gate' else state.value} written on the ticket",
         )
+        self._append_event(fields)
+
+    def record_admin(self, event: str, now: float, *, desk: str, actor: str, detail: str) -> None:
+        """Audit a change to Deskgate's own set-up (``audit.ADMIN_EVENTS``): ``actor`` is who
+        made it, ``detail`` what changed (object names, never a secret)."""
+        head = audit.head(event, now)
+        self._append_event(audit.entry(head, {}, desk=desk, actor=actor, detail=detail))
+
+    def _append_event(self, fields: dict[str, str]) -> None:
         entry = self._chained(
             lambda: self._append(
                 keys=[self.audit_key, self.chain_key],

@@ -15,7 +15,7 @@ from connectors.provisioning import Check, DoctorRequest, Status
 from connectors.registry import SETTINGS
 from tests.conftest import TEST_CHAIN, settings_data
 from worker import doctor
-from worker.deployment_checks import beat_check, clock_check
+from worker.deployment_checks import audit_sink_check, beat_check, clock_check
 from worker.store import Store
 
 NOW = 1_800_000_000.0
@@ -102,6 +102,21 @@ def test_a_kinds_checks_that_crash_are_a_failure_line_not_the_end(
     assert crash.status == Status.FAIL
     assert crash.detail == "the checks stopped: RuntimeError: unexpected answer for j***@acme.test"
     assert {c.system for c in checks} >= {"redis", "worker", "beat", "web", "clock", "incode"}
+
+
+def test_doctor_warns_when_no_siem_sink_keeps_a_copy_of_the_audit_trail() -> None:
+    alone = audit_sink_check(SETTINGS(**settings_data()))
+    assert (alone.system, alone.status) == ("audit", Status.WARN)
+    assert "lives only in Redis" in alone.detail and "[audit_sink]" in alone.fix
+    sink = {"url": "https://siem.acme.test:8088", "token": "hec-token-0123456789"}
+    forwarded = audit_sink_check(SETTINGS(**settings_data(audit_sink=sink)))
+    assert forwarded.status == Status.OK and "siem.acme.test" in forwarded.detail
+    assert "hec-token" not in forwarded.detail
+    marks = doctor.as_text([alone]).splitlines()
+    assert marks[:2] == [
+        "audit",
+        "  ! siem sink: no audit_sink: the audit trail lives only in Redis",
+    ]
 
 
 def test_text_marks_each_check_and_gives_each_failure_its_fix() -> None:
