@@ -60,6 +60,9 @@ class MemoryDesk:
     def get_requester(self, ticket: Ticket) -> Person | None:
         return self.people.get(ticket.requester_id or "")
 
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        return "agent-7"  # the desk's record of who added the trigger tag
+
     def changed_at(self, person: Person, field: str) -> float | None:
         self.asked_about.append(field)
         return self.changed_fields.get(field, self.changed)
