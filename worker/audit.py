@@ -7,6 +7,9 @@ without its transition. A stream entry holds flat strings: the event's own field
 written; ``event_of`` turns one into the documented schema (docs/audit.md). Retention is the
 stream's own (``audit_retention_days``, ``audit_max_events``), independent of the records'.
 
+Every entry is sealed on a hash chain (``prev``, ``mac``: ``worker.audit_chain``), so an edit,
+a deletion or a forgery in Redis is found by ``deskgate audit verify``.
+
 In-process listeners (``listen``) see each event once it is recorded (the metrics hook); the
 SIEM forwarder (``worker.audit_forwarder``) reads the stream itself.
 """
