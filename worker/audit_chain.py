@@ -28,7 +28,6 @@ from redis import Redis
 
 from config.settings import Settings
 
-CHAIN_FIELDS = ("prev", "mac")
 LABEL = b"deskgate audit chain"
 
 
@@ -47,9 +46,10 @@ class Chain:
 
     @classmethod
     def from_secrets(cls, audit_secrets: Sequence[str], note_secrets: Sequence[str]) -> Chain:
-        """Keyed by ``audit_secret`` (and ``audit_previous_secret``) when set; else derived from
-        ``note_secret`` with a label (HKDF's extract step with a fixed salt), so a deployment
-        without the new setting chains too, under a key no note seal shares."""
+        """Keyed by ``audit_secret`` (and ``audit_previous_secret``) when set; else by
+        ``note_secret`` (and its previous one), so a deployment without the new setting chains
+        too. Either way the key is HMAC-SHA256 of a fixed label under the secret: a key no note
+        seal shares, and the same one from the same secret whichever setting holds it."""
         secrets = audit_secrets or note_secrets
         if not secrets or not all(secrets):
             raise ValueError("the audit chain needs a non-empty secret")
@@ -142,6 +142,9 @@ class Verifier:
         self.first_id = ""
         self.last_id = ""
         self.trimmed = False  # the first entry's predecessor was trimmed away
+        # Entries from before the chain existed (no ``prev``, no ``mac``): allowed only ahead of
+        # the first sealed one, counted, not checked.
+        self.unsealed = 0
         self.broken: Break | None = None
         self._last_mac = ""
         self._suspect: tuple[str, str, str] | None = None  # (stream id, event id, mac)
@@ -153,19 +156,24 @@ class Verifier:
         if self._suspect:  # is the MAC that failed the one its successor names?
             self._settle_suspect(fields.get("prev", ""))
             return
+        if not self.checked and "mac" not in fields and "prev" not in fields:
+            self.unsealed += 1
+            return
         self.checked += 1
         mac, prev = fields.get("mac", ""), fields.get("prev", "")
         if not mac:
             self.broken = Break(stream_id, fields.get("id", ""), "forged")
             return
-        in_place = self.checked == 1 or hmac.compare_digest(prev, self._last_mac)
+        # The first sealed entry after unsealed ones must be the chain's very first.
+        first = self.checked == 1 and not (self.unsealed and prev)
+        in_place = first or hmac.compare_digest(prev, self._last_mac)
         if not self.chain.holds(fields):
             if in_place and mac != self._last_mac:  # an edit, if its successor names its MAC
                 self._suspect = (stream_id, fields.get("id", ""), mac)
             else:  # not where the chain leads: added (or copied) in
                 self.broken = Break(stream_id, fields.get("id", ""), "forged")
             return
-        if self.checked == 1:
+        if self.checked == 1 and in_place:
             self.first_id = stream_id
             self.trimmed = self.from_start and prev != ""
         elif mac == self._last_mac:  # a copy of the event before it

@@ -24,8 +24,13 @@ def describe(verifier: Verifier) -> str:
     """The verdict in one line, for the command and for ``deskgate report``."""
     if verifier.broken:
         return f"the audit trail does NOT verify: {verifier.broken}"
+    before = (
+        f" ({verifier.unsealed} earlier events from before the chain are not sealed)"
+        if verifier.unsealed
+        else ""
+    )
     if not verifier.checked:
-        return "the audit trail holds no events to verify"
+        return f"the audit trail holds no sealed events to verify{before}"
     start = _stamp(verifier.first_id)
     if verifier.trimmed:
         where = f"from {start}, where retention trimmed it (earlier events are gone, not broken)"
@@ -33,7 +38,7 @@ def describe(verifier: Verifier) -> str:
         where = f"from its first event ({start})"
     else:
         where = f"from {start}"
-    return f"the audit trail verifies: {verifier.checked} events {where}"
+    return f"the audit trail verifies: {verifier.checked} events {where}{before}"
 
 
 def _stamp(stream_id: str) -> str:

@@ -145,6 +145,21 @@ def test_a_start_trimmed_by_retention_verifies_and_says_so(redis: Redis[str]) ->
     assert "where retention trimmed it" in audit_verify.describe(verdict)
 
 
+def test_events_from_before_the_chain_are_counted_not_checked(redis: Redis[str]) -> None:
+    """A deployment upgraded to the chain holds older, unsealed events first: they are not a
+    break, but no unsealed event may follow a sealed one, and the chain must start at its
+    first event after them."""
+    for n in range(3):
+        redis.xadd(audit.stream_key(PREFIX), {"id": f"{n:032x}", "event": "verification.sent"})
+    trail(redis, 2)
+    verdict = checked(redis)
+    assert verdict.broken is None and (verdict.unsealed, verdict.checked) == (3, 8)
+    assert "3 earlier events from before the chain are not sealed" in audit_verify.describe(verdict)
+    rewrite(redis, lambda found: found[:3] + found[4:])  # the chain's first event, gone
+    broken = checked(redis).broken
+    assert broken is not None and broken.reason == "missing predecessor"
+
+
 def test_since_starts_mid_trail_without_calling_it_trimmed(redis: Redis[str]) -> None:
     held = trail(redis)
     since = int(held[10][0].split("-")[0])
