@@ -33,6 +33,7 @@ import json
 import math
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -304,6 +305,9 @@ class Store:
         self.audit_key = audit.stream_key(prefix)
         self.chain = chain
         self.chain_key = head_key(prefix)
+        # One append at a time from this store (a process's threads share it): they would only
+        # make each other's sealed events stale. Other processes' appends are met by retrying.
+        self._appending = threading.Lock()
         self._open = redis.register_script(_OPEN)
         self._transition = redis.register_script(_TRANSITION)
         self._delete_if_held = redis.register_script(_DELETE_IF_HELD)
@@ -618,10 +622,11 @@ class Store:
         return head or "", record
 
     def _chained(self, attempt: Callable[[], Any]) -> Any:
-        """``attempt()`` until its script appended (or had nothing to append): another worker's
+        """``attempt()`` until its script appended (or had nothing to append): another process's
         append between the read and the script makes it answer ``stale`` and change nothing."""
         for tries in range(CHAIN_TRIES):
-            result = attempt()
+            with self._appending:
+                result = attempt()
             if result != STALE:
                 return result
             if tries >= 3:  # crowded: let the others through
