@@ -50,9 +50,10 @@ def _check_config() -> int:
         print(f"  desk {name}: {desk.kind} {desk.base} ({push}; triggers: {triggers})")
     sink = settings.audit_sink
     forward = f"forwarded to {sink.base} ({sink.format})" if sink else "not forwarded"
+    chain = "audit_secret" if settings.audit_secret else "a key derived from note_secret"
     print(
         f"  audit trail: {settings.audit_retention_days} days, at most "
-        f"{settings.audit_max_events} events; {forward}"
+        f"{settings.audit_max_events} events; {forward}; chained with {chain}"
     )
     return 0
 

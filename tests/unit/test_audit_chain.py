@@ -256,3 +256,28 @@ def test_the_report_says_when_the_trail_it_read_does_not_verify(
     out, err = capsys.readouterr()
     assert out.splitlines()[3].startswith("WARNING: the audit trail does NOT verify")
     assert "WARNING" in err
+
+
+def test_a_short_audit_secret_is_refused_naming_the_field() -> None:
+    from pydantic import ValidationError
+
+    from connectors.registry import SETTINGS
+
+    for field in ("audit_secret", "audit_previous_secret"):
+        with pytest.raises(ValidationError, match=f"{field}\n.*at least 16 characters"):
+            SETTINGS(**settings_data(**{field: "short"}))
+
+
+def test_check_config_says_what_keys_the_chain(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from connectors.registry import SETTINGS
+
+    for extra, says in (
+        ({}, "a key derived from note_secret"),
+        ({"audit_secret": "audit-chain-secret-1"}, "audit_secret"),
+    ):
+        loaded = SETTINGS(**settings_data(**extra))
+        monkeypatch.setattr(cli, "load_settings", lambda loaded=loaded: loaded)
+        assert cli.main(["check-config"]) == 0
+        assert f"; chained with {says}\n" in capsys.readouterr().out
