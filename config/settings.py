@@ -301,6 +301,10 @@ class Settings(BaseSettings):
     # verification is recovered from the ticket. Rotate by moving it to note_previous_secret.
     note_secret: SecretStr
     note_previous_secret: SecretStr | None = None
+    # Keys the audit trail's hash chain (docs/audit.md); unset: a key derived from note_secret.
+    # Rotate by moving it to audit_previous_secret.
+    audit_secret: SecretStr | None = None
+    audit_previous_secret: SecretStr | None = None
     incode: IncodeConfig
     # Validated as one of the registered kinds' configs in the model ``settings_model`` builds.
     desks: dict[str, DeskConfig] = Field(min_length=1)
@@ -318,6 +322,11 @@ class Settings(BaseSettings):
     @field_validator("note_secret", "note_previous_secret", "metrics_token")
     @classmethod
     def _note_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        return _long_secret(value)
+
+    @field_validator("audit_secret", "audit_previous_secret")
+    @classmethod
+    def _audit_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
         return _long_secret(value)
 
     @property

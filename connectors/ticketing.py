@@ -98,6 +98,13 @@ class Desk(Protocol):
         """The requester's record, or None if the ticket has none."""
         ...
 
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        """Who flagged the ticket, by the desk's own record of the change (its audit history,
+        never the ticket's text): the record id of whoever last added a trigger tag or set the
+        flag field, for the audit trail. Never an e-mail address. None if the desk's history
+        does not say. One call."""
+        ...
+
     # Both writes are conditional: they raise ``Conflict`` when the ticket changed since
     # ``ticket.version`` (Zendesk's Safe Update; ServiceNow re-reads first), and ``NotFound`` when
     # it was deleted. So the worker may write against the ticket its own last write returned,

@@ -6,7 +6,8 @@ open work: the ``due`` sorted set, the open states' indexes (``state:*``), the p
 and open marker (``v:``, ``iv:``, ``open:``) of a verification still open, that is in an open
 state and still named by its ticket's open marker (an abandoned verification is not open, whatever
 its state says). The audit trail (``audit``, its forwarder's counters ``audit:sink`` and the ids
-it set aside ``audit:sink:aside``) is bounded by its own retention and entry cap instead of a
+it set aside ``audit:sink:aside``, the chain's head ``audit:head``: one MAC) is bounded by its
+own retention and entry cap instead of a
 TTL. Celery's own keys (its queue lists, ``_kombu.*``, ``unacked*``) are left to Celery. The
 end-to-end and fault suites run ``keys_without_ttl`` after every run.
 """
@@ -53,7 +54,7 @@ def _long_lived(redis: Redis[str], prefix: str, key: str) -> bool:
         return True
     if family == "cursor" or (family == "state" and rest in OPEN):
         return True
-    if family == "audit" and rest in ("", "sink", "sink:aside"):
+    if family == "audit" and rest in ("", "sink", "sink:aside", "head"):
         return True
     if family == "v":
         return _open(redis, prefix, rest)

@@ -33,8 +33,9 @@ class ServiceNowDriver:
         # Update on the Table API, so the connector re-reads to refuse a changed record)
         "GET /api/now/table/<table>/<sys_id>": 3,
         # sys_audit: when the caller's e-mail last changed (a warm worker already knows that
-        # sys_user is audited: it asks that at most every 10 minutes)
-        "GET /api/now/table/<table>": 1,
+        # sys_user is audited: it asks that at most every 10 minutes), and who set the flag
+        # field (the audit trail's flagged_by)
+        "GET /api/now/table/<table>": 2,
         "PATCH /api/now/table/<table>/<sys_id>": 2,  # the gate, the outcome
     }
     statuses: ClassVar[dict[AgentStatus, str]] = {"open": "2", "solved": "6", "closed": "7"}

@@ -1843,36 +1843,43 @@ def create_app(config: ZendeskSimConfig) -> Flask:
         state.delete_ticket(ticket_id)
         return Response(status=204)
 
-    @app.get("/api/v2/tickets/<int:ticket_id>/comments")
-    def list_comments(ticket_id: int) -> Response:
-        """Offset pages of at most 100, oldest first unless ``sort_order=desc``."""
-        descending = request.args.get("sort_order", "asc").lower() == "desc"
+    def _offset_page(name: str, ticket_id: int, found: list[dict[str, Any]]) -> Response:
+        """Offset pages of at most 100 (``page``, ``per_page``), as Zendesk's ticket comments
+        and ticket audits lists answer them."""
         page = _page_number("page", 1)
         per_page = min(_page_number("per_page", MAX_PER_PAGE), MAX_PER_PAGE)
-        comments = state.comments(ticket_id, descending)
         start, end = (page - 1) * per_page, page * per_page
         base = _base()
 
         def page_url(number: int) -> str:
             params = {k: v for k, v in request.args.items() if k != "page"}
-            path = f"/api/v2/tickets/{ticket_id}/comments.json"
+            path = f"/api/v2/tickets/{ticket_id}/{name}.json"
             return f"{base}{path}?{urlencode({'page': number, **params})}"
 
         return _json(
             {
-                "comments": comments[start:end],
-                "next_page": page_url(page + 1) if end < len(comments) else None,
+                name: found[start:end],
+                "next_page": page_url(page + 1) if end < len(found) else None,
                 "previous_page": page_url(page - 1) if page > 1 else None,
-                "count": len(comments),
+                "count": len(found),
             }
         )
 
+    def _descending() -> bool:
+        return request.args.get("sort_order", "asc").lower() == "desc"
+
+    @app.get("/api/v2/tickets/<int:ticket_id>/comments")
+    def list_comments(ticket_id: int) -> Response:
+        """Oldest first unless ``sort_order=desc``."""
+        return _offset_page("comments", ticket_id, state.comments(ticket_id, _descending()))
+
     @app.get("/api/v2/tickets/<int:ticket_id>/audits")
     def list_audits(ticket_id: int) -> Response:
+        """Zendesk's "List Audits for a Ticket": one audit per update, with its ``author_id``
+        (who made the update) and its ``events`` (a tags ``Change`` carries ``value`` and
+        ``previous_value``); oldest first unless ``sort_order=desc``, in offset pages of 100."""
         audits = state.audits(ticket_id)
-        return _json(
-            {"audits": audits, "next_page": None, "previous_page": None, "count": len(audits)}
-        )
+        return _offset_page("audits", ticket_id, audits[::-1] if _descending() else audits)
 
     @app.get("/api/v2/tickets/<int:ticket_id>/tags")
     def show_tags(ticket_id: int) -> Response:

@@ -31,6 +31,8 @@ class ZendeskDriver:
         "GET /api/v2/tickets/<int:ticket_id>": 1,
         # how old the requester's e-mail is (a contact changed recently gets no link)
         "GET /api/v2/users/<int:user_id>/identities": 1,
+        # who added the trigger tag, by the ticket's audits (the audit trail's flagged_by)
+        "GET /api/v2/tickets/<int:ticket_id>/audits": 1,
         "PUT /api/v2/tickets/<int:ticket_id>": 2,  # the gate, the outcome
     }
     markers = frozenset(

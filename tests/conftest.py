@@ -15,9 +15,13 @@ from werkzeug.test import TestResponse
 
 from config.settings import Settings
 from connectors.registry import SETTINGS
+from worker.audit.chain import Chain
 
 # Tests own this Redis database and flush it; point DESKGATE_TEST_REDIS_URL elsewhere if needed.
 TEST_REDIS_URL = os.environ.get("DESKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+# The audit chain for tests that build a ``Store`` without settings.
+TEST_CHAIN = Chain([b"test-audit-chain-key"])
 
 SECRETS = {
     "zendesk_token": "zd-api-token",
@@ -97,7 +101,7 @@ def sent_verification(redis: Redis[str], settings: Settings, interview_id: str =
     from worker.lifecycle import State
     from worker.lifecycle.store import Store
 
-    store = Store(redis, settings.key_prefix, 3600)
+    store = Store(redis, settings.key_prefix, 3600, chain=Chain.of(settings))
     v, _ = store.open(
         desk="acme_zendesk", ticket_id="42", ticket_display="#42", requester_id="7",
         reason="MFA reset", now=1000, resume_at=1100,

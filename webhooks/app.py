@@ -23,6 +23,7 @@ from webhooks.inbound import Inbound, inbound
 from webhooks.metrics import DeliveryMetrics, metrics_page
 from webhooks.metrics import initialise as initialise_metrics
 from webhooks.oauth import incode_oauth
+from worker.audit.chain import Chain
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import RedisDispatcher, queue_key
 from worker.lifecycle.store import Store
@@ -40,7 +41,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Werkzeug answers 413 for larger bodies before any handler reads them.
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
     redis: Redis[str] = connect(settings.redis_url, socket_timeout=5)
-    store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
+    store = Store(
+        redis, settings.key_prefix, settings.retention_days * 86400, chain=Chain.of(settings)
+    )
     # Enqueue with one LPUSH on the store's client rather than Celery's send_task, whose Redis
     # transport builds a client per publish (worker/dispatch.py): the enqueue was half a request.
     key = queue_key(settings.queue, TRANSPORT_OPTIONS)

@@ -17,6 +17,7 @@ from config.settings import Settings
 from connectors.incode import IncodeClient
 from connectors.registry import build_desk, load_settings
 from connectors.ticketing import Desk
+from worker.audit.chain import Chain
 from worker.lifecycle.pace import Pace, PacedDesk
 from worker.lifecycle.store import Store
 from worker.redis_client import connect
@@ -54,6 +55,7 @@ def build_runtime(settings: Settings) -> Runtime:
             redis,
             settings.key_prefix,
             settings.retention_days * 86400,
+            chain=Chain.of(settings),
             audit_max_events=settings.audit_max_events,
             audit_retention_seconds=settings.audit_retention_days * 86400,
         ),

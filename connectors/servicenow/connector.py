@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from config.privacy import mask_email
 from connectors.http import Conflict, Fatal, NotFound, json_body, new_client, request
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
@@ -262,6 +263,34 @@ class ServiceNowConnector:
         except Fatal:
             return None
         return [r for r in rows if r.get("tablename") == "sys_user"]
+
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        """The ``user`` of the newest ``sys_audit`` row that set the flag field to a trigger
+        value on this record: the platform's own record of the change (its user name; one that
+        is an e-mail address is masked). None without such a row or without read on
+        ``sys_audit``."""
+        c = self.config
+        try:
+            rows = self._call(
+                "GET",
+                "/api/now/table/sys_audit",
+                params={
+                    "sysparm_query": f"tablename={c.table}^documentkey={ticket.id}"
+                    f"^fieldname={c.flag_field}^ORDERBYDESCsys_created_on",
+                    "sysparm_fields": "tablename,documentkey,fieldname,newvalue,user",
+                    "sysparm_limit": 10,
+                },
+            )
+        except Fatal:
+            return None
+        for row in rows:  # checked again: an instance ignores a condition it cannot apply
+            if (row.get("tablename"), row.get("documentkey"), row.get("fieldname")) != (
+                c.table, ticket.id, c.flag_field,
+            ) or str(row.get("newvalue", "")) not in c.triggers:  # fmt: skip
+                continue
+            user = str(row.get("user") or "")
+            return (mask_email(user) if "@" in user else user) or None
+        return None
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return ticket.requester  # read with the record, by dot-walking

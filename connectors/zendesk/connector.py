@@ -181,6 +181,25 @@ class ZendeskConnector:
         known = [s for s in stamps if s is not None]
         return max(known) if known else None
 
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        """The ``author_id`` of the newest ticket audit whose tags event added a trigger tag.
+        Zendesk keeps an audit (its author, its events) for every update; the newest page of
+        them (``sort_order=desc``, up to 100) holds the flag unless a hundred updates came
+        after it."""
+        body = self._call(
+            "GET",
+            f"/tickets/{ticket.id}/audits.json",
+            params={"sort_order": "desc", "per_page": 100},
+        )
+        for audit in body.get("audits") or []:
+            for event in audit.get("events") or []:
+                if event.get("field_name") != "tags" or event.get("type") not in TAG_EVENTS:
+                    continue
+                added = _tag_set(event.get("value")) - _tag_set(event.get("previous_value"))
+                if added & self.config.triggers.keys() and audit.get("author_id") is not None:
+                    return str(audit["author_id"])
+        return None
+
     def get_requester(self, ticket: Ticket) -> Person | None:
         if ticket.requester is not None or ticket.requester_id is None:
             return ticket.requester  # sideloaded with the ticket
@@ -219,6 +238,17 @@ class ZendeskConnector:
             body["status"] = status
         updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
         return self._ticket(updated["ticket"])
+
+
+# A ticket audit's events that set tags: on the create, and on each update that changed them.
+TAG_EVENTS = ("Create", "Change")
+
+
+def _tag_set(value: Any) -> set[str]:
+    """Tags as an audit event gives them: a list, or a space-separated string."""
+    if isinstance(value, str):
+        return set(value.split())
+    return {str(tag) for tag in value} if isinstance(value, list) else set()
 
 
 def _instant(value: Any) -> float | None:

@@ -14,6 +14,7 @@ from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS
 from sandbox.retention import keys_without_ttl
 from sandbox.stack import Stack, StackOptions, wait_for
+from tests.conftest import TEST_CHAIN
 from worker.lifecycle.store import Store
 
 E2E_REDIS_URL = os.environ.get("DESKGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -72,7 +73,7 @@ def doctor_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis.config_set("save", "3600 1")
     try:
         with Stack(options, workdir=tmp_path_factory.mktemp("doctor")) as running:
-            heartbeat = Store(running.redis, run, 3600)
+            heartbeat = Store(running.redis, run, 3600, chain=TEST_CHAIN)
             wait_for(heartbeat.last_sweep, 60, "beat's first sweep")
             yield running
     finally:

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from sandbox.driver import DeskDriver
+from sandbox.servicenow_driver import ServiceNowDriver
 from sandbox.stack import Stack, wait_for
-from tests.e2e.test_lifecycle import WAIT, flagged_ticket
+from sandbox.zendesk_driver import ZendeskDriver
+from tests.e2e.test_lifecycle import WAIT, flagged_ticket, gated
 from worker import audit
 
 pytestmark = pytest.mark.e2e
@@ -53,3 +55,24 @@ def test_a_verified_lifecycle_leaves_exactly_its_events(
     assert times == sorted(times)  # RFC 3339 with milliseconds sorts as time does
     assert events[-1]["outcome"] == "verified"
     assert employee not in json.dumps(events) and session["url"] not in json.dumps(events)
+
+
+def test_the_trail_names_who_flagged_the_ticket_as_the_desk_records_it(
+    stack: Stack, desk: DeskDriver, employee: str
+) -> None:
+    """Another agent flags the ticket in the desk's own UI; every event of the verification
+    names that agent by the desk's record (Zendesk: the author of the ticket audit that added
+    the tag, a user id; ServiceNow: the user of the ``sys_audit`` row that set the flag)."""
+    ticket = desk.create_ticket("Jane Employee", employee, "Please reset my MFA, new phone")
+    if isinstance(desk, ZendeskDriver):
+        desk.click_macro(ticket)
+        expected = str(desk.agent.get("/users/me.json").json()["user"]["id"])
+    else:
+        assert isinstance(desk, ServiceNowDriver)
+        desk.click_verify(ticket)
+        expected = desk.config.agent_username
+    session = gated(stack, desk, ticket, employee)
+    events = wait_for(lambda: trail(stack, session["interviewId"]), WAIT, "the trail")
+    assert events[0]["event"] == "verification.requested"
+    assert {e["flagged_by"] for e in events} == {expected}
+    assert "@" not in expected

@@ -15,12 +15,14 @@ from connectors.registry import load_settings
 from sandbox.demo import DEV_PORTS, dev_banner
 from sandbox.registry import DESKS, SIMULATORS
 from sandbox.stack import SECRETS, Stack, StackOptions, free_port
+from tests.conftest import TEST_REDIS_URL
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A stack wired but not started: nothing listens, nothing connects."""
-    built = Stack(StackOptions(redis_url="redis://127.0.0.1:1/0"), workdir=tmp_path)
+    """A stack wired but not started: nothing listens, and only ``deskgate setup`` connects to
+    Redis (the tests' database), to record its audit event."""
+    built = Stack(StackOptions(redis_url=TEST_REDIS_URL), workdir=tmp_path)
     yield built
     built.stop()
 

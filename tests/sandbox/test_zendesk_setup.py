@@ -4,6 +4,7 @@ misconfigurations doctor must name with their fix."""
 
 from __future__ import annotations
 
+import getpass
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from flask import Flask, request
 from pydantic import SecretStr
+from redis import Redis
 
 from config.settings import Settings
 from connectors.http import Fatal
@@ -33,7 +35,9 @@ from connectors.zendesk.doctor import doctor
 from connectors.zendesk.setup import client, listed, setup
 from sandbox.common import Server, serve
 from sandbox.zendesk import ZendeskSimConfig, create_app
-from tests.conftest import settings_data
+from tests.conftest import TEST_REDIS_URL, settings_data
+from worker import audit
+from worker.audit.chain import Chain, verify
 from worker.commands import cli
 
 TOKEN = ZendeskSimConfig.api_token
@@ -308,7 +312,8 @@ def configured(
     def write(public_url: str | None = PUBLIC) -> Settings:
         data = settings_data()
         incode = data["incode"]
-        lines = [f'public_url = "{public_url}"'] if public_url else []
+        lines = [f'redis_url = "{TEST_REDIS_URL}"']  # where setup records its audit events
+        lines += [f'public_url = "{public_url}"'] if public_url else []
         lines += ["[incode]"] + [
             f'{key} = "{incode[key]}"'
             for key in ("api_url", "auth_url", "integration_reference", "client_id",
@@ -360,6 +365,30 @@ def test_the_command_writes_the_secret_into_the_env_file_in_place_and_never_prin
     assert cli.main([*argv, "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[:-1]] == ["unchanged"] * 7
+
+
+def test_a_setup_run_and_a_rotation_are_audit_events_and_a_dry_run_is_not(
+    configured: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis: Redis[str],
+) -> None:
+    settings = configured()
+    monkeypatch.setenv("DESKGATE_ADMIN_SECRET", TOKEN)
+    argv = ["setup", DESK, "--admin-user", ADMIN.user, "--env-file", str(tmp_path / "d.env")]
+    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--dry-run"]) == 0  # plans only: no event
+    assert cli.main([*argv, "--rotate-secret"]) == 0
+    found = [audit.event_of(f) for _, f in redis.xrange(audit.stream_key(settings.key_prefix))]
+    assert [e["event"] for e in found] == ["setup.applied", "setup.applied", "secret.rotated"]
+    first, again, rotated = found
+    assert {e["desk"] for e in found} == {DESK}
+    assert {e["actor"] for e in found} == {getpass.getuser()}
+    assert "create trigger 'Deskgate: identity verification" in first["detail"]
+    assert "write signing secret 'DESKGATE_DESKS__" in first["detail"]
+    assert "create" not in again["detail"] and FIRST_SECRET not in str(found)
+    assert "reset" in rotated["detail"] and TOKEN not in str(found)
+    assert verify(redis, settings.key_prefix, Chain.of(settings)).broken is None
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis import Redis
 
+from tests.conftest import TEST_CHAIN
 from tests.unit.test_flow import DESK, HOUR, START, World, started, world
 from worker import audit
 from worker.commands import cli
@@ -53,7 +54,7 @@ def opened(store: Store, ticket: str = "42", now: float = START) -> Any:
 def test_a_transition_appends_its_event_and_one_that_did_not_move_appends_nothing(
     redis: Redis[str],
 ) -> None:
-    store = Store(redis, PREFIX, 3600)
+    store = Store(redis, PREFIX, 3600, chain=TEST_CHAIN)
     v = opened(store)
     again = opened(store)  # the ticket's verification is open: nothing new
     assert again.id == v.id
@@ -76,7 +77,7 @@ def replace_id(v: Any, vid: str) -> Any:
 
 
 def test_an_adoption_refused_appends_nothing(redis: Redis[str]) -> None:
-    store = Store(redis, PREFIX, 3600)
+    store = Store(redis, PREFIX, 3600, chain=TEST_CHAIN)
     v = opened(store)
     store.advance(v, State.SENT, START + 1, interview_id="iv-1", index_interview=True)
     refused = store.adopt(vid=v.id, interview_id="iv-1", state=State.SENT, now=START + 2,
@@ -87,7 +88,7 @@ def test_an_adoption_refused_appends_nothing(redis: Redis[str]) -> None:
 
 
 def test_abandoning_appends_once(redis: Redis[str]) -> None:
-    store = Store(redis, PREFIX, 3600)
+    store = Store(redis, PREFIX, 3600, chain=TEST_CHAIN)
     v = opened(store)
     store.abandon(v, START + 10)
     store.abandon(v, START + 11)
@@ -240,7 +241,7 @@ def test_listeners_see_each_event_as_recorded_and_a_failing_one_harms_nothing(
 
 
 def test_the_sweep_trims_events_older_than_the_audit_retention(redis: Redis[str]) -> None:
-    store = Store(redis, PREFIX, 3600, audit_retention_seconds=10 * 86400)
+    store = Store(redis, PREFIX, 3600, chain=TEST_CHAIN, audit_retention_seconds=10 * 86400)
     key = audit.stream_key(PREFIX)
     now = datetime(2026, 11, 28, tzinfo=UTC).timestamp()
     for age_days in (30, 11, 9, 1):
@@ -251,7 +252,7 @@ def test_the_sweep_trims_events_older_than_the_audit_retention(redis: Redis[str]
 
 
 def test_the_stream_is_bounded_by_audit_max_events(redis: Redis[str]) -> None:
-    store = Store(redis, PREFIX, 3600, audit_max_events=50)
+    store = Store(redis, PREFIX, 3600, chain=TEST_CHAIN, audit_max_events=50)
     for i in range(400):
         opened(store, ticket=str(i))
     # MAXLEN ~ trims whole nodes (100 entries by default), so up to one node over the bound.

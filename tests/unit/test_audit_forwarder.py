@@ -20,7 +20,7 @@ from connectors.audit_sink import AuditSink, ContentRefused, Misconfigured, sign
 from connectors.http import AuthFailed, Fatal, Retriable
 from sandbox import siem
 from sandbox.common import Server, serve
-from tests.conftest import settings_data
+from tests.conftest import TEST_CHAIN, settings_data
 from worker import audit
 from worker.audit import forwarder as audit_forwarder
 from worker.audit.forwarder import Forwarder
@@ -58,7 +58,7 @@ def sink(server: Server, fmt: str = "splunk_hec", **config: Any) -> AuditSink:
 
 def lifecycle(redis: Redis[str], ticket: str = "42") -> list[str]:
     """Three events of one verification; returns their ids."""
-    store = Store(redis, PREFIX, 3600)
+    store = Store(redis, PREFIX, 3600, chain=TEST_CHAIN)
     v, _ = store.open(desk="acme", ticket_id=ticket, ticket_display=f"#{ticket}",
                       requester_id="u1", reason="mfa_reset", now=1000, resume_at=1060)  # fmt: skip
     sent = store.advance(v, State.SENT, 1001, interview_id=f"iv-{ticket}", channel="EMAIL",

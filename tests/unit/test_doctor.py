@@ -13,9 +13,14 @@ from redis import Redis
 from connectors import registry
 from connectors.provisioning import Check, DoctorRequest, Status
 from connectors.registry import SETTINGS
-from tests.conftest import settings_data
+from tests.conftest import TEST_CHAIN, settings_data
 from worker.commands import doctor
-from worker.commands.deployment_checks import beat_check, clock_check, redis_checks
+from worker.commands.deployment_checks import (
+    audit_sink_check,
+    beat_check,
+    clock_check,
+    redis_checks,
+)
 from worker.lifecycle.store import Store
 
 NOW = 1_800_000_000.0
@@ -29,13 +34,13 @@ NOW = 1_800_000_000.0
 def test_beat_is_silent_past_three_sweeps_and_never_under_a_minute(
     redis: Redis[str], age: float, interval: int, status: Status
 ) -> None:
-    store = Store(redis, "dgtest", 3600)
+    store = Store(redis, "dgtest", 3600, chain=TEST_CHAIN)
     store.record_sweep(NOW - age)
     assert beat_check(store, interval, NOW).status == status
 
 
 def test_beat_that_never_swept_is_silent(redis: Redis[str]) -> None:
-    check = beat_check(Store(redis, "dgtest", 3600), 30, NOW)
+    check = beat_check(Store(redis, "dgtest", 3600, chain=TEST_CHAIN), 30, NOW)
     assert check.status == Status.FAIL and "`deskgate beat`" in check.fix
 
 
@@ -102,6 +107,21 @@ def test_a_kinds_checks_that_crash_are_a_failure_line_not_the_end(
     assert crash.status == Status.FAIL
     assert crash.detail == "the checks stopped: RuntimeError: unexpected answer for j***@acme.test"
     assert {c.system for c in checks} >= {"redis", "worker", "beat", "web", "clock", "incode"}
+
+
+def test_doctor_warns_when_no_siem_sink_keeps_a_copy_of_the_audit_trail() -> None:
+    alone = audit_sink_check(SETTINGS(**settings_data()))
+    assert (alone.system, alone.status) == ("audit", Status.WARN)
+    assert "lives only in Redis" in alone.detail and "[audit_sink]" in alone.fix
+    sink = {"url": "https://siem.acme.test:8088", "token": "hec-token-0123456789"}
+    forwarded = audit_sink_check(SETTINGS(**settings_data(audit_sink=sink)))
+    assert forwarded.status == Status.OK and "siem.acme.test" in forwarded.detail
+    assert "hec-token" not in forwarded.detail
+    marks = doctor.as_text([alone]).splitlines()
+    assert marks[:2] == [
+        "audit",
+        "  ! siem sink: no audit_sink: the audit trail lives only in Redis",
+    ]
 
 
 def test_text_marks_each_check_and_gives_each_failure_its_fix() -> None:

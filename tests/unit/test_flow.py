@@ -21,6 +21,7 @@ from connectors.registry import SETTINGS as Settings
 from connectors.ticketing import OPEN_MARKERS, Person, Ticket
 from tests.conftest import settings_data
 from tests.redis_servers import RedisProcess
+from worker.audit.chain import Chain
 from worker.lifecycle import State
 from worker.lifecycle.flow import REFUSALS, Flow
 from worker.lifecycle.store import Store
@@ -65,6 +66,9 @@ class MemoryDesk:
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return self.people.get(ticket.requester_id or "")
+
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        return "agent-7"  # the desk's record of who added the trigger tag
 
     def changed_at(self, person: Person, field: str) -> float | None:
         self.asked_about.append(field)
@@ -166,7 +170,7 @@ def world(redis: Redis[str], **desk_config: Any) -> World:
     data = settings_data()
     data["desks"]["acme_zendesk"].update(desk_config)
     settings = Settings(**data)
-    store = Store(redis, settings.key_prefix, 3600)
+    store = Store(redis, settings.key_prefix, 3600, chain=Chain.of(settings))
     desk, incode, queue, clock = MemoryDesk(), ScriptedIncode(), Queue(), [START]
     rt = Runtime(settings, redis, store, incode, {DESK: desk}, 0)  # type: ignore[arg-type]
     flow = Flow(rt, queue, lambda: clock[0])  # type: ignore[arg-type]

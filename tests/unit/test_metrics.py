@@ -22,7 +22,7 @@ from connectors.zendesk.config import ZendeskDeskConfig
 from connectors.zendesk.connector import ZendeskConnector
 from sandbox import zendesk as sim
 from sandbox.common import Server, serve
-from tests.conftest import settings_data
+from tests.conftest import TEST_CHAIN, settings_data
 from worker import metrics as worker_metrics
 from worker.audit import forwarder as audit_forwarder
 from worker.lifecycle import State
@@ -233,7 +233,7 @@ class FakeRuntime:
     def __init__(self, redis: Redis[str], prefix: str) -> None:
         self.settings = SETTINGS(**{**settings_data(), "key_prefix": prefix, "queue": prefix})
         self.redis = redis
-        self.store = Store(redis, prefix, 3600)
+        self.store = Store(redis, prefix, 3600, chain=TEST_CHAIN)
 
 
 def samples(collector: StoreCollector) -> dict[tuple[str, tuple[str, ...]], float]:

@@ -42,6 +42,9 @@ class Desk:
     def get_requester(self, ticket: Ticket) -> Person | None:
         return None
 
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        return None
+
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         return ticket
 

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from redis.exceptions import AuthenticationError, ConnectionError
 
 from connectors.registry import load_settings
-from tests.conftest import settings_data
+from tests.conftest import TEST_CHAIN, settings_data
 from tests.redis_servers import RedisProcess
 from worker.celery_app import make_celery
 from worker.dispatch import SWEEP
@@ -123,7 +123,7 @@ def test_the_store_works_over_tls_as_an_acl_user(server: RedisProcess, pki: Pki)
     settings = load_settings(**settings_data(redis_url=url(server, pki.ca)))
     redis = connect(settings.redis_url, blocking=True, max_connections=4, timeout=5)
     try:
-        store = Store(redis, "dgtls", 3600)
+        store = Store(redis, "dgtls", 3600, chain=TEST_CHAIN)
         store.record_sweep(1234.0)  # a Lua script: EVALSHA and SCRIPT LOAD are allowed
         assert store.last_sweep() == 1234.0
         assert redis.info("server")["redis_version"]  # what `deskgate doctor` reads

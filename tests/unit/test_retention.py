@@ -7,6 +7,7 @@ from __future__ import annotations
 from redis import Redis
 
 from sandbox.retention import keys_without_ttl
+from tests.conftest import TEST_CHAIN
 from worker.lifecycle import State
 from worker.lifecycle.store import Store, Verification
 
@@ -32,7 +33,7 @@ def opened(store: Store, ticket: str, session: str = "") -> Verification:
 def test_the_check_catches_a_key_without_ttl_and_spares_the_long_lived_ones(
     redis: Redis[str],
 ) -> None:
-    store = Store(redis, PREFIX, RETENTION)
+    store = Store(redis, PREFIX, RETENTION, chain=TEST_CHAIN)
     waiting = opened(store, "1")  # open: record, session index and open marker may persist
     finished = opened(store, "2")
     store.advance(finished, State.VERIFIED, 1002)
@@ -54,7 +55,7 @@ def test_the_check_catches_a_key_without_ttl_and_spares_the_long_lived_ones(
 
 
 def test_an_abandoned_verification_expires_with_its_session_index(redis: Redis[str]) -> None:
-    store = Store(redis, PREFIX, RETENTION)
+    store = Store(redis, PREFIX, RETENTION, chain=TEST_CHAIN)
     v = opened(store, "3")
     store.abandon(v)
     assert store.open_for("acme", "3") is None
@@ -67,7 +68,7 @@ def test_an_abandoned_verification_expires_with_its_session_index(redis: Redis[s
 
 
 def test_abandoning_keeps_a_finished_verifications_own_ttl(redis: Redis[str]) -> None:
-    store = Store(redis, PREFIX, RETENTION)
+    store = Store(redis, PREFIX, RETENTION, chain=TEST_CHAIN)
     v = opened(store, "4")
     store.advance(v, State.FAILED, 1002)
     redis.expire(f"{PREFIX}:v:{v.id}", 100)

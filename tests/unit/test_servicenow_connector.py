@@ -386,3 +386,27 @@ def test_without_the_dictionary_a_field_needs_its_own_audit_rows(
     finally:
         api.put("/_sandbox/acl", json={"user": SIM.username, "table": "sys_dictionary",
                                        "read": True}).raise_for_status()  # fmt: skip
+
+
+def test_who_flagged_is_the_user_of_the_audit_row_that_set_the_flag(
+    server: Server, api: httpx.Client
+) -> None:
+    """The platform's ``sys_audit`` row for the flag field names who set it; a later change of
+    the field to a value that is no trigger (the flag cleared) does not replace them, and the
+    record's own text never counts."""
+    sys_id = incident(api, short_description="flagged by ceo.office, honest")
+    agent = httpx.Client(
+        base_url=server.url, auth=(SIM.agent_username, SIM.agent_password), timeout=10
+    )
+    with agent:
+        agent.patch(f"/api/now/table/incident/{sys_id}", json={"u_idv_required": "true"})
+    api.patch(f"/api/now/table/incident/{sys_id}", json={"description": "after the flag"})
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(sys_id)
+    assert ticket is not None and ticket.reason is not None
+    api.delete("/_sandbox/calls").raise_for_status()
+    assert desk.flagged_by(ticket) == SIM.agent_username
+    assert api.get("/_sandbox/calls").json()["counts"] == {"GET /api/now/table/<table>": 1}
+    unflagged = incident(api)  # never flagged: no row says who
+    found = desk.get_ticket(unflagged)
+    assert found is not None and desk.flagged_by(found) is None

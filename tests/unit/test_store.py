@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
+from tests.conftest import TEST_CHAIN
 from worker.lifecycle import FINAL, OPEN, TRANSITIONS, State, sources
 from worker.lifecycle.store import SessionTaken, Store, Verification
 
@@ -14,7 +15,7 @@ RETENTION = 3600
 
 @pytest.fixture
 def store(redis: Redis[str]) -> Store:
-    return Store(redis, "dgtest", RETENTION)
+    return Store(redis, "dgtest", RETENTION, chain=TEST_CHAIN)
 
 
 def open_one(store: Store, ticket: str = "42", now: float = 1000.0) -> tuple[Verification, bool]:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from redis import Redis
 
 from connectors.ticketing import Person, Ticket
+from tests.conftest import TEST_CHAIN
 from worker.lifecycle import State
 from worker.lifecycle.store import Store, Verification
 
@@ -41,7 +42,7 @@ def test_nothing_or_something_unreadable_recalls_nothing() -> None:
 
 def test_the_record_keeps_redis_compact_encoding(redis: Redis[str]) -> None:
     """One hash value over 64 bytes would store the whole record as a hash table."""
-    store = Store(redis, "dgtest", 3600)
+    store = Store(redis, "dgtest", 3600, chain=TEST_CHAIN)
     v, _ = store.open(
         desk="acme", ticket_id="42", ticket_display="#42", requester_id="7",
         reason="MFA reset", now=1.0, resume_at=2.0,

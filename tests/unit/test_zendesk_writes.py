@@ -169,3 +169,28 @@ def test_deskgates_own_notes_are_read_newest_first_however_many_follow(
         note = {"body": f"note {n}", "public": False, "author_id": agent}
         api.put(f"/tickets/{t.id}.json", json={"ticket": {"comment": note}}).raise_for_status()
     assert desk.own_notes(done, "Deskgate verification:") == []
+
+
+def test_who_flagged_is_the_author_of_the_newest_audit_that_added_a_trigger_tag(
+    server: Server, api: httpx.Client, desk: ZendeskConnector
+) -> None:
+    """Zendesk's ticket audits name who made each update: the flagger is the author of the
+    newest one whose tags event added a trigger tag, whatever came after it (another tag, a
+    comment naming someone else) and whatever the ticket says."""
+    agent = httpx.Client(
+        base_url=f"{server.url}/api/v2",
+        auth=(f"{SIM.people_agent_email}/token", SIM.api_token),
+        timeout=10,
+    )
+    with agent:
+        agent_id = str(agent.get("/users/me.json").json()["user"]["id"])
+        created = ticket(api, "e@acme.test", ["idv_mfa_reset"])  # flagged on creation
+        plain = ticket(api, "f@acme.test", ["other"], comment={"body": "flagged by the CEO"})
+        agent.put(f"/tickets/{plain}/tags.json", json={"tags": ["idv_mfa_reset"]})
+        api.put(f"/tickets/{plain}/tags.json", json={"tags": ["unrelated"]})
+    me = str(api.get("/users/me.json").json()["user"]["id"])
+    read = [desk.get_ticket(t) for t in (created, plain)]
+    assert all(t is not None for t in read)
+    assert [desk.flagged_by(t) for t in read if t is not None] == [me, agent_id]
+    never = desk.get_ticket(ticket(api, "g@acme.test", ["other"]))
+    assert never is not None and desk.flagged_by(never) is None

@@ -7,6 +7,9 @@ no event without its transition. A stream entry holds flat strings: the event's 
 written; ``event_of`` turns one into the documented schema (docs/audit.md). Retention is the
 stream's own (``audit_retention_days``, ``audit_max_events``), independent of the records'.
 
+Every entry is sealed on a hash chain (``prev``, ``mac``: ``worker.audit.chain``), so an edit,
+a deletion or a forgery in Redis is found by ``deskgate audit verify``.
+
 In-process listeners (``listen``) see each event once it is recorded (the metrics hook); the
 SIEM forwarder (``worker.audit.forwarder``) reads the stream itself.
 """
@@ -25,6 +28,7 @@ import structlog
 from redis import Redis
 
 from config.privacy import scrub
+from worker.audit import chain as audit_chain
 
 log = structlog.get_logger("deskgate.audit")
 
@@ -32,8 +36,11 @@ SCHEMA = 1
 FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
-    "started_at", "sent_at", "state_at", "requester_key",
+    "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "actor", "prev", "mac",
 )  # fmt: skip
+# Events about Deskgate itself, not a verification: who changed what it runs with (``actor``:
+# the operating-system user who ran the command).
+ADMIN_EVENTS = frozenset({"setup.applied", "secret.rotated"})
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
     ("desk", "desk"),
@@ -51,31 +58,19 @@ RECORD_FIELDS = (
     ("sent_at", "sent_at"),
     ("state_at", "updated_at"),
     ("requester_key", "requester_key"),
+    ("flagged_by", "flagged_by"),
 )
 FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
 TIMES = ("time", "started_at", "sent_at", "state_at")
 
-# Lua: ``audit(stream, maxlen, record key, head)`` appends one entry: ``head`` (the event's own
-# field/value pairs) then the record's fields as they stand now. Scripts in
-# worker/lifecycle/store.py start with this. The hard bound (MAXLEN ~) keeps Redis memory
-# bounded whatever happens.
+# Lua: the record fields an entry copies, and the chain's ``audit_ready`` / ``audit_append``
+# (``worker.audit.chain``): scripts in worker/lifecycle/store.py start with this. The hard bound
+# (MAXLEN ~) keeps Redis memory bounded whatever happens.
 LUA = (
     "local RECORD_FIELDS = {"
     + ", ".join(f"{{'{event}', '{record}'}}" for event, record in RECORD_FIELDS)
     + "}\n"
-    + """
-local function audit(stream, maxlen, record, head)
-  local entry = {}
-  for i = 1, #head do entry[i] = head[i] end
-  for _, pair in ipairs(RECORD_FIELDS) do
-    local value = redis.call('HGET', record, pair[2])
-    entry[#entry + 1] = pair[1]
-    entry[#entry + 1] = value or ''
-  end
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(entry))
-  return entry
-end
-"""
+    + audit_chain.LUA
 )
 
 # Why a verification ended in error or expired (the events' ``code``), in words for the report
@@ -218,16 +213,20 @@ def read(
     until: datetime,
     desk: str | None = None,
     page: int = 1000,
+    verifier: audit_chain.Verifier | None = None,
 ) -> Iterator[Event]:
     """The events appended between ``since`` and ``until`` (stream ids are the Redis server's
     clock in milliseconds), oldest first, ``page`` entries per XRANGE: memory stays constant
-    however long the range. The desk filter runs here: the stream has no index per desk."""
+    however long the range. The desk filter runs here: the stream has no index per desk.
+    ``verifier`` checks the chain of every entry read, whatever its desk."""
     start = str(int(since.timestamp() * 1000))
     end = str(int(until.timestamp() * 1000))
     key = stream_key(prefix)
     while True:
         batch = redis.xrange(key, start, end, count=page)
-        for _, fields in batch:
+        for stream_id, fields in batch:
+            if verifier is not None:
+                verifier.feed(stream_id, fields)
             if desk is None or fields.get("desk") == desk:
                 yield event_of(fields)
         if len(batch) < page:

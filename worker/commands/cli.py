@@ -7,6 +7,7 @@ deskgate beat                the scheduler: desk polls and the sweep (run exactl
 deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md)
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
 deskgate audit resend        send the events the SIEM refused (set aside) again
+deskgate audit verify        check the audit trail's hash chain; names its first broken link
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
 deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
@@ -54,9 +55,10 @@ def _check_config() -> int:
         print(f"  desk {name}: {desk.kind} {where} ({push}; triggers: {triggers})")
     sink = settings.audit_sink
     forward = f"forwarded to {display_url(sink.base)} ({sink.format})" if sink else "not forwarded"
+    chain = "audit_secret" if settings.audit_secret else "a key derived from note_secret"
     print(
         f"  audit trail: {settings.audit_retention_days} days, at most "
-        f"{settings.audit_max_events} events; {forward}"
+        f"{settings.audit_max_events} events; {forward}; chained with {chain}"
     )
     return 0
 
@@ -83,6 +85,10 @@ def _audit(args: argparse.Namespace) -> int:
         return 0
     if args.audit_command == "resend":
         return _resend(redis, settings)
+    if args.audit_command == "verify":
+        from worker.audit import verify as audit_verify
+
+        return audit_verify.run(redis, settings, args.since)
     try:
         now = datetime.now(UTC)
         since = audit.parse_moment(args.since, now)
@@ -188,19 +194,29 @@ def _exec(args: list[str]) -> int:
     return 0  # not reached
 
 
-def _audit_events() -> report.EventSource:
-    """The audit trail's reader for ``deskgate report``: the configured Redis's stream."""
-
+def _audit_trail() -> tuple[report.EventSource, report.TrailCheck]:
+    """The audit trail's reader for ``deskgate report`` (the configured Redis's stream), and
+    whether the chain of what it read verified."""
     from worker import audit
+    from worker.audit import verify as audit_verify
+    from worker.audit.chain import Chain, Verifier
     from worker.redis_client import connect
+
+    checked: list[Verifier] = []
 
     def read(since: datetime, until: datetime, desk: str | None) -> Iterator[Mapping[str, Any]]:
         # Loaded here, not before: ``--events FILE`` reports on an export with no config at all.
         settings = load_settings()
         redis: Redis[str] = connect(settings.redis_url)
-        return audit.read(redis, settings.key_prefix, since, until, desk)
+        checked.append(Verifier(Chain.of(settings), from_start=False))
+        return audit.read(redis, settings.key_prefix, since, until, desk, verifier=checked[0])
 
-    return read
+    def check() -> tuple[bool, str]:
+        verifier = checked[0]
+        verifier.finish(verifier.at_head)  # the tail is ``deskgate audit verify``'s to check
+        return verifier.broken is None, audit_verify.describe(verifier)
+
+    return read, check
 
 
 PLUGINS = "deskgate.commands"  # entry point group: name -> callable(argv) -> exit status
@@ -267,6 +283,8 @@ def _main(argv: Sequence[str] | None) -> int:
     export.add_argument("--output", help="write to this file (default: standard output)")
     audit.add_parser("sink-status", help="the SIEM forwarding's lag and failures")
     audit.add_parser("resend", help="send the events the SIEM refused (set aside) again")
+    verify = audit.add_parser("verify", help="check the trail's hash chain (docs/audit.md)")
+    verify.add_argument("--since", help="only from this time on (default: the trail's start)")
     # It parses its own arguments (``deskgate report --help``).
     sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
     doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")
@@ -285,7 +303,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _run_plugin(args.command, plugins.get(args.command), rest)
     try:
         if args.command == "report":
-            return report.run(rest, _audit_events())
+            read_events, check_trail = _audit_trail()
+            return report.run(rest, read_events, check_trail=check_trail)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.command == "check-config":

@@ -9,7 +9,9 @@ Why each one matters:
   unnoticed and stalled steps are never resumed;
 - the desks and Incode reach Deskgate at ``public_url``;
 - signed pushes carry a timestamp checked within ``webhook_tolerance_seconds``, so a clock
-  that far off refuses every push.
+  that far off refuses every push;
+- without a SIEM sink the audit trail lives only in Redis, whose users can cut its tail or wipe
+  it (the chain shows any other edit, not those).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ FIX_EVICTION = (
 FIX_PERSISTENCE = (
     "turn on appendonly yes (AOF, preferred) or an RDB save schedule (save 3600 1 300 100), so a "
     "Redis restart keeps the open verifications"
+)
+FIX_AUDIT_SINK = (
+    "configure [audit_sink] (docs/audit.md): the SIEM's copy of the trail is the witness that "
+    "whoever can write to Redis cannot edit"
 )
 FIX_REDIS = "check redis_url (DESKGATE_REDIS_URL) and that Redis runs and this host can reach it"
 
@@ -167,6 +173,15 @@ def beat_check(store: Store, interval: int, now: float) -> Check:
         detail = f"the sweep last ran {age:.0f} s ago (every {interval} s expected)"
         return Check("beat", "heartbeat", Status.FAIL, detail, fix)
     return Check("beat", "heartbeat", Status.OK, f"the sweep ran {max(age, 0):.0f} s ago")
+
+
+def audit_sink_check(settings: Settings) -> Check:
+    sink = settings.audit_sink
+    if sink is None:
+        detail = "no audit_sink: the audit trail lives only in Redis"
+        return Check("audit", "siem sink", Status.WARN, detail, FIX_AUDIT_SINK)
+    where = display_url(sink.base)
+    return Check("audit", "siem sink", Status.OK, f"forwarded to {where} ({sink.format})")
 
 
 def web_check(public_url: str | None, timeout: float) -> Check:

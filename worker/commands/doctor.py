@@ -27,6 +27,7 @@ from config.settings import DeskConfig, Settings
 from connectors.incode.doctor import check_incode
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status
 from connectors.registry import KINDS
+from worker.audit.chain import Chain
 from worker.commands import deployment_checks as deploy
 from worker.commands import push_check
 from worker.lifecycle.store import Store
@@ -59,7 +60,9 @@ def groups(
 ) -> list[tuple[str, Group]]:
     """(system, its checks) in the order they are printed."""
     url = settings.public_base
-    store = Store(redis, settings.key_prefix, settings.retention_days * 86400)
+    store = Store(
+        redis, settings.key_prefix, settings.retention_days * 86400, chain=Chain.of(settings)
+    )
     tolerance = settings.webhook_tolerance_seconds
 
     def clocks() -> list[Check]:
@@ -78,6 +81,7 @@ def groups(
         ("worker", lambda: [deploy.worker_check(settings, ping_timeout)]),
         ("beat", lambda: [deploy.beat_check(store, settings.sweep_interval_seconds, time.time())]),
         ("web", lambda: [deploy.web_check(url, timeout)]),
+        ("audit", lambda: [deploy.audit_sink_check(settings)]),
         ("clock", clocks),
         ("incode", lambda: check_incode(settings.incode, timeout)),
     ]

@@ -14,12 +14,18 @@ output: a symbolic link there is refused.
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
+
 from config import files
-from config.settings import ConfigError
+from config.settings import ConfigError, Settings
 from connectors.http import ApiError
 from connectors.incode import setup as incode_setup
 from connectors.provisioning import (
@@ -33,6 +39,8 @@ from connectors.provisioning import (
     SetupRequest,
 )
 from connectors.registry import KINDS, load_settings
+from worker.audit.chain import Chain
+from worker.lifecycle.store import Store
 
 ROTATION = (
     "To rotate the signing secret: `deskgate setup {desk} --rotate-secret --env-file F` (or "
@@ -167,4 +175,43 @@ def run(args: argparse.Namespace) -> int:
     _print(changes, args.dry_run)
     if any(c.kind == "signing secret" for c in changes):
         print(ROTATION.format(desk=args.target))
+    if args.dry_run:
+        return 0
+    try:
+        rotated = args.rotate_secret and any(
+            c.kind == "signing secret" and c.action != Action.UNCHANGED for c in changes
+        )
+        record(settings, args.target, changes, rotated=rotated)
+    except RedisError as exc:
+        print(
+            f"setup {args.target}: applied, but its audit event could not be recorded in Redis "
+            f"({type(exc).__name__}): run it again once Redis answers",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def operator() -> str:
+    """Who ran the command: the operating-system user (a container may have no name for it)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid {os.getuid()}"
+
+
+def record(settings: Settings, desk: str, changes: list[Change], *, rotated: bool) -> None:
+    """The audit events of a setup run that was not a dry run: ``setup.applied`` naming the
+    objects it created, updated or wrote (or none), and ``secret.rotated`` for a rotation."""
+    redis: Redis[str] = Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=settings.http_timeout_seconds
+    )
+    store = Store(redis, settings.key_prefix, settings.retention_days * 86400,
+                  chain=Chain.of(settings), audit_max_events=settings.audit_max_events)  # fmt: skip
+    done = [f"{c.action} {c.kind} {c.name!r}" for c in changes if c.action != Action.UNCHANGED]
+    actor, now = operator(), time.time()
+    detail = "; ".join(done) if done else "nothing to change"
+    store.record_admin("setup.applied", now, desk=desk, actor=actor, detail=detail)
+    if rotated:
+        what = "the desk's push signing secret was reset (the new one is not recorded here)"
+        store.record_admin("secret.rotated", now, desk=desk, actor=actor, detail=what)

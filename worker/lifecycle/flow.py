@@ -150,6 +150,7 @@ class Flow:
             if not ticket.active:
                 log.info("ticket is solved or closed; not verifying", status=ticket.status)
                 return
+            flagged_by = self._flagged_by(desk, ticket)
             now = self.clock()
             v, created = self.store.open(
                 desk=desk_name,
@@ -160,6 +161,7 @@ class Flow:
                 now=now,
                 resume_at=now + self.resume_after,
                 origin=origin,
+                flagged_by=flagged_by,
             )
             if not created:
                 log.info("verification already open for this ticket", verification=v.id)
@@ -169,6 +171,16 @@ class Flow:
                 log.info("another worker is advancing this verification")
                 return
             self._advance(desk, v.id, ticket)
+
+    @staticmethod
+    def _flagged_by(desk: Desk, ticket: Ticket) -> str:
+        """Who flagged the ticket, for the audit trail; "" when the desk does not say, or its
+        history cannot be read (Deskgate verifies the ticket all the same)."""
+        try:
+            return desk.flagged_by(ticket) or ""
+        except (Fatal, Retriable) as exc:
+            log.warning("who flagged the ticket could not be read", error=str(exc))
+            return ""
 
     def _owner(self, desk_name: str, ticket_id: str) -> Verification | None:
         """The verification that owns the ticket: an open one, or one that ended and whose note

@@ -90,6 +90,9 @@ class PacedDesk:
     def get_requester(self, ticket: Ticket) -> Person | None:
         return self._call(lambda: self.desk.get_requester(ticket))
 
+    def flagged_by(self, ticket: Ticket) -> str | None:
+        return self._call(lambda: self.desk.flagged_by(ticket))
+
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         return self._call(lambda: self.desk.gate(ticket, note))
 

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -42,16 +44,16 @@ from redis import Redis
 
 from connectors.ticketing import Ticket
 from worker import audit
+from worker.audit.chain import Chain, ChainBusy, head_key
 from worker.lifecycle import FINAL, OPEN, State, sources
 
 # The open states, in the order of their indexes in the transition scripts' KEYS (6, 7, 8).
 INDEXED = (State.REQUESTED, State.SENT, State.REVIEW)
 assert frozenset(INDEXED) == OPEN
 
-# KEYS: open key, record, due, interview key, audit stream, the state's index
-# ARGV: id, due score, adopt (1/0), index interview (1/0), audit max entries, audit head (8),
-#       now ('' if the state is not open), field, value, ...
-#       field, value, ...
+# KEYS: open key, record, due, interview key, audit stream, the state's index, audit chain head
+# ARGV: id, due score, adopt (1/0), index interview (1/0), audit max entries, sealed audit entry
+#       (``Chain.seal``), now ('' if the state is not open), field, value, ...
 # An adoption (a verification rebuilt from its gate note) never replaces a record or a session
 # mapping that exists: the note may name another ticket's live verification.
 _OPEN = (
@@ -63,22 +65,25 @@ if ARGV[3] == '1' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'taken', 'record'} end
   if ARGV[4] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {'taken', 'session'} end
 end
+local sealed = cjson.decode(ARGV[6])
+if not audit_ready(KEYS[7], KEYS[2], pairs_table(ARGV, 8), sealed) then return {'stale'} end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], unpack(ARGV, 15))
+redis.call('HSET', KEYS[2], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[14] ~= '' then redis.call('ZADD', KEYS[6], ARGV[14], ARGV[1]) end
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[6], ARGV[7], ARGV[1]) end
 if ARGV[4] == '1' then redis.call('SET', KEYS[4], ARGV[1]) end
-return {'new', '', audit(KEYS[5], ARGV[5], KEYS[2], {unpack(ARGV, 6, 13)})}
+return {'new', '', audit_append(KEYS[5], KEYS[7], ARGV[5], sealed)}
 """
 )
 
 # KEYS: record, due, open key, interview key, audit stream, the open states' indexes (requested,
-#       sent, review)
+#       sent, review), audit chain head
 # ARGV: to, allowed sources (csv), final (1/0), ttl, id, due score or '', index interview (1/0),
-#       audit max entries, audit head (8), now, position of to's index in KEYS or '' (to is not
-#       open), field, value, ...
+#       audit max entries, sealed audit entry, now, position of to's index in KEYS or '' (to is
+#       not open), field, value, ...
 # Returns {} (no record), {'same', record} (not moved), {'taken'} (the interview key names
-# another verification: Incode handed out a session it had handed out before; nothing changed)
+# another verification: Incode handed out a session it had handed out before; nothing changed),
+# {'stale'} (the chain's head or the record moved since the entry was sealed; nothing changed)
 # or {'moved', record, audit entry}.
 # A final state keeps the ticket's open key (with the retention TTL): the verification owns the
 # ticket until its outcome is written there (``release``), so no second request starts meanwhile.
@@ -96,17 +101,21 @@ if ARGV[7] == '1' then
   local owner = redis.call('GET', KEYS[4])
   if owner and owner ~= ARGV[5] then return {'taken'} end
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 19))
+local sealed = cjson.decode(ARGV[9])
+local changes = pairs_table(ARGV, 12)
+changes['state'] = ARGV[1]
+if not audit_ready(KEYS[9], KEYS[1], changes, sealed) then return {'stale'} end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], unpack(ARGV, 12))
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5]) end
 for i = 6, 8 do redis.call('ZREM', KEYS[i], ARGV[5]) end
-if ARGV[18] ~= '' then redis.call('ZADD', KEYS[tonumber(ARGV[18])], ARGV[17], ARGV[5]) end
+if ARGV[11] ~= '' then redis.call('ZADD', KEYS[tonumber(ARGV[11])], ARGV[10], ARGV[5]) end
 if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[5]) end
 if ARGV[3] == '1' then
   if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
-local entry = audit(KEYS[5], ARGV[8], KEYS[1], {unpack(ARGV, 9, 16)})
+local entry = audit_append(KEYS[5], KEYS[9], ARGV[8], sealed)
 return {'moved', redis.call('HGETALL', KEYS[1]), entry}
 """
 )
@@ -133,15 +142,18 @@ return vid
 # abandoned stays in Redis for ever. Keys that already expire keep their TTL.
 # Its audit event is appended once, the first time (a record already marked abandoned, or gone,
 # appends nothing).
-# KEYS: record, due, open key, interview key, audit stream, the open states' indexes
-# ARGV: id, ttl, audit max, head (8)
+# KEYS: record, due, open key, interview key, audit stream, the open states' indexes, audit chain
+#       head
+# ARGV: id, ttl, audit max, sealed audit entry. Returns the entry, {} or {'stale'} (as above).
 _ABANDON = (
     audit.LUA
     + """
 local entry = {}
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'abandoned') ~= '1' then
+  local sealed = cjson.decode(ARGV[4])
+  if not audit_ready(KEYS[9], KEYS[1], {}, sealed) then return {'stale'} end
   redis.call('HSET', KEYS[1], 'abandoned', '1')
-  entry = audit(KEYS[5], ARGV[3], KEYS[1], {unpack(ARGV, 4, 11)})
+  entry = audit_append(KEYS[5], KEYS[9], ARGV[3], sealed)
 end
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -153,6 +165,22 @@ end
 return entry
 """
 )
+
+
+# A ticket write's audit event, sealed on the chain. KEYS: audit stream, audit chain head
+# ARGV: audit max, sealed audit entry. Returns the entry or {'stale'}.
+_APPEND = (
+    audit.LUA
+    + """
+local sealed = cjson.decode(ARGV[2])
+if not audit_ready(KEYS[2], false, {}, sealed) then return {'stale'} end
+return audit_append(KEYS[1], KEYS[2], ARGV[1], sealed)
+"""
+)
+
+# How often an append is tried while other workers' appends keep moving the chain's head.
+CHAIN_TRIES = 200
+STALE = ["stale"]
 
 
 class SessionTaken(Exception):
@@ -185,6 +213,7 @@ class Verification:
     origin: str = ""  # how it started: "push", "poll" or "recovery" (the audit trail's)
     sent_at: float = 0.0  # when Incode sent the link
     requester_key: str = ""  # who the link goes to, as a keyed hash (``LinkCap.requester_key``)
+    flagged_by: str = ""  # the desk's record id of who flagged the ticket (``Desk.flagged_by``)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -264,6 +293,7 @@ class Store:
         prefix: str,
         retention_seconds: int,
         *,
+        chain: Chain,
         audit_max_events: int = AUDIT_MAX_EVENTS,
         audit_retention_seconds: int = AUDIT_RETENTION_SECONDS,
     ) -> None:
@@ -273,11 +303,17 @@ class Store:
         self.audit_max_events = audit_max_events
         self.audit_retention = audit_retention_seconds
         self.audit_key = audit.stream_key(prefix)
+        self.chain = chain
+        self.chain_key = head_key(prefix)
+        # One append at a time from this store (a process's threads share it): they would only
+        # make each other's sealed events stale. Other processes' appends are met by retrying.
+        self._appending = threading.Lock()
         self._open = redis.register_script(_OPEN)
         self._transition = redis.register_script(_TRANSITION)
         self._delete_if_held = redis.register_script(_DELETE_IF_HELD)
         self._session = redis.register_script(_SESSION)
         self._abandon = redis.register_script(_ABANDON)
+        self._append = redis.register_script(_APPEND)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -348,9 +384,11 @@ class Store:
         now: float,
         resume_at: float,
         origin: str = "poll",
+        flagged_by: str = "",
     ) -> tuple[Verification, bool]:
         """Record a new verification unless the ticket has an open one; says which it returns.
-        ``origin``: what announced the ticket ("push" or "poll"), for the audit trail."""
+        ``origin``: what announced the ticket ("push" or "poll"), ``flagged_by``: who flagged it
+        by the desk's record (``Desk.flagged_by``), both for the audit trail."""
         record = {
             "id": secrets.token_hex(12),
             "desk": desk,
@@ -362,6 +400,7 @@ class Store:
             "created_at": now,
             "updated_at": now,
             "origin": origin,
+            "flagged_by": flagged_by,
         }
         head = audit.head("verification.requested", now)
         found, existing = self._insert(record, resume_at, head, adopt=False)
@@ -396,20 +435,26 @@ class Store:
         self, record: dict[str, Any], resume_at: float, head: list[str], *, adopt: bool
     ) -> tuple[str, str]:
         vid, interview = str(record["id"]), str(record.get("interview_id") or "")
-        found, detail, *entry = self._open(
-            keys=[
-                self._key("open", str(record["desk"]), str(record["ticket_id"])),
-                self._key("v", vid),
-                self._key("due"),
-                self._key("iv", interview),
-                self.audit_key,
-                self._state_key(State(record["state"])),
-            ],
-            args=[vid, resume_at, "1" if adopt else "0", "1" if interview else "0",
-                  self.audit_max_events, *head,
-                  record["updated_at"] if State(record["state"]) in OPEN else "",
-                  *_flat(record)],
-        )  # fmt: skip
+        entry_fields = audit.entry(head, _strings(record))
+
+        def attempt() -> Any:
+            return self._open(
+                keys=[
+                    self._key("open", str(record["desk"]), str(record["ticket_id"])),
+                    self._key("v", vid),
+                    self._key("due"),
+                    self._key("iv", interview),
+                    self.audit_key,
+                    self._state_key(State(record["state"])),
+                    self.chain_key,
+                ],
+                args=[vid, resume_at, "1" if adopt else "0", "1" if interview else "0",
+                      self.audit_max_events, self.chain.seal(entry_fields, self._chain_head()),
+                      record["updated_at"] if State(record["state"]) in OPEN else "",
+                      *_flat(record)],
+            )  # fmt: skip
+
+        found, detail, *entry = self._chained(attempt)
         if found == "new":
             audit.notify(_pairs(entry[0]))
         return str(found), str(detail)
@@ -441,30 +486,38 @@ class Store:
             or self.redis.hget(self._key("v", v.id), "interview_id")
             or ""
         )
-        result = self._transition(
-            keys=[
-                self._key("v", v.id),
-                self._key("due"),
-                self._key("open", v.desk, v.ticket_id),
-                self._key("iv", interview),
-                self.audit_key,
-                *self._state_keys(),
-            ],
-            args=[
-                to.value,
-                v.state.value if overturn else ",".join(sorted(s.value for s in sources(to))),
-                "1" if to in FINAL else "0",
-                self.retention,
-                v.id,
-                "" if due is None else due,
-                "1" if index_interview else "0",
-                self.audit_max_events,
-                *audit.head(f"verification.{to.value}", now, code),
-                now,
-                INDEXED.index(to) + 6 if to in OPEN else "",
-                *_flat({"updated_at": now, **changes}),
-            ],
-        )
+        head = audit.head(f"verification.{to.value}", now, code)
+        after = {"state": to.value, **_strings({"updated_at": now, **changes})}
+
+        def attempt() -> Any:
+            prev, record = self._chain_head_and(v.id)
+            return self._transition(
+                keys=[
+                    self._key("v", v.id),
+                    self._key("due"),
+                    self._key("open", v.desk, v.ticket_id),
+                    self._key("iv", interview),
+                    self.audit_key,
+                    *self._state_keys(),
+                    self.chain_key,
+                ],
+                args=[
+                    to.value,
+                    v.state.value if overturn else ",".join(sorted(s.value for s in sources(to))),
+                    "1" if to in FINAL else "0",
+                    self.retention,
+                    v.id,
+                    "" if due is None else due,
+                    "1" if index_interview else "0",
+                    self.audit_max_events,
+                    self.chain.seal(audit.entry(head, {**record, **after}), prev),
+                    now,
+                    INDEXED.index(to) + 6 if to in OPEN else "",
+                    *_flat({"updated_at": now, **changes}),
+                ],
+            )
+
+        result = self._chained(attempt)
         if not result:
             return v
         if result[0] == "taken":
@@ -507,18 +560,25 @@ class Store:
         marker if it still names ``v``, its place on the due list, and the retention TTL on its
         record and session index, which would otherwise never expire."""
         interview = v.interview_id or self.redis.hget(self._key("v", v.id), "interview_id") or ""
-        entry = self._abandon(
-            keys=[
-                self._key("v", v.id),
-                self._key("due"),
-                self._key("open", v.desk, v.ticket_id),
-                self._key("iv", interview),
-                self.audit_key,
-                *self._state_keys(),
-            ],
-            args=[v.id, self.retention, self.audit_max_events,
-                  *audit.head("verification.abandoned", time.time() if now is None else now)],
-        )  # fmt: skip
+        head = audit.head("verification.abandoned", time.time() if now is None else now)
+
+        def attempt() -> Any:
+            prev, record = self._chain_head_and(v.id)
+            return self._abandon(
+                keys=[
+                    self._key("v", v.id),
+                    self._key("due"),
+                    self._key("open", v.desk, v.ticket_id),
+                    self._key("iv", interview),
+                    self.audit_key,
+                    *self._state_keys(),
+                    self.chain_key,
+                ],
+                args=[v.id, self.retention, self.audit_max_events,
+                      self.chain.seal(audit.entry(head, record), prev)],
+            )  # fmt: skip
+
+        entry = self._chained(attempt)
         if entry:
             audit.notify(_pairs(entry))
 
@@ -533,13 +593,45 @@ class Store:
             state_at=repr(state_at),
             detail=f"{'gate' if code == 'gate' else state.value} written on the ticket",
         )
-        self.redis.xadd(
-            self.audit_key,
-            fields,
-            maxlen=self.audit_max_events,
-            approximate=True,
+        self._append_event(fields)
+
+    def record_admin(self, event: str, now: float, *, desk: str, actor: str, detail: str) -> None:
+        """Audit a change to Deskgate's own set-up (``audit.ADMIN_EVENTS``): ``actor`` is who
+        made it, ``detail`` what changed (object names, never a secret)."""
+        head = audit.head(event, now)
+        self._append_event(audit.entry(head, {}, desk=desk, actor=actor, detail=detail))
+
+    def _append_event(self, fields: dict[str, str]) -> None:
+        entry = self._chained(
+            lambda: self._append(
+                keys=[self.audit_key, self.chain_key],
+                args=[self.audit_max_events, self.chain.seal(fields, self._chain_head())],
+            )
         )
-        audit.notify(fields)
+        audit.notify(_pairs(entry))
+
+    def _chain_head(self) -> str:
+        return self.redis.get(self.chain_key) or ""
+
+    def _chain_head_and(self, vid: str) -> tuple[str, dict[str, str]]:
+        """The chain's head and the verification's record, read together, to seal an entry."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.chain_key)
+        pipe.hgetall(self._key("v", vid))
+        head, record = pipe.execute()
+        return head or "", record
+
+    def _chained(self, attempt: Callable[[], Any]) -> Any:
+        """``attempt()`` until its script appended (or had nothing to append): another process's
+        append between the read and the script makes it answer ``stale`` and change nothing."""
+        for tries in range(CHAIN_TRIES):
+            with self._appending:
+                result = attempt()
+            if result != STALE:
+                return result
+            if tries >= 3:  # crowded: let the others through
+                time.sleep(random.uniform(0, 0.001 * tries))
+        raise ChainBusy(f"the audit chain's head moved {CHAIN_TRIES} times in a row")
 
     def trim_audit(self, now: float) -> int:
         """Drop audit events older than the audit retention (the sweep calls this); returns how

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from worker.audit import ADMIN_EVENTS
+
 SCHEMA = 1
 OUTCOMES = ("verified", "failed", "expired", "error")
 # How a verification stands at the end of the report: a final outcome, abandoned (its ticket was
@@ -141,6 +143,10 @@ class Report:
     days: tuple[Day, ...]
     histogram: tuple[Bucket, ...]
     skipped: int  # events that were not schema-1 audit events (wrong version, missing fields)
+    # Whether the audit trail read verified (its hash chain): None when it could not be checked
+    # (an export read from a file); ``trail`` says what was found either way.
+    trail_verified: bool | None = None
+    trail: str = ""
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -182,6 +188,8 @@ def build(
     skipped = 0
     for event in events:
         kind = event.get("event")
+        if kind in ADMIN_EVENTS:
+            continue  # about Deskgate's set-up, not a verification
         at = parse_time(event.get("time"))
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
         if (

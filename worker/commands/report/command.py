@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +28,8 @@ from worker.commands.report.page import to_html
 # read_events(since, until, desk): the audit events recorded in [since, until), oldest first,
 # on one desk or (None) all.
 EventSource = Callable[[datetime, datetime, str | None], Iterator[Mapping[str, Any]]]
+# After the events were read: did the trail they came from verify, and the verdict in words.
+TrailCheck = Callable[[], tuple[bool, str]]
 
 # Outcomes recorded up to this long after the period still count for the verifications opened in
 # it: longer than a verification stays open (its link, then a manual review of 72 h by default).
@@ -81,8 +84,10 @@ def run(
     read_events: EventSource | None = None,
     now: datetime | None = None,
     out: TextIO | None = None,
+    check_trail: TrailCheck | None = None,
 ) -> int:
-    """The command; ``read_events`` is the audit trail's reader (None: not wired here)."""
+    """The command; ``read_events`` is the audit trail's reader (None: not wired here), and
+    ``check_trail`` says whether what it read verified (None: it cannot tell)."""
     out = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(argv)
@@ -102,6 +107,7 @@ def run(
             except OSError as exc:
                 parser.error(f"--events: cannot read {args.events}: {exc.strerror}")
             read_events = events_file(handle)
+            check_trail = None  # an export: its chain is not checked here
         if read_events is None:
             print(f"{NO_TRAIL}; export the trail and pass it with --events FILE", file=sys.stderr)
             return 2
@@ -111,6 +117,11 @@ def run(
         except ValueError as exc:
             print(f"deskgate report: {exc}", file=sys.stderr)
             return 2
+    if check_trail is not None:
+        verified, verdict = check_trail()
+        report = replace(report, trail_verified=verified, trail=verdict)
+        if not verified:  # said on every format's way out, CSV's too (it has no place for it)
+            print(f"deskgate report: WARNING: {verdict}", file=sys.stderr)
     if args.format == "json":
         out.write(to_json(report, now))
     elif args.format == "csv":

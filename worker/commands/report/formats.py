@@ -24,6 +24,13 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+# What a trail that does not verify means for the figures read from it.
+UNVERIFIED = (
+    "The figures below may not be what happened: events were edited, added or deleted in Redis. "
+    "`deskgate audit verify` names the first broken link; the SIEM's copy is the witness."
+)
+
+
 def stamp(moment: datetime) -> str:
     """RFC 3339 UTC to the second, as the report prints its times."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -66,6 +73,7 @@ def to_dict(report: Report, generated: datetime) -> dict[str, Any]:
             for b in report.histogram
         ],
         "skipped_events": report.skipped,
+        "trail": {"verified": report.trail_verified, "detail": report.trail},
     }
 
 
@@ -156,6 +164,8 @@ def to_table(report: Report, generated: datetime) -> str:
         f"generated {stamp(generated)}",
         "",
     ]
+    if report.trail_verified is False:  # first, before any figure is believed
+        lines += [f"WARNING: {report.trail}.", UNVERIFIED, ""]
     stats = [*(g.stats for g in report.groups), report.totals]
     cells = [_table_values(s) for s in stats]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEADERS)]
@@ -185,4 +195,6 @@ def to_table(report: Report, generated: datetime) -> str:
         lines += [f"  {n:>5}  {_short(error_label(c), WIDTH - 9)}" for c, n in t.errors[:5]]
     if report.skipped:
         lines += ["", f"{report.skipped} events skipped: not schema-1 audit events"]
+    if report.trail_verified:
+        lines += ["", f"{report.trail}."]
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from html import escape
 
 from worker.commands.report import charts
 from worker.commands.report.aggregate import DAY_KEYS, Report, Stats
-from worker.commands.report.formats import duration, percent, stamp
+from worker.commands.report.formats import UNVERIFIED, duration, percent, stamp
 from worker.commands.report.labels import STANDING, error_label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -28,6 +28,8 @@ h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 19px; margin: 20px 0 4px; }
 p.lead { margin: 4px 0 12px; max-width: 760px; }
 p.meta, p.note { color: #57606a; margin: 0 0 12px; font-size: 13px; }
+div.broken { background: #ffebe9; border: 2px solid #cf222e; border-radius: 8px; color: #82071e;
+  padding: 12px 20px; margin-bottom: 20px; font-weight: 600; }
 section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 4px 20px 16px;
   margin-bottom: 20px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(124px, 1fr)); gap: 12px;
@@ -169,6 +171,13 @@ def to_html(report: Report, generated: datetime) -> str:
         if report.skipped
         else ""
     )
+    trail = (
+        f'<div class="broken" role="alert">{escape(report.trail[:1].upper() + report.trail[1:])}.'
+        f" {escape(UNVERIFIED)}</div>"
+        if report.trail_verified is False
+        else ""
+    )
+    trail_note = f'<p class="note">{escape(report.trail)}.</p>' if report.trail_verified else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -190,6 +199,7 @@ the ticket until the result is back. This page counts those checks.</p>
 <p class="meta">Verifications opened from {period} (UTC), {where}. Generated {stamp(generated)}.
 </p>
 </header>
+{trail}
 <div class="cards">{cards}</div>
 <section>
 <h2>Verifications per day</h2>
@@ -216,6 +226,7 @@ the ticket until the result is back. This page counts those checks.</p>
 <h2>How to read the numbers</h2>
 <dl>{definitions}</dl>
 {skipped}
+{trail_note}
 </section>
 </main>
 </body>
