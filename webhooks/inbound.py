@@ -65,6 +65,21 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 @inbound.post("/webhooks/<kind>")
 def ticketing_push(kind: str) -> Any:
+    """A push matched to the desk of ``kind`` whose secret verifies it."""
+    return _push(kind, None)
+
+
+@inbound.post("/webhooks/<kind>/<desk>")
+def desk_push(kind: str, desk: str) -> Any:
+    """A push to one desk's own endpoint, verified with that desk's secrets only: desks that
+    share a sender (two ServiceNow tables on one instance) cannot push as each other."""
+    cfg = _ctx().settings.desks.get(desk)
+    if cfg is None or cfg.kind != kind:
+        abort(404, f"no {kind} desk named {desk!r}")
+    return _push(kind, desk)
+
+
+def _push(kind: str, only: str | None) -> Any:
     ctx = _ctx()
     desk_kind = KINDS.get(kind)
     if desk_kind is None:
@@ -81,6 +96,7 @@ def ticketing_push(kind: str) -> Any:
             name
             for name, cfg in ctx.settings.desks.items()
             if cfg.kind == kind
+            and only in (None, name)
             and desk_kind.verify_push(
                 push, _secrets(cfg.webhook_secret, cfg.webhook_previous_secret)
             )
@@ -88,7 +104,7 @@ def ticketing_push(kind: str) -> Any:
         None,
     )
     if desk is None:
-        log.warning("push refused: bad signature", kind=kind)
+        log.warning("push refused: bad signature", kind=kind, desk=only)
         abort(401, "signature missing, invalid, or outside the timestamp window")
     payload = _json_object(raw)
     try:

@@ -20,7 +20,7 @@ from connectors.provisioning import Action, Change, ProvisioningError, SetupRequ
 from connectors.servicenow import update_set
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import describe_error
-from connectors.servicenow.records import SECRET_PROPERTY, Wanted, wanted
+from connectors.servicenow.records import Wanted, secret_property, wanted
 
 SYSTEM = "servicenow"
 FINGERPRINT = "Fingerprint: "
@@ -39,8 +39,9 @@ def setup(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
     elif req.update_set is not None:
         changes.append(
             Change(
-                "property", SECRET_PROPERTY, Action.MANUAL,
-                f"once, after the first commit: create the system property {SECRET_PROPERTY} "
+                "property", secret_property(req.config.table), Action.MANUAL,
+                "once, after the first commit: create the system property "
+                f"{secret_property(req.config.table)} "
                 f"(type password2) with the value of {secret_env(req.desk)}, or run setup with "
                 "--apply; the update set never carries it, so importing it again keeps it",
             )
@@ -80,7 +81,7 @@ def _apply(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
         config.base, req.timeout, deadline=req.timeout * 3, auth=auth,
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     ) as client:  # fmt: skip
-        for record in wanted(config, req.public_url, secret):
+        for record in wanted(req.desk, config, req.public_url, secret):
             if record.secret and not secret:
                 changes.append(
                     Change(

@@ -53,7 +53,7 @@ def render(desk: str, config: ServiceNowDeskConfig, public_url: str) -> bytes:
         ("sys_id", set_id),
     ):  # fmt: skip
         ET.SubElement(remote, name).text = value
-    for record in wanted(config, public_url):
+    for record in wanted(desk, config, public_url):
         if record.secret:
             continue
         update = ET.SubElement(unload, "sys_update_xml", action="INSERT_OR_UPDATE")

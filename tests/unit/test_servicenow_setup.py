@@ -23,7 +23,7 @@ from connectors.provisioning import (
 from connectors.servicenow import KIND
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.doctor import doctor
-from connectors.servicenow.records import RULE_NAME, SECRET_PROPERTY, URL_PROPERTY, wanted
+from connectors.servicenow.records import RULE_NAME, secret_property, url_property, wanted
 from connectors.servicenow.setup import setup
 from connectors.servicenow.update_set import parse, render
 from sandbox.common import Server, serve
@@ -50,6 +50,9 @@ def sim(server: Server) -> Iterator[httpx.Client]:
         yield c
 
 
+URL_PROPERTY, SECRET_PROPERTY = url_property("incident"), secret_property("incident")
+
+
 def desk(server: Server, **overrides: Any) -> ServiceNowDeskConfig:
     return desk_at(server.url, **overrides)
 
@@ -71,7 +74,7 @@ def request(config: ServiceNowDeskConfig, **kwargs: Any) -> SetupRequest[Service
 
 def records(sim: httpx.Client) -> dict[str, dict[str, dict[str, str]]]:
     """Every metadata record setup makes, by table and sys_id, as the admin reads it."""
-    ours = {w.sys_id for w in wanted(desk_at(str(sim.base_url)), PUBLIC)}
+    ours = {w.sys_id for w in wanted("acme_sn", desk_at(str(sim.base_url)), PUBLIC)}
     out = {}
     for table in TABLES:
         rows = sim.get(f"/api/now/table/{table}").json()["result"]
@@ -112,12 +115,14 @@ def test_the_update_set_is_well_formed_deterministic_and_holds_no_secret(server:
     assert SECRET.encode() not in first
     assert all(v["name"] != SECRET_PROPERTY for t, v in rows if t == "sys_properties")
     url = next(v for t, v in rows if t == "sys_properties" and v["name"] == URL_PROPERTY)
-    assert url["value"] == f"{PUBLIC}/webhooks/servicenow"
-    # A desk on another table: its own fields, choices, rule and action; the two properties are
-    # the instance's, shared by every desk on it.
+    assert url["value"] == f"{PUBLIC}/webhooks/servicenow/acme_sn"
+    # A desk on another table of the same instance: its own fields, choices, rule, action and
+    # properties (its own endpoint and secret), so both desks push, each as itself.
     other = render("other_sn", desk(server, table="sc_req_item"), PUBLIC)
     shared = {v["sys_id"] for _, v in rows} & {v["sys_id"] for _, v in parse(other)[1]}
-    assert shared == {v["sys_id"] for t, v in rows if t == "sys_properties"}
+    assert shared == set()
+    names = {v["name"] for t, v in parse(other)[1] if t == "sys_properties"}
+    assert names == {url_property("sc_req_item")}
 
 
 def test_setup_writes_the_file_once_and_names_the_manual_secret_step(
@@ -214,7 +219,7 @@ def test_apply_creates_then_a_second_run_changes_nothing(server: Server, sim: ht
     assert {c.action for c in dry} == {Action.CREATE}
     assert records(sim)["sys_script"] == {}  # a dry run writes nothing
     first = setup(request(config))
-    assert [c.action for c in first] == [Action.CREATE] * len(wanted(config, PUBLIC))
+    assert [c.action for c in first] == [Action.CREATE] * len(wanted("acme_sn", config, PUBLIC))
     assert all(SECRET not in f"{c.name}{c.detail}" for c in first)
     second = setup(request(config))
     assert [(c.kind, c.action) for c in second] == [(c.kind, Action.UNCHANGED) for c in first]
@@ -278,7 +283,7 @@ def test_doctor_is_all_ok_after_setup(server: Server, sim: httpx.Client) -> None
               "audit sys_user.email", "audit sys_user.mobile_phone"}  # fmt: skip
     assert access <= set(found)
     assert f"business rule {RULE_NAME}" in found
-    assert len(found) == len(access) + len(wanted(config, PUBLIC))
+    assert len(found) == len(access) + len(wanted("acme_sn", config, PUBLIC))
 
 
 def test_doctor_names_a_contact_field_excluded_from_auditing(
@@ -304,7 +309,7 @@ def test_doctor_on_an_empty_instance_names_setup_as_the_fix(
     found = failing(checks(desk(server)))
     assert found["write incident"].status == "warn"  # no record to try on
     missing = [c for c in found.values() if c.detail == "missing"]
-    assert len(missing) == len(wanted(desk(server), PUBLIC))
+    assert len(missing) == len(wanted("acme_sn", desk(server), PUBLIC))
     assert all("deskgate setup acme_sn --apply" in c.fix for c in missing)
 
 
@@ -336,7 +341,7 @@ def test_doctor_names_each_misconfiguration_with_its_fix(server: Server, sim: ht
     }
     url = found[f"property {URL_PROPERTY}"]
     assert url.status == "fail"
-    assert f"{PUBLIC}/webhooks/servicenow" in url.fix
+    assert f"{PUBLIC}/webhooks/servicenow/acme_sn" in url.fix
     assert "https://old.acme.test/hook" in url.detail
     assert found[f"business rule {RULE_NAME}"].detail == "inactive"
     assert "active" in found[f"business rule {RULE_NAME}"].fix
@@ -380,5 +385,7 @@ def test_the_docs_point_at_the_shipped_scripts_instead_of_a_copy() -> None:
         assert (root / "docs" / link).resolve().is_file()
     assert not list((root / "docs").glob("*.js"))  # no copy that could drift
     shipped = (root / "connectors" / "servicenow" / "business_rule.js").read_text()
-    rule = next(w for w in wanted(desk_at("http://x"), PUBLIC) if w.table == "sys_script")
+    rule = next(
+        w for w in wanted("acme_sn", desk_at("http://x"), PUBLIC) if w.table == "sys_script"
+    )
     assert rule.values["script"] == shipped
