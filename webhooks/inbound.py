@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,13 @@ RECOVER_POLL_SECONDS = 30
 
 @dataclass(frozen=True)
 class Inbound:
-    settings: Settings
+    current: Callable[[], Settings]  # re-read per request: secrets rotate without a restart
     store: Store
     dispatcher: RedisDispatcher
+
+    @property
+    def settings(self) -> Settings:
+        return self.current()
 
 
 def _ctx() -> Inbound:

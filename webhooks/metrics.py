@@ -90,9 +90,12 @@ class DeliveryMetrics:
 
 @metrics_page.get("/metrics")
 def scrape() -> Response:
-    token = current_app.extensions["deskgate"].settings.metrics_token
-    if token is None:
+    settings = current_app.extensions["deskgate"].settings
+    if settings.metrics_token is None:
         abort(404, "metrics are off: set metrics_token to serve them")
-    if not matches_any(bearer_of(request.headers), [token.get_secret_value()]):
+    tokens = [
+        t.get_secret_value() for t in (settings.metrics_token, settings.metrics_previous_token) if t
+    ]
+    if not matches_any(bearer_of(request.headers), tokens):
         abort(401, "Authorization: Bearer <metrics_token> missing or wrong")
     return Response(generate_latest(metrics.scrape_registry()), mimetype=CONTENT_TYPE_LATEST)

@@ -16,10 +16,16 @@ from worker import (
     metrics,  # noqa: F401 - connects the metrics server to the worker's signals
 )
 from worker.celery_app import make_celery
-from worker.runtime import current_settings, runtime
+from worker.runtime import current_settings, install_reload_signal, runtime
 
 app: Celery = make_celery(current_settings())
 _halt: list[Callable[[], None]] = []
+
+
+@worker_ready.connect
+def _reload_on_hangup(**_: Any) -> None:
+    """``SIGHUP`` reloads the settings (Celery's own handler would restart the worker instead)."""
+    install_reload_signal()
 
 
 @worker_ready.connect

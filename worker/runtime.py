@@ -1,14 +1,17 @@
 """Per-process resources: settings, the Redis client, the lifecycle store, one HTTP client per
 outside system. Built lazily on first use in the process that uses them (so never before a fork)
-and shared by that process's threads."""
+and shared by that process's threads. Settings are re-read without a restart
+(``worker.live_settings``); the resources are built again for the next task once they change, so
+a rotated outbound secret (an API token, a password) is used from then on."""
 
 from __future__ import annotations
 
-import functools
 import os
+import signal
 import threading
 from dataclasses import dataclass
 
+import structlog
 from redis import BlockingConnectionPool, Redis
 
 from config import metrics
@@ -17,15 +20,44 @@ from config.settings import Settings
 from connectors.incode import IncodeClient
 from connectors.registry import build_desk, load_settings
 from connectors.ticketing import Desk
+from worker.live_settings import LiveSettings
 from worker.pace import Pace, PacedDesk
 from worker.store import Store
 
+log = structlog.get_logger("deskgate.settings")
 
-@functools.cache
-def current_settings() -> Settings:
-    settings = load_settings()
+
+def _configured(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
-    return settings
+
+
+_live: LiveSettings | None = None
+_live_lock = threading.Lock()
+
+
+def live_settings() -> LiveSettings:
+    """This process's settings, loaded on first use (a bad configuration stops it, naming the
+    field) and reloaded when their files change or on ``SIGHUP`` (``install_reload_signal``)."""
+    global _live
+    with _live_lock:
+        if _live is None:
+            _live = LiveSettings(load_settings, on_change=_configured)
+            _configured(_live.get())
+        return _live
+
+
+def current_settings() -> Settings:
+    return live_settings().get()
+
+
+def install_reload_signal(live: LiveSettings | None = None) -> None:
+    """``SIGHUP`` reloads ``live`` (this process's settings by default). Python runs signal
+    handlers in the main thread only, so it is installed from there."""
+    live = live or live_settings()
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("SIGHUP not installed (not the main thread); settings files are still re-read")
+        return
+    signal.signal(signal.SIGHUP, lambda *_: live.request_reload())
 
 
 @dataclass
@@ -77,6 +109,7 @@ _runtime: Runtime | None = None
 def runtime() -> Runtime:
     global _runtime
     with _lock:
-        if _runtime is None or _runtime.pid != os.getpid():
-            _runtime = build_runtime(current_settings())
+        settings = current_settings()
+        if _runtime is None or _runtime.pid != os.getpid() or _runtime.settings is not settings:
+            _runtime = build_runtime(settings)
         return _runtime

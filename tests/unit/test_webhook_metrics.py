@@ -79,6 +79,18 @@ def test_metrics_needs_the_token_and_serves_the_counts(client: FlaskClient) -> N
     assert "deskgate_webhook_deliveries" in names  # the parser drops _total
 
 
+def test_during_a_rotation_the_previous_metrics_token_is_accepted_too(redis: Redis[str]) -> None:
+    new = "a-new-metrics-token-after-rotation"
+    data = settings_data(metrics_token=new, metrics_previous_token=TOKEN)
+    client = create_app(SETTINGS(**data)).test_client()
+    for token in (new, TOKEN):
+        assert (
+            client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
+    wrong = {"Authorization": "Bearer " + "y" * len(TOKEN)}
+    assert client.get("/metrics", headers=wrong).status_code == 401
+
+
 def test_without_a_token_metrics_are_off(redis: Redis[str]) -> None:
     client = create_app(SETTINGS(**settings_data())).test_client()
     resp = client.get("/metrics")
