@@ -46,6 +46,16 @@ REFUSALS = {
     503: "unavailable",
 }
 
+
+def endpoint_of(path: str) -> str:
+    """The endpoint label: a desk's own endpoint (``/webhooks/<kind>/<desk>``) counts as its
+    kind's, so the label values stay the kinds whatever desk name a caller makes up."""
+    if path in ENDPOINTS:
+        return ENDPOINTS[path]
+    kind, slash, _ = path.removeprefix("/webhooks/").partition("/")
+    return kind if slash and kind in KINDS else "other"
+
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -75,7 +85,7 @@ class DeliveryMetrics:
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/webhooks/") or not metrics.enabled():
             return self.app(environ, start_response)
-        endpoint = ENDPOINTS.get(path, "other")
+        endpoint = endpoint_of(path)
 
         def counted(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             try:

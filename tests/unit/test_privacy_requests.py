@@ -6,17 +6,19 @@ person's data."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from redis import Redis
 
 from config.settings import DeskConfig, Settings
-from worker import cli
+from worker import audit, cli
 from worker.caps import LinkCap
 from worker.first_seen import FirstSeen
 from worker.lifecycle import State
 from worker.privacy import BadPerson, Privacy
 from worker.pseudonym import Pseudonyms
+from worker.report import aggregate
 from worker.store import Store, Verification
 
 JANE, SAM = "jane.doe@acme.test", "sam.lee@acme.test"
@@ -135,3 +137,13 @@ def test_the_command_prints_json_and_refuses_a_bad_person(
     assert json.loads(capsys.readouterr().out)["dry_run"] is True
     assert cli.main(["privacy", "erase", "--person", "what"]) == 2
     assert "--person" in capsys.readouterr().err
+
+
+def test_the_report_passes_over_a_requests_event_as_no_verification_of_its_own(
+    world: Privacy, redis: Redis[str]
+) -> None:
+    world.export(world.person(JANE))
+    events = [audit.event_of(fields) for _, fields in redis.xrange("dgtest:audit")]
+    assert events[-1]["event"] == "privacy.exported"
+    report = aggregate.build(events, datetime(1970, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    assert report.skipped == 0

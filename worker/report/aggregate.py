@@ -184,6 +184,8 @@ def build(
         kind = event.get("event")
         at = parse_time(event.get("time"))
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
+        if isinstance(kind, str) and kind.startswith("privacy."):
+            continue  # a data-subject request (worker/privacy.py): of no verification
         if (
             event.get("schema") != SCHEMA
             or at is None
