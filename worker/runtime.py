@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis import BlockingConnectionPool, Redis
@@ -27,8 +29,19 @@ from worker.store import Store
 log = structlog.get_logger("deskgate.settings")
 
 
+_logging: dict[str, Any] = {}  # the level, format and stream logging was configured with
+
+
 def _configured(settings: Settings) -> None:
-    configure_logging(settings.log_level, settings.log_format)
+    """Configure logging for ``settings``: at start, and on a reload only if the level or the
+    format changed, onto the stream chosen at start (a Celery worker has since replaced
+    ``sys.stdout`` with a proxy into logging itself: configured onto it, every line is lost)."""
+    wanted = (settings.log_level, settings.log_format)
+    if _logging.get("as") == wanted:
+        return
+    stream = _logging.setdefault("stream", sys.stdout)
+    configure_logging(*wanted, stream=stream)
+    _logging["as"] = wanted
 
 
 _live: LiveSettings | None = None

@@ -4,12 +4,16 @@ configuration on reload keeps the running one."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
+import structlog
 from flask.testing import FlaskClient
 from redis import Redis
 from structlog.testing import capture_logs
@@ -18,6 +22,7 @@ from connectors.registry import load_settings
 from tests.conftest import TEST_REDIS_URL
 from tests.unit.test_webhooks import zendesk_headers
 from webhooks.app import create_app
+from worker import runtime
 from worker.live_settings import CHECK_SECONDS, LiveSettings
 from worker.runtime import install_reload_signal
 
@@ -119,3 +124,27 @@ def test_sighup_reloads_at_once(files: dict[str, Path], redis: Redis[str]) -> No
         assert push(client, NEW) == 200  # no time passed: the signal asked for it
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_a_reload_keeps_logging_on_the_stream_it_started_with(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Celery worker replaces sys.stdout with a proxy into logging once it has started: a
+    reload that configured logging onto it lost every line after it (found on a real worker)."""
+    started, proxy = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(runtime, "_logging", {})
+    monkeypatch.setattr(sys, "stdout", started)
+    live = LiveSettings(load_settings, clock=Clock(), on_change=runtime._configured)
+    try:
+        runtime._configured(live.get())
+        monkeypatch.setattr(sys, "stdout", proxy)
+        live.request_reload()
+        live.get()
+        structlog.get_logger("deskgate.test").warning("after the reload")
+        assert "after the reload" in started.getvalue()
+        assert proxy.getvalue() == ""
+    finally:  # the root handler configure_logging added comes off (as test_privacy.py does)
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if type(h).__name__ == "_RedactingHandler"]:
+            root.removeHandler(handler)
+        logging.captureWarnings(False)
