@@ -86,6 +86,7 @@ def desk_push(kind: str, desk: str) -> Any:
 
 def _push(kind: str, only: str | None) -> Any:
     ctx = _ctx()
+    settings = ctx.settings  # once: a reload between two reads would mix two configurations
     desk_kind = KINDS.get(kind)
     if desk_kind is None:
         abort(404, f"no webhook endpoint for {kind!r}")
@@ -94,12 +95,12 @@ def _push(kind: str, only: str | None) -> Any:
         headers=request.headers,  # read by name, not copied (connectors.ticketing.HeaderLookup)
         body=raw,
         now=time.time(),
-        tolerance_seconds=ctx.settings.webhook_tolerance_seconds,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
     )
     desk = next(
         (
             name
-            for name, cfg in ctx.settings.desks.items()
+            for name, cfg in settings.desks.items()
             if cfg.kind == kind
             and only in (None, name)
             and desk_kind.verify_push(
@@ -116,7 +117,7 @@ def _push(kind: str, only: str | None) -> Any:
         ticket_ids = desk_kind.pushed_ticket_ids(payload)
     except ValueError as exc:
         abort(400, str(exc))
-    tolerance = ctx.settings.webhook_tolerance_seconds
+    tolerance = settings.webhook_tolerance_seconds
     keys, ttl = desk_kind.push_keys(desk, request.headers, raw, payload, tolerance)
     tasks = [(START_VERIFICATION, [desk, ticket_id, "push"]) for ticket_id in ticket_ids]
     seen = [ctx.store.seen_key("push", key) for key, _ in keys]
@@ -130,7 +131,8 @@ def _push(kind: str, only: str | None) -> Any:
 @inbound.post("/webhooks/incode")
 def incode_webhook() -> Any:
     ctx = _ctx()
-    config = ctx.settings.incode
+    settings = ctx.settings  # once, as above
+    config = settings.incode
     raw = request.get_data(cache=False)
     headers = request.headers  # read by name, not copied (connectors.ticketing.HeaderLookup)
     secrets = _secrets(config.webhook_secret, config.webhook_previous_secret)
@@ -162,7 +164,7 @@ def incode_webhook() -> Any:
         log.warning(
             "incode webhook for an unknown session", session=interview_id, incode_event=event
         )
-        polls = [(POLL_DESK, [desk, True]) for desk in ctx.settings.desks]
+        polls = [(POLL_DESK, [desk, True]) for desk in settings.desks]
         recover = ctx.store.seen_key("recover", "desks")
         ctx.dispatcher.send_once(polls, [recover], RECOVER_POLL_SECONDS)
         mark("unknown_session")
