@@ -90,7 +90,7 @@ class Privacy:
                 "nor an e-mail address or phone number"
             )
         keys = [caps.requester_key(channel, given), *caps.previous_requester_keys(channel, given)]
-        return Person(given, frozenset(), frozenset(keys))
+        return Person(given.strip().lower(), frozenset(), frozenset(keys))
 
     def find(self, person: Person) -> Findings:
         found = Findings()
