@@ -52,6 +52,8 @@ def live_settings() -> LiveSettings:
     """This process's settings, loaded on first use (a bad configuration stops it, naming the
     field) and reloaded when their files change or on ``SIGHUP`` (``install_reload_signal``)."""
     global _live
+    if _live is not None:  # every task asks: no lock once it is there
+        return _live
     with _live_lock:
         if _live is None:
             _live = LiveSettings(load_settings, on_change=_configured)
