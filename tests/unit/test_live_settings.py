@@ -148,3 +148,4 @@ def test_a_reload_keeps_logging_on_the_stream_it_started_with(
         for handler in [h for h in root.handlers if type(h).__name__ == "_RedactingHandler"]:
             root.removeHandler(handler)
         logging.captureWarnings(False)
+        structlog.reset_defaults()  # later tests print through structlog's own default
