@@ -99,9 +99,16 @@ class IncodeConfig(_Strict):
     # /webhooks/incode/token with these client credentials. Off unless both are set.
     webhook_oauth_client_id: str | None = Field(default=None, min_length=1)
     webhook_oauth_client_secret: SecretStr | None = None
+    # Accepted beside the client secret while Incode's configuration moves to the new one.
+    webhook_oauth_client_previous_secret: SecretStr | None = None
     webhook_oauth_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
 
-    @field_validator("webhook_secret", "webhook_previous_secret", "webhook_oauth_client_secret")
+    @field_validator(
+        "webhook_secret",
+        "webhook_previous_secret",
+        "webhook_oauth_client_secret",
+        "webhook_oauth_client_previous_secret",
+    )
     @classmethod
     def _webhook_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
         # Every one of them is checked on a public endpoint, where a short one could be guessed.
@@ -113,6 +120,8 @@ class IncodeConfig(_Strict):
             raise ValueError(
                 "webhook_oauth_client_id and webhook_oauth_client_secret must be set together"
             )
+        if self.webhook_oauth_client_previous_secret and not self.webhook_oauth:
+            raise ValueError("webhook_oauth_client_previous_secret needs webhook_oauth_client_id")
         return self
 
     @property
@@ -295,6 +304,7 @@ class Settings(BaseSettings):
     # (unset or 0: no server). metrics_enabled = false records nothing (the benchmark's "off").
     metrics_enabled: bool = True
     metrics_token: SecretStr | None = None
+    metrics_previous_token: SecretStr | None = None  # accepted too while scrapers move over
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     # Seals Deskgate's gate notes (HMAC), so a note someone else wrote is never trusted when a
@@ -319,7 +329,9 @@ class Settings(BaseSettings):
         check_redis_url(value)  # a ValueError names the field and says what is wrong
         return value
 
-    @field_validator("note_secret", "note_previous_secret", "metrics_token")
+    @field_validator(
+        "note_secret", "note_previous_secret", "metrics_token", "metrics_previous_token"
+    )
     @classmethod
     def _note_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
         return _long_secret(value)
@@ -464,17 +476,21 @@ class SecretFiles(PydanticBaseSettingsSource):
             for part in parents:
                 node = node.setdefault(part, {})
             node.pop(leaf + FILE_SUFFIX.lower(), None)
-            node[leaf] = _read_secret(name, path)
+            value = _read_secret(name, path, optional="previous" in leaf)
+            if value:
+                node[leaf] = value
         return data
 
 
-def _read_secret(variable: str, path: str) -> str:
+def _read_secret(variable: str, path: str, optional: bool = False) -> str:
+    """The file's secret. An empty file is refused, except for a ``*_previous_*`` slot, where it
+    means "no previous secret" (its variable stays set between rotations: docs/operations.md)."""
     try:
         value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"{variable}={path}: cannot read the file ({reason})") from None
-    if not value:
+    if not value and not optional:
         raise ConfigError(f"{variable}={path}: the file is empty")
     return value
 

@@ -6,6 +6,7 @@ never call an outside API: they authenticate, parse, dedupe and enqueue ids, the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -27,14 +28,25 @@ from worker.audit.chain import Chain
 from worker.celery_app import TRANSPORT_OPTIONS
 from worker.dispatch import RedisDispatcher, queue_key
 from worker.lifecycle.store import Store
+from worker.live_settings import LiveSettings
 from worker.redis_client import connect
-from worker.runtime import current_settings
+from worker.runtime import live_settings
 
 log = structlog.get_logger("deskgate.webhooks")
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or current_settings()
+def _fixed(settings: Settings) -> Callable[[], Settings]:
+    return lambda: settings
+
+
+def create_app(settings: Settings | LiveSettings | None = None) -> Flask:
+    """The app for ``settings`` as given, or for settings re-read while it runs (a
+    ``LiveSettings``; by default this process's). What is built here (the Redis client, the
+    body limits) keeps the values it started with; the rest, secrets included, is read per
+    request."""
+    source = live_settings() if settings is None else settings
+    current = source.get if isinstance(source, LiveSettings) else _fixed(source)
+    settings = current()
     metrics.set_enabled(settings.metrics_enabled)
     initialise_metrics()
     app = Flask("deskgate")
@@ -48,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # transport builds a client per publish (worker/dispatch.py): the enqueue was half a request.
     key = queue_key(settings.queue, TRANSPORT_OPTIONS)
     dispatcher = RedisDispatcher(redis, settings.queue, key)
-    app.extensions["deskgate"] = Inbound(settings, store, dispatcher)
+    app.extensions["deskgate"] = Inbound(current, store, dispatcher)
     app.register_blueprint(inbound)
     app.register_blueprint(incode_oauth)
     app.register_blueprint(health)

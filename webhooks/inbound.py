@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,13 @@ RECOVER_POLL_SECONDS = 30
 
 @dataclass(frozen=True)
 class Inbound:
-    settings: Settings
+    current: Callable[[], Settings]  # re-read per request: secrets rotate without a restart
     store: Store
     dispatcher: RedisDispatcher
+
+    @property
+    def settings(self) -> Settings:
+        return self.current()
 
 
 def _ctx() -> Inbound:
@@ -65,7 +70,23 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 @inbound.post("/webhooks/<kind>")
 def ticketing_push(kind: str) -> Any:
+    """A push matched to the desk of ``kind`` whose secret verifies it."""
+    return _push(kind, None)
+
+
+@inbound.post("/webhooks/<kind>/<desk>")
+def desk_push(kind: str, desk: str) -> Any:
+    """A push to one desk's own endpoint, verified with that desk's secrets only: desks that
+    share a sender (two ServiceNow tables on one instance) cannot push as each other."""
+    cfg = _ctx().settings.desks.get(desk)
+    if cfg is None or cfg.kind != kind:
+        abort(404, f"no {kind} desk named {desk!r}")
+    return _push(kind, desk)
+
+
+def _push(kind: str, only: str | None) -> Any:
     ctx = _ctx()
+    settings = ctx.settings  # once: a reload between two reads would mix two configurations
     desk_kind = KINDS.get(kind)
     if desk_kind is None:
         abort(404, f"no webhook endpoint for {kind!r}")
@@ -74,13 +95,14 @@ def ticketing_push(kind: str) -> Any:
         headers=request.headers,  # read by name, not copied (connectors.ticketing.HeaderLookup)
         body=raw,
         now=time.time(),
-        tolerance_seconds=ctx.settings.webhook_tolerance_seconds,
+        tolerance_seconds=settings.webhook_tolerance_seconds,
     )
     desk = next(
         (
             name
-            for name, cfg in ctx.settings.desks.items()
+            for name, cfg in settings.desks.items()
             if cfg.kind == kind
+            and only in (None, name)
             and desk_kind.verify_push(
                 push, _secrets(cfg.webhook_secret, cfg.webhook_previous_secret)
             )
@@ -88,14 +110,14 @@ def ticketing_push(kind: str) -> Any:
         None,
     )
     if desk is None:
-        log.warning("push refused: bad signature", kind=kind)
+        log.warning("push refused: bad signature", kind=kind, desk=only)
         abort(401, "signature missing, invalid, or outside the timestamp window")
     payload = _json_object(raw)
     try:
         ticket_ids = desk_kind.pushed_ticket_ids(payload)
     except ValueError as exc:
         abort(400, str(exc))
-    tolerance = ctx.settings.webhook_tolerance_seconds
+    tolerance = settings.webhook_tolerance_seconds
     keys, ttl = desk_kind.push_keys(desk, request.headers, raw, payload, tolerance)
     tasks = [(START_VERIFICATION, [desk, ticket_id, "push"]) for ticket_id in ticket_ids]
     seen = [ctx.store.seen_key("push", key) for key, _ in keys]
@@ -109,7 +131,8 @@ def ticketing_push(kind: str) -> Any:
 @inbound.post("/webhooks/incode")
 def incode_webhook() -> Any:
     ctx = _ctx()
-    config = ctx.settings.incode
+    settings = ctx.settings  # once, as above
+    config = settings.incode
     raw = request.get_data(cache=False)
     headers = request.headers  # read by name, not copied (connectors.ticketing.HeaderLookup)
     secrets = _secrets(config.webhook_secret, config.webhook_previous_secret)
@@ -141,7 +164,7 @@ def incode_webhook() -> Any:
         log.warning(
             "incode webhook for an unknown session", session=interview_id, incode_event=event
         )
-        polls = [(POLL_DESK, [desk, True]) for desk in ctx.settings.desks]
+        polls = [(POLL_DESK, [desk, True]) for desk in settings.desks]
         recover = ctx.store.seen_key("recover", "desks")
         ctx.dispatcher.send_once(polls, [recover], RECOVER_POLL_SECONDS)
         mark("unknown_session")

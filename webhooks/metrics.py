@@ -49,6 +49,16 @@ REFUSALS = {
 # What views mark (``mark``): a 2xx that is not an acceptance.
 MARKS = ("duplicate", "ignored", "unknown_session")
 
+
+def endpoint_of(path: str) -> str:
+    """The endpoint label: a desk's own endpoint (``/webhooks/<kind>/<desk>``) counts as its
+    kind's, so the label values stay the kinds whatever desk name a caller makes up."""
+    if path in ENDPOINTS:
+        return ENDPOINTS[path]
+    kind, slash, _ = path.removeprefix("/webhooks/").partition("/")
+    return kind if slash and kind in KINDS else "other"
+
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -95,7 +105,7 @@ class DeliveryMetrics:
         path = environ.get("PATH_INFO", "")
         if not path.startswith("/webhooks/") or not metrics.enabled():
             return self.app(environ, start_response)
-        endpoint = ENDPOINTS.get(path, "other")
+        endpoint = endpoint_of(path)
 
         def counted(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
             try:
@@ -110,9 +120,12 @@ class DeliveryMetrics:
 
 @metrics_page.get("/metrics")
 def scrape() -> Response:
-    token = current_app.extensions["deskgate"].settings.metrics_token
-    if token is None:
+    settings = current_app.extensions["deskgate"].settings
+    if settings.metrics_token is None:
         abort(404, "metrics are off: set metrics_token to serve them")
-    if not matches_any(bearer_of(request.headers), [token.get_secret_value()]):
+    tokens = [
+        t.get_secret_value() for t in (settings.metrics_token, settings.metrics_previous_token) if t
+    ]
+    if not matches_any(bearer_of(request.headers), tokens):
         abort(401, "Authorization: Bearer <metrics_token> missing or wrong")
     return Response(generate_latest(metrics.scrape_registry()), mimetype=CONTENT_TYPE_LATEST)

@@ -7,7 +7,8 @@ base64(client_id:client_secret)`` to ``/webhooks/incode/token``, and sends the t
 Tokens live in Redis as ``p:wtok:<sha256(token)>`` -> the client id and a fingerprint of the
 client secret that minted it, expiring with the token: a Redis dump holds no usable token, every web
 worker accepts what any of them issued, and replacing the client or rotating its secret kills the
-tokens minted before (there is no previous OAuth secret: Incode simply asks for a new token).
+tokens minted before. During a rotation ``webhook_oauth_client_previous_secret`` is accepted too,
+and so are the tokens it minted, until it is removed.
 ``p:wtoks:<client>`` (a sorted set by expiry) keeps at most ``LIVE_TOKENS_PER_CLIENT``: minting one
 more revokes the oldest. The endpoint is rate limited per minute, overall (before the client is
 checked, so guessing is slow too) and per client (mints); over a limit: 429 with ``Retry-After``.
@@ -73,14 +74,18 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def binding(config: IncodeConfig) -> str:
-    """What a token is bound to: the client id and a fingerprint of its secret (an HMAC keyed by
-    the secret, so the stored value does not help anyone guess the secret)."""
-    secret = config.webhook_oauth_client_secret
-    if config.webhook_oauth_client_id is None or secret is None:
+def client_secrets(config: IncodeConfig) -> list[str]:
+    """The client secrets accepted now: the current one first, then the previous one."""
+    pair = (config.webhook_oauth_client_secret, config.webhook_oauth_client_previous_secret)
+    return [s.get_secret_value() for s in pair if s is not None]
+
+
+def binding(config: IncodeConfig, secret: str) -> str:
+    """What a token minted with ``secret`` is bound to: the client id and a fingerprint of the
+    secret (an HMAC keyed by it, so the stored value does not help anyone guess the secret)."""
+    if config.webhook_oauth_client_id is None or not secret:
         return ""
-    key = secret.get_secret_value().encode()
-    mac = hmac.new(key, b"deskgate webhook token binding", hashlib.sha256)
+    mac = hmac.new(secret.encode(), b"deskgate webhook token binding", hashlib.sha256)
     return f"{config.webhook_oauth_client_id} {mac.hexdigest()[:32]}"
 
 
@@ -130,19 +135,23 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
     return (client_id, secret) if colon else None
 
 
-def client_matches(presented: tuple[str, str], config: IncodeConfig) -> bool:
-    """Constant time. RFC 6749 §2.3.1 form-encodes both parts before Basic; Incode documents
-    plain ``client_id:client_secret``. Either spelling of the configured pair is accepted."""
-    if config.webhook_oauth_client_id is None or config.webhook_oauth_client_secret is None:
-        return False
+def client_matches(presented: tuple[str, str], config: IncodeConfig) -> str | None:
+    """The configured client secret (current or previous) ``presented`` authenticates with, or
+    None. Constant time: every secret is compared. RFC 6749 §2.3.1 form-encodes both parts before
+    Basic; Incode documents plain ``client_id:client_secret``. Either spelling is accepted."""
+    if config.webhook_oauth_client_id is None:
+        return None
     client_id = [config.webhook_oauth_client_id]
-    secret = [config.webhook_oauth_client_secret.get_secret_value()]
     given_id, given_secret = presented
-    raw = matches_any(given_id, client_id) & matches_any(given_secret, secret)
-    decoded = matches_any(unquote_plus(given_id), client_id) & matches_any(
-        unquote_plus(given_secret), secret
-    )
-    return raw | decoded
+    found = None
+    for secret in client_secrets(config):
+        raw = matches_any(given_id, client_id) & matches_any(given_secret, [secret])
+        decoded = matches_any(unquote_plus(given_id), client_id) & matches_any(
+            unquote_plus(given_secret), [secret]
+        )
+        if (raw | decoded) and found is None:
+            found = secret
+    return found
 
 
 def bearer_of(headers: HeaderLookup) -> str:
@@ -152,13 +161,13 @@ def bearer_of(headers: HeaderLookup) -> str:
 
 
 def bearer_valid(token: str, config: IncodeConfig) -> bool:
-    """A live token we issued to the client and secret configured now (a replaced client's or a
-    rotated secret's tokens die)."""
-    expected = binding(config)
-    if not token or not expected:
+    """A live token we issued to the client and a secret configured now (a replaced client's or a
+    retired secret's tokens die)."""
+    expected = [binding(config, secret) for secret in client_secrets(config)]
+    if not token or not any(expected):
         return False
     holder = _tokens().holder(token)
-    return holder is not None and matches_any(holder, [expected])
+    return holder is not None and matches_any(holder, expected)
 
 
 def _oauth_response(body: dict[str, Any], status: int = 200) -> Response:
@@ -194,7 +203,8 @@ def token() -> Response:
     # but never locks Incode out (a right client has its own limit below; its secret, 16
     # characters or more, is out of reach of guessing at this rate either way).
     presented = basic_credentials(request.headers.get("Authorization", ""))
-    if presented is None or not client_matches(presented, config):
+    secret = client_matches(presented, config) if presented is not None else None
+    if secret is None:
         wait = tokens.wait("failures", FAILURES_PER_MINUTE)
         if wait:
             log.warning("incode token request refused: rate limit", scope="failures")
@@ -214,6 +224,6 @@ def token() -> Response:
         log.warning("incode token request refused: rate limit", scope="client")
         return _slow_down(wait)
     ttl = config.webhook_oauth_token_ttl_seconds
-    issued = tokens.issue(client_id, binding(config), ttl, time.time())
+    issued = tokens.issue(client_id, binding(config, secret), ttl, time.time())
     log.info("incode webhook token issued", expires_in=ttl)
     return _oauth_response({"access_token": issued, "token_type": "Bearer", "expires_in": ttl})

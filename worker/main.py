@@ -4,7 +4,7 @@ the field."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Celery
@@ -13,10 +13,16 @@ from celery.signals import worker_ready, worker_shutdown
 from connectors.audit_sink import AuditSink
 from worker.audit import forwarder as audit_forwarder
 from worker.celery_app import make_celery
-from worker.runtime import current_settings, runtime
+from worker.runtime import current_settings, install_reload_signal, runtime
 
 app: Celery = make_celery(current_settings())
 _halt: list[Callable[[], None]] = []
+
+
+@worker_ready.connect
+def _reload_on_hangup(**_: Any) -> None:
+    """``SIGHUP`` reloads the settings (Celery's own handler would restart the worker instead)."""
+    install_reload_signal()
 
 
 @worker_ready.connect
@@ -26,7 +32,7 @@ def _forward_audit(**_: Any) -> None:
     if settings.audit_sink is None:
         return
     config = settings.audit_sink
-    sink = AuditSink(config)
+    sink = _ReloadingSink(AuditSink(config))
     # Another forwarder claims a batch only once its holder cannot still be backing off or
     # sending it (a send ends within twice its timeout: connectors/deadline.py).
     busy = config.retry_max_seconds + 2 * config.timeout_seconds + 10
@@ -40,6 +46,22 @@ def _forward_audit(**_: Any) -> None:
             claim_idle_ms=int(max(audit_forwarder.CLAIM_IDLE_MS, busy * 1000)),
         )
     )
+
+
+class _ReloadingSink:
+    """The SIEM sink of the settings now: a rotated token or HMAC secret is used from the next
+    batch on, without a restart (``worker.live_settings``). Removing ``audit_sink`` altogether
+    stops forwarding only at the next restart; until then the last sink is kept."""
+
+    def __init__(self, sink: AuditSink) -> None:
+        self.sink = sink
+
+    def send(self, events: Sequence[dict[str, Any]]) -> None:
+        config = current_settings().audit_sink
+        if config is not None and config is not self.sink.config:
+            old, self.sink = self.sink, AuditSink(config)
+            old.client.close()
+        self.sink.send(events)
 
 
 @worker_shutdown.connect

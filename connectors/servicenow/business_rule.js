@@ -12,9 +12,11 @@
  *              current.active == true && current.u_idv_required.changes() &&
  *              ["1"].indexOf(current.getValue('u_idv_required')) >= 0
  *
- * System properties it reads (setup creates both):
- *   deskgate.webhook_url     <public_url>/webhooks/servicenow
- *   deskgate.webhook_secret  type password2; the desk's DESKGATE_DESKS__<NAME>__WEBHOOK_SECRET
+ * System properties it reads, named after the record's table, so each desk (one table each) on
+ * an instance pushes to its own endpoint with its own secret (setup creates both):
+ *   deskgate.<table>.webhook_url     <public_url>/webhooks/servicenow/<desk>
+ *   deskgate.<table>.webhook_secret  type password2; DESKGATE_DESKS__<DESK>__WEBHOOK_SECRET
+ * Deskgate checks a push to a desk's endpoint with that desk's secret only.
  *
  * Signature (what Deskgate checks, connectors/servicenow/push.py):
  *   X-Deskgate-Timestamp: unix seconds
@@ -30,14 +32,16 @@
  * with shims of the Glide APIs it calls, and Deskgate's check accepts what it sends.
  */
 (function executeRule(current, previous /* null when async */) {
-    var url = gs.getProperty('deskgate.webhook_url');
-    var secret = gs.getProperty('deskgate.webhook_secret');
+    var table = current.getTableName();
+    var url = gs.getProperty('deskgate.' + table + '.webhook_url');
+    var secret = gs.getProperty('deskgate.' + table + '.webhook_secret');
     if (!url || !secret) {
-        gs.error('Deskgate: deskgate.webhook_url or deskgate.webhook_secret is not set');
+        gs.error('Deskgate: deskgate.' + table + '.webhook_url or deskgate.' + table +
+                 '.webhook_secret is not set');
         return;
     }
     var body = JSON.stringify({
-        table: current.getTableName(),
+        table: table,
         sys_id: current.getUniqueValue(),
         number: current.getValue('number'),
         event: 'flagged',

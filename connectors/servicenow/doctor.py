@@ -22,11 +22,11 @@ from connectors.servicenow.connector import describe_error, no_audit
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
 from connectors.servicenow.records import (
     DESKGATE_ROLE,
-    SECRET_PROPERTY,
-    URL_PROPERTY,
     Wanted,
     business_rule_script,
     rule_condition,
+    secret_property,
+    url_property,
     wanted,
     webhook_url,
 )
@@ -170,7 +170,7 @@ class _Doctor:
         expected_secret = (
             req.config.webhook_secret.get_secret_value() if req.config.webhook_secret else ""
         )
-        records = wanted(req.config, req.public_url or "", "")
+        records = wanted(req.desk, req.config, req.public_url or "", "")
         for record in records:
             if record.table == "sys_security_acl_role":
                 continue  # checked with its ACL
@@ -257,18 +257,19 @@ class _Doctor:
             self.add(name, Status.WARN, "public_url is not set: cannot compare",
                      "set public_url in Deskgate's config")  # fmt: skip
             return
-        want, got = webhook_url(self.req.public_url), str(row.get("value", ""))
+        want, got = webhook_url(self.req.public_url, self.req.desk), str(row.get("value", ""))
         if got != want:
+            prop = url_property(self.req.config.table)
             self.add(name, Status.FAIL, f"{got or '(empty)'} is not {want}",
-                     f"set {URL_PROPERTY} to {want}, or {self.fix_setup}")  # fmt: skip
+                     f"set {prop} to {want}, or {self.fix_setup}")  # fmt: skip
         else:
             self.add(name, Status.OK, got)
 
     def secret(self, name: str, row: dict[str, Any], expected: str) -> None:
-        env = secret_env(self.req.desk)
+        env, prop = secret_env(self.req.desk), secret_property(self.req.config.table)
         if not str(row.get("value", "")):
             self.add(name, Status.FAIL, "empty: the business rule sends nothing",
-                     f"set {SECRET_PROPERTY} to the value of {env}")  # fmt: skip
+                     f"set {prop} to the value of {env}")  # fmt: skip
             return
         _, _, recorded = str(row.get("description", "")).partition(FINGERPRINT)
         if not expected:
@@ -282,7 +283,7 @@ class _Doctor:
                 name,
                 Status.FAIL,
                 "its fingerprint does not match the desk's webhook_secret",
-                f"set {SECRET_PROPERTY} to the value of {env}, or {self.fix_setup}",
+                f"set {prop} to the value of {env}, or {self.fix_setup}",
             )
         else:
             self.add(name, Status.OK, "set; fingerprint matches the desk's webhook_secret")

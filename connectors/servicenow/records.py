@@ -29,8 +29,6 @@ from importlib import resources
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.ticketing import MARKERS
 
-URL_PROPERTY = "deskgate.webhook_url"
-SECRET_PROPERTY = "deskgate.webhook_secret"  # noqa: S105 (a property's name)
 RULE_NAME = "Deskgate identity verification push"
 UI_ACTION_NAME = "Request identity verification"
 UI_ACTION_ID = "deskgate_request_verification"
@@ -45,6 +43,17 @@ STATUS_LABELS = {
     "expired": "Expired",
     "error": "Error",
 }
+
+
+def url_property(table: str) -> str:
+    """The system property holding where the rule on ``table`` pushes. Named after the table,
+    so two desks on one instance (a table each) push to their own endpoints."""
+    return f"deskgate.{table}.webhook_url"
+
+
+def secret_property(table: str) -> str:
+    """The system property holding the key the rule on ``table`` signs with: its desk's own."""
+    return f"deskgate.{table}.webhook_secret"
 
 
 def script(name: str) -> str:
@@ -135,8 +144,9 @@ def ui_action_script(config: ServiceNowDeskConfig) -> str:
     )
 
 
-def webhook_url(public_url: str) -> str:
-    return public_url.rstrip("/") + WEBHOOK_ROUTE
+def webhook_url(public_url: str, desk: str) -> str:
+    """The desk's own endpoint: Deskgate checks a push there with that desk's secret only."""
+    return f"{public_url.rstrip('/')}{WEBHOOK_ROUTE}/{desk}"
 
 
 def roles_text(roles: list[str]) -> str:
@@ -211,7 +221,9 @@ def _choice(table: str, element: str, value: str, label: str, sequence: int) -> 
     return Wanted("sys_choice", "choice", f"{table}.{element}={value}", key, values)
 
 
-def wanted(config: ServiceNowDeskConfig, public_url: str, secret: str = "") -> list[Wanted]:
+def wanted(
+    desk: str, config: ServiceNowDeskConfig, public_url: str, secret: str = ""
+) -> list[Wanted]:
     """Everything the desk needs, in the order it must be made (fields before their choices,
     properties before the rule that reads them). ``secret`` fills the secret property's value
     (only ``--apply`` passes it; the update set leaves it empty)."""
@@ -240,17 +252,18 @@ def wanted(config: ServiceNowDeskConfig, public_url: str, secret: str = "") -> l
         "Only these roles may ask for an identity verification. Installed by `deskgate setup`.",
     )  # fmt: skip
     out.append(integration_user_role(config))
+    url_name, secret_name = url_property(table), secret_property(table)
     out.append(
         Wanted(
-            "sys_properties", "property", URL_PROPERTY, {"name": URL_PROPERTY},
-            {"name": URL_PROPERTY, "type": "string", "value": webhook_url(public_url),
+            "sys_properties", "property", url_name, {"name": url_name},
+            {"name": url_name, "type": "string", "value": webhook_url(public_url, desk),
              "description": "Where the Deskgate business rule pushes flagged records."},
         )
     )  # fmt: skip
     out.append(
         Wanted(
-            "sys_properties", "property", SECRET_PROPERTY, {"name": SECRET_PROPERTY},
-            {"name": SECRET_PROPERTY, "type": "password2", "value": secret,
+            "sys_properties", "property", secret_name, {"name": secret_name},
+            {"name": secret_name, "type": "password2", "value": secret,
              "description": "The key the Deskgate business rule signs its pushes with "
              "(the desk's webhook_secret in Deskgate)."},
             secret=True,

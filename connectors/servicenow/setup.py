@@ -26,9 +26,9 @@ from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import describe_error
 from connectors.servicenow.records import (
     DESKGATE_ROLE,
-    SECRET_PROPERTY,
     Wanted,
     integration_user_role,
+    secret_property,
     sys_id_for_name,
     wanted,
 )
@@ -55,8 +55,9 @@ def setup(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
     elif req.update_set is not None:
         changes.append(
             Change(
-                "property", SECRET_PROPERTY, Action.MANUAL,
-                f"once, after the first commit: create the system property {SECRET_PROPERTY} "
+                "property", secret_property(req.config.table), Action.MANUAL,
+                "once, after the first commit: create the system property "
+                f"{secret_property(req.config.table)} "
                 f"(type password2) with the value of {secret_env(req.desk)}, or run setup with "
                 "--apply; the update set never carries it, so importing it again keeps it",
             )
@@ -105,7 +106,7 @@ def _apply(req: SetupRequest[ServiceNowDeskConfig]) -> list[Change]:
         config.base, req.timeout, deadline=req.timeout * 3, auth=auth,
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     ) as client:  # fmt: skip
-        records = wanted(config, req.public_url, secret)
+        records = wanted(req.desk, config, req.public_url, secret)
         for record in records:
             if record.secret and not secret:
                 changes.append(

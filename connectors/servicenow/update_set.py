@@ -160,7 +160,7 @@ def render(
 ) -> bytes:
     """The update set for ``desk``, stamped ``unloaded`` (now if None); never the secret, nor
     its property, nor a user's role (see above)."""
-    records = [r for r in wanted(config, public_url) if r.in_update_set and not r.secret]
+    records = [r for r in wanted(desk, config, public_url) if r.in_update_set and not r.secret]
     set_id = sys_id_for("sys_remote_update_set", desk, config.table)
     unload = ET.Element("unload", unload_date=unloaded or now())
     remote = ET.SubElement(unload, "sys_remote_update_set", action="INSERT_OR_UPDATE")

@@ -31,7 +31,7 @@ def test_doctor_is_all_ok_and_a_second_setup_changes_nothing(stack: Stack) -> No
     assert [(c.name, c.status, c.fix) for c in checks if c.status != Status.OK] == []
     admin = AdminCredential(sim.admin_username, SecretStr(sim.admin_password))
     again = setup(SetupRequest(desk=DESK, config=config, public_url=stack.web_url, admin=admin))
-    assert len(again) == len(wanted(config, stack.web_url))
+    assert len(again) == len(wanted(DESK, config, stack.web_url))
     assert {c.action for c in again} == {Action.UNCHANGED}
 
 

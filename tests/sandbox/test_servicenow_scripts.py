@@ -164,8 +164,8 @@ def test_a_throwing_script_is_logged_and_changes_nothing() -> None:
 
 def test_the_shipped_rule_signs_what_deskgate_accepts() -> None:
     secret = "a-secret-with-ünïcode-and-length"
-    props = {"deskgate.webhook_url": "http://deskgate/webhooks/servicenow",
-             "deskgate.webhook_secret": secret}  # fmt: skip
+    props = {"deskgate.incident.webhook_url": "http://deskgate/webhooks/servicenow/acme",
+             "deskgate.incident.webhook_secret": secret}  # fmt: skip
     box = host(props)
     before = {**RECORD, "u_flag": ""}
     run(business_rule_script(), host=box, table="incident", record=RECORD, previous=before,

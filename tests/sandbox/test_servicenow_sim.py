@@ -512,12 +512,12 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[tuple[Receiver, str]]:
-    """Stands in for Deskgate's web app: records each push to ``/webhooks/servicenow``."""
+    """Stands in for Deskgate's web app: records each push to ``/webhooks/servicenow/<desk>``."""
     rec = Receiver()
     app = Flask("receiver")
 
-    @app.post("/webhooks/servicenow")
-    def hook() -> Response:
+    @app.post("/webhooks/servicenow/<desk>")  # the desk's own endpoint (records.webhook_url)
+    def hook(desk: str) -> Response:
         with rec.lock:
             rec.received.append((dict(request.headers), request.get_data()))
             status = rec.statuses.pop(0) if rec.statuses else 200
@@ -618,8 +618,8 @@ def test_execute_async_sends_later_than_the_rule_signed() -> None:
     arrived: list[tuple[float, str]] = []
     app = Flask("late")
 
-    @app.post("/webhooks/servicenow")
-    def hook() -> Response:
+    @app.post("/webhooks/servicenow/<desk>")  # the desk's own endpoint (records.webhook_url)
+    def hook(desk: str) -> Response:
         arrived.append((time.time(), request.headers["X-Deskgate-Timestamp"]))
         return Response(status=200)
 
@@ -649,7 +649,7 @@ def test_an_inactive_rule_or_an_unset_secret_pushes_nothing(
     rule = sn.api.get("/api/now/table/sys_script", auth=admin).json()["result"][0]
     secret = sn.api.get(
         "/api/now/table/sys_properties",
-        params={"sysparm_query": "name=deskgate.webhook_secret"}, auth=admin,
+        params={"sysparm_query": "name=deskgate.incident.webhook_secret"}, auth=admin,
     ).json()["result"][0]  # fmt: skip
     flagged = {FLAG_FIELD: next(iter(TRIGGERS))}
 
@@ -664,7 +664,7 @@ def test_an_inactive_rule_or_an_unset_secret_pushes_nothing(
     assert rec.received == []
     log = sn.api.get("/_sandbox/script_log").json()["log"]
     assert [e["level"] for e in log] == ["error"]  # the rule's own gs.error
-    assert "deskgate.webhook_secret is not set" in log[0]["message"]
+    assert "deskgate.incident.webhook_secret is not set" in log[0]["message"]
 
 
 def test_metadata_is_written_by_an_admin_only(sn: Sim) -> None:

@@ -163,6 +163,24 @@ def test_the_requester_key_is_keyed_so_a_guessed_number_cannot_be_checked(
     assert mine.requester_key("SMS", "+14155550100") != theirs.requester_key("SMS", "+14155550100")
 
 
+def test_a_rotated_note_secret_keeps_counting_the_links_sent_before_it(
+    redis: Redis[str],
+) -> None:
+    """The requester key is keyed by note_secret: rotating it used to start every cap afresh."""
+    old, new = "the-old-note-secret-16", "the-new-note-secret-16"
+    before = LinkCap(redis, "dgtest", Pseudonyms([old], "requester"))
+    for i in range(3):
+        take(before, f"v{i}", ticket=str(i))
+    after = LinkCap(redis, "dgtest", Pseudonyms([new, old], "requester"))  # the overlap
+    with pytest.raises(LinkCapReached) as reached:
+        take(after, "v3", ticket="3")
+    assert reached.value.scope == "requester"
+    old_key = f"dgtest:cap:who:{before.requester_key('EMAIL', 'jane@acme.test')}"
+    new_key = f"dgtest:cap:who:{after.requester_key('EMAIL', 'jane@acme.test')}"
+    assert not redis.exists(old_key)  # moved under the new key, with its life
+    assert redis.zcard(new_key) == 3 and redis.ttl(new_key) > 0
+
+
 def test_a_verification_asking_again_is_counted_once(cap: LinkCap, redis: Redis[str]) -> None:
     for _ in range(5):  # a retried task: Incode timed out, the task runs again
         take(cap, "v1")

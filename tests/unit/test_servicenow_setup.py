@@ -26,10 +26,10 @@ from connectors.servicenow.doctor import doctor
 from connectors.servicenow.records import (
     DESKGATE_ROLE,
     RULE_NAME,
-    SECRET_PROPERTY,
     UI_ACTION_NAME,
-    URL_PROPERTY,
     Wanted,
+    secret_property,
+    url_property,
     wanted,
 )
 from connectors.servicenow.setup import setup
@@ -77,6 +77,9 @@ def before_setup(sim: httpx.Client) -> None:
             sim.delete(f"/api/now/table/{table}/{row['sys_id']}").raise_for_status()
 
 
+URL_PROPERTY, SECRET_PROPERTY = url_property("incident"), secret_property("incident")
+
+
 def desk(server: Server, **overrides: Any) -> ServiceNowDeskConfig:
     return desk_at(server.url, **overrides)
 
@@ -98,7 +101,7 @@ def request(config: ServiceNowDeskConfig, **kwargs: Any) -> SetupRequest[Service
 
 def records(sim: httpx.Client) -> dict[str, dict[str, dict[str, str]]]:
     """Every metadata record setup makes, by table and sys_id, as the admin reads it."""
-    ours = {w.sys_id for w in wanted(desk_at(str(sim.base_url)), PUBLIC)}
+    ours = {w.sys_id for w in wanted("acme_sn", desk_at(str(sim.base_url)), PUBLIC)}
     out = {}
     for table in TABLES:
         rows = sim.get(f"/api/now/table/{table}").json()["result"]
@@ -117,7 +120,7 @@ def checks(config: ServiceNowDeskConfig, public_url: str | None = PUBLIC) -> dic
 
 def checked(config: ServiceNowDeskConfig) -> list[Wanted]:
     """What doctor checks a line each for (an ACL's roles are checked with the ACL)."""
-    return [w for w in wanted(config, PUBLIC) if w.table != "sys_security_acl_role"]
+    return [w for w in wanted("acme_sn", config, PUBLIC) if w.table != "sys_security_acl_role"]
 
 
 def failing(found: dict[str, Check]) -> dict[str, Check]:
@@ -174,7 +177,7 @@ def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
     [prop] = [u for u in updates if u.type == "System Property"]
     assert prop.table == ""
     assert prop.payload[0].findtext("name") == URL_PROPERTY
-    assert prop.payload[0].findtext("value") == f"{PUBLIC}/webhooks/servicenow"
+    assert prop.payload[0].findtext("value") == f"{PUBLIC}/webhooks/servicenow/acme_sn"
     assert SECRET.encode() not in first
     # The UI action: a form button on a saved record, for the roles that may ask.
     [action] = [u.payload[0] for u in updates if u.type == "UI Action"]
@@ -196,12 +199,14 @@ def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
     assert acls["incident.u_idv_request"]["itil"] == ""
     assert acls["incident.u_idv_status"]["deskgate"] in payload_ids(first)
     assert b"sys_user_has_role" not in first  # update sets carry no user's roles
-    # A desk on another table: its own fields, choices, ACLs, rule and action; the properties
-    # and the role are the instance's, shared by every desk on it.
+    # A desk on another table of the same instance: its own fields, choices, ACLs, rule,
+    # action and properties (its own endpoint and secret), so both desks push, each as itself;
+    # only the role is the instance's, shared by every desk on it.
     other = render("other_sn", desk(server, table="sc_req_item"), PUBLIC, UNLOADED)
-    shared = {u.payload[0].findtext("sys_id") for u in updates
-              if u.type in ("System Property", "Role")}  # fmt: skip
+    shared = {u.payload[0].findtext("sys_id") for u in updates if u.type == "Role"}
     assert payload_ids(first) & payload_ids(other) == shared
+    [other_prop] = [u for u in parse(other)[1] if u.type == "System Property"]
+    assert other_prop.payload[0].findtext("name") == url_property("sc_req_item")
 
 
 def test_setup_writes_the_file_once_and_names_the_manual_secret_step(
@@ -255,7 +260,7 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert applied["sys_properties"][secret]["value"] != ""
     assert SECRET not in str(applied)  # read back encrypted, never in clear
     # Every record but the integration user's role, which is no metadata.
-    assert sum(len(rows) for rows in applied.values()) == len(wanted(config, PUBLIC)) - 1
+    assert sum(len(rows) for rows in applied.values()) == len(wanted("acme_sn", config, PUBLIC)) - 1
     # Promoting (importing) the update set again later leaves the instance's secret as it is.
     again = sim.post(
         "/sys_upload.do",
@@ -304,7 +309,7 @@ def test_apply_creates_then_a_second_run_changes_nothing(server: Server, sim: ht
     assert {c.action for c in dry} == {Action.CREATE}
     assert records(sim)["sys_script"] == {}  # a dry run writes nothing
     first = setup(request(config))
-    assert [c.action for c in first] == [Action.CREATE] * len(wanted(config, PUBLIC))
+    assert [c.action for c in first] == [Action.CREATE] * len(wanted("acme_sn", config, PUBLIC))
     assert all(SECRET not in f"{c.name}{c.detail}" for c in first)
     second = setup(request(config))
     assert [(c.kind, c.action) for c in second] == [(c.kind, Action.UNCHANGED) for c in first]
@@ -427,7 +432,7 @@ def test_doctor_names_each_misconfiguration_with_its_fix(server: Server, sim: ht
     }
     url = found[f"property {URL_PROPERTY}"]
     assert url.status == "fail"
-    assert f"{PUBLIC}/webhooks/servicenow" in url.fix
+    assert f"{PUBLIC}/webhooks/servicenow/acme_sn" in url.fix
     assert "https://old.acme.test/hook" in url.detail
     assert found[f"business rule {RULE_NAME}"].detail == "inactive"
     assert "active" in found[f"business rule {RULE_NAME}"].fix
@@ -471,7 +476,9 @@ def test_the_docs_point_at_the_shipped_scripts_instead_of_a_copy() -> None:
         assert (root / "docs" / link).resolve().is_file()
     assert not list((root / "docs").glob("*.js"))  # no copy that could drift
     shipped = (root / "connectors" / "servicenow" / "business_rule.js").read_text()
-    rule = next(w for w in wanted(desk_at("http://x"), PUBLIC) if w.table == "sys_script")
+    rule = next(
+        w for w in wanted("acme_sn", desk_at("http://x"), PUBLIC) if w.table == "sys_script"
+    )
     assert rule.values["script"] == shipped
 
 

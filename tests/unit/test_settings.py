@@ -326,6 +326,18 @@ def test_a_secret_file_missing_or_empty_stops_start_up_naming_the_variable(
     assert cli.main(["check-config"]) != 0
 
 
+def test_an_empty_previous_slot_file_means_no_previous_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its variable stays set between rotations (docs/operations.md, "Rotating secrets")."""
+    example_config(monkeypatch)
+    monkeypatch.setenv("DESKGATE_NOTE_PREVIOUS_SECRET_FILE", str(secret_file(tmp_path, "\n")))
+    assert load_settings().note_previous_secret is None
+    (tmp_path / "secret").write_text("the-old-note-secret\n")
+    previous = load_settings().note_previous_secret
+    assert previous is not None and previous.get_secret_value() == "the-old-note-secret"
+
+
 def test_a_short_secret_from_a_file_is_refused_like_one_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

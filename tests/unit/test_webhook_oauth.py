@@ -148,7 +148,7 @@ def test_given_good_client_credentials_then_a_token_is_issued_and_stored_hashed(
     [key] = token_keys(redis)
     assert key == f"dgtest:wtok:{hashlib.sha256(token.encode()).hexdigest()}"
     stored = redis.get(key)
-    assert stored == binding(oauth_settings().incode)
+    assert stored == binding(oauth_settings().incode, CLIENT_SECRET)
     assert stored is not None and stored.startswith(f"{CLIENT_ID} ") and CLIENT_SECRET not in stored
     assert 0 < redis.ttl(key) <= 600
     assert json_body(ask_token(client, basic()))["access_token"] != token  # a fresh one each time
@@ -284,7 +284,7 @@ def test_rotating_the_client_secret_kills_the_tokens_it_minted(
     client: FlaskClient, redis: Redis[str], session: str
 ) -> None:
     """Finding 8: tokens used to be bound to the client id only, so they outlived a secret
-    rotated because it leaked. There is no previous OAuth secret: Incode asks for a new token."""
+    rotated because it leaked. Without the previous secret configured, Incode asks anew."""
     token = json_body(ask_token(client, basic()))["access_token"]
     rotated_secret = "a-brand-new-client-secret"
     rotated = create_app(oauth_settings(webhook_oauth_client_secret=rotated_secret)).test_client()
@@ -293,6 +293,35 @@ def test_rotating_the_client_secret_kills_the_tokens_it_minted(
     fresh = json_body(ask_token(rotated, basic(secret=rotated_secret)))["access_token"]
     assert hook(rotated, {"Authorization": f"Bearer {fresh}"}).status_code == 200
     assert hook(client, {"Authorization": f"Bearer {fresh}"}).status_code == 401  # and back
+
+
+def test_during_a_rotation_the_previous_client_secret_and_its_tokens_are_accepted(
+    client: FlaskClient, redis: Redis[str], session: str
+) -> None:
+    old_token = json_body(ask_token(client, basic()))["access_token"]
+    new_secret = "a-brand-new-client-secret"
+    overlap = create_app(
+        oauth_settings(
+            webhook_oauth_client_secret=new_secret,
+            webhook_oauth_client_previous_secret=CLIENT_SECRET,
+        )
+    ).test_client()
+    assert hook(overlap, {"Authorization": f"Bearer {old_token}"}).status_code == 200
+    from_old = json_body(ask_token(overlap, basic()))["access_token"]  # Incode not moved yet
+    from_new = json_body(ask_token(overlap, basic(secret=new_secret)))["access_token"]
+    assert ask_token(overlap, basic(secret="not-either-of-them-16")).status_code == 401
+    # The overlap ends: only the new secret and the tokens it minted still work.
+    after = create_app(oauth_settings(webhook_oauth_client_secret=new_secret)).test_client()
+    assert ask_token(after, basic()).status_code == 401
+    for token, status in ((old_token, 401), (from_old, 401), (from_new, 200)):
+        assert hook(after, {"Authorization": f"Bearer {token}"}).status_code == status
+
+
+def test_a_previous_client_secret_without_oauth_mode_stops_start_up() -> None:
+    data = settings_data()
+    data["incode"]["webhook_oauth_client_previous_secret"] = CLIENT_SECRET
+    with pytest.raises(ValueError, match="webhook_oauth_client_previous_secret"):
+        SETTINGS(**data)
 
 
 def test_minting_beyond_the_live_cap_revokes_the_oldest_tokens(

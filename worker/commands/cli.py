@@ -8,6 +8,8 @@ deskgate audit export        the audit trail as JSON lines or CSV (docs/audit.md
 deskgate audit sink-status   how far forwarding to the SIEM lags, and its failures
 deskgate audit resend        send the events the SIEM refused (set aside) again
 deskgate audit verify        check the audit trail's hash chain; names its first broken link
+deskgate privacy export      what Deskgate holds about one person, as JSON (docs/privacy.md)
+deskgate privacy erase       erase it (--dry-run: say what would go)
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
 deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
@@ -194,6 +196,28 @@ def _exec(args: list[str]) -> int:
     return 0  # not reached
 
 
+def _privacy(args: argparse.Namespace) -> int:
+    import json
+
+    from worker.commands.privacy import BadPerson, Privacy
+    from worker.redis_client import connect
+
+    settings = load_settings()
+    redis: Redis[str] = connect(settings.redis_url)
+    privacy = Privacy(redis, settings)
+    try:
+        person = privacy.person(args.person)
+    except BadPerson as exc:
+        print(f"--person: {exc}", file=sys.stderr)
+        return 2
+    if args.privacy_command == "export":
+        result = privacy.export(person)
+    else:
+        result = privacy.erase(person, dry_run=args.dry_run)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _audit_trail() -> tuple[report.EventSource, report.TrailCheck]:
     """The audit trail's reader for ``deskgate report`` (the configured Redis's stream), and
     whether the chain of what it read verified."""
@@ -285,6 +309,17 @@ def _main(argv: Sequence[str] | None) -> int:
     audit.add_parser("resend", help="send the events the SIEM refused (set aside) again")
     verify = audit.add_parser("verify", help="check the trail's hash chain (docs/audit.md)")
     verify.add_argument("--since", help="only from this time on (default: the trail's start)")
+    privacy = sub.add_parser("privacy", help="data-subject requests").add_subparsers(
+        dest="privacy_command", required=True
+    )
+    for name, help_text in (("export", "print what Deskgate holds about a person, as JSON"),
+                            ("erase", "erase what Deskgate holds about a person")):  # fmt: skip
+        request = privacy.add_parser(name, help=help_text)
+        request.add_argument(
+            "--person", required=True, help="<desk>:<requester id>, or an e-mail address or phone"
+        )
+        if name == "erase":
+            request.add_argument("--dry-run", action="store_true", help="change nothing")
     # It parses its own arguments (``deskgate report --help``).
     sub.add_parser("report", help="verifications and outcomes over a period", add_help=False)
     doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")
@@ -311,6 +346,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _check_config()
         if args.command == "audit":
             return _audit(args)
+        if args.command == "privacy":
+            return _privacy(args)
         if args.command == "doctor":
             return _doctor(args.json, args.desk)
         if args.command == "setup":

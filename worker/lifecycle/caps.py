@@ -14,6 +14,10 @@ asked:
 Counting and checking are one Lua script, so concurrent requests cannot both take the last
 place. A verification is counted once: asking Incode again for it (a retried task) takes no
 second place.
+
+A rotated ``note_secret`` changes the requester key. While the old secret is
+``note_previous_secret``, the set under its key is moved into the current one the next time the
+requester is counted, so a rotation resets no cap.
 """
 
 from __future__ import annotations
@@ -30,11 +34,18 @@ from worker.lifecycle.pseudonym import Pseudonyms
 # The longest window a desk may configure; older entries can never count, so they are pruned.
 MAX_WINDOW_SECONDS = 10080 * 60
 
-# KEYS: requester set, ticket set
+# KEYS: requester set, ticket set, then the requester's sets under previous secrets
 # ARGV: now, prune before, member, the two keys' TTLs, then per cap: its key (1 or 2), its
 # window (s), its limit
 # Returns {1} when counted (or counted before), else {0, binding cap's index, its entry's score}.
 _TAKE = """
+for i = 3, #KEYS do
+  local old = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
+  for j = 1, #old, 2 do redis.call('ZADD', KEYS[1], 'NX', old[j + 1], old[j]) end
+  local ttl = redis.call('TTL', KEYS[i])
+  if ttl > redis.call('TTL', KEYS[1]) then redis.call('EXPIRE', KEYS[1], ttl) end
+  redis.call('DEL', KEYS[i])
+end
 for i = 1, 2 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[2]) end
 if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return {1} end
 local now = tonumber(ARGV[1])
@@ -111,6 +122,11 @@ class LinkCapReached(Exception):
         return "link_cap" if self.window == "short" else "link_cap_long"
 
 
+def _normal(channel: str, destination: str) -> str:
+    value = destination.strip().lower()
+    return re.sub(r"[^\d+]", "", value) if channel == "SMS" else value
+
+
 def _span(minutes: int) -> str:
     if minutes % 60 == 0:
         hours = minutes // 60
@@ -128,10 +144,11 @@ class LinkCap:
         """One employee is one key however the address is written (case, phone punctuation).
         Keyed, so neither Redis nor the audit trail (which carries it, for a SIEM to group cap
         hits by person) gives an address or number away."""
-        value = destination.strip().lower()
-        if channel == "SMS":
-            value = re.sub(r"[^\d+]", "", value)
-        return self.hashes.of(channel, value)
+        return self.hashes.of(channel, _normal(channel, destination))
+
+    def previous_requester_keys(self, channel: str, destination: str) -> list[str]:
+        """The requester's keys under previous secrets (``note_previous_secret``)."""
+        return self.hashes.previous(channel, _normal(channel, destination))
 
     def take(
         self,
@@ -151,10 +168,12 @@ class LinkCap:
         for cap in caps:
             args += [_KEYS.index(cap.scope) + 1, cap.window_minutes * 60, cap.limit]
         script = self.redis.register_script(_TAKE)
+        who = f"{self.prefix}:cap:who:"
         result = script(
             keys=[
-                f"{self.prefix}:cap:who:{self.requester_key(channel, destination)}",
+                who + self.requester_key(channel, destination),
                 f"{self.prefix}:cap:ticket:{desk}:{ticket_id}",
+                *(who + key for key in self.previous_requester_keys(channel, destination)),
             ],
             args=args,
         )

@@ -51,13 +51,19 @@ class FirstSeen:
     def since(self, desk: str, requester: str, field: str, value: str, now: float) -> float:
         """When Deskgate first saw ``value`` in this requester's ``field`` (now, if it never
         did or the value changed since), recording this sighting."""
-        who = ("field", desk, requester, field)
         held = ("value", value.strip().lower())
-        keys = [self.hashes.of(*who), *self.hashes.previous(*who)]
         values = [self.hashes.of(*held), *self.hashes.previous(*held)]
         script = self.redis.register_script(_SEEN)
         at = script(
-            keys=[f"{self.prefix}:firstseen:{k}" for k in keys],
+            keys=self.keys(desk, requester, field),
             args=[repr(now), LEDGER_DAYS * 86400, *values],
         )
         return float(at)
+
+    def keys(self, desk: str, requester: str, field: str) -> list[str]:
+        """The entry's key under the current secret, then under each previous one."""
+        who = ("field", desk, requester, field)
+        return [
+            f"{self.prefix}:firstseen:{k}"
+            for k in (self.hashes.of(*who), *self.hashes.previous(*who))
+        ]

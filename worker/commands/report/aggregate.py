@@ -192,6 +192,8 @@ def build(
             continue  # about Deskgate's set-up, not a verification
         at = parse_time(event.get("time"))
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
+        if isinstance(kind, str) and kind.startswith("privacy."):
+            continue  # a data-subject request (worker/commands/privacy.py): of no verification
         if (
             event.get("schema") != SCHEMA
             or at is None
