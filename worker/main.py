@@ -11,6 +11,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from connectors.audit_sink import AuditSink
+from worker import metrics  # noqa: F401 - connects the metrics server to the worker's signals
 from worker.audit import forwarder as audit_forwarder
 from worker.celery_app import make_celery
 from worker.runtime import current_settings, install_reload_signal, runtime
