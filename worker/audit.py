@@ -32,7 +32,7 @@ SCHEMA = 1
 FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
-    "started_at", "sent_at", "state_at", "requester_key",
+    "started_at", "sent_at", "state_at", "requester_key", "actor",
 )  # fmt: skip
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
@@ -98,6 +98,10 @@ CODES = {
     "review_timeout": "Incode's manual review stayed undecided past the review timeout",
     "session_reused": "Incode handed out a session already recorded for another verification",
     "session_over": "Incode handed out a session that already had a result",
+    "hold_lifted": "someone took the ticket off hold before the result",
+    "marker_removed": "someone removed the pending marker before the result",
+    "marker_forged": "a verified marker Deskgate did not write (overturned to error)",
+    "requester_changed_after": "the requester changed after a verified outcome (overturned)",
 }
 
 Event = dict[str, Any]

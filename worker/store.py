@@ -21,6 +21,8 @@ Keys (``p`` is the configured prefix):
                               verifications in it, by when they entered it (for the metrics)
 - ``p:firstseen:<hash>``      when Deskgate first saw a requester's field value
                               (``worker.first_seen``)
+- ``p:marked:<desk>:<ticket>`` the verification whose final outcome Deskgate last wrote on the
+                              ticket (the marker audit's proof), expiring with the records
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -185,6 +187,7 @@ class Verification:
     origin: str = ""  # how it started: "push", "poll" or "recovery" (the audit trail's)
     sent_at: float = 0.0  # when Incode sent the link
     requester_key: str = ""  # who the link goes to, as a keyed hash (``LinkCap.requester_key``)
+    lifted_by: str = ""  # who took the gate off before the result, as the desk names agents
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -213,12 +216,12 @@ class Verification:
         same = ticket.requester_id == self.requester_id
         requester = "" if same else ticket.requester_id  # None (no requester) stays null
         fields = [ticket.version, ticket.status, ticket.marker, ticket.active, ticket.writable]
-        return json.dumps([*fields, requester], separators=(",", ":"))
+        return json.dumps([*fields, requester, ticket.held], separators=(",", ":"))
 
     def recall(self) -> Ticket | None:
         """The ticket ``remember`` stored, or None if nothing (or something unreadable) was."""
         try:
-            version, status, marker, active, writable, requester = json.loads(self.ticket)
+            version, status, marker, active, writable, requester, held = json.loads(self.ticket)
         except (ValueError, TypeError):
             return None
         return Ticket(
@@ -231,6 +234,7 @@ class Verification:
             writable=bool(writable),
             status=status,
             version=version,
+            held=bool(held),
         )
 
     @property
@@ -533,6 +537,25 @@ class Store:
             state_at=repr(state_at),
             detail=f"{'gate' if code == 'gate' else state.value} written on the ticket",
         )
+        if code == "outcome" and v.state in FINAL:
+            marked = self._key("marked", v.desk, v.ticket_id)
+            self.redis.set(marked, v.id, ex=self.retention)
+        self._append(fields)
+
+    def marked(self, desk: str, ticket_id: str) -> Verification | None:
+        """The verification whose final outcome Deskgate last wrote on the ticket, if recorded."""
+        vid = self.redis.get(self._key("marked", desk, ticket_id))
+        return self.get(vid) if vid else None
+
+    def ticket_event(
+        self, event: str, code: str, now: float, record: dict[str, Any], **fields: str
+    ) -> None:
+        """Audit what Deskgate found on a ticket (``ticket.gate_lifted``,
+        ``ticket.marker_overturned``): ``record`` is the verification's (``asdict``), or what
+        is known of the ticket when no verification is recorded."""
+        self._append(audit.entry(audit.head(event, now, code), _strings(record), **fields))
+
+    def _append(self, fields: dict[str, str]) -> None:
         self.redis.xadd(
             self.audit_key,
             fields,

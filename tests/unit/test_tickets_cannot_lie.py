@@ -1,0 +1,142 @@
+"""Tickets that cannot lie: a gate lifted before the result is recorded (and with
+``gate_enforcement = "restore"`` put back), and a verified marker Deskgate cannot prove it wrote
+is overturned. ``Flow`` on the in-memory desk of ``test_flow`` and a real Redis."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from redis import Redis
+
+from tests.unit.test_flow import DESK, HOUR, World, started, world
+from worker import notes
+from worker.lifecycle import State
+
+
+@pytest.fixture
+def w(redis: Redis[str]) -> World:
+    return world(redis)
+
+
+def events(w: World, kind: str) -> list[dict[str, str]]:
+    return [e for _, e in w.store.redis.xrange(w.store.audit_key) if e["event"] == kind]
+
+
+def test_a_hold_lifted_before_the_result_is_recorded_with_who_and_named_in_the_outcome(
+    w: World,
+) -> None:
+    vid = started(w)
+    w.desk.agent_edit("42", "agent-7001", status="open")  # the agent takes it off hold
+    w.flow.check(vid, "sweep")  # the sweep's look, before any result
+    lifted = events(w, "ticket.gate_lifted")
+    assert [(e["code"], e["actor"], e["verification"]) for e in lifted] == [
+        ("hold_lifted", "agent-7001", vid)
+    ]
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    assert "lifted" in w.note() and "agent-7001" in w.note()
+    assert len(events(w, "ticket.gate_lifted")) == 1  # recorded once (enforcement: record)
+    assert w.desk.tickets["42"].marker == "verified"
+
+
+def test_a_pending_marker_removed_while_the_result_comes_is_recorded_at_the_write(
+    w: World,
+) -> None:
+    """No sweep in between: the outcome write (against the ticket the gate write returned, so a
+    409 and a re-read) sees the marker gone."""
+    vid = started(w)
+    w.desk.agent_edit("42", "agent-9", marker=None)
+    w.incode.decision = "failed"
+    w.flow.check(vid, "webhook")
+    assert [(e["code"], e["actor"]) for e in events(w, "ticket.gate_lifted")] == [
+        ("marker_removed", "agent-9")
+    ]
+    assert "by agent-9" in w.note() and "FAILED" in w.note()
+
+
+def test_an_untouched_gate_records_nothing(w: World) -> None:
+    vid = started(w)
+    w.flow.check(vid, "sweep")
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    assert events(w, "ticket.gate_lifted") == [] and "lifted" not in w.note()
+
+
+def test_with_restore_the_gate_is_put_back_with_a_sealed_gate_note_saying_why(
+    redis: Redis[str],
+) -> None:
+    w = world(redis, gate_enforcement="restore")
+    vid = started(w)
+    w.desk.agent_edit("42", "agent-7001", status="open", marker=None)
+    w.flow.check(vid, "sweep")
+    ticket = w.desk.tickets["42"]
+    assert (ticket.marker, ticket.status, ticket.held) == ("pending", "hold", True)
+    assert "Deskgate put it back" in w.note() and "agent-7001" in w.note()
+    gate = notes.read_gate(w.note(), w.flow.seal, DESK, "42")  # recovery still trusts it
+    assert gate is not None and gate.verification == vid
+    # Lifted again: recorded again, and put back again.
+    w.desk.agent_edit("42", "agent-8", status="open")
+    w.flow.check(vid, "sweep")
+    assert [e["actor"] for e in events(w, "ticket.gate_lifted")] == ["agent-7001", "agent-8"]
+    assert w.desk.tickets["42"].held
+
+
+def test_a_verified_marker_set_by_hand_is_overturned_to_error(w: World) -> None:
+    w.desk.add("43")
+    w.desk.agent_edit("43", "agent-5", marker="verified")
+    assert w.flow.audit_markers(DESK) == 1
+    assert w.desk.tickets["43"].marker == "error"
+    assert "OVERTURNED" in w.note("43")
+    (overturned,) = events(w, "ticket.marker_overturned")
+    assert (overturned["code"], overturned["ticket"], overturned["requester"]) == (
+        "marker_forged", "#43", "u43"
+    )  # fmt: skip
+    assert w.flow.audit_markers(DESK) == 0  # nothing left to overturn
+
+
+def test_deskgates_own_verified_marker_stands_and_a_requester_changed_after_it_does_not(
+    w: World,
+) -> None:
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    assert w.flow.audit_markers(DESK) == 0 and w.desk.tickets["42"].marker == "verified"
+    w.desk.agent_edit("42", "agent-5", requester_id="u99")
+    assert w.flow.audit_markers(DESK) == 1
+    assert w.desk.tickets["42"].marker == "error"
+    (overturned,) = events(w, "ticket.marker_overturned")
+    assert (overturned["code"], overturned["verification"]) == ("requester_changed_after", vid)
+
+
+def test_after_the_record_expired_only_deskgates_sealed_outcome_note_proves_the_marker(
+    w: World,
+) -> None:
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    w.store.redis.delete(*w.store.redis.keys(f"{w.store.prefix}:*"))  # retention went by
+    assert w.flow.audit_markers(DESK) == 0  # its sealed note proves it
+    # The same note copied by an agent onto another ticket proves nothing there, nor does the
+    # note with its seal broken.
+    w.desk.add("44")
+    w.desk.agent_edit("44", "agent-5", marker="verified")
+    w.desk.notes["44"] = [("deskgate", w.note("42"))]
+    forged = w.note("42").replace(f"requester {w.desk.tickets['42'].requester_id}", "requester u44")
+    w.desk.add("45")
+    w.desk.agent_edit("45", "agent-5", marker="verified")
+    w.desk.notes["45"] = [("deskgate", forged)]
+    assert w.flow.audit_markers(DESK) == 2
+    assert w.desk.tickets["42"].marker == "verified"
+    assert w.desk.tickets["44"].marker == w.desk.tickets["45"].marker == "error"
+
+
+def test_a_verified_marker_whose_outcome_write_is_under_way_stands(w: World) -> None:
+    """The marker is on the ticket before ``ticket.written`` is recorded: the verification that
+    still holds the ticket (verified, outcome unwritten) vouches for it."""
+    vid = started(w)
+    v = w.store.get(vid)
+    assert v is not None
+    w.store.advance(v, State.VERIFIED, w.clock[0] + HOUR)
+    w.desk.tickets["42"] = replace(w.desk.tickets["42"], marker="verified")
+    assert w.flow.audit_markers(DESK) == 0
