@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from prometheus_client import REGISTRY
 from redis import Redis
 
+from config import metrics
 from tests.unit.test_flow import DESK, HOUR, World, started, world
-from worker import notes
+from worker import audit, notes
 from worker.lifecycle import State
 
 
@@ -140,3 +142,21 @@ def test_a_verified_marker_whose_outcome_write_is_under_way_stands(w: World) -> 
     w.store.advance(v, State.VERIFIED, w.clock[0] + HOUR)
     w.desk.tickets["42"] = replace(w.desk.tickets["42"], marker="verified")
     assert w.flow.audit_markers(DESK) == 0
+
+
+def test_lifted_gates_and_overturned_markers_are_counted_per_desk(w: World) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"desk": DESK, **labels}) or 0.0
+
+    lifted = sample("deskgate_gates_lifted_total")
+    forged = sample("deskgate_markers_overturned_total", code="marker_forged")
+    vid = started(w)
+    w.desk.agent_edit("42", "agent-1", status="open")
+    w.flow.check(vid, "sweep")
+    w.desk.add("43")
+    w.desk.agent_edit("43", "agent-1", marker="verified")
+    w.flow.audit_markers(DESK)
+    for _, entry in w.store.redis.xrange(w.store.audit_key):
+        metrics.observe(audit.event_of(entry))
+    assert sample("deskgate_gates_lifted_total") == lifted + 1
+    assert sample("deskgate_markers_overturned_total", code="marker_forged") == forged + 1
