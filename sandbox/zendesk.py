@@ -1731,10 +1731,35 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.get("/api/v2/tickets/<int:ticket_id>/audits")
     def list_audits(ticket_id: int) -> Response:
+        """Zendesk's List Audits for a Ticket: oldest first, 100 a page at most; with
+        ``page[size]`` cursor pagination (``page[after]``, ``meta.has_more``, ``links.next``),
+        as Zendesk's pagination guide documents it, otherwise one offset-style page."""
         audits = state.audits(ticket_id)
-        return _json(
-            {"audits": audits, "next_page": None, "previous_page": None, "count": len(audits)}
-        )
+        if "page[size]" not in request.args:
+            return _json(
+                {"audits": audits, "next_page": None, "previous_page": None, "count": len(audits)}
+            )
+        size = min(_page_number("page[size]", 100), 100)
+        after = request.args.get("page[after]")
+        start = 0
+        if after:
+            ids = [str(a["id"]) for a in audits]
+            if after not in ids:
+                raise ApiError(400, "InvalidPaginationParameter", "page[after] is not a cursor")
+            start = ids.index(after) + 1
+        found = audits[start : start + size]
+        more = start + size < len(audits)
+        links: dict[str, str | None] = {"prev": None, "next": None}
+        if more:
+            query = {k: v for k, v in request.args.items() if k != "page[after]"}
+            query["page[after]"] = str(found[-1]["id"])
+            links["next"] = f"{_base()}/api/v2/tickets/{ticket_id}/audits?{urlencode(query)}"
+        meta = {
+            "has_more": more,
+            "after_cursor": str(found[-1]["id"]) if found else None,
+            "before_cursor": str(found[0]["id"]) if found else None,
+        }
+        return _json({"audits": found, "meta": meta, "links": links})
 
     @app.get("/api/v2/tickets/<int:ticket_id>/tags")
     def show_tags(ticket_id: int) -> Response:
