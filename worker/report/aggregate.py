@@ -20,6 +20,10 @@ Definitions (docs/report.md says the same for readers):
   ``verification.recovered`` event.
 
 - abandoned = the ticket was deleted before an outcome; open = no outcome yet.
+- gates lifted = verifications whose gate someone lifted before the result
+  (``ticket.gate_lifted``), with the agents who did it most often (``actor``: a desk user id or
+  user name). Markers overturned = ``ticket.marker_overturned`` events in ``[since, until)``, per
+  desk and code: a forged marker has no verification to count under.
 
 Memory: one small record per verification in the period (redelivered events and overturned
 results need it) and one float per verified one, so the percentiles are exact (nearest rank)
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -44,12 +48,14 @@ DAY_KEYS = (*OUTCOMES, "abandoned", "open")
 LINK_CAPS = frozenset({"link_cap", "link_cap_long"})
 REQUESTED, RECOVERED = "verification.requested", "verification.recovered"
 REVIEW, ABANDONED = "verification.review", "verification.abandoned"
+LIFTED, OVERTURNED = "ticket.gate_lifted", "ticket.marker_overturned"
+TOP_ACTORS = 5
 _FINAL = {f"verification.{o}": o for o in OUTCOMES}
 # One bit per verification event: a redelivered event (same kind, same verification) is seen once.
 _KINDS = {
     name: 1 << i
     for i, name in enumerate(
-        (REQUESTED, RECOVERED, "verification.sent", REVIEW, ABANDONED, *_FINAL)
+        (REQUESTED, RECOVERED, "verification.sent", REVIEW, ABANDONED, *_FINAL, LIFTED)
     )
 }
 # Time-to-verify histogram: upper bounds in seconds (the last bucket is open-ended).
@@ -68,6 +74,7 @@ class _Verification:
     abandoned: bool = False
     review: bool = False
     recovered: bool = False
+    lifted_by: str = ""  # who lifted its gate before the result (the first lift), if anyone
 
     @property
     def standing(self) -> str:
@@ -93,6 +100,8 @@ class Stats:
     timed: int = 0  # verified verifications with a time to verify
     p50_seconds: float | None = None
     p90_seconds: float | None = None
+    gates_lifted: int = 0  # verifications whose gate was lifted before the result
+    lifted_by: tuple[tuple[str, int], ...] = ()  # the agents who lifted most, most first
 
     @property
     def finished(self) -> int:
@@ -132,6 +141,13 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class Overturned:
+    desk: str
+    code: str  # marker_forged, requester_changed_after
+    count: int
+
+
+@dataclass(frozen=True)
 class Report:
     since: datetime
     until: datetime
@@ -141,6 +157,7 @@ class Report:
     days: tuple[Day, ...]
     histogram: tuple[Bucket, ...]
     skipped: int  # events that were not schema-1 audit events (wrong version, missing fields)
+    overturned: tuple[Overturned, ...] = ()  # markers overturned in the period, by desk and code
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -180,9 +197,17 @@ def build(
     # One copy of each group key and day for all the verifications that share it.
     shared: dict[Any, Any] = {}
     skipped = 0
+    overturned: Counter[tuple[str, str]] = Counter()
+    overturns_seen: set[str] = set()
     for event in events:
         kind = event.get("event")
         at = parse_time(event.get("time"))
+        if kind == OVERTURNED and event.get("schema") == SCHEMA and at is not None:
+            where, eid = str(event.get("desk") or ""), str(event.get("id") or "")
+            if lo <= at.timestamp() < hi and desk in (None, where) and eid not in overturns_seen:
+                overturns_seen.add(eid)  # a second delivery of the same event counts once
+                overturned[(where, str(event.get("code") or "unknown"))] += 1
+            continue
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
         if (
             event.get("schema") != SCHEMA
@@ -218,17 +243,23 @@ def build(
             v.review = True
         elif kind == ABANDONED:
             v.abandoned = True
+        elif kind == LIFTED:
+            v.lifted_by = str(event.get("actor") or "unknown")
         elif kind in _FINAL:
             v.outcome = _FINAL[kind]
             v.code = str(event.get("code") or "")
             v.verified_at = at.timestamp() if v.outcome == "verified" else None
-    return _summarise(seen.values(), since, until, desk, skipped)
+    report = _summarise(seen.values(), since, until, desk, skipped)
+    return replace(
+        report, overturned=tuple(Overturned(d, c, n) for (d, c), n in sorted(overturned.items()))
+    )
 
 
 @dataclass
 class _Tally:
     counts: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    lifters: Counter[str] = field(default_factory=Counter)
     durations: list[float] = field(default_factory=list)
 
     def add(self, v: _Verification) -> None:
@@ -236,6 +267,8 @@ class _Tally:
         self.counts[v.standing] += 1
         self.counts["review"] += v.review
         self.counts["recoveries"] += v.recovered
+        if v.lifted_by:
+            self.lifters[v.lifted_by] += 1
         if v.outcome == "error":
             self.errors[v.code or "unknown"] += 1
             self.counts["link_caps"] += v.code in LINK_CAPS
@@ -262,6 +295,10 @@ class _Tally:
             timed=len(ordered),
             p50_seconds=percentile(ordered, 0.5),
             p90_seconds=percentile(ordered, 0.9),
+            gates_lifted=self.lifters.total(),
+            lifted_by=tuple(
+                sorted(self.lifters.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ACTORS]
+            ),
         )
 
 
