@@ -133,7 +133,7 @@ def _play(stack: Stack, desk: DeskDriver, case: Case) -> None:
         return
     session = stack.sessions(case.email)[0]["interviewId"]
     steps = [s for s in case.outcome.split("+") if s != "nothing"]
-    if steps[0] == "lifted":  # an agent gets on with the work before the result
+    if steps[:1] == ["lifted"]:  # an agent gets on with the work before the result
         case.actor = desk.lift_gate(case.ticket)
         steps = steps[1:]
     for step in steps:
@@ -157,6 +157,7 @@ def _timeline(desk: DeskDriver, case: Case) -> list[str]:
     ]
     for note in desk.notes(case.ticket):
         lines.append(f"    note: {note.splitlines()[0]}")
+        lines += [f"          {line}" for line in note.splitlines() if "was lifted" in line]
     lines.append(f"    status: {view.status}   marker: {view.marker}")
     return lines
 

@@ -100,8 +100,8 @@ CODES = {
     "session_over": "Incode handed out a session that already had a result",
     "hold_lifted": "someone took the ticket off hold before the result",
     "marker_removed": "someone removed the pending marker before the result",
-    "marker_forged": "a verified marker Deskgate did not write (overturned to error)",
-    "requester_changed_after": "the requester changed after a verified outcome (overturned)",
+    "marker_forged": "a verified marker Deskgate did not write",
+    "requester_changed_after": "the requester changed after a verified outcome",
 }
 
 Event = dict[str, Any]
