@@ -16,6 +16,8 @@ from dataclasses import asdict, replace
 
 import structlog
 
+from config.privacy import scrub
+from connectors.http import Fatal
 from connectors.ticketing import OPEN_MARKERS, Desk, Ticket
 from worker import notes
 from worker.lifecycle import FINAL, State
@@ -53,7 +55,7 @@ class GateWatch:
         how = lifted(v, ticket)
         if not how or (v.lifted_by and not restore):
             return v, ticket
-        actor = desk.gate_lifted_by(ticket) or UNKNOWN_ACTOR
+        actor = self._actor(desk, ticket)
         self.store.update(v.id, lifted_by=actor)
         v = replace(v, lifted_by=actor)
         self.store.ticket_event(
@@ -64,6 +66,18 @@ class GateWatch:
         if restore:
             ticket = self._restore(desk, v, ticket, now)
         return v, ticket
+
+    @staticmethod
+    def _actor(desk: Desk, ticket: Ticket) -> str:
+        """Who lifted it, as the desk names its agents. A user name may be an e-mail address
+        (ServiceNow's often are): masked, as everywhere. A history Deskgate may not read
+        (refused) leaves the actor unknown rather than the lift unrecorded."""
+        try:
+            found = desk.gate_lifted_by(ticket)
+        except Fatal as exc:
+            log.warning("the desk's history of the ticket could not be read", error=str(exc))
+            found = None
+        return scrub(found) if found else UNKNOWN_ACTOR
 
     def _restore(self, desk: Desk, v: Verification, ticket: Ticket, now: float) -> Ticket:
         why = (

@@ -78,17 +78,21 @@ class MarkerAudit:
             )
             if v is not None
         ]
+        newest = ""
+        if not recorded:  # written before the ``marked`` index existed, or the records expired
+            newest = next(iter(desk.own_notes(ticket, notes.VERIFICATION_LINE)), "")
+            named = self.store.get(notes.verification_of(newest) or "-")
+            if named is not None and (named.desk, named.ticket_id) == (desk_name, ticket.id):
+                recorded = [named]
+        if not recorded:
+            requester = notes.sealed_outcome(newest, self.seal, desk_name, ticket.id, CHECKED)
+            if requester is None:
+                return "marker_forged", None
+            return _for_requester_now(requester, ticket), None
         verified = next((v for v in recorded if v.state == State.VERIFIED), None)
-        if verified is not None:
-            same = verified.requester_id == (ticket.requester_id or "")
-            return ("" if same else "requester_changed_after"), verified
-        if recorded:  # Deskgate's last outcome on this ticket was not verified
+        if verified is None:  # Deskgate's last outcome on this ticket was not verified
             return "marker_forged", recorded[0]
-        newest = next(iter(desk.own_notes(ticket, notes.VERIFICATION_LINE)), "")
-        requester = notes.sealed_outcome(newest, self.seal, desk_name, ticket.id, CHECKED)
-        if requester is None:
-            return "marker_forged", None
-        return ("" if requester == (ticket.requester_id or "") else "requester_changed_after"), None
+        return _for_requester_now(verified.requester_id, ticket), verified
 
     def _overturn(
         self, desk_name: str, desk: Desk, ticket: Ticket, code: str, v: Verification | None,
@@ -122,3 +126,7 @@ class MarkerAudit:
         self.store.ticket_event("ticket.marker_overturned", code, now, record)
         log.warning("verified marker overturned", why=code, ticket=ticket.display_id)
         return 1
+
+
+def _for_requester_now(verified_requester: str, ticket: Ticket) -> str:
+    return "" if verified_requester == (ticket.requester_id or "") else "requester_changed_after"

@@ -11,8 +11,10 @@ from prometheus_client import REGISTRY
 from redis import Redis
 
 from config import metrics
+from connectors.http import Fatal
 from tests.unit.test_flow import DESK, HOUR, World, started, world
 from worker import audit, notes
+from worker.gate_watch import UNKNOWN_ACTOR
 from worker.lifecycle import State
 
 
@@ -160,3 +162,41 @@ def test_lifted_gates_and_overturned_markers_are_counted_per_desk(w: World) -> N
         metrics.observe(audit.event_of(entry))
     assert sample("deskgate_gates_lifted_total") == lifted + 1
     assert sample("deskgate_markers_overturned_total", code="marker_forged") == forged + 1
+
+
+def test_an_actor_named_by_an_address_is_masked_and_an_unreadable_history_names_no_one(
+    redis: Redis[str],
+) -> None:
+    """ServiceNow user names are often e-mail addresses: never one in the trail or a note. A
+    desk refusing its history (an ACL) leaves the lift recorded, its actor unknown."""
+    w = world(redis, gate_enforcement="restore")
+    vid = started(w)
+    w.desk.agent_edit("42", "mallory.agent@acme.test", status="open")
+    w.flow.check(vid, "sweep")
+    w.desk.agent_edit("42", "x", status="open")
+
+    def refused(ticket: object) -> str | None:
+        raise Fatal("desk", "no read on sys_audit", 403)
+
+    w.desk.gate_lifted_by = refused  # type: ignore[method-assign]
+    w.flow.check(vid, "sweep")
+    actors = [e["actor"] for e in events(w, "ticket.gate_lifted")]
+    assert actors == ["m***@acme.test", UNKNOWN_ACTOR]
+    assert all("mallory.agent@" not in text for _, text in w.desk.notes["42"])
+
+
+def test_a_marker_written_before_the_marked_index_is_proven_by_the_record_its_note_names(
+    w: World,
+) -> None:
+    """Outcomes written before this version left no ``marked`` index (and no seal): the record
+    the newest Deskgate note names, while it is kept, proves the marker."""
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    w.store.redis.delete(f"{w.store.prefix}:marked:{DESK}:42")
+    w.desk.notes["42"][-1] = ("deskgate", w.note().split("\nSeal:")[0])  # an unsealed note
+    assert w.flow.audit_markers(DESK) == 0
+    w.desk.agent_edit("42", "agent-5", requester_id="u99")
+    assert w.flow.audit_markers(DESK) == 1
+    (overturned,) = events(w, "ticket.marker_overturned")
+    assert (overturned["code"], overturned["verification"]) == ("requester_changed_after", vid)
