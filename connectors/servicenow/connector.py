@@ -37,6 +37,7 @@ AUDITED_FOR = 600.0
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
 JOURNAL_FIELDS = ("work_notes", "comments")  # written as journal entries, never on the record
+SCAN_LAG = 60.0  # seconds a complete marker scan looks back on its next run
 
 
 def describe_error(response: httpx.Response) -> str:
@@ -117,10 +118,17 @@ class ServiceNowConnector:
         return found, None if done else cursor
 
     def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
-        """The same keyset scan; its cursor is kept when the scan is complete, so the next call
-        reads only records updated since."""
+        """The same keyset scan. A complete scan's cursor is kept as a time alone, a minute
+        before the newest change read: the next call reads from there on, so a record changed
+        in the same second but ordered before the last one read, or committed late, is not
+        missed (re-reading a few is harmless)."""
         query = f"{self.config.flag_query}^{self.config.status_field}={marker}"
-        found, after, _ = self._keyset(query, cursor)
+        found, after, done = self._keyset(query, cursor)
+        if done and after:
+            newest = _instant(after.partition("|")[0])
+            if newest is not None:
+                moment = datetime.fromtimestamp(newest - SCAN_LAG, UTC)
+                after = moment.strftime(TIME_FORMAT)
         return found, after or ""
 
     def _keyset(self, base: str, cursor: str | None) -> tuple[list[str], str | None, bool]:
@@ -131,7 +139,9 @@ class ServiceNowConnector:
         found: list[str] = []
         for _ in range(PAGES_PER_POLL):
             query = base
-            if cursor:
+            if cursor and "|" not in cursor:  # a time alone: from then on
+                query = f"{base}^sys_updated_on>={cursor}"
+            elif cursor:
                 stamp, _, last = cursor.partition("|")
                 query = (
                     f"{base}^sys_updated_on>{stamp}^NQ{base}^sys_updated_on={stamp}^sys_id>{last}"
