@@ -73,8 +73,9 @@ class Seal:
             self._outcome_message(v.desk, v.ticket_id, v.id, v.requester_id, v.state.value),
         )
 
-    def valid_outcome(self, desk: str, ticket_id: str, vid: str, requester: str, state: str,
-                      seal: str) -> bool:  # fmt: skip
+    def valid_outcome(
+        self, desk: str, ticket_id: str, vid: str, requester: str, state: str, seal: str
+    ) -> bool:
         message = self._outcome_message(desk, ticket_id, vid, requester, state)
         return matches_any(seal, [self._mac(k, message) for k in self._keys])
 

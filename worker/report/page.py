@@ -142,7 +142,8 @@ def _tampering(report: Report) -> str:
     )
     overturned = "".join(
         f'<tr><th scope="row" class="text">{escape(o.desk)}</th>'
-        f'<td class="text"><code>{escape(o.code)}</code> {escape(error_label(o.code))}</td>'
+        f'<td class="text"><code>{escape(o.code)}</code></td>'
+        f'<td class="text">{escape(error_label(o.code))}</td>'
         f"<td>{_n(o.count)}</td></tr>"
         for o in report.overturned
     )
@@ -159,8 +160,9 @@ def _tampering(report: Report) -> str:
         )
         + (
             "<table><caption>Verified markers Deskgate did not write, set to error."
-            '</caption><thead><tr><th scope="col">Desk</th><th scope="col" class="text">Why'
-            f'</th><th scope="col">Markers</th></tr></thead><tbody>{overturned}</tbody></table>'
+            '</caption><thead><tr><th scope="col">Desk</th><th scope="col" class="text">Code'
+            '</th><th scope="col" class="text">What it means</th><th scope="col">Markers</th>'
+            f"</tr></thead><tbody>{overturned}</tbody></table>"
             if overturned
             else ""
         )
