@@ -1,7 +1,8 @@
 """A faithful Zendesk Support API simulator, served as a real HTTP server.
 
 It mimics what Deskgate relies on: API-token Basic auth, the ``{"ticket": ...}`` envelopes and
-Zendesk's error bodies, the ``.json`` suffix, ticket updates with audits, the non-destructive tag
+Zendesk's error bodies, the ``.json`` suffix, ticket updates with audits (one per update, by its
+author, listed oldest first with cursor pagination), the non-destructive tag
 operations, Safe Update (409), the closed-ticket rule (422), the search query subset with its
 1,000-result cap, and triggers in Zendesk's own shape (``/api/v2/triggers``), evaluated on every
 ticket create and update as Zendesk does, whose ``notification_webhook`` actions POST to the
