@@ -4,14 +4,26 @@ overturned to error by the marker audit."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
+
 import pytest
+from redis import Redis
 
 from sandbox.driver import DeskDriver
+from sandbox.options import StackOptions
+from sandbox.registry import DESKS
+from sandbox.retention import keys_without_ttl
+from sandbox.servicenow_driver import DESK as SERVICENOW
 from sandbox.stack import Stack, wait_for
+from sandbox.zendesk_driver import DESK as ZENDESK
+from tests.e2e.conftest import E2E_REDIS_URL
 from tests.e2e.test_lifecycle import WAIT, flagged_ticket
-from worker.dispatch import AUDIT_MARKERS
+from worker.dispatch import AUDIT_MARKERS, SWEEP
 
 pytestmark = pytest.mark.e2e
+DESK_NAMES = (ZENDESK, SERVICENOW)  # the desks' names in the stack's configuration
 
 
 def audit_events(stack: Stack, kind: str, ticket_display: str) -> list[dict[str, str]]:
@@ -63,3 +75,44 @@ def test_deskgates_own_verified_marker_survives_the_marker_audit(
     wait_for(lambda: stack.redis.get(cursor) not in (None, before), WAIT, "the marker audit")
     assert desk.view(ticket).marker == "verified"
     assert audit_events(stack, "ticket.marker_overturned", desk.view(ticket).display) == []
+
+
+@pytest.fixture(scope="module")
+def restoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own whose desks enforce the gate (``gate_enforcement = "restore"``)."""
+    run = f"rst{os.getpid()}"
+    env = {f"DESKGATE_DESKS__{desk.upper()}__GATE_ENFORCEMENT": "restore" for desk in DESK_NAMES}
+    options = StackOptions(
+        redis_url=E2E_REDIS_URL, key_prefix=run, queue=f"deskgate-{run}", worker_concurrency=4,
+        extra_env=env,
+    )  # fmt: skip
+    with Stack(options, workdir=tmp_path_factory.mktemp("restoring")) as running:
+        yield running
+    redis: Redis[str] = Redis.from_url(E2E_REDIS_URL, decode_responses=True)
+    try:
+        assert not keys_without_ttl(redis, run)
+    finally:
+        redis.delete(*redis.scan_iter(f"{run}:*"), options.queue)
+        redis.close()
+
+
+@pytest.mark.parametrize("kind", DESKS)
+def test_with_restore_the_sweeps_next_look_puts_a_lifted_hold_back_until_the_result(
+    restoring: Stack, kind: str
+) -> None:
+    desk = restoring.driver(kind)
+    employee = f"restored.{kind}@acme.test"
+    restoring.enrol(employee)
+    ticket, session = flagged_ticket(restoring, desk, employee)
+    who = desk.lift_gate(ticket)
+    assert not desk.view(ticket).held
+    # The sweep's next look (reconciliation is due reconcile_after_seconds after the gate).
+    restoring.send_task(SWEEP, time.time() + restoring.options.reconcile_after_seconds + 1)
+    wait_for(lambda: desk.view(ticket).held, WAIT, "the hold put back")
+    restored = desk.notes(ticket)[-1]
+    assert f"lifted before the result, by {who}; Deskgate put it back" in restored
+    assert desk.view(ticket).marker == "pending"
+    restoring.complete(session["interviewId"], "pass")
+    wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
+    assert not desk.view(ticket).held  # the result releases the hold Deskgate put back
+    assert f"before the result, by {who}" in desk.notes(ticket)[-1]
