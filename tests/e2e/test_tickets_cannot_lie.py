@@ -116,3 +116,17 @@ def test_with_restore_the_sweeps_next_look_puts_a_lifted_hold_back_until_the_res
     wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
     assert not desk.view(ticket).held  # the result releases the hold Deskgate put back
     assert f"before the result, by {who}" in desk.notes(ticket)[-1]
+
+
+def test_a_requester_changed_after_a_verified_outcome_is_overturned_by_the_marker_audit(
+    stack: Stack, desk: DeskDriver, employee: str
+) -> None:
+    ticket, session = flagged_ticket(stack, desk, employee)
+    stack.complete(session["interviewId"], "pass")
+    wait_for(lambda: desk.view(ticket).marker == "verified", WAIT, "the verified marker")
+    desk.change_requester(ticket, "Mallory Caller", f"mallory.{ticket}@evil.test")
+    stack.send_task(AUDIT_MARKERS, desk.desk)
+    wait_for(lambda: desk.view(ticket).marker == "error", WAIT, "the marker overturned")
+    assert "requester changed after Deskgate wrote its verified outcome" in desk.notes(ticket)[-1]
+    [event] = audit_events(stack, "ticket.marker_overturned", desk.view(ticket).display)
+    assert event["code"] == "requester_changed_after" and "@" not in event["requester"]
