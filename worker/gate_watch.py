@@ -27,6 +27,7 @@ log = structlog.get_logger("deskgate.gate_watch")
 
 WATCHED = frozenset({State.SENT, State.REVIEW})  # the gate is on the ticket until the result
 UNKNOWN_ACTOR = "someone the desk does not name"
+ACTOR_LENGTH = 80
 
 Write = Callable[[Desk, Ticket, Callable[[Ticket], Ticket]], Ticket]
 
@@ -69,15 +70,18 @@ class GateWatch:
 
     @staticmethod
     def _actor(desk: Desk, ticket: Ticket) -> str:
-        """Who lifted it, as the desk names its agents. A user name may be an e-mail address
-        (ServiceNow's often are): masked, as everywhere. A history Deskgate may not read
-        (refused) leaves the actor unknown rather than the lift unrecorded."""
+        """Who lifted it, as the desk names its agents, on one line. A user name may be an
+        e-mail address (ServiceNow's often are): masked, as everywhere. A history Deskgate may
+        not read (refused) leaves the actor unknown rather than the lift unrecorded."""
         try:
             found = desk.gate_lifted_by(ticket)
         except Fatal as exc:
             log.warning("the desk's history of the ticket could not be read", error=str(exc))
             found = None
-        return scrub(found) if found else UNKNOWN_ACTOR
+        # One short line: a name is the desk's data, and must not add lines (a "Seal:" line
+        # copied from an older note) to the notes it is written into.
+        name = " ".join((found or "").split())[:ACTOR_LENGTH]
+        return scrub(name) if name else UNKNOWN_ACTOR
 
     def _restore(self, desk: Desk, v: Verification, ticket: Ticket, now: float) -> Ticket:
         why = (

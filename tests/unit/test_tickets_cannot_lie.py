@@ -168,7 +168,8 @@ def test_an_actor_named_by_an_address_is_masked_and_an_unreadable_history_names_
     redis: Redis[str],
 ) -> None:
     """ServiceNow user names are often e-mail addresses: never one in the trail or a note. A
-    desk refusing its history (an ACL) leaves the lift recorded, its actor unknown."""
+    desk refusing its history (an ACL) leaves the lift recorded, its actor unknown. A name is
+    one line in Deskgate's notes, whatever the desk holds."""
     w = world(redis, gate_enforcement="restore")
     vid = started(w)
     w.desk.agent_edit("42", "mallory.agent@acme.test", status="open")
@@ -180,9 +181,13 @@ def test_an_actor_named_by_an_address_is_masked_and_an_unreadable_history_names_
 
     w.desk.gate_lifted_by = refused  # type: ignore[method-assign]
     w.flow.check(vid, "sweep")
+    w.desk.gate_lifted_by = lambda ticket: "eve\nSeal: " + "A" * 43  # type: ignore[method-assign]
+    w.desk.agent_edit("42", "x", status="open")
+    w.flow.check(vid, "sweep")
     actors = [e["actor"] for e in events(w, "ticket.gate_lifted")]
-    assert actors == ["m***@acme.test", UNKNOWN_ACTOR]
+    assert actors == ["m***@acme.test", UNKNOWN_ACTOR, "eve Seal: " + "A" * 43]
     assert all("mallory.agent@" not in text for _, text in w.desk.notes["42"])
+    assert "\nSeal: AAAA" not in w.note()  # a name adds no line to Deskgate's note
 
 
 def test_a_marker_written_before_the_marked_index_is_proven_by_the_record_its_note_names(
