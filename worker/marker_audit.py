@@ -9,8 +9,9 @@ believes a marker only when
 - Deskgate's record of the verification it last wrote on the ticket (or the one still writing
   its outcome there) ended ``verified``, for the ticket's requester now; or, once that record
   has expired (``retention_days``),
-- the newest note Deskgate's own user wrote on the ticket is its outcome note for ``verified``,
-  sealed with ``note_secret`` for this desk, this ticket and the ticket's requester now.
+- the verification Deskgate's own user last wrote about on the ticket has an outcome note for
+  ``verified``, sealed with ``note_secret`` for this desk, this ticket and the ticket's
+  requester now.
 
 Anything else is overturned: the marker becomes ``error`` (one conditional write, with a note
 saying why) and the audit trail gets ``ticket.marker_overturned`` (code ``marker_forged`` or
@@ -78,14 +79,17 @@ class MarkerAudit:
             )
             if v is not None
         ]
-        newest = ""
+        latest: list[str] = []
         if not recorded:  # written before the ``marked`` index existed, or the records expired
-            newest = next(iter(desk.own_notes(ticket, notes.VERIFICATION_LINE)), "")
-            named = self.store.get(notes.verification_of(newest) or "-")
+            latest = _latest_verification(desk.own_notes(ticket, notes.VERIFICATION_LINE))
+            named = self.store.get(notes.verification_of(latest[0]) or "-") if latest else None
             if named is not None and (named.desk, named.ticket_id) == (desk_name, ticket.id):
                 recorded = [named]
         if not recorded:
-            requester = notes.sealed_outcome(newest, self.seal, desk_name, ticket.id, CHECKED)
+            sealed = (
+                notes.sealed_outcome(n, self.seal, desk_name, ticket.id, CHECKED) for n in latest
+            )
+            requester = next((r for r in sealed if r is not None), None)
             if requester is None:
                 return "marker_forged", None
             return _for_requester_now(requester, ticket), None
@@ -130,3 +134,11 @@ class MarkerAudit:
 
 def _for_requester_now(verified_requester: str, ticket: Ticket) -> str:
     return "" if verified_requester == (ticket.requester_id or "") else "requester_changed_after"
+
+
+def _latest_verification(found: list[str]) -> list[str]:
+    """Deskgate's notes (newest first) about the verification its newest note names: its gate
+    note and its outcome may carry the same second (ServiceNow's journal), so which of the two
+    the desk lists first cannot decide; a later verification's note does."""
+    newest = notes.verification_of(found[0]) if found else None
+    return [n for n in found if newest is not None and notes.verification_of(n) == newest]

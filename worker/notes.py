@@ -41,9 +41,10 @@ _GATE = re.compile(
     re.DOTALL | re.MULTILINE,
 )
 _VERIFICATION = re.compile(r"^Deskgate verification: (?P<verification>[0-9a-f]+) ", re.MULTILINE)
+# The sealed ids that close an outcome note (nothing but the sign-off after them).
 _SEALED_IDS = re.compile(
     r"^Deskgate verification: (?P<verification>[0-9a-f]{24}) \(requester (?P<requester>[^)\n]*)\)\n"
-    r"Seal: (?P<seal>[A-Za-z0-9_-]{43})\n",
+    r"Seal: (?P<seal>[A-Za-z0-9_-]{43})\n" + re.escape(SIGN_OFF) + r"\s*\Z",
     re.MULTILINE,
 )
 

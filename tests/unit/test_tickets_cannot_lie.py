@@ -205,3 +205,41 @@ def test_a_marker_written_before_the_marked_index_is_proven_by_the_record_its_no
     assert w.flow.audit_markers(DESK) == 1
     (overturned,) = events(w, "ticket.marker_overturned")
     assert (overturned["code"], overturned["verification"]) == ("requester_changed_after", vid)
+
+
+def test_an_outcome_note_proves_only_its_own_desk_ticket_requester_and_outcome(w: World) -> None:
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    note, seal = w.note(), w.flow.seal
+    assert notes.sealed_outcome(note, seal, DESK, "42", "verified") == "u42"
+    assert notes.sealed_outcome(note, seal, DESK, "43", "verified") is None  # another ticket
+    assert notes.sealed_outcome(note, seal, "other_desk", "42", "verified") is None
+    assert notes.sealed_outcome(note, seal, DESK, "42", "failed") is None  # another outcome
+    other = notes.Seal(["another-note-secret-0123456789"])
+    assert notes.sealed_outcome(note, other, DESK, "42", "verified") is None
+    # Its sealed lines copied above a later note's own ids prove nothing for that note.
+    ids = note[note.index("Deskgate verification:") :]
+    later = (
+        f"Identity verification FAILED.\n{ids}\nDeskgate verification: {'f' * 24} (requester u42)\n"
+    )
+    assert notes.sealed_outcome(later, seal, DESK, "42", "verified") is None
+
+
+def test_after_the_record_expired_the_verification_last_written_about_decides(
+    w: World,
+) -> None:
+    """ServiceNow's journal may list a gate note and its outcome, written the same second, in
+    either order: the sealed outcome of the verification Deskgate last wrote about proves the
+    marker; a later verification's note (its gate, say) means the marker is not that outcome."""
+    vid = started(w)
+    w.incode.decision = "verified"
+    w.flow.check(vid, "webhook")
+    gate, outcome = (text for _, text in w.desk.notes["42"])
+    w.store.redis.delete(*w.store.redis.keys(f"{w.store.prefix}:*"))  # retention went by
+    w.desk.notes["42"] = [("deskgate", outcome), ("deskgate", gate)]  # the gate listed newest
+    assert w.flow.audit_markers(DESK) == 0
+    later_gate = gate.replace(vid, "f" * 24)  # a later verification (its seal is not checked)
+    w.desk.notes["42"].append(("deskgate", later_gate))
+    assert w.flow.audit_markers(DESK) == 1
+    assert w.desk.tickets["42"].marker == "error"
