@@ -71,6 +71,18 @@ LINK_CAPS = Counter(
     ["desk", "window"],
 )
 LINK_CAP_WINDOWS = {"link_cap": "short", "link_cap_long": "long"}  # audit code -> window
+GATES_LIFTED = Counter(
+    "deskgate_gates_lifted_total",
+    "Gates taken off a ticket (hold lifted, pending marker removed) before the result.",
+    ["desk"],
+)
+MARKERS_OVERTURNED = Counter(
+    "deskgate_markers_overturned_total",
+    "Verified markers Deskgate could not prove it wrote, set to error by the marker audit "
+    "(code: marker_forged, requester_changed_after).",
+    ["desk", "code"],
+)
+MARKER_CODES = ("marker_forged", "requester_changed_after")
 TICKET_WRITES = Counter(
     "deskgate_ticket_writes_total",
     "Deskgate's writes on tickets: the gate, or an outcome (by the state written).",
@@ -143,7 +155,7 @@ TASKS = Counter(
     "Celery task runs by result: done, retried, gave_up (retries exhausted), refused (Fatal).",
     ["task", "result"],
 )
-TASK_NAMES = ("start_verification", "check_result", "poll_desk", "sweep")
+TASK_NAMES = ("start_verification", "check_result", "poll_desk", "sweep", "audit_markers")
 TASK_RESULTS = ("done", "retried", "gave_up", "refused")
 
 # -- read from Redis at scrape time (worker/metrics.py) --------------------------------------
@@ -223,6 +235,9 @@ def initialise(desks: Iterable[str]) -> None:
         for window in LINK_CAP_WINDOWS.values():
             LINK_CAPS.labels(desk, window)
         RECOVERED.labels(desk)
+        GATES_LIFTED.labels(desk)
+        for code in MARKER_CODES:
+            MARKERS_OVERTURNED.labels(desk, code)
 
 
 # -- recording helpers -----------------------------------------------------------------------
@@ -363,6 +378,10 @@ def observe(event: Mapping[str, Any]) -> None:
             GATE_TO_RESULT.labels(desk, result).observe(took)
     elif kind == "verification.abandoned":
         ABANDONED.labels(desk).inc()
+    elif kind == "ticket.gate_lifted":
+        GATES_LIFTED.labels(desk).inc()
+    elif kind == "ticket.marker_overturned":
+        MARKERS_OVERTURNED.labels(desk, str(event.get("code") or "")).inc()
     elif kind == "ticket.written":
         write, state = str(event.get("code") or ""), str(event.get("state") or "")
         if write not in ("gate", "outcome"):

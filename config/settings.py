@@ -172,6 +172,12 @@ class DeskConfig(_Strict):
     # contact enrolled with it, and Deskgate sends only the loginHint and the channel.
     destination: Literal["desk", "incode"] = "desk"
     destination_min_age_hours: float = Field(default=72, ge=0, le=8760)
+    # A gate lifted before the result (hold or pending marker taken off) is always recorded;
+    # "restore" also puts the hold and the marker back until the result (docs/bypass.md).
+    gate_enforcement: Literal["record", "restore"] = "record"
+    # How often the marker audit reads the tickets whose verified marker changed since its last
+    # run, to overturn one Deskgate did not write (docs/bypass.md).
+    marker_audit_interval_seconds: int = Field(default=300, ge=30)
 
     @property
     def base(self) -> str:

@@ -45,6 +45,7 @@ class Ticket:
     status: str  # the desk's own status value
     version: str  # what a safe write compares against (updated_at; sys_updated_on#sys_mod_count)
     requester: Person | None = None  # filled when the desk reads it in the same call
+    held: bool = False  # in the desk's gate status (Zendesk's gate status, ServiceNow's state)
 
 
 class HeaderLookup(Protocol):
@@ -103,6 +104,18 @@ class Desk(Protocol):
         never the ticket's text): the record id of whoever last added a trigger tag or set the
         flag field, for the audit trail. Never an e-mail address. None if the desk's history
         does not say. One call."""
+        ...
+
+    def gate_lifted_by(self, ticket: Ticket) -> str | None:
+        """Who last took the ticket out of the gate status or removed the ``pending`` marker,
+        as the desk names its agents (a user id, a user name: never an e-mail), read from the
+        desk's own history of the ticket; None if the desk cannot tell."""
+        ...
+
+    def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
+        """Ids of tickets carrying the final ``marker``, updated at or after where ``cursor``
+        (None: the beginning) left off, a bounded number of pages per call, and the cursor the
+        next call continues from (the marker audit keeps it, so each run reads what changed)."""
         ...
 
     # Both writes are conditional: they raise ``Conflict`` when the ticket changed since

@@ -26,7 +26,7 @@ from config.privacy import display_url
 from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS, SIMULATORS
 from sandbox.stack import METRICS_TOKEN, Stack, StackOptions, free_port, wait_for
-from worker.dispatch import SWEEP
+from worker.dispatch import AUDIT_MARKERS, SWEEP
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
 WAIT = 30.0
@@ -69,10 +69,12 @@ class Case:
     who: str
     email: str | None
     enrolled: bool
-    how: str  # "push" or "poll"
-    outcome: str  # what the employee does: pass, fail, review+pass, nothing, -
+    how: str  # "push", "poll", or "hand" (never flagged: an agent sets the verified marker)
+    outcome: str  # what happens: pass, fail, review+pass, nothing, -; "lifted+": an agent
+    # takes the held ticket off hold first
     expect: str  # the final marker
     ticket: str = ""
+    actor: str = ""  # the agent who lifted the gate or set the marker, as the desk names them
     gate_ms: float | None = None
     outcome_ms: float | None = None
 
@@ -88,6 +90,8 @@ SCRIPT: list[tuple[str, str | None, bool, str, str, str]] = [
     ("Gus (walk-in)", None, False, "push", "-", "error"),
     ("Hana Novak", "hana.novak", True, "push", "pass", "verified"),
     ("Ivo Marek", "ivo.marek", True, "push", "pass", "verified"),
+    ("Jo Lindqvist", "jo.lindqvist", True, "push", "lifted+pass", "verified"),
+    ("Kai Moreno", "kai.moreno", False, "hand", "-", "error"),
 ]
 # Every desk simulator plays the script, its staff on a domain of their own ("ana.ruiz" is
 # someone else on each desk).
@@ -111,6 +115,9 @@ def _timed(action: Callable[[], None], until: Callable[[], Any], what: str) -> f
 
 def _play(stack: Stack, desk: DeskDriver, case: Case) -> None:
     case.ticket = desk.create_ticket(case.who, case.email, "Lost my phone, please reset my MFA")
+    if case.how == "hand":  # the marker audit overturns it (after every case has played)
+        case.actor = desk.set_marker(case.ticket, "verified")
+        return
     if case.how == "poll":
         desk.set_push(False)  # no trigger fires: only the poller can find this ticket
         desk.flag(case.ticket)
@@ -128,6 +135,9 @@ def _play(stack: Stack, desk: DeskDriver, case: Case) -> None:
         return
     session = stack.sessions(case.email)[0]["interviewId"]
     steps = [s for s in case.outcome.split("+") if s != "nothing"]
+    if steps[:1] == ["lifted"]:  # an agent gets on with the work before the result
+        case.actor = desk.lift_gate(case.ticket)
+        steps = steps[1:]
     for step in steps:
         expected = "review" if step == "review" else case.expect
 
@@ -149,6 +159,7 @@ def _timeline(desk: DeskDriver, case: Case) -> list[str]:
     ]
     for note in desk.notes(case.ticket):
         lines.append(f"    note: {note.splitlines()[0]}")
+        lines += [f"          {line}" for line in note.splitlines() if "was lifted" in line]
     lines.append(f"    status: {view.status}   marker: {view.marker}")
     return lines
 
@@ -239,6 +250,11 @@ def run_demo(keep_redis: bool = False) -> int:
         stack.send_task(SWEEP, time.time() + 31 * 60)
         for dan in (c for c in CASES if c.expect == "expired"):
             wait_for(_marker_is(desks[dan.desk], dan.ticket, "expired"), WAIT, "the expiry")
+        # The marker audit (beat runs it every marker_audit_interval_seconds): now, once.
+        for desk in desks.values():
+            stack.send_task(AUDIT_MARKERS, desk.desk)
+        for kai in (c for c in CASES if c.how == "hand"):
+            wait_for(_marker_is(desks[kai.desk], kai.ticket, "error"), WAIT, "the overturn")
         time.sleep(0.5)  # let any stray duplicate act, so the timelines would show it
         for case in CASES:
             desk = desks[case.desk]
@@ -246,6 +262,7 @@ def run_demo(keep_redis: bool = False) -> int:
             marker = desk.view(case.ticket).marker
             if marker != case.expect:
                 failures.append(f"{case.desk} {case.ticket}: expected {case.expect}, got {marker}")
+            failures += _flagged(desk, case)
         sessions = stack.sessions()
         print(
             f"\nIncode sessions requested: {len(sessions)} for "
@@ -264,6 +281,17 @@ def run_demo(keep_redis: bool = False) -> int:
     return 0
 
 
+def _flagged(desk: DeskDriver, case: Case) -> list[str]:
+    """A lifted gate must be named, with who lifted it, in the outcome note; a hand-set marker
+    must be overturned with a note saying so."""
+    notes = "\n".join(desk.notes(case.ticket))
+    if case.outcome.startswith("lifted") and f"before the result, by {case.actor}" not in notes:
+        return [f"{case.desk} {case.ticket}: the outcome note does not say {case.actor} lifted it"]
+    if case.how == "hand" and "OVERTURNED" not in notes:
+        return [f"{case.desk} {case.ticket}: no note says the hand-set marker was overturned"]
+    return []
+
+
 def _report(stack: Stack, since: str) -> list[str]:
     """``deskgate report`` over the demo's run, printed; what it counts that the demo did not do
     (per desk: verifications, and each outcome the script expects) comes back as failures."""
@@ -273,14 +301,22 @@ def _report(stack: Stack, since: str) -> list[str]:
     if done.returncode != 0:
         return [f"deskgate report failed: {done.stderr.strip()}"]
     counted: dict[str, Counter[str]] = {}
-    for group in json.loads(done.stdout)["groups"]:
+    data = json.loads(done.stdout)
+    for group in data["groups"]:
         tally = counted.setdefault(group["desk"], Counter())
-        for field in ("verifications", "verified", "failed", "expired", "error"):
+        for field in ("verifications", "verified", "failed", "expired", "error", "gates_lifted"):
             tally[field] += group[field]
+    for overturned in data["markers_overturned"]:
+        counted.setdefault(overturned["desk"], Counter())["overturned"] += overturned["count"]
     failures = []
     for name, kind in stack.desk_kinds().items():
-        cases = [c for c in CASES if c.desk == kind]
-        expected = Counter({"verifications": len(cases)}) + Counter(c.expect for c in cases)
+        cases = [c for c in CASES if c.desk == kind and c.how != "hand"]
+        expected = (
+            Counter({"verifications": len(cases)})
+            + Counter(c.expect for c in cases)
+            + Counter("gates_lifted" for c in cases if c.outcome.startswith("lifted"))
+            + Counter("overturned" for c in CASES if c.desk == kind and c.how == "hand")
+        )
         if +counted.get(name, Counter()) != expected:
             got = dict(counted.get(name, {}))
             failures.append(f"report for {name}: {got}, expected {dict(expected)}")

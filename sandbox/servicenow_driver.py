@@ -150,6 +150,29 @@ class ServiceNowDriver:
         }
         self.api.patch(f"/{self.table}/{ticket_id}", json=values, auth=who).raise_for_status()
 
+    def lift_gate(self, ticket_id: str, *, marker: bool = False) -> str:
+        """An agent moves the record off On Hold (state 2, In Progress; sys_audit records it as
+        them). Deskgate's status field has a write ACL for Deskgate's role, so clearing the
+        marker takes an admin (admin_overrides), as on an instance."""
+        sim = self.config
+        if marker:
+            who = (sim.admin_username, sim.admin_password)
+            values = {"u_idv_status": ""}
+        else:
+            who = (sim.agent_username, sim.agent_password)
+            values = {"state": "2", "hold_reason": ""}
+        self.api.patch(f"/{self.table}/{ticket_id}", json=values, auth=who).raise_for_status()
+        return who[0]
+
+    def set_marker(self, ticket_id: str, marker: str) -> str:
+        """An admin sets Deskgate's status field by hand (its write ACL keeps agents out)."""
+        sim = self.config
+        who = (sim.admin_username, sim.admin_password)
+        self.api.patch(
+            f"/{self.table}/{ticket_id}", json={"u_idv_status": marker}, auth=who
+        ).raise_for_status()
+        return who[0]
+
     def change_contact(self, ticket_id: str, email: str) -> None:
         """An agent edits the caller's e-mail on their user record."""
         caller = self.raw(ticket_id)["record"]["caller_id"]

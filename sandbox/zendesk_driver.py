@@ -180,6 +180,30 @@ class ZendeskDriver:
         }
         self.api.put(f"/tickets/{ticket_id}.json", json=body).raise_for_status()
 
+    def lift_gate(self, ticket_id: str, *, marker: bool = False) -> str:
+        """Another agent reopens the held ticket, or removes the ``idv_pending`` tag through the
+        tags endpoint: either leaves a ticket audit authored by that agent."""
+        if marker:
+            body = {"tags": ["idv_pending"]}
+            removed = self.agent.request("DELETE", f"/tickets/{ticket_id}/tags.json", json=body)
+            removed.raise_for_status()
+        else:
+            self.agent.put(
+                f"/tickets/{ticket_id}.json", json={"ticket": {"status": "open"}}
+            ).raise_for_status()
+        return self._agent_id()
+
+    def set_marker(self, ticket_id: str, marker: str) -> str:
+        """Another agent adds Deskgate's marker tag (``idv_verified``, say) by hand."""
+        body = {"tags": [f"idv_{marker}"]}
+        self.agent.put(f"/tickets/{ticket_id}/tags.json", json=body).raise_for_status()
+        return self._agent_id()
+
+    def _agent_id(self) -> str:
+        me = self.agent.get("/users/me.json")
+        me.raise_for_status()
+        return str(me.json()["user"]["id"])
+
     def change_contact(self, ticket_id: str, email: str) -> None:
         """An agent gives the requester a new e-mail and makes it the primary one."""
         requester = self.raw(ticket_id)["ticket"]["requester_id"]

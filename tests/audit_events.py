@@ -8,6 +8,9 @@ table). A path names what happens after the request, step by step:
     recovered+verified                   requested -> sent -> recovered -> verified
     only-recovered+verified              recovered (its request is not in the trail) -> verified
     open | abandoned                     requested -> sent (-> abandoned)
+    lifted+verified                      requested -> sent -> gate lifted by an agent -> verified
+    forged                               no verification: the marker audit overturned a
+                                         verified marker set by hand (one event)
 
 Every lifecycle also carries the ``ticket.written`` events Deskgate records for its gate and
 outcome, which the report must not count.
@@ -54,6 +57,7 @@ class Lifecycle:
     reason: str = "mfa_reset"
     took: timedelta = timedelta(minutes=3)  # opened -> the final event
     origin: str = "push"
+    actor: str = "9001"  # who lifted the gate ("lifted" step)
 
     def events(self) -> list[dict[str, Any]]:
         n = next(_ids)
@@ -72,6 +76,11 @@ class Lifecycle:
                  "state": state, "outcome": "", "state_at": rfc3339(at), **fields}
             )  # fmt: skip
 
+        if self.path == "forged":
+            base.update(verification="", requester=f"user{n}", reason="", origin="")
+            emit("ticket.marker_overturned", self.opened, "error", code="marker_forged",
+                 started_at="")  # fmt: skip
+            return out
         steps = self.path.split("+")
         final_at = self.opened + self.took
         if steps[0] == "only-recovered":
@@ -97,6 +106,8 @@ class Lifecycle:
             elif step == "review":
                 emit("verification.review", at, "review")
                 emit("ticket.written", at, "review", code="outcome")
+            elif step == "lifted":
+                emit("ticket.gate_lifted", at, "sent", code="hold_lifted", actor=self.actor)
             elif step == "abandoned":
                 emit("verification.abandoned", at, "sent")
             elif step != "open":
@@ -158,10 +169,14 @@ def hand_checked() -> list[Lifecycle]:
 def demo_lifecycles() -> list[Lifecycle]:
     """The demo's script (sandbox/demo.py) as the audit trail would record it, on every desk."""
     errors = {"Gus (walk-in)": "no_identity", "Finn Berg": "refused_by_incode"}
-    paths = {"pass": "verified", "fail": "failed", "review+pass": "review+verified"}
+    paths = {"pass": "verified", "fail": "failed", "review+pass": "review+verified",
+             "lifted+pass": "lifted+verified"}  # fmt: skip
     out = []
     for i, desk in enumerate(DESKS):
         for j, (who, _email, _enrolled, how, part, _expect) in enumerate(SCRIPT):
+            if how == "hand":
+                out.append(Lifecycle("forged", at(2, 9 + i, j), desk=desk))
+                continue
             path = f"error:{errors[who]}" if part == "-" else paths.get(part, "expired")
             out.append(Lifecycle(path, at(2, 9 + i, j), desk=desk, origin=how))
     return out

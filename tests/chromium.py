@@ -42,6 +42,7 @@ def find() -> str | None:
 class Rendered:
     png: bytes
     errors: list[str] = field(default_factory=list)
+    text: str = ""  # the page's text as the browser lays it out (``innerText``)
 
 
 class _Pipe:
@@ -179,7 +180,13 @@ def render(binary: str, url: str, profile: Path, width: int = 1280) -> Rendered:
             },
             session,
         )
+        shown = browser.send(
+            "Runtime.evaluate",
+            {"expression": "document.body.innerText", "returnByValue": True},
+            session,
+        )
         browser.drain(0.2)
-        return Rendered(base64.b64decode(shot["data"]), _errors(browser.events))
+        text = str(shown.get("result", {}).get("value", ""))
+        return Rendered(base64.b64decode(shot["data"]), _errors(browser.events), text)
     finally:
         browser.close()

@@ -16,7 +16,7 @@ from config.redis_url import broker
 from config.settings import Settings
 from worker import sentinel_broker
 from worker.beat import LOOP_SECONDS, lock_key
-from worker.dispatch import POLL_DESK, SWEEP
+from worker.dispatch import AUDIT_MARKERS, POLL_DESK, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
 RECOVERY_SCAN_SECONDS = 1800
@@ -70,6 +70,15 @@ def make_celery(settings: Settings) -> Celery:
                     "args": [name, True],
                 }
                 for name in settings.desks
+            },
+            # Verified markers Deskgate cannot prove it wrote (worker/lifecycle/marker_audit.py).
+            **{
+                f"audit-markers-{name}": {
+                    "task": AUDIT_MARKERS,
+                    "schedule": float(desk.marker_audit_interval_seconds),
+                    "args": [name],
+                }
+                for name, desk in settings.desks.items()
             },
             "sweep": {"task": SWEEP, "schedule": float(settings.sweep_interval_seconds)},
         },

@@ -21,7 +21,14 @@ from redis.exceptions import RedisError
 
 from config import metrics
 from connectors.http import Fatal, RateLimited, Retriable
-from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
+from worker.dispatch import (
+    AUDIT_MARKERS,
+    CHECK_RESULT,
+    POLL_DESK,
+    START_VERIFICATION,
+    SWEEP,
+    Dispatcher,
+)
 from worker.lifecycle.flow import Busy, Flow
 from worker.runtime import runtime
 
@@ -91,4 +98,10 @@ def poll_desk(self: Task, desk: str, recover: bool = False) -> int | None:
 @shared_task(name=SWEEP, bind=True, acks_late=True, max_retries=3)
 def sweep(self: Task, now: float | None = None) -> int | None:
     result: int | None = _run(self, lambda f: f.sweep(now))
+    return result
+
+
+@shared_task(name=AUDIT_MARKERS, bind=True, acks_late=True, max_retries=3)
+def audit_markers(self: Task, desk: str) -> int | None:
+    result: int | None = _run(self, lambda f: f.audit_markers(desk), desk=desk)
     return result

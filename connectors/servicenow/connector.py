@@ -38,6 +38,7 @@ AUDITED_FOR = 600.0
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
 JOURNAL_FIELDS = ("work_notes", "comments")  # written as journal entries, never on the record
+SCAN_LAG = 60.0  # seconds a complete marker scan looks back on its next run
 
 
 def describe_error(response: httpx.Response) -> str:
@@ -114,13 +115,34 @@ class ServiceNowConnector:
     def find_flagged(
         self, cursor: str | None, *, gated: bool = False
     ) -> tuple[list[str], str | None]:
+        found, cursor, done = self._keyset(self._flagged_query(gated), cursor)
+        return found, None if done else cursor
+
+    def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
+        """The same keyset scan. A complete scan's cursor is kept as a time alone, a minute
+        before the newest change read: the next call reads from there on, so a record changed
+        in the same second but ordered before the last one read, or committed late, is not
+        missed (re-reading a few is harmless)."""
+        query = f"{self.config.flag_query}^{self.config.status_field}={marker}"
+        found, after, done = self._keyset(query, cursor)
+        if done and after:
+            newest = _instant(after.partition("|")[0])
+            if newest is not None:
+                moment = datetime.fromtimestamp(newest - SCAN_LAG, UTC)
+                after = moment.strftime(TIME_FORMAT)
+        return found, after or ""
+
+    def _keyset(self, base: str, cursor: str | None) -> tuple[list[str], str | None, bool]:
         """Keyset pages ordered by (sys_updated_on, sys_id): rows sharing a timestamp are neither
         skipped nor repeated, and rows updated mid-scan move forward, never behind the cursor.
-        ``^NQ`` (a new OR'ed query) is needed because ``^OR`` binds tighter than ``^``."""
-        base, found = self._flagged_query(gated), []
+        ``^NQ`` (a new OR'ed query) is needed because ``^OR`` binds tighter than ``^``. Returns
+        the ids, the cursor after the last row read, and whether the scan reached the end."""
+        found: list[str] = []
         for _ in range(PAGES_PER_POLL):
             query = base
-            if cursor:
+            if cursor and "|" not in cursor:  # a time alone: from then on
+                query = f"{base}^sys_updated_on>={cursor}"
+            elif cursor:
                 stamp, _, last = cursor.partition("|")
                 query = (
                     f"{base}^sys_updated_on>{stamp}^NQ{base}^sys_updated_on={stamp}^sys_id>{last}"
@@ -137,10 +159,11 @@ class ServiceNowConnector:
                 },
             )
             found += [row["sys_id"] for row in rows]
+            if rows:
+                cursor = f"{rows[-1]['sys_updated_on']}|{rows[-1]['sys_id']}"
             if len(rows) < PAGE:
-                return found, None
-            cursor = f"{rows[-1]['sys_updated_on']}|{rows[-1]['sys_id']}"
-        return found, cursor
+                return found, cursor, True
+        return found, cursor, False
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         if not SYS_ID.fullmatch(ticket_id):
@@ -182,6 +205,7 @@ class ServiceNowConnector:
             # sys_updated_on has 1 s precision; the update counter tells same-second edits apart.
             version=f"{row.get('sys_updated_on', '')}#{row.get('sys_mod_count', '')}",
             requester=requester,
+            held=state == c.gate_state,
         )
 
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:
@@ -294,6 +318,39 @@ class ServiceNowConnector:
 
     def get_requester(self, ticket: Ticket) -> Person | None:
         return ticket.requester  # read with the record, by dot-walking
+
+    def gate_lifted_by(self, ticket: Ticket) -> str | None:
+        """The ``user`` (a user name) of the newest ``sys_audit`` row that moved the record's
+        ``state`` off the gate state or its status field off ``pending``; without a readable
+        row, the record's ``sys_updated_by`` (whoever changed it last)."""
+        c = self.config
+        try:
+            rows = self._call(
+                "GET",
+                "/api/now/table/sys_audit",
+                params={
+                    "sysparm_query": f"tablename={c.table}^documentkey={ticket.id}"
+                    f"^fieldnameINstate,{c.status_field}^ORDERBYDESCsys_created_on",
+                    "sysparm_fields": "tablename,documentkey,fieldname,oldvalue,newvalue,user",
+                    "sysparm_limit": 20,
+                },
+            )
+        except Fatal:
+            rows = []
+        opened = {"state": c.gate_state, c.status_field: "pending"}
+        for row in rows:  # checked again: an instance ignores a condition it cannot apply
+            field = str(row.get("fieldname", ""))
+            if (row.get("tablename"), row.get("documentkey")) != (c.table, ticket.id):
+                continue
+            if field in opened and row.get("oldvalue") == opened[field] != row.get("newvalue"):
+                return str(row.get("user") or "") or None
+        try:
+            record = self._call(
+                "GET", f"{self.path}/{ticket.id}", params={"sysparm_fields": "sys_updated_by"}
+            )
+        except (Fatal, NotFound):
+            return None
+        return str(record.get("sys_updated_by") or "") or None
 
     # -- writing ---------------------------------------------------------------------------
 

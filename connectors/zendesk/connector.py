@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,10 @@ from connectors.zendesk.config import ZendeskDeskConfig
 
 SYSTEM = "zendesk"
 SEARCH_PAGES = 10  # Zendesk serves at most 1,000 search results: 10 pages of 100
+# Search indexes a change "within a few minutes": the marker scan starts this long before the
+# newest change it has read, so a ticket indexed late is still found (re-reading is harmless).
+INDEX_LAG = timedelta(minutes=10)
+AUDIT_PAGES = 10  # ticket audits, 100 a page: the newest 1,000 changes of a ticket at most
 INACTIVE = frozenset({"solved", "closed"})
 
 
@@ -119,10 +123,55 @@ class ZendeskConnector:
             active=status not in INACTIVE,
             writable=status != "closed",
             version=str(raw.get("updated_at", "")),
+            held=status == self.config.gate_status,
             requester=next(
                 (_person(u) for u in users or [] if str(u.get("id")) == str(requester)), None
             ),
         )
+
+    def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
+        """Search, oldest change first, from ``INDEX_LAG`` before the newest change the last
+        call read (``cursor``: an ISO time); the next cursor is the newest ``updated_at`` read."""
+        # A closed ticket takes no writes: nothing to overturn there.
+        terms = ["type:ticket", "status<closed", f"tags:{self.config.tag_prefix}{marker}"]
+        start = _instant(cursor) if cursor else None
+        if start is not None:
+            since = datetime.fromtimestamp(start, UTC) - INDEX_LAG
+            terms.append(f"updated>{since.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        params: dict[str, Any] | None = {
+            "query": " ".join(terms), "sort_by": "updated_at", "sort_order": "asc",
+            "per_page": 100,
+        }  # fmt: skip
+        url, found, newest = "/search.json", [], cursor or ""
+        for _ in range(SEARCH_PAGES):
+            page = self._call("GET", url, params=params)
+            for row in page.get("results", []):
+                if "id" in row:
+                    found.append(str(row["id"]))
+                    newest = max(newest, str(row.get("updated_at") or ""), key=_sort_key)
+            if not page.get("next_page"):
+                break
+            url, params = self._next(page["next_page"]), None
+        return list(dict.fromkeys(found)), newest
+
+    def gate_lifted_by(self, ticket: Ticket) -> str | None:
+        """The author of the newest ticket audit whose ``Change`` event moved ``status`` off the
+        gate status or took the ``pending`` tag away (``GET /tickets/{id}/audits``, cursor
+        pagination, oldest first)."""
+        gate, tag = self.config.gate_status, self.config.tag_prefix + "pending"
+        url: str = f"/tickets/{ticket.id}/audits.json"
+        params: dict[str, Any] | None = {"page[size]": 100}
+        author: str | None = None
+        for _ in range(AUDIT_PAGES):
+            page = self._call("GET", url, params=params)
+            for audit in page.get("audits", []):
+                if any(_lifts(e, gate, tag) for e in audit.get("events", [])):
+                    author = str(audit.get("author_id"))
+            following = (page.get("links") or {}).get("next")
+            if not (page.get("meta") or {}).get("has_more") or not following:
+                break
+            url, params = self._next(following), None
+        return author
 
     def _next(self, url: Any) -> str:
         """A ``next_page`` URL, followed (with our credentials) only on the desk's own origin."""
@@ -256,6 +305,22 @@ def _instant(value: Any) -> float | None:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _sort_key(stamp: str) -> float:
+    return _instant(stamp) or 0.0
+
+
+def _lifts(event: dict[str, Any], gate: str, tag: str) -> bool:
+    """A ticket audit's ``Change`` event that took the ticket out of the gate."""
+    if event.get("type") != "Change":
+        return False
+    before, after = event.get("previous_value"), event.get("value")
+    if event.get("field_name") == "status":
+        return before == gate and after != gate
+    if event.get("field_name") == "tags":
+        return isinstance(before, list) and tag in before and tag not in (after or [])
+    return False
 
 
 def _same_contact(value: str, wanted: str, kind: str) -> bool:

@@ -59,6 +59,11 @@ def test_the_report_renders_cleanly(browser: str, tmp_path: Path) -> None:
     assert drawn > 0.05, f"only {drawn:.1%} of the screenshot differs from its background"
     # The charts' colours are on it: the verified bars and the failed ones.
     assert colours.get((0, 158, 115), 0) > 1000 and colours.get((213, 94, 0), 0) > 100
+    # The demo's lifted gates (one per desk, by agent 9001) and hand-set markers are shown.
+    assert "Gates lifted and markers overturned" in shown.text
+    assert "2 verifications had their gate lifted" in shown.text
+    assert "9001\t2" in shown.text  # the agent and the gates they lifted, a table row
+    assert "Verified markers Deskgate did not write, set to error." in shown.text
 
 
 def test_the_browser_check_sees_console_errors_and_refused_loads(

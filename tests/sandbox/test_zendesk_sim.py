@@ -968,3 +968,42 @@ def test_users_me_is_whoever_authenticated_and_a_restricted_agent_is_refused(
     end_user = httpx.get(f"{sim.url}/api/v2/users/me", auth=("ann@example.test/token", TOKEN),
                          trust_env=False)  # fmt: skip
     assert end_user.status_code == 401
+
+
+# -- ticket audits: who changed what ------------------------------------------------------
+
+
+def test_ticket_audits_page_by_cursor_oldest_first_with_each_change_and_its_author(
+    api: httpx.Client, sim: Server
+) -> None:
+    """Zendesk's List Audits for a Ticket with ``page[size]``: ``meta.has_more`` and
+    ``links.next`` walk the audits oldest first; each audit's author is the user who made the
+    change, and a status or tag change is a ``Change`` event with its previous value."""
+    ticket = new_ticket(api, status="hold", tags=["idv_pending"])
+    with httpx.Client(
+        base_url=f"{sim.url}/api/v2", auth=("it.agent@acme.test/token", TOKEN), trust_env=False,
+        timeout=5,
+    ) as agent:  # fmt: skip
+        assert update(agent, ticket["id"], status="open").status_code == 200
+        removed = agent.request(
+            "DELETE", f"/tickets/{ticket['id']}/tags.json", json={"tags": ["idv_pending"]}
+        )
+        assert removed.status_code == 200, removed.text
+        agent_id = agent.get("/users/me.json").json()["user"]["id"]
+    url: str | None = f"/tickets/{ticket['id']}/audits.json?page%5Bsize%5D=1"
+    audits: list[dict[str, Any]] = []
+    while url:
+        page = api.get(url).json()
+        assert len(page["audits"]) == 1
+        audits += page["audits"]
+        url = page["links"]["next"] if page["meta"]["has_more"] else None
+    assert [a["id"] for a in audits] == sorted(a["id"] for a in audits) and len(audits) == 3
+    _created, reopened, untagged = audits
+    assert reopened["author_id"] == untagged["author_id"] == agent_id
+    assert {"type": "Change", "field_name": "status", "value": "open",
+            "previous_value": "hold"}.items() <= reopened["events"][0].items()  # fmt: skip
+    tags = next(e for e in untagged["events"] if e.get("field_name") == "tags")
+    assert "idv_pending" in tags["previous_value"] and "idv_pending" not in tags["value"]
+    bad = api.get(f"/tickets/{ticket['id']}/audits.json", params={"page[after]": "x",
+                                                                  "page[size]": 1})  # fmt: skip
+    assert bad.status_code == 400

@@ -45,6 +45,7 @@ class MemoryDesk:
     asked_about: list[str] = field(default_factory=list)  # which fields' age was asked
     refuse: Exception | None = None  # raised by every write while set
     refuse_gate: Exception | None = None  # raised by the gate write only
+    lifted_by: dict[str, str] = field(default_factory=dict)  # who last edited, by ticket
 
     def add(self, ticket_id: str, email: str = "jane@acme.test") -> Ticket:
         person = Person(id=f"u{ticket_id}", email=email, phone="+14155550134")
@@ -90,12 +91,28 @@ class MemoryDesk:
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         if self.refuse_gate is not None:
             raise self.refuse_gate
-        return self._write(ticket, note, marker="pending", status="hold")
+        return self._write(ticket, note, marker="pending", status="hold", held=True)
 
     def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
         status = "open" if release else ticket.status
         reason = ticket.reason if marker in OPEN_MARKERS else None  # the trigger is consumed
-        return self._write(ticket, note, marker=marker, status=status, reason=reason)
+        return self._write(
+            ticket, note, marker=marker, status=status, reason=reason, held=status == "hold"
+        )
+
+    def gate_lifted_by(self, ticket: Ticket) -> str | None:
+        return self.lifted_by.get(ticket.id)
+
+    def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
+        return [t.id for t in self.tickets.values() if t.marker == marker], ""
+
+    def agent_edit(self, ticket_id: str, by: str, **change: Any) -> None:
+        """An agent changes the ticket (status, marker, requester), recorded as ``by``."""
+        current = self.tickets[ticket_id]
+        if "status" in change:
+            change["held"] = change["status"] == "hold"
+        self.tickets[ticket_id] = replace(current, version=str(int(current.version) + 1), **change)
+        self.lifted_by[ticket_id] = by
 
     def close(self) -> None:
         pass

@@ -45,6 +45,12 @@ class Desk:
     def flagged_by(self, ticket: Ticket) -> str | None:
         return None
 
+    def gate_lifted_by(self, ticket: Ticket) -> str | None:
+        return None
+
+    def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
+        return [], ""
+
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         return ticket
 

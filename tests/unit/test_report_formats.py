@@ -166,3 +166,36 @@ def test_empty_report_renders() -> None:
     assert "(all)" in to_table(empty, GENERATED)
     data: dict[str, Any] = json.loads(to_json(empty, GENERATED))
     assert data["desk"] == "acme_zendesk" and data["totals"]["pass_rate"] is None
+
+
+def test_lifted_gates_and_overturned_markers_reach_every_format() -> None:
+    """Who lifted gates (most often first) and the markers overturned, per desk and code, in
+    JSON, CSV (the totals row), the table and the HTML page; an agent's name from the desk is
+    data, never markup."""
+    lifecycles = [
+        Lifecycle("lifted+verified", at(2), actor="agent-7"),
+        Lifecycle("lifted+failed", at(3), actor="agent-7"),
+        Lifecycle("lifted+verified", at(3, 11), actor="<b>mallory</b>"),
+        Lifecycle("forged", at(4)),
+        Lifecycle("forged", at(4, 12), desk="acme_servicenow"),
+        Lifecycle("forged", UNTIL),  # after the period: not counted
+    ]
+    r = build(trail(lifecycles), SINCE, UNTIL)
+    data = to_dict(r, GENERATED)
+    assert data["totals"]["gates_lifted"] == 3
+    assert data["totals"]["lifted_by"] == [
+        {"actor": "agent-7", "count": 2}, {"actor": "<b>mallory</b>", "count": 1},
+    ]  # fmt: skip
+    assert [(o["desk"], o["code"], o["count"]) for o in data["markers_overturned"]] == [
+        ("acme_servicenow", "marker_forged", 1), ("acme_zendesk", "marker_forged", 1),
+    ]  # fmt: skip
+    rows = list(csv.reader(io.StringIO(to_csv(r))))
+    total = dict(zip(CSV_COLUMNS, rows[-1], strict=True))
+    assert (total["gates_lifted"], total["markers_overturned"]) == ("3", "2")
+    assert total["lifted_by"] == "agent-7:2;<b>mallory</b>:1"
+    table = to_table(r, GENERATED)
+    assert "gates lifted before the result: 3, by agent-7 (2)" in table
+    assert "verified markers overturned" in table
+    page = to_html(r, GENERATED)
+    assert "<b>mallory</b>" not in page and "&lt;b&gt;mallory&lt;/b&gt;" in page
+    assert "Gates lifted and markers overturned" in page

@@ -410,3 +410,49 @@ def test_who_flagged_is_the_user_of_the_audit_row_that_set_the_flag(
     unflagged = incident(api)  # never flagged: no row says who
     found = desk.get_ticket(unflagged)
     assert found is not None and desk.flagged_by(found) is None
+
+
+def test_who_lifted_a_gate_is_the_sys_audit_user_or_else_the_last_writer(
+    server: Server, api: httpx.Client
+) -> None:
+    """The newest sys_audit row that moved ``state`` off On Hold names the agent (a user name);
+    where sys_audit cannot be read, the record's ``sys_updated_by``."""
+    desk = ServiceNowConnector("sn", desk_config(server), 5)
+    ticket = desk.get_ticket(incident(api, u_idv_required="true"))
+    assert ticket is not None
+    gated = desk.gate(ticket, "gate note")
+    assert gated.held and gated.marker == "pending"
+    agent = (SIM.agent_username, SIM.agent_password)
+    api.patch(f"/api/now/table/incident/{ticket.id}", json={"state": "2"}, auth=agent)
+    lifted = desk.get_ticket(ticket.id)
+    assert lifted is not None and not lifted.held
+    assert desk.gate_lifted_by(lifted) == SIM.agent_username
+    api.patch(f"/api/now/table/incident/{ticket.id}", json={"short_description": "edited"})
+    deny = {"user": SIM.username, "table": "sys_audit", "read": False}
+    api.put("/_sandbox/acl", json=deny).raise_for_status()
+    try:
+        assert desk.gate_lifted_by(lifted) == SIM.username  # the last writer
+    finally:
+        api.put("/_sandbox/acl", json={**deny, "read": True}).raise_for_status()
+
+
+def test_the_marker_scan_reads_each_verified_record_once_then_only_what_changed(
+    server: Server, api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyset pages; a complete scan continues, next time, from a minute before its newest
+    change, so a record changed in that same second is never skipped (a few are re-read)."""
+    api.put("/_sandbox/clock", json={"now": "2026-11-26 10:00:00"}).raise_for_status()
+    try:
+        verified = {incident(api, u_idv_status="verified") for _ in range(3)}
+        incident(api, u_idv_status="failed")
+        desk = ServiceNowConnector("sn", desk_config(server), 5)
+        monkeypatch.setattr(servicenow, "PAGE", 2)  # pages of two, as a large desk's of 100
+        found, cursor = desk.find_marked("verified", None)
+        assert set(found) == verified and len(found) == 3
+        assert cursor == "2026-11-26 09:59:00"
+        # Changed in the same second as the last record read, whatever their sys_ids.
+        later = {incident(api, u_idv_status="verified") for _ in range(6)}
+        found, _ = desk.find_marked("verified", cursor)
+        assert set(found) == verified | later
+    finally:
+        api.put("/_sandbox/clock", json={"now": None}).raise_for_status()

@@ -184,7 +184,7 @@ def test_a_gate_note_can_be_read_back_only_with_its_seal(store: Store) -> None:
     text = notes.gate(sent, seal)
     record = notes.read_gate(text, seal, "acme", "42")
     assert record == notes.GateRecord(v.id, "0123abcd", "7", 1_795_672_800.0, "MFA reset")
-    assert notes.read_gate(notes.outcome(sent), seal, "acme", "42") is None
+    assert notes.read_gate(notes.outcome(sent, seal), seal, "acme", "42") is None
     claim = "Identity verification requested, says someone"
     assert notes.read_gate(claim, seal, "acme", "42") is None
     # The same note on another ticket or desk, or under another key, is not believed.

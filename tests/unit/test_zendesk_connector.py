@@ -111,3 +111,78 @@ def test_a_next_page_on_the_accounts_own_origin_is_followed() -> None:
 )
 def test_same_origin(url: str, same: bool) -> None:
     assert same_origin(url, "https://acme.zendesk.com") is same
+
+
+def test_who_lifted_a_gate_is_the_newest_lifting_audits_author_across_cursor_pages() -> None:
+    """Ticket audits, oldest first, one per page here: the newest audit whose Change took the
+    status off hold or dropped the pending tag names the agent; other changes do not."""
+    audits = [
+        {"id": 1, "author_id": 7, "events": [
+            {"type": "Change", "field_name": "status", "value": "hold", "previous_value": "new"},
+        ]},
+        {"id": 2, "author_id": 501, "events": [
+            {"type": "Change", "field_name": "status", "value": "open", "previous_value": "hold"},
+        ]},
+        {"id": 3, "author_id": 7, "events": [
+            {"type": "Change", "field_name": "tags", "value": ["idv_pending"],
+             "previous_value": []},
+        ]},
+        {"id": 4, "author_id": 502, "events": [
+            {"type": "Comment", "body": "status hold -> open", "public": False},
+            {"type": "Change", "field_name": "tags", "value": ["x"],
+             "previous_value": ["idv_pending", "x"]},
+        ]},
+        {"id": 5, "author_id": 503, "events": [
+            {"type": "Change", "field_name": "subject", "value": "a", "previous_value": "b"},
+        ]},
+    ]  # fmt: skip
+    app = Flask("zendesk")
+
+    @app.get("/api/v2/tickets/<int:ticket>/audits.json")
+    def pages(ticket: int) -> dict[str, Any]:
+        assert request.args["page[size]"] == "100"
+        start = int(request.args.get("page[after]", "0"))
+        more = start + 1 < len(audits)
+        nxt = f"{request.host_url}api/v2/tickets/{ticket}/audits.json?page%5Bsize%5D=100"
+        return {
+            "audits": audits[start : start + 1],
+            "meta": {"has_more": more, "after_cursor": str(start + 1)},
+            "links": {"next": f"{nxt}&page%5Bafter%5D={start + 1}" if more else None},
+        }
+
+    zendesk = serve(app)
+    try:
+        assert connector(zendesk).gate_lifted_by(TICKET) == "502"
+        del audits[3:]
+        assert connector(zendesk).gate_lifted_by(TICKET) == "501"
+        del audits[1:]
+        assert connector(zendesk).gate_lifted_by(TICKET) is None
+    finally:
+        zendesk.stop()
+
+
+def test_the_marker_scan_searches_from_before_the_newest_change_it_read() -> None:
+    """Search indexes late: each scan starts ten minutes before the newest ``updated_at`` the
+    last one read, and leaves closed tickets (no writes) out."""
+    queries: list[str] = []
+    app = Flask("zendesk")
+
+    @app.get("/api/v2/search.json")
+    def search() -> dict[str, Any]:
+        queries.append(request.args["query"])
+        rows = [{"id": 3, "updated_at": "2026-11-26T10:05:00Z"},
+                {"id": 4, "updated_at": "2026-11-26T10:00:00Z"}]  # fmt: skip
+        return {"results": rows, "next_page": None}
+
+    zendesk = serve(app)
+    try:
+        desk = connector(zendesk)
+        found, cursor = desk.find_marked("verified", None)
+        assert (found, cursor) == (["3", "4"], "2026-11-26T10:05:00Z")
+        desk.find_marked("verified", cursor)
+    finally:
+        zendesk.stop()
+    assert queries == [
+        "type:ticket status<closed tags:idv_verified",
+        "type:ticket status<closed tags:idv_verified updated>2026-11-26T09:55:00Z",
+    ]

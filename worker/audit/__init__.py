@@ -94,6 +94,10 @@ CODES = {
     "review_timeout": "Incode's manual review stayed undecided past the review timeout",
     "session_reused": "Incode handed out a session already recorded for another verification",
     "session_over": "Incode handed out a session that already had a result",
+    "hold_lifted": "someone took the ticket off hold before the result",
+    "marker_removed": "someone removed the pending marker before the result",
+    "marker_forged": "a verified marker Deskgate did not write",
+    "requester_changed_after": "the requester changed after a verified outcome",
 }
 
 Event = dict[str, Any]

@@ -45,6 +45,7 @@ from worker.dispatch import Dispatcher
 from worker.lifecycle import FINAL, State, notes
 from worker.lifecycle.caps import LinkCap, LinkCapReached
 from worker.lifecycle.first_seen import FirstSeen
+from worker.lifecycle.gate_watch import WATCHED, GateWatch
 from worker.lifecycle.identity import (
     Identity,
     Unverifiable,
@@ -53,6 +54,7 @@ from worker.lifecycle.identity import (
     identity_of,
     value_of,
 )
+from worker.lifecycle.marker_audit import MarkerAudit
 from worker.lifecycle.pseudonym import Pseudonyms
 from worker.lifecycle.store import SessionTaken, Verification
 from worker.runtime import Runtime
@@ -105,6 +107,8 @@ class Flow:
         self.lock_seconds = rt.settings.task_lock_seconds
         self.resume_after = self.lock_seconds + 30
         self.seal = notes.Seal(rt.settings.note_secrets)
+        self.gates = GateWatch(rt.store, self.seal, self._write)
+        self.markers = MarkerAudit(rt.store, self.seal, self._write)
         # A request for a link may be in flight this long after it was started: no other
         # worker asks Incode again for the same ticket before then. Settings refuse a deadline
         # whose window would outlast the lock.
@@ -328,7 +332,7 @@ class Flow:
         try:  # one note, if the desk takes it (a refused status change may be what failed)
             ticket = desk.get_ticket(v.ticket_id)
             if ticket is not None and ticket.writable:
-                desk.record(ticket, v.state, notes.outcome(v), release=False)
+                desk.record(ticket, v.state, notes.outcome(v, self.seal), release=False)
                 self.store.update(v.id, written=v.state.value)
                 self.store.written(v, "outcome", self.clock())
         except (Fatal, Conflict, Retriable) as again:
@@ -565,6 +569,7 @@ class Flow:
             if v.gated and t.marker == v.state:
                 log.info("outcome already on the ticket")
                 return t
+            v, _ = self._watch_gate(desk, v, t, enforce=False)  # lifted while the result came
             if not t.writable:
                 log.warning("ticket closed; outcome not written", state=v.state.value)
                 return t
@@ -580,8 +585,17 @@ class Flow:
         ticket = self._write(desk, ticket, write, unread=unread)
         return v, ticket
 
+    def _watch_gate(
+        self, desk: Desk, v: Verification, ticket: Ticket, *, enforce: bool
+    ) -> tuple[Verification, Ticket]:
+        """Record a gate lifted before the result (``worker.lifecycle.gate_watch``); with
+        ``enforce``, and the desk's ``gate_enforcement = "restore"``, put it back."""
+        restore = enforce and self.rt.settings.desks[v.desk].gate_enforcement == "restore"
+        return self.gates.check(desk, v, ticket, restore=restore, now=self.clock())
+
     def _record_outcome(self, desk: Desk, v: Verification, ticket: Ticket) -> Ticket:
-        written = desk.record(ticket, v.state, notes.outcome(v), release=v.state != State.REVIEW)
+        note = notes.outcome(v, self.seal)
+        written = desk.record(ticket, v.state, note, release=v.state != State.REVIEW)
         self.store.written(v, "outcome", self.clock())
         log.info("outcome written", state=v.state.value)
         return written
@@ -677,6 +691,12 @@ class Flow:
             v = self._fresh(v)  # before any result is read (a step that died before its gate)
             if v.state in (State.SENT, State.REVIEW):
                 v = self._confirm(v, hint, self.clock() if now is None else now)
+            if v.gated and v.state in WATCHED:  # no result yet: is the gate still on the ticket?
+                recalled, ticket = None, desk.get_ticket(v.ticket_id)
+                if ticket is None:
+                    self._ticket_gone(v)
+                    return
+                v, ticket = self._watch_gate(desk, v, ticket, enforce=True)
             try:
                 self._advance(desk, v.id, ticket, unread=recalled is not None)
             except NotFound:
@@ -733,6 +753,11 @@ class Flow:
         if found:
             log.info("poll found flagged tickets", count=len(found))
         return len(found)
+
+    def audit_markers(self, desk_name: str) -> int:
+        """Overturn verified markers Deskgate cannot prove it wrote
+        (``worker.lifecycle.marker_audit``)."""
+        return self.markers.run(desk_name, self.rt.desks[desk_name], self.clock())
 
     def sweep(self, now: float | None = None) -> int:
         self.store.record_sweep(self.clock())  # beat's heartbeat: the real time, never ``now``

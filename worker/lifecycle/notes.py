@@ -6,7 +6,10 @@ from the ticket if Redis loses it. No note ever carries the link or a full email
 Anyone who can write on a ticket can write text that looks like a gate note, so the gate note is
 sealed: an HMAC, keyed by Deskgate's ``note_secret``, over the desk, the ticket, the reason and
 every id the recovery would trust. ``read_gate`` returns nothing for a note whose seal does not
-match.
+match. Final outcome notes are sealed too (over the desk, the ticket, the verification, the
+requester and the outcome): once the verification's record has expired, the marker audit
+(``worker.lifecycle.marker_audit``) believes a ``verified`` marker only with Deskgate's sealed
+note for it (``sealed_outcome``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connectors.secret_check import matches_any
-from worker.lifecycle import State
+from worker.lifecycle import FINAL, State
 from worker.lifecycle.store import Verification
 
 SIGN_OFF = "— Deskgate"
@@ -38,6 +41,12 @@ _GATE = re.compile(
     re.DOTALL | re.MULTILINE,
 )
 _VERIFICATION = re.compile(r"^Deskgate verification: (?P<verification>[0-9a-f]+) ", re.MULTILINE)
+# The sealed ids that close an outcome note (nothing but the sign-off after them).
+_SEALED_IDS = re.compile(
+    r"^Deskgate verification: (?P<verification>[0-9a-f]{24}) \(requester (?P<requester>[^)\n]*)\)\n"
+    r"Seal: (?P<seal>[A-Za-z0-9_-]{43})\n" + re.escape(SIGN_OFF) + r"\s*\Z",
+    re.MULTILINE,
+)
 
 
 class Seal:
@@ -58,6 +67,22 @@ class Seal:
     def _mac(self, key: bytes, message: bytes) -> str:
         digest = hmac.new(key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def sign_outcome(self, v: Verification) -> str:
+        return self._mac(
+            self._keys[0],
+            self._outcome_message(v.desk, v.ticket_id, v.id, v.requester_id, v.state.value),
+        )
+
+    def valid_outcome(
+        self, desk: str, ticket_id: str, vid: str, requester: str, state: str, seal: str
+    ) -> bool:
+        message = self._outcome_message(desk, ticket_id, vid, requester, state)
+        return matches_any(seal, [self._mac(k, message) for k in self._keys])
+
+    @staticmethod
+    def _outcome_message(desk: str, ticket_id: str, vid: str, requester: str, state: str) -> bytes:
+        return "\x1f".join(("outcome-v1", desk, ticket_id, vid, requester, state)).encode()
 
     def sign(self, desk: str, ticket_id: str, record: GateRecord, when: str) -> str:
         return self._mac(self._keys[0], self._message(desk, ticket_id, record, when))
@@ -113,24 +138,47 @@ def verification_of(text: str) -> str | None:
     return found["verification"] if found else None
 
 
+def sealed_outcome(text: str, seal: Seal, desk: str, ticket_id: str, state: str) -> str | None:
+    """The requester an outcome note of ``state`` that ``outcome()`` wrote for this desk's
+    ticket names; None for any other text and for a seal that does not match."""
+    found = _SEALED_IDS.search(text.replace("\r\n", "\n"))
+    if found is None:
+        return None
+    vid, requester = found["verification"], found["requester"]
+    if not seal.valid_outcome(desk, ticket_id, vid, requester, state, found["seal"]):
+        return None
+    return requester
+
+
 def is_open(text: str) -> bool:
     """A gate or manual-review note: the verification it names was still open when written."""
     return text.startswith((GATE_HEADLINE, REVIEW_HEADLINE))
 
 
-def gate(v: Verification, seal: Seal) -> str:
+def gate(v: Verification, seal: Seal, why: str = "") -> str:
+    """The gate note; ``why`` (a sentence) says why the gate is written again (restored)."""
     expires = when(v.expires_at)
     record = GateRecord(v.id, v.interview_id, v.requester_id, v.expires_at, v.reason)
     return (
         f"{GATE_HEADLINE} ({v.reason}).\n"
-        f"A verification link was sent to {v.destination} by {v.channel}; "
+        + (f"{why}\n" if why else "")
+        + f"A verification link was sent to {v.destination} by {v.channel}; "
         f"it expires at {expires}.\n"
         "Do not act on this request until the result is added here.\n"
         + _ids(v, seal.sign(v.desk, v.ticket_id, record, expires))
     )
 
 
-def outcome(v: Verification) -> str:
+def lifted(v: Verification) -> str:
+    """What the outcome note says of a gate someone lifted before the result."""
+    return (
+        f"The hold was lifted (or the pending marker removed) before the result, by "
+        f"{v.lifted_by}: anything done on this ticket meanwhile was done without a verified "
+        "identity."
+    )
+
+
+def outcome(v: Verification, seal: Seal) -> str:
     checks = v.detail
     if v.state == State.VERIFIED:
         how = f" (Incode result: {v.result})" if v.result else ""
@@ -169,4 +217,6 @@ def outcome(v: Verification) -> str:
             f"Identity verification could not be completed: {v.detail}.\n"
             f"Do not proceed with the {v.reason}. Fix this, then flag the ticket again."
         )
-    return f"{text}\n{_ids(v)}"
+    if v.lifted_by and v.state != State.REVIEW:
+        text += "\n" + lifted(v)
+    return f"{text}\n{_ids(v, seal.sign_outcome(v) if v.state in FINAL else '')}"

@@ -93,6 +93,12 @@ class PacedDesk:
     def flagged_by(self, ticket: Ticket) -> str | None:
         return self._call(lambda: self.desk.flagged_by(ticket))
 
+    def gate_lifted_by(self, ticket: Ticket) -> str | None:
+        return self._call(lambda: self.desk.gate_lifted_by(ticket))
+
+    def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
+        return self._call(lambda: self.desk.find_marked(marker, cursor))
+
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         return self._call(lambda: self.desk.gate(ticket, note))
 

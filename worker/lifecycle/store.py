@@ -21,6 +21,8 @@ Keys (``p`` is the configured prefix):
                               verifications in it, by when they entered it (for the metrics)
 - ``p:firstseen:<hash>``      when Deskgate first saw a requester's field value
                               (``worker.lifecycle.first_seen``)
+- ``p:marked:<desk>:<ticket>`` the verification whose final outcome Deskgate last wrote on the
+                              ticket (the marker audit's proof), expiring with the records
 
 Transitions run as Lua scripts, so "check the state, change it, update the indexes" is one step:
 a transition that already happened is a no-op, and every task and webhook may arrive twice.
@@ -214,6 +216,7 @@ class Verification:
     sent_at: float = 0.0  # when Incode sent the link
     requester_key: str = ""  # who the link goes to, as a keyed hash (``LinkCap.requester_key``)
     flagged_by: str = ""  # the desk's record id of who flagged the ticket (``Desk.flagged_by``)
+    lifted_by: str = ""  # who took the gate off before the result, as the desk names agents
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -242,12 +245,12 @@ class Verification:
         same = ticket.requester_id == self.requester_id
         requester = "" if same else ticket.requester_id  # None (no requester) stays null
         fields = [ticket.version, ticket.status, ticket.marker, ticket.active, ticket.writable]
-        return json.dumps([*fields, requester], separators=(",", ":"))
+        return json.dumps([*fields, requester, ticket.held], separators=(",", ":"))
 
     def recall(self) -> Ticket | None:
         """The ticket ``remember`` stored, or None if nothing (or something unreadable) was."""
         try:
-            version, status, marker, active, writable, requester = json.loads(self.ticket)
+            version, status, marker, active, writable, requester, held = json.loads(self.ticket)
         except (ValueError, TypeError):
             return None
         return Ticket(
@@ -260,6 +263,7 @@ class Verification:
             writable=bool(writable),
             status=status,
             version=version,
+            held=bool(held),
         )
 
     @property
@@ -593,6 +597,9 @@ class Store:
             state_at=repr(state_at),
             detail=f"{'gate' if code == 'gate' else state.value} written on the ticket",
         )
+        if code == "outcome" and v.state in FINAL:
+            marked = self._key("marked", v.desk, v.ticket_id)
+            self.redis.set(marked, v.id, ex=self.retention)
         self._append_event(fields)
 
     def record_admin(self, event: str, now: float, *, desk: str, actor: str, detail: str) -> None:
@@ -600,6 +607,19 @@ class Store:
         made it, ``detail`` what changed (object names, never a secret)."""
         head = audit.head(event, now)
         self._append_event(audit.entry(head, {}, desk=desk, actor=actor, detail=detail))
+
+    def marked(self, desk: str, ticket_id: str) -> Verification | None:
+        """The verification whose final outcome Deskgate last wrote on the ticket, if recorded."""
+        vid = self.redis.get(self._key("marked", desk, ticket_id))
+        return self.get(vid) if vid else None
+
+    def ticket_event(
+        self, event: str, code: str, now: float, record: dict[str, Any], **fields: str
+    ) -> None:
+        """Audit what Deskgate found on a ticket (``ticket.gate_lifted``,
+        ``ticket.marker_overturned``): ``record`` is the verification's (``asdict``), or what
+        is known of the ticket when no verification is recorded."""
+        self._append_event(audit.entry(audit.head(event, now, code), _strings(record), **fields))
 
     def _append_event(self, fields: dict[str, str]) -> None:
         entry = self._chained(

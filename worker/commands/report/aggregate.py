@@ -20,6 +20,10 @@ Definitions (docs/report.md says the same for readers):
   ``verification.recovered`` event.
 
 - abandoned = the ticket was deleted before an outcome; open = no outcome yet.
+- gates lifted = verifications whose gate someone lifted before the result
+  (``ticket.gate_lifted``), with the agents who did it most often (``actor``: a desk user id or
+  user name). Markers overturned = ``ticket.marker_overturned`` events in ``[since, until)``, per
+  desk and code: a forged marker has no verification to count under.
 
 Memory: one small record per verification in the period (redelivered events and overturned
 results need it) and one float per verified one, so the percentiles are exact (nearest rank)
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -46,12 +50,14 @@ DAY_KEYS = (*OUTCOMES, "abandoned", "open")
 LINK_CAPS = frozenset({"link_cap", "link_cap_long"})
 REQUESTED, RECOVERED = "verification.requested", "verification.recovered"
 REVIEW, ABANDONED = "verification.review", "verification.abandoned"
+LIFTED, OVERTURNED = "ticket.gate_lifted", "ticket.marker_overturned"
+TOP_ACTORS = 5
 _FINAL = {f"verification.{o}": o for o in OUTCOMES}
 # One bit per verification event: a redelivered event (same kind, same verification) is seen once.
 _KINDS = {
     name: 1 << i
     for i, name in enumerate(
-        (REQUESTED, RECOVERED, "verification.sent", REVIEW, ABANDONED, *_FINAL)
+        (REQUESTED, RECOVERED, "verification.sent", REVIEW, ABANDONED, *_FINAL, LIFTED)
     )
 }
 # Time-to-verify histogram: upper bounds in seconds (the last bucket is open-ended).
@@ -70,6 +76,7 @@ class _Verification:
     abandoned: bool = False
     review: bool = False
     recovered: bool = False
+    lifted_by: str = ""  # who lifted its gate before the result (the first lift), if anyone
 
     @property
     def standing(self) -> str:
@@ -95,6 +102,8 @@ class Stats:
     timed: int = 0  # verified verifications with a time to verify
     p50_seconds: float | None = None
     p90_seconds: float | None = None
+    gates_lifted: int = 0  # verifications whose gate was lifted before the result
+    lifted_by: tuple[tuple[str, int], ...] = ()  # the agents who lifted most, most first
 
     @property
     def finished(self) -> int:
@@ -134,6 +143,13 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class Overturned:
+    desk: str
+    code: str  # marker_forged, requester_changed_after
+    count: int
+
+
+@dataclass(frozen=True)
 class Report:
     since: datetime
     until: datetime
@@ -147,6 +163,7 @@ class Report:
     # (an export read from a file); ``trail`` says what was found either way.
     trail_verified: bool | None = None
     trail: str = ""
+    overturned: tuple[Overturned, ...] = ()  # markers overturned in the period, by desk and code
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -186,11 +203,19 @@ def build(
     # One copy of each group key and day for all the verifications that share it.
     shared: dict[Any, Any] = {}
     skipped = 0
+    overturned: Counter[tuple[str, str]] = Counter()
+    overturns_seen: set[str] = set()
     for event in events:
         kind = event.get("event")
         if kind in ADMIN_EVENTS:
             continue  # about Deskgate's set-up, not a verification
         at = parse_time(event.get("time"))
+        if kind == OVERTURNED and event.get("schema") == SCHEMA and at is not None:
+            where, eid = str(event.get("desk") or ""), str(event.get("id") or "")
+            if lo <= at.timestamp() < hi and desk in (None, where) and eid not in overturns_seen:
+                overturns_seen.add(eid)  # a second delivery of the same event counts once
+                overturned[(where, str(event.get("code") or "unknown"))] += 1
+            continue
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
         if isinstance(kind, str) and kind.startswith("privacy."):
             continue  # a data-subject request (worker/commands/privacy.py): of no verification
@@ -228,17 +253,23 @@ def build(
             v.review = True
         elif kind == ABANDONED:
             v.abandoned = True
+        elif kind == LIFTED:
+            v.lifted_by = str(event.get("actor") or "unknown")
         elif kind in _FINAL:
             v.outcome = _FINAL[kind]
             v.code = str(event.get("code") or "")
             v.verified_at = at.timestamp() if v.outcome == "verified" else None
-    return _summarise(seen.values(), since, until, desk, skipped)
+    report = _summarise(seen.values(), since, until, desk, skipped)
+    return replace(
+        report, overturned=tuple(Overturned(d, c, n) for (d, c), n in sorted(overturned.items()))
+    )
 
 
 @dataclass
 class _Tally:
     counts: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    lifters: Counter[str] = field(default_factory=Counter)
     durations: list[float] = field(default_factory=list)
 
     def add(self, v: _Verification) -> None:
@@ -246,6 +277,8 @@ class _Tally:
         self.counts[v.standing] += 1
         self.counts["review"] += v.review
         self.counts["recoveries"] += v.recovered
+        if v.lifted_by:
+            self.lifters[v.lifted_by] += 1
         if v.outcome == "error":
             self.errors[v.code or "unknown"] += 1
             self.counts["link_caps"] += v.code in LINK_CAPS
@@ -272,6 +305,10 @@ class _Tally:
             timed=len(ordered),
             p50_seconds=percentile(ordered, 0.5),
             p90_seconds=percentile(ordered, 0.9),
+            gates_lifted=self.lifters.total(),
+            lifted_by=tuple(
+                sorted(self.lifters.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ACTORS]
+            ),
         )
 
 

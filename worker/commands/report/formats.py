@@ -21,6 +21,7 @@ CSV_COLUMNS = (
     "desk", "reason", "verifications", "verified", "failed", "expired", "error", "abandoned",
     "open", "review", "pass_rate", "expired_rate", "error_rate", "time_to_verify_p50_seconds",
     "time_to_verify_p90_seconds", "timed", "link_caps", "recoveries", "top_errors",
+    "gates_lifted", "lifted_by", "markers_overturned",
 )  # fmt: skip
 
 
@@ -53,6 +54,8 @@ def stats_dict(s: Stats) -> dict[str, Any]:
         "link_caps": s.link_caps,
         "recoveries": s.recoveries,
         "errors": [{"code": c, "label": error_label(c), "count": n} for c, n in s.errors],
+        "gates_lifted": s.gates_lifted,
+        "lifted_by": [{"actor": a, "count": n} for a, n in s.lifted_by],
     }
 
 
@@ -72,6 +75,10 @@ def to_dict(report: Report, generated: datetime) -> dict[str, Any]:
             {"from": b.low, "to": None if math.isinf(b.high) else b.high, "count": b.count}
             for b in report.histogram
         ],
+        "markers_overturned": [
+            {"desk": o.desk, "code": o.code, "label": error_label(o.code), "count": o.count}
+            for o in report.overturned
+        ],
         "skipped_events": report.skipped,
         "trail": {"verified": report.trail_verified, "detail": report.trail},
     }
@@ -81,12 +88,15 @@ def to_json(report: Report, generated: datetime) -> str:
     return json.dumps(to_dict(report, generated), indent=2) + "\n"
 
 
-def _csv_row(desk: str, reason: str, s: Stats) -> list[str]:
+def _csv_row(desk: str, reason: str, s: Stats, overturned: int | None = None) -> list[str]:
+    """``overturned``: markers overturned, on the totals row only (a forged marker has no
+    verification, so no reason to count it under; JSON has them per desk and code)."""
     values: list[Any] = [
         desk, reason, s.verifications, s.verified, s.failed, s.expired, s.error, s.abandoned,
         s.open, s.review, s.pass_rate, s.expired_rate, s.error_rate, s.p50_seconds,
         s.p90_seconds, s.timed, s.link_caps, s.recoveries,
-        ";".join(f"{code}:{n}" for code, n in s.errors),
+        ";".join(f"{code}:{n}" for code, n in s.errors), s.gates_lifted,
+        ";".join(f"{actor}:{n}" for actor, n in s.lifted_by), overturned,
     ]  # fmt: skip
     return [csv_cell(v) for v in values]
 
@@ -98,7 +108,8 @@ def to_csv(report: Report) -> str:
     writer.writerow(CSV_COLUMNS)
     for g in report.groups:
         writer.writerow(_csv_row(g.desk, g.reason, g.stats))
-    writer.writerow(_csv_row(ALL, ALL, report.totals))
+    overturned = sum(o.count for o in report.overturned)
+    writer.writerow(_csv_row(ALL, ALL, report.totals, overturned))
     return out.getvalue()
 
 
@@ -193,6 +204,15 @@ def to_table(report: Report, generated: datetime) -> str:
     if t.errors:
         lines += ["", "top error reasons:"]
         lines += [f"  {n:>5}  {_short(error_label(c), WIDTH - 9)}" for c, n in t.errors[:5]]
+    if t.gates_lifted:
+        by = ", ".join(f"{_short(a, 30)} ({n})" for a, n in t.lifted_by)
+        lines += ["", f"gates lifted before the result: {t.gates_lifted}, by {by}"]
+    if report.overturned:
+        lines += ["", "verified markers overturned (not written by Deskgate):"]
+        lines += [
+            f"  {o.count:>5}  {_short(o.desk, 30)}: {_short(error_label(o.code), WIDTH - 45)}"
+            for o in report.overturned
+        ]
     if report.skipped:
         lines += ["", f"{report.skipped} events skipped: not schema-1 audit events"]
     if report.trail_verified:

@@ -130,6 +130,47 @@ def _errors_table(s: Stats) -> str:
     )
 
 
+def _tampering(report: Report) -> str:
+    """Gates lifted before the result (top agents) and verified markers overturned."""
+    t = report.totals
+    if not t.gates_lifted and not report.overturned:
+        return (
+            '<p class="note">No gate was lifted before its result, and no verified marker had '
+            "to be overturned.</p>"
+        )
+    lifted = "".join(
+        f'<tr><td class="text"><code>{escape(actor)}</code></td><td>{_n(n)}</td></tr>'
+        for actor, n in t.lifted_by
+    )
+    overturned = "".join(
+        f'<tr><th scope="row" class="text">{escape(o.desk)}</th>'
+        f'<td class="text"><code>{escape(o.code)}</code></td>'
+        f'<td class="text">{escape(error_label(o.code))}</td>'
+        f"<td>{_n(o.count)}</td></tr>"
+        for o in report.overturned
+    )
+    return (
+        f'<p class="note" id="gates-lifted">{_n(t.gates_lifted)} verifications had their gate '
+        "lifted (the ticket taken off hold, or its pending marker removed) before the result."
+        "</p>"
+        + (
+            "<table><caption>Who lifted them, most often first (as the helpdesk names its "
+            'agents).</caption><thead><tr><th scope="col" class="text">Agent</th>'
+            f'<th scope="col">Gates lifted</th></tr></thead><tbody>{lifted}</tbody></table>'
+            if lifted
+            else ""
+        )
+        + (
+            "<table><caption>Verified markers Deskgate did not write, set to error."
+            '</caption><thead><tr><th scope="col">Desk</th><th scope="col" class="text">Code'
+            '</th><th scope="col" class="text">What it means</th><th scope="col">Markers</th>'
+            f"</tr></thead><tbody>{overturned}</tbody></table>"
+            if overturned
+            else ""
+        )
+    )
+
+
 DEFINITIONS = (
     ("Verification", "One request to Incode to check the identity of the employee on one "
      "ticket. It counts in the period when Deskgate opened it (when the flagged ticket reached "
@@ -146,6 +187,10 @@ DEFINITIONS = (
      "hour, so a flood of flags cannot flood an employee's inbox; one more ends in error."),
     ("Recovery", "A verification Deskgate rebuilt from its own sealed note on the ticket after "
      "its database lost the record."),
+    ("Gate lifted", "Someone took a held ticket off hold, or removed its pending marker, before "
+     "the result: work could have gone ahead for a caller nobody had verified."),
+    ("Marker overturned", "A ticket showed verified without Deskgate having written it (set by "
+     "hand, or the requester changed afterwards): Deskgate set it to error."),
 )  # fmt: skip
 
 
@@ -162,6 +207,8 @@ def to_html(report: Report, generated: datetime) -> str:
             _card(percent(t.error_rate), f"error ({_n(t.error)} of {_n(t.finished)})"),
             _card(_n(t.link_caps), "link caps hit"),
             _card(_n(t.recoveries), "recoveries"),
+            _card(_n(t.gates_lifted), "gates lifted early"),
+            _card(_n(sum(o.count for o in report.overturned)), "markers overturned"),
         )
     )
     definitions = "".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in DEFINITIONS)
@@ -221,6 +268,10 @@ the ticket until the result is back. This page counts those checks.</p>
 <section>
 <h2>Top error reasons</h2>
 {_errors_table(t)}
+</section>
+<section>
+<h2>Gates lifted and markers overturned</h2>
+{_tampering(report)}
 </section>
 <section>
 <h2>How to read the numbers</h2>
