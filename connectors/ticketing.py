@@ -11,14 +11,34 @@ connector implementing ``Desk``, its push parsing, and a ``KIND`` tying them tog
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import structlog
+
+from connectors.identity_provider import ACTIONS
+
+log = structlog.get_logger("deskgate.desk")
 
 # The state markers Deskgate writes on tickets (tags ``<prefix><marker>`` on Zendesk, the status
 # field's value on ServiceNow). ``pending`` is the gate; the others are outcomes.
 MARKERS = ("pending", "verified", "failed", "review", "expired", "error")
 OPEN_MARKERS = frozenset({"pending", "review"})
+
+
+def requested_action(asked: Iterable[str], *, desk: str, ticket: str) -> str | None:
+    """The one action a ticket asks for, from every action value it carries (tag suffixes,
+    a field's value): None for none, for an unknown one, and for two at once, which is logged
+    (an ambiguous request is never guessed)."""
+    values = sorted(set(asked))
+    if len(values) > 1:
+        # Anyone may write tags and fields: only the known action names are logged.
+        known = [v for v in values if v in ACTIONS]
+        log.warning("action_request_ambiguous", desk=desk, ticket=ticket, asked=len(values),
+                    actions=known)  # fmt: skip
+        return None
+    return values[0] if values and values[0] in ACTIONS else None
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,10 @@ class Ticket:
     status: str  # the desk's own status value
     version: str  # what a safe write compares against (updated_at; sys_updated_on#sys_mod_count)
     requester: Person | None = None  # filled when the desk reads it in the same call
+    # The identity-provider action the ticket asks for now (one of ``identity_provider.ACTIONS``):
+    # a Zendesk tag ``<prefix>do_<action>``, a ServiceNow action field. None when it asks for
+    # none, for an unknown one, or for two at once (an ambiguous request is never guessed).
+    action_request: str | None = None
 
 
 class HeaderLookup(Protocol):
@@ -112,6 +136,17 @@ class Desk(Protocol):
         """One write: internal note, the marker in place of any other, trigger consumed unless the
         verification is still open; with ``release`` the ticket leaves the gate status. Returns
         the ticket as the write left it."""
+        ...
+
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """Who asked for ``action`` on the ticket, from the desk's own record of the change (the
+        newest one that set the request): their user id or user name, never an e-mail. None when
+        the desk's record cannot tell."""
+        ...
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """One conditional write: the action request removed and an internal note, nothing else
+        touched. Raises ``Conflict``/``NotFound`` as the writes above do."""
         ...
 
     def close(self) -> None: ...

@@ -1869,10 +1869,9 @@ def create_app(config: ZendeskSimConfig) -> Flask:
 
     @app.get("/api/v2/tickets/<int:ticket_id>/audits")
     def list_audits(ticket_id: int) -> Response:
-        audits = state.audits(ticket_id)
-        return _json(
-            {"audits": audits, "next_page": None, "previous_page": None, "count": len(audits)}
-        )
+        """Oldest first, 100 a page at most, by cursor (``page[size]``, which Zendesk's reference
+        recommends for this endpoint) or by offset."""
+        return _paged("audits", state.audits(ticket_id), Paging.CURSOR_OR_OFFSET)
 
     @app.get("/api/v2/tickets/<int:ticket_id>/tags")
     def show_tags(ticket_id: int) -> Response:

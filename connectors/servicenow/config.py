@@ -28,6 +28,9 @@ class ServiceNowDeskConfig(DeskConfig):
     consume_flag: bool = True
     consumed_value: str = "false"
     status_field: str = Field(default="u_idv_status", pattern=r"^[a-z][a-z0-9_]*$")
+    # The choice field whose value asks for an identity-provider action (``unlock``, ...) after
+    # a verified result; a write ACL limits it to ``verification_roles`` (``records.py``).
+    action_field: str = Field(default="u_idv_action", pattern=r"^[a-z][a-z0-9_]*$")
     # Extra encoded-query conditions every flagged record must meet.
     flag_query: str = "active=true"
     username: str = ""

@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 
 from connectors.http import Conflict, Fatal, NotFound, json_body, new_client, request
+from connectors.identity_provider import ACTIONS
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
-from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket, requested_action
 
 SYSTEM = "servicenow"
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -36,6 +37,7 @@ AUDITED_FOR = 600.0
 # The sys_user field behind each of the requester's fields Deskgate may rely on.
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
+AUDIT_KEY = ("tablename", "documentkey", "fieldname", "newvalue")
 JOURNAL_FIELDS = ("work_notes", "comments")  # written as journal entries, never on the record
 
 
@@ -83,7 +85,7 @@ class ServiceNowConnector:
         self.fields = ",".join(
             [
                 "sys_id", "number", "state", "active", "sys_updated_on", "sys_mod_count",
-                config.flag_field, config.status_field, who,
+                config.flag_field, config.status_field, config.action_field, who,
                 *(f"{who}.{f}" for f in (*PERSON_FIELDS, "sys_created_on")),
             ]
         )  # fmt: skip
@@ -113,10 +115,28 @@ class ServiceNowConnector:
     def find_flagged(
         self, cursor: str | None, *, gated: bool = False
     ) -> tuple[list[str], str | None]:
+        """Flagged records by keyset pages (``_scan``), a larger backlog continuing from the
+        cursor on the next poll; without ``gated``, records asking for an action too, read at
+        the start of each scan (requests are few: each is cleared once handled)."""
+        rows, cursor_after = self._scan(self._flagged_query(gated), cursor)
+        found = [row["sys_id"] for row in rows]
+        if not gated and cursor is None:
+            field = self.config.action_field
+            query = f"{self.config.flag_query}^{field}IN{','.join(ACTIONS)}"
+            asking, _ = self._scan(query, None, field)
+            # Checked again: an instance without the field ignores the condition (all rows).
+            found += [
+                r["sys_id"] for r in asking if r.get(field) in ACTIONS and r["sys_id"] not in found
+            ]
+        return found, cursor_after
+
+    def _scan(
+        self, base: str, cursor: str | None, *fields: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """Keyset pages ordered by (sys_updated_on, sys_id): rows sharing a timestamp are neither
         skipped nor repeated, and rows updated mid-scan move forward, never behind the cursor.
         ``^NQ`` (a new OR'ed query) is needed because ``^OR`` binds tighter than ``^``."""
-        base, found = self._flagged_query(gated), []
+        found: list[dict[str, Any]] = []
         for _ in range(PAGES_PER_POLL):
             query = base
             if cursor:
@@ -129,13 +149,13 @@ class ServiceNowConnector:
                 self.path,
                 params={
                     "sysparm_query": f"{query}^ORDERBYsys_updated_on^ORDERBYsys_id",
-                    "sysparm_fields": "sys_id,sys_updated_on",
+                    "sysparm_fields": ",".join(["sys_id", "sys_updated_on", *fields]),
                     "sysparm_limit": PAGE,
                     "sysparm_exclude_reference_link": "true",
                     "sysparm_no_count": "true",
                 },
             )
-            found += [row["sys_id"] for row in rows]
+            found += rows
             if len(rows) < PAGE:
                 return found, None
             cursor = f"{rows[-1]['sys_updated_on']}|{rows[-1]['sys_id']}"
@@ -181,6 +201,11 @@ class ServiceNowConnector:
             # sys_updated_on has 1 s precision; the update counter tells same-second edits apart.
             version=f"{row.get('sys_updated_on', '')}#{row.get('sys_mod_count', '')}",
             requester=requester,
+            action_request=requested_action(
+                [asked] if (asked := str(row.get(c.action_field) or "")) else [],
+                desk=self.name,
+                ticket=str(row["sys_id"]),
+            ),
         )
 
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:
@@ -266,7 +291,35 @@ class ServiceNowConnector:
     def get_requester(self, ticket: Ticket) -> Person | None:
         return ticket.requester  # read with the record, by dot-walking
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """The user name on the newest ``sys_audit`` row that set the record's action field to
+        ``action``: whoever saved that change (a UI action runs as the agent who pressed it).
+        None where the row cannot be read (no read on ``sys_audit``, or the field unaudited)."""
+        c = self.config
+        query = (
+            f"tablename={c.table}^documentkey={ticket.id}^fieldname={c.action_field}"
+            f"^newvalue={action}^ORDERBYDESCsys_created_on"
+        )
+        try:
+            rows = self._call(
+                "GET",
+                "/api/now/table/sys_audit",
+                params={"sysparm_query": query, "sysparm_limit": 1,
+                        "sysparm_fields": "tablename,documentkey,fieldname,newvalue,user"},
+            )  # fmt: skip
+        except Fatal:
+            return None
+        # Checked again here: an instance ignores a query condition it cannot apply.
+        wanted = (c.table, ticket.id, c.action_field, action)
+        hit = [r for r in rows if tuple(str(r.get(k, "")) for k in AUDIT_KEY) == wanted]
+        return str(hit[0].get("user") or "") or None if hit else None
+
     # -- writing ---------------------------------------------------------------------------
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """Re-read, then one PATCH emptying the action field, with a work note."""
+        self._unchanged(ticket)
+        return self._patch(ticket, {"work_notes": note, self.config.action_field: ""})
 
     def _unchanged(self, ticket: Ticket) -> None:
         """The Table API has no conditional write: re-read, and answer a record an agent changed

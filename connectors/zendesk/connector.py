@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 
 from connectors.http import Fatal, NotFound, json_body, new_client, request, same_origin
-from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket, requested_action
+from connectors.zendesk import objects
 from connectors.zendesk.config import ZendeskDeskConfig
 
 SYSTEM = "zendesk"
 SEARCH_PAGES = 10  # Zendesk serves at most 1,000 search results: 10 pages of 100
+AUDIT_PAGES = 50  # of 100 audits: more updates than a ticket gets (5,000 comments is its cap)
 INACTIVE = frozenset({"solved", "closed"})
 
 
@@ -74,6 +76,14 @@ class ZendeskConnector:
         else:
             terms += [f"tags:{tag}" for tag in self.config.triggers]
             terms += [f"-tags:{prefix}{m}" for m in opened]
+        found = self._search(terms)
+        if not gated:  # action requests, whatever the ticket's marker (its own search: the
+            # exclusions above would hide a request on a ticket still marked ``review``)
+            asked = [f"tags:{tag}" for tag in objects.action_tags(self.config)]
+            found += self._search(["type:ticket", "status<solved", *asked])
+        return list(dict.fromkeys(found)), None  # search is complete in one poll
+
+    def _search(self, terms: list[str]) -> list[str]:
         params: dict[str, Any] | None = {
             "query": " ".join(terms),
             "sort_by": "updated_at",
@@ -89,7 +99,7 @@ class ZendeskConnector:
             if not next_page:
                 break
             url, params = self._next(next_page), None
-        return list(dict.fromkeys(found)), None  # search is complete in one poll
+        return found
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         if not ticket_id.isdigit():
@@ -109,6 +119,8 @@ class ZendeskConnector:
         marker = next((m for m in present if m in OPEN_MARKERS), present[0] if present else None)
         status = str(raw.get("status", ""))
         requester = raw.get("requester_id")
+        do = objects.action_tag(self.config, "")
+        asked = [t.removeprefix(do) for t in tags if t.startswith(do)]
         return Ticket(
             id=str(raw["id"]),
             display_id=f"#{raw['id']}",
@@ -122,6 +134,7 @@ class ZendeskConnector:
             requester=next(
                 (_person(u) for u in users or [] if str(u.get("id")) == str(requester)), None
             ),
+            action_request=requested_action(asked, desk=self.name, ticket=str(raw["id"])),
         )
 
     def _next(self, url: Any) -> str:
@@ -189,7 +202,43 @@ class ZendeskConnector:
         except NotFound:
             return None
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """The author of the newest audit whose tag change added the action's tag: the agent
+        whose update (a macro, a hand edit) asked. Zendesk records the updater as an audit's
+        author, also for the tag changes its triggers make in the same update."""
+        tag = objects.action_tag(self.config, action)
+        newest: tuple[int, str] | None = None
+        url: str = f"/tickets/{ticket.id}/audits.json"
+        params: dict[str, str] | None = {"page[size]": "100"}
+        for _ in range(AUDIT_PAGES):
+            page = self._call("GET", url, params=params)
+            for audit in page.get("audits") or []:
+                if _adds_tag(audit, tag) and audit.get("author_id") is not None:
+                    seen = (int(audit.get("id") or 0), str(audit["author_id"]))
+                    newest = max(newest or seen, seen)
+            more = (page.get("meta") or {}).get("has_more")
+            next_url = (page.get("links") or {}).get("next") if more else None
+            if not next_url:
+                break
+            url, params = self._next(next_url), None
+        return newest[1] if newest else None
+
     # -- writing ---------------------------------------------------------------------------
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """The request's tag and the trigger's guard removed (every action tag when the request
+        was ambiguous), so the next request pushes again; other tags stay."""
+        c = self.config
+        asked = [ticket.action_request] if ticket.action_request else objects.desk_actions(c)
+        remove = [*(objects.action_tag(c, a) for a in asked), objects.action_sent_tag(c)]
+        body: dict[str, Any] = {
+            "comment": {"body": note, "public": False},
+            "remove_tags": remove,
+            "safe_update": True,
+            "updated_stamp": ticket.version,
+        }
+        updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
+        return self._ticket(updated["ticket"])
 
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         return self._update(ticket, note, "pending", status=self.config.gate_status, consume=False)
@@ -219,6 +268,22 @@ class ZendeskConnector:
             body["status"] = status
         updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
         return self._ticket(updated["ticket"])
+
+
+def _adds_tag(audit: dict[str, Any], tag: str) -> bool:
+    """Does one of the audit's events change the tags so that ``tag`` was added?"""
+    for event in audit.get("events") or []:
+        if event.get("type") != "Change" or event.get("field_name") != "tags":
+            continue
+        now, before = event.get("value") or [], event.get("previous_value") or []
+        if tag in _words(now) and tag not in _words(before):
+            return True
+    return False
+
+
+def _words(value: Any) -> set[str]:
+    """Tags as an audit event holds them: a list, or one space-separated string."""
+    return set(value.split()) if isinstance(value, str) else {str(v) for v in value}
 
 
 def _instant(value: Any) -> float | None:

@@ -86,6 +86,12 @@ class MemoryDesk:
         reason = ticket.reason if marker in OPEN_MARKERS else None  # the trigger is consumed
         return self._write(ticket, note, marker=marker, status=status, reason=reason)
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return None  # the action requests' flow is not modelled here
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        return self._write(ticket, note, action_request=None)
+
     def close(self) -> None:
         pass
 

@@ -92,7 +92,8 @@ def test_a_next_page_on_the_accounts_own_origin_is_followed() -> None:
 
     zendesk = serve(app)
     found, _ = connector(zendesk).find_flagged(None)
-    assert found == ["1", "2"] and own == ["1", "2"]
+    # Two searches, each paged: flagged tickets, then action requests.
+    assert found == ["1", "2"] and own == ["1", "2"] * 2
     zendesk.stop()
 
 
