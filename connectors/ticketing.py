@@ -11,34 +11,14 @@ connector implementing ``Desk``, its push parsing, and a ``KIND`` tying them tog
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-
-import structlog
-
-from connectors.identity_provider import ACTIONS
-
-log = structlog.get_logger("deskgate.desk")
 
 # The state markers Deskgate writes on tickets (tags ``<prefix><marker>`` on Zendesk, the status
 # field's value on ServiceNow). ``pending`` is the gate; the others are outcomes.
 MARKERS = ("pending", "verified", "failed", "review", "expired", "error")
 OPEN_MARKERS = frozenset({"pending", "review"})
-
-
-def requested_action(asked: Iterable[str], *, desk: str, ticket: str) -> str | None:
-    """The one action a ticket asks for, from every action value it carries (tag suffixes,
-    a field's value): None for none, for an unknown one, and for two at once, which is logged
-    (an ambiguous request is never guessed)."""
-    values = sorted(set(asked))
-    if len(values) > 1:
-        # Anyone may write tags and fields: only the known action names are logged.
-        known = [v for v in values if v in ACTIONS]
-        log.warning("action_request_ambiguous", desk=desk, ticket=ticket, asked=len(values),
-                    actions=known)  # fmt: skip
-        return None
-    return values[0] if values and values[0] in ACTIONS else None
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx
 
+from connectors.action_requests import requested_action
 from connectors.http import Conflict, Fatal, NotFound, json_body, new_client, request
 from connectors.identity_provider import ACTIONS
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
-from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket, requested_action
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
 
 SYSTEM = "servicenow"
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")

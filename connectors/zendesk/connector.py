@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
+from connectors.action_requests import requested_action
 from connectors.http import Fatal, NotFound, json_body, new_client, request, same_origin
-from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket, requested_action
+from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
 from connectors.zendesk import objects
 from connectors.zendesk.config import ZendeskDeskConfig
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.action_requests import request_title
 from connectors.identity_provider import ACTIONS
 from connectors.ticketing import OPEN_MARKERS
 from connectors.zendesk.config import ZendeskDeskConfig
@@ -311,12 +312,6 @@ def trigger_problems(
 # removes both tags, so the next request pushes again. A lost push waits for the poller.
 
 ACTION_INFIX = "do_"
-ACTION_LABELS: dict[str, str] = {
-    "unlock": "unlock the account",
-    "reset_mfa": "reset MFA",
-    "reset_password": "reset the password",
-    "revoke_sessions": "sign out everywhere",
-}
 
 
 def desk_actions(config: ZendeskDeskConfig) -> list[str]:
@@ -344,7 +339,7 @@ def action_trigger_title(desk: str) -> str:
 
 
 def action_macro_title(action: str) -> str:
-    return f"Deskgate: {ACTION_LABELS.get(action, action)}"
+    return request_title(action)
 
 
 def action_macro(config: ZendeskDeskConfig, action: str) -> dict[str, Any]:
