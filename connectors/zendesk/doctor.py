@@ -230,8 +230,9 @@ class _Doctor:
             self._check(label, name not in problems, problems.get(name, str(found["id"])), fix)
 
     def self_flagging(self, api: httpx.Client) -> None:
-        """Warn where a caller could put a trigger tag on their own ticket (``self_flag.py``)."""
-        flags = set(self.config.triggers)
+        """Warn where a caller could put a trigger tag, or an action request's tag, on their own
+        ticket (``self_flag.py``)."""
+        flags = set(self.config.triggers) | set(objects.action_tags(self.config))
         try:
             fields = setup.listed(
                 api, self.config, "/ticket_fields", "ticket_fields", **setup.CURSOR

@@ -388,3 +388,26 @@ def test_servicenow_setup_is_idempotent_and_doctor_names_a_missing_ui_action(
     after = {c.name: c for c in servicenow_doctor(req) if c.status is not Status.OK}
     assert set(after) - before == {"UI action Deskgate: reset MFA"}
     assert after["UI action Deskgate: reset MFA"].detail == "missing"
+
+
+def test_zendesk_doctor_warns_where_a_caller_could_ask_for_an_action_themselves(
+    zendesk: tuple[ZendeskDeskConfig, ZendeskDriver], inbox: Inbox
+) -> None:
+    """A requester cannot add tags on Zendesk; a request-form field or a trigger on their words
+    that adds an action request's tag would let them. Doctor warns as it does for the flag."""
+    config, _ = zendesk
+    admin = AdminCredential(ZD.admin_email, SecretStr(ZD.api_token))
+    with client(config, admin, 5.0) as api:
+        options = [{"name": "Reset MFA", "value": "idv_do_reset_mfa"}, {"name": "x", "value": "x"}]
+        field = {"type": "tagger", "title": "Wish", "custom_field_options": options,
+                 "visible_in_portal": True, "editable_in_portal": True}  # fmt: skip
+        api.post("/ticket_fields", json={"ticket_field": field}).raise_for_status()
+        words = {"field": "comment_includes_word", "operator": "includes", "value": "unlock"}
+        rule = {"title": "Auto unlock", "conditions": {"all": [words], "any": []},
+                "actions": [{"field": "current_tags", "value": "idv_do_unlock"}]}  # fmt: skip
+        api.post("/triggers", json={"trigger": rule}).raise_for_status()
+    req = DoctorRequest(desk=DESK, config=config, public_url=inbox.server.url, admin=admin)
+    warned = {c.name.split(" (")[0]: c for c in zendesk_doctor(req) if c.status is not Status.OK}
+    assert set(warned) == {"ticket field 'Wish'", "trigger 'Auto unlock'"}
+    assert "idv_do_reset_mfa" in warned["ticket field 'Wish'"].detail
+    assert all(c.status is Status.WARN and c.fix for c in warned.values())
