@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from flask import Flask, request
 from pydantic import SecretStr
 
@@ -411,3 +412,62 @@ def test_zendesk_doctor_warns_where_a_caller_could_ask_for_an_action_themselves(
     assert set(warned) == {"ticket field 'Wish'", "trigger 'Auto unlock'"}
     assert "idv_do_reset_mfa" in warned["ticket field 'Wish'"].detail
     assert all(c.status is Status.WARN and c.fix for c in warned.values())
+
+
+def test_zendesk_the_poll_finds_requests_whatever_the_marker_and_the_scan_leaves_them(
+    zendesk: tuple[ZendeskDeskConfig, ZendeskDriver],
+) -> None:
+    config, driver = zendesk
+    desk = ZendeskConnector(DESK, config, 5.0)
+
+    def ticket(tags: list[str], status: str = "open") -> str:
+        made = driver.create_ticket("Jane Employee", None, "Help")
+        body = {"ticket": {"status": status, "additional_tags": tags}}
+        driver.api.put(f"/tickets/{made}.json", json=body).raise_for_status()
+        return made
+
+    after_pass = ticket(["idv_verified", "idv_do_unlock"])
+    held = ticket(["idv_review", "idv_do_reset_mfa"])
+    solved = ticket(["idv_verified", "idv_do_unlock"], status="solved")
+    ticket(["idv_verified"])
+    found, cursor = desk.find_flagged(None)
+    assert sorted(found) == sorted([after_pass, held]) and cursor is None
+    assert solved not in found
+    assert desk.find_flagged(None, gated=True)[0] == [held]  # the gate, not the request
+    desk.close()
+
+
+def test_zendesk_two_requests_at_once_are_logged_by_their_known_names_only(
+    zendesk: tuple[ZendeskDeskConfig, ZendeskDriver],
+) -> None:
+    config, driver = zendesk
+    desk = ZendeskConnector(DESK, config, 5.0)
+    ticket_id = driver.create_ticket("Jane Employee", None, "Help")
+    tags = ["idv_do_unlock", "idv_do_reset_mfa", "idv_do_jane_at_example_com"]
+    driver.api.put(f"/tickets/{ticket_id}/tags.json", json={"tags": tags}).raise_for_status()
+    with structlog.testing.capture_logs() as logs:
+        ticket = desk.get_ticket(ticket_id)
+    assert ticket is not None and ticket.action_request is None
+    [line] = [entry for entry in logs if entry["event"] == "action_request_ambiguous"]
+    assert line["actions"] == ["reset_mfa", "unlock"] and line["asked"] == 3
+    assert "jane" not in json.dumps(line)  # a tag is anyone's text: never logged
+    desk.close()
+
+
+def test_the_zendesk_simulator_pages_a_tickets_audits_by_cursor_and_by_offset(
+    zendesk: tuple[ZendeskDeskConfig, ZendeskDriver],
+) -> None:
+    """As Zendesk's reference has it for ``GET /tickets/{id}/audits``: cursor pages
+    (``page[size]``, ``meta.has_more``, ``links.next``) or offset pages (``next_page``)."""
+    _, driver = zendesk
+    ticket_id = driver.create_ticket("Jane Employee", None, "Help")
+    for n in range(3):
+        driver.comment(ticket_id, f"note {n}")
+    first = driver.api.get(f"/tickets/{ticket_id}/audits.json", params={"page[size]": 2}).json()
+    assert len(first["audits"]) == 2 and first["meta"]["has_more"] is True
+    rest = driver.api.get(first["links"]["next"]).json()
+    assert len(rest["audits"]) == 2 and rest["meta"]["has_more"] is False
+    ids = [a["id"] for a in first["audits"] + rest["audits"]]
+    assert ids == sorted(ids)  # oldest first
+    offset = driver.api.get(f"/tickets/{ticket_id}/audits.json", params={"per_page": 3}).json()
+    assert [a["id"] for a in offset["audits"]] == ids[:3] and offset["next_page"]
