@@ -206,7 +206,8 @@ class ZendeskConnector:
     def requested_by(self, ticket: Ticket, action: str) -> str | None:
         """The author of the newest audit whose tag change added the action's tag: the agent
         whose update (a macro, a hand edit) asked. Zendesk records the updater as an audit's
-        author, also for the tag changes its triggers make in the same update."""
+        author, also for the tag changes its triggers make in the same update; an automation's
+        audits carry Zendesk's own system user (-1), which is nobody: None."""
         tag = objects.action_tag(self.config, action)
         newest: tuple[int, str] | None = None
         url: str = f"/tickets/{ticket.id}/audits.json"
@@ -214,15 +215,15 @@ class ZendeskConnector:
         for _ in range(AUDIT_PAGES):
             page = self._call("GET", url, params=params)
             for audit in page.get("audits") or []:
-                if _adds_tag(audit, tag) and audit.get("author_id") is not None:
-                    seen = (int(audit.get("id") or 0), str(audit["author_id"]))
+                if _adds_tag(audit, tag):
+                    seen = (int(audit.get("id") or 0), str(audit.get("author_id", "")))
                     newest = max(newest or seen, seen)
             more = (page.get("meta") or {}).get("has_more")
             next_url = (page.get("links") or {}).get("next") if more else None
             if not next_url:
                 break
             url, params = self._next(next_url), None
-        return newest[1] if newest else None
+        return newest[1] if newest and newest[1].isdigit() and int(newest[1]) > 0 else None
 
     # -- writing ---------------------------------------------------------------------------
 

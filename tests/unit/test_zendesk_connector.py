@@ -149,5 +149,7 @@ def test_who_asked_is_the_author_of_the_newest_audit_that_added_the_tag() -> Non
     desk = connector(zendesk)
     assert desk.requested_by(TICKET, "unlock") == "13"
     assert desk.requested_by(TICKET, "reset_mfa") is None
+    pages[1].append(tags(-1, 6, "x", "x idv_do_unlock"))  # an automation: Zendesk's system user
+    assert desk.requested_by(TICKET, "unlock") is None
     desk.close()
     zendesk.stop()
