@@ -25,7 +25,9 @@ from connectors.servicenow import push as servicenow_push
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import ServiceNowConnector
 from connectors.servicenow.doctor import doctor as servicenow_doctor
+from connectors.servicenow.records import SECRET_PROPERTY
 from connectors.servicenow.setup import setup as servicenow_setup
+from connectors.servicenow.update_set import render
 from connectors.ticketing import PushAuth
 from connectors.zendesk import objects
 from connectors.zendesk import push as zendesk_push
@@ -471,3 +473,36 @@ def test_the_zendesk_simulator_pages_a_tickets_audits_by_cursor_and_by_offset(
     assert ids == sorted(ids)  # oldest first
     offset = driver.api.get(f"/tickets/{ticket_id}/audits.json", params={"per_page": 3}).json()
     assert [a["id"] for a in offset["audits"]] == ids[:3] and offset["next_page"]
+
+
+def test_servicenow_the_update_set_imports_the_action_records_and_they_fire(
+    servicenow_server: Server, inbox: Inbox
+) -> None:
+    """The other way to install: the update set an admin imports (upload, preview, commit), the
+    secret property (never in the file) then made by hand. The action UI action it carries
+    pushes as --apply's does."""
+    admin = (SN.admin_username, SN.admin_password)
+    with httpx.Client(base_url=servicenow_server.url, auth=admin, timeout=10) as sim:
+        sim.post("/_sandbox/reset").raise_for_status()
+        config = ServiceNowDeskConfig.model_validate(
+            {"kind": "servicenow", "base_url": servicenow_server.url, "username": SN.username,
+             "password": SN.password, "webhook_secret": SN_SECRET}
+        )  # fmt: skip
+        xml = render(DESK, config, inbox.server.url)
+        uploaded = sim.post("/sys_upload.do", files={"attachFile": ("d.xml", xml, "text/xml")})
+        set_id = uploaded.json()["result"]["sys_id"]
+        preview = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]
+        assert preview["problems"] == []
+        sim.post(f"/sys_remote_update_set/{set_id}/commit").raise_for_status()
+        secret = {"name": SECRET_PROPERTY, "type": "password2", "value": SN_SECRET}
+        sim.post("/api/now/table/sys_properties", json=secret).raise_for_status()
+        with inbox.lock:
+            inbox.pushes.clear()
+        driver = ServiceNowDriver(sim, SN)
+        ticket_id = driver.create_ticket("Jane Employee", "jane@acme.test", "Reset my MFA")
+        sim.patch(f"/api/now/table/incident/{ticket_id}",
+                  json={config.status_field: "verified"}).raise_for_status()  # fmt: skip
+        driver.ask_action(ticket_id, "revoke_sessions")
+        assert servicenow_pushed(inbox, 1) == [ticket_id]
+        assert driver.raw(ticket_id)["record"][config.action_field] == "revoke_sessions"
+        driver.close()
