@@ -225,6 +225,7 @@ class _Doctor:
             "fires on the action tags",
             "fires once per request",
             "notifies Deskgate's webhook",
+            "leaves the request alone",
         ):
             label = f"action trigger {'is active' if name == 'active' else name}"
             self._check(label, name not in problems, problems.get(name, str(found["id"])), fix)

@@ -467,4 +467,10 @@ def action_trigger_problems(
             'its action must be one "Notify by webhook" to Deskgate\'s webhook with body '
             f"{PUSH_BODY}"
         )
+    guard = {"field": "current_tags", "value": sent}
+    unsafe = [describe(a) for a in actions if a.get("field") in UNSAFE_ACTIONS and a != guard]
+    if unsafe:
+        problems["leaves the request alone"] = (
+            f"its actions {'; '.join(unsafe)} could undo the request as it fires"
+        )
     return problems

@@ -506,3 +506,40 @@ def test_servicenow_the_update_set_imports_the_action_records_and_they_fire(
         assert servicenow_pushed(inbox, 1) == [ticket_id]
         assert driver.raw(ticket_id)["record"][config.action_field] == "revoke_sessions"
         driver.close()
+
+
+def test_zendesk_setup_keeps_an_admins_narrowing_of_the_action_trigger_and_repairs_the_rest(
+    zendesk: tuple[ZendeskDeskConfig, ZendeskDriver], inbox: Inbox
+) -> None:
+    config, _ = zendesk
+    admin = AdminCredential(ZD.admin_email, SecretStr(ZD.api_token))
+    title = objects.action_trigger_title(DESK)
+    group = {"field": "group_id", "operator": "is", "value": "360001"}
+    undo = {"field": "remove_tags", "value": "idv_do_unlock"}
+    with client(config, admin, 5.0) as api:
+        found = find_trigger(api, config, title)
+        assert found is not None
+        # The admin narrows it to one group, drops the guard and adds an action undoing requests.
+        every = [c for c in found["conditions"]["all"] if c["operator"] != "not_includes"]
+        edit = {"conditions": {"all": [*every, group], "any": []},
+                "actions": [*found["actions"], undo]}  # fmt: skip
+        api.put(f"/triggers/{found['id']}", json={"trigger": edit}).raise_for_status()
+    req = DoctorRequest(desk=DESK, config=config, public_url=inbox.server.url, admin=admin)
+    bad = {c.name for c in zendesk_doctor(req) if c.status is not Status.OK}
+    assert bad == {
+        "action trigger fires once per request",
+        "action trigger leaves the request alone",
+    }
+
+    [line] = [c for c in zendesk_setup(zendesk_request(config, inbox)) if c.name == title]
+    assert line.action is Action.UPDATE
+    assert (
+        "group_id is 360001" in line.detail and "removed remove_tags idv_do_unlock" in line.detail
+    )
+    with client(config, admin, 5.0) as api:
+        repaired = find_trigger(api, config, title)
+    assert repaired is not None
+    assert group in repaired["conditions"]["all"] and undo not in repaired["actions"]
+    assert objects.action_trigger_problems(repaired, config, None) == {}
+    [again] = [c for c in zendesk_setup(zendesk_request(config, inbox)) if c.name == title]
+    assert again.action is Action.UNCHANGED and "group_id is 360001" in again.detail
