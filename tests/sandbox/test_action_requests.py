@@ -543,3 +543,42 @@ def test_zendesk_setup_keeps_an_admins_narrowing_of_the_action_trigger_and_repai
     assert objects.action_trigger_problems(repaired, config, None) == {}
     [again] = [c for c in zendesk_setup(zendesk_request(config, inbox)) if c.name == title]
     assert again.action is Action.UNCHANGED and "group_id is 360001" in again.detail
+
+
+def test_servicenow_only_the_verification_roles_may_ask_for_an_action(
+    servicenow_server: Server, inbox: Inbox
+) -> None:
+    """The action field's write ACL and the UI actions' roles: an agent without one of the
+    desk's ``verification_roles`` can neither press the button nor write the field."""
+    admin = (SN.admin_username, SN.admin_password)
+    with httpx.Client(base_url=f"{servicenow_server.url}/api/now/table", auth=admin) as api:
+        httpx.post(f"{servicenow_server.url}/_sandbox/reset").raise_for_status()
+        role = api.post("/sys_user_role", json={"name": "x_acme.idv"}).json()["result"]["sys_id"]
+        config = ServiceNowDeskConfig.model_validate(
+            {"kind": "servicenow", "base_url": servicenow_server.url, "username": SN.username,
+             "password": SN.password, "webhook_secret": SN_SECRET,
+             "verification_roles": ["x_acme.idv"]}
+        )  # fmt: skip
+        servicenow_setup(servicenow_request(config, inbox))
+        with inbox.lock:
+            inbox.pushes.clear()
+        sim = httpx.Client(base_url=servicenow_server.url, timeout=10)
+        driver = ServiceNowDriver(sim, SN)
+        ticket_id = verified_record(config, driver)
+        with pytest.raises(httpx.HTTPStatusError) as refused:  # it.agent holds itil only
+            driver.ask_action(ticket_id, "reset_mfa")
+        assert refused.value.response.status_code == 403
+        agent = (SN.agent_username, SN.agent_password)
+        written = driver.api.patch(f"/incident/{ticket_id}", auth=agent,
+                                   json={config.action_field: "reset_mfa"})  # fmt: skip
+        assert written.status_code == 200  # the platform drops a field the ACL refuses
+        assert driver.raw(ticket_id)["record"].get(config.action_field, "") == ""
+
+        [user] = api.get("/sys_user", params={"sysparm_query": f"user_name={SN.agent_username}"}
+                         ).json()["result"]  # fmt: skip
+        api.post("/sys_user_has_role", json={"user": user["sys_id"], "role": role}
+                 ).raise_for_status()  # fmt: skip
+        driver.ask_action(ticket_id, "reset_mfa")
+        assert servicenow_pushed(inbox, 1) == [ticket_id]
+        driver.close()
+        sim.close()
