@@ -223,6 +223,8 @@ class ZendeskConnector:
             if not next_url:
                 break
             url, params = self._next(next_url), None
+        else:
+            return None  # history not read to its end: the newest request may be unread
         return newest[1] if newest and newest[1].isdigit() and int(newest[1]) > 0 else None
 
     # -- writing ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from flask import Flask, request
 from connectors.http import Fatal, same_origin
 from connectors.registry import SETTINGS
 from connectors.ticketing import Ticket
+from connectors.zendesk import connector as zendesk_connector
 from connectors.zendesk.config import ZendeskDeskConfig
 from connectors.zendesk.connector import ZendeskConnector
 from sandbox.common import Server, serve
@@ -151,5 +152,9 @@ def test_who_asked_is_the_author_of_the_newest_audit_that_added_the_tag() -> Non
     assert desk.requested_by(TICKET, "reset_mfa") is None
     pages[1].append(tags(-1, 6, "x", "x idv_do_unlock"))  # an automation: Zendesk's system user
     assert desk.requested_by(TICKET, "unlock") is None
+    pages[1].pop()
+    with pytest.MonkeyPatch.context() as patch:  # a history longer than Deskgate reads
+        patch.setattr(zendesk_connector, "AUDIT_PAGES", 1)
+        assert desk.requested_by(TICKET, "unlock") is None
     desk.close()
     zendesk.stop()
