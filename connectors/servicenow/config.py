@@ -47,7 +47,8 @@ class ServiceNowDeskConfig(DeskConfig):
     inactive_states: frozenset[str] = frozenset({"6", "7", "8"})  # resolved, closed, canceled
     closed_states: frozenset[str] = frozenset({"7", "8"})
     triggers: dict[str, str] = Field(default={"true": "identity verification"}, min_length=1)
-    # The roles that may ask for a verification: setup limits the UI action and a write ACL on
+    # The roles that may ask for a verification (and, after one, for an identity-provider action:
+    # the action field's write ACL and UI actions): setup limits the UI action and a write ACL on
     # the flag field to them (``records.py``). Anyone else can neither click nor set the flag.
     verification_roles: list[RoleName] = Field(default=["itil"], min_length=1)
 
