@@ -46,6 +46,10 @@ class Ticket:
     version: str  # what a safe write compares against (updated_at; sys_updated_on#sys_mod_count)
     requester: Person | None = None  # filled when the desk reads it in the same call
     held: bool = False  # in the desk's gate status (Zendesk's gate status, ServiceNow's state)
+    # The identity-provider action the ticket asks for now (one of ``identity_provider.ACTIONS``):
+    # a Zendesk tag ``<prefix>do_<action>``, a ServiceNow action field. None when it asks for
+    # none, for an unknown one, or for two at once (an ambiguous request is never guessed).
+    action_request: str | None = None
 
 
 class HeaderLookup(Protocol):
@@ -132,6 +136,17 @@ class Desk(Protocol):
         """One write: internal note, the marker in place of any other, trigger consumed unless the
         verification is still open; with ``release`` the ticket leaves the gate status. Returns
         the ticket as the write left it."""
+        ...
+
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """Who asked for ``action`` on the ticket, from the desk's own record of the change (the
+        newest one that set the request): their user id or user name, never an e-mail. None when
+        the desk's record cannot tell."""
+        ...
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """One conditional write: the action request removed and an internal note, nothing else
+        touched. Raises ``Conflict``/``NotFound`` as the writes above do."""
         ...
 
     def close(self) -> None: ...

@@ -774,6 +774,12 @@ class ServiceNowState:
         ]  # fmt: skip
         if not found:
             raise ApiError(404, "No such UI action", f"{table} has no active {action_name!r}")
+        # A UI action's ``roles`` decide who sees it (ServiceNow's UI action form: "Roles
+        # required to see the UI action"; none named: anyone; admin holds every role).
+        needed = {r.strip() for r in found[0].get("roles", "").split(",") if r.strip()}
+        held = self.roles_of(user)
+        if needed and not (needed & held or "admin" in held):
+            raise ApiError(403, "UI action not available", f"{user} holds none of its roles")
         record = self._full(table, record)
         shown = scripts.run(
             "", host=self._host(user), table=table, record=record, previous=record,

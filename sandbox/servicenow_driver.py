@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from connectors.servicenow.records import RULE_NAME, UI_ACTION_ID
+from connectors.servicenow.records import RULE_NAME, UI_ACTION_ID, action_ui_action_id
 from sandbox.common import pooled_client
 from sandbox.driver import AgentStatus, TicketView
 
@@ -94,6 +94,12 @@ class ServiceNowDriver:
             "/_sandbox/ui_action",
             json={"table": self.table, "sys_id": ticket_id, "action_name": UI_ACTION_ID},
         ).raise_for_status()
+
+    def ask_action(self, ticket_id: str, action: str, user: str | None = None) -> None:
+        """An agent (``user``, by default the driver's agent) clicks "Deskgate: reset MFA"..."""
+        name = action_ui_action_id(action)
+        body = {"table": self.table, "sys_id": ticket_id, "action_name": name, "user": user}
+        self.sim.post("/_sandbox/ui_action", json=body).raise_for_status()
 
     def raw(self, ticket_id: str) -> dict[str, Any]:
         resp = self.sim.get(f"/_sandbox/records/{self.table}/{ticket_id}")

@@ -1878,35 +1878,11 @@ def create_app(config: ZendeskSimConfig) -> Flask:
     def list_audits(ticket_id: int) -> Response:
         """Zendesk's "List Audits for a Ticket": one audit per update, with its ``author_id``
         (who made the update) and its ``events`` (a tags ``Change`` carries ``value`` and
-        ``previous_value``); oldest first unless ``sort_order=desc``. With ``page[size]``,
-        cursor pagination (``page[after]``, ``meta.has_more``, ``links.next``) as Zendesk's
-        pagination guide documents it; otherwise offset pages of 100."""
+        ``previous_value``); oldest first unless ``sort_order=desc``, 100 a page at most, by
+        cursor (``page[size]``, which Zendesk's reference recommends for this endpoint) or by
+        offset."""
         audits = state.audits(ticket_id)
-        if _descending():
-            audits = audits[::-1]
-        if "page[size]" not in request.args:
-            return _offset_page("audits", ticket_id, audits)
-        size = min(_page_number("page[size]", 100), 100)
-        after = request.args.get("page[after]")
-        start = 0
-        if after:
-            ids = [str(a["id"]) for a in audits]
-            if after not in ids:
-                raise ApiError(400, "InvalidPaginationParameter", "page[after] is not a cursor")
-            start = ids.index(after) + 1
-        found = audits[start : start + size]
-        more = start + size < len(audits)
-        links: dict[str, str | None] = {"prev": None, "next": None}
-        if more:
-            query = {k: v for k, v in request.args.items() if k != "page[after]"}
-            query["page[after]"] = str(found[-1]["id"])
-            links["next"] = f"{_base()}/api/v2/tickets/{ticket_id}/audits?{urlencode(query)}"
-        meta = {
-            "has_more": more,
-            "after_cursor": str(found[-1]["id"]) if found else None,
-            "before_cursor": str(found[0]["id"]) if found else None,
-        }
-        return _json({"audits": found, "meta": meta, "links": links})
+        return _paged("audits", audits[::-1] if _descending() else audits, Paging.CURSOR_OR_OFFSET)
 
     @app.get("/api/v2/tickets/<int:ticket_id>/tags")
     def show_tags(ticket_id: int) -> Response:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
+from connectors.action_requests import request_title
 from sandbox.common import pooled_client
 from sandbox.driver import AgentStatus, TicketView
 
@@ -90,7 +91,13 @@ class ZendeskDriver:
         """What an agent's click on the macro "Verify identity: <reason>" does: the agent UI
         asks Zendesk what the macro makes of the ticket (nothing saved), then the agent
         submits the ticket with those changes, as themselves."""
-        title = f"Verify identity: {reason}"
+        self._apply_macro(ticket_id, f"Verify identity: {reason}")
+
+    def ask_action(self, ticket_id: str, action: str) -> None:
+        """An agent asks for an identity-provider action: the macro "Deskgate: reset MFA"..."""
+        self._apply_macro(ticket_id, request_title(action))
+
+    def _apply_macro(self, ticket_id: str, title: str) -> None:
         found = self.agent.get("/macros/search.json", params={"query": title})
         found.raise_for_status()
         macro = next(m for m in found.json()["macros"] if m["title"] == title and m["active"])

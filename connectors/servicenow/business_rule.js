@@ -5,12 +5,14 @@
  *
  *   Table:     the desk's table (incident, sc_req_item, ...)
  *   When:      after    Insert: yes   Update: yes   Advanced: yes
- *   Condition: written by setup from the desk's flag field and trigger values, e.g.
- *              current.active == true && current.u_idv_request.changes() &&
- *              ["mfa_reset", "account_unlock"].indexOf(current.getValue('u_idv_request')) >= 0
- *              or, for a boolean flag (getValue gives "1"/"0" for a boolean, not "true"):
- *              current.active == true && current.u_idv_required.changes() &&
- *              ["1"].indexOf(current.getValue('u_idv_required')) >= 0
+ *   Condition: written by setup from the desk's flag field and trigger values, and its action
+ *              field (an identity-provider action asked for after a verified result), e.g.
+ *              current.active == true && ((current.u_idv_request.changes() &&
+ *              ["mfa_reset", "account_unlock"].indexOf(current.getValue('u_idv_request')) >= 0) ||
+ *              (current.u_idv_action.changes() && ["unlock", "reset_mfa", "reset_password",
+ *              "revoke_sessions"].indexOf(current.getValue('u_idv_action')) >= 0))
+ *              For a boolean flag getValue gives "1"/"0", not "true": ["1"].indexOf(...).
+ *              Either way the push is the same: Deskgate reads the record and sees what it asks.
  *
  * System properties it reads, named after the record's table, so each desk (one table each) on
  * an instance pushes to its own endpoint with its own secret (setup creates both):

@@ -28,6 +28,9 @@ class ServiceNowDeskConfig(DeskConfig):
     consume_flag: bool = True
     consumed_value: str = "false"
     status_field: str = Field(default="u_idv_status", pattern=r"^[a-z][a-z0-9_]*$")
+    # The choice field whose value asks for an identity-provider action (``unlock``, ...) after
+    # a verified result; a write ACL limits it to ``verification_roles`` (``records.py``).
+    action_field: str = Field(default="u_idv_action", pattern=r"^[a-z][a-z0-9_]*$")
     # Extra encoded-query conditions every flagged record must meet.
     flag_query: str = "active=true"
     username: str = ""
@@ -44,7 +47,8 @@ class ServiceNowDeskConfig(DeskConfig):
     inactive_states: frozenset[str] = frozenset({"6", "7", "8"})  # resolved, closed, canceled
     closed_states: frozenset[str] = frozenset({"7", "8"})
     triggers: dict[str, str] = Field(default={"true": "identity verification"}, min_length=1)
-    # The roles that may ask for a verification: setup limits the UI action and a write ACL on
+    # The roles that may ask for a verification (and, after one, for an identity-provider action:
+    # the action field's write ACL and UI actions): setup limits the UI action and a write ACL on
     # the flag field to them (``records.py``). Anyone else can neither click nor set the flag.
     verification_roles: list[RoleName] = Field(default=["itil"], min_length=1)
 

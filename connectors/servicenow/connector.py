@@ -22,7 +22,9 @@ from typing import Any
 import httpx
 
 from config.privacy import mask_email
+from connectors.action_requests import requested_action
 from connectors.http import Conflict, Fatal, NotFound, json_body, new_client, request
+from connectors.identity_provider import ACTIONS
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.oauth import ServiceNowOAuth, auth_for
 from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
@@ -37,6 +39,7 @@ AUDITED_FOR = 600.0
 # The sys_user field behind each of the requester's fields Deskgate may rely on.
 USER_FIELDS = {"email": "email", "phone": "mobile_phone", "external_id": "employee_number"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the Table API's dates, in UTC
+AUDIT_KEY = ("tablename", "documentkey", "fieldname", "newvalue")
 JOURNAL_FIELDS = ("work_notes", "comments")  # written as journal entries, never on the record
 SCAN_LAG = 60.0  # seconds a complete marker scan looks back on its next run
 
@@ -85,7 +88,7 @@ class ServiceNowConnector:
         self.fields = ",".join(
             [
                 "sys_id", "number", "state", "active", "sys_updated_on", "sys_mod_count",
-                config.flag_field, config.status_field, who,
+                config.flag_field, config.status_field, config.action_field, who,
                 *(f"{who}.{f}" for f in (*PERSON_FIELDS, "sys_created_on")),
             ]
         )  # fmt: skip
@@ -115,8 +118,20 @@ class ServiceNowConnector:
     def find_flagged(
         self, cursor: str | None, *, gated: bool = False
     ) -> tuple[list[str], str | None]:
-        found, cursor, done = self._keyset(self._flagged_query(gated), cursor)
-        return found, None if done else cursor
+        """Flagged records by keyset pages (``_keyset``), a larger backlog continuing from the
+        cursor on the next poll; without ``gated``, records asking for an action too, read at
+        the start of each scan (requests are few: each is cleared once handled)."""
+        rows, after, done = self._keyset(self._flagged_query(gated), cursor)
+        found = [row["sys_id"] for row in rows]
+        if not gated and cursor is None:
+            field = self.config.action_field
+            query = f"{self.config.flag_query}^{field}IN{','.join(ACTIONS)}"
+            asking, _, _ = self._keyset(query, None, field)
+            # Checked again: an instance without the field ignores the condition (all rows).
+            found += [
+                r["sys_id"] for r in asking if r.get(field) in ACTIONS and r["sys_id"] not in found
+            ]
+        return found, None if done else after
 
     def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
         """The same keyset scan. A complete scan's cursor is kept as a time alone, a minute
@@ -124,20 +139,23 @@ class ServiceNowConnector:
         in the same second but ordered before the last one read, or committed late, is not
         missed (re-reading a few is harmless)."""
         query = f"{self.config.flag_query}^{self.config.status_field}={marker}"
-        found, after, done = self._keyset(query, cursor)
+        rows, after, done = self._keyset(query, cursor)
         if done and after:
             newest = _instant(after.partition("|")[0])
             if newest is not None:
                 moment = datetime.fromtimestamp(newest - SCAN_LAG, UTC)
                 after = moment.strftime(TIME_FORMAT)
-        return found, after or ""
+        return [row["sys_id"] for row in rows], after or ""
 
-    def _keyset(self, base: str, cursor: str | None) -> tuple[list[str], str | None, bool]:
+    def _keyset(
+        self, base: str, cursor: str | None, *fields: str
+    ) -> tuple[list[dict[str, Any]], str | None, bool]:
         """Keyset pages ordered by (sys_updated_on, sys_id): rows sharing a timestamp are neither
         skipped nor repeated, and rows updated mid-scan move forward, never behind the cursor.
         ``^NQ`` (a new OR'ed query) is needed because ``^OR`` binds tighter than ``^``. Returns
-        the ids, the cursor after the last row read, and whether the scan reached the end."""
-        found: list[str] = []
+        the rows (``sys_id``, ``sys_updated_on`` and ``fields``), the cursor after the last row
+        read, and whether the scan reached the end."""
+        found: list[dict[str, Any]] = []
         for _ in range(PAGES_PER_POLL):
             query = base
             if cursor and "|" not in cursor:  # a time alone: from then on
@@ -152,13 +170,13 @@ class ServiceNowConnector:
                 self.path,
                 params={
                     "sysparm_query": f"{query}^ORDERBYsys_updated_on^ORDERBYsys_id",
-                    "sysparm_fields": "sys_id,sys_updated_on",
+                    "sysparm_fields": ",".join(["sys_id", "sys_updated_on", *fields]),
                     "sysparm_limit": PAGE,
                     "sysparm_exclude_reference_link": "true",
                     "sysparm_no_count": "true",
                 },
             )
-            found += [row["sys_id"] for row in rows]
+            found += rows
             if rows:
                 cursor = f"{rows[-1]['sys_updated_on']}|{rows[-1]['sys_id']}"
             if len(rows) < PAGE:
@@ -206,6 +224,11 @@ class ServiceNowConnector:
             version=f"{row.get('sys_updated_on', '')}#{row.get('sys_mod_count', '')}",
             requester=requester,
             held=state == c.gate_state,
+            action_request=requested_action(
+                [asked] if (asked := str(row.get(c.action_field) or "")) else [],
+                desk=self.name,
+                ticket=str(row["sys_id"]),
+            ),
         )
 
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:
@@ -352,7 +375,35 @@ class ServiceNowConnector:
             return None
         return str(record.get("sys_updated_by") or "") or None
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """The user name on the newest ``sys_audit`` row that set the record's action field to
+        ``action``: whoever saved that change (a UI action runs as the agent who pressed it).
+        None where the row cannot be read (no read on ``sys_audit``, or the field unaudited)."""
+        c = self.config
+        query = (
+            f"tablename={c.table}^documentkey={ticket.id}^fieldname={c.action_field}"
+            f"^newvalue={action}^ORDERBYDESCsys_created_on"
+        )
+        try:
+            rows = self._call(
+                "GET",
+                "/api/now/table/sys_audit",
+                params={"sysparm_query": query, "sysparm_limit": 1,
+                        "sysparm_fields": "tablename,documentkey,fieldname,newvalue,user"},
+            )  # fmt: skip
+        except Fatal:
+            return None
+        # Checked again here: an instance ignores a query condition it cannot apply.
+        wanted = (c.table, ticket.id, c.action_field, action)
+        hit = [r for r in rows if tuple(str(r.get(k, "")) for k in AUDIT_KEY) == wanted]
+        return str(hit[0].get("user") or "") or None if hit else None
+
     # -- writing ---------------------------------------------------------------------------
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """Re-read, then one PATCH emptying the action field, with a work note."""
+        self._unchanged(ticket)
+        return self._patch(ticket, {"work_notes": note, self.config.action_field: ""})
 
     def _unchanged(self, ticket: Ticket) -> None:
         """The Table API has no conditional write: re-read, and answer a record an agent changed

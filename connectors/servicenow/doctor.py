@@ -229,7 +229,7 @@ class _Doctor:
             detail = f"the roles {', '.join(extra)} may also write the status Deskgate trusts"
             self.add(name, Status.WARN, detail, "remove those roles from it unless they must")
         elif missing:
-            detail = f"without the roles {', '.join(missing)}: they cannot set the flag"
+            detail = f"without the roles {', '.join(missing)}: they cannot set the field"
             self.add(name, Status.WARN, detail, f"add them, or {fix}")
         else:
             self.add(name, Status.OK, "roles: " + ", ".join(sorted(roles)))

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
+from connectors.action_requests import request_title
+from connectors.identity_provider import ACTIONS
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.ticketing import MARKERS
 
@@ -126,22 +128,33 @@ def script_values(config: ServiceNowDeskConfig) -> list[str]:
 
 
 def rule_condition(config: ServiceNowDeskConfig) -> str:
-    """The business rule's condition: an active record whose flag field changed to a trigger."""
-    flag = config.flag_field  # a plain identifier (the config's pattern)
+    """The business rule's condition: an active record whose flag field changed to a trigger,
+    or whose action field changed to an action (a choice's ``getValue`` is its value)."""
+    flag, act = config.flag_field, config.action_field  # plain identifiers (the config's pattern)
     values = json.dumps(script_values(config))  # a JavaScript array, whatever the values hold
     return (
-        f"current.active == true && current.{flag}.changes() && "
-        f"{values}.indexOf(current.getValue('{flag}')) >= 0"
+        f"current.active == true && ((current.{flag}.changes() && "
+        f"{values}.indexOf(current.getValue('{flag}')) >= 0) || (current.{act}.changes() && "
+        f"{json.dumps(list(ACTIONS))}.indexOf(current.getValue('{act}')) >= 0))"
     )
 
 
 def ui_action_script(config: ServiceNowDeskConfig) -> str:
-    """``ui_action.js`` with the desk's flag field and first trigger value, JSON-quoted."""
+    """``ui_action.js`` setting the desk's flag field to its first trigger value."""
+    return set_field_script(config.flag_field, next(iter(config.triggers)))
+
+
+def set_field_script(field: str, value: str) -> str:
+    """``ui_action.js`` with its field and value, JSON-quoted."""
     return (
         script("ui_action.js")
-        .replace("DESKGATE_FLAG_FIELD", json.dumps(config.flag_field))
-        .replace("DESKGATE_FLAG_VALUE", json.dumps(next(iter(config.triggers))))
+        .replace("DESKGATE_FIELD", json.dumps(field))
+        .replace("DESKGATE_VALUE", json.dumps(value))
     )
+
+
+def action_ui_action_id(action: str) -> str:
+    return f"deskgate_do_{action}"
 
 
 def webhook_url(public_url: str, desk: str) -> str:
@@ -251,6 +264,7 @@ def wanted(
         table, flag, list(dict.fromkeys([*config.verification_roles, DESKGATE_ROLE])),
         "Only these roles may ask for an identity verification. Installed by `deskgate setup`.",
     )  # fmt: skip
+    out += _action_request_field(config)
     out.append(integration_user_role(config))
     url_name, secret_name = url_property(table), secret_property(table)
     out.append(
@@ -297,4 +311,39 @@ def wanted(
             kept=frozenset({"roles"}), narrowable=frozenset({"condition"}),
         )
     )  # fmt: skip
+    out += [_action_ui_action(config, action) for action in ACTIONS]
     return out
+
+
+def _action_request_field(config: ServiceNowDeskConfig) -> list[Wanted]:
+    """The choice field an agent sets to ask for an identity-provider action, one choice per
+    action, and its write ACL: the verification roles ask, Deskgate's user clears it."""
+    table, field = config.table, config.action_field
+    out = [_field(table, field, "Identity provider action request", False)]
+    out += [
+        _choice(table, field, action, request_title(action).removeprefix("Deskgate: "), i * 100)
+        for i, action in enumerate(ACTIONS, start=1)
+    ]
+    return out + _write_acl(
+        table, field, list(dict.fromkeys([*config.verification_roles, DESKGATE_ROLE])),
+        "Only these roles may ask for an identity provider action. Installed by "
+        "`deskgate setup`.",
+    )  # fmt: skip
+
+
+def _action_ui_action(config: ServiceNowDeskConfig, action: str) -> Wanted:
+    """A form button setting the action field, for the verification roles, shown only on a
+    record whose verification ended verified (the only result an action may follow)."""
+    table, status, key = config.table, config.status_field, action_ui_action_id(action)
+    return Wanted(
+        "sys_ui_action", "UI action", request_title(action),
+        {"table": table, "action_name": key},
+        {"table": table, "action_name": key, "name": request_title(action),
+         "active": "true", "client": "false", "form_button": "true", "form_action": "true",
+         "form_context_menu": "false", "list_context_menu": "false", "order": "200",
+         "show_insert": "false", "show_update": "true",
+         "roles": roles_text(list(config.verification_roles)),
+         "condition": f"current.active == true && current.getValue('{status}') == 'verified'",
+         "script": set_field_script(config.action_field, action)},
+        kept=frozenset({"roles"}), narrowable=frozenset({"condition"}),
+    )  # fmt: skip

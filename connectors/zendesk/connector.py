@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
+from connectors.action_requests import requested_action
 from connectors.http import Fatal, NotFound, json_body, new_client, request, same_origin
 from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
+from connectors.zendesk import objects
 from connectors.zendesk.config import ZendeskDeskConfig
 
 SYSTEM = "zendesk"
@@ -23,7 +25,7 @@ SEARCH_PAGES = 10  # Zendesk serves at most 1,000 search results: 10 pages of 10
 # Search indexes a change "within a few minutes": the marker scan starts this long before the
 # newest change it has read, so a ticket indexed late is still found (re-reading is harmless).
 INDEX_LAG = timedelta(minutes=10)
-AUDIT_PAGES = 10  # ticket audits, 100 a page: the newest 1,000 changes of a ticket at most
+AUDIT_PAGES = 50  # of 100 audits: more updates than a ticket gets (5,000 comments is its cap)
 INACTIVE = frozenset({"solved", "closed"})
 
 
@@ -78,6 +80,14 @@ class ZendeskConnector:
         else:
             terms += [f"tags:{tag}" for tag in self.config.triggers]
             terms += [f"-tags:{prefix}{m}" for m in opened]
+        found = self._search(terms)
+        if not gated:  # action requests, whatever the ticket's marker (its own search: the
+            # exclusions above would hide a request on a ticket still marked ``review``)
+            asked = [f"tags:{tag}" for tag in objects.action_tags(self.config)]
+            found += self._search(["type:ticket", "status<solved", *asked])
+        return list(dict.fromkeys(found)), None  # search is complete in one poll
+
+    def _search(self, terms: list[str]) -> list[str]:
         params: dict[str, Any] | None = {
             "query": " ".join(terms),
             "sort_by": "updated_at",
@@ -93,7 +103,7 @@ class ZendeskConnector:
             if not next_page:
                 break
             url, params = self._next(next_page), None
-        return list(dict.fromkeys(found)), None  # search is complete in one poll
+        return found
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
         if not ticket_id.isdigit():
@@ -113,6 +123,8 @@ class ZendeskConnector:
         marker = next((m for m in present if m in OPEN_MARKERS), present[0] if present else None)
         status = str(raw.get("status", ""))
         requester = raw.get("requester_id")
+        do = objects.action_tag(self.config, "")
+        asked = [t.removeprefix(do) for t in tags if t.startswith(do)]
         return Ticket(
             id=str(raw["id"]),
             display_id=f"#{raw['id']}",
@@ -127,6 +139,7 @@ class ZendeskConnector:
             requester=next(
                 (_person(u) for u in users or [] if str(u.get("id")) == str(requester)), None
             ),
+            action_request=requested_action(asked, desk=self.name, ticket=str(raw["id"])),
         )
 
     def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:
@@ -257,7 +270,46 @@ class ZendeskConnector:
         except NotFound:
             return None
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """The author of the newest audit whose tag change added the action's tag: the agent
+        whose update (a macro, a hand edit) asked. Zendesk records the updater as an audit's
+        author, also for the tag changes its triggers make in the same update; an automation's
+        audits carry Zendesk's own system user (-1), which is nobody: None."""
+        tag = objects.action_tag(self.config, action)
+        newest: tuple[int, str] | None = None
+        url: str = f"/tickets/{ticket.id}/audits.json"
+        params: dict[str, str] | None = {"page[size]": "100"}
+        for _ in range(AUDIT_PAGES):
+            page = self._call("GET", url, params=params)
+            for audit in page.get("audits") or []:
+                if _adds_tag(audit, tag):
+                    seen = (int(audit.get("id") or 0), str(audit.get("author_id", "")))
+                    newest = max(newest or seen, seen)
+            more = (page.get("meta") or {}).get("has_more")
+            next_url = (page.get("links") or {}).get("next") if more else None
+            if not next_url:
+                break
+            url, params = self._next(next_url), None
+        else:
+            return None  # history not read to its end: the newest request may be unread
+        return newest[1] if newest and newest[1].isdigit() and int(newest[1]) > 0 else None
+
     # -- writing ---------------------------------------------------------------------------
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """The request's tag and the trigger's guard removed (every action tag when the request
+        was ambiguous), so the next request pushes again; other tags stay."""
+        c = self.config
+        asked = [ticket.action_request] if ticket.action_request else objects.desk_actions(c)
+        remove = [*(objects.action_tag(c, a) for a in asked), objects.action_sent_tag(c)]
+        body: dict[str, Any] = {
+            "comment": {"body": note, "public": False},
+            "remove_tags": remove,
+            "safe_update": True,
+            "updated_stamp": ticket.version,
+        }
+        updated = self._call("PUT", f"/tickets/{ticket.id}.json", json={"ticket": body})
+        return self._ticket(updated["ticket"])
 
     def gate(self, ticket: Ticket, note: str) -> Ticket:
         return self._update(ticket, note, "pending", status=self.config.gate_status, consume=False)
@@ -298,6 +350,16 @@ def _tag_set(value: Any) -> set[str]:
     if isinstance(value, str):
         return set(value.split())
     return {str(tag) for tag in value} if isinstance(value, list) else set()
+
+
+def _adds_tag(audit: dict[str, Any], tag: str) -> bool:
+    """Does one of the audit's events change the tags so that ``tag`` was added?"""
+    for event in audit.get("events") or []:
+        if event.get("type") != "Change" or event.get("field_name") != "tags":
+            continue
+        if tag in _tag_set(event.get("value")) - _tag_set(event.get("previous_value")):
+            return True
+    return False
 
 
 def _instant(value: Any) -> float | None:

@@ -49,6 +49,7 @@ class _Doctor:
             webhook_id = self.webhook()
             self.trigger(api, webhook_id)
             self.macros(api)
+            self.action_trigger(api, webhook_id)
             self.self_flagging(api)
         return self.checks
 
@@ -188,22 +189,51 @@ class _Doctor:
             )
 
     def macros(self, api: httpx.Client) -> None:
-        for tag, reason in self.config.triggers.items():
-            wanted = objects.macro(tag, reason)
-            found = setup.find_macro(api, self.config, wanted["title"])
-            repaired = objects.reconcile_macro(found, tag, reason)[0] if found else wanted
+        wanted = [(objects.macro(tag, reason), tag) for tag, reason in self.config.triggers.items()]
+        wanted += [
+            (objects.action_macro(self.config, action), objects.action_tag(self.config, action))
+            for action in objects.desk_actions(self.config)
+        ]
+        for macro, tag in wanted:
+            found = setup.find_macro(api, self.config, macro["title"])
+            repaired = objects.reconcile_macro(found, tag, macro["title"])[0] if found else macro
             if found is None or not objects.same_macro(found, repaired):
                 self._warn(
-                    f"macro {wanted['title']!r}",
+                    f"macro {macro['title']!r}",
                     f"missing or changed: agents add the tag {tag} by hand",
                     f"{self.rerun}: it writes the macro",
                 )
             else:
-                self._check(f"macro {wanted['title']!r}", True, f"adds {tag}")
+                self._check(f"macro {macro['title']!r}", True, f"adds {tag}")
+
+    def action_trigger(self, api: httpx.Client, webhook_id: str | None) -> None:
+        title = objects.action_trigger_title(self.req.desk)
+        found = setup.find_trigger(api, self.config, title)
+        if not self._check(
+            "action trigger exists",
+            found is not None,
+            title,
+            f"{self.rerun}: it creates the trigger; until then only the poller finds action "
+            "requests",
+        ):
+            return
+        assert found is not None
+        problems = objects.action_trigger_problems(found, self.config, webhook_id)
+        fix = f"{self.rerun}: it repairs the trigger and keeps an admin's added conditions"
+        for name in (
+            "active",
+            "fires on the action tags",
+            "fires once per request",
+            "notifies Deskgate's webhook",
+            "leaves the request alone",
+        ):
+            label = f"action trigger {'is active' if name == 'active' else name}"
+            self._check(label, name not in problems, problems.get(name, str(found["id"])), fix)
 
     def self_flagging(self, api: httpx.Client) -> None:
-        """Warn where a caller could put a trigger tag on their own ticket (``self_flag.py``)."""
-        flags = set(self.config.triggers)
+        """Warn where a caller could put a trigger tag, or an action request's tag, on their own
+        ticket (``self_flag.py``)."""
+        flags = set(self.config.triggers) | set(objects.action_tags(self.config))
         try:
             fields = setup.listed(
                 api, self.config, "/ticket_fields", "ticket_fields", **setup.CURSOR

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.action_requests import request_title
+from connectors.identity_provider import ACTIONS
 from connectors.ticketing import OPEN_MARKERS
 from connectors.zendesk.config import ZendeskDeskConfig
 
@@ -296,5 +298,179 @@ def trigger_problems(
     if unsafe:
         problems["leaves tags and status alone"] = (
             f"its actions {'; '.join(unsafe)} could undo the flag or the gate as it fires"
+        )
+    return problems
+
+
+# -- action requests (issue #18) ---------------------------------------------------------------
+#
+# After a verified result an agent asks Deskgate for an identity-provider action by a macro that
+# adds the tag ``<prefix>do_<action>``. A second trigger pushes the ticket, exactly as for a flag.
+# Zendesk runs every trigger on every update, so this one fires once per request through the
+# guard Zendesk's own trigger guide prescribes: an action of the trigger nullifies a condition
+# (it adds ``<prefix>action_sent``; the condition wants it absent). Deskgate's ``clear_action``
+# removes both tags, so the next request pushes again. A lost push waits for the poller.
+
+ACTION_INFIX = "do_"
+
+
+def desk_actions(config: ZendeskDeskConfig) -> list[str]:
+    """The actions agents may ask for on this desk. Every action an IdP kind knows, until the
+    settings say per reason which are allowed (the worker refuses one a reason does not allow)."""
+    del config  # the per-reason list is the settings' to give
+    return list(ACTIONS)
+
+
+def action_tag(config: ZendeskDeskConfig, action: str) -> str:
+    return f"{config.tag_prefix}{ACTION_INFIX}{action}"
+
+
+def action_sent_tag(config: ZendeskDeskConfig) -> str:
+    """The trigger's own guard (not under ``do_``: it is no request)."""
+    return f"{config.tag_prefix}action_sent"
+
+
+def action_tags(config: ZendeskDeskConfig) -> list[str]:
+    return [action_tag(config, a) for a in desk_actions(config)]
+
+
+def action_trigger_title(desk: str) -> str:
+    return f"Deskgate action request ({desk})"
+
+
+def action_macro_title(action: str) -> str:
+    return request_title(action)
+
+
+def action_macro(config: ZendeskDeskConfig, action: str) -> dict[str, Any]:
+    """The agent's one-click request: adds the action's tag, leaves every other tag alone."""
+    return {
+        "title": action_macro_title(action),
+        "active": True,
+        "description": "Asks Deskgate to perform this action in the identity provider "
+        "(after a verified result only).",
+        "actions": [{"field": "current_tags", "value": action_tag(config, action)}],
+    }
+
+
+def action_conditions(config: ZendeskDeskConfig) -> list[dict[str, str]]:
+    return [
+        _condition("current_tags", "includes", " ".join(sorted(action_tags(config)))),
+        _condition("current_tags", "not_includes", action_sent_tag(config)),
+        _condition("status", "less_than", "solved"),
+    ]
+
+
+def action_trigger_actions(config: ZendeskDeskConfig, webhook_id: str) -> list[dict[str, Any]]:
+    return [push(webhook_id), {"field": "current_tags", "value": action_sent_tag(config)}]
+
+
+def action_trigger(
+    desk: str, config: ZendeskDeskConfig, webhook_id: str, category_id: str
+) -> dict[str, Any]:
+    return {
+        "title": action_trigger_title(desk),
+        "active": True,
+        "description": "Asks Deskgate to perform an identity-provider action, once per request "
+        "(`deskgate setup`).",
+        "category_id": category_id,
+        "conditions": {"all": action_conditions(config), "any": []},
+        "actions": action_trigger_actions(config, webhook_id),
+    }
+
+
+def reconcile_action_trigger(
+    found: dict[str, Any], config: ZendeskDeskConfig, webhook_id: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """As ``reconcile_trigger`` for the action trigger: Deskgate's conditions and actions
+    repaired, an admin's added conditions (which can only make it fire less) and harmless actions
+    kept; an action changing tags or status is dropped (it could undo the request or the guard).
+    Returns the definition, what was kept and what was dropped."""
+    ours = action_conditions(config)
+    wanted_actions = action_trigger_actions(config, webhook_id)
+    conditions = found.get("conditions") or {}
+    every, kept = [], []
+    owned = {*action_tags(config), action_sent_tag(config)}
+    for c in conditions.get("all") or []:
+        field, operator = c.get("field"), c.get("operator")
+        words = set(str(c.get("value", "")).split())
+        if (field == "current_tags" and words & owned) or (field, operator) == (
+            "status",
+            "less_than",
+        ):
+            continue  # Deskgate's own, rewritten as ``ours``
+        every.append(dict(c))
+        kept.append(describe(c))
+    some = [dict(c) for c in conditions.get("any") or []]
+    if some:
+        kept.append("any of: " + "; ".join(describe(c) for c in some))
+    actions, dropped = list(wanted_actions), []
+    for a in found.get("actions") or []:
+        if a in wanted_actions or a.get("field") == NOTIFY:
+            continue  # Deskgate's push (maybe to an older webhook of its) and guard: above
+        if a.get("field") in UNSAFE_ACTIONS:
+            dropped.append(describe(a))
+        else:
+            actions.append(dict(a))
+            kept.append(f"action {describe(a)}")
+    definition = {
+        "title": found.get("title"),
+        "active": True,
+        "conditions": {"all": [*ours, *every], "any": some},
+        "actions": actions,
+    }
+    return definition, kept, dropped
+
+
+def action_trigger_problems(
+    found: dict[str, Any], config: ZendeskDeskConfig, webhook_id: str | None
+) -> dict[str, str]:
+    """What is wrong with the action trigger Zendesk holds, by check name (empty: nothing)."""
+    every = (found.get("conditions") or {}).get("all") or []
+    problems: dict[str, str] = {}
+    if not found.get("active"):
+        problems["active"] = "the trigger is inactive: action requests wait for the poller"
+    includes = {
+        w
+        for c in every
+        if (c.get("field"), c.get("operator")) == ("current_tags", "includes")
+        for w in str(c.get("value", "")).split()
+    }
+    missing = sorted(set(action_tags(config)) - includes)
+    if missing:
+        problems["fires on the action tags"] = f"it does not fire on {', '.join(missing)}"
+    sent = action_sent_tag(config)
+    guarded = any(
+        (c.get("field"), c.get("operator")) == ("current_tags", "not_includes")
+        and sent in str(c.get("value", "")).split()
+        for c in every
+    )
+    actions = found.get("actions") or []
+    adds_sent = any(
+        a.get("field") == "current_tags" and sent in str(a.get("value", "")).split()
+        for a in actions
+    )
+    if not (guarded and adds_sent):
+        problems["fires once per request"] = (
+            f"it must add the tag {sent} and fire only while it is absent: otherwise every "
+            "update of the ticket pushes again"
+        )
+    pushes = [a.get("value") for a in actions if a.get("field") == NOTIFY]
+    value = pushes[0] if len(pushes) == 1 else None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or (webhook_id is not None and value[0] != webhook_id)
+        or "{{ticket.id}}" not in str(value[1])
+    ):
+        problems["notifies Deskgate's webhook"] = (
+            'its action must be one "Notify by webhook" to Deskgate\'s webhook with body '
+            f"{PUSH_BODY}"
+        )
+    guard = {"field": "current_tags", "value": sent}
+    unsafe = [describe(a) for a in actions if a.get("field") in UNSAFE_ACTIONS and a != guard]
+    if unsafe:
+        problems["leaves the request alone"] = (
+            f"its actions {'; '.join(unsafe)} could undo the request as it fires"
         )
     return problems

@@ -132,7 +132,12 @@ class _Setup:
         category_id = self.category()
         self.trigger(webhook_id, category_id)
         for tag, reason in self.config.triggers.items():
-            self.macro(tag, reason)
+            self.macro(objects.macro(tag, reason), tag)
+        self.action_trigger(webhook_id, category_id)
+        for action in objects.desk_actions(self.config):
+            self.macro(
+                objects.action_macro(self.config, action), objects.action_tag(self.config, action)
+            )
         self.gate_status()
         return self.changes
 
@@ -247,8 +252,37 @@ class _Setup:
             "trigger", title, Action.UPDATE, "; ".join([f"{current['id']}: {detail}", *notes])
         )
 
-    def macro(self, tag: str, reason: str) -> None:
-        wanted = objects.macro(tag, reason)
+    def action_trigger(self, webhook_id: str, category_id: str) -> None:
+        """The action-request trigger, as ``trigger`` handles the flag's: created if missing,
+        repaired where it differs, an admin's narrowing kept and reported."""
+        wanted = objects.action_trigger(self.req.desk, self.config, webhook_id, category_id)
+        title = wanted["title"]
+        current = find_trigger(self.api, self.config, title)
+        if current is None:
+            made = "" if self.req.dry_run else self._create_trigger(wanted)
+            tags = " or ".join(objects.action_tags(self.config))
+            self._say("trigger", title, Action.CREATE, f"{made}tags {tags}, once per request")
+            return
+        repaired, kept, dropped = objects.reconcile_action_trigger(current, self.config, webhook_id)
+        notes = [f"kept the admin's stricter {'; '.join(kept)}"] if kept else []
+        notes += [f"removed {'; '.join(dropped)} (would undo the request)"] * bool(dropped)
+        if objects.same_trigger(current, repaired):
+            self._say("trigger", title, Action.UNCHANGED, "; ".join([str(current["id"]), *notes]))
+            return
+        why = objects.action_trigger_problems(current, self.config, webhook_id)
+        detail = "; ".join(why.values()) or "its definition differs from Deskgate's"
+        if not self.req.dry_run:
+            call(self.api, "PUT", f"/triggers/{current['id']}", json={"trigger": repaired})
+        self._say(
+            "trigger", title, Action.UPDATE, "; ".join([f"{current['id']}: {detail}", *notes])
+        )
+
+    def _create_trigger(self, wanted: dict[str, Any]) -> str:
+        made = call(self.api, "POST", "/triggers", json={"trigger": wanted})["trigger"]
+        return f"{made['id']}: "
+
+    def macro(self, wanted: dict[str, Any], tag: str) -> None:
+        """One macro adding ``tag`` (a flag's or an action request's)."""
         title = wanted["title"]
         current = find_macro(self.api, self.config, title)
         if current is None:
@@ -256,7 +290,7 @@ class _Setup:
                 call(self.api, "POST", "/macros", json={"macro": wanted})
             self._say("macro", title, Action.CREATE, f"adds the tag {tag}")
             return
-        repaired, kept, dropped = objects.reconcile_macro(current, tag, reason)
+        repaired, kept, dropped = objects.reconcile_macro(current, tag, title)
         notes = [f"kept the admin's {'; '.join(kept)}"] if kept else []
         notes += [f"removed {'; '.join(dropped)} (would undo the flag)"] * bool(dropped)
         if objects.same_macro(current, repaired):

@@ -117,6 +117,11 @@ def test_from_empty_setup_creates_everything_doctor_passes_and_a_second_run_chan
         ("trigger", objects.trigger_title(DESK)): Action.CREATE,
         ("macro", "Verify identity: MFA reset"): Action.CREATE,
         ("macro", "Verify identity: account unlock"): Action.CREATE,
+        ("trigger", objects.action_trigger_title(DESK)): Action.CREATE,
+        ("macro", "Deskgate: unlock the account"): Action.CREATE,
+        ("macro", "Deskgate: reset MFA"): Action.CREATE,
+        ("macro", "Deskgate: reset the password"): Action.CREATE,
+        ("macro", "Deskgate: sign out everywhere"): Action.CREATE,
         ("status", "On-hold"): Action.UNCHANGED,
     }
     [webhook] = admin_api.get("/webhooks").json()["webhooks"]
@@ -140,7 +145,7 @@ def test_from_empty_setup_creates_everything_doctor_passes_and_a_second_run_chan
     second = run_setup(config)
     assert set(actions(second).values()) == {Action.UNCHANGED}
     assert len(admin_api.get("/webhooks").json()["webhooks"]) == 1
-    assert len(admin_api.get("/triggers").json()["triggers"]) == 1
+    assert len(admin_api.get("/triggers").json()["triggers"]) == 2  # the flag's, the actions'
 
 
 def test_dry_run_says_what_it_would_do_and_writes_nothing(
@@ -364,7 +369,7 @@ def test_the_command_writes_the_secret_into_the_env_file_in_place_and_never_prin
     monkeypatch.setenv(objects.secret_env(DESK), FIRST_SECRET)
     assert cli.main([*argv, "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["unchanged"] * 7
+    assert [line.split()[0] for line in lines[:-1]] == ["unchanged"] * 12
 
 
 def test_a_setup_run_and_a_rotation_are_audit_events_and_a_dry_run_is_not(
@@ -556,7 +561,7 @@ def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_re
     admin_api.put(f"/triggers/{trigger['id']}", json=edit).raise_for_status()
 
     for _ in range(2):
-        [line] = [c for c in run_setup(config) if c.kind == "trigger"]
+        [line] = [c for c in run_setup(config) if c.name == objects.trigger_title(DESK)]
         assert line.action is Action.UNCHANGED
         for kept in ("group_id is 360001", "brand_id is_not 42", "vip_hold", "less than hold",
                      "current_tags includes idv_mfa_reset"):  # fmt: skip
@@ -581,7 +586,7 @@ def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_re
         "trigger cannot re-fire on Deskgate's writes",
         "trigger leaves tags and status alone",
     }
-    [line] = [c for c in run_setup(config) if c.kind == "trigger"]
+    [line] = [c for c in run_setup(config) if c.name == objects.trigger_title(DESK)]
     assert line.action is Action.UPDATE
     assert (
         "removed remove_tags idv_mfa_reset" in line.detail and "group_id is 360001" in line.detail
@@ -590,7 +595,9 @@ def test_setup_keeps_and_reports_what_an_admin_added_to_the_trigger_and_still_re
     assert group in repaired["conditions"]["all"] and repaired["conditions"]["any"] == [brand]
     assert unflag not in repaired["actions"]
     assert failures(run_doctor(config)) == {}
-    assert [c.action for c in run_setup(config) if c.kind == "trigger"] == [Action.UNCHANGED]
+    assert [c.action for c in run_setup(config) if c.name == objects.trigger_title(DESK)] == [
+        Action.UNCHANGED
+    ]
 
 
 def test_setup_keeps_an_admins_additions_to_a_macro_and_drops_only_an_unflag(

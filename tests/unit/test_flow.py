@@ -114,6 +114,12 @@ class MemoryDesk:
         self.tickets[ticket_id] = replace(current, version=str(int(current.version) + 1), **change)
         self.lifted_by[ticket_id] = by
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return None  # the action requests' flow is not modelled here
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        return self._write(ticket, note, action_request=None)
+
     def close(self) -> None:
         pass
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from flask import Flask
 
 from connectors.http import AuthFailed, Conflict, Fatal, NotFound, RateLimited
 from connectors.registry import SETTINGS
@@ -16,7 +17,7 @@ from connectors.servicenow import connector as servicenow
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import ServiceNowConnector
 from connectors.servicenow.push import pushed_ticket_ids, sign, verify_push
-from connectors.ticketing import PushAuth
+from connectors.ticketing import PushAuth, Ticket
 from sandbox import servicenow as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
@@ -456,3 +457,28 @@ def test_the_marker_scan_reads_each_verified_record_once_then_only_what_changed(
         assert set(found) == verified | later
     finally:
         api.put("/_sandbox/clock", json={"now": None}).raise_for_status()
+
+
+def test_who_asked_is_read_only_from_an_audit_row_of_that_record_and_field() -> None:
+    """An instance that ignores a query condition it cannot apply answers with any audit row: a
+    row for another record, field or value names nobody."""
+    rows = [
+        {"tablename": "incident", "documentkey": "b" * 32, "fieldname": "u_idv_action",
+         "newvalue": "unlock", "user": "someone.else"},
+        {"tablename": "incident", "documentkey": "a" * 32, "fieldname": "u_idv_status",
+         "newvalue": "unlock", "user": "someone.else"},
+    ]  # fmt: skip
+    app = Flask("servicenow")
+
+    @app.get("/api/now/table/sys_audit")
+    def audit() -> dict[str, Any]:
+        return {"result": rows}
+
+    lax = serve(app)
+    desk = ServiceNowConnector("sn", desk_config(lax, auth="basic"), 5)
+    ticket = Ticket("a" * 32, "INC1", None, None, "verified", True, True, "2", "v#1")
+    assert desk.requested_by(ticket, "unlock") is None
+    rows.append({**rows[0], "documentkey": "a" * 32, "user": "it.agent"})
+    assert desk.requested_by(ticket, "unlock") == "it.agent"
+    desk.close()
+    lax.stop()

@@ -165,12 +165,14 @@ def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
     for element, values in (
         ("u_idv_request", ["mfa_reset", "account_unlock"]),
         ("u_idv_status", ["pending", "verified", "failed", "review", "expired", "error"]),
+        ("u_idv_action", ["unlock", "reset_mfa", "reset_password", "revoke_sessions"]),
     ):
         choices = by_name[f"sys_choice_incident_{element}"].payload[0]
         assert (choices.get("table"), choices.get("field")) == ("incident", element)
         assert [c.tag for c in choices].count("sys_choice_set") == 1
         assert [c.findtext("value") for c in choices if c.tag == "sys_choice"] == values
-    assert len(updates) == 12  # role, 2 x (field, label, choices), 2 ACLs, URL, rule, action
+    # role, 3 x (field, label, choices), 3 ACLs, URL, rule, 1 + 4 UI actions (verify, actions)
+    assert len(updates) == 20
     assert not [u.name for u in updates if u.type in ("Dictionary", "Field Label", "Choice list")
                 and any(i in u.name for i in payload_ids(first))]  # fmt: skip
     # A property belongs to no table; the secret's property is never in the file.
@@ -179,12 +181,19 @@ def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
     assert prop.payload[0].findtext("name") == URL_PROPERTY
     assert prop.payload[0].findtext("value") == f"{PUBLIC}/webhooks/servicenow/acme_sn"
     assert SECRET.encode() not in first
-    # The UI action: a form button on a saved record, for the roles that may ask.
-    [action] = [u.payload[0] for u in updates if u.type == "UI Action"]
-    assert {k: action.findtext(k) for k in ("form_action", "show_insert", "show_update")} == {
-        "form_action": "true", "show_insert": "false", "show_update": "true"
-    }  # fmt: skip
-    assert action.findtext("roles") == "itil"
+    # The UI actions: form buttons on a saved record, for the roles that may ask (a
+    # verification, or one identity-provider action each).
+    ui_actions = {u.payload[0].findtext("action_name"): u.payload[0] for u in updates
+                  if u.type == "UI Action"}  # fmt: skip
+    assert set(ui_actions) == {"deskgate_request_verification", "deskgate_do_unlock",
+                               "deskgate_do_reset_mfa", "deskgate_do_reset_password",
+                               "deskgate_do_revoke_sessions"}  # fmt: skip
+    for action in ui_actions.values():
+        assert {k: action.findtext(k) for k in ("form_action", "show_insert", "show_update")} == {
+            "form_action": "true", "show_insert": "false", "show_update": "true"
+        }  # fmt: skip
+        assert action.findtext("roles") == "itil"
+    assert ui_actions["deskgate_do_reset_mfa"].findtext("name") == "Deskgate: reset MFA"
     # The ACLs, each with its roles; a stock role by name, the one setup makes by its sys_id.
     acls = {
         u.payload[0].findtext("name"): {
@@ -193,9 +202,10 @@ def test_the_update_set_has_the_shape_of_a_real_export_and_holds_no_secret(
         }
         for u in updates if u.type == "Access Control"
     }  # fmt: skip
-    assert set(acls) == {"incident.u_idv_status", "incident.u_idv_request"}
+    assert set(acls) == {"incident.u_idv_status", "incident.u_idv_request", "incident.u_idv_action"}
     assert set(acls["incident.u_idv_status"]) == {"deskgate"}
     assert set(acls["incident.u_idv_request"]) == {"itil", "deskgate"}
+    assert set(acls["incident.u_idv_action"]) == {"itil", "deskgate"}
     assert acls["incident.u_idv_request"]["itil"] == ""
     assert acls["incident.u_idv_status"]["deskgate"] in payload_ids(first)
     assert b"sys_user_has_role" not in first  # update sets carry no user's roles
@@ -240,7 +250,7 @@ def test_importing_the_update_set_yields_the_records_apply_writes(
     assert sim.post(f"/sys_remote_update_set/{set_id}/commit").status_code == 400  # unpreviewed
     preview = sim.post(f"/sys_remote_update_set/{set_id}/preview").json()["result"]
     assert preview["problems"] == []
-    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 12
+    assert sim.post(f"/sys_remote_update_set/{set_id}/commit").json()["result"]["records"] == 20
     imported = records(sim)
 
     sim.post("/_sandbox/reset").raise_for_status()

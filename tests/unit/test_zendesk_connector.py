@@ -12,6 +12,7 @@ from flask import Flask, request
 from connectors.http import Fatal, same_origin
 from connectors.registry import SETTINGS
 from connectors.ticketing import Ticket
+from connectors.zendesk import connector as zendesk_connector
 from connectors.zendesk.config import ZendeskDeskConfig
 from connectors.zendesk.connector import ZendeskConnector
 from sandbox.common import Server, serve
@@ -50,6 +51,10 @@ def hostile_zendesk(next_page: str) -> Server:
         note = {"body": "Deskgate verification: x", "public": False, "author_id": 7}
         return {"comments": [note], "next_page": next_page}
 
+    @app.get("/api/v2/tickets/<int:ticket>/audits.json")
+    def audits(ticket: int) -> dict[str, Any]:
+        return {"audits": [], "meta": {"has_more": True}, "links": {"next": next_page}}
+
     return serve(app)
 
 
@@ -74,6 +79,8 @@ def test_a_next_page_on_another_host_is_not_followed(
         desk.find_flagged(None)
     with pytest.raises(Fatal, match="outside the configured Zendesk account"):
         desk.own_notes(TICKET, "Deskgate verification:")
+    with pytest.raises(Fatal, match="outside the configured Zendesk account"):
+        desk.requested_by(TICKET, "unlock")
     assert seen == []  # not one request, so no credentials
     desk.close()
     zendesk.stop()
@@ -92,7 +99,8 @@ def test_a_next_page_on_the_accounts_own_origin_is_followed() -> None:
 
     zendesk = serve(app)
     found, _ = connector(zendesk).find_flagged(None)
-    assert found == ["1", "2"] and own == ["1", "2"]
+    # Two searches, each paged: flagged tickets, then action requests.
+    assert found == ["1", "2"] and own == ["1", "2"] * 2
     zendesk.stop()
 
 
@@ -111,6 +119,45 @@ def test_a_next_page_on_the_accounts_own_origin_is_followed() -> None:
 )
 def test_same_origin(url: str, same: bool) -> None:
     assert same_origin(url, "https://acme.zendesk.com") is same
+
+
+def test_who_asked_is_the_author_of_the_newest_audit_that_added_the_tag() -> None:
+    """Across cursor pages: an update that kept the tag (it was there already) or removed it
+    asked for nothing; the newest that added it names who asked (here after a removal and a
+    re-add). Tags come as lists, or as one space-separated string."""
+
+    def tags(author: int, audit: int, before: Any, after: Any) -> dict[str, Any]:
+        event = {"type": "Change", "field_name": "tags", "value": after, "previous_value": before}
+        return {"id": audit, "author_id": author, "events": [{"type": "Comment"}, event]}
+
+    pages = [
+        [tags(10, 1, [], ["idv_do_unlock"]),
+         tags(11, 2, ["idv_do_unlock"], ["idv_do_unlock", "x"])],
+        [tags(12, 3, "idv_do_unlock x", "x"), tags(13, 4, "x", "x idv_do_unlock"),
+         tags(14, 5, "x idv_do_unlock", "x idv_do_unlock vip")],
+    ]  # fmt: skip
+    app = Flask("zendesk")
+
+    @app.get("/api/v2/tickets/<int:ticket>/audits.json")
+    def audits(ticket: int) -> dict[str, Any]:
+        page = 1 if request.args.get("page[after]") == "p2" else 0
+        more = page == 0
+        following = f"{request.host_url}api/v2/tickets/{ticket}/audits.json?page[after]=p2"
+        return {"audits": pages[page], "meta": {"has_more": more},
+                "links": {"next": following if more else None}}  # fmt: skip
+
+    zendesk = serve(app)
+    desk = connector(zendesk)
+    assert desk.requested_by(TICKET, "unlock") == "13"
+    assert desk.requested_by(TICKET, "reset_mfa") is None
+    pages[1].append(tags(-1, 6, "x", "x idv_do_unlock"))  # an automation: Zendesk's system user
+    assert desk.requested_by(TICKET, "unlock") is None
+    pages[1].pop()
+    with pytest.MonkeyPatch.context() as patch:  # a history longer than Deskgate reads
+        patch.setattr(zendesk_connector, "AUDIT_PAGES", 1)
+        assert desk.requested_by(TICKET, "unlock") is None
+    desk.close()
+    zendesk.stop()
 
 
 def test_who_lifted_a_gate_is_the_newest_lifting_audits_author_across_cursor_pages() -> None:
