@@ -74,7 +74,8 @@ def inbox() -> Iterator[Inbox]:
     box: list[Inbox] = []
 
     @app.post("/webhooks/<kind>")
-    def receive(kind: str) -> tuple[str, int]:
+    @app.post("/webhooks/<kind>/<desk>")  # a ServiceNow desk's own endpoint
+    def receive(kind: str, desk: str = "") -> tuple[str, int]:
         headers = {k.lower(): v for k, v in request.headers.items()}
         with box[0].lock:
             box[0].pushes.setdefault(kind, []).append((headers, request.get_data()))
