@@ -71,6 +71,18 @@ LINK_CAPS = Counter(
     ["desk", "window"],
 )
 LINK_CAP_WINDOWS = {"link_cap": "short", "link_cap_long": "long"}  # audit code -> window
+GRANTS = Counter(
+    "deskgate_grants_total",
+    "Grants a verified result opened to act in the identity provider, and what became of them "
+    "(outcome opened, used, refused, expired).",
+    ["desk", "reason", "outcome"],
+)
+IDP_ACTIONS = Counter(
+    "deskgate_idp_actions_total",
+    "Actions Deskgate performed in an identity provider (result done, idp_unanswered: it may "
+    "have acted, idp_refused).",
+    ["desk", "action", "result"],
+)
 TICKET_WRITES = Counter(
     "deskgate_ticket_writes_total",
     "Deskgate's writes on tickets: the gate, or an outcome (by the state written).",
@@ -363,6 +375,11 @@ def observe(event: Mapping[str, Any]) -> None:
             GATE_TO_RESULT.labels(desk, result).observe(took)
     elif kind == "verification.abandoned":
         ABANDONED.labels(desk).inc()
+    elif kind.startswith("grant."):
+        GRANTS.labels(desk, reason, kind.removeprefix("grant.")).inc()
+    elif kind in ("action.done", "action.failed"):
+        result = "done" if kind == "action.done" else str(event.get("code") or "failed")
+        IDP_ACTIONS.labels(desk, str(event.get("action") or ""), result).inc()
     elif kind == "ticket.written":
         write, state = str(event.get("code") or ""), str(event.get("state") or "")
         if write not in ("gate", "outcome"):

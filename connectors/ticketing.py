@@ -45,6 +45,9 @@ class Ticket:
     status: str  # the desk's own status value
     version: str  # what a safe write compares against (updated_at; sys_updated_on#sys_mod_count)
     requester: Person | None = None  # filled when the desk reads it in the same call
+    # The IdP action the ticket asks for now (one of ``identity_provider.ACTIONS``), parsed by
+    # the connector; None when none or unknown.
+    action_request: str | None = None
 
 
 class HeaderLookup(Protocol):
@@ -112,6 +115,16 @@ class Desk(Protocol):
         """One write: internal note, the marker in place of any other, trigger consumed unless the
         verification is still open; with ``release`` the ticket leaves the gate status. Returns
         the ticket as the write left it."""
+        ...
+
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        """The desk's own record of who asked for ``action`` on the ticket (the agent who added
+        the tag or set the field): an id or user name, never an e-mail; None if it cannot tell."""
+        ...
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        """One conditional write: removes the action request (tag or field) and adds the
+        internal note. Returns the ticket as the write left it."""
         ...
 
     def close(self) -> None: ...

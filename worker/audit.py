@@ -33,6 +33,8 @@ FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
     "started_at", "sent_at", "state_at", "requester_key",
+    # with an identity provider (docs/idp.md): whose record, and the grants and actions
+    "idp", "idp_user", "privileged", "agent", "action", "idp_request",
 )  # fmt: skip
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
@@ -51,6 +53,9 @@ RECORD_FIELDS = (
     ("sent_at", "sent_at"),
     ("state_at", "updated_at"),
     ("requester_key", "requester_key"),
+    ("idp", "idp"),
+    ("idp_user", "idp_user"),
+    ("privileged", "privileged"),
 )
 FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
 TIMES = ("time", "started_at", "sent_at", "state_at")
@@ -98,6 +103,17 @@ CODES = {
     "review_timeout": "Incode's manual review stayed undecided past the review timeout",
     "session_reused": "Incode handed out a session already recorded for another verification",
     "session_over": "Incode handed out a session that already had a result",
+    "idp_unknown": "the identity provider has no user matching the requester",
+    "idp_inactive": "the employee's account in the identity provider is not active",
+    "privileged_refused": "the employee is an admin and the desk refuses helpdesk resets of admins",
+    "idp_refused": "the identity provider refused Deskgate's request",
+    "no_grant": "an IdP action was asked for without a verified result allowing it",
+    "grant_expired": "an IdP action was asked for after the grant lapsed",
+    "grant_used": "an IdP action was asked for again: one action per verified result",
+    "other_requester": "an IdP action was asked for another requester than the one verified",
+    "other_idp_user": "an IdP action was asked for a requester now another IdP user",
+    "action_not_allowed": "an IdP action the verified reason does not allow",
+    "idp_unanswered": "the identity provider did not answer an action in time (it may have acted)",
 }
 
 Event = dict[str, Any]

@@ -126,11 +126,13 @@ def gate(v: Verification, seal: Seal) -> str:
         f"A verification link was sent to {v.destination} by {v.channel}; "
         f"it expires at {expires}.\n"
         "Do not act on this request until the result is added here.\n"
+        + (f"{v.remark}\n" if v.remark else "")
         + _ids(v, seal.sign(v.desk, v.ticket_id, record, expires))
     )
 
 
-def outcome(v: Verification) -> str:
+def outcome(v: Verification, offer: str = "") -> str:
+    """``offer``: what a verified result lets the agent ask Deskgate to do (``worker.actions``)."""
     checks = v.detail
     if v.state == State.VERIFIED:
         how = f" (Incode result: {v.result})" if v.result else ""
@@ -169,4 +171,6 @@ def outcome(v: Verification) -> str:
             f"Identity verification could not be completed: {v.detail}.\n"
             f"Do not proceed with the {v.reason}. Fix this, then flag the ticket again."
         )
+    if offer:
+        text = f"{text}\n{offer}"
     return f"{text}\n{_ids(v)}"

@@ -96,5 +96,11 @@ class PacedDesk:
     def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
         return self._call(lambda: self.desk.record(ticket, marker, note, release=release))
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return self._call(lambda: self.desk.requested_by(ticket, action))
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        return self._call(lambda: self.desk.clear_action(ticket, note))
+
     def close(self) -> None:
         self.desk.close()

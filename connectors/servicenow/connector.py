@@ -88,6 +88,14 @@ class ServiceNowConnector:
             ]
         )  # fmt: skip
 
+    # Action requests (docs/idp.md, "Grants"): this connector does not parse them yet (its
+    # tickets never carry ``action_request``), so the act step never reaches these.
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return None
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        raise Fatal(self.name, "this desk does not take IdP action requests yet")
+
     def close(self) -> None:
         self.client.close()
         if isinstance(self.auth, ServiceNowOAuth):

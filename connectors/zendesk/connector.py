@@ -52,6 +52,14 @@ class ZendeskConnector:
         self._me: str | None = None  # the API user's id, read once
         self._me_lock = threading.Lock()
 
+    # Action requests (docs/idp.md, "Grants"): this connector does not parse them yet (its
+    # tickets never carry ``action_request``), so the act step never reaches these.
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return None
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        raise Fatal(self.name, "this desk does not take IdP action requests yet")
+
     def close(self) -> None:
         self.client.close()
 

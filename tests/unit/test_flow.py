@@ -82,6 +82,12 @@ class MemoryDesk:
             raise self.refuse_gate
         return self._write(ticket, note, marker="pending", status="hold")
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return None
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        return self._write(ticket, note, action_request=None)
+
     def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
         status = "open" if release else ticket.status
         reason = ticket.reason if marker in OPEN_MARKERS else None  # the trigger is consumed

@@ -48,6 +48,12 @@ class Desk:
     def record(self, ticket: Ticket, marker: str, note: str, *, release: bool) -> Ticket:
         return ticket
 
+    def requested_by(self, ticket: Ticket, action: str) -> str | None:
+        return None
+
+    def clear_action(self, ticket: Ticket, note: str) -> Ticket:
+        return ticket
+
     def close(self) -> None:
         pass
 
