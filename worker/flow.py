@@ -631,6 +631,7 @@ class Flow:
             overturned = self._same_requester(v, written)
             if overturned.state != v.state:
                 v = overturned
+                self.grants.revoke(v.desk, v.ticket_id)  # a result overturned grants nothing
                 written = self._record_outcome(desk, v, written)
             return written
 

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,10 +25,13 @@ from sandbox import okta as sim
 from sandbox.common import Server, serve
 from tests.conftest import settings_data
 from tests.unit.test_flow import DESK, MemoryDesk, Queue, ScriptedIncode
+from worker import audit
 from worker.flow import Flow
 from worker.grants import Grants
 from worker.idp_ledger import IdpLedger
 from worker.lifecycle import State
+from worker.report.aggregate import build
+from worker.report.formats import to_csv, to_table
 from worker.runtime import Runtime
 from worker.store import Store
 
@@ -110,7 +114,11 @@ class IdpWorld:
 
 
 def idp_world(
-    redis: Redis[str], server: Server, actions: list[str] | None = None, **desk_config: Any
+    redis: Redis[str],
+    server: Server,
+    actions: list[str] | None = None,
+    timeout: float = 5,
+    **desk_config: Any,
 ) -> IdpWorld:
     data = settings_data()
     data["idps"] = {IDP: {"kind": "okta", "base_url": server.url, "api_token": SIM.api_token}}
@@ -120,7 +128,7 @@ def idp_world(
     check_reason_actions(settings)
     store = Store(redis, settings.key_prefix, 3600)
     desk, incode, clock = ActingDesk(), ScriptedIncode(), [time.time()]
-    okta = build_idp(IDP, settings.idps[IDP], 5)
+    okta = build_idp(IDP, settings.idps[IDP], timeout)
     rt = Runtime(settings, redis, store, incode, {DESK: desk}, 0, {IDP: okta})  # type: ignore[arg-type]
     flow = Flow(rt, Queue(), lambda: clock[0])  # type: ignore[arg-type]
     return IdpWorld(flow, desk, incode, store, clock)
@@ -325,6 +333,41 @@ def test_an_idp_429_is_rescheduled_after_its_wait_and_the_grant_kept(
     assert told.value.retry_after > 0  # the task waits this long (worker.tasks._countdown)
     assert w.flow.grants.get(DESK, "42").state == "open"  # type: ignore[union-attr]
     assert okta_log(api, "user.mfa.factor.reset_all") == []
+
+
+def test_an_action_the_idp_may_have_done_unanswered_is_never_asked_again(
+    redis: Redis[str], server: Server, api: httpx.Client
+) -> None:
+    w = idp_world(redis, server, timeout=1)
+    user = make_user(api, factors=["push"])
+    w.desk.add("42")
+    w.verify()
+    fault = {"path_prefix": f"/api/v1/users/{user}/lifecycle/reset_factors", "stage": "after",
+             "delay": 1.5}  # fmt: skip
+    api.post("/_sandbox/faults", json=fault).raise_for_status()
+    note = w.press("reset_mfa")
+    assert "did not answer in time: it may have been done" in note
+    assert w.events("action.failed")[-1]["code"] == "idp_unanswered"
+    assert ledger(w, user)[-1] == {"kind": "action", "state": "unanswered", "action": "reset_mfa"}
+    assert "already been used" in w.press("reset_mfa")
+    assert len(okta_log(api, "user.mfa.factor.reset_all")) == 1  # the held answer's, only
+
+
+def test_the_report_counts_grants_and_actions_per_desk_and_reason(
+    w: IdpWorld, api: httpx.Client
+) -> None:
+    make_user(api, factors=["push"])
+    w.desk.add("42")
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    w.verify()
+    w.press("reset_mfa")
+    w.press("reset_mfa")
+    until = datetime.now(UTC) + timedelta(minutes=1)
+    report = build(audit.read(w.store.redis, w.store.prefix, since, until), since, until)
+    s = report.groups[0].stats
+    assert (s.grants_opened, s.grants_used, s.grants_refused, s.actions_done) == (1, 1, 1, 1)
+    assert "acme_zendesk / MFA reset" in to_table(report, until).split("IdP actions")[1]
+    assert to_csv(report).splitlines()[1].endswith(",1,1,1,0,1,0")
 
 
 def test_two_presses_at_once_reserve_the_grant_once(w: IdpWorld, api: httpx.Client) -> None:

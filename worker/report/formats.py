@@ -21,6 +21,8 @@ CSV_COLUMNS = (
     "desk", "reason", "verifications", "verified", "failed", "expired", "error", "abandoned",
     "open", "review", "pass_rate", "expired_rate", "error_rate", "time_to_verify_p50_seconds",
     "time_to_verify_p90_seconds", "timed", "link_caps", "recoveries", "top_errors",
+    "grants_opened", "grants_used", "grants_refused", "grants_expired", "actions_done",
+    "actions_failed",
 )  # fmt: skip
 
 
@@ -46,6 +48,13 @@ def stats_dict(s: Stats) -> dict[str, Any]:
         "link_caps": s.link_caps,
         "recoveries": s.recoveries,
         "errors": [{"code": c, "label": error_label(c), "count": n} for c, n in s.errors],
+        "grants": {
+            "opened": s.grants_opened,
+            "used": s.grants_used,
+            "refused": s.grants_refused,
+            "expired": s.grants_expired,
+        },
+        "actions": {"done": s.actions_done, "failed": s.actions_failed},
     }
 
 
@@ -78,7 +87,8 @@ def _csv_row(desk: str, reason: str, s: Stats) -> list[str]:
         desk, reason, s.verifications, s.verified, s.failed, s.expired, s.error, s.abandoned,
         s.open, s.review, s.pass_rate, s.expired_rate, s.error_rate, s.p50_seconds,
         s.p90_seconds, s.timed, s.link_caps, s.recoveries,
-        ";".join(f"{code}:{n}" for code, n in s.errors),
+        ";".join(f"{code}:{n}" for code, n in s.errors), s.grants_opened, s.grants_used,
+        s.grants_refused, s.grants_expired, s.actions_done, s.actions_failed,
     ]  # fmt: skip
     return [csv_cell(v) for v in values]
 
@@ -183,6 +193,15 @@ def to_table(report: Report, generated: datetime) -> str:
     if t.errors:
         lines += ["", "top error reasons:"]
         lines += [f"  {n:>5}  {_short(error_label(c), WIDTH - 9)}" for c, n in t.errors[:5]]
+    acting = [g for g in report.groups if g.stats.grants_opened or g.stats.grants_refused]
+    if acting:  # a section of its own: the main table already fills the terminal
+        lines += ["", "grants (opened / used / refused / expired) and IdP actions (done / failed):"]
+        lines += [
+            f"  {_group_name(g.desk, g.reason, 60):<60}  {s.grants_opened}/{s.grants_used}/"
+            f"{s.grants_refused}/{s.grants_expired}  {s.actions_done}/{s.actions_failed}"
+            for g in acting
+            for s in (g.stats,)
+        ]
     if report.skipped:
         lines += ["", f"{report.skipped} events skipped: not schema-1 audit events"]
     return "\n".join(lines) + "\n"
