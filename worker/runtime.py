@@ -18,7 +18,7 @@ from connectors.identity_provider import IdentityProvider
 from connectors.incode import IncodeClient
 from connectors.registry import build_desk, build_idp, load_settings
 from connectors.ticketing import Desk
-from worker.pace import Pace, PacedDesk
+from worker.pace import Pace, PacedDesk, PacedIdp
 from worker.store import Store
 
 
@@ -69,7 +69,10 @@ def build_runtime(settings: Settings) -> Runtime:
             for name, desk in settings.desks.items()
         },
         pid=os.getpid(),
-        idps={name: build_idp(name, idp, timeout, deadline) for name, idp in settings.idps.items()},
+        idps={
+            name: PacedIdp(build_idp(name, idp, timeout, deadline), pace)
+            for name, idp in settings.idps.items()
+        },
     )
 
 

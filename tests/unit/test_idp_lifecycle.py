@@ -30,6 +30,7 @@ from worker.flow import Flow
 from worker.grants import Grants
 from worker.idp_ledger import IdpLedger
 from worker.lifecycle import State
+from worker.pace import Pace, PacedIdp
 from worker.report.aggregate import build
 from worker.report.formats import to_csv, to_table
 from worker.runtime import Runtime
@@ -128,7 +129,7 @@ def idp_world(
     check_reason_actions(settings)
     store = Store(redis, settings.key_prefix, 3600)
     desk, incode, clock = ActingDesk(), ScriptedIncode(), [time.time()]
-    okta = build_idp(IDP, settings.idps[IDP], timeout)
+    okta = PacedIdp(build_idp(IDP, settings.idps[IDP], timeout), Pace(redis, settings.key_prefix))
     rt = Runtime(settings, redis, store, incode, {DESK: desk}, 0, {IDP: okta})  # type: ignore[arg-type]
     flow = Flow(rt, Queue(), lambda: clock[0])  # type: ignore[arg-type]
     return IdpWorld(flow, desk, incode, store, clock)
@@ -333,6 +334,24 @@ def test_an_idp_429_is_rescheduled_after_its_wait_and_the_grant_kept(
     assert told.value.retry_after > 0  # the task waits this long (worker.tasks._countdown)
     assert w.flow.grants.get(DESK, "42").state == "open"  # type: ignore[union-attr]
     assert okta_log(api, "user.mfa.factor.reset_all") == []
+    # Every worker holds back until then: the next press does not reach Okta at all.
+    api.delete("/_sandbox/calls").raise_for_status()
+    with pytest.raises(RateLimited):
+        w.flow.start(DESK, "42", "push")
+    assert not [c for c in api.get("/_sandbox/calls").json()["calls"] if "/api/v1/" in c["path"]]
+
+
+def test_an_idp_429_in_the_start_step_reschedules_it_and_sends_no_link(
+    w: IdpWorld, api: httpx.Client
+) -> None:
+    make_user(api)
+    w.desk.add("42")
+    api.put("/_sandbox/settings", json={"rate_limits": {"user": 0}}).raise_for_status()
+    with pytest.raises(RateLimited):
+        w.flow.start(DESK, "42")
+    assert w.incode.asked == []
+    v = w.store.open_for(DESK, "42")
+    assert v is not None and v.state == State.REQUESTED  # the task's retry takes it up again
 
 
 def test_an_action_the_idp_may_have_done_unanswered_is_never_asked_again(
