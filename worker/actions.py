@@ -42,13 +42,15 @@ LABELS = {
 Clear = Callable[[Desk, Ticket, str], Ticket]
 
 
-def offer(v_reason: str, grant: Grant, tag_prefix: str) -> str:
-    """What the VERIFIED outcome note adds: which actions the agent may ask for, how, until
-    when."""
-    asks = ", ".join(
-        f'"{LABELS[a]}" (Zendesk macro adding tag {tag_prefix}do_{a}; ServiceNow UI action)'
-        for a in grant.actions
-    )
+def offer(v_reason: str, grant: Grant, desk: DeskConfig) -> str:
+    """What the VERIFIED outcome note adds: which actions the agent may ask for, how (the desk's
+    macro or UI action), until when."""
+    if desk.kind == "zendesk":
+        asks = ", ".join(
+            f'"{LABELS[a]}" (the macro adding tag {desk.tag_prefix}do_{a})' for a in grant.actions
+        )
+    else:
+        asks = ", ".join(f'"{LABELS[a]}"' for a in grant.actions) + " (the form's UI actions)"
     return (
         f"This {v_reason} may be done by Deskgate in {grant.idp!r}, once, until "
         f"{notes.when(grant.expires_at)}: ask for one of {asks}."

@@ -335,6 +335,7 @@ class Flow:
                 self.store.written(v, "outcome", self.clock())
         except (Fatal, Conflict, Retriable) as again:
             log.error("the error note could not be written either", error=str(again))
+        self._ledger_verification(v)
         self.store.release(v)  # given up: the ticket is free for a new flag
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
@@ -640,7 +641,7 @@ class Flow:
 
     def _record_outcome(self, desk: Desk, v: Verification, ticket: Ticket) -> Ticket:
         grant = self._grant_for(v)
-        told = offer(v.reason, grant, self._tag_prefix(v.desk)) if grant else ""
+        told = offer(v.reason, grant, self.rt.settings.desks[v.desk]) if grant else ""
         note = notes.outcome(v, told)
         written = desk.record(ticket, v.state, note, release=v.state != State.REVIEW)
         self.store.written(v, "outcome", self.clock())
@@ -667,9 +668,6 @@ class Flow:
             idp=v.idp, idp_user=v.idp_user, reason=v.reason, actions=actions, opened_at=now,
             expires_at=now + self.rt.settings.grant_minutes * 60,
         )  # fmt: skip
-
-    def _tag_prefix(self, desk_name: str) -> str:
-        return self.rt.settings.desks[desk_name].tag_prefix
 
     def _clear_action(self, desk: Desk, ticket: Ticket, note: str) -> Ticket:
         return self._write(desk, ticket, lambda t: desk.clear_action(t, note))

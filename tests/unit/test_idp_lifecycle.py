@@ -5,7 +5,6 @@ the Okta simulator as a real HTTP server behind the real Okta connector."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -429,4 +428,4 @@ def test_a_reason_action_the_desks_idp_cannot_perform_is_refused_naming_the_fiel
 def test_grant_minutes_is_bounded() -> None:
     with pytest.raises(ValueError, match="grant_minutes"):
         Settings(**settings_data(grant_minutes=61))
-    assert json.dumps(Settings(**settings_data()).grant_minutes) == "15"
+    assert Settings(**settings_data()).grant_minutes == 15
