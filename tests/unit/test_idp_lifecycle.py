@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -118,10 +118,11 @@ def idp_world(
     server: Server,
     actions: list[str] | None = None,
     timeout: float = 5,
+    token: str = SIM.api_token,
     **desk_config: Any,
 ) -> IdpWorld:
     data = settings_data()
-    data["idps"] = {IDP: {"kind": "okta", "base_url": server.url, "api_token": SIM.api_token}}
+    data["idps"] = {IDP: {"kind": "okta", "base_url": server.url, "api_token": token}}
     data["desks"]["acme_zendesk"].update({"idp": IDP, **desk_config})
     data["reasons"] = {"MFA reset": {"actions": actions or ["reset_mfa", "unlock"]}}
     settings = Settings(**data)
@@ -203,6 +204,30 @@ def test_an_admin_is_verified_under_the_verify_policy_and_said_to_be_privileged(
     assert len(w.incode.asked) == 1
     assert "holds admin rights in 'acme_okta' (SUPER_ADMIN)" in w.note()
     assert w.events("verification.sent")[-1]["privileged"] == "1"
+
+
+def test_an_idp_refusing_deskgates_credentials_ends_in_a_note_naming_it_and_the_fix(
+    redis: Redis[str], server: Server, api: httpx.Client
+) -> None:
+    w = idp_world(redis, server, token="not-the-token")
+    make_user(api)
+    w.desk.add("42")
+    w.flow.start(DESK, "42")
+    assert w.incode.asked == []
+    note = w.note()
+    assert "the identity provider 'acme_okta' refused Deskgate's request (HTTP 401)" in note
+    assert "`deskgate doctor`" in note and "not-the-token" not in note
+    assert w.events("verification.error")[-1]["code"] == "idp_refused"
+
+
+def test_an_idp_that_is_down_in_the_start_step_is_retried(w: IdpWorld, api: httpx.Client) -> None:
+    make_user(api)
+    w.desk.add("42")
+    api.post("/_sandbox/faults", json={"path_prefix": "/api/v1/users", "status": 503})
+    with pytest.raises(Retriable):
+        w.flow.start(DESK, "42")
+    w.flow.start(DESK, "42")  # the task's retry
+    assert len(w.incode.asked) == 1
 
 
 def test_an_idp_contact_the_log_cannot_date_gets_no_link(w: IdpWorld, api: httpx.Client) -> None:
@@ -376,11 +401,10 @@ def test_the_report_counts_grants_and_actions_per_desk_and_reason(
 ) -> None:
     make_user(api, factors=["push"])
     w.desk.add("42")
-    since = datetime.now(UTC) - timedelta(minutes=1)
+    since, until = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
     w.verify()
     w.press("reset_mfa")
     w.press("reset_mfa")
-    until = datetime.now(UTC) + timedelta(minutes=1)
     report = build(audit.read(w.store.redis, w.store.prefix, since, until), since, until)
     s = report.groups[0].stats
     assert (s.grants_opened, s.grants_used, s.grants_refused, s.actions_done) == (1, 1, 1, 1)
