@@ -47,6 +47,7 @@ def test_the_link_goes_to_oktas_address_and_the_verified_note_offers_the_action(
         json={"login": login, "email": okta_email, "created": time.time() - 30 * 86400},
     ).raise_for_status()
     ticket = desk.create_ticket("Jane Employee", login, "I lost my phone, reset my MFA")
+    stack.reset_calls()
     desk.flag(ticket)
     wait_for(lambda: desk.view(ticket).marker == "pending", WAIT, "the gate")
     [session] = stack.sessions(login)
@@ -59,3 +60,11 @@ def test_the_link_goes_to_oktas_address_and_the_verified_note_offers_the_action(
     outcome = desk.notes(ticket)[-1]
     assert "may be done by Deskgate in 'acme_okta', once, until" in outcome
     assert "idv_do_reset_mfa" in outcome
+    # docs/idp.md's figure: Okta calls for one verification (find, re-read, roles, two log reads
+    # dating the login and the e-mail); the grant itself costs none until it is used.
+    assert stack.calls("okta") == {
+        "GET /api/v1/users": 1,
+        "GET /api/v1/users/<path:id_or_login>": 3,
+        "GET /api/v1/users/<user_id>/roles": 1,
+        "GET /api/v1/logs": 2,
+    }
