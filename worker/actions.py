@@ -132,9 +132,8 @@ class Act:
         except Unanswered:
             # It may have acted: the grant is used for good, and the note says so.
             now = self.clock()
-            self.grants.used(grant, "unanswered", "")
+            self.grants.used(grant, "unanswered", "", now)
             self._ledger(grant, now, "unanswered", "")
-            self.grants.audit("grant.used", grant, now, detail=contact)
             self.grants.audit("action.failed", grant, now, "idp_unanswered", detail=contact)
             note = (
                 f"{HEADLINE}: {label} was asked of {grant.idp!r}, which did not answer in time: "
@@ -158,9 +157,8 @@ class Act:
         else:
             now = self.clock()
             request_id = done.request_id or ""
-            self.grants.used(grant, "done", request_id)
+            self.grants.used(grant, "done", request_id, now)
             self._ledger(grant, now, "done", request_id)
-            self.grants.audit("grant.used", grant, now, idp_request=request_id, detail=contact)
             self.grants.audit("action.done", grant, now, idp_request=request_id, detail=contact)
             log.info("idp action done", idp=grant.idp, request_id=request_id)
             note = (

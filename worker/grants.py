@@ -18,7 +18,7 @@ Keys (``p`` is the store's prefix):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from redis import Redis
@@ -38,16 +38,23 @@ Refusal = Literal[
     "idp_inactive",
 ]
 
-# KEYS: grant, due index   ARGV: verification id, expires at, ttl, field, value, ...
+# The transitions that are a grant's own events (opened, used, expired) append them in the same
+# step (``audit.LUA``), with the verification's fields: no transition without its event.
+# KEYS: grant, due index, audit stream
+# ARGV: verification id, expires at, ttl, audit max, record key prefix, n, head (n), field, value...
 # Opening is idempotent: a grant already opened for this verification is left as it is.
-_OPEN = """
-if redis.call('HGET', KEYS[1], 'verification') == ARGV[1] then return 0 end
+_OPEN = (
+    audit.LUA
+    + """
+if redis.call('HGET', KEYS[1], 'verification') == ARGV[1] then return {} end
+local n = tonumber(ARGV[6])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
-return 1
+return audit(KEYS[3], ARGV[4], ARGV[5] .. ARGV[1], {unpack(ARGV, 7, 6 + n)})
 """
+)
 
 # One press wins. KEYS: grant, due index   ARGV: now, action, requester id, agent
 # Returns 'ok' (reserved for this press) or why not.
@@ -77,15 +84,33 @@ redis.call('ZADD', KEYS[2], ARGV[1], KEYS[1])
 return 1
 """
 
-# KEYS: grant, due index   ARGV: now. An open grant past its end lapses, once.
-_EXPIRE = """
-local state, expires = unpack(redis.call('HMGET', KEYS[1], 'state', 'expires_at'))
-if state ~= 'open' then redis.call('ZREM', KEYS[2], KEYS[1]) return 0 end
-if tonumber(ARGV[1]) < tonumber(expires) then return 0 end
+# KEYS: grant, due index, audit stream   ARGV: now, audit max, record key prefix, n, head (n)
+# An open grant past its end lapses, once.
+_EXPIRE = (
+    audit.LUA
+    + """
+local state, expires, vid = unpack(
+  redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'verification'))
+if state ~= 'open' then redis.call('ZREM', KEYS[2], KEYS[1]) return {} end
+if tonumber(ARGV[1]) < tonumber(expires) then return {} end
 redis.call('HSET', KEYS[1], 'state', 'expired')
 redis.call('ZREM', KEYS[2], KEYS[1])
-return 1
+return audit(KEYS[3], ARGV[2], ARGV[3] .. vid, {unpack(ARGV, 5, 4 + tonumber(ARGV[4]))})
 """
+)
+
+# KEYS: grant, audit stream
+# ARGV: result, request id, audit max, record key prefix, n, head (n)
+# The reserved grant's call reached the IdP: used for good.
+_USED = (
+    audit.LUA
+    + """
+local state, vid = unpack(redis.call('HMGET', KEYS[1], 'state', 'verification'))
+if state ~= 'reserved' then return {} end
+redis.call('HSET', KEYS[1], 'state', 'used', 'result', ARGV[1], 'request_id', ARGV[2])
+return audit(KEYS[2], ARGV[3], ARGV[4] .. vid, {unpack(ARGV, 6, 5 + tonumber(ARGV[5]))})
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +161,9 @@ class Grants:
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
         self._expire = redis.register_script(_EXPIRE)
+        self._used = redis.register_script(_USED)
+        self.stream = audit.stream_key(prefix)
+        self.record_prefix = f"{prefix}:v:"
 
     def key(self, desk: str, ticket_id: str) -> str:
         return f"{self.prefix}:grant:{desk}:{ticket_id}"
@@ -144,18 +172,37 @@ class Grants:
         raw = self.redis.hgetall(self.key(desk, ticket_id))
         return Grant.from_hash(raw) if raw else None
 
+    def _head(self, event: str, grant: Grant, now: float) -> list[str]:
+        """An event's own fields, as ``audit.LUA`` takes them, with its count first."""
+        head = [*audit.head(event, now), "agent", grant.agent, "action", grant.action,
+                "idp_request", grant.request_id]  # fmt: skip
+        return [str(len(head)), *head]
+
+    def _recorded(self, entry: list[str]) -> bool:
+        if entry:
+            audit.notify(dict(zip(entry[::2], entry[1::2], strict=True)))
+        return bool(entry)
+
     def open(self, grant: Grant) -> bool:
-        """Open ``grant`` (once per verification); audited ``grant.opened``."""
+        """Open ``grant`` (once per verification), audited ``grant.opened``."""
         key = self.key(grant.desk, grant.ticket_id)
         ttl = int(grant.expires_at - grant.opened_at) + KEPT_AFTER
         flat = [item for pair in grant.to_hash().items() for item in pair]
-        opened = bool(
-            self._open(keys=[key, self.due_key],
-                       args=[grant.verification, grant.expires_at, ttl, *flat])
-        )  # fmt: skip
-        if opened:
-            self.audit("grant.opened", grant, grant.opened_at)
-        return opened
+        head = self._head("grant.opened", grant, grant.opened_at)
+        return self._recorded(
+            self._open(
+                keys=[key, self.due_key, self.stream],
+                args=[
+                    grant.verification,
+                    grant.expires_at,
+                    ttl,
+                    self.audit_max_events,
+                    self.record_prefix,
+                    *head,
+                    *flat,
+                ],
+            )
+        )
 
     def revoke(self, desk: str, ticket_id: str) -> None:
         """A new verification of the ticket started: an older result's grant no longer
@@ -175,21 +222,29 @@ class Grants:
         key = self.key(grant.desk, grant.ticket_id)
         self._release(keys=[key, self.due_key], args=[grant.expires_at])
 
-    def used(self, grant: Grant, result: str, request_id: str) -> None:
+    def used(self, grant: Grant, result: str, request_id: str, now: float) -> None:
         """The reserved grant's call reached the IdP (``result`` done, or unanswered): used for
-        good, whatever follows."""
+        good, whatever follows; audited ``grant.used``."""
         key = self.key(grant.desk, grant.ticket_id)
-        self.redis.hset(key, mapping={"state": "used", "result": result, "request_id": request_id})
+        head = self._head("grant.used", replace(grant, request_id=request_id), now)
+        self._recorded(
+            self._used(
+                keys=[key, self.stream],
+                args=[result, request_id, self.audit_max_events, self.record_prefix, *head],
+            )
+        )
 
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Lapse the open grants whose time is up; each audited ``grant.expired`` once."""
         expired = 0
         for key in self.redis.zrangebyscore(self.due_key, "-inf", now, start=0, num=limit):
-            if self._expire(keys=[key, self.due_key], args=[now]):
-                raw = self.redis.hgetall(key)
-                if raw:
-                    self.audit("grant.expired", Grant.from_hash(raw), now)
-                    expired += 1
+            raw = self.redis.hgetall(key)
+            head = self._head("grant.expired", Grant.from_hash(raw), now) if raw else ["0"]
+            entry = self._expire(
+                keys=[key, self.due_key, self.stream],
+                args=[now, self.audit_max_events, self.record_prefix, *head],
+            )
+            expired += self._recorded(entry)
         return expired
 
     def audit(

@@ -257,6 +257,12 @@ def test_a_verified_result_grants_one_action_performed_once_by_deskgate(
     event = w.events("action.done")[-1]
     assert (event["agent"], event["idp_user"], event["action"]) == ("agent-7", user, "reset_mfa")
     assert event["idp_request"] and event["detail"] == "j***@acme.test"
+    used = w.events("grant.used")[-1]  # appended with the grant's transition, in one step
+    assert (used["agent"], used["idp_request"], used["idp_user"]) == (
+        "agent-7",
+        event["idp_request"],
+        user,
+    )
     assert ledger(w, user)[-1] == {"kind": "action", "state": "done", "action": "reset_mfa"}
     # A second press performs nothing.
     again = w.press("reset_mfa")
