@@ -263,7 +263,10 @@ def test_a_verified_result_grants_one_action_performed_once_by_deskgate(
         event["idp_request"],
         user,
     )
-    assert ledger(w, user)[-1] == {"kind": "action", "state": "done", "action": "reset_mfa"}
+    assert ledger(w, user) == [  # what the bypass detector reads, exactly
+        {"kind": "verification", "state": "verified", "action": ""},
+        {"kind": "action", "state": "done", "action": "reset_mfa"},
+    ]
     # A second press performs nothing.
     again = w.press("reset_mfa")
     assert "already been used" in again
