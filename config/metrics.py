@@ -83,6 +83,18 @@ MARKERS_OVERTURNED = Counter(
     ["desk", "code"],
 )
 MARKER_CODES = ("marker_forged", "requester_changed_after")
+GRANTS = Counter(
+    "deskgate_grants_total",
+    "Grants a verified result opened to act in the identity provider, and what became of them "
+    "(outcome opened, used, refused, expired).",
+    ["desk", "reason", "outcome"],
+)
+IDP_ACTIONS = Counter(
+    "deskgate_idp_actions_total",
+    "Actions Deskgate performed in an identity provider (result done, idp_unanswered: it may "
+    "have acted, idp_refused).",
+    ["desk", "action", "result"],
+)
 TICKET_WRITES = Counter(
     "deskgate_ticket_writes_total",
     "Deskgate's writes on tickets: the gate, or an outcome (by the state written).",
@@ -382,6 +394,11 @@ def observe(event: Mapping[str, Any]) -> None:
         GATES_LIFTED.labels(desk).inc()
     elif kind == "ticket.marker_overturned":
         MARKERS_OVERTURNED.labels(desk, str(event.get("code") or "")).inc()
+    elif kind.startswith("grant."):
+        GRANTS.labels(desk, reason, kind.removeprefix("grant.")).inc()
+    elif kind in ("action.done", "action.failed"):
+        result = "done" if kind == "action.done" else str(event.get("code") or "failed")
+        IDP_ACTIONS.labels(desk, str(event.get("action") or ""), result).inc()
     elif kind == "ticket.written":
         write, state = str(event.get("code") or ""), str(event.get("state") or "")
         if write not in ("gate", "outcome"):

@@ -178,6 +178,14 @@ class DeskConfig(_Strict):
     # How often the marker audit reads the tickets whose verified marker changed since its last
     # run, to overturn one Deskgate did not write (docs/bypass.md).
     marker_audit_interval_seconds: int = Field(default=300, ge=30)
+    # The identity provider (``[idps.<name>]``) whose record names the employee: the login hint
+    # and the contact the link goes to come from it, and a verified result may open a grant to
+    # act in it (docs/idp.md). ``idp_match``: the requester's e-mail in this desk is compared
+    # with the IdP user's e-mail, or with its login. ``privileged_policy``: an admin is
+    # verified like anyone (and said to be privileged), or refused a helpdesk reset at all.
+    idp: str | None = None
+    idp_match: Literal["email", "login"] = "email"
+    privileged_policy: Literal["verify", "refuse"] = "verify"
 
     @property
     def base(self) -> str:
@@ -226,6 +234,14 @@ class IdpConfig(_Strict):
     # Members of these groups (by the IdP's group name) count as privileged, besides holders of
     # an admin role.
     privileged_groups: list[str] = Field(default_factory=list)
+
+
+class ReasonConfig(_Strict):
+    """What a verified result for a reason (a trigger's value) lets an agent ask Deskgate to do
+    in the IdP: each action one of ``connectors.identity_provider.ACTIONS`` that the IdP of
+    every desk using the reason supports (``connectors.registry`` checks both at start-up)."""
+
+    actions: list[str] = Field(default_factory=list)
 
 
 class AuditSinkConfig(_Strict):
@@ -328,6 +344,10 @@ class Settings(BaseSettings):
     # Identity providers by name (``[idps.<name>]``), each one of the registered IdP kinds.
     idps: dict[str, IdpConfig] = Field(default_factory=dict)
     idp_kinds: ClassVar[frozenset[str]] = frozenset()
+    # ``[reasons."<reason>"]``: the IdP actions a verified result for that reason allows.
+    reasons: dict[str, ReasonConfig] = Field(default_factory=dict)
+    # How long after a verified result an agent may ask for one of those actions, once.
+    grant_minutes: int = Field(default=15, ge=1, le=60)
 
     @field_validator("redis_url")
     @classmethod
@@ -403,6 +423,17 @@ class Settings(BaseSettings):
                 f"({most:g} with task_time_limit_seconds = {self.task_time_limit_seconds}): "
                 "every outside call must end inside the task's lock"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _desk_idps_are_configured(self) -> Settings:
+        for name, desk in self.desks.items():
+            if desk.idp is not None and desk.idp not in self.idps:
+                known = ", ".join(sorted(self.idps)) or "none"
+                raise ValueError(
+                    f"desks.{name}.idp names {desk.idp!r}, which is not a configured "
+                    f"[idps.<name>] (configured: {known})"
+                )
         return self
 
     @model_validator(mode="after")

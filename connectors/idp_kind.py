@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from config.settings import IdpConfig, kind_of
-from connectors.identity_provider import IdentityProvider
+from connectors.identity_provider import Action, IdentityProvider
 from connectors.provisioning import Change, Check
 
 C = TypeVar("C", bound=IdpConfig)
@@ -33,6 +33,12 @@ class IdpKind(Generic[C]):
     @property
     def name(self) -> str:
         return kind_of(self.config)
+
+    @property
+    def actions(self) -> frozenset[Action]:
+        """What the kind can perform (its connector's ``actions``), known before any is built."""
+        found: frozenset[Action] = getattr(self.connector, "actions", frozenset())
+        return found
 
     def build(
         self, name: str, config: IdpConfig, timeout: float, deadline: float

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from config import settings
-from config.settings import DeskConfig, IdpConfig, Settings
+from config.settings import ConfigError, DeskConfig, IdpConfig, Settings
 from connectors import entra, okta, servicenow, zendesk
 from connectors.desk_kind import DeskKind
-from connectors.identity_provider import IdentityProvider
+from connectors.identity_provider import ACTIONS, IdentityProvider
 from connectors.idp_kind import IdpKind
 from connectors.ticketing import Desk
 
@@ -32,7 +32,34 @@ SETTINGS: type[Settings] = settings.settings_model(
 
 def load_settings(**overrides: Any) -> Settings:
     """The configuration (file, environment, ``overrides``), validated against every kind here."""
-    return settings.load_settings(SETTINGS, **overrides)
+    loaded = settings.load_settings(SETTINGS, **overrides)
+    check_reason_actions(loaded)
+    return loaded
+
+
+def check_reason_actions(config: Settings) -> None:
+    """Each ``[reasons."<reason>"].actions`` entry is an action Deskgate knows, and one the IdP
+    of every desk whose triggers give that reason can perform (Entra has no unlock): otherwise
+    a ``ConfigError`` naming the field."""
+    problems = []
+    for reason, allowed in config.reasons.items():
+        field = f'reasons."{reason}".actions'
+        for action in allowed.actions:
+            if action not in ACTIONS:
+                problems.append(f"  {field}: {action!r} is not one of {', '.join(ACTIONS)}")
+                continue
+            for desk_name, desk in config.desks.items():
+                if desk.idp is None or reason not in desk.triggers.values():
+                    continue
+                kind = IDP_KINDS[config.idps[desk.idp].kind]
+                if action not in kind.actions:
+                    problems.append(
+                        f"  {field}: {action!r} is not something {kind.name} can do (IdP "
+                        f"{desk.idp!r} of desk {desk_name!r}); it can: "
+                        + ", ".join(a for a in ACTIONS if a in kind.actions)
+                    )
+    if problems:
+        raise ConfigError("invalid Deskgate configuration:\n" + "\n".join(problems))
 
 
 def build_desk(name: str, config: DeskConfig, timeout: float, deadline: float = 30.0) -> Desk:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -19,11 +19,12 @@ from redis import Redis
 from config import metrics
 from config.logging import configure_logging
 from config.settings import Settings
+from connectors.identity_provider import IdentityProvider
 from connectors.incode import IncodeClient
-from connectors.registry import build_desk, load_settings
+from connectors.registry import build_desk, build_idp, load_settings
 from connectors.ticketing import Desk
 from worker.audit.chain import Chain
-from worker.lifecycle.pace import Pace, PacedDesk
+from worker.lifecycle.pace import Pace, PacedDesk, PacedIdp
 from worker.lifecycle.store import Store
 from worker.live_settings import LiveSettings
 from worker.redis_client import connect
@@ -85,6 +86,7 @@ class Runtime:
     incode: IncodeClient
     desks: dict[str, Desk]
     pid: int
+    idps: dict[str, IdentityProvider] = field(default_factory=dict)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -112,6 +114,10 @@ def build_runtime(settings: Settings) -> Runtime:
             for name, desk in settings.desks.items()
         },
         pid=os.getpid(),
+        idps={
+            name: PacedIdp(build_idp(name, idp, timeout, deadline), pace)
+            for name, idp in settings.idps.items()
+        },
     )
 
 

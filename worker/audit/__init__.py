@@ -36,7 +36,10 @@ SCHEMA = 1
 FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
-    "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "actor", "prev", "mac",
+    "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "actor",
+    # with an identity provider (docs/idp.md): whose record, and the grants and actions
+    "idp", "idp_user", "privileged", "agent", "action", "idp_request",
+    "prev", "mac",
 )  # fmt: skip
 # Events about Deskgate itself, not a verification: who changed what it runs with (``actor``:
 # the operating-system user who ran the command).
@@ -59,6 +62,9 @@ RECORD_FIELDS = (
     ("state_at", "updated_at"),
     ("requester_key", "requester_key"),
     ("flagged_by", "flagged_by"),
+    ("idp", "idp"),
+    ("idp_user", "idp_user"),
+    ("privileged", "privileged"),
 )
 FINAL_STATES = frozenset({"verified", "failed", "expired", "error"})
 TIMES = ("time", "started_at", "sent_at", "state_at")
@@ -98,6 +104,17 @@ CODES = {
     "marker_removed": "someone removed the pending marker before the result",
     "marker_forged": "a verified marker Deskgate did not write",
     "requester_changed_after": "the requester changed after a verified outcome",
+    "idp_unknown": "the identity provider has no user matching the requester",
+    "idp_inactive": "the employee's account in the identity provider is not active",
+    "privileged_refused": "the employee is an admin and the desk refuses helpdesk resets of admins",
+    "idp_refused": "the identity provider refused Deskgate's request",
+    "no_grant": "an IdP action was asked for without a verified result allowing it",
+    "grant_expired": "an IdP action was asked for after the grant lapsed",
+    "grant_used": "an IdP action was asked for again: one action per verified result",
+    "other_requester": "an IdP action was asked for another requester than the one verified",
+    "other_idp_user": "an IdP action was asked for a requester now another IdP user",
+    "action_not_allowed": "an IdP action the verified reason does not allow",
+    "idp_unanswered": "the identity provider did not answer an action in time (it may have acted)",
 }
 
 Event = dict[str, Any]

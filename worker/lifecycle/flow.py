@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 import structlog
@@ -39,9 +40,13 @@ from connectors.http import (
     Retriable,
     Unanswered,
 )
+from connectors.identity_provider import IdentityProvider, IdpUser
 from connectors.incode import EmployeeNotFound, has_result
 from connectors.ticketing import OPEN_MARKERS, Desk, Person, Ticket
 from worker.dispatch import Dispatcher
+from worker.idp.actions import Act, offer
+from worker.idp.grants import Grant, Grants
+from worker.idp.ledger import IdpLedger, LedgerEntry
 from worker.lifecycle import FINAL, State, notes
 from worker.lifecycle.caps import LinkCap, LinkCapReached
 from worker.lifecycle.first_seen import FirstSeen
@@ -50,8 +55,12 @@ from worker.lifecycle.identity import (
     Identity,
     Unverifiable,
     deciding_fields,
+    employee_of,
     field_name,
     identity_of,
+    idp_call,
+    idp_fields,
+    of_record,
     value_of,
 )
 from worker.lifecycle.marker_audit import MarkerAudit
@@ -113,6 +122,11 @@ class Flow:
         # worker asks Incode again for the same ticket before then. Settings refuse a deadline
         # whose window would outlast the lock.
         self.ask_window = rt.settings.http_deadline_seconds + CLOCK_MARGIN
+        self.grants = Grants(
+            rt.store.redis, rt.store.prefix, audit_max_events=rt.store.audit_max_events
+        )
+        self.ledger = IdpLedger(rt.store.redis, rt.store.prefix, rt.store.retention)
+        self.act = Act(rt, self.grants, self.ledger, clock)
 
     def bounded(self) -> Any:
         """Every outside call a task makes ends before the task's lock runs out, so a task the
@@ -130,6 +144,9 @@ class Flow:
         ticket = desk.get_ticket(ticket_id)
         if ticket is None:
             log.info("ticket gone; nothing to verify")
+            return
+        if ticket.action_request is not None:  # an agent asks for the grant's action
+            self.act.run(desk_name, desk, ticket, self._clear_action)
             return
         v = self._owner(desk_name, ticket.id)
         if v is not None and v.state not in FINAL and v.gated and ticket.marker not in OPEN_MARKERS:
@@ -169,6 +186,8 @@ class Flow:
             )
             if not created:
                 log.info("verification already open for this ticket", verification=v.id)
+            elif self.rt.settings.desks[desk_name].idp:
+                self.grants.revoke(desk_name, ticket.id)  # only the latest result may act
         structlog.contextvars.bind_contextvars(verification=v.id)
         with self.store.lock(v.id, self.lock_seconds) as held:
             if not held:
@@ -337,6 +356,7 @@ class Flow:
                 self.store.written(v, "outcome", self.clock())
         except (Fatal, Conflict, Retriable) as again:
             log.error("the error note could not be written either", error=str(again))
+        self._ledger_verification(v)
         self.store.release(v)  # given up: the ticket is free for a new flag
 
     def _request(self, desk: Desk, v: Verification, ticket: Ticket) -> Verification:
@@ -352,14 +372,20 @@ class Flow:
             return v
         try:
             requester = desk.get_requester(ticket)
-            who = identity_of(requester, config)
+            user = self._employee(v, requester, config)
+            if user is None:
+                who = identity_of(requester, config)
+            else:
+                who, remark = of_record(str(config.idp), user, requester, config)
+                if remark:
+                    self.store.update(v.id, remark=remark)
             # From here on the audit trail names whom the link is for (a keyed hash), so a SIEM
             # can group refusals and cap hits by person.
             whom = who.destination or who.login_hint
             key = self.caps.requester_key(config.channel, whom)
             if key != v.requester_key:
                 self.store.update(v.id, requester_key=key)
-            self._check_ages(desk, requester, config, now)
+            self._check_ages(desk, requester, config, now, user)
             # Counted before Incode is asked, so a burst cannot overshoot; a retry of this
             # verification reuses its place.
             self.caps.take(
@@ -430,6 +456,18 @@ class Flow:
         self.store.clear_asking(v.desk, v.ticket_id)
         return sent
 
+    def _employee(
+        self, v: Verification, person: Person | None, config: DeskConfig
+    ) -> IdpUser | None:
+        """With an IdP for the desk, the employee of its record the requester is (recorded on
+        the verification: the ledger and the grants are by IdP user); None without one."""
+        if config.idp is None:
+            return None
+        idp = self.rt.idps[config.idp]
+        user = employee_of(idp, person, config)
+        self.store.update(v.id, idp=idp.name, idp_user=user.id, privileged=user.privileged)
+        return user
+
     def _ask_incode(self, v: Verification, who: Identity, config: DeskConfig, now: float) -> Any:
         # The mark is durable and per ticket: a worker that takes over this verification (lock
         # expired, or this one crashed), or a later verification of the same ticket, sees that a
@@ -474,7 +512,12 @@ class Flow:
         )  # fmt: skip
 
     def _check_ages(
-        self, desk: Desk, person: Person | None, config: DeskConfig, now: float
+        self,
+        desk: Desk,
+        person: Person | None,
+        config: DeskConfig,
+        now: float,
+        user: IdpUser | None = None,
     ) -> None:
         """A field added or changed recently may be the caller's, typed in "on their word": no
         link is sent until every field that decides the outcome (``deciding_fields``: the login
@@ -482,6 +525,9 @@ class Flow:
         A field whose changes the desk does not record is dated by Deskgate's own first-seen
         ledger (``worker.lifecycle.first_seen``)."""
         min_age = config.destination_min_age_hours * 3600
+        if min_age > 0 and user is not None and config.idp is not None:
+            self._check_idp_ages(self.rt.idps[config.idp], user, config, now)
+            return
         if min_age <= 0 or person is None:
             return
         too_new: list[str] = []
@@ -500,6 +546,36 @@ class Flow:
                 )
             if now - changed < min_age:
                 too_new.append(f"the requester's {what} {seen}")
+                ready = max(ready, changed + min_age)
+        if too_new:
+            hours = config.destination_min_age_hours
+            raise Unverifiable(
+                "contact_too_new",
+                f"{'; '.join(too_new)}: less than {hours:g} hours ago, so no link is sent. "
+                "Confirm any recent change with the employee through a channel you trust; flag "
+                f"the ticket again after {notes.when(ready)}",
+            )
+
+    def _check_idp_ages(
+        self, idp: IdentityProvider, user: IdpUser, config: DeskConfig, now: float
+    ) -> None:
+        """As ``_check_ages``, dated by the IdP's own log: a field it cannot date sends no link
+        (an IdP record is not Deskgate's to first-see)."""
+        min_age = config.destination_min_age_hours * 3600
+        too_new: list[str] = []
+        ready = now
+        for field, role in idp_fields(config).items():
+            what = f"{field} ({role})"
+            changed = idp_call(idp, partial(idp.changed_at, user, field))
+            if changed is None:
+                raise Unverifiable(
+                    "contact_age_unknown",
+                    f"{idp.name!r}'s log cannot tell when the employee's {what} last changed, so "
+                    "no link is sent; confirm the employee's contact details with your identity "
+                    "team",
+                )
+            if now - changed < min_age:
+                too_new.append(f"the employee's {what} changed at {notes.when(changed)}")
                 ready = max(ready, changed + min_age)
         if too_new:
             hours = config.destination_min_age_hours
@@ -554,6 +630,7 @@ class Flow:
         self.store.update(v.id, written=v.state.value, ticket=v.remember(ticket))
         if v.state in FINAL:
             self.store.unschedule(v.id)
+            self._ledger_verification(v)
             self.store.release(v)  # the outcome is on the ticket: a new flag may start anew
 
     def _write_outcome(
@@ -579,6 +656,7 @@ class Flow:
             overturned = self._same_requester(v, written)
             if overturned.state != v.state:
                 v = overturned
+                self.grants.revoke(v.desk, v.ticket_id)  # a result overturned grants nothing
                 written = self._record_outcome(desk, v, written)
             return written
 
@@ -594,11 +672,56 @@ class Flow:
         return self.gates.check(desk, v, ticket, restore=restore, now=self.clock())
 
     def _record_outcome(self, desk: Desk, v: Verification, ticket: Ticket) -> Ticket:
-        note = notes.outcome(v, self.seal)
+        grant = self._grant_for(v)
+        told = offer(v.reason, grant, self.rt.settings.desks[v.desk]) if grant else ""
+        note = notes.outcome(v, self.seal, told)
         written = desk.record(ticket, v.state, note, release=v.state != State.REVIEW)
         self.store.written(v, "outcome", self.clock())
+        if grant is not None:
+            self.grants.open(grant)
         log.info("outcome written", state=v.state.value)
         return written
+
+    def _grant_for(self, v: Verification) -> Grant | None:
+        """The grant a VERIFIED result of a desk with an IdP opens: the actions its reason
+        allows that the IdP can perform, for ``grant_minutes``; None when there are none."""
+        if v.state != State.VERIFIED or not v.idp or not v.idp_user:
+            return None
+        idp = self.rt.idps.get(v.idp)
+        reason = self.rt.settings.reasons.get(v.reason)
+        if idp is None or reason is None:
+            return None
+        actions = tuple(a for a in reason.actions if a in idp.actions)
+        if not actions:
+            return None
+        now = self.clock()
+        return Grant(
+            verification=v.id, desk=v.desk, ticket_id=v.ticket_id, requester_id=v.requester_id,
+            idp=v.idp, idp_user=v.idp_user, reason=v.reason, actions=actions, opened_at=now,
+            expires_at=now + self.rt.settings.grant_minutes * 60,
+        )  # fmt: skip
+
+    def _clear_action(self, desk: Desk, ticket: Ticket, note: str) -> Ticket:
+        return self._write(desk, ticket, lambda t: desk.clear_action(t, note))
+
+    def _ledger_verification(self, v: Verification) -> None:
+        """The IdP ledger's entry for a verification of an IdP user that ended: its final
+        state, or "refused" for an admin the desk's privileged policy turned away (that policy
+        is checked before anything else about the user: ``identity.of_record``)."""
+        if not v.idp or not v.idp_user or v.state not in FINAL:
+            return
+        config = self.rt.settings.desks.get(v.desk)
+        refused = (
+            v.state == State.ERROR
+            and v.privileged
+            and config is not None
+            and config.privileged_policy == "refuse"
+        )
+        entry = LedgerEntry(
+            kind="verification", at=v.updated_at, desk=v.desk, ticket=v.ticket_id,
+            verification=v.id, reason=v.reason, state="refused" if refused else v.state.value,
+        )  # fmt: skip
+        self.ledger.record(v.idp, v.idp_user, entry)
 
     def _same_requester(self, v: Verification, ticket: Ticket) -> Verification:
         """Incode's result speaks for the person the link went to: if an agent has since put
@@ -768,6 +891,7 @@ class Flow:
             self.dispatch.check_result(vid, "sweep", now)
         if due:
             log.info("sweep handed out due verifications", count=len(due))
+        self.grants.expire_due(now)
         self.store.trim_audit(now)
         return len(due)
 

@@ -165,6 +165,7 @@ def gate(v: Verification, seal: Seal, why: str = "") -> str:
         + f"A verification link was sent to {v.destination} by {v.channel}; "
         f"it expires at {expires}.\n"
         "Do not act on this request until the result is added here.\n"
+        + (f"{v.remark}\n" if v.remark else "")
         + _ids(v, seal.sign(v.desk, v.ticket_id, record, expires))
     )
 
@@ -178,7 +179,9 @@ def lifted(v: Verification) -> str:
     )
 
 
-def outcome(v: Verification, seal: Seal) -> str:
+def outcome(v: Verification, seal: Seal, offer: str = "") -> str:
+    """``offer``: what a verified result lets the agent ask Deskgate to do
+    (``worker.idp.actions``)."""
     checks = v.detail
     if v.state == State.VERIFIED:
         how = f" (Incode result: {v.result})" if v.result else ""
@@ -217,6 +220,8 @@ def outcome(v: Verification, seal: Seal) -> str:
             f"Identity verification could not be completed: {v.detail}.\n"
             f"Do not proceed with the {v.reason}. Fix this, then flag the ticket again."
         )
+    if offer:
+        text = f"{text}\n{offer}"
     if v.lifted_by and v.state != State.REVIEW:
         text += "\n" + lifted(v)
     return f"{text}\n{_ids(v, seal.sign_outcome(v) if v.state in FINAL else '')}"

@@ -16,6 +16,15 @@ from redis import Redis
 
 from config import metrics
 from connectors.http import RateLimited
+from connectors.identity_provider import (
+    Action,
+    ActionDone,
+    ContactField,
+    IdentityProvider,
+    IdpEvent,
+    IdpUser,
+    Match,
+)
 from connectors.ticketing import Desk, Person, Ticket
 
 T = TypeVar("T")
@@ -113,3 +122,41 @@ class PacedDesk:
 
     def close(self) -> None:
         self.desk.close()
+
+
+class PacedIdp:
+    """``idp`` behind a cool-down of its own (``idp:<name>``): an IdP limits the whole org or
+    tenant (Okta's per-minute buckets, Graph's throttling), so a 429 holds every worker back, as
+    a desk's does."""
+
+    def __init__(self, idp: IdentityProvider, pace: Pace) -> None:
+        self.idp = idp
+        self.name = idp.name
+        self.actions = idp.actions
+        self.pace = pace
+        self.key = f"idp:{idp.name}"
+
+    def _call(self, call: Callable[[], T]) -> T:
+        wait = self.pace.remaining(self.key)
+        if wait > 0:
+            raise RateLimited(self.name, wait)
+        try:
+            return call()
+        except RateLimited as exc:
+            self.pace.hold(self.key, exc.retry_after)
+            raise
+
+    def find_user(self, match: Match, value: str) -> IdpUser | None:
+        return self._call(lambda: self.idp.find_user(match, value))
+
+    def changed_at(self, user: IdpUser, field: ContactField) -> float | None:
+        return self._call(lambda: self.idp.changed_at(user, field))
+
+    def perform(self, user: IdpUser, action: Action) -> ActionDone:
+        return self._call(lambda: self.idp.perform(user, action))
+
+    def read_log(self, cursor: str | None) -> tuple[list[IdpEvent], str]:
+        return self._call(lambda: self.idp.read_log(cursor))
+
+    def close(self) -> None:
+        self.idp.close()

@@ -217,6 +217,10 @@ class Verification:
     requester_key: str = ""  # who the link goes to, as a keyed hash (``LinkCap.requester_key``)
     flagged_by: str = ""  # the desk's record id of who flagged the ticket (``Desk.flagged_by``)
     lifted_by: str = ""  # who took the gate off before the result, as the desk names agents
+    idp: str = ""  # the desk's identity provider, when it has one (``[idps.<name>]``)
+    idp_user: str = ""  # the IdP's own id of the employee of record (never an address)
+    privileged: bool = False  # the IdP says the employee holds admin rights
+    remark: str = ""  # what the gate note adds about the IdP's record (masked, no address)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Verification:
@@ -231,7 +235,7 @@ class Verification:
                 values[f.name] = float(value or 0)
             elif f.name == "refusals":
                 values[f.name] = int(value or 0)
-            elif f.name in ("gated", "fresh"):
+            elif f.name in ("gated", "fresh", "privileged"):
                 values[f.name] = value == "1"
             else:
                 values[f.name] = value

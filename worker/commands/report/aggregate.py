@@ -24,6 +24,9 @@ Definitions (docs/report.md says the same for readers):
   (``ticket.gate_lifted``), with the agents who did it most often (``actor``: a desk user id or
   user name). Markers overturned = ``ticket.marker_overturned`` events in ``[since, until)``, per
   desk and code: a forged marker has no verification to count under.
+- grants and IdP actions (docs/idp.md, "Grants") count by their own events in ``[since, until)``,
+  under the desk and reason of the event: grants opened, used, refused and expired; actions done
+  and failed.
 
 Memory: one small record per verification in the period (redelivered events and overturned
 results need it) and one float per verified one, so the percentiles are exact (nearest rank)
@@ -59,6 +62,15 @@ _KINDS = {
     for i, name in enumerate(
         (REQUESTED, RECOVERED, "verification.sent", REVIEW, ABANDONED, *_FINAL, LIFTED)
     )
+}
+# Grant and action events -> what they count (by their own time, not their verification's).
+IDP_EVENTS = {
+    "grant.opened": "grants_opened",
+    "grant.used": "grants_used",
+    "grant.refused": "grants_refused",
+    "grant.expired": "grants_expired",
+    "action.done": "actions_done",
+    "action.failed": "actions_failed",
 }
 # Time-to-verify histogram: upper bounds in seconds (the last bucket is open-ended).
 BUCKETS: tuple[float, ...] = (60, 120, 300, 600, 1800, 3600, 4 * 3600, 86400, math.inf)
@@ -104,6 +116,12 @@ class Stats:
     p90_seconds: float | None = None
     gates_lifted: int = 0  # verifications whose gate was lifted before the result
     lifted_by: tuple[tuple[str, int], ...] = ()  # the agents who lifted most, most first
+    grants_opened: int = 0
+    grants_used: int = 0
+    grants_refused: int = 0
+    grants_expired: int = 0
+    actions_done: int = 0
+    actions_failed: int = 0
 
     @property
     def finished(self) -> int:
@@ -200,6 +218,8 @@ def build(
     ``[since, until)``, on one desk or all of them."""
     lo, hi = since.timestamp(), until.timestamp()
     seen: dict[str, _Verification] = {}
+    idp: dict[tuple[str, str], Counter[str]] = {}
+    idp_ids: set[str] = set()  # grant and action events counted (a redelivery is seen once)
     # One copy of each group key and day for all the verifications that share it.
     shared: dict[Any, Any] = {}
     skipped = 0
@@ -219,6 +239,19 @@ def build(
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
         if isinstance(kind, str) and kind.startswith("privacy."):
             continue  # a data-subject request (worker/commands/privacy.py): of no verification
+        if isinstance(kind, str) and kind in IDP_EVENTS and event.get("schema") == SCHEMA:
+            event_id = str(event.get("id") or "")
+            if (
+                at is not None
+                and lo <= at.timestamp() < hi
+                and isinstance(ev_desk, str)
+                and ev_desk
+                and desk in (None, ev_desk)
+                and event_id not in idp_ids
+            ):
+                idp_ids.add(event_id)
+                idp.setdefault((ev_desk, str(reason or "")), Counter())[IDP_EVENTS[kind]] += 1
+            continue
         if (
             event.get("schema") != SCHEMA
             or at is None
@@ -259,7 +292,7 @@ def build(
             v.outcome = _FINAL[kind]
             v.code = str(event.get("code") or "")
             v.verified_at = at.timestamp() if v.outcome == "verified" else None
-    report = _summarise(seen.values(), since, until, desk, skipped)
+    report = _summarise(seen.values(), idp, since, until, desk, skipped)
     return replace(
         report, overturned=tuple(Overturned(d, c, n) for (d, c), n in sorted(overturned.items()))
     )
@@ -309,11 +342,13 @@ class _Tally:
             lifted_by=tuple(
                 sorted(self.lifters.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_ACTORS]
             ),
+            **{name: c[name] for name in IDP_EVENTS.values()},
         )
 
 
 def _summarise(
     verifications: Iterable[_Verification],
+    idp: Mapping[tuple[str, str], Counter[str]],
     since: datetime,
     until: datetime,
     desk: str | None,
@@ -326,6 +361,9 @@ def _summarise(
         groups.setdefault(v.group, _Tally()).add(v)
         total.add(v)
         days.setdefault(v.day, Counter())[v.standing] += 1
+    for group, counts in idp.items():
+        groups.setdefault(group, _Tally()).counts.update(counts)
+        total.counts.update(counts)
     histogram = Counter(next(i for i, b in enumerate(BUCKETS) if d < b) for d in total.durations)
     first = since.astimezone(UTC).date()
     last = (until.astimezone(UTC) - timedelta(microseconds=1)).date()

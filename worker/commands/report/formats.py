@@ -22,6 +22,8 @@ CSV_COLUMNS = (
     "open", "review", "pass_rate", "expired_rate", "error_rate", "time_to_verify_p50_seconds",
     "time_to_verify_p90_seconds", "timed", "link_caps", "recoveries", "top_errors",
     "gates_lifted", "lifted_by", "markers_overturned",
+    "grants_opened", "grants_used", "grants_refused", "grants_expired", "actions_done",
+    "actions_failed",
 )  # fmt: skip
 
 
@@ -56,6 +58,13 @@ def stats_dict(s: Stats) -> dict[str, Any]:
         "errors": [{"code": c, "label": error_label(c), "count": n} for c, n in s.errors],
         "gates_lifted": s.gates_lifted,
         "lifted_by": [{"actor": a, "count": n} for a, n in s.lifted_by],
+        "grants": {
+            "opened": s.grants_opened,
+            "used": s.grants_used,
+            "refused": s.grants_refused,
+            "expired": s.grants_expired,
+        },
+        "actions": {"done": s.actions_done, "failed": s.actions_failed},
     }
 
 
@@ -97,6 +106,8 @@ def _csv_row(desk: str, reason: str, s: Stats, overturned: int | None = None) ->
         s.p90_seconds, s.timed, s.link_caps, s.recoveries,
         ";".join(f"{code}:{n}" for code, n in s.errors), s.gates_lifted,
         ";".join(f"{actor}:{n}" for actor, n in s.lifted_by), overturned,
+        s.grants_opened, s.grants_used, s.grants_refused, s.grants_expired, s.actions_done,
+        s.actions_failed,
     ]  # fmt: skip
     return [csv_cell(v) for v in values]
 
@@ -212,6 +223,15 @@ def to_table(report: Report, generated: datetime) -> str:
         lines += [
             f"  {o.count:>5}  {_short(o.desk, 30)}: {_short(error_label(o.code), WIDTH - 45)}"
             for o in report.overturned
+        ]
+    acting = [g for g in report.groups if g.stats.grants_opened or g.stats.grants_refused]
+    if acting:  # a section of its own: the main table already fills the terminal
+        lines += ["", "grants (opened / used / refused / expired) and IdP actions (done / failed):"]
+        lines += [
+            f"  {_group_name(g.desk, g.reason, 60):<60}  {s.grants_opened}/{s.grants_used}/"
+            f"{s.grants_refused}/{s.grants_expired}  {s.actions_done}/{s.actions_failed}"
+            for g in acting
+            for s in (g.stats,)
         ]
     if report.skipped:
         lines += ["", f"{report.skipped} events skipped: not schema-1 audit events"]

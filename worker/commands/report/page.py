@@ -62,7 +62,7 @@ _COLUMNS = (
     ("verifications", "Total"), ("verified", "Verified"), ("failed", "Failed"),
     ("expired", "Expired"), ("error", "Error"), ("open", "Open"), ("pass", "Pass rate"),
     ("p50", "Time to verify p50"), ("p90", "Time to verify p90"), ("caps", "Link caps"),
-    ("recoveries", "Recoveries"),
+    ("recoveries", "Recoveries"), ("grants", "Grants opened"), ("actions", "IdP actions done"),
 )  # fmt: skip
 
 
@@ -74,7 +74,8 @@ def _cells(s: Stats) -> list[str]:
     return [
         _n(s.verifications), _n(s.verified), _n(s.failed), _n(s.expired), _n(s.error),
         _n(s.open + s.abandoned), percent(s.pass_rate), duration(s.p50_seconds),
-        duration(s.p90_seconds), _n(s.link_caps), _n(s.recoveries),
+        duration(s.p90_seconds), _n(s.link_caps), _n(s.recoveries), _n(s.grants_opened),
+        _n(s.actions_done),
     ]  # fmt: skip
 
 
