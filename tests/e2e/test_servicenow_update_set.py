@@ -14,9 +14,9 @@ import pytest
 from sandbox.options import StackOptions
 from sandbox.registry import SIMULATORS
 from sandbox.servicenow_driver import DESK, FLAG_FIELD, TRIGGERS, ServiceNowDriver
-from sandbox.stack import Stack
+from sandbox.stack import Stack, wait_for
 from tests.e2e.conftest import E2E_REDIS_URL
-from tests.e2e.test_servicenow_platform import _boolean_flag, pushed_without_a_poll
+from tests.e2e.test_servicenow_platform import WAIT, _boolean_flag, pushed_without_a_poll
 
 pytestmark = pytest.mark.e2e
 # The tables the update set carries records of: no --apply wrote any of them.
@@ -78,3 +78,5 @@ def test_the_flag_and_the_ui_action_push_with_no_poll(imported: Stack) -> None:
             flag = {"u_idv_required": True} if boolean else {FLAG_FIELD: next(iter(TRIGGERS))}
             desk.api.patch(f"/incident/{ticket}", json=flag, auth=agent).raise_for_status()
         pushed_without_a_poll(stack, desk, ticket)
+        # The gate's status, under the write ACL only the granted deskgate role passes.
+        wait_for(lambda: desk.view(ticket).marker == "pending", WAIT, "the pending marker")  # noqa: B023 - called at once
