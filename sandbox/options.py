@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class Running(Protocol):
@@ -46,6 +46,10 @@ class StackOptions:
     # How each simulator is served; None: a thread of the calling process
     # (``sandbox.common.serve``). The benchmarks serve each from a process of its own.
     serve: ServeSimulator | None = None
+    # How the desks are provisioned: "apply", `deskgate setup --apply` through the vendor's API;
+    # "update_set", a desk that takes update sets (ServiceNow) only by importing the file
+    # `deskgate setup --update-set` writes and the manual steps it prints (the others: apply).
+    provision: Literal["apply", "update_set"] = "apply"
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ from connectors.provisioning import AdminCredential, Change, SetupRequest
 from connectors.servicenow import update_set
 from connectors.servicenow.config import ServiceNowDeskConfig
 from connectors.servicenow.connector import no_audit
+from connectors.servicenow.records import DESKGATE_ROLE, secret_property
 from connectors.servicenow.setup import setup
 from sandbox import servicenow_query as snq
 from sandbox import servicenow_scripts as scripts
@@ -1381,7 +1382,11 @@ poll_interval_seconds = {o.poll_interval_seconds}
 
 def desk_config(wiring: Wiring, config: ServiceNowSimConfig) -> ServiceNowDeskConfig:
     """The sandbox desk's config as Deskgate loads it (the block above, with its secrets)."""
-    block = tomllib.loads(_config_text(wiring))["desks"][DESK]
+    return desk_config_from(tomllib.loads(_config_text(wiring))["desks"][DESK], config)
+
+
+def desk_config_from(block: Mapping[str, Any], config: ServiceNowSimConfig) -> ServiceNowDeskConfig:
+    """A desk's block of Deskgate's config, with the simulator's secrets, as Deskgate loads it."""
     return ServiceNowDeskConfig.model_validate(
         {**block, "password": config.password, "webhook_secret": config.webhook_secret}
     )
@@ -1400,6 +1405,39 @@ def provision(wiring: Wiring, config: ServiceNowSimConfig) -> list[Change]:
             admin=AdminCredential(config.admin_username, SecretStr(config.admin_password)),
         )
     )
+
+
+def import_update_set(url: str, xml: bytes, desk: Mapping[str, Any]) -> None:
+    """What an admin does with the file ``deskgate setup <desk> --update-set`` wrote: import it
+    (Retrieved Update Sets > Import Update Set from XML, then Preview and Commit), then the two
+    steps setup prints for after the first commit, through the Table API: create the secret
+    property (type password2) with the desk's webhook_secret, and grant the ``deskgate`` role
+    to the integration user. ``desk`` is the desk's block of Deskgate's config."""
+    cfg = ServiceNowSimConfig()
+    table = desk_config_from(desk, cfg).table
+    admin = (cfg.admin_username, cfg.admin_password)
+    with httpx.Client(base_url=url, auth=admin, timeout=10) as client:
+        uploaded = client.post("/sys_upload.do", files={"attachFile": ("deskgate.xml", xml)})
+        uploaded.raise_for_status()
+        set_id = uploaded.json()["result"]["sys_id"]
+        preview = client.post(f"/sys_remote_update_set/{set_id}/preview")
+        preview.raise_for_status()
+        if problems := preview.json()["result"]["problems"]:
+            raise RuntimeError(f"the update set's preview found problems: {problems}")
+        client.post(f"/sys_remote_update_set/{set_id}/commit").raise_for_status()
+
+        def one(table: str, query: str) -> str:
+            found = client.get(f"/api/now/table/{table}", params={"sysparm_query": query})
+            [row] = found.raise_for_status().json()["result"]
+            return str(row["sys_id"])
+
+        client.post(
+            "/api/now/table/sys_properties",
+            json={"name": secret_property(table), "type": "password2", "value": cfg.webhook_secret},
+        ).raise_for_status()
+        grant = {"user": one("sys_user", f"user_name={cfg.username}"),
+                 "role": one("sys_user_role", f"name={DESKGATE_ROLE}")}  # fmt: skip
+        client.post("/api/now/table/sys_user_has_role", json=grant).raise_for_status()
 
 
 def _banner(url: str, config: ServiceNowSimConfig) -> str:
@@ -1422,4 +1460,5 @@ SIMULATOR = Simulator(
     banner=_banner,
     driver=ServiceNowDriver,
     admin=(ServiceNowSimConfig.admin_username, ServiceNowSimConfig.admin_password),
+    import_update_set=import_update_set,
 )

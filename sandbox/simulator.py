@@ -35,3 +35,7 @@ class Simulator(Generic[C]):
     # The admin account (user, secret) `deskgate setup` provisions a desk simulator with; None:
     # nothing to provision (Incode has no API for its settings).
     admin: tuple[str, str] | None = None
+    # How an admin imports the update set ``deskgate setup <desk> --update-set`` wrote, and takes
+    # the manual steps setup prints after it, given the simulator's URL, the file and the desk's
+    # block of Deskgate's config; None: the desk takes no update sets (setup --apply only).
+    import_update_set: Callable[[str, bytes, Mapping[str, Any]], None] | None = None

@@ -271,20 +271,33 @@ metrics_host = "{o.host}"
     def provision(self) -> None:
         """``deskgate setup --env-file`` for every configured desk whose kind has one (on the
         empty simulators: the webhook, the trigger, the macros...), then the secrets it stored
-        into the environment Deskgate's processes start with."""
-        for desk, kind in self.desk_kinds().items():
+        into the environment Deskgate's processes start with. With ``provision="update_set"``
+        a desk whose simulator imports update sets gets only the file ``deskgate setup
+        --update-set`` writes, imported as an admin would, and the manual steps after it."""
+        desks = tomllib.loads(self.config_path.read_text()).get("desks", {})
+        for desk, block in desks.items():
+            kind = str(block["kind"])
             if kind not in KINDS or KINDS[kind].setup is None or not SIMULATORS[kind].admin:
                 continue
-            done = self.setup_command(desk, "--env-file", str(self.env_file))
-            self.setup_output.append(f"$ deskgate setup {desk} --env-file {self.env_file.name}")
-            self.setup_output += done.stdout.splitlines()
-            if done.returncode != 0:
-                raise RuntimeError(f"deskgate setup {desk} failed:\n{done.stdout}{done.stderr}")
+            importer = SIMULATORS[kind].import_update_set
+            if self.options.provision == "update_set" and importer is not None:
+                path = self.workdir / f"{desk}-update-set.xml"
+                self._setup(desk, "--update-set", path)
+                importer(self.urls[kind], path.read_bytes(), block)
+            else:
+                self._setup(desk, "--env-file", self.env_file)
         if self.env_file.exists():
             for line in self.env_file.read_text().splitlines():
                 name, _, value = line.partition("=")
                 if name.strip() and not name.startswith("#"):
                     self.env[name.strip()] = value
+
+    def _setup(self, desk: str, flag: str, path: Path) -> None:
+        done = self.setup_command(desk, flag, str(path))
+        self.setup_output.append(f"$ deskgate setup {desk} {flag} {path.name}")
+        self.setup_output += done.stdout.splitlines()
+        if done.returncode != 0:
+            raise RuntimeError(f"deskgate setup {desk} failed:\n{done.stdout}{done.stderr}")
 
     def start_worker(self, wait: bool = True) -> None:
         """Start (or restart) the Celery worker child process."""
