@@ -45,6 +45,9 @@ class Ticket:
     status: str  # the desk's own status value
     version: str  # what a safe write compares against (updated_at; sys_updated_on#sys_mod_count)
     requester: Person | None = None  # filled when the desk reads it in the same call
+    # What people set to flag tickets (Zendesk's tags other than Deskgate's markers, ServiceNow's
+    # flag field), as the desk holds it: ``deskgate explain`` spots a tag that is almost a trigger.
+    labels: tuple[str, ...] = ()
 
 
 class HeaderLookup(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from flask import Flask, jsonify
+from flask import Flask, Response, g, jsonify, request
 from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import metrics
 from config.settings import Settings
+from connectors import http
 from webhooks.deadline import BodyDeadline
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
@@ -54,6 +55,21 @@ def create_app(settings: Settings | None = None) -> Flask:
             app.wsgi_app, settings.webhook_body_timeout_seconds, settings.webhook_max_body_bytes
         )
     )
+
+    @app.before_request
+    def _request_id() -> None:
+        # The sender's id if it is a safe one, else ours: in every log line of this request and
+        # in the tasks it enqueues (worker/dispatch.py), so the worker's calls carry it too.
+        g.request_id = http.accepted_request_id(request.headers.get(http.REQUEST_ID_HEADER))
+        http.request_id.set(g.request_id)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+    @app.after_request
+    def _answer_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[http.REQUEST_ID_HEADER] = g.request_id
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

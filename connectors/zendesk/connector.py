@@ -122,6 +122,7 @@ class ZendeskConnector:
             requester=next(
                 (_person(u) for u in users or [] if str(u.get("id")) == str(requester)), None
             ),
+            labels=tuple(sorted(tags - self._markers.keys())),
         )
 
     def _next(self, url: Any) -> str:
