@@ -209,10 +209,8 @@ def _diagnose(
                 f"{', '.join(config.triggers)}."
             )
         if last is not None:
-            consumed = (
-                " The flag was consumed by that outcome: flag the ticket again for a new link."
-            )
-            return _ended(last, events, now) + consumed
+            consumed = " The trigger came off with that outcome (consumed): flag the ticket again"
+            return f"{_ended(last, events, now)}{consumed} to ask anew."
         return f"Not flagged: none of the triggers ({', '.join(config.triggers)}) is on it."
     if not ticket.active:
         return (
@@ -260,14 +258,17 @@ def _ended(v: Verification, events: list[audit.Event], now: float) -> str:
         )
     code = _code(v, events)
     why = audit.CODES.get(code, "")
-    detail = f" {v.detail.rstrip('.')}." if v.detail else ""
+    detail = f" {v.detail[:1].upper()}{v.detail[1:].rstrip('.')}." if v.detail else ""
     if v.state is State.ERROR:
-        return f"No link: {why or 'the verification ended in error'} ({when}).{detail}"
+        return f"No link: {why or 'the verification ended in error'} (ended {when}).{detail}"
     return f"Ended {v.state.value} {when}{': ' + why if why else ''}.{detail}"
 
 
 def _code(v: Verification, events: list[audit.Event]) -> str:
     """The code of ``v``'s final event in the trail ("" if the trail no longer holds it)."""
-    return next(
-        (e["code"] for e in reversed(events) if e["verification"] == v.id and e["outcome"]), ""
+    finals = (
+        e["code"]
+        for e in reversed(events)
+        if e["verification"] == v.id and e["outcome"] and e["event"].startswith("verification.")
     )
+    return next(finals, "")

@@ -4,6 +4,7 @@ quote it (``#12``, ``INC0010003``), the diagnosis first, and never the employee'
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +17,10 @@ pytestmark = pytest.mark.e2e
 CAP = 3  # the sandbox's per-requester cap (the default)
 
 
+def digitless(text: str) -> str:
+    return re.sub(r"\d+", "N", text)
+
+
 def explain(stack: Stack, desk: DeskDriver, ticket: str, employee: str) -> dict[str, Any]:
     quoted = desk.view(ticket).display
     done = stack.command("explain", desk.desk, quoted, "--json")
@@ -25,7 +30,8 @@ def explain(stack: Stack, desk: DeskDriver, ticket: str, employee: str) -> dict[
     for output in (done.stdout, text.stdout):
         assert employee not in output and employee.split("@")[0] not in output
     found: dict[str, Any] = json.loads(done.stdout)
-    assert text.stdout.splitlines()[0] == found["diagnosis"]  # the diagnosis comes first
+    # The diagnosis comes first (its "N s ago" may have moved on between the two runs).
+    assert digitless(text.stdout.splitlines()[0]) == digitless(found["diagnosis"])
     assert found["ticket"]["ticket"] == quoted
     return found
 
@@ -95,7 +101,7 @@ def test_a_verified_ticket_says_so_and_where_the_link_went(
     assert found["diagnosis"].startswith("Verified "), found["diagnosis"]
     masked = found["store"]["last_verification"]["destination"]
     assert "***" in masked and masked in found["diagnosis"]
-    assert "flag the ticket again for a new link" in found["diagnosis"]  # the flag was consumed
+    assert "(consumed): flag the ticket again" in found["diagnosis"]
     events = [e["event"] for e in found["audit"]]
     assert events[0] == "verification.requested" and "verification.verified" in events
 
