@@ -81,7 +81,7 @@ def test_a_pushs_request_id_reaches_every_outside_call_and_both_logs(
 def test_an_unsafe_request_id_is_replaced_by_one_of_deskgates(stack: Stack) -> None:
     answer = httpx.get(
         f"{stack.web_url}/healthz",
-        headers={"X-Request-Id": 'x\u00e9"; rm -rf /'.encode()},
+        headers={b"X-Request-Id": 'x\u00e9"; rm -rf /'.encode()},  # not ASCII, not plain
         timeout=5,
     )
     given = answer.headers["X-Request-Id"]
