@@ -342,13 +342,14 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "worker":
             return _exec(
                 [
-                    "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
+                    # --quiet: no plain-text banner among the JSON lines (config/logging.py)
+                    "-m", "celery", "-A", "worker.main", "--quiet", "worker", "--pool", "threads",
                     "--concurrency", str(args.concurrency), "--loglevel", "INFO",
                 ]
             )  # fmt: skip
         if args.command == "beat":
             return _exec(
-                ["-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
+                ["-m", "celery", "-A", "worker.main", "--quiet", "beat", "--loglevel", "INFO",
                  "--schedule", args.schedule]
             )  # fmt: skip
     except ConfigError as exc:

@@ -141,3 +141,16 @@ def test_every_line_deskgate_web_writes_is_json(stack: Stack, tmp_path: Path) ->
     assert {"gunicorn.error", "gunicorn.access"} <= loggers, loggers
     access = [r for r in parsed if r.get("logger") == "gunicorn.access"]
     assert any(f"request_id={rid}" in r["event"] for r in access), access
+
+
+def test_every_line_the_worker_writes_is_json(stack: Stack, employee: str) -> None:
+    desk = stack.driver("zendesk")
+    ticket = desk.create_ticket("Jane Employee", employee, "MFA reset, logged")
+    desk.flag(ticket)
+    wait_for(lambda: desk.view(ticket).marker == "pending", WAIT, "the gate")
+    lines = [line for line in list(stack.children["worker"].lines) if line.strip()]
+    assert any('"ticket gated"' in line for line in lines)
+    plain = [line for line in lines if not line.startswith("{")]
+    assert plain == [], plain  # Celery's banner among them, before `--quiet`
+    for line in lines:
+        json.loads(line)
