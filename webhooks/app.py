@@ -61,9 +61,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         # The sender's id if it is a safe one, else ours: in every log line of this request and
         # in the tasks it enqueues (worker/dispatch.py), so the worker's calls carry it too.
         g.request_id = http.accepted_request_id(request.headers.get(http.REQUEST_ID_HEADER))
-        http.request_id.set(g.request_id)
+        g.request_id_set = http.request_id.set(g.request_id)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+    @app.teardown_request
+    def _forget_request_id(_: BaseException | None) -> None:
+        # The thread (or greenlet) serves other requests next: none may inherit this one's id.
+        if "request_id_set" in g:
+            http.request_id.reset(g.pop("request_id_set"))
+            structlog.contextvars.unbind_contextvars("request_id")
 
     @app.after_request
     def _answer_request_id(response: Response) -> Response:
