@@ -20,7 +20,8 @@ from celery import Task, shared_task
 from redis.exceptions import RedisError
 
 from config import metrics
-from connectors.http import Fatal, RateLimited, Retriable, accepted_request_id, request_id
+from connectors.http import Fatal, RateLimited, Retriable, accepted_request_id
+from connectors.http import request_id as current_request_id
 from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
 from worker.flow import Busy, Flow
 from worker.runtime import runtime
@@ -49,7 +50,7 @@ def _run(task: Task, step: Callable[[Flow], Any], rid: str | None, **context: An
     # The webhook's request id (a task the poller or the sweep started gets one of its own), in
     # every log line and on every outside call of this task (connectors/http.py).
     rid = accepted_request_id(rid)
-    reset = request_id.set(rid)
+    reset = current_request_id.set(rid)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(
         task=task.name, task_id=task.request.id, request_id=rid, **context
@@ -77,7 +78,7 @@ def _run(task: Task, step: Callable[[Flow], Any], rid: str | None, **context: An
         log.error("outside system refused; not retrying", error=str(exc), status=exc.status)
         return None
     finally:
-        request_id.reset(reset)
+        current_request_id.reset(reset)
 
 
 @shared_task(name=START_VERIFICATION, bind=True, acks_late=True, max_retries=MAX_RETRIES)
