@@ -47,7 +47,9 @@ class Ticket:
     requester: Person | None = None  # filled when the desk reads it in the same call
     # What people set to flag tickets (Zendesk's tags other than Deskgate's markers, ServiceNow's
     # flag field), as the desk holds it: ``deskgate explain`` spots a tag that is almost a trigger.
-    labels: tuple[str, ...] = ()
+    # Not compared: a ticket rebuilt from the store has none, and ``reason`` already says what
+    # of them matters to a conditional write.
+    labels: tuple[str, ...] = field(default=(), compare=False)
 
 
 class HeaderLookup(Protocol):
