@@ -8,10 +8,13 @@ classified once here (5xx, 429, timeouts retriable; other 4xx fatal). Nothing he
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import itertools
+import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -24,6 +27,28 @@ from config.privacy import scrub
 from connectors.deadline import DeadlineTransport
 
 MAX_RETRY_AFTER = 600.0  # never wait longer than this, whatever a server asks
+
+# The id of the request or task this thread (or greenlet) works for: the webhook app takes it from
+# the sender's X-Request-Id, the task carries it, and every outside call sends it, so one grep
+# follows a ticket from the push to Zendesk, ServiceNow and Incode (docs/architecture.md).
+REQUEST_ID_HEADER = "X-Request-Id"
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Short and plain, so a sender's id can go into logs and other systems' headers as it is.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def accepted_request_id(value: str | None) -> str:
+    """``value`` if it is a safe request id (1-64 of letters, digits, ``.``, ``_``, ``:``,
+    ``-``), else a new one: an id from outside never carries anything else into a log line."""
+    if value is not None and _SAFE_REQUEST_ID.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def _stamp_request_id(request: httpx.Request) -> None:
+    rid = request_id.get()
+    if rid is not None:
+        request.headers[REQUEST_ID_HEADER] = rid
 
 
 class ApiError(Exception):
@@ -248,6 +273,7 @@ def new_client(
         timeout=httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=timeout, pool=timeout),
         transport=transport(),
         mounts=proxy_mounts(transport),
+        event_hooks={"request": [_stamp_request_id]},  # each call carries the current id
     )
 
 

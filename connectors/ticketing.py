@@ -50,6 +50,11 @@ class Ticket:
     # a Zendesk tag ``<prefix>do_<action>``, a ServiceNow action field. None when it asks for
     # none, for an unknown one, or for two at once (an ambiguous request is never guessed).
     action_request: str | None = None
+    # What people set to flag tickets (Zendesk's tags other than Deskgate's markers, ServiceNow's
+    # flag field), as the desk holds it: ``deskgate explain`` spots a tag that is almost a trigger.
+    # Not compared: a ticket rebuilt from the store has none, and ``reason`` already says what
+    # of them matters to a conditional write.
+    labels: tuple[str, ...] = field(default=(), compare=False)
 
 
 class HeaderLookup(Protocol):

@@ -71,6 +71,7 @@ class Call:
     status: int
     at: float  # when it was answered
     started: float = 0.0  # when it arrived (before any injected latency or stall)
+    request_id: str | None = None  # the X-Request-Id header it came with (Deskgate's tracing)
 
 
 @dataclass
@@ -161,7 +162,7 @@ class Controls:
                 self.calls.append(
                     Call(
                         request.method, request.path, rule, response.status_code, time.time(),
-                        started,
+                        started, request.headers.get("X-Request-Id"),
                     )
                 )  # fmt: skip
         return response

@@ -74,6 +74,13 @@ class ServiceNowDriver:
         value = next(v for v, r in TRIGGERS.items() if r == reason)
         self.api.patch(f"/{self.table}/{ticket_id}", json={FLAG_FIELD: value}).raise_for_status()
 
+    def mistype_flag(self, ticket_id: str) -> str:
+        """An agent (or an import) who writes the flag field's value one letter off (a string
+        field takes any value); returns the value."""
+        value = "mfa_rest"
+        self.api.patch(f"/{self.table}/{ticket_id}", json={FLAG_FIELD: value}).raise_for_status()
+        return value
+
     def set_push(self, enabled: bool) -> None:
         """An admin switches Deskgate's business rule on or off (its ``active`` field)."""
         admin = (self.config.admin_username, self.config.admin_password)

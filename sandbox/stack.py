@@ -304,7 +304,8 @@ metrics_host = "{o.host}"
         o = self.options
         self.children["worker"] = Child(
             "worker",
-            [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
+            [sys.executable, "-m", "celery", "-A", "worker.main", "--quiet", "worker",
+             "--pool", "threads",
              "--concurrency", str(o.worker_concurrency), "--loglevel", "INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--hostname", f"deskgate-{self.ports['web']}@%h"],
@@ -318,7 +319,8 @@ metrics_host = "{o.host}"
         """Start (or restart) beat: the desk polls and the sweep on their schedule."""
         self.children["beat"] = Child(
             "beat",
-            [sys.executable, "-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", "worker.main", "--quiet", "beat",
+             "--loglevel", "INFO",
              "--schedule", str(self.workdir / "beat-schedule")],
             self.env,
             self.workdir / "beat.log",

@@ -87,6 +87,12 @@ class ZendeskDriver:
         tag = next(t for t, r in TRIGGERS.items() if r == reason)
         self.api.put(f"/tickets/{ticket_id}/tags.json", json={"tags": [tag]}).raise_for_status()
 
+    def mistype_flag(self, ticket_id: str) -> str:
+        """An agent who types the trigger tag by hand, one letter off; returns the tag."""
+        tag = "idv_mfa_rest"
+        self.api.put(f"/tickets/{ticket_id}/tags.json", json={"tags": [tag]}).raise_for_status()
+        return tag
+
     def click_macro(self, ticket_id: str, reason: str = "MFA reset") -> None:
         """What an agent's click on the macro "Verify identity: <reason>" does: the agent UI
         asks Zendesk what the macro makes of the ticket (nothing saved), then the agent

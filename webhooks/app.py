@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from flask import Flask, jsonify
+from flask import Flask, Response, g, jsonify, request
 from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import metrics
 from config.settings import Settings
+from connectors import http
 from webhooks.deadline import BodyDeadline
 from webhooks.health import health
 from webhooks.inbound import Inbound, inbound
@@ -70,6 +71,28 @@ def create_app(settings: Settings | LiveSettings | None = None) -> Flask:
             app.wsgi_app, settings.webhook_body_timeout_seconds, settings.webhook_max_body_bytes
         )
     )
+
+    @app.before_request
+    def _request_id() -> None:
+        # The sender's id if it is a safe one, else ours: in every log line of this request and
+        # in the tasks it enqueues (worker/dispatch.py), so the worker's calls carry it too.
+        g.request_id = http.accepted_request_id(request.headers.get(http.REQUEST_ID_HEADER))
+        g.request_id_set = http.request_id.set(g.request_id)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+    @app.teardown_request
+    def _forget_request_id(_: BaseException | None) -> None:
+        # The thread (or greenlet) serves other requests next: none may inherit this one's id.
+        if "request_id_set" in g:
+            http.request_id.reset(g.pop("request_id_set"))
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    @app.after_request
+    def _answer_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[http.REQUEST_ID_HEADER] = g.request_id
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

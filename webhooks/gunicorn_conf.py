@@ -1,5 +1,6 @@
 """gunicorn settings for the webhook app (``worker.commands.cli.gunicorn_args`` passes
-``--config python:webhooks.gunicorn_conf``): Prometheus's multiprocess mode.
+``--config python:webhooks.gunicorn_conf``): Prometheus's multiprocess mode, and gunicorn's own
+log lines (start-up, worker exits, the access log) as JSON through Deskgate's redaction.
 
 Loaded in gunicorn's master before any worker forks and before anything imports
 ``prometheus_client`` (the library picks its storage on import), so every worker records into
@@ -15,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from gunicorn import glogging
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as config.metrics; not imported: see above
 
@@ -45,3 +48,25 @@ def on_exit(server: Any) -> None:
         _wipe()
     else:
         shutil.rmtree(_dir, ignore_errors=True)
+
+
+class JsonLogger(glogging.Logger):  # type: ignore[misc] # gunicorn has no type hints
+    """gunicorn's error and access logs, handed to the root logger that ``configure_logging``
+    sets up (the app's own settings: level, format, redaction), so every line the web process
+    writes is one format: no plain-text lines among the JSON ones."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from worker.runtime import current_settings  # after MULTIPROC_ENV is set, above
+
+        current_settings()  # loads the settings and configures logging from them
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
+
+
+logger_class = JsonLogger
+# The access line names the request id the app answered with (webhooks/app.py), so a delivery's
+# access line and its app lines are found together; no user agent or referrer (nobody's business).
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'

@@ -26,6 +26,8 @@ from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from redis import Redis
 
+from connectors.http import request_id
+
 START_VERIFICATION = "deskgate.start_verification"
 CHECK_RESULT = "deskgate.check_result"
 POLL_DESK = "deskgate.poll_desk"
@@ -82,8 +84,9 @@ class RedisDispatcher(Sender):
     whose list is ``key`` (``queue_key``).
 
     ``redis`` must reach the broker's database (Deskgate's store and queue share ``redis_url``).
-    Only what ``send_task`` sends for a task name with positional args and no options is
-    reproduced: no countdown, eta, expiry, priority, links or results."""
+    Only what ``send_task`` sends for a task name with positional args (and the request id as
+    its one keyword argument) and no options is reproduced: no countdown, eta, expiry, priority,
+    links or results."""
 
     def __init__(self, redis: Redis[str], queue: str, key: str) -> None:
         self.redis = redis
@@ -101,7 +104,10 @@ class RedisDispatcher(Sender):
 
     def _message(self, task: str, args: list[Any]) -> str:
         # origin as send_task writes it: gen<pid>@<host> (so after a fork too).
-        message = task_message(task, args, self.queue, anon_nodename(), self._reply_to())
+        # The webhook's request id travels with the task (a keyword argument, which retries keep).
+        rid = request_id.get()
+        kwargs = {} if rid is None else {"request_id": rid}
+        message = task_message(task, args, self.queue, anon_nodename(), self._reply_to(), kwargs)
         return json.dumps(message)
 
     def send(self, task: str, args: list[Any]) -> None:
@@ -137,16 +143,22 @@ ARGSREPR_MAXSIZE = 1024  # Celery's default (app.amqp.argsrepr_maxsize)
 
 
 def task_message(
-    task: str, args: list[Any], queue: str, origin: str, reply_to: str
+    task: str,
+    args: list[Any],
+    queue: str,
+    origin: str,
+    reply_to: str,
+    kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Celery task message, protocol 2, as ``send_task`` publishes it through kombu's Redis
     transport to ``queue`` (anonymous exchange, priority 0), JSON serializer."""
     task_id = str(uuid.uuid4())
+    kwargs = kwargs or {}
     argsrepr = repr(args)
     if len(argsrepr) > ARGSREPR_MAXSIZE:  # ids are short; saferepr only for the odd long one
         argsrepr = saferepr(args, ARGSREPR_MAXSIZE)
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    body = json.dumps([args, {}, embed]).encode()
+    body = json.dumps([args, kwargs, embed]).encode()
     return {
         "body": base64.b64encode(body).decode("ascii"),
         "content-encoding": "utf-8",
@@ -165,7 +177,7 @@ def task_message(
             "root_id": task_id,
             "parent_id": None,
             "argsrepr": argsrepr,
-            "kwargsrepr": "{}",
+            "kwargsrepr": repr(kwargs),
             "origin": origin,
             "ignore_result": None,
             "replaced_task_nesting": 0,

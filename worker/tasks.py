@@ -20,7 +20,8 @@ from celery import Task, shared_task
 from redis.exceptions import RedisError
 
 from config import metrics
-from connectors.http import Fatal, RateLimited, Retriable
+from connectors.http import Fatal, RateLimited, Retriable, accepted_request_id
+from connectors.http import request_id as current_request_id
 from worker.dispatch import (
     AUDIT_MARKERS,
     CHECK_RESULT,
@@ -52,9 +53,15 @@ def _countdown(exc: Exception, retries: int) -> float:
     return min(wait, MAX_COUNTDOWN)
 
 
-def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
+def _run(task: Task, step: Callable[[Flow], Any], rid: str | None, **context: Any) -> Any:
+    # The webhook's request id (a task the poller or the sweep started gets one of its own), in
+    # every log line and on every outside call of this task (connectors/http.py).
+    rid = accepted_request_id(rid)
+    reset = current_request_id.set(rid)
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task=task.name, task_id=task.request.id, **context)
+    structlog.contextvars.bind_contextvars(
+        task=task.name, task_id=task.request.id, request_id=rid, **context
+    )
     try:
         flow = _flow(task)
         with flow.bounded():
@@ -71,37 +78,57 @@ def _run(task: Task, step: Callable[[Flow], Any], **context: Any) -> Any:
             return None
         log.info("will retry", error=str(exc), retries=retries)
         metrics.task_result(task.name, "retried")
-        raise task.retry(countdown=_countdown(exc, retries), exc=exc) from None
+        kwargs = {**(task.request.kwargs or {}), "request_id": rid}  # the retry keeps the id
+        raise task.retry(countdown=_countdown(exc, retries), exc=exc, kwargs=kwargs) from None
     except Fatal as exc:
         metrics.task_result(task.name, "refused")
         log.error("outside system refused; not retrying", error=str(exc), status=exc.status)
         return None
+    finally:
+        current_request_id.reset(reset)
 
 
 @shared_task(name=START_VERIFICATION, bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def start_verification(self: Task, desk: str, ticket_id: str, origin: str = "poll") -> None:
+def start_verification(
+    self: Task, desk: str, ticket_id: str, origin: str = "poll", request_id: str | None = None
+) -> None:
     # origin: "push" or "poll" (the audit trail's); messages queued before it existed are polls.
-    _run(self, lambda f: f.start(desk, str(ticket_id), origin), desk=desk, ticket=str(ticket_id))
+    # The flow binds ``ticket`` (as agents quote it) once it has read the ticket.
+    start = lambda f: f.start(desk, str(ticket_id), origin)  # noqa: E731
+    _run(self, start, request_id, desk=desk, ticket_id=str(ticket_id))
 
 
 @shared_task(name=CHECK_RESULT, bind=True, acks_late=True, max_retries=MAX_RETRIES)
-def check_result(self: Task, verification_id: str, hint: str, now: float | None = None) -> None:
-    _run(self, lambda f: f.check(verification_id, hint, now), verification=verification_id)
+def check_result(
+    self: Task,
+    verification_id: str,
+    hint: str,
+    now: float | None = None,
+    request_id: str | None = None,
+) -> None:
+    _run(
+        self,
+        lambda f: f.check(verification_id, hint, now),
+        request_id,
+        verification=verification_id,
+    )
 
 
 @shared_task(name=POLL_DESK, bind=True, acks_late=True, max_retries=3)
-def poll_desk(self: Task, desk: str, recover: bool = False) -> int | None:
-    result: int | None = _run(self, lambda f: f.poll(desk, recover), desk=desk)
+def poll_desk(
+    self: Task, desk: str, recover: bool = False, request_id: str | None = None
+) -> int | None:
+    result: int | None = _run(self, lambda f: f.poll(desk, recover), request_id, desk=desk)
     return result
 
 
 @shared_task(name=SWEEP, bind=True, acks_late=True, max_retries=3)
-def sweep(self: Task, now: float | None = None) -> int | None:
-    result: int | None = _run(self, lambda f: f.sweep(now))
+def sweep(self: Task, now: float | None = None, request_id: str | None = None) -> int | None:
+    result: int | None = _run(self, lambda f: f.sweep(now), request_id)
     return result
 
 
 @shared_task(name=AUDIT_MARKERS, bind=True, acks_late=True, max_retries=3)
-def audit_markers(self: Task, desk: str) -> int | None:
-    result: int | None = _run(self, lambda f: f.audit_markers(desk), desk=desk)
+def audit_markers(self: Task, desk: str, request_id: str | None = None) -> int | None:
+    result: int | None = _run(self, lambda f: f.audit_markers(desk), request_id, desk=desk)
     return result

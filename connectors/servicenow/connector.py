@@ -31,6 +31,7 @@ from connectors.ticketing import MARKERS, OPEN_MARKERS, Person, Ticket
 
 SYSTEM = "servicenow"
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+NUMBER = re.compile(r"^[A-Z]{2,8}[0-9]{4,12}$")  # a record number: INC0010001, RITM0001234
 PAGE = 100
 PAGES_PER_POLL = 10  # a larger backlog continues from the stored cursor on the next poll
 PERSON_FIELDS = ("sys_id", "email", "user_name", "mobile_phone", "employee_number")
@@ -184,6 +185,14 @@ class ServiceNowConnector:
         return found, cursor, False
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
+        if NUMBER.fullmatch(ticket_id):  # as agents quote it (``deskgate explain INC0010001``)
+            rows = self._call(
+                "GET",
+                self.path,
+                params={**self._read_params(), "sysparm_query": f"number={ticket_id}",
+                        "sysparm_limit": "1"},
+            )  # fmt: skip
+            return self._ticket(rows[0]) if rows else None
         if not SYS_ID.fullmatch(ticket_id):
             return None
         try:
@@ -229,6 +238,7 @@ class ServiceNowConnector:
                 desk=self.name,
                 ticket=str(row["sys_id"]),
             ),
+            labels=(flag,) if (flag := str(row.get(c.flag_field) or "")) else (),
         )
 
     def own_notes(self, ticket: Ticket, text: str) -> list[str]:

@@ -140,6 +140,7 @@ class ZendeskConnector:
                 (_person(u) for u in users or [] if str(u.get("id")) == str(requester)), None
             ),
             action_request=requested_action(asked, desk=self.name, ticket=str(raw["id"])),
+            labels=tuple(sorted(tags - self._markers.keys())),
         )
 
     def find_marked(self, marker: str, cursor: str | None) -> tuple[list[str], str]:

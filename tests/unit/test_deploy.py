@@ -204,3 +204,28 @@ def test_promtool_fires_the_link_cap_alert_on_repeated_hits_per_desk(tmp_path: P
         ["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+RUNBOOKS = DEPLOY.parent / "docs" / "runbooks.md"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The anchors a Markdown renderer gives ``##`` headings (GitHub's: lower case, punctuation
+    dropped, spaces to hyphens)."""
+    headings = re.findall(r"^##\s+(.+?)\s*$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_to_its_own_runbook_section() -> None:
+    anchors = _anchors(RUNBOOKS.read_text())
+    for rule in rules():
+        link = rule["annotations"].get("runbook_url", "")
+        path, _, anchor = link.partition("#")
+        assert path == "docs/runbooks.md", f"{rule['alert']}: runbook_url {link!r}"
+        assert anchor == rule["alert"].lower(), f"{rule['alert']}: anchor {anchor!r}"
+        assert anchor in anchors, f"{rule['alert']}: no section ## {rule['alert']} in {RUNBOOKS}"
+
+
+def test_the_runbook_anchor_check_can_fail() -> None:
+    # A guard on the helper: a heading that is not there gives no anchor.
+    assert _anchors("## DeskgateWorkerDown\n### Other\n") == {"deskgateworkerdown"}

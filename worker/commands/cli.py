@@ -12,6 +12,7 @@ deskgate privacy export      what Deskgate holds about one person, as JSON (docs
 deskgate privacy erase       erase it (--dry-run: say what would go)
 deskgate report              verifications, outcomes and times over a period (docs/report.md)
 deskgate doctor              check every configured system and the deployment (exit 1 on a ✗)
+deskgate explain <desk> <t>  why a ticket did or did not get a link (desk, store, audit trail)
 deskgate setup <desk|incode> provision a desk through its API (or print Incode's steps)
 deskgate demo                the whole flow on the sandbox, then a timeline of each ticket
 deskgate dev                 the same pieces, kept running for trying things by hand
@@ -165,6 +166,42 @@ def _doctor(as_json: bool, desk: str | None) -> int:
     checks = doctor.run(settings, desk)
     print(doctor.as_json(checks) if as_json else doctor.as_text(checks))
     return doctor.exit_status(checks)
+
+
+def _explain(desk_name: str, quoted: str, as_json: bool) -> int:
+    import time
+
+    from connectors.registry import build_desk
+    from worker.audit.chain import Chain
+    from worker.commands import explain
+    from worker.lifecycle.caps import LinkCap
+    from worker.lifecycle.pseudonym import Pseudonyms
+    from worker.lifecycle.store import Store
+    from worker.redis_client import connect
+
+    settings = load_settings()
+    config = settings.desks.get(desk_name)
+    if config is None:
+        known = ", ".join(settings.desks)
+        print(f"no desk {desk_name!r} in the configuration (desks: {known})", file=sys.stderr)
+        return 2
+    redis: Redis[str] = connect(settings.redis_url)
+    store = Store(
+        redis, settings.key_prefix, settings.retention_days * 86400, chain=Chain.of(settings)
+    )
+    caps = LinkCap(redis, settings.key_prefix, Pseudonyms(settings.note_secrets, "requester"))
+    desk = build_desk(
+        desk_name, config, settings.http_timeout_seconds, settings.http_deadline_seconds
+    )
+    try:
+        found = explain.explain(
+            desk_name=desk_name, config=config, desk=desk, store=store, caps=caps,
+            quoted=quoted, now=time.time(), poll_interval=config.poll_interval_seconds,
+        )  # fmt: skip
+    finally:
+        desk.close()
+    print(found.as_json() if as_json else found.as_text())
+    return 0 if found.found else 1
 
 
 WEB_APP = "webhooks.app:create_app()"
@@ -325,6 +362,10 @@ def _main(argv: Sequence[str] | None) -> int:
     doctor = sub.add_parser("doctor", help="check the configured systems and the deployment")
     doctor.add_argument("--json", action="store_true", help="machine-readable (docs/setup.md)")
     doctor.add_argument("--desk", metavar="NAME", help="look at this desk only")
+    explain = sub.add_parser("explain", help="why a ticket did or did not get a link")
+    explain.add_argument("desk", help="the desk's name in the configuration")
+    explain.add_argument("ticket", help="as agents quote it: #42 or 42, INC0010001 or a sys_id")
+    explain.add_argument("--json", action="store_true", help="machine-readable")
     setup_cli.add_arguments(sub.add_parser("setup", help="provision a desk (idempotent)"))
     plugins = _plugins()
     plugin_commands = sorted({*SANDBOX_COMMANDS, *plugins})
@@ -350,6 +391,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _privacy(args)
         if args.command == "doctor":
             return _doctor(args.json, args.desk)
+        if args.command == "explain":
+            return _explain(args.desk, args.ticket, args.json)
         if args.command == "setup":
             return setup_cli.run(args)
         if args.command == "web":
@@ -358,13 +401,14 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "worker":
             return _exec(
                 [
-                    "-m", "celery", "-A", "worker.main", "worker", "--pool", "threads",
+                    # --quiet: no plain-text banner among the JSON lines (config/logging.py)
+                    "-m", "celery", "-A", "worker.main", "--quiet", "worker", "--pool", "threads",
                     "--concurrency", str(args.concurrency), "--loglevel", "INFO",
                 ]
             )  # fmt: skip
         if args.command == "beat":
             return _exec(
-                ["-m", "celery", "-A", "worker.main", "beat", "--loglevel", "INFO",
+                ["-m", "celery", "-A", "worker.main", "--quiet", "beat", "--loglevel", "INFO",
                  "--schedule", args.schedule]
             )  # fmt: skip
     except ConfigError as exc:

@@ -171,8 +171,7 @@ class LinkCap:
         who = f"{self.prefix}:cap:who:"
         result = script(
             keys=[
-                who + self.requester_key(channel, destination),
-                f"{self.prefix}:cap:ticket:{desk}:{ticket_id}",
+                *self._keys(desk, ticket_id, channel, destination),
                 *(who + key for key in self.previous_requester_keys(channel, destination)),
             ],
             args=args,
@@ -181,3 +180,30 @@ class LinkCap:
             return
         cap = caps[int(result[1]) - 1]
         raise LinkCapReached(cap, float(result[2]) + cap.window_minutes * 60)
+
+    def used(
+        self,
+        *,
+        desk: str,
+        ticket_id: str,
+        channel: str,
+        destination: str,
+        config: DeskConfig,
+        now: float,
+    ) -> list[tuple[Cap, int]]:
+        """How many links each of ``config``'s caps counts now (read only: ``deskgate explain``)."""
+        keys = self._keys(desk, ticket_id, channel, destination)
+        counted = []
+        for cap in caps_of(config):
+            key = keys[_KEYS.index(cap.scope)]
+            counted.append(
+                (cap, self.redis.zcount(key, f"({now - cap.window_minutes * 60}", "+inf"))
+            )
+        return counted
+
+    def _keys(self, desk: str, ticket_id: str, channel: str, destination: str) -> list[str]:
+        """The requester's and the ticket's sets, in ``_KEYS`` order."""
+        return [
+            f"{self.prefix}:cap:who:{self.requester_key(channel, destination)}",
+            f"{self.prefix}:cap:ticket:{desk}:{ticket_id}",
+        ]

@@ -143,6 +143,8 @@ class Flow:
         if ticket is None:
             log.info("ticket gone; nothing to verify")
             return
+        # The ticket as agents quote it ("INC0010001", "#42") in every line from here on.
+        structlog.contextvars.bind_contextvars(ticket=ticket.display_id, ticket_id=ticket.id)
         if ticket.action_request is not None:  # an agent asks for the grant's action
             self.act.run(desk_name, desk, ticket, self._clear_action)
             return
@@ -798,7 +800,9 @@ class Flow:
             if desk is None:
                 log.warning("verification belongs to a desk no longer configured", desk=v.desk)
                 return
-            structlog.contextvars.bind_contextvars(desk=v.desk, ticket=v.ticket_id)
+            structlog.contextvars.bind_contextvars(
+                desk=v.desk, ticket=v.ticket_display, ticket_id=v.ticket_id
+            )
             if v.state in FINAL and not v.unwritten and (v.gated or not v.interview_id):
                 log.info("verification already finished", hint=hint)
                 return
