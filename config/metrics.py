@@ -136,6 +136,16 @@ DELIVERIES = Counter(
     ["endpoint", "result", "reason"],
 )
 
+# -- bypass detection (worker/bypass.py) ----------------------------------------------------
+
+IDP_BYPASSES = Counter(
+    "deskgate_idp_bypasses_total",
+    "IdP admin actions no verified ticket explains (high, medium), and break-glass ones (info).",
+    ["idp", "severity", "action"],
+)
+BYPASS_SEVERITIES = ("high", "medium", "info")
+BYPASS_ACTIONS = ("reset_mfa", "unlock", "reset_password", "revoke_sessions")
+
 # -- tasks (worker/tasks.py) -----------------------------------------------------------------
 
 TASKS = Counter(
@@ -143,7 +153,7 @@ TASKS = Counter(
     "Celery task runs by result: done, retried, gave_up (retries exhausted), refused (Fatal).",
     ["task", "result"],
 )
-TASK_NAMES = ("start_verification", "check_result", "poll_desk", "sweep")
+TASK_NAMES = ("start_verification", "check_result", "poll_desk", "sweep", "poll_idp")
 TASK_RESULTS = ("done", "retried", "gave_up", "refused")
 
 # -- read from Redis at scrape time (worker/metrics.py) --------------------------------------
@@ -212,8 +222,12 @@ def enabled() -> bool:
     return _enabled
 
 
-def initialise(desks: Iterable[str]) -> None:
+def initialise(desks: Iterable[str], idps: Iterable[str] = ()) -> None:
     """Create the label sets alerts rely on at zero, so ``increase()`` sees a first run."""
+    for idp in idps:
+        for severity in BYPASS_SEVERITIES:
+            for action in BYPASS_ACTIONS:
+                IDP_BYPASSES.labels(idp, severity, action)
     for task in TASK_NAMES:
         for result in TASK_RESULTS:
             TASKS.labels(task, result)
@@ -363,6 +377,10 @@ def observe(event: Mapping[str, Any]) -> None:
             GATE_TO_RESULT.labels(desk, result).observe(took)
     elif kind == "verification.abandoned":
         ABANDONED.labels(desk).inc()
+    elif kind in ("idp.bypass", "idp.break_glass"):
+        IDP_BYPASSES.labels(
+            str(event.get("idp") or ""), str(event.get("severity") or ""), str(event["action"])
+        ).inc()
     elif kind == "ticket.written":
         write, state = str(event.get("code") or ""), str(event.get("state") or "")
         if write not in ("gate", "outcome"):

@@ -33,6 +33,8 @@ FIELDS = (
     "schema", "id", "time", "event", "desk", "ticket", "verification", "session", "requester",
     "reason", "channel", "destination", "origin", "state", "outcome", "code", "detail",
     "started_at", "sent_at", "state_at", "requester_key",
+    # idp.bypass / idp.break_glass (worker/bypass.py): which IdP, who did what to whom
+    "idp", "actor", "target", "action", "severity", "idp_event",
 )  # fmt: skip
 # Copied from the verification's record into each entry: (event field, record field).
 RECORD_FIELDS = (
@@ -98,6 +100,9 @@ CODES = {
     "review_timeout": "Incode's manual review stayed undecided past the review timeout",
     "session_reused": "Incode handed out a session already recorded for another verification",
     "session_over": "Incode handed out a session that already had a result",
+    "high": "an IdP admin action nothing explains, after a failed verification or on an admin",
+    "medium": "an IdP admin action no verified ticket explains",
+    "break_glass": "an IdP admin action by a configured break-glass actor",
 }
 
 Event = dict[str, Any]

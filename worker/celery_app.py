@@ -14,7 +14,7 @@ from celery import Celery
 
 from config.settings import Settings
 from worker.beat import LOOP_SECONDS, lock_key
-from worker.dispatch import POLL_DESK, SWEEP
+from worker.dispatch import POLL_DESK, POLL_IDP, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
 RECOVERY_SCAN_SECONDS = 1800
@@ -67,6 +67,15 @@ def make_celery(settings: Settings) -> Celery:
                 for name in settings.desks
             },
             "sweep": {"task": SWEEP, "schedule": float(settings.sweep_interval_seconds)},
+            # Each IdP's audit log, for admin actions no verified ticket explains.
+            **{
+                f"idplog-{name}": {
+                    "task": POLL_IDP,
+                    "schedule": float(settings.idp_poll_interval_seconds),
+                    "args": [name],
+                }
+                for name in settings.idps
+            },
         },
     )
     return app

@@ -30,6 +30,7 @@ START_VERIFICATION = "deskgate.start_verification"
 CHECK_RESULT = "deskgate.check_result"
 POLL_DESK = "deskgate.poll_desk"
 SWEEP = "deskgate.sweep"
+POLL_IDP = "deskgate.poll_idp"
 
 
 class Sender:

@@ -7,15 +7,16 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import BlockingConnectionPool, Redis
 
 from config import metrics
 from config.logging import configure_logging
 from config.settings import Settings
+from connectors.identity_provider import IdentityProvider
 from connectors.incode import IncodeClient
-from connectors.registry import build_desk, load_settings
+from connectors.registry import build_desk, build_idp, load_settings
 from connectors.ticketing import Desk
 from worker.pace import Pace, PacedDesk
 from worker.store import Store
@@ -36,6 +37,7 @@ class Runtime:
     incode: IncodeClient
     desks: dict[str, Desk]
     pid: int
+    idps: dict[str, IdentityProvider] = field(default_factory=dict)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -67,6 +69,7 @@ def build_runtime(settings: Settings) -> Runtime:
             for name, desk in settings.desks.items()
         },
         pid=os.getpid(),
+        idps={name: build_idp(name, idp, timeout, deadline) for name, idp in settings.idps.items()},
     )
 
 

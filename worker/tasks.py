@@ -21,8 +21,16 @@ from redis.exceptions import RedisError
 
 from config import metrics
 from connectors.http import Fatal, RateLimited, Retriable
-from worker.dispatch import CHECK_RESULT, POLL_DESK, START_VERIFICATION, SWEEP, Dispatcher
+from worker.dispatch import (
+    CHECK_RESULT,
+    POLL_DESK,
+    POLL_IDP,
+    START_VERIFICATION,
+    SWEEP,
+    Dispatcher,
+)
 from worker.flow import Busy, Flow
+from worker.idp_watch import watcher
 from worker.runtime import runtime
 
 log = structlog.get_logger("deskgate.task")
@@ -91,4 +99,16 @@ def poll_desk(self: Task, desk: str, recover: bool = False) -> int | None:
 @shared_task(name=SWEEP, bind=True, acks_late=True, max_retries=3)
 def sweep(self: Task, now: float | None = None) -> int | None:
     result: int | None = _run(self, lambda f: f.sweep(now))
+    return result
+
+
+@shared_task(name=POLL_IDP, bind=True, acks_late=True, max_retries=3)
+def poll_idp(self: Task, idp: str) -> int | None:
+    """Read one IdP's audit log for bypasses (``worker.idp_watch``); returns the alerts raised."""
+
+    def step(flow: Flow) -> int | None:
+        done = watcher(flow.rt, idp, flow.clock).poll()
+        return None if done is None else done.alerts
+
+    result: int | None = _run(self, step, idp=idp)
     return result

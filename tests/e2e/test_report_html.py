@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests import chromium
-from tests.audit_events import SINCE, UNTIL, demo_lifecycles, hand_checked, trail
+from tests.audit_events import SINCE, UNTIL, bypasses, demo_lifecycles, hand_checked, trail
 from worker.report import build
 from worker.report.page import to_html
 
@@ -37,7 +37,8 @@ def browser() -> str:
 
 
 def page() -> str:
-    return to_html(build(trail(hand_checked() + demo_lifecycles()), SINCE, UNTIL), GENERATED)
+    events = sorted(trail(hand_checked() + demo_lifecycles()) + bypasses(), key=lambda e: e["time"])
+    return to_html(build(events, SINCE, UNTIL), GENERATED)
 
 
 def test_the_report_renders_cleanly(browser: str, tmp_path: Path) -> None:
@@ -59,6 +60,8 @@ def test_the_report_renders_cleanly(browser: str, tmp_path: Path) -> None:
     assert drawn > 0.05, f"only {drawn:.1%} of the screenshot differs from its background"
     # The charts' colours are on it: the verified bars and the failed ones.
     assert colours.get((0, 158, 115), 0) > 1000 and colours.get((213, 94, 0), 0) > 100
+    # The bypasses' section is drawn, its high-severity row in its own colour (#ffebe9).
+    assert colours.get((255, 235, 233), 0) > 500
 
 
 def test_the_browser_check_sees_console_errors_and_refused_loads(

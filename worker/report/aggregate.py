@@ -20,6 +20,9 @@ Definitions (docs/report.md says the same for readers):
   ``verification.recovered`` event.
 
 - abandoned = the ticket was deleted before an outcome; open = no outcome yet.
+- bypasses = ``idp.bypass`` events (docs/bypass.md) in ``[since, until)``, each IdP log entry
+  once, by actor, by action and by severity; break-glass reports (``idp.break_glass``) are
+  counted apart. They belong to an IdP, not to a desk: a desk filter leaves them whole.
 
 Memory: one small record per verification in the period (redelivered events and overturned
 results need it) and one float per verified one, so the percentiles are exact (nearest rank)
@@ -132,6 +135,17 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class Bypasses:
+    """Admin actions in an IdP no verified ticket explained, counted most frequent first."""
+
+    total: int = 0
+    break_glass: int = 0  # reported as info, never bypasses
+    by_actor: tuple[tuple[str, int], ...] = ()
+    by_action: tuple[tuple[str, int], ...] = ()
+    by_severity: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Report:
     since: datetime
     until: datetime
@@ -141,6 +155,7 @@ class Report:
     days: tuple[Day, ...]
     histogram: tuple[Bucket, ...]
     skipped: int  # events that were not schema-1 audit events (wrong version, missing fields)
+    bypasses: Bypasses = Bypasses()
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -180,9 +195,14 @@ def build(
     # One copy of each group key and day for all the verifications that share it.
     shared: dict[Any, Any] = {}
     skipped = 0
+    bypasses = _BypassTally()
     for event in events:
         kind = event.get("event")
         at = parse_time(event.get("time"))
+        if kind in BYPASS_EVENTS and event.get("schema") == SCHEMA and at is not None:
+            if lo <= at.timestamp() < hi:
+                bypasses.add(event)
+            continue
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
         if (
             event.get("schema") != SCHEMA
@@ -222,7 +242,44 @@ def build(
             v.outcome = _FINAL[kind]
             v.code = str(event.get("code") or "")
             v.verified_at = at.timestamp() if v.outcome == "verified" else None
-    return _summarise(seen.values(), since, until, desk, skipped)
+    return _summarise(seen.values(), since, until, desk, skipped, bypasses.bypasses())
+
+
+BYPASS_EVENTS = frozenset({"idp.bypass", "idp.break_glass"})
+
+
+def _ranked(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass
+class _BypassTally:
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (idp, idp_event): each once
+    actors: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    severities: Counter[str] = field(default_factory=Counter)
+    break_glass: int = 0
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        key = (str(event.get("idp") or ""), str(event.get("idp_event") or ""))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if event.get("event") == "idp.break_glass":
+            self.break_glass += 1
+            return
+        self.actors[str(event.get("actor") or "unknown")] += 1
+        self.actions[str(event.get("action") or "unknown")] += 1
+        self.severities[str(event.get("severity") or "unknown")] += 1
+
+    def bypasses(self) -> Bypasses:
+        return Bypasses(
+            total=sum(self.severities.values()),
+            break_glass=self.break_glass,
+            by_actor=_ranked(self.actors),
+            by_action=_ranked(self.actions),
+            by_severity=_ranked(self.severities),
+        )
 
 
 @dataclass
@@ -271,6 +328,7 @@ def _summarise(
     until: datetime,
     desk: str | None,
     skipped: int,
+    bypasses: Bypasses,
 ) -> Report:
     groups: dict[tuple[str, str], _Tally] = {}
     total = _Tally()
@@ -294,4 +352,5 @@ def _summarise(
             Bucket(BUCKETS[i - 1] if i else 0, b, histogram[i]) for i, b in enumerate(BUCKETS)
         ),
         skipped=skipped,
+        bypasses=bypasses,
     )

@@ -11,8 +11,8 @@ from datetime import datetime
 from html import escape
 
 from worker.report import charts
-from worker.report.aggregate import DAY_KEYS, Report, Stats
-from worker.report.formats import duration, percent, stamp
+from worker.report.aggregate import DAY_KEYS, Bypasses, Report, Stats
+from worker.report.formats import bypass_tables, duration, percent, stamp
 from worker.report.labels import STANDING, error_label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -54,6 +54,9 @@ tfoot td, tfoot th { font-weight: 600; border-top: 2px solid #1f2328; }
 dl { margin: 8px 0 0; }
 dt { font-weight: 600; margin-top: 8px; }
 dd { margin: 0 0 0 0; color: #1f2328; }
+table.bypasses { width: auto; min-width: 240px; display: inline-table; margin-right: 24px;
+  vertical-align: top; }
+table.bypasses tr.high td { background: #ffebe9; }
 """
 
 _COLUMNS = (
@@ -128,6 +131,25 @@ def _errors_table(s: Stats) -> str:
     )
 
 
+def _bypasses(b: Bypasses) -> str:
+    """The bypasses by severity, action and actor: one small table each."""
+    if not b.total:
+        text = "No admin action in an identity provider went around the verification."
+        return f'<p class="note" id="no-bypasses">{text}</p>'
+    tables = "".join(
+        f'<table class="bypasses"><thead><tr><th scope="col" class="text">By {by}</th>'
+        '<th scope="col">Count</th></tr></thead><tbody>'
+        + "".join(
+            f'<tr class="{"high" if (by, name) == ("severity", "high") else ""}">'
+            f'<td class="text"><code>{escape(name)}</code></td><td>{_n(n)}</td></tr>'
+            for name, n in pairs
+        )
+        + "</tbody></table>"
+        for by, pairs in bypass_tables(b)
+    )
+    return f'<div class="scroll">{tables}</div>'
+
+
 DEFINITIONS = (
     ("Verification", "One request to Incode to check the identity of the employee on one "
      "ticket. It counts in the period when Deskgate opened it (when the flagged ticket reached "
@@ -144,6 +166,9 @@ DEFINITIONS = (
      "hour, so a flood of flags cannot flood an employee's inbox; one more ends in error."),
     ("Recovery", "A verification Deskgate rebuilt from its own sealed note on the ticket after "
      "its database lost the record."),
+    ("Bypass", "An admin action in the identity provider (an MFA reset, an unlock, a password "
+     "reset) that no verified ticket explains: someone went around the verification. High: "
+     "the employee's last verification failed, or the employee is an admin."),
 )  # fmt: skip
 
 
@@ -160,6 +185,7 @@ def to_html(report: Report, generated: datetime) -> str:
             _card(percent(t.error_rate), f"error ({_n(t.error)} of {_n(t.finished)})"),
             _card(_n(t.link_caps), "link caps hit"),
             _card(_n(t.recoveries), "recoveries"),
+            _card(_n(report.bypasses.total), "bypasses"),
         )
     )
     definitions = "".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in DEFINITIONS)
@@ -211,6 +237,13 @@ the ticket until the result is back. This page counts those checks.</p>
 <section>
 <h2>Top error reasons</h2>
 {_errors_table(t)}
+</section>
+<section>
+<h2>Bypasses</h2>
+<p class="note">Admin actions in the identity provider that no verified ticket explains
+({_n(report.bypasses.total)}; break-glass actions, reported apart:
+{_n(report.bypasses.break_glass)}).</p>
+{_bypasses(report.bypasses)}
 </section>
 <section>
 <h2>How to read the numbers</h2>
