@@ -215,6 +215,27 @@ def test_deskgates_own_reset_is_not_reported(gate: Deskgate, api: httpx.Client) 
     assert gate.alerts() == []
 
 
+def test_a_console_reset_right_after_deskgates_own_is_still_a_bypass(
+    gate: Deskgate, api: httpx.Client
+) -> None:
+    """Deskgate's action explains its own request, not an admin's a minute later: Okta names
+    both calls, and they differ."""
+    uid = user(api)
+    found = gate.okta.find_user("id", uid)
+    assert found is not None
+    done = gate.okta.perform(found, "revoke_sessions")
+    gate.ledger.record(
+        "okta", uid,
+        LedgerEntry(kind="action", at=time.time(), desk="zd", ticket="42", verification="v1",
+                    state="done", action="revoke_sessions", request_id=done.request_id or ""),
+    )  # fmt: skip
+    console(api, uid, "clear_sessions")
+    gate.watcher.poll()
+    [alert] = gate.alerts()
+    assert alert["actor"] == admin_actor(SIM.console_admin)["id"]
+    assert alert["action"] == "revoke_sessions"
+
+
 def test_a_call_with_deskgates_client_but_no_ledger_entry_is_a_bypass(
     gate: Deskgate, api: httpx.Client
 ) -> None:
