@@ -100,7 +100,7 @@ class Consoles:
         method = next(
             m["id"]
             for m in self.entra.get(f"/_sandbox/users/{user}").json()["methods"]
-            if m["type"] != "password"
+            if "password" not in m["@odata.type"]
         )
         body = {"admin": self.entra_admin, "user": user, "action": "delete_method"}
         self.entra.post("/_sandbox/portal", json={**body, "method": method}).raise_for_status()
