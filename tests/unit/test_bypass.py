@@ -22,8 +22,9 @@ from connectors.identity_provider import (
     Match,
 )
 from connectors.okta.config import OktaIdpConfig
-from connectors.registry import SETTINGS, build_idp
+from connectors.registry import SETTINGS, build_desk, build_idp
 from sandbox import okta as sim
+from sandbox import zendesk
 from sandbox.common import Server, serve
 from sandbox.okta_org import admin_actor
 from tests.conftest import settings_data
@@ -82,14 +83,14 @@ class Deskgate:
         self.ledger = IdpLedger(redis, PREFIX, 86400 * 2)
         self.watcher = self.restart()
 
-    def restart(self, rules: Rules | None = None) -> Watcher:
+    def restart(self, rules: Rules | None = None, desks: dict[str, Any] | None = None) -> Watcher:
         detector = Detector(
             "okta",
             self.okta,
             self.store,
             self.ledger,
             rules or rules_for(self.settings, "okta"),
-            {},
+            desks or {},
         )
         return Watcher(detector, Pace(self.redis, PREFIX), time.time)
 
@@ -373,3 +374,54 @@ def test_a_storm_of_ten_thousand_actions_raises_one_alert_each_and_repeats_none(
     assert [r.alerts for r in raised if r] == [6000, 4000, 0]
     ids = [f["idp_event"] for _, f in redis.xrange(store.audit_key)]
     assert len(ids) == 10_000 and len(set(ids)) == 10_000
+
+
+ZD = zendesk.ZendeskSimConfig(triggers_enabled=False, user_age_days=30)
+
+
+@pytest.fixture(scope="module")
+def zendesk_server() -> Iterator[Server]:
+    running = serve(zendesk.create_app(ZD))
+    yield running
+    running.stop()
+
+
+def test_the_users_open_ticket_gets_a_note_and_a_solved_one_none(
+    gate: Deskgate, api: httpx.Client, zendesk_server: Server
+) -> None:
+    httpx.post(f"{zendesk_server.url}/_sandbox/reset").raise_for_status()
+    zd = httpx.Client(
+        base_url=f"{zendesk_server.url}/api/v2", auth=(f"{ZD.email}/token", ZD.api_token)
+    )
+    data = settings_data()
+    data["desks"]["acme_zendesk"].update(
+        base_url=zendesk_server.url, email=ZD.email, api_token=ZD.api_token
+    )
+    desk = build_desk("acme_zendesk", SETTINGS(**data).desks["acme_zendesk"], 5.0)
+
+    def ticket(status: str) -> str:
+        body = {"ticket": {"subject": "MFA", "comment": {"body": "help"}, "tags": ["idv_failed"],
+                           "requester": {"name": "Jane", "email": "jane@acme.test"},
+                           "status": status}}  # fmt: skip
+        return str(zd.post("/tickets.json", json=body).json()["ticket"]["id"])
+
+    def comments(ticket_id: str) -> list[str]:
+        got = zd.get(f"/tickets/{ticket_id}/comments.json").json()["comments"]
+        return [str(c["body"]) for c in got if not c.get("public", True)]
+
+    open_user, closed_user = user(api), user(api, "closed@acme.test")
+    open_ticket, closed_ticket = ticket("open"), ticket("solved")
+    for uid, ticket_id in ((open_user, open_ticket), (closed_user, closed_ticket)):
+        entry = verification("failed", time.time() - 60)
+        gate.ledger.record("okta", uid, LedgerEntry(**{**entry.__dict__, "desk": "acme_zendesk",
+                                                       "ticket": ticket_id}))  # fmt: skip
+        console(api, uid)
+    gate.restart(desks={"acme_zendesk": desk}).poll()
+    [note] = comments(open_ticket)
+    assert "not explained by a verified ticket" in note and "high" in note
+    assert "jane.doe" not in note  # the note names no address
+    assert comments(closed_ticket) == []
+    noted = {a["target"]: (a["desk"], a["ticket"]) for a in gate.alerts()}
+    assert noted == {open_user: ("acme_zendesk", open_ticket), closed_user: ("", "")}
+    desk.close()
+    zd.close()
