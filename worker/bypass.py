@@ -131,7 +131,8 @@ def _same_action(entry: LedgerEntry, event: IdpEvent, family: Action, own: bool)
 
 def judge(event: IdpEvent, entries: list[LedgerEntry], rules: Rules) -> Judgement:
     """What ``event`` (``watched``) is, given the user's ledger ``entries`` up to a few minutes
-    after it (oldest first). Privilege is the caller's: it raises a medium to high."""
+    after it (oldest first; older ones are fine: each rule applies its own window). Privilege
+    is the caller's: it raises a medium to high."""
     newest = entries[-1] if entries else None
     if event.self_service:
         return Judgement("self_service", newest=newest)
@@ -194,11 +195,10 @@ class Detector:
         if not watched(event):
             return None
         assert event.target_id is not None
+        # Everything the ledger keeps on the user (bounded by its retention): the windows are
+        # judge's, and the newest entry names the ticket to note, however old.
         entries = self.ledger.entries(
-            self.name,
-            event.target_id,
-            event.at - SUSPICIOUS_WINDOW_SECONDS,
-            event.at + ACTION_WINDOW_SECONDS,
+            self.name, event.target_id, 0, event.at + ACTION_WINDOW_SECONDS
         )
         found = judge(event, entries, self.rules)
         if found.verdict not in ("bypass", "break_glass"):
@@ -223,9 +223,10 @@ class Detector:
         user = self.idp.find_user("id", user_id)
         if user is None:
             found = Target(False, "")
+        elif user.email:
+            found = Target(user.privileged, mask_email(user.email))
         else:
-            contact = mask_email(user.email) if user.email else ""
-            found = Target(user.privileged, contact or (mask_phone(user.phone or "")))
+            found = Target(user.privileged, mask_phone(user.phone) if user.phone else "")
         payload = {"privileged": found.privileged, "contact": found.contact}
         self.store.redis.set(key, json.dumps(payload), ex=USER_CACHE_SECONDS)
         return found
