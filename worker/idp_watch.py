@@ -61,14 +61,18 @@ class Watcher:
             return self._poll()
 
     def _poll(self) -> PollResult:
-        wait = self.pace.remaining(f"idp:{self.name}")
+        pace = f"idp:{self.name}"
+        wait = self.pace.remaining(pace)
         if wait > 0:
             raise RateLimited(self.name, wait)
         try:
-            events, cursor = self.idp.read_log(self.redis.get(self.cursor_key))
-        except RateLimited as exc:
-            self.pace.hold(f"idp:{self.name}", exc.retry_after)
+            return self._read()
+        except RateLimited as exc:  # the log read, or a user re-read while judging
+            self.pace.hold(pace, exc.retry_after)
             raise
+
+    def _read(self) -> PollResult:
+        events, cursor = self.idp.read_log(self.redis.get(self.cursor_key))
         now = self.clock()
         fresh = self._unseen(events)
         alerts = 0
