@@ -23,6 +23,7 @@ from connectors.identity_provider import (
 )
 from connectors.okta.config import OktaIdpConfig
 from connectors.registry import SETTINGS, build_desk, build_idp
+from sandbox import entra as entra_sim
 from sandbox import okta as sim
 from sandbox import zendesk
 from sandbox.common import Server, serve
@@ -428,3 +429,49 @@ def test_the_users_open_ticket_gets_a_note_and_a_solved_one_none(
     assert noted == {open_user: ("acme_zendesk", open_ticket), closed_user: ("", "")}
     desk.close()
     zd.close()
+
+
+def test_entras_overlapping_reads_report_each_portal_action_once(redis: Redis[str]) -> None:
+    """The same rules on Entra, whose every read reaches back ``log_overlap_seconds`` and so
+    returns entries already handled."""
+    config = entra_sim.EntraSimConfig(audit_delay_seconds=0)
+    running = serve(entra_sim.create_app(config))
+    control = httpx.Client(base_url=running.url, timeout=10)
+    block = {
+        "kind": "entra", "tenant_id": config.tenant_id, "client_id": config.client_id,
+        "client_secret": config.client_secret, "graph_url": running.url,
+        "login_url": running.url,
+    }  # fmt: skip
+    settings = SETTINGS(**settings_data(idps={"entra": block}))
+    idp = build_idp("entra", settings.idps["entra"], timeout=5)
+    store = Store(redis, PREFIX, 3600)
+    detector = Detector(
+        "entra", idp, store, IdpLedger(redis, PREFIX, 86400), rules_for(settings, "entra"), {}
+    )
+    watcher = Watcher(detector, Pace(redis, PREFIX), time.time)
+
+    def person(name: str) -> str:
+        body = {"upn": f"{name}@acme.test", "methods": [{"type": "microsoftAuthenticator"}]}
+        return str(control.post("/_sandbox/users", json=body).json()["id"])
+
+    try:
+        admin, target, itself = person("lead"), person("jane"), person("sam")
+        watcher.poll()  # the cursor
+        method = control.get(f"/_sandbox/users/{target}").json()["methods"][-1]["id"]
+        portal = {"admin": admin, "user": target, "action": "delete_method", "method": method}
+        control.post("/_sandbox/portal", json=portal).raise_for_status()
+        body = {"user": itself, "action": "reset_password"}
+        control.post("/_sandbox/self_service", json=body).raise_for_status()
+        time.sleep(1.1)  # the cursor is whole seconds
+        first = watcher.poll()
+        again = watcher.poll()
+        assert first is not None and again is not None
+        assert (first.alerts, again.read, again.new) == (1, first.read, 0)
+        alerts = [f for _, f in redis.xrange(store.audit_key) if f["event"] == "idp.bypass"]
+        assert [(a["target"], a["actor"], a["action"]) for a in alerts] == [
+            (target, admin, "reset_mfa")
+        ]
+    finally:
+        idp.close()
+        control.close()
+        running.stop()
