@@ -160,6 +160,16 @@ DELIVERIES = Counter(
     ["endpoint", "result", "reason"],
 )
 
+# -- bypass detection (worker/idp/bypass.py) ----------------------------------------------------
+
+IDP_BYPASSES = Counter(
+    "deskgate_idp_bypasses_total",
+    "IdP admin actions no verified ticket explains (high, medium), and break-glass ones (info).",
+    ["idp", "severity", "action"],
+)
+BYPASS_SEVERITIES = ("high", "medium", "info")
+BYPASS_ACTIONS = ("reset_mfa", "unlock", "reset_password", "revoke_sessions")
+
 # -- tasks (worker/tasks.py) -----------------------------------------------------------------
 
 TASKS = Counter(
@@ -167,7 +177,9 @@ TASKS = Counter(
     "Celery task runs by result: done, retried, gave_up (retries exhausted), refused (Fatal).",
     ["task", "result"],
 )
-TASK_NAMES = ("start_verification", "check_result", "poll_desk", "sweep", "audit_markers")
+TASK_NAMES = (
+    "start_verification", "check_result", "poll_desk", "sweep", "audit_markers", "poll_idp",
+)  # fmt: skip
 TASK_RESULTS = ("done", "retried", "gave_up", "refused")
 
 # -- read from Redis at scrape time (worker/metrics.py) --------------------------------------
@@ -236,8 +248,12 @@ def enabled() -> bool:
     return _enabled
 
 
-def initialise(desks: Iterable[str]) -> None:
+def initialise(desks: Iterable[str], idps: Iterable[str] = ()) -> None:
     """Create the label sets alerts rely on at zero, so ``increase()`` sees a first run."""
+    for idp in idps:
+        for severity in BYPASS_SEVERITIES:
+            for action in BYPASS_ACTIONS:
+                IDP_BYPASSES.labels(idp, severity, action)
     for task in TASK_NAMES:
         for result in TASK_RESULTS:
             TASKS.labels(task, result)
@@ -399,6 +415,10 @@ def observe(event: Mapping[str, Any]) -> None:
     elif kind in ("action.done", "action.failed"):
         result = "done" if kind == "action.done" else str(event.get("code") or "failed")
         IDP_ACTIONS.labels(desk, str(event.get("action") or ""), result).inc()
+    elif kind in ("idp.bypass", "idp.break_glass"):
+        IDP_BYPASSES.labels(
+            str(event.get("idp") or ""), str(event.get("severity") or ""), str(event["action"])
+        ).inc()
     elif kind == "ticket.written":
         write, state = str(event.get("code") or ""), str(event.get("state") or "")
         if write not in ("gate", "outcome"):

@@ -234,6 +234,9 @@ class IdpConfig(_Strict):
     # Members of these groups (by the IdP's group name) count as privileged, besides holders of
     # an admin role.
     privileged_groups: list[str] = Field(default_factory=list)
+    # The IdP ids of break-glass admins (docs/bypass.md): their admin actions are reported as
+    # ``idp.break_glass`` (info), never as bypasses.
+    break_glass_actors: list[str] = Field(default_factory=list)
 
 
 class ReasonConfig(_Strict):
@@ -309,6 +312,10 @@ class Settings(BaseSettings):
     # The most one outside call may take in all, however its answer trickles in.
     http_deadline_seconds: float = Field(default=30.0, gt=0, le=300)
     sweep_interval_seconds: int = Field(default=30, ge=1)
+    # Bypass detection (docs/bypass.md): how often each IdP's audit log is read, and how long
+    # after a verified verification an admin action on that user counts as explained by it.
+    idp_poll_interval_seconds: int = Field(default=60, ge=5)
+    verified_window_minutes: int = Field(default=30, ge=1, le=1440)
     webhook_tolerance_seconds: int = Field(default=300, ge=30)
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
     # A body still arriving after this long gets 408 (webhooks/deadline.py): slow clients let go.

@@ -29,6 +29,7 @@ class StackOptions:
     employees: frozenset[str] = frozenset()
     link_validity_minutes: int = 30
     poll_interval_seconds: int = 60
+    idp_poll_interval_seconds: int = 60  # each IdP's audit log (bypass detection)
     sweep_interval_seconds: int = 30
     reconcile_after_seconds: int = 300
     worker_concurrency: int = 16

@@ -196,6 +196,7 @@ key_prefix = "{o.key_prefix}"
 queue = "{o.queue}"
 log_format = "{o.log_format}"
 sweep_interval_seconds = {o.sweep_interval_seconds}
+idp_poll_interval_seconds = {o.idp_poll_interval_seconds}
 http_timeout_seconds = 5
 http_deadline_seconds = {o.http_deadline_seconds}
 task_time_limit_seconds = {o.task_time_limit_seconds}

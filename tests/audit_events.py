@@ -180,3 +180,33 @@ def demo_lifecycles() -> list[Lifecycle]:
             path = f"error:{errors[who]}" if part == "-" else paths.get(part, "expired")
             out.append(Lifecycle(path, at(2, 9 + i, j), desk=desk, origin=how))
     return out
+
+
+def bypass(
+    when: datetime, actor: str, action: str, severity: str, idp_event: str, idp: str = "acme_okta"
+) -> dict[str, Any]:
+    """An ``idp.bypass`` event (``idp.break_glass`` when ``severity`` is info), as
+    ``worker.idp.bypass`` records it."""
+    glass = severity == "info"
+    return {
+        "schema": 1, "id": f"e{next(_ids):031x}", "time": rfc3339(when),
+        "event": "idp.break_glass" if glass else "idp.bypass", "desk": "", "ticket": "",
+        "verification": "", "session": "", "requester": "", "reason": "", "channel": "",
+        "destination": "j***@acme.test", "origin": "", "state": "", "outcome": "",
+        "code": "break_glass" if glass else severity, "detail": "", "started_at": "",
+        "sent_at": None, "state_at": None, "requester_key": "", "idp": idp, "actor": actor,
+        "target": "00utarget", "action": action, "severity": severity, "idp_event": idp_event,
+    }  # fmt: skip
+
+
+def bypasses() -> list[dict[str, Any]]:
+    """A week's bypasses: two by one admin (one of them delivered twice), one by another, one
+    break-glass action, and one outside the period."""
+    return [
+        bypass(at(2, 9), "00uhelpdesk", "reset_mfa", "high", "ev1"),
+        bypass(at(2, 9), "00uhelpdesk", "reset_mfa", "high", "ev1"),  # a redelivery
+        bypass(at(3, 14), "00uhelpdesk", "unlock", "medium", "ev2"),
+        bypass(at(4, 8), "00uother", "reset_mfa", "medium", "ev3", idp="acme_entra"),
+        bypass(at(5, 8), "00uglass", "reset_password", "info", "ev4"),
+        bypass(UNTIL + timedelta(hours=1), "00uhelpdesk", "unlock", "high", "ev5"),
+    ]

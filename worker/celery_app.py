@@ -16,7 +16,7 @@ from config.redis_url import broker
 from config.settings import Settings
 from worker import sentinel_broker
 from worker.beat import LOOP_SECONDS, lock_key
-from worker.dispatch import AUDIT_MARKERS, POLL_DESK, SWEEP
+from worker.dispatch import AUDIT_MARKERS, POLL_DESK, POLL_IDP, SWEEP
 
 VISIBILITY_TIMEOUT = 3600  # a message not acked by then is redelivered
 RECOVERY_SCAN_SECONDS = 1800
@@ -81,6 +81,15 @@ def make_celery(settings: Settings) -> Celery:
                 for name, desk in settings.desks.items()
             },
             "sweep": {"task": SWEEP, "schedule": float(settings.sweep_interval_seconds)},
+            # Each IdP's audit log, for admin actions no verified ticket explains.
+            **{
+                f"idplog-{name}": {
+                    "task": POLL_IDP,
+                    "schedule": float(settings.idp_poll_interval_seconds),
+                    "args": [name],
+                }
+                for name in settings.idps
+            },
         },
     )
     return app

@@ -33,6 +33,7 @@ CHECK_RESULT = "deskgate.check_result"
 POLL_DESK = "deskgate.poll_desk"
 SWEEP = "deskgate.sweep"
 AUDIT_MARKERS = "deskgate.audit_markers"
+POLL_IDP = "deskgate.poll_idp"
 
 
 class Sender:

@@ -125,7 +125,7 @@ def serve(settings: Settings) -> bool:
     metrics.set_enabled(settings.metrics_enabled)
     if not settings.metrics_enabled or not settings.metrics_port or _server is not None:
         return False
-    metrics.initialise(settings.desks)
+    metrics.initialise(settings.desks, settings.idps)
     registry = metrics.scrape_registry()
     try:
         _server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)

@@ -26,10 +26,12 @@ from worker.dispatch import (
     AUDIT_MARKERS,
     CHECK_RESULT,
     POLL_DESK,
+    POLL_IDP,
     START_VERIFICATION,
     SWEEP,
     Dispatcher,
 )
+from worker.idp.watch import watcher
 from worker.lifecycle.flow import Busy, Flow
 from worker.runtime import runtime
 
@@ -131,4 +133,16 @@ def sweep(self: Task, now: float | None = None, request_id: str | None = None) -
 @shared_task(name=AUDIT_MARKERS, bind=True, acks_late=True, max_retries=3)
 def audit_markers(self: Task, desk: str, request_id: str | None = None) -> int | None:
     result: int | None = _run(self, lambda f: f.audit_markers(desk), request_id, desk=desk)
+    return result
+
+
+@shared_task(name=POLL_IDP, bind=True, acks_late=True, max_retries=3)
+def poll_idp(self: Task, idp: str, request_id: str | None = None) -> int | None:
+    """Read one IdP's audit log for bypasses (``worker.idp.watch``); returns the alerts raised."""
+
+    def step(flow: Flow) -> int | None:
+        done = watcher(flow.rt, idp, flow.clock).poll()
+        return None if done is None else done.alerts
+
+    result: int | None = _run(self, step, request_id, idp=idp)
     return result

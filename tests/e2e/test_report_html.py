@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests import chromium
-from tests.audit_events import SINCE, UNTIL, demo_lifecycles, hand_checked, trail
+from tests.audit_events import SINCE, UNTIL, bypasses, demo_lifecycles, hand_checked, trail
 from worker.commands.report import build
 from worker.commands.report.page import to_html
 
@@ -37,7 +37,8 @@ def browser() -> str:
 
 
 def page() -> str:
-    return to_html(build(trail(hand_checked() + demo_lifecycles()), SINCE, UNTIL), GENERATED)
+    events = sorted(trail(hand_checked() + demo_lifecycles()) + bypasses(), key=lambda e: e["time"])
+    return to_html(build(events, SINCE, UNTIL), GENERATED)
 
 
 def test_the_report_renders_cleanly(browser: str, tmp_path: Path) -> None:
@@ -64,6 +65,8 @@ def test_the_report_renders_cleanly(browser: str, tmp_path: Path) -> None:
     assert "2 verifications had their gate lifted" in shown.text
     assert "9001\t2" in shown.text  # the agent and the gates they lifted, a table row
     assert "Verified markers Deskgate did not write, set to error." in shown.text
+    # The bypasses' section is drawn, its high-severity row in its own colour (#ffebe9).
+    assert colours.get((255, 235, 233), 0) > 500
 
 
 def test_the_browser_check_sees_console_errors_and_refused_loads(

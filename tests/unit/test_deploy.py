@@ -64,7 +64,7 @@ def test_the_alerts_cover_the_issues_list() -> None:
     assert {
         "DeskgateNoGateAfterFlag", "DeskgateDeskPaused", "DeskgateWebhookRefusalsSpiking",
         "DeskgateVerificationsOverdue", "DeskgateQueueBacklog", "DeskgateWorkerDown",
-        "DeskgateBeatSilent", "DeskgateAuditSinkLagging",
+        "DeskgateBeatSilent", "DeskgateAuditSinkLagging", "DeskgateIdpBypass",
     } <= names  # fmt: skip
 
 

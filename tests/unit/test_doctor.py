@@ -13,6 +13,8 @@ from redis import Redis
 from connectors import registry
 from connectors.provisioning import Check, DoctorRequest, Status
 from connectors.registry import SETTINGS
+from sandbox import okta as okta_sim
+from sandbox.common import serve
 from tests.conftest import TEST_CHAIN, settings_data
 from worker.commands import doctor
 from worker.commands.deployment_checks import (
@@ -174,3 +176,22 @@ def test_doctor_shows_a_redis_url_without_its_credentials_even_in_a_clients_erro
     shown = f"{answers.detail} {answers.fix}"
     assert answers.status == Status.FAIL and "redis://127.0.0.1:1/3" in answers.detail
     assert "in-query" not in shown and "in-userinfo" not in shown and "user:" not in shown
+
+
+def test_each_idp_proves_it_can_read_its_audit_log(redis: Redis[str]) -> None:
+    """Bypass detection reads each IdP's log every minute: doctor proves the permission."""
+    running = serve(okta_sim.create_app(okta_sim.OktaSimConfig()))
+    try:
+        idp = {
+            "kind": "okta",
+            "base_url": running.url,
+            "api_token": okta_sim.OktaSimConfig.api_token,
+        }
+        settings = SETTINGS(**settings_data(idps={"acme_okta": idp}))
+        checks = doctor.run(settings, timeout=2.0, ping_timeout=0.2)
+        okta = {c.name: c.status for c in checks if c.system == "okta:acme_okta"}
+        assert okta["read the System Log"] == Status.OK, okta
+        one_desk = doctor.run(settings, "acme_zendesk", timeout=0.5, ping_timeout=0.2)
+        assert not any(c.system.startswith("okta:") for c in one_desk)
+    finally:
+        running.stop()

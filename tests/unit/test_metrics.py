@@ -132,6 +132,17 @@ def test_recoveries_reviews_abandons_and_gate_writes_are_counted_and_nothing_els
     assert to_outcome.change == 0  # review is not an outcome
 
 
+def test_each_bypass_counts_once_by_idp_severity_and_action() -> None:
+    labels = {"idp": "m_okta", "action": "reset_mfa"}
+    high = Delta("deskgate_idp_bypasses_total", severity="high", **labels)
+    info = Delta("deskgate_idp_bypasses_total", severity="info", **labels)
+    bypass = event("idp.bypass", code="high", severity="high", **labels)
+    metrics.observe(bypass)
+    metrics.observe(bypass)  # the same event again: counted once
+    metrics.observe(event("idp.break_glass", code="break_glass", severity="info", **labels))
+    assert (high.change, info.change) == (1, 1)
+
+
 def test_observe_records_nothing_when_metrics_are_off() -> None:
     started = Delta("deskgate_verifications_started_total", desk="m_desk", reason="mfa_reset",
                     origin="poll")  # fmt: skip

@@ -10,10 +10,18 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
-from tests.audit_events import SINCE, UNTIL, Lifecycle, at, hand_checked, trail
+from tests.audit_events import SINCE, UNTIL, Lifecycle, at, bypass, bypasses, hand_checked, trail
 from worker.commands.report import build
 from worker.commands.report.aggregate import Report
-from worker.commands.report.formats import ALL, CSV_COLUMNS, to_csv, to_dict, to_json, to_table
+from worker.commands.report.formats import (
+    ALL,
+    BYPASS_COLUMNS,
+    CSV_COLUMNS,
+    to_csv,
+    to_dict,
+    to_json,
+    to_table,
+)
 from worker.commands.report.page import CSP, to_html
 
 GENERATED = datetime(2026, 11, 28, 19, 3, 14, tzinfo=UTC)
@@ -199,3 +207,46 @@ def test_lifted_gates_and_overturned_markers_reach_every_format() -> None:
     page = to_html(r, GENERATED)
     assert "<b>mallory</b>" not in page and "&lt;b&gt;mallory&lt;/b&gt;" in page
     assert "Gates lifted and markers overturned" in page
+
+
+def with_bypasses(desk: str | None = None) -> Report:
+    events = sorted(trail(hand_checked()) + bypasses(), key=lambda e: str(e["time"]))
+    return build(events, SINCE, UNTIL, desk)
+
+
+def test_bypasses_are_counted_once_each_by_actor_action_and_severity() -> None:
+    b = with_bypasses().bypasses
+    assert b.total == 3 and b.break_glass == 1  # the redelivery and the later one left out
+    assert b.by_actor == (("00uhelpdesk", 2), ("00uother", 1))
+    assert b.by_action == (("reset_mfa", 2), ("unlock", 1))
+    assert b.by_severity == (("medium", 2), ("high", 1))  # most frequent first
+    assert with_bypasses("acme_zendesk").bypasses == b  # an IdP's, whatever the desk filter
+    assert with_bypasses().skipped == 0  # IdP events are not malformed verification events
+    assert with_bypasses().totals == report().totals  # and they are not verifications
+
+
+def test_bypasses_in_json_csv_and_the_table() -> None:
+    r = with_bypasses()
+    data = to_dict(r, GENERATED)["bypasses"]
+    assert data["total"] == 3 and data["break_glass"] == 1
+    assert data["by_severity"] == [
+        {"severity": "medium", "count": 2},
+        {"severity": "high", "count": 1},
+    ]
+    first, second = to_csv(r).split("\n\n")
+    assert first == to_csv(report()).rstrip("\n")  # the verifications' table is unchanged
+    rows = list(csv.reader(io.StringIO(second)))
+    assert tuple(rows[0]) == BYPASS_COLUMNS
+    assert ["actor", "00uhelpdesk", "2"] in rows and ["break_glass", "", "1"] in rows
+    text = to_table(r, GENERATED)
+    assert "(bypasses): 3" in text and "by actor: 00uhelpdesk 2, 00uother 1" in text
+    assert "no verified ticket explains" in to_html(r, GENERATED)
+    assert "\n\n" not in to_csv(report())  # none in the period: one table, as before
+
+
+def test_a_hostile_actor_name_stays_text_in_every_format() -> None:
+    evil = bypass(at(2), '=cmd|"/c calc"!A1<script>x</script>\x1b[2J', "unlock", "high", "e9")
+    r = build([evil], SINCE, UNTIL)
+    assert "<script>x" not in to_html(r, GENERATED)
+    assert "\x1b" not in to_table(r, GENERATED)
+    assert not any(c[:1] == "=" for row in csv.reader(io.StringIO(to_csv(r))) for c in row)

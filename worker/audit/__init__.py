@@ -39,6 +39,8 @@ FIELDS = (
     "started_at", "sent_at", "state_at", "requester_key", "flagged_by", "actor",
     # with an identity provider (docs/idp.md): whose record, and the grants and actions
     "idp", "idp_user", "privileged", "agent", "action", "idp_request",
+    # idp.bypass / idp.break_glass (docs/bypass.md): who did what to whom, how grave
+    "target", "severity", "idp_event",
     "prev", "mac",
 )  # fmt: skip
 # Events about Deskgate itself, not a verification: who changed what it runs with (``actor``:
@@ -115,6 +117,9 @@ CODES = {
     "other_idp_user": "an IdP action was asked for a requester now another IdP user",
     "action_not_allowed": "an IdP action the verified reason does not allow",
     "idp_unanswered": "the identity provider did not answer an action in time (it may have acted)",
+    "high": "an IdP admin action nothing explains, after a failed verification or on an admin",
+    "medium": "an IdP admin action no verified ticket explains",
+    "break_glass": "an IdP admin action by a configured break-glass actor",
 }
 
 Event = dict[str, Any]

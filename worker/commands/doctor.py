@@ -1,8 +1,8 @@
 """``deskgate doctor``: every configured system and the deployment, as one checklist.
 
-The groups (Redis, a worker, beat, the web app, the clocks, Incode, each desk) run at once, each
-in a thread: they only wait on the network, and the slowest (a worker's answer) then sets the
-time doctor takes. A desk's checks come from its kind (``DeskKind.doctor``); a kind without
+The groups (Redis, a worker, beat, the web app, the clocks, Incode, each desk, each IdP) run at
+once, each in a thread: they only wait on the network, and the slowest (a worker's answer) then
+sets the time doctor takes. A desk's checks come from its kind (``DeskKind.doctor``); a kind without
 them gets a warning, so a new kind is never silently "fine".
 
 The JSON shape (``--json``, documented in docs/setup.md) is stable:
@@ -26,7 +26,7 @@ from config.privacy import scrub
 from config.settings import DeskConfig, Settings
 from connectors.incode.doctor import check_incode
 from connectors.provisioning import AdminCredential, Check, DoctorRequest, Status
-from connectors.registry import KINDS
+from connectors.registry import IDP_KINDS, KINDS
 from worker.audit.chain import Chain
 from worker.commands import deployment_checks as deploy
 from worker.commands import push_check
@@ -57,8 +57,9 @@ def groups(
     timeout: float,
     ping_timeout: float,
     admin: AdminCredential | None = None,
+    idps: bool = True,
 ) -> list[tuple[str, Group]]:
-    """(system, its checks) in the order they are printed."""
+    """(system, its checks) in the order they are printed; ``idps``: each IdP's too."""
     url = settings.public_base
     store = Store(
         redis, settings.key_prefix, settings.retention_days * 86400, chain=Chain.of(settings)
@@ -101,6 +102,11 @@ def groups(
         )
         if config.kind == "servicenow" and config.webhook_secret is not None:
             found.append((f"{config.kind}:{name}", functools.partial(pushes, name)))
+    # Each IdP's permissions, its audit log's included (bypass detection reads it every minute).
+    for name, idp in settings.idps.items() if idps else ():
+        check = IDP_KINDS[idp.kind].doctor
+        if check is not None:
+            found.append((f"{idp.kind}:{name}", functools.partial(check, name, idp)))
     return found
 
 
@@ -118,7 +124,8 @@ def run(
     # only an admin may read, such as Zendesk's webhook and signing secret. Only with ``--desk``:
     # one desk's admin credential is never sent to another desk's host.
     admin = AdminCredential.given() if desk is not None else None
-    todo = groups(settings, redis, desks, timeout, ping_timeout, admin)
+    # With one desk named, its checks alone: an IdP is no desk's.
+    todo = groups(settings, redis, desks, timeout, ping_timeout, admin, idps=desk is None)
     with redis, ThreadPoolExecutor(max_workers=len(todo)) as pool:
         futures = [(system, pool.submit(group)) for system, group in todo]
         checks: list[Check] = []

@@ -27,6 +27,9 @@ Definitions (docs/report.md says the same for readers):
 - grants and IdP actions (docs/idp.md, "Grants") count by their own events in ``[since, until)``,
   under the desk and reason of the event: grants opened, used, refused and expired; actions done
   and failed.
+- bypasses = ``idp.bypass`` events (docs/bypass.md) in ``[since, until)``, each IdP log entry
+  once, by actor, by action and by severity; break-glass reports (``idp.break_glass``) are
+  counted apart. They belong to an IdP, not to a desk: a desk filter leaves them whole.
 
 Memory: one small record per verification in the period (redelivered events and overturned
 results need it) and one float per verified one, so the percentiles are exact (nearest rank)
@@ -168,6 +171,17 @@ class Overturned:
 
 
 @dataclass(frozen=True)
+class Bypasses:
+    """Admin actions in an IdP no verified ticket explained, counted most frequent first."""
+
+    total: int = 0
+    break_glass: int = 0  # reported as info, never bypasses
+    by_actor: tuple[tuple[str, int], ...] = ()
+    by_action: tuple[tuple[str, int], ...] = ()
+    by_severity: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Report:
     since: datetime
     until: datetime
@@ -182,6 +196,7 @@ class Report:
     trail_verified: bool | None = None
     trail: str = ""
     overturned: tuple[Overturned, ...] = ()  # markers overturned in the period, by desk and code
+    bypasses: Bypasses = Bypasses()
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -225,6 +240,7 @@ def build(
     skipped = 0
     overturned: Counter[tuple[str, str]] = Counter()
     overturns_seen: set[str] = set()
+    bypasses = _BypassTally()
     for event in events:
         kind = event.get("event")
         if kind in ADMIN_EVENTS:
@@ -235,6 +251,9 @@ def build(
             if lo <= at.timestamp() < hi and desk in (None, where) and eid not in overturns_seen:
                 overturns_seen.add(eid)  # a second delivery of the same event counts once
                 overturned[(where, str(event.get("code") or "unknown"))] += 1
+        if kind in BYPASS_EVENTS and event.get("schema") == SCHEMA and at is not None:
+            if lo <= at.timestamp() < hi:
+                bypasses.add(event)
             continue
         vid, ev_desk, reason = (event.get(k) for k in ("verification", "desk", "reason"))
         if isinstance(kind, str) and kind.startswith("privacy."):
@@ -292,10 +311,47 @@ def build(
             v.outcome = _FINAL[kind]
             v.code = str(event.get("code") or "")
             v.verified_at = at.timestamp() if v.outcome == "verified" else None
-    report = _summarise(seen.values(), idp, since, until, desk, skipped)
+    report = _summarise(seen.values(), idp, since, until, desk, skipped, bypasses.bypasses())
     return replace(
         report, overturned=tuple(Overturned(d, c, n) for (d, c), n in sorted(overturned.items()))
     )
+
+
+BYPASS_EVENTS = frozenset({"idp.bypass", "idp.break_glass"})
+
+
+def _ranked(counts: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass
+class _BypassTally:
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (idp, idp_event): each once
+    actors: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    severities: Counter[str] = field(default_factory=Counter)
+    break_glass: int = 0
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        key = (str(event.get("idp") or ""), str(event.get("idp_event") or ""))
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if event.get("event") == "idp.break_glass":
+            self.break_glass += 1
+            return
+        self.actors[str(event.get("actor") or "unknown")] += 1
+        self.actions[str(event.get("action") or "unknown")] += 1
+        self.severities[str(event.get("severity") or "unknown")] += 1
+
+    def bypasses(self) -> Bypasses:
+        return Bypasses(
+            total=sum(self.severities.values()),
+            break_glass=self.break_glass,
+            by_actor=_ranked(self.actors),
+            by_action=_ranked(self.actions),
+            by_severity=_ranked(self.severities),
+        )
 
 
 @dataclass
@@ -353,6 +409,7 @@ def _summarise(
     until: datetime,
     desk: str | None,
     skipped: int,
+    bypasses: Bypasses,
 ) -> Report:
     groups: dict[tuple[str, str], _Tally] = {}
     total = _Tally()
@@ -379,4 +436,5 @@ def _summarise(
             Bucket(BUCKETS[i - 1] if i else 0, b, histogram[i]) for i, b in enumerate(BUCKETS)
         ),
         skipped=skipped,
+        bypasses=bypasses,
     )

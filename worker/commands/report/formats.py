@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.audit import csv_cell
-from worker.commands.report.aggregate import Report, Stats
+from worker.commands.report.aggregate import Bypasses, Report, Stats
 from worker.commands.report.labels import error_label
 
 ALL = "(all)"  # the desk and reason of the totals row in CSV and in the table
@@ -90,6 +90,20 @@ def to_dict(report: Report, generated: datetime) -> dict[str, Any]:
         ],
         "skipped_events": report.skipped,
         "trail": {"verified": report.trail_verified, "detail": report.trail},
+        "bypasses": bypasses_dict(report.bypasses),
+    }
+
+
+def bypasses_dict(b: Bypasses) -> dict[str, Any]:
+    def listed(name: str, pairs: tuple[tuple[str, int], ...]) -> list[dict[str, Any]]:
+        return [{name: key, "count": n} for key, n in pairs]
+
+    return {
+        "total": b.total,
+        "break_glass": b.break_glass,
+        "by_actor": listed("actor", b.by_actor),
+        "by_action": listed("action", b.by_action),
+        "by_severity": listed("severity", b.by_severity),
     }
 
 
@@ -112,6 +126,13 @@ def _csv_row(desk: str, reason: str, s: Stats, overturned: int | None = None) ->
     return [csv_cell(v) for v in values]
 
 
+BYPASS_COLUMNS = ("bypasses_by", "name", "count")
+
+
+def bypass_tables(b: Bypasses) -> tuple[tuple[str, tuple[tuple[str, int], ...]], ...]:
+    return (("severity", b.by_severity), ("action", b.by_action), ("actor", b.by_actor))
+
+
 def to_csv(report: Report) -> str:
     """One row per desk and reason, then the totals (desk and reason ``(all)``)."""
     out = io.StringIO()
@@ -121,6 +142,15 @@ def to_csv(report: Report) -> str:
         writer.writerow(_csv_row(g.desk, g.reason, g.stats))
     overturned = sum(o.count for o in report.overturned)
     writer.writerow(_csv_row(ALL, ALL, report.totals, overturned))
+    b = report.bypasses
+    if b.total or b.break_glass:
+        # A second table after a blank line, only when there is something to say: the first
+        # stays what readers of older reports parse.
+        writer.writerow([])
+        writer.writerow(BYPASS_COLUMNS)
+        for by, pairs in bypass_tables(b):
+            writer.writerows([by, csv_cell(name), n] for name, n in pairs)
+        writer.writerow(["break_glass", "", b.break_glass])
     return out.getvalue()
 
 
@@ -233,6 +263,14 @@ def to_table(report: Report, generated: datetime) -> str:
             for g in acting
             for s in (g.stats,)
         ]
+    b = report.bypasses
+    lines += ["", f"IdP admin actions no verified ticket explains (bypasses): {b.total}"]
+    for by, pairs in bypass_tables(b):
+        if pairs:
+            named = ", ".join(f"{_short(name, 30)} {n}" for name, n in pairs[:5])
+            lines.append(_short(f"  by {by}: {named}", WIDTH))
+    if b.break_glass:
+        lines.append(f"  break-glass actions (info, not bypasses): {b.break_glass}")
     if report.skipped:
         lines += ["", f"{report.skipped} events skipped: not schema-1 audit events"]
     if report.trail_verified:

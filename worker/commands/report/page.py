@@ -11,8 +11,8 @@ from datetime import datetime
 from html import escape
 
 from worker.commands.report import charts
-from worker.commands.report.aggregate import DAY_KEYS, Report, Stats
-from worker.commands.report.formats import UNVERIFIED, duration, percent, stamp
+from worker.commands.report.aggregate import DAY_KEYS, Bypasses, Report, Stats
+from worker.commands.report.formats import UNVERIFIED, bypass_tables, duration, percent, stamp
 from worker.commands.report.labels import STANDING, error_label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -56,6 +56,9 @@ tfoot td, tfoot th { font-weight: 600; border-top: 2px solid #1f2328; }
 dl { margin: 8px 0 0; }
 dt { font-weight: 600; margin-top: 8px; }
 dd { margin: 0 0 0 0; color: #1f2328; }
+table.bypasses { width: auto; min-width: 240px; display: inline-table; margin-right: 24px;
+  vertical-align: top; }
+table.bypasses tr.high td { background: #ffebe9; }
 """
 
 _COLUMNS = (
@@ -172,6 +175,25 @@ def _tampering(report: Report) -> str:
     )
 
 
+def _bypasses(b: Bypasses) -> str:
+    """The bypasses by severity, action and actor: one small table each."""
+    if not b.total:
+        text = "No admin action in an identity provider went around the verification."
+        return f'<p class="note" id="no-bypasses">{text}</p>'
+    tables = "".join(
+        f'<table class="bypasses"><thead><tr><th scope="col" class="text">By {by}</th>'
+        '<th scope="col">Count</th></tr></thead><tbody>'
+        + "".join(
+            f'<tr class="{"high" if (by, name) == ("severity", "high") else ""}">'
+            f'<td class="text"><code>{escape(name)}</code></td><td>{_n(n)}</td></tr>'
+            for name, n in pairs
+        )
+        + "</tbody></table>"
+        for by, pairs in bypass_tables(b)
+    )
+    return f'<div class="scroll">{tables}</div>'
+
+
 DEFINITIONS = (
     ("Verification", "One request to Incode to check the identity of the employee on one "
      "ticket. It counts in the period when Deskgate opened it (when the flagged ticket reached "
@@ -192,6 +214,9 @@ DEFINITIONS = (
      "the result: work could have gone ahead for a caller nobody had verified."),
     ("Marker overturned", "A ticket showed verified without Deskgate having written it (set by "
      "hand, or the requester changed afterwards): Deskgate set it to error."),
+    ("Bypass", "An admin action in the identity provider (an MFA reset, an unlock, a password "
+     "reset) that no verified ticket explains: someone went around the verification. High: "
+     "the employee's last verification failed, or the employee is an admin."),
 )  # fmt: skip
 
 
@@ -210,6 +235,7 @@ def to_html(report: Report, generated: datetime) -> str:
             _card(_n(t.recoveries), "recoveries"),
             _card(_n(t.gates_lifted), "gates lifted early"),
             _card(_n(sum(o.count for o in report.overturned)), "markers overturned"),
+            _card(_n(report.bypasses.total), "bypasses"),
         )
     )
     definitions = "".join(f"<dt>{term}</dt><dd>{text}</dd>" for term, text in DEFINITIONS)
@@ -273,6 +299,11 @@ the ticket until the result is back. This page counts those checks.</p>
 <section>
 <h2>Gates lifted and markers overturned</h2>
 {_tampering(report)}
+<h2>Bypasses</h2>
+<p class="note">Admin actions in the identity provider that no verified ticket explains
+({_n(report.bypasses.total)}; break-glass actions, reported apart:
+{_n(report.bypasses.break_glass)}).</p>
+{_bypasses(report.bypasses)}
 </section>
 <section>
 <h2>How to read the numbers</h2>
