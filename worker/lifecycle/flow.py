@@ -547,14 +547,7 @@ class Flow:
             if now - changed < min_age:
                 too_new.append(f"the requester's {what} {seen}")
                 ready = max(ready, changed + min_age)
-        if too_new:
-            hours = config.destination_min_age_hours
-            raise Unverifiable(
-                "contact_too_new",
-                f"{'; '.join(too_new)}: less than {hours:g} hours ago, so no link is sent. "
-                "Confirm any recent change with the employee through a channel you trust; flag "
-                f"the ticket again after {notes.when(ready)}",
-            )
+        _refuse_too_new(too_new, config, ready)
 
     def _check_idp_ages(
         self, idp: IdentityProvider, user: IdpUser, config: DeskConfig, now: float
@@ -577,14 +570,7 @@ class Flow:
             if now - changed < min_age:
                 too_new.append(f"the employee's {what} changed at {notes.when(changed)}")
                 ready = max(ready, changed + min_age)
-        if too_new:
-            hours = config.destination_min_age_hours
-            raise Unverifiable(
-                "contact_too_new",
-                f"{'; '.join(too_new)}: less than {hours:g} hours ago, so no link is sent. "
-                "Confirm any recent change with the employee through a channel you trust; flag "
-                f"the ticket again after {notes.when(ready)}",
-            )
+        _refuse_too_new(too_new, config, ready)
 
     def _fail(self, v: Verification, now: float, why: str, code: str) -> Verification:
         """End ``v`` in error; ``code`` names the reason for machines (the audit trail)."""
@@ -918,3 +904,16 @@ def _until_recorded(write: Callable[[], T]) -> T:
                             "it answers", error=str(exc))  # fmt: skip
                 said = True
             time.sleep(RECORD_RETRY_SECONDS)
+
+
+def _refuse_too_new(too_new: list[str], config: DeskConfig, ready: float) -> None:
+    """No link while any field that decides the outcome is younger than the desk's
+    ``destination_min_age_hours``: the note names each one and when to flag again."""
+    if too_new:
+        hours = config.destination_min_age_hours
+        raise Unverifiable(
+            "contact_too_new",
+            f"{'; '.join(too_new)}: less than {hours:g} hours ago, so no link is sent. "
+            "Confirm any recent change with the employee through a channel you trust; flag "
+            f"the ticket again after {notes.when(ready)}",
+        )

@@ -500,15 +500,7 @@ class Store:
         def attempt() -> Any:
             prev, record = self._chain_head_and(v.id)
             return self._transition(
-                keys=[
-                    self._key("v", v.id),
-                    self._key("due"),
-                    self._key("open", v.desk, v.ticket_id),
-                    self._key("iv", interview),
-                    self.audit_key,
-                    *self._state_keys(),
-                    self.chain_key,
-                ],
+                keys=self._moving_keys(v, interview),
                 args=[
                     to.value,
                     v.state.value if overturn else ",".join(sorted(s.value for s in sources(to))),
@@ -563,6 +555,19 @@ class Store:
     def unschedule(self, vid: str) -> None:
         self.redis.zrem(self._key("due"), vid)
 
+    def _moving_keys(self, v: Verification, interview: str) -> list[str]:
+        """KEYS of the scripts that move a verification: record, due list, the ticket's open
+        key, the session index, the audit stream, the open states' indexes, the chain's head."""
+        return [
+            self._key("v", v.id),
+            self._key("due"),
+            self._key("open", v.desk, v.ticket_id),
+            self._key("iv", interview),
+            self.audit_key,
+            *self._state_keys(),
+            self.chain_key,
+        ]
+
     def abandon(self, v: Verification, now: float | None = None) -> None:
         """Drop ``v`` without an outcome (its ticket was deleted), in one step: the ticket's open
         marker if it still names ``v``, its place on the due list, and the retention TTL on its
@@ -573,15 +578,7 @@ class Store:
         def attempt() -> Any:
             prev, record = self._chain_head_and(v.id)
             return self._abandon(
-                keys=[
-                    self._key("v", v.id),
-                    self._key("due"),
-                    self._key("open", v.desk, v.ticket_id),
-                    self._key("iv", interview),
-                    self.audit_key,
-                    *self._state_keys(),
-                    self.chain_key,
-                ],
+                keys=self._moving_keys(v, interview),
                 args=[v.id, self.retention, self.audit_max_events,
                       self.chain.seal(audit.entry(head, record), prev)],
             )  # fmt: skip
