@@ -25,6 +25,7 @@ from sandbox.common import Server, serve
 from tests.conftest import TEST_CHAIN, settings_data
 from tests.unit.test_flow import DESK, MemoryDesk, Queue, ScriptedIncode
 from worker import audit
+from worker.audit.chain import verify
 from worker.commands.report.aggregate import build
 from worker.commands.report.formats import to_csv, to_table
 from worker.idp.grants import Grants
@@ -295,6 +296,9 @@ def test_the_sweep_expires_an_unused_grant_once(w: IdpWorld, api: httpx.Client) 
     w.flow.sweep(w.clock[0] + 16 * 60)
     w.flow.sweep(w.clock[0] + 17 * 60)
     assert len(w.events("grant.expired")) == 1
+    # The grant's events are links of the audit chain like every other: the trail verifies.
+    checked = verify(w.store.redis, w.store.prefix, w.store.chain)
+    assert checked.broken is None and checked.checked >= 4
 
 
 def test_another_requester_cannot_use_the_grant(w: IdpWorld, api: httpx.Client) -> None:
@@ -425,7 +429,7 @@ def test_two_presses_at_once_reserve_the_grant_once(w: IdpWorld, api: httpx.Clie
     make_user(api)
     w.desk.add("42")
     w.verify()
-    grants = Grants(w.store.redis, w.store.prefix)
+    grants = Grants(w.store)
     grant = grants.get(DESK, "42")
     assert grant is not None
     now = w.clock[0]

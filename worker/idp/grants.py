@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from redis import Redis
-
 from worker import audit
+from worker.lifecycle.store import Store
 
 KEPT_AFTER = 86400  # a lapsed or used grant is kept this long, to say why a request is refused
 
@@ -39,20 +38,22 @@ Refusal = Literal[
 ]
 
 # The transitions that are a grant's own events (opened, used, expired) append them in the same
-# step (``audit.LUA``), with the verification's fields: no transition without its event.
-# KEYS: grant, due index, audit stream
-# ARGV: verification id, expires at, ttl, audit max, record key prefix, n, head (n), field, value...
+# step, sealed on the audit chain (``Store.sealed_step``), with the verification's fields: no
+# transition without its event. Each returns the entry, {} (nothing to do) or {'stale'}.
+# KEYS: grant, due index, audit stream, chain head, verification record
+# ARGV: verification id, expires at, ttl, audit max, sealed entry, field, value...
 # Opening is idempotent: a grant already opened for this verification is left as it is.
 _OPEN = (
     audit.LUA
     + """
 if redis.call('HGET', KEYS[1], 'verification') == ARGV[1] then return {} end
-local n = tonumber(ARGV[6])
+local sealed = cjson.decode(ARGV[5])
+if not audit_ready(KEYS[4], KEYS[5], {}, sealed) then return {'stale'} end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 7 + n))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[1])
-return audit(KEYS[3], ARGV[4], ARGV[5] .. ARGV[1], {unpack(ARGV, 7, 6 + n)})
+return audit_append(KEYS[3], KEYS[4], ARGV[4], sealed)
 """
 )
 
@@ -84,31 +85,33 @@ redis.call('ZADD', KEYS[2], ARGV[1], KEYS[1])
 return 1
 """
 
-# KEYS: grant, due index, audit stream   ARGV: now, audit max, record key prefix, n, head (n)
-# An open grant past its end lapses, once.
+# KEYS: grant, due index, audit stream, chain head, verification record
+# ARGV: now, audit max, sealed entry. An open grant past its end lapses, once.
 _EXPIRE = (
     audit.LUA
     + """
-local state, expires, vid = unpack(
-  redis.call('HMGET', KEYS[1], 'state', 'expires_at', 'verification'))
+local state, expires = unpack(redis.call('HMGET', KEYS[1], 'state', 'expires_at'))
 if state ~= 'open' then redis.call('ZREM', KEYS[2], KEYS[1]) return {} end
 if tonumber(ARGV[1]) < tonumber(expires) then return {} end
+local sealed = cjson.decode(ARGV[3])
+if not audit_ready(KEYS[4], KEYS[5], {}, sealed) then return {'stale'} end
 redis.call('HSET', KEYS[1], 'state', 'expired')
 redis.call('ZREM', KEYS[2], KEYS[1])
-return audit(KEYS[3], ARGV[2], ARGV[3] .. vid, {unpack(ARGV, 5, 4 + tonumber(ARGV[4]))})
+return audit_append(KEYS[3], KEYS[4], ARGV[2], sealed)
 """
 )
 
-# KEYS: grant, audit stream
-# ARGV: result, request id, audit max, record key prefix, n, head (n)
-# The reserved grant's call reached the IdP: used for good.
+# KEYS: grant, audit stream, chain head, verification record
+# ARGV: result, request id, audit max, sealed entry. The reserved grant's call reached the IdP:
+# used for good.
 _USED = (
     audit.LUA
     + """
-local state, vid = unpack(redis.call('HMGET', KEYS[1], 'state', 'verification'))
-if state ~= 'reserved' then return {} end
+if redis.call('HGET', KEYS[1], 'state') ~= 'reserved' then return {} end
+local sealed = cjson.decode(ARGV[4])
+if not audit_ready(KEYS[3], KEYS[4], {}, sealed) then return {'stale'} end
 redis.call('HSET', KEYS[1], 'state', 'used', 'result', ARGV[1], 'request_id', ARGV[2])
-return audit(KEYS[2], ARGV[3], ARGV[4] .. vid, {unpack(ARGV, 6, 5 + tonumber(ARGV[5]))})
+return audit_append(KEYS[2], KEYS[3], ARGV[3], sealed)
 """
 )
 
@@ -146,24 +149,16 @@ class Grant:
 
 
 class Grants:
-    def __init__(
-        self,
-        redis: Redis[str],
-        prefix: str,
-        *,
-        audit_max_events: int = 500_000,
-    ) -> None:
-        self.redis = redis
-        self.prefix = prefix
-        self.audit_max_events = audit_max_events
-        self.due_key = f"{prefix}:grants:due"
-        self._open = redis.register_script(_OPEN)
-        self._reserve = redis.register_script(_RESERVE)
-        self._release = redis.register_script(_RELEASE)
-        self._expire = redis.register_script(_EXPIRE)
-        self._used = redis.register_script(_USED)
-        self.stream = audit.stream_key(prefix)
-        self.record_prefix = f"{prefix}:v:"
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+        self.prefix = store.prefix
+        self.due_key = f"{store.prefix}:grants:due"
+        self._open = self.redis.register_script(_OPEN)
+        self._reserve = self.redis.register_script(_RESERVE)
+        self._release = self.redis.register_script(_RELEASE)
+        self._expire = self.redis.register_script(_EXPIRE)
+        self._used = self.redis.register_script(_USED)
 
     def key(self, desk: str, ticket_id: str) -> str:
         return f"{self.prefix}:grant:{desk}:{ticket_id}"
@@ -172,15 +167,11 @@ class Grants:
         raw = self.redis.hgetall(self.key(desk, ticket_id))
         return Grant.from_hash(raw) if raw else None
 
-    def _head(self, event: str, grant: Grant, now: float) -> list[str]:
-        """An event's own fields, as ``audit.LUA`` takes them, with its count first."""
-        head = [*audit.head(event, now), "agent", grant.agent, "action", grant.action,
-                "idp_request", grant.request_id]  # fmt: skip
-        return [str(len(head)), *head]
-
-    def _recorded(self, entry: list[str]) -> bool:
-        if entry:
-            audit.notify(dict(zip(entry[::2], entry[1::2], strict=True)))
+    def _step(self, event: str, grant: Grant, now: float, run: Any) -> bool:
+        """``run(sealed, record key)`` as one sealed step of ``grant``'s verification, its event
+        carrying what the grant adds (docs/audit.md); True when it appended."""
+        fields = {"agent": grant.agent, "action": grant.action, "idp_request": grant.request_id}
+        entry = self.store.sealed_step(grant.verification, audit.head(event, now), run, **fields)
         return bool(entry)
 
     def open(self, grant: Grant) -> bool:
@@ -188,21 +179,16 @@ class Grants:
         key = self.key(grant.desk, grant.ticket_id)
         ttl = int(grant.expires_at - grant.opened_at) + KEPT_AFTER
         flat = [item for pair in grant.to_hash().items() for item in pair]
-        head = self._head("grant.opened", grant, grant.opened_at)
-        return self._recorded(
-            self._open(
-                keys=[key, self.due_key, self.stream],
-                args=[
-                    grant.verification,
-                    grant.expires_at,
-                    ttl,
-                    self.audit_max_events,
-                    self.record_prefix,
-                    *head,
-                    *flat,
-                ],
-            )
-        )
+        store = self.store
+
+        def run(sealed: str, record: str) -> Any:
+            return self._open(
+                keys=[key, self.due_key, store.audit_key, store.chain_key, record],
+                args=[grant.verification, grant.expires_at, ttl, store.audit_max_events, sealed,
+                      *flat],
+            )  # fmt: skip
+
+        return self._step("grant.opened", grant, grant.opened_at, run)
 
     def revoke(self, desk: str, ticket_id: str) -> None:
         """A new verification of the ticket started: an older result's grant no longer
@@ -226,25 +212,33 @@ class Grants:
         """The reserved grant's call reached the IdP (``result`` done, or unanswered): used for
         good, whatever follows; audited ``grant.used``."""
         key = self.key(grant.desk, grant.ticket_id)
-        head = self._head("grant.used", replace(grant, request_id=request_id), now)
-        self._recorded(
-            self._used(
-                keys=[key, self.stream],
-                args=[result, request_id, self.audit_max_events, self.record_prefix, *head],
+        store = self.store
+
+        def run(sealed: str, record: str) -> Any:
+            return self._used(
+                keys=[key, store.audit_key, store.chain_key, record],
+                args=[result, request_id, store.audit_max_events, sealed],
             )
-        )
+
+        self._step("grant.used", replace(grant, request_id=request_id), now, run)
 
     def expire_due(self, now: float, limit: int = 500) -> int:
         """Lapse the open grants whose time is up; each audited ``grant.expired`` once."""
         expired = 0
+        store = self.store
         for key in self.redis.zrangebyscore(self.due_key, "-inf", now, start=0, num=limit):
             raw = self.redis.hgetall(key)
-            head = self._head("grant.expired", Grant.from_hash(raw), now) if raw else ["0"]
-            entry = self._expire(
-                keys=[key, self.due_key, self.stream],
-                args=[now, self.audit_max_events, self.record_prefix, *head],
-            )
-            expired += self._recorded(entry)
+            if not raw:  # gone (revoked): nothing to lapse
+                self.redis.zrem(self.due_key, key)
+                continue
+
+            def run(sealed: str, record: str, key: str = key) -> Any:
+                return self._expire(
+                    keys=[key, self.due_key, store.audit_key, store.chain_key, record],
+                    args=[now, store.audit_max_events, sealed],
+                )
+
+            expired += self._step("grant.expired", Grant.from_hash(raw), now, run)
         return expired
 
     def audit(
@@ -262,8 +256,10 @@ class Grants:
         (``agent``, ``action``, ``idp_request``: docs/audit.md). ``detail``: the masked contact
         acted on, if any."""
         record = self.redis.hgetall(f"{self.prefix}:v:{grant.verification}")
-        entry = audit.entry(
-            audit.head(event, now, code),
+        self.store.ticket_event(
+            event,
+            code,
+            now,
             record,
             desk=grant.desk,
             reason=grant.reason,
@@ -275,7 +271,3 @@ class Grants:
             idp_request=grant.request_id if idp_request is None else idp_request,
             detail=detail,
         )
-        self.redis.xadd(
-            audit.stream_key(self.prefix), entry, maxlen=self.audit_max_events, approximate=True
-        )
-        audit.notify(entry)

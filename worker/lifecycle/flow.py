@@ -122,9 +122,7 @@ class Flow:
         # worker asks Incode again for the same ticket before then. Settings refuse a deadline
         # whose window would outlast the lock.
         self.ask_window = rt.settings.http_deadline_seconds + CLOCK_MARGIN
-        self.grants = Grants(
-            rt.store.redis, rt.store.prefix, audit_max_events=rt.store.audit_max_events
-        )
+        self.grants = Grants(rt.store)
         self.ledger = IdpLedger(rt.store.redis, rt.store.prefix, rt.store.retention)
         self.act = Act(rt, self.grants, self.ledger, clock)
 

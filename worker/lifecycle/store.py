@@ -625,6 +625,25 @@ class Store:
         is known of the ticket when no verification is recorded."""
         self._append_event(audit.entry(audit.head(event, now, code), _strings(record), **fields))
 
+    def sealed_step(
+        self, vid: str, head: list[str], run: Callable[[str, str], Any], **fields: str
+    ) -> Any:
+        """For another module's script that changes its own keys and appends its event in the
+        same step (``worker.idp.grants``): ``run(sealed, record key)`` until it appends (or has
+        nothing to append), ``sealed`` being the event (``head``, ``vid``'s record, ``fields``)
+        sealed on the chain's head. The script calls ``audit_ready`` with the record key before
+        it changes anything, and ``audit_append`` last."""
+
+        def attempt() -> Any:
+            prev, record = self._chain_head_and(vid)
+            sealed = self.chain.seal(audit.entry(head, record, **fields), prev)
+            return run(sealed, self._key("v", vid))
+
+        entry = self._chained(attempt)
+        if entry:
+            audit.notify(_pairs(entry))
+        return entry
+
     def _append_event(self, fields: dict[str, str]) -> None:
         entry = self._chained(
             lambda: self._append(
