@@ -102,10 +102,18 @@ def _note_with(desk: DeskDriver, ticket: str, text: str) -> Callable[[], bool]:
     return lambda: any(text in note for note in desk.notes(ticket))
 
 
+def _show(driver: DeskDriver, ticket: str, who: str, what: str) -> None:
+    """The ticket's timeline, as the demo's first part prints it."""
+    print(f"{driver.desk:<16} {who} ({what})")
+    for note in driver.notes(ticket):
+        print(f"    note: {note.splitlines()[0]}")
+    print(f"    marker: {driver.view(ticket).marker}")
+
+
 def _play_reset(stack: Stack, people: People, desk: str, failures: list[str]) -> None:
     kind, idp, own_app = IDP_DESKS[desk]
     driver = stack.driver(kind)
-    email = f"lena.hoff@{idp}.acme.test"
+    email = f"lena.hoff@{idp.removeprefix('acme_')}.acme.test"
     user_id = people.add(kind, email)
     stack.enrol(email)
     ticket = driver.create_ticket("Lena Hoff", email, "Lost my phone, please reset my MFA")
@@ -121,7 +129,7 @@ def _play_reset(stack: Stack, people: People, desk: str, failures: list[str]) ->
     wait_for(_note_with(driver, ticket, "has already been used"), WAIT, "the refusal note")
     resets = people.resets_of(kind, user_id)
     expected = [own_app] * (1 if kind == "zendesk" else 2)  # Entra: the two methods
-    print(f"{desk:<16} {idp}: Lena Hoff verified, her MFA reset by Deskgate's app, once")
+    _show(driver, ticket, "Lena Hoff", f"passes; an agent asks twice for an MFA reset in {idp}")
     if resets != expected:
         failures.append(f"{idp}'s log of Lena Hoff's MFA resets: {resets}, expected {expected}")
 
@@ -129,24 +137,24 @@ def _play_reset(stack: Stack, people: People, desk: str, failures: list[str]) ->
 def _play_refusals(stack: Stack, people: People, desk: str, failures: list[str]) -> None:
     kind, idp, _ = IDP_DESKS[desk]
     driver = stack.driver(kind)
-    admin = f"olaf.admin@{idp}.acme.test"
+    admin = f"olaf.admin@{idp.removeprefix('acme_')}.acme.test"
     admin_id = people.add(kind, admin, admin=True)
     stack.enrol(admin)
     ticket = driver.create_ticket("Olaf Admin", admin, "Lost my phone, please reset my MFA")
     driver.flag(ticket, REASON)
     wait_for(_note_with(driver, ticket, "another process"), WAIT, "the privileged note")
-    print(f"{desk:<16} {idp}: Olaf Admin (an administrator) refused, no link")
+    _show(driver, ticket, "Olaf Admin", f"an administrator in {idp}: no link")
     if stack.sessions(admin) or people.resets_of(kind, admin_id):
         failures.append(f"{desk} #{ticket}: an administrator got a link or an action")
     if kind != "zendesk":
         return
     # An agent asks on a ticket nobody verified: nothing happens but a note.
-    email = f"mia.stone@{idp}.acme.test"
+    email = f"mia.stone@{idp.removeprefix('acme_')}.acme.test"
     user_id = people.add(kind, email)
     ticket = driver.create_ticket("Mia Stone", email, "Please reset my MFA")
     driver.ask_action(ticket, "reset_mfa")
     wait_for(_note_with(driver, ticket, "no verified result"), WAIT, "the no-grant note")
-    print(f"{desk:<16} {idp}: Mia Stone's reset asked without verification: refused")
+    _show(driver, ticket, "Mia Stone", "an MFA reset asked, never verified")
     if people.resets_of(kind, user_id):
         failures.append(f"{idp} acted on Mia Stone without a verified result")
 
