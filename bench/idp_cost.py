@@ -137,7 +137,9 @@ def main() -> None:
             f"**{_per_minute(ceiling)} verified resets a minute**.\n\n{calls}\n\n{limits}"
         )
     body = (
-        f"{now_utc()}, {machine()}; {n} verified lifecycles with an MFA reset per IdP.\n\n"
+        "### 4c. Identity providers: calls per verified reset, and the vendors' ceilings\n\n"
+        f"`python -m bench.idp_cost --lifecycles {n}` — {now_utc()}; {machine()}.\n"
+        "Verified lifecycles with an MFA reset, per IdP (the demo's IdP desks).\n\n"
         + "\n\n".join(sections)
     )
     print(body)
