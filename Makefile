@@ -70,7 +70,8 @@ faults: install
 
 # Benchmarks: figures, not tests (Redis database 12, loopback only); about 30 minutes in all,
 # each writes its table into docs/performance.md. One alone: `$(BIN)/python -m bench.latency`
-# (or throughput, ingest, cost). wrk (apt-get install wrk) is used by bench.ingest when present.
+# (or throughput, ingest, cost, idp_cost). wrk (apt-get install wrk) is used by bench.ingest
+# when present.
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.latency
@@ -80,6 +81,7 @@ bench: install
 	$(BIN)/python -m bench.throughput --metrics-cost --rounds 5 --tickets 1000 --profiles none
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.cost
+	$(BIN)/python -m bench.idp_cost
 
 demo: install
 	$(BIN)/deskgate demo

@@ -23,7 +23,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from config.privacy import display_url
-from sandbox import demo_bypass
+from sandbox import demo_bypass, demo_idp
 from sandbox.driver import DeskDriver
 from sandbox.registry import DESKS, SIMULATORS
 from sandbox.stack import METRICS_TOKEN, Stack, StackOptions, free_port, wait_for
@@ -228,8 +228,10 @@ def run_demo(keep_redis: bool = False) -> int:
     url, which, embedded = _redis_or_embedded()
     print(f"Deskgate demo: using {which}")
     prefix, queue = "demo", "deskgate-demo"
+    idp_prefix, idp_queue = "demo-idp", "deskgate-demo-idp"  # the IdP part's own stack
     if not keep_redis:
         _clear(url, prefix, queue)
+        _clear(url, idp_prefix, idp_queue)
     employees = frozenset(c.email for c in CASES if c.email and c.enrolled)
     options = StackOptions(
         redis_url=url,
@@ -277,6 +279,7 @@ def run_demo(keep_redis: bool = False) -> int:
         failures += demo_bypass.run(stack)
         print(f"\n{metrics_summary(stack)}")
         failures += _report(stack, since)
+    failures += demo_idp.run(url, idp_prefix, idp_queue, since)
     if embedded is not None:
         embedded.shutdown()
     if failures:
@@ -311,6 +314,9 @@ def _report(stack: Stack, since: str) -> list[str]:
         tally = counted.setdefault(group["desk"], Counter())
         for field in ("verifications", "verified", "failed", "expired", "error", "gates_lifted"):
             tally[field] += group[field]
+        # No desk here has an IdP: no grant is opened and no action performed.
+        tally.update({f"grants_{k}": v for k, v in group["grants"].items()})
+        tally.update({f"actions_{k}": v for k, v in group["actions"].items()})
     for overturned in data["markers_overturned"]:
         counted.setdefault(overturned["desk"], Counter())["overturned"] += overturned["count"]
     failures = []

@@ -52,6 +52,11 @@ class DeskDriver(Protocol):
         """Someone sets Deskgate's marker by hand, as themselves; returns who."""
         ...
 
+    def ask_action(self, ticket_id: str, action: str) -> None:
+        """The driver's agent asks Deskgate for an IdP action (``reset_mfa``...) on the
+        ticket, as the desk lets agents: Zendesk's macro, ServiceNow's UI action."""
+        ...
+
     def edit(
         self, ticket_id: str, *, subject: str | None = None, status: AgentStatus | None = None
     ) -> None: ...

@@ -275,6 +275,27 @@ def test_a_verified_result_grants_one_action_performed_once_by_deskgate(
     assert w.events("grant.refused")[-1]["code"] == "grant_used"
 
 
+def test_a_password_reset_puts_no_secret_in_the_note_or_the_audit_trail(
+    redis: Redis[str], server: Server, api: httpx.Client
+) -> None:
+    """Okta e-mails the reset link to the employee (sendEmail=true): no reset URL ever reaches
+    Deskgate, and neither it, Deskgate's credential nor the full address is written anywhere."""
+    w = idp_world(redis, server, actions=["reset_password"])
+    user = make_user(api)
+    w.desk.add("42")
+    w.verify()
+    done = w.press("reset_password")
+    assert "Reset password done in 'acme_okta'" in done
+    [mail] = api.get("/_sandbox/emails").json()["emails"]
+    assert (mail["kind"], mail["user"]) == ("reset_password", user)  # the link went by e-mail
+    written = "\n".join(
+        [text for _, text in w.desk.notes["42"]]
+        + [str(e) for _, e in redis.xrange(w.store.audit_key)]
+    )
+    for secret in (SIM.api_token, "reset_password/", "jane@acme.test"):
+        assert secret not in written
+
+
 def test_a_grant_lapses_after_grant_minutes(w: IdpWorld, api: httpx.Client) -> None:
     make_user(api, factors=["push"])
     w.desk.add("42")
