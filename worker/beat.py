@@ -22,6 +22,8 @@ from celery.beat import PersistentScheduler
 from redis import Redis
 from redis.exceptions import RedisError
 
+from worker.redis_client import connect
+
 log = structlog.get_logger("deskgate.beat")
 
 LOCK_TTL_SECONDS = 30.0
@@ -55,9 +57,7 @@ class SingleBeat(PersistentScheduler):  # type: ignore[misc] # Celery ships no t
         super().__init__(*args, **kwargs)
         self.lock_key: str = self.app.conf.deskgate_beat_lock
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        self.redis: Redis[str] = Redis.from_url(
-            self.app.conf.broker_url, decode_responses=True, socket_timeout=5
-        )
+        self.redis: Redis[str] = connect(self.app.conf.deskgate_redis_url, socket_timeout=5)
         self._take = self.redis.register_script(_HOLD)
         self._release = self.redis.register_script(_RELEASE)
         self.holding = False

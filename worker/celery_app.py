@@ -52,6 +52,9 @@ def make_celery(settings: Settings) -> Celery:
         beat_scheduler="worker.beat:SingleBeat",
         beat_max_loop_interval=LOOP_SECONDS,
         deskgate_beat_lock=lock_key(settings.key_prefix),
+        # The store's Redis as Deskgate names it (a sentinel:// URL included), for beat's lock:
+        # the broker URL is kombu's form, which a Redis client cannot read.
+        deskgate_redis_url=settings.redis_url,
         beat_schedule={
             **{
                 f"poll-{name}": {

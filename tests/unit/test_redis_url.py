@@ -3,6 +3,8 @@ store read the same setting, and a bad one stops start-up naming the field."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kombu.transport import redis as kombu_redis
 from redis.sentinel import SentinelConnectionPool
@@ -98,3 +100,17 @@ def test_the_celery_broker_and_the_store_both_go_through_the_sentinels() -> None
         # The data nodes' password is not the sentinels' (they are asked without one).
         sentinel = pool.sentinel_manager.sentinels[0]
         assert sentinel.connection_pool.connection_kwargs.get("password") is None
+
+
+def test_every_product_redis_client_goes_through_connect() -> None:
+    """A client built from the URL by hand cannot read a ``sentinel://`` URL: setup's audit
+    event and beat's lock each did, and the Sentinel fault scenario failed at set-up."""
+    root = Path(__file__).resolve().parents[2]
+    by_hand = [
+        f"{path.relative_to(root)}:{n}"
+        for package in ("config", "connectors", "webhooks", "worker")
+        for path in sorted((root / package).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "Redis.from_url(" in line and path.name != "redis_client.py"
+    ]
+    assert by_hand == []

@@ -41,6 +41,7 @@ from connectors.provisioning import (
 from connectors.registry import KINDS, load_settings
 from worker.audit.chain import Chain
 from worker.lifecycle.store import Store
+from worker.redis_client import connect
 
 ROTATION = (
     "To rotate the signing secret: `deskgate setup {desk} --rotate-secret --env-file F` (or "
@@ -203,9 +204,7 @@ def operator() -> str:
 def record(settings: Settings, desk: str, changes: list[Change], *, rotated: bool) -> None:
     """The audit events of a setup run that was not a dry run: ``setup.applied`` naming the
     objects it created, updated or wrote (or none), and ``secret.rotated`` for a rotation."""
-    redis: Redis[str] = Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_timeout=settings.http_timeout_seconds
-    )
+    redis: Redis[str] = connect(settings.redis_url, socket_timeout=settings.http_timeout_seconds)
     store = Store(redis, settings.key_prefix, settings.retention_days * 86400,
                   chain=Chain.of(settings), audit_max_events=settings.audit_max_events)  # fmt: skip
     done = [f"{c.action} {c.kind} {c.name!r}" for c in changes if c.action != Action.UNCHANGED]
