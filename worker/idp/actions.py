@@ -164,7 +164,7 @@ class Act:
             note = (
                 f"{HEADLINE}: {label} done in {grant.idp!r} for the verified employee "
                 f"(asked by {grant.agent}; the IdP's request id {request_id or 'not given'}). "
-                f"{done.expect}"
+                f"What to tell the employee, on their contact of record: {done.expect}"
             )
         clear(desk, ticket, f"{note}\n{notes.VERIFICATION_LINE} {grant.verification}\n"
                             f"{notes.SIGN_OFF}")  # fmt: skip
